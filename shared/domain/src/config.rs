@@ -1,0 +1,478 @@
+//! The merchant's channel configuration: which accounts exist on which channels, how to reach them,
+//! how fast we may call them, how often each kind of data syncs, what stock each channel may show and
+//! how channel SKUs map to master SKUs.
+//!
+//! Mapping and business rules live here, in a validated TOML file (see `infra/channels.example.toml`),
+//! not in code. It is parsed and validated once per cold start; every error names the file, the path
+//! inside it and what is wrong. Secrets are never in this file, only the Secrets Manager names.
+
+use std::{collections::BTreeMap, fmt, path::Path, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountId, Channel, ChannelSku, OversellAction, Sku};
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: at `{path}`: {message}")]
+    Invalid { file: String, path: String, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Configuration format version; only `1` exists.
+    pub version: u32,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    /// Bundles and kits: selling one bundle reserves its components.
+    #[serde(default)]
+    pub bundles: Vec<Bundle>,
+}
+
+/// One merchant account on one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub channel: Channel,
+    pub account: AccountId,
+    /// The channel API version this account is pinned to (`2026-07`, `v3`, `202309`, ...).
+    pub api_version: String,
+    /// Secrets Manager name of the credentials; never the secret itself.
+    pub secret: String,
+    /// Base URL of the channel API. Overridable so tests and the local pipeline use simulators.
+    pub endpoint: String,
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    pub rate_limit: RateLimit,
+    /// Upper bound on concurrent consumers of this account's push queue.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: u32,
+    #[serde(default)]
+    pub sync: SyncCadences,
+    #[serde(default)]
+    pub stock: StockRules,
+    /// Channel SKU -> master SKU. SKUs absent here are kept as they are, and flagged.
+    #[serde(default)]
+    pub sku_map: BTreeMap<ChannelSku, Sku>,
+    /// Channel-specific identifiers the connector needs (location id, sales channel id, shop id,
+    /// marketplace id, warehouse id...). Free-form on purpose: each connector validates its own keys.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_concurrency() -> u32 {
+    2
+}
+
+/// A channel's documented request allowance, enforced before sending.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RateLimit {
+    /// Shopify-style: a bucket of `capacity` that drains `leak_per_second`.
+    LeakyBucket { capacity: f64, leak_per_second: f64 },
+    /// Amazon/TikTok/Etsy-style: `rate_per_second` sustained, `burst` at once.
+    TokenBucket { rate_per_second: f64, burst: u32 },
+    /// BigCommerce/Zalando-style: `requests` per `window_seconds`.
+    FixedWindow { requests: u32, window_seconds: u32 },
+    /// No platform limit (WooCommerce: host dependent).
+    Unlimited,
+}
+
+/// How often each kind of data is synchronised for an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncCadences {
+    pub orders: Cadence,
+    pub stock: Cadence,
+    pub prices: Cadence,
+    pub images: Cadence,
+    /// Reconciliation by polling, to catch lost webhooks.
+    pub reconcile: Cadence,
+}
+
+impl Default for SyncCadences {
+    fn default() -> Self {
+        Self {
+            orders: Cadence::Realtime,
+            stock: Cadence::Every(Duration::from_secs(5 * 60)),
+            prices: Cadence::Every(Duration::from_secs(3600)),
+            images: Cadence::Every(Duration::from_secs(86_400)),
+            reconcile: Cadence::Every(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+/// `realtime`, `on_demand`, or a period such as `30s`, `5m`, `1h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    Realtime,
+    OnDemand,
+    Every(Duration),
+}
+
+impl FromStr for Cadence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "realtime" => return Ok(Cadence::Realtime),
+            "on_demand" => return Ok(Cadence::OnDemand),
+            _ => {}
+        }
+        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 =
+            num.parse().map_err(|_| format!("invalid cadence {s:?}: expected realtime, on_demand or e.g. 5m"))?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("invalid cadence {s:?}: unit must be s, m, h or d")),
+        };
+        if secs == 0 {
+            return Err(format!("invalid cadence {s:?}: must be positive"));
+        }
+        Ok(Cadence::Every(Duration::from_secs(secs)))
+    }
+}
+
+impl fmt::Display for Cadence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cadence::Realtime => f.write_str("realtime"),
+            Cadence::OnDemand => f.write_str("on_demand"),
+            Cadence::Every(d) => {
+                let s = d.as_secs();
+                if s % 86_400 == 0 {
+                    write!(f, "{}d", s / 86_400)
+                } else if s % 3600 == 0 {
+                    write!(f, "{}h", s / 3600)
+                } else if s % 60 == 0 {
+                    write!(f, "{}m", s / 60)
+                } else {
+                    write!(f, "{s}s")
+                }
+            }
+        }
+    }
+}
+
+impl Serialize for Cadence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cadence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What stock a channel may show, derived from the ledger's `available`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockRules {
+    /// Units held back from this channel (safety stock).
+    #[serde(default)]
+    pub buffer: u32,
+    /// Never list more than this many.
+    #[serde(default)]
+    pub max_listed: Option<u32>,
+    /// List only this share of what is available (1..=100), rounded down.
+    #[serde(default = "default_percent")]
+    pub percent: u8,
+    /// Below this many publishable units, list zero (end the listing).
+    #[serde(default)]
+    pub end_when_below: u32,
+    /// What to do with an order that cannot be fully reserved.
+    #[serde(default)]
+    pub oversell: OversellAction,
+}
+
+fn default_percent() -> u8 {
+    100
+}
+
+impl Default for StockRules {
+    fn default() -> Self {
+        Self { buffer: 0, max_listed: None, percent: 100, end_when_below: 0, oversell: OversellAction::Hold }
+    }
+}
+
+impl StockRules {
+    /// The quantity to publish to the channel for a ledger `available`: minus the buffer, times the
+    /// percentage (rounded down), capped by `max_listed`, zero below `end_when_below`, never negative.
+    pub fn publishable(&self, available: i64) -> u32 {
+        let after_buffer = available.saturating_sub(i64::from(self.buffer)).max(0);
+        let share = after_buffer * i64::from(self.percent) / 100;
+        let capped = self.max_listed.map_or(share, |m| share.min(i64::from(m)));
+        let q = u32::try_from(capped.max(0)).unwrap_or(u32::MAX);
+        if q < self.end_when_below { 0 } else { q }
+    }
+}
+
+/// A bundle (kit) SKU made of component SKUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub sku: Sku,
+    pub components: Vec<BundleComponent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleComponent {
+    pub sku: Sku,
+    pub quantity: u32,
+}
+
+impl ChannelConfig {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Invalid {
+            file: file.to_owned(),
+            path: String::new(),
+            message: e.message().to_owned(),
+        })?;
+        let config: ChannelConfig = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Invalid {
+            file: file.to_owned(),
+            path: e.path().to_string(),
+            message: e.inner().message().to_owned(),
+        })?;
+        config.validate().map_err(|(path, message)| ConfigError::Invalid { file: file.to_owned(), path, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.version != 1 {
+            return Err(("version".into(), format!("unsupported configuration version {}; expected 1", self.version)));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            let at = |field: &str| format!("accounts[{i}].{field}");
+            if !seen.insert((a.channel, a.account.clone())) {
+                return Err((at("account"), format!("duplicate account {}:{}", a.channel, a.account)));
+            }
+            validate_api_version(a.channel, &a.api_version).map_err(|m| (at("api_version"), m))?;
+            if a.secret.trim().is_empty() || a.secret.contains(char::is_whitespace) {
+                return Err((at("secret"), "must be a Secrets Manager secret name".into()));
+            }
+            if !(a.endpoint.starts_with("https://")
+                || a.endpoint.starts_with("http://127.")
+                || a.endpoint.starts_with("http://localhost"))
+            {
+                return Err((
+                    at("endpoint"),
+                    format!("{:?} must be an https URL (plain http only on loopback)", a.endpoint),
+                ));
+            }
+            validate_rate_limit(&a.rate_limit).map_err(|m| (at("rate_limit"), m))?;
+            if a.max_concurrency == 0 || a.max_concurrency > 1000 {
+                return Err((at("max_concurrency"), "must be between 1 and 1000".into()));
+            }
+            if !(1..=100).contains(&a.stock.percent) {
+                return Err((
+                    at("stock.percent"),
+                    format!("{} is not a percentage between 1 and 100", a.stock.percent),
+                ));
+            }
+            if a.channel == Channel::Zalando
+                && let Cadence::Every(d) = a.sync.stock
+                && d > Duration::from_secs(600)
+            {
+                return Err((at("sync.stock"), format!("{} exceeds Zalando's 10 minute stock SLA", a.sync.stock)));
+            }
+            for key in required_settings(a.channel) {
+                if !a.settings.contains_key(*key) {
+                    return Err((at("settings"), format!("missing `{key}`, required for {}", a.channel)));
+                }
+            }
+        }
+        let mut bundles = std::collections::BTreeSet::new();
+        for (i, b) in self.bundles.iter().enumerate() {
+            if !bundles.insert(b.sku.clone()) {
+                return Err((format!("bundles[{i}].sku"), format!("duplicate bundle {}", b.sku)));
+            }
+            if b.components.is_empty() {
+                return Err((format!("bundles[{i}].components"), "a bundle needs at least one component".into()));
+            }
+            for (j, c) in b.components.iter().enumerate() {
+                if c.quantity == 0 {
+                    return Err((format!("bundles[{i}].components[{j}].quantity"), "must be at least 1".into()));
+                }
+                if c.sku == b.sku {
+                    return Err((format!("bundles[{i}].components[{j}].sku"), "a bundle cannot contain itself".into()));
+                }
+            }
+        }
+        for (i, b) in self.bundles.iter().enumerate() {
+            for (j, c) in b.components.iter().enumerate() {
+                if bundles.contains(&c.sku) {
+                    return Err((
+                        format!("bundles[{i}].components[{j}].sku"),
+                        format!("{} is itself a bundle; nest components directly", c.sku),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The account entry for a channel and account id, if configured and enabled.
+    pub fn account(&self, channel: Channel, account: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.channel == channel && a.account.as_str() == account && a.enabled)
+    }
+
+    pub fn bundle(&self, sku: &Sku) -> Option<&Bundle> {
+        self.bundles.iter().find(|b| &b.sku == sku)
+    }
+
+    /// Enabled accounts, in file order.
+    pub fn enabled_accounts(&self) -> impl Iterator<Item = &AccountConfig> {
+        self.accounts.iter().filter(|a| a.enabled)
+    }
+}
+
+impl AccountConfig {
+    /// Maps a channel SKU to the master SKU; `None` when unmapped.
+    pub fn master_sku(&self, channel_sku: &str) -> Option<&Sku> {
+        self.sku_map.iter().find(|(k, _)| k.as_str() == channel_sku).map(|(_, v)| v)
+    }
+
+    /// The channel SKU for a master SKU (first mapping wins), or the master SKU itself when unmapped.
+    pub fn channel_sku_for(&self, sku: &Sku) -> String {
+        self.sku_map.iter().find(|(_, v)| *v == sku).map_or_else(|| sku.to_string(), |(k, _)| k.to_string())
+    }
+
+    /// The name of this account's outbound push queue in the template (`Push<Channel>Queue`).
+    pub fn queue_key(&self) -> String {
+        format!("{}:{}", self.channel, self.account)
+    }
+}
+
+/// Settings keys each connector cannot work without.
+pub fn required_settings(channel: Channel) -> &'static [&'static str] {
+    match channel {
+        Channel::Shopify => &["location_id"],
+        Channel::Bigcommerce => &["location_id"],
+        Channel::Amazon => &["seller_id", "marketplace_id"],
+        Channel::Etsy => &["shop_id"],
+        Channel::Tiktok => &["warehouse_id", "app_key"],
+        Channel::Zalando => &["sales_channel_id"],
+        Channel::Woocommerce | Channel::Ebay => &[],
+    }
+}
+
+fn validate_api_version(channel: Channel, v: &str) -> Result<(), String> {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let ok = match channel {
+        // Quarterly YYYY-MM.
+        Channel::Shopify => {
+            v.len() == 7 && digits(&v[..4]) && &v[4..5] == "-" && matches!(&v[5..], "01" | "04" | "07" | "10")
+        }
+        Channel::Woocommerce => matches!(v, "v1" | "v2" | "v3"),
+        Channel::Bigcommerce => matches!(v, "v2" | "v3"),
+        // Per-API dated versions; pin the Orders API version here (v0 or a date).
+        Channel::Amazon => v == "v0" || (v.len() == 10 && digits(&v[..4]) && &v[4..5] == "-"),
+        Channel::Etsy => v == "v3",
+        Channel::Tiktok => v.len() == 6 && digits(v),
+        Channel::Zalando | Channel::Ebay => v.starts_with('v') && digits(&v[1..]),
+    };
+    if ok { Ok(()) } else { Err(format!("{v:?} is not a valid pinned {channel} API version")) }
+}
+
+fn validate_rate_limit(r: &RateLimit) -> Result<(), String> {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    match *r {
+        RateLimit::LeakyBucket { capacity, leak_per_second } if positive(capacity) && positive(leak_per_second) => {
+            Ok(())
+        }
+        RateLimit::TokenBucket { rate_per_second, burst } if positive(rate_per_second) && burst > 0 => Ok(()),
+        RateLimit::FixedWindow { requests, window_seconds } if requests > 0 && window_seconds > 0 => Ok(()),
+        RateLimit::Unlimited => Ok(()),
+        _ => Err("every rate-limit figure must be positive".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../infra/channels.example.toml");
+
+    #[test]
+    fn the_shipped_example_covers_every_channel_and_is_valid() {
+        let cfg = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        for c in Channel::ALL {
+            assert!(cfg.accounts.iter().any(|a| a.channel == c), "example misses {c}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_name_file_and_path() {
+        let text = EXAMPLE.replacen("api_version", "api_verison", 1);
+        let err = ChannelConfig::parse("x.toml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("x.toml: at `accounts[0]"), "{err}");
+        assert!(err.contains("api_verison"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_path() {
+        let text = EXAMPLE.replacen("percent = 100", "percent = 150", 1);
+        let err = ChannelConfig::parse("x.toml", &text).unwrap_err().to_string();
+        assert!(err.contains("stock.percent") && err.contains("150"), "{err}");
+    }
+
+    #[test]
+    fn zalando_stock_cadence_respects_the_sla() {
+        let text = EXAMPLE.replace("orders = \"5m\", stock = \"5m\"", "orders = \"5m\", stock = \"15m\"");
+        let err = ChannelConfig::parse("x.toml", &text).unwrap_err().to_string();
+        assert!(err.contains("Zalando") && err.contains("sync.stock"), "{err}");
+    }
+
+    #[test]
+    fn cadences_parse_and_print() {
+        for s in ["realtime", "on_demand", "30s", "5m", "1h", "1d"] {
+            assert_eq!(s.parse::<Cadence>().unwrap().to_string(), s);
+        }
+        assert!("5 minutes".parse::<Cadence>().is_err());
+        assert!("0m".parse::<Cadence>().is_err());
+    }
+
+    #[test]
+    fn publishable_quantity_applies_buffer_percent_cap_and_threshold() {
+        let rules = StockRules {
+            buffer: 2,
+            max_listed: Some(50),
+            percent: 50,
+            end_when_below: 3,
+            oversell: OversellAction::Hold,
+        };
+        assert_eq!(rules.publishable(200), 50, "capped");
+        assert_eq!(rules.publishable(22), 10, "(22-2)*50%");
+        assert_eq!(rules.publishable(7), 0, "(7-2)*50% = 2 < 3 ends the listing");
+        assert_eq!(rules.publishable(1), 0, "never negative");
+        assert_eq!(rules.publishable(-5), 0, "backorders never publish negative stock");
+        assert_eq!(StockRules::default().publishable(9), 9);
+    }
+}
