@@ -1,1 +1,10 @@
-//! Integration tests.
+//! Integration and end-to-end tests: the real AWS SDK against moto (started by `infra/local/test.sh`),
+//! channel simulators on loopback. One binary, one module per capability.
+
+mod support;
+
+mod inbound;
+mod ledger;
+mod outbound;
+mod ops;
+mod records;
