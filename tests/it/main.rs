@@ -8,3 +8,4 @@ mod ledger;
 mod outbound;
 mod ops;
 mod records;
+mod template;
