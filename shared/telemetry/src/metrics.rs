@@ -1,0 +1,232 @@
+//! CloudWatch Embedded Metric Format (EMF): metrics written as structured log lines that CloudWatch
+//! turns into metrics, with no API call and no latency on the request path.
+//!
+//! Spec: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>.
+//! Metric names used across the project (the alarms and dashboard in template.yaml read these):
+//! `SyncSucceeded`, `SyncFailed`, `Throttled`, `ApiLatency`, `ApiCalls`, `ItemsPushed`, `Oversell`,
+//! `Quarantined`, `DlqArrival`, `ReconcileDrift`, `SignatureRejected`, `WebhookAccepted`,
+//! `WebhookDuplicate`, `AwsRequests`, `EstimatedCostMicroUsd`, `PropagationMs`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// The namespace of every Manifold metric (overridable with `METRICS_NAMESPACE`).
+pub const DEFAULT_NAMESPACE: &str = "Manifold";
+
+/// EMF units (a subset of CloudWatch's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    None,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+/// One EMF document: a few metrics sharing the same dimensions.
+#[must_use = "a metric set does nothing until emitted"]
+#[derive(Debug, Clone)]
+pub struct MetricSet {
+    namespace: String,
+    dimensions: BTreeMap<&'static str, String>,
+    metrics: Vec<(&'static str, f64, Unit)>,
+    properties: Map<String, Value>,
+}
+
+impl MetricSet {
+    pub fn new() -> Self {
+        let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_owned());
+        Self { namespace, dimensions: BTreeMap::new(), metrics: Vec::new(), properties: Map::new() }
+    }
+
+    /// Adds a dimension (e.g. `Channel`, `Operation`). Each metric is published both per `Channel`
+    /// alone and per the full set, so alarms can use the channel-only view.
+    pub fn dim(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.dimensions.insert(name, value.into());
+        self
+    }
+
+    pub fn count(mut self, name: &'static str, n: u64) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        self.metrics.push((name, n as f64, Unit::Count));
+        self
+    }
+
+    pub fn millis(mut self, name: &'static str, ms: f64) -> Self {
+        self.metrics.push((name, ms, Unit::Milliseconds));
+        self
+    }
+
+    pub fn value(mut self, name: &'static str, v: f64) -> Self {
+        self.metrics.push((name, v, Unit::None));
+        self
+    }
+
+    /// A searchable, non-metric property (e.g. `trace_id`).
+    pub fn property(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.properties.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The EMF JSON document at `timestamp_ms`.
+    pub fn to_emf(&self, timestamp_ms: i64) -> Value {
+        let all: Vec<&str> = self.dimensions.keys().copied().collect();
+        let mut dimension_sets = vec![all.clone()];
+        if self.dimensions.contains_key("Channel") && all.len() > 1 {
+            dimension_sets.push(vec!["Channel"]);
+        }
+        if all.is_empty() {
+            dimension_sets = vec![vec![]];
+        }
+        let metric_defs: Vec<Value> =
+            self.metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect();
+        let mut root = self.properties.clone();
+        root.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{"Namespace": self.namespace, "Dimensions": dimension_sets, "Metrics": metric_defs}]
+            }),
+        );
+        for (k, v) in &self.dimensions {
+            root.insert((*k).to_owned(), Value::String(v.clone()));
+        }
+        for (n, v, _) in &self.metrics {
+            root.insert((*n).to_owned(), json!(v));
+        }
+        Value::Object(root)
+    }
+
+    /// Writes the document to stdout, where the Lambda runtime ships it to CloudWatch Logs.
+    pub fn emit(&self) {
+        if self.metrics.is_empty() {
+            return;
+        }
+        let line = self.to_emf(chrono::Utc::now().timestamp_millis());
+        println!("{line}");
+    }
+}
+
+impl Default for MetricSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Checks a document against the EMF specification's rules; `Err` names the first violation.
+pub fn validate_emf(doc: &Value) -> Result<(), String> {
+    let root = doc.as_object().ok_or("root must be an object")?;
+    let aws = root.get("_aws").and_then(Value::as_object).ok_or("_aws object missing")?;
+    aws.get("Timestamp").and_then(Value::as_i64).ok_or("_aws.Timestamp must be an integer (ms)")?;
+    let directives =
+        aws.get("CloudWatchMetrics").and_then(Value::as_array).ok_or("CloudWatchMetrics must be an array")?;
+    for d in directives {
+        let ns = d.get("Namespace").and_then(Value::as_str).ok_or("Namespace must be a string")?;
+        if ns.is_empty() || ns.len() > 1024 {
+            return Err("Namespace length must be 1..=1024".into());
+        }
+        let dims = d.get("Dimensions").and_then(Value::as_array).ok_or("Dimensions must be an array")?;
+        for set in dims {
+            let set = set.as_array().ok_or("each dimension set must be an array")?;
+            if set.len() > 30 {
+                return Err("a dimension set holds at most 30 dimensions".into());
+            }
+            for name in set {
+                let name = name.as_str().ok_or("dimension names are strings")?;
+                if !root.get(name).is_some_and(Value::is_string) {
+                    return Err(format!("dimension {name} has no string value at the root"));
+                }
+            }
+        }
+        let metrics = d.get("Metrics").and_then(Value::as_array).ok_or("Metrics must be an array")?;
+        if metrics.len() > 100 {
+            return Err("at most 100 metrics per directive".into());
+        }
+        for m in metrics {
+            let name = m.get("Name").and_then(Value::as_str).ok_or("metric Name must be a string")?;
+            if let Some(u) = m.get("Unit") {
+                let u = u.as_str().ok_or("Unit must be a string")?;
+                if !VALID_UNITS.contains(&u) {
+                    return Err(format!("unit {u} is not a CloudWatch unit"));
+                }
+            }
+            let v = root.get(name).ok_or_else(|| format!("metric {name} has no value at the root"))?;
+            let ok = v.is_number() || v.as_array().is_some_and(|a| a.iter().all(Value::is_number));
+            if !ok {
+                return Err(format!("metric {name} must be a number or an array of numbers"));
+            }
+        }
+    }
+    Ok(())
+}
+
+const VALID_UNITS: &[&str] = &[
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_follow_the_emf_specification() {
+        let doc = MetricSet::new()
+            .dim("Channel", "shopify")
+            .dim("Operation", "push_stock")
+            .count("SyncFailed", 1)
+            .millis("ApiLatency", 12.5)
+            .property("trace_id", "mf-1")
+            .to_emf(1_700_000_000_000);
+        validate_emf(&doc).unwrap();
+        assert_eq!(doc["Channel"], "shopify");
+        assert_eq!(doc["SyncFailed"], 1.0);
+        let dims = &doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(dims, &json!([["Channel", "Operation"], ["Channel"]]), "channel-only view for alarms");
+    }
+
+    #[test]
+    fn the_validator_rejects_broken_documents() {
+        let mut doc = MetricSet::new().dim("Channel", "etsy").count("Oversell", 1).to_emf(1);
+        doc.as_object_mut().unwrap().remove("Channel");
+        assert!(validate_emf(&doc).unwrap_err().contains("Channel"));
+        let mut doc = MetricSet::new().count("Oversell", 1).to_emf(1);
+        doc["Oversell"] = json!("one");
+        assert!(validate_emf(&doc).is_err());
+        assert!(validate_emf(&json!({"_aws": {"CloudWatchMetrics": []}})).is_err(), "timestamp is required");
+    }
+}
