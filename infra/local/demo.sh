@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# THE main job: moto with the stack created from template.yaml, then the end-to-end demo (`manifold demo`).
+# Stops moto on exit unless KEEP_MOTO=1 (then `source .local/stack.env` gives a shell the same stack).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+infra/local/bootstrap.sh
+
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:${MOTO_PORT:-4566}}"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export MANIFOLD_STACK="${MANIFOLD_STACK:-manifold-local}"
+
+if [[ "${KEEP_MOTO:-0}" != 1 ]]; then trap 'infra/local/moto.sh stop' EXIT; fi
+infra/local/moto.sh start
+.venv/bin/python infra/local/stack.py create "$MANIFOLD_STACK"
+# shellcheck source=/dev/null
+source .local/stack.env
+
+cargo run -q -p manifold-cli --bin manifold -- demo "$@"
