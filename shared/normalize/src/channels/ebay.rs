@@ -1,0 +1,163 @@
+//! eBay Sell Fulfillment API.
+//!
+//! Input: the `Order` object of `getOrder` (`GET /sell/fulfillment/v1/order/{orderId}`): `orderId`,
+//! `creationDate`, `lastModifiedDate`, `orderFulfillmentStatus`, `orderPaymentStatus`, `cancelStatus`,
+//! `pricingSummary {priceSubtotal, deliveryCost, priceDiscount, tax, total}`, `buyer`,
+//! `fulfillmentStartInstructions[0].shippingStep.shipTo`, `lineItems[]`.
+//!
+//! Money: `{value: "12.34", currency: "USD"}`. Trap: `lineItems[].lineItemCost` is the line total (unit
+//! price x quantity, before discounts), so `unit_price = lineItemCost / quantity`. Line tax = sum of
+//! `taxes[].amount`, line discount = sum of `appliedPromotions[].discountAmount` (absolute values).
+//!
+//! Status (first match wins):
+//! | eBay                                          | canonical           |
+//! |-----------------------------------------------|---------------------|
+//! | `cancelStatus.cancelState` CANCELED           | cancelled           |
+//! | payment FULLY_REFUNDED                        | refunded            |
+//! | payment PARTIALLY_REFUNDED                    | partially_refunded  |
+//! | fulfillment FULFILLED                         | fulfilled           |
+//! | fulfillment IN_PROGRESS                       | partially_fulfilled |
+//! | payment PAID                                  | paid                |
+//! | payment PENDING, FAILED (fulfillment NOT_STARTED) | pending         |
+//!
+//! Totals: subtotal = `priceSubtotal`, shipping = `deliveryCost`, tax = `tax`, discount =
+//! |`priceDiscount`|, total = `total`.
+//!
+//! Notifications (`metadata.topic`): order topics (`ORDER_CONFIRMATION`, `ITEM_MARKED_SHIPPED`, ...)
+//! are thin; the order id is read from `notification.data.orderId` (payload shape unverified).
+
+use manifold_domain::{Channel, Order, OrderCustomer, OrderStatus, Record};
+
+use crate::{
+    Context, DocKind, Inbound, NormalizeError,
+    build::{self, AddressKeys, LineDraft, OrderDraft},
+    channels::{ignore, one, unsupported},
+    json::{MoneyShape, Node, abs, sum},
+};
+
+const CHANNEL: Channel = Channel::Ebay;
+
+const MONEY: MoneyShape = MoneyShape { amount: "value", currency: "currency" };
+
+const ADDRESS: AddressKeys = AddressKeys {
+    name: "",
+    first_name: "",
+    last_name: "",
+    line1: "addressLine1",
+    line2: "addressLine2",
+    city: "city",
+    region: "stateOrProvince",
+    postal_code: "postalCode",
+    country: "countryCode",
+};
+
+const ORDER_TOPICS: &[&str] = &["ORDER_CONFIRMATION", "ITEM_MARKED_SHIPPED", "ORDER_CANCELLATION", "ITEM_SOLD"];
+
+pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    match kind {
+        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
+        DocKind::Refund | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
+            Err(unsupported(CHANNEL, kind))
+        }
+    }
+}
+
+fn status(doc: &Node<'_>) -> Result<OrderStatus, NormalizeError> {
+    let cancel = doc.at("cancelStatus.cancelState").opt_text()?;
+    let payment = doc.field("orderPaymentStatus").opt_text()?;
+    let fulfillment = doc.field("orderFulfillmentStatus").opt_text()?;
+    Ok(match (cancel.as_deref(), payment.as_deref(), fulfillment.as_deref()) {
+        (Some("CANCELED"), _, _) => OrderStatus::Cancelled,
+        (_, Some("FULLY_REFUNDED"), _) => OrderStatus::Refunded,
+        (_, Some("PARTIALLY_REFUNDED"), _) => OrderStatus::PartiallyRefunded,
+        (_, _, Some("FULFILLED")) => OrderStatus::Fulfilled,
+        (_, _, Some("IN_PROGRESS")) => OrderStatus::PartiallyFulfilled,
+        (_, Some("PAID"), _) => OrderStatus::Paid,
+        (_, Some("PENDING" | "FAILED") | None, _) => OrderStatus::Pending,
+        (_, Some(other), _) => {
+            return Err(doc.field("orderPaymentStatus").error(format!("unknown orderPaymentStatus {other:?}")));
+        }
+    })
+}
+
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
+    doc.object()?;
+    let pricing = doc.field("pricingSummary");
+    let currency = pricing.at("total.currency").currency()?;
+    let money = |n: &Node<'_>| n.money_or_zero(MONEY, currency);
+    let mut lines = Vec::new();
+    for item in doc.field("lineItems").required_items()? {
+        let quantity = item.field("quantity").quantity()?;
+        let taxes =
+            item.field("taxes").items()?.iter().map(|t| money(&t.field("amount"))).collect::<Result<Vec<_>, _>>()?;
+        let promos = item
+            .field("appliedPromotions")
+            .items()?
+            .iter()
+            .map(|p| money(&p.field("discountAmount")).map(|a| abs(a, currency)))
+            .collect::<Result<Vec<_>, _>>()?;
+        lines.push(LineDraft {
+            line_id: item.field("lineItemId").text()?,
+            sku_path: item.field("sku").path().to_owned(),
+            channel_sku: item.field("sku").opt_text()?,
+            title: item.field("title").text_or_empty()?,
+            quantity,
+            unit_price: money(&item.field("lineItemCost"))?.per_unit(quantity, currency),
+            tax: sum(currency, taxes),
+            discount: sum(currency, promos),
+        });
+    }
+    let instructions = doc.field("fulfillmentStartInstructions").items()?;
+    let ship_to = instructions.first().map_or_else(|| doc.at("shippingStep.shipTo"), |i| i.at("shippingStep.shipTo"));
+    let mut shipping_address = ADDRESS.read(&ship_to.field("contactAddress"))?;
+    let ship_name = ship_to.field("fullName").opt_text()?;
+    if let Some(a) = shipping_address.as_mut() {
+        a.name.clone_from(&ship_name);
+    }
+    let registration = doc.at("buyer.buyerRegistrationAddress");
+    let first_some = |a: Node<'_>, b: Node<'_>| -> Result<Option<String>, NormalizeError> {
+        match a.opt_text()? {
+            Some(t) => Ok(Some(t)),
+            None => b.opt_text(),
+        }
+    };
+    let created_at = doc.field("creationDate").datetime()?;
+    let id = doc.field("orderId").text()?;
+    OrderDraft {
+        order_number: id.clone(),
+        channel_order_id: id,
+        status: status(doc)?,
+        created_at,
+        updated_at: doc.field("lastModifiedDate").opt_datetime()?.unwrap_or(created_at),
+        currency,
+        lines,
+        totals: build::totals(
+            money(&pricing.field("priceSubtotal"))?,
+            money(&pricing.field("deliveryCost"))?,
+            money(&pricing.field("tax"))?,
+            abs(money(&pricing.field("priceDiscount"))?, currency),
+            pricing.field("total").opt_money(MONEY, currency)?,
+        ),
+        customer: OrderCustomer {
+            email: first_some(registration.field("email"), ship_to.field("email"))?,
+            name: first_some(registration.field("fullName"), ship_to.field("fullName"))?,
+            phone: first_some(registration.at("primaryPhone.phoneNumber"), ship_to.at("primaryPhone.phoneNumber"))?,
+        },
+        shipping_address,
+        billing_address: None,
+    }
+    .build(CHANNEL, ctx)
+}
+
+pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+    let topic = body.at("metadata.topic").text()?;
+    if !ORDER_TOPICS.contains(&topic.as_str()) {
+        return Ok(ignore(format!("ebay topic {topic} is not ingested")));
+    }
+    let notification = body.field("notification");
+    Ok(Inbound::Thin {
+        kind: DocKind::Order,
+        resource_id: notification.at("data.orderId").text()?,
+        event_time: notification.field("eventDate").opt_datetime()?,
+    })
+}

@@ -1,0 +1,331 @@
+//! Shopify Admin API (REST resource shapes; webhook bodies are the same objects).
+//!
+//! Inputs: an order, refund, fulfillment (shipment), inventory level or product object, either as a
+//! webhook body (unwrapped) or as a REST response (wrapped: `{"order": {...}}`, `{"refund": ...}`,
+//! `{"fulfillment": ...}`, `{"inventory_level": ...}`, `{"product": ...}`). Both are accepted.
+//!
+//! Money: the order's `currency` is the shop currency and every amount is read from the plain fields
+//! (`price`, `total_price`, ...) or `*_set.shop_money`, which are in that currency. Presentment money
+//! (`presentment_currency`, `*_set.presentment_money`, what the buyer saw) is never mixed in.
+//! Refund amounts come from the refund's successful `refund` transactions and carry their own currency.
+//!
+//! Order status (first match wins):
+//! | Shopify                                   | canonical             |
+//! |-------------------------------------------|-----------------------|
+//! | `cancelled_at` set, or financial `voided` | cancelled             |
+//! | financial `refunded`                      | refunded              |
+//! | financial `partially_refunded`            | partially_refunded    |
+//! | fulfillment `fulfilled`                   | fulfilled             |
+//! | fulfillment `partial`                     | partially_fulfilled   |
+//! | financial `paid`, `authorized`            | paid                  |
+//! | financial `pending`, `partially_paid`, null | pending             |
+//!
+//! Totals: subtotal = `total_line_items_price` (before discounts), shipping = sum of
+//! `shipping_lines[].price`, tax = `total_tax`, discount = `total_discounts`, total = `total_price`.
+//! Line discount = sum of `discount_allocations[].amount` (falling back to `total_discount`), line tax =
+//! sum of `tax_lines[].price`. `line_items[].sku` can be null (custom items): the line is kept.
+
+use manifold_domain::{
+    Channel, Currency, OrderCustomer, OrderStatus, Product, Record, Refund, RefundLine, Shipment, ShipmentLine, Variant,
+};
+
+use crate::{
+    Context, DocKind, Inbound, NormalizeError,
+    build::{self, AddressKeys, LineDraft, OrderDraft},
+    channels::{ignore, one},
+    json::{Node, sum},
+};
+
+const CHANNEL: Channel = Channel::Shopify;
+
+const ADDRESS: AddressKeys = AddressKeys {
+    name: "name",
+    first_name: "first_name",
+    last_name: "last_name",
+    line1: "address1",
+    line2: "address2",
+    city: "city",
+    region: "province",
+    postal_code: "zip",
+    country: "country_code",
+};
+
+pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    match kind {
+        DocKind::Order => Ok(one(Record::Order(Box::new(order(&unwrap(doc, "order")?, ctx)?)))),
+        DocKind::Refund => Ok(one(Record::Refund(refund(&unwrap(doc, "refund")?, ctx)?))),
+        DocKind::Shipment => Ok(one(Record::Shipment(fulfillment(&unwrap(doc, "fulfillment")?, ctx)?))),
+        DocKind::InventoryLevel => {
+            Ok(one(Record::InventoryLevel(inventory_level(&unwrap(doc, "inventory_level")?, ctx)?)))
+        }
+        DocKind::Product => Ok(one(Record::Product(product(&unwrap(doc, "product")?, ctx)?))),
+    }
+}
+
+/// REST responses wrap the object in its resource name; webhook bodies do not.
+fn unwrap<'a>(doc: &Node<'a>, key: &str) -> Result<Node<'a>, NormalizeError> {
+    doc.object()?;
+    let inner = doc.field(key);
+    Ok(if inner.value().is_object() && doc.field("id").value().is_null() { inner } else { doc.clone() })
+}
+
+fn status(doc: &Node<'_>) -> Result<OrderStatus, NormalizeError> {
+    let financial = doc.field("financial_status").opt_text()?;
+    let fulfillment = doc.field("fulfillment_status").opt_text()?;
+    let cancelled = doc.field("cancelled_at").opt_datetime()?.is_some();
+    Ok(match (financial.as_deref(), fulfillment.as_deref()) {
+        _ if cancelled => OrderStatus::Cancelled,
+        (Some("voided"), _) => OrderStatus::Cancelled,
+        (Some("refunded"), _) => OrderStatus::Refunded,
+        (Some("partially_refunded"), _) => OrderStatus::PartiallyRefunded,
+        (_, Some("fulfilled")) => OrderStatus::Fulfilled,
+        (_, Some("partial")) => OrderStatus::PartiallyFulfilled,
+        (Some("paid" | "authorized"), _) => OrderStatus::Paid,
+        (Some("pending" | "partially_paid") | None, _) => OrderStatus::Pending,
+        (Some(other), _) => {
+            return Err(doc.field("financial_status").error(format!("unknown financial_status {other:?}")));
+        }
+    })
+}
+
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Order, NormalizeError> {
+    let currency = doc.field("currency").currency()?;
+    let mut lines = Vec::new();
+    for line in doc.field("line_items").required_items()? {
+        lines.push(order_line(&line, currency)?);
+    }
+    let shipping = sum(
+        currency,
+        doc.field("shipping_lines")
+            .items()?
+            .iter()
+            .map(|l| l.field("price").amount_or_zero(currency))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let line_subtotal = sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity)));
+    let subtotal = doc.field("total_line_items_price").opt_amount(currency)?.unwrap_or(line_subtotal);
+    let totals = build::totals(
+        subtotal,
+        shipping,
+        doc.field("total_tax").amount_or_zero(currency)?,
+        doc.field("total_discounts").amount_or_zero(currency)?,
+        doc.field("total_price").opt_amount(currency)?,
+    );
+    let customer_node = doc.field("customer");
+    let email = match doc.field("email").opt_text()? {
+        Some(e) => Some(e),
+        None => match doc.field("contact_email").opt_text()? {
+            Some(e) => Some(e),
+            None => customer_node.field("email").opt_text()?,
+        },
+    };
+    let billing_address = ADDRESS.read(&doc.field("billing_address"))?;
+    let customer_name =
+        build::full_name(customer_node.field("first_name").opt_text()?, customer_node.field("last_name").opt_text()?)
+            .or_else(|| billing_address.as_ref().and_then(|a| a.name.clone()));
+    let phone = match doc.field("phone").opt_text()? {
+        Some(p) => Some(p),
+        None => customer_node.field("phone").opt_text()?,
+    };
+    let created_at = doc.field("created_at").datetime()?;
+    OrderDraft {
+        channel_order_id: doc.field("id").text()?,
+        order_number: doc.field("name").opt_text()?.map_or_else(|| doc.field("order_number").text(), Ok)?,
+        status: status(doc)?,
+        created_at,
+        updated_at: doc.field("updated_at").opt_datetime()?.unwrap_or(created_at),
+        currency,
+        lines,
+        totals,
+        customer: OrderCustomer { email, name: customer_name, phone },
+        shipping_address: ADDRESS.read(&doc.field("shipping_address"))?,
+        billing_address,
+    }
+    .build(CHANNEL, ctx)
+}
+
+fn order_line(line: &Node<'_>, currency: Currency) -> Result<LineDraft, NormalizeError> {
+    let tax = sum(
+        currency,
+        line.field("tax_lines")
+            .items()?
+            .iter()
+            .map(|t| t.field("price").amount_or_zero(currency))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let allocations = line.field("discount_allocations").items()?;
+    let discount = if allocations.is_empty() {
+        line.field("total_discount").amount_or_zero(currency)?
+    } else {
+        sum(
+            currency,
+            allocations.iter().map(|a| a.field("amount").amount_or_zero(currency)).collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let title = match line.field("name").opt_text()? {
+        Some(t) => t,
+        None => line.field("title").text_or_empty()?,
+    };
+    Ok(LineDraft {
+        line_id: line.field("id").text()?,
+        sku_path: line.field("sku").path().to_owned(),
+        channel_sku: line.field("sku").opt_text()?,
+        title,
+        quantity: line.field("quantity").quantity()?,
+        unit_price: line.field("price").amount(currency)?,
+        tax,
+        discount,
+    })
+}
+
+fn refund(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Refund, NormalizeError> {
+    let (order_id, _) = build::order_id(CHANNEL, ctx, &doc.field("order_id"))?;
+    let transactions: Vec<Node<'_>> = doc
+        .field("transactions")
+        .items()?
+        .into_iter()
+        .filter(|t| {
+            t.field("kind").opt_text().ok().flatten().as_deref() == Some("refund")
+                && t.field("status").opt_text().ok().flatten().as_deref() == Some("success")
+        })
+        .collect();
+    let line_items = doc.field("refund_line_items").items()?;
+    let currency = match (transactions.first(), line_items.first()) {
+        (Some(t), _) => t.field("currency").currency()?,
+        (None, Some(l)) => l.at("subtotal_set.shop_money.currency_code").currency()?,
+        (None, None) => return Err(doc.field("transactions").error("a refund needs a refund transaction or a line")),
+    };
+    let mut amounts = Vec::new();
+    for t in &transactions {
+        let c = t.field("currency");
+        if c.currency()? != currency {
+            return Err(c.error("refund transactions in different currencies"));
+        }
+        amounts.push(t.field("amount").amount(currency)?);
+    }
+    let mut lines = Vec::new();
+    for l in line_items {
+        let restock_type = l.field("restock_type").opt_text()?;
+        lines.push(RefundLine {
+            line_id: l.field("line_item_id").text()?,
+            sku: build::sku_at(ctx, &l.at("line_item.sku"))?.sku,
+            quantity: l.field("quantity").quantity()?,
+            restock: matches!(restock_type.as_deref(), Some("return" | "cancel" | "legacy_restock")),
+        });
+    }
+    Ok(Refund {
+        id: doc.field("id").text()?,
+        order_id,
+        channel: CHANNEL,
+        account: ctx.account.account.clone(),
+        currency,
+        amount: sum(currency, amounts),
+        lines,
+        created_at: doc.field("created_at").datetime()?,
+    })
+}
+
+fn fulfillment(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Shipment, NormalizeError> {
+    let (order_id, channel_order_id) = build::order_id(CHANNEL, ctx, &doc.field("order_id"))?;
+    let mut lines = Vec::new();
+    for l in doc.field("line_items").items()? {
+        lines.push(ShipmentLine {
+            line_id: l.field("id").opt_text()?,
+            sku: build::sku_at(ctx, &l.field("sku"))?.sku,
+            quantity: l.field("quantity").quantity()?,
+        });
+    }
+    Ok(Shipment {
+        id: doc.field("id").text()?,
+        order_id,
+        channel: CHANNEL,
+        account: ctx.account.account.clone(),
+        channel_order_id,
+        carrier: doc.field("tracking_company").opt_text()?,
+        tracking_number: doc.field("tracking_number").opt_text()?,
+        tracking_url: doc.field("tracking_url").opt_text()?,
+        lines,
+        shipped_at: doc.field("created_at").datetime()?,
+    })
+}
+
+fn inventory_level(doc: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::InventoryLevel, NormalizeError> {
+    // Shopify keys stock by inventory item, not SKU: the SKU is resolved later through the product.
+    Ok(build::inventory_level(
+        CHANNEL,
+        ctx,
+        build::resolve_sku(ctx, None, "")?,
+        Some(doc.field("inventory_item_id").text()?),
+        doc.field("location_id").opt_text()?,
+        doc.field("available").opt_i64()?.unwrap_or(0),
+        doc.field("updated_at").datetime()?,
+    ))
+}
+
+/// The shop currency is not part of a product payload: prices are kept only when the account's
+/// `settings.currency` names it.
+pub(crate) fn settings_currency(ctx: &Context<'_>) -> Result<Option<Currency>, NormalizeError> {
+    ctx.account
+        .settings
+        .get("currency")
+        .map(|c| Currency::new(c).map_err(|e| NormalizeError::domain("settings.currency", &e)))
+        .transpose()
+}
+
+fn product(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Product, NormalizeError> {
+    let currency = settings_currency(ctx)?;
+    let product_id = doc.field("id").text()?;
+    let mut variants = Vec::new();
+    for v in doc.field("variants").items()? {
+        let resolved = build::sku_at(ctx, &v.field("sku"))?;
+        variants.push(Variant {
+            channel_variant_id: v.field("id").text()?,
+            sku: resolved.sku,
+            channel_sku: resolved.channel_sku,
+            title: v.field("title").text_or_empty()?,
+            price: currency.map(|c| v.field("price").opt_amount(c)).transpose()?.flatten(),
+            barcode: v.field("barcode").opt_text()?,
+            inventory_item_id: v.field("inventory_item_id").opt_text()?,
+            inventory_quantity: v.field("inventory_quantity").opt_i64()?,
+        });
+    }
+    let updated_at = doc.field("updated_at").datetime()?;
+    Ok(Product {
+        id: format!("{CHANNEL}:{}:{product_id}", ctx.account.account),
+        channel: CHANNEL,
+        account: ctx.account.account.clone(),
+        channel_product_id: product_id,
+        title: doc.field("title").text_or_empty()?,
+        currency,
+        variants,
+        updated_at,
+        source_version: updated_at.timestamp_millis(),
+    })
+}
+
+/// Shopify topics (X-Shopify-Topic) and what their bodies are.
+pub(crate) fn classify(topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+    let Some(topic) = topic else {
+        return Err(NormalizeError::new("topic", "Shopify sends the topic in X-Shopify-Topic; none was given"));
+    };
+    let full = |kind| Ok(Inbound::Full { kind, doc: body.value().clone() });
+    match topic {
+        "orders/create"
+        | "orders/updated"
+        | "orders/paid"
+        | "orders/cancelled"
+        | "orders/fulfilled"
+        | "orders/partially_fulfilled" => full(DocKind::Order),
+        // The body is an order_edit summary, not the order: fetch the order.
+        "orders/edited" => Ok(Inbound::Thin {
+            kind: DocKind::Order,
+            resource_id: body.at("order_edit.order_id").text()?,
+            event_time: body.at("order_edit.created_at").opt_datetime()?,
+        }),
+        "refunds/create" => full(DocKind::Refund),
+        "fulfillments/create" | "fulfillments/update" => full(DocKind::Shipment),
+        "inventory_levels/update" | "inventory_levels/connect" => full(DocKind::InventoryLevel),
+        "products/create" | "products/update" => full(DocKind::Product),
+        other => Ok(ignore(format!("shopify topic {other} is not ingested"))),
+    }
+}

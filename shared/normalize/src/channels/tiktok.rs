@@ -1,0 +1,169 @@
+//! TikTok Shop Partner API (Order 202309).
+//!
+//! Input: one order object from Get Order Detail 202309 (`data.orders[0]`): `id`, `status`,
+//! `create_time`/`update_time` (unix seconds), `payment {currency, sub_total, shipping_fee, tax,
+//! total_amount, seller_discount, platform_discount}`, `recipient_address`, `buyer_email`, `line_items[]`.
+//!
+//! Trap: every line item is ONE unit (no quantity field). Units with the same `seller_sku` (and
+//! `sku_id`) at the same `sale_price` are aggregated into one canonical line whose quantity is the unit
+//! count and whose id is the first unit's id; units of one SKU at different prices stay separate lines,
+//! so no money is lost. Money is decimal strings in `payment.currency`.
+//!
+//! Status (`status`):
+//! | TikTok                                   | canonical           |
+//! |------------------------------------------|---------------------|
+//! | UNPAID                                   | pending             |
+//! | ON_HOLD, AWAITING_SHIPMENT, AWAITING_COLLECTION | paid         |
+//! | PARTIALLY_SHIPPING                       | partially_fulfilled |
+//! | IN_TRANSIT, DELIVERED, COMPLETED         | fulfilled           |
+//! | CANCELLED                                | cancelled           |
+//!
+//! Totals: subtotal = `payment.sub_total`, shipping = `shipping_fee`, tax = `tax`, discount =
+//! `seller_discount + platform_discount`, total = `total_amount`. Line discount = the units' own
+//! `seller_discount + platform_discount`.
+//!
+//! Webhook (`type` 1 = order status change, 3 = recipient address update; from community SDKs,
+//! unverified): `{type, tts_notification_id, shop_id, timestamp, data: {order_id, order_status, update_time}}`.
+
+use manifold_domain::{Amount, Channel, Order, OrderCustomer, OrderStatus, Record};
+
+use crate::{
+    Context, DocKind, Inbound, NormalizeError,
+    build::{self, AddressKeys, LineDraft, OrderDraft},
+    channels::{ignore, one, unsupported},
+    json::{Node, abs, sum},
+};
+
+const CHANNEL: Channel = Channel::Tiktok;
+
+const STATUS: &[(&str, OrderStatus)] = &[
+    ("UNPAID", OrderStatus::Pending),
+    ("ON_HOLD", OrderStatus::Paid),
+    ("AWAITING_SHIPMENT", OrderStatus::Paid),
+    ("AWAITING_COLLECTION", OrderStatus::Paid),
+    ("PARTIALLY_SHIPPING", OrderStatus::PartiallyFulfilled),
+    ("IN_TRANSIT", OrderStatus::Fulfilled),
+    ("DELIVERED", OrderStatus::Fulfilled),
+    ("COMPLETED", OrderStatus::Fulfilled),
+    ("CANCELLED", OrderStatus::Cancelled),
+];
+
+const ADDRESS: AddressKeys = AddressKeys {
+    name: "name",
+    first_name: "first_name",
+    last_name: "last_name",
+    line1: "address_line1",
+    line2: "address_line2",
+    city: "",
+    region: "",
+    postal_code: "postal_code",
+    country: "region_code",
+};
+
+pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    match kind {
+        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
+        DocKind::Refund | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
+            Err(unsupported(CHANNEL, kind))
+        }
+    }
+}
+
+/// `district_info[]` entries are `{address_level_name, address_name}`; pick the one named `level`.
+fn district(address: &Node<'_>, levels: &[&str]) -> Result<Option<String>, NormalizeError> {
+    for d in address.field("district_info").items()? {
+        let level = d.field("address_level_name").opt_text()?.unwrap_or_default();
+        if levels.iter().any(|l| l.eq_ignore_ascii_case(&level)) {
+            return d.field("address_name").opt_text();
+        }
+    }
+    Ok(None)
+}
+
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
+    doc.object()?;
+    let payment = doc.field("payment");
+    let currency = payment.field("currency").currency()?;
+    let discount_of = |n: &Node<'_>| -> Result<Amount, NormalizeError> {
+        Ok(abs(n.field("seller_discount").amount_or_zero(currency)?, currency)
+            .checked_add(abs(n.field("platform_discount").amount_or_zero(currency)?, currency)))
+    };
+    let mut lines: Vec<LineDraft> = Vec::new();
+    let mut keys: Vec<(Option<String>, Option<String>, Amount)> = Vec::new();
+    for unit in doc.field("line_items").required_items()? {
+        let sku = unit.field("seller_sku").opt_text()?;
+        let sku_id = unit.field("sku_id").opt_text()?;
+        let price = unit.field("sale_price").amount(currency)?;
+        let discount = discount_of(&unit)?;
+        let key = (sku.clone(), sku_id, price);
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            let line = &mut lines[i];
+            line.quantity += 1;
+            line.discount = line.discount.checked_add(discount);
+            continue;
+        }
+        keys.push(key);
+        let title = match unit.field("product_name").opt_text()? {
+            Some(t) => t,
+            None => unit.field("sku_name").text_or_empty()?,
+        };
+        lines.push(LineDraft {
+            line_id: unit.field("id").text()?,
+            sku_path: unit.field("seller_sku").path().to_owned(),
+            channel_sku: sku,
+            title,
+            quantity: 1,
+            unit_price: price,
+            tax: crate::json::zero(currency),
+            discount,
+        });
+    }
+    let address = doc.field("recipient_address");
+    let mut shipping_address = ADDRESS.read(&address)?;
+    if let Some(a) = shipping_address.as_mut() {
+        a.city = district(&address, &["city"])?;
+        a.region = district(&address, &["state", "province", "county"])?;
+    }
+    let subtotal = match payment.field("sub_total").opt_amount(currency)? {
+        Some(s) => s,
+        None => sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity))),
+    };
+    let created_at = doc.field("create_time").datetime()?;
+    let id = doc.field("id").text()?;
+    OrderDraft {
+        order_number: id.clone(),
+        channel_order_id: id,
+        status: build::map_status(STATUS, &doc.field("status"))?,
+        created_at,
+        updated_at: doc.field("update_time").opt_datetime()?.unwrap_or(created_at),
+        currency,
+        lines,
+        totals: build::totals(
+            subtotal,
+            payment.field("shipping_fee").amount_or_zero(currency)?,
+            payment.field("tax").amount_or_zero(currency)?,
+            discount_of(&payment)?,
+            payment.field("total_amount").opt_amount(currency)?,
+        ),
+        customer: OrderCustomer {
+            email: doc.field("buyer_email").opt_text()?,
+            name: shipping_address.as_ref().and_then(|a| a.name.clone()),
+            phone: address.field("phone_number").opt_text()?,
+        },
+        shipping_address,
+        billing_address: None,
+    }
+    .build(CHANNEL, ctx)
+}
+
+pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+    let kind = body.field("type").i64()?;
+    let event_time = match body.at("data.update_time").opt_datetime()? {
+        Some(t) => Some(t),
+        None => body.field("timestamp").opt_datetime()?,
+    };
+    match kind {
+        1 | 3 => Ok(Inbound::Thin { kind: DocKind::Order, resource_id: body.at("data.order_id").text()?, event_time }),
+        other => Ok(ignore(format!("tiktok notification type {other} is not ingested"))),
+    }
+}

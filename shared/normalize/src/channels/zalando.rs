@@ -1,0 +1,188 @@
+//! Zalando zDirect Orders API (JSON:API; polled, never pushed).
+//!
+//! Input: the JSON:API document of one order fetched with `include=order_items,order_lines`:
+//! `{"data": {"type": "Order", "id", "attributes": {order_id, order_number, order_date, modified_at,
+//! status, shipping_address, billing_address, customer_email?, order_lines_price_currency, ...},
+//! "relationships": {"order_items": ...}}, "included": [OrderItem..., OrderLine...]}`.
+//!
+//! Each OrderItem is one article (`external_id` = the merchant's SKU, else `ean`); each of its
+//! OrderLines is ONE unit with its own `price {amount, currency}`. Units of an item are grouped by price
+//! into canonical lines (quantity = unit count); canceled units are kept (the order status says whether
+//! stock is released). Trap: money is JSON floats (`29.95`), read through their shortest decimal form.
+//! `order_number` can repeat across partner orders; `order_id` (`data.id`) is unique and is the id.
+//!
+//! Status (`attributes.status`):
+//! | Zalando   | canonical |
+//! |-----------|-----------|
+//! | initial   | pending   |
+//! | approved  | paid      |
+//! | fulfilled | fulfilled |
+//! | canceled  | cancelled |
+//!
+//! Totals: Zalando prices are gross and it charges the buyer no shipping through the partner: subtotal =
+//! total = sum of line totals (or `order_lines_price_amount`), shipping, tax and discount zero.
+//! `source_version` comes from `modified_at`, else `order_date`.
+
+use manifold_domain::{Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record};
+
+use crate::{
+    Context, DocKind, Inbound, NormalizeError,
+    build::{self, AddressKeys, LineDraft, OrderDraft},
+    channels::{one, unsupported},
+    json::{MoneyShape, Node, sum, zero},
+};
+
+const CHANNEL: Channel = Channel::Zalando;
+
+const STATUS: &[(&str, OrderStatus)] = &[
+    ("initial", OrderStatus::Pending),
+    ("approved", OrderStatus::Paid),
+    ("fulfilled", OrderStatus::Fulfilled),
+    ("canceled", OrderStatus::Cancelled),
+];
+
+const MONEY: MoneyShape = MoneyShape { amount: "amount", currency: "currency" };
+
+const ADDRESS: AddressKeys = AddressKeys {
+    name: "",
+    first_name: "first_name",
+    last_name: "last_name",
+    line1: "address_line_1",
+    line2: "address_line_2",
+    city: "city",
+    region: "",
+    postal_code: "zip_code",
+    country: "country_code",
+};
+
+pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    match kind {
+        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
+        DocKind::Refund | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
+            Err(unsupported(CHANNEL, kind))
+        }
+    }
+}
+
+/// Included resources of `kind`, by id.
+fn included<'a>(doc: &Node<'a>, kind: &str) -> Result<Vec<(String, Node<'a>)>, NormalizeError> {
+    let mut out = Vec::new();
+    for r in doc.field("included").items()? {
+        if r.field("type").opt_text()?.as_deref() == Some(kind) {
+            out.push((r.field("id").text()?, r));
+        }
+    }
+    Ok(out)
+}
+
+/// Ids listed in a JSON:API relationship.
+fn related(resource: &Node<'_>, relation: &str) -> Result<Vec<String>, NormalizeError> {
+    resource.at(&format!("relationships.{relation}.data")).items()?.iter().map(|r| r.field("id").text()).collect()
+}
+
+fn currency_of(attrs: &Node<'_>, lines: &[(String, Node<'_>)]) -> Result<Currency, NormalizeError> {
+    if let Some(c) = attrs.field("order_lines_price_currency").opt_currency()? {
+        return Ok(c);
+    }
+    for (_, l) in lines {
+        if let Some(c) = l.at("attributes.price.currency").opt_currency()? {
+            return Ok(c);
+        }
+    }
+    Err(attrs.field("order_lines_price_currency").error("no currency on the order or its lines"))
+}
+
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
+    let data = doc.field("data");
+    data.object()?;
+    let attrs = data.field("attributes");
+    let items = included(doc, "OrderItem")?;
+    let order_lines = included(doc, "OrderLine")?;
+    let currency = currency_of(&attrs, &order_lines)?;
+    // Items in relationship order when listed, else in `included` order.
+    let item_ids = related(&data, "order_items")?;
+    let ordered: Vec<&(String, Node<'_>)> = if item_ids.is_empty() {
+        items.iter().collect()
+    } else {
+        item_ids
+            .iter()
+            .map(|id| {
+                items.iter().find(|(i, _)| i == id).ok_or_else(|| {
+                    data.at("relationships.order_items").error(format!("order item {id} is not included"))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut lines = Vec::new();
+    for (item_id, item) in ordered {
+        let a = item.field("attributes");
+        let sku_node = if a.field("external_id").is_blank() { a.field("ean") } else { a.field("external_id") };
+        let mut by_price: Vec<(Amount, String, u32)> = Vec::new();
+        for line_id in related(item, "order_lines")? {
+            let (_, line) = order_lines.iter().find(|(i, _)| *i == line_id).ok_or_else(|| {
+                item.at("relationships.order_lines").error(format!("order line {line_id} is not included"))
+            })?;
+            let price = line
+                .at("attributes.price")
+                .opt_money(MONEY, currency)?
+                .ok_or_else(|| line.at("attributes.price").error("required price is missing"))?;
+            match by_price.iter_mut().find(|(p, _, _)| *p == price) {
+                Some(entry) => entry.2 += 1,
+                None => by_price.push((price, line_id, 1)),
+            }
+        }
+        if by_price.is_empty() {
+            return Err(item
+                .at("relationships.order_lines")
+                .error("an order item needs at least one included order line"));
+        }
+        // One price per item (the usual case) keeps the item id; split prices get item:first-line ids.
+        let split = by_price.len() > 1;
+        for (price, first_line_id, quantity) in by_price {
+            lines.push(LineDraft {
+                line_id: if split { format!("{item_id}:{first_line_id}") } else { item_id.clone() },
+                sku_path: sku_node.path().to_owned(),
+                channel_sku: sku_node.opt_text()?,
+                title: a.field("description").text_or_empty()?,
+                quantity,
+                unit_price: price,
+                tax: zero(currency),
+                discount: zero(currency),
+            });
+        }
+    }
+    let line_sum = sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity)));
+    let total = attrs.field("order_lines_price_amount").opt_amount(currency)?.unwrap_or(line_sum);
+    let billing_address = ADDRESS.read(&attrs.field("billing_address"))?;
+    let created_at = attrs.field("order_date").datetime()?;
+    let updated_at = match attrs.field("modified_at").opt_datetime()? {
+        Some(d) => d,
+        None => created_at,
+    };
+    OrderDraft {
+        channel_order_id: match attrs.field("order_id").opt_text()? {
+            Some(id) => id,
+            None => data.field("id").text()?,
+        },
+        order_number: attrs.field("order_number").text()?,
+        status: build::map_status(STATUS, &attrs.field("status"))?,
+        created_at,
+        updated_at,
+        currency,
+        lines,
+        totals: build::totals(total, zero(currency), zero(currency), zero(currency), Some(total)),
+        customer: OrderCustomer {
+            email: attrs.field("customer_email").opt_text()?,
+            name: billing_address.as_ref().and_then(|a| a.name.clone()),
+            phone: None,
+        },
+        shipping_address: ADDRESS.read(&attrs.field("shipping_address"))?,
+        billing_address,
+    }
+    .build(CHANNEL, ctx)
+}
+
+/// Zalando pushes nothing: any body claiming to be a Zalando notification is refused.
+pub(crate) fn classify(_body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+    Err(NormalizeError::new("", "zalando sends no notifications; its orders are polled"))
+}
