@@ -1,0 +1,166 @@
+//! Refunds, shipments, inventory levels and products.
+
+use manifold_domain::{Channel, Record};
+use manifold_normalize::{DocKind, normalize, normalize_all};
+use serde_json::json;
+
+use crate::support::{account, at, ctx, json, money};
+
+macro_rules! fixture {
+    ($path:literal) => {
+        json(include_str!(concat!("../../fixtures/", $path)))
+    };
+}
+
+#[test]
+fn shopify_refund_sums_successful_refund_transactions() {
+    let acct = account(Channel::Shopify);
+    let doc = fixture!("shopify/refund-929361472-rest-2026-07-create.json");
+    let Record::Refund(r) = normalize(Channel::Shopify, DocKind::Refund, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    assert_eq!(r.id, "929361472");
+    assert_eq!(r.order_id.as_str(), "shopify:shop-eu:450789469");
+    assert_eq!(r.amount, money("41.94", "USD"));
+    assert_eq!(r.lines.len(), 1);
+    assert_eq!(r.lines[0].line_id, "518995019");
+    assert_eq!(r.lines[0].sku.as_ref().unwrap().as_str(), "IPOD2008RED");
+    assert!(!r.lines[0].restock, "no_restock");
+}
+
+#[test]
+fn shopify_fulfillment_becomes_a_shipment() {
+    let acct = account(Channel::Shopify);
+    let doc = fixture!("shopify/fulfillment-1069019877-rest-2026-07-create.json");
+    let Record::Shipment(s) = normalize(Channel::Shopify, DocKind::Shipment, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    assert_eq!(s.id, "1069019877");
+    assert_eq!(s.order_id.as_str(), "shopify:shop-eu:450789469");
+    assert_eq!(s.tracking_number.as_deref(), Some("MS1562678"));
+    assert_eq!(s.lines[0].sku.as_ref().unwrap().as_str(), "crafty_shoes_red");
+    assert_eq!(s.lines[0].quantity, 1);
+}
+
+#[test]
+fn shopify_inventory_level_is_keyed_by_inventory_item() {
+    let acct = account(Channel::Shopify);
+    let doc = fixture!("shopify/inventory-level-rest-2026-07-set.json");
+    let Record::InventoryLevel(l) = normalize(Channel::Shopify, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(l.channel_item_id.as_deref(), Some("808950810"));
+    assert_eq!(l.location_id.as_deref(), Some("655441491"));
+    assert_eq!(l.available, 42);
+    assert_eq!(l.updated_at, at("2025-04-02T16:30:13Z"));
+    assert_eq!(l.source_version, l.updated_at.timestamp_millis());
+}
+
+#[test]
+fn shopify_product_variants_map_skus_and_prices_need_the_configured_currency() {
+    let mut acct = account(Channel::Shopify);
+    let doc = fixture!("shopify/product-632910392-rest-2026-07-get.json");
+    let Record::Product(p) = normalize(Channel::Shopify, DocKind::Product, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    assert_eq!(p.id, "shopify:shop-eu:632910392");
+    assert_eq!(p.variants.len(), 4);
+    assert_eq!(p.variants[0].sku.as_ref().unwrap().as_str(), "IPOD-NANO-PINK");
+    assert_eq!(p.variants[0].inventory_item_id.as_deref(), Some("808950810"));
+    assert_eq!(p.variants[0].price, None, "no shop currency configured");
+
+    acct.settings.insert("currency".into(), "USD".into());
+    let Record::Product(p) = normalize(Channel::Shopify, DocKind::Product, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    assert_eq!(p.variants[0].price, Some(money("199.00", "USD")));
+}
+
+#[test]
+fn woocommerce_refund_combines_with_its_order() {
+    let acct = account(Channel::Woocommerce);
+    let doc = json!({
+        "order": fixture!("woocommerce/orders-rest-v3-list.json")[1],
+        "refund": fixture!("woocommerce/order-refund-rest-v3-create.json"),
+    });
+    let Record::Refund(r) = normalize(Channel::Woocommerce, DocKind::Refund, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    assert_eq!(r.id, "726");
+    assert_eq!(r.order_id.as_str(), "woocommerce:woo-main:723");
+    assert_eq!(r.amount, money("10.00", "USD"));
+    assert_eq!(r.created_at, at("2017-03-21T20:07:11Z"));
+}
+
+#[test]
+fn woocommerce_product_is_one_variant() {
+    let acct = account(Channel::Woocommerce);
+    let doc = fixture!("woocommerce/product-rest-v3-retrieve.json");
+    let Record::Product(p) = normalize(Channel::Woocommerce, DocKind::Product, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(p.channel_product_id, "794");
+    assert_eq!(p.title, "Premium Quality");
+    assert_eq!(p.variants[0].sku, None);
+    assert_eq!(p.variants[0].inventory_quantity, None, "stock not managed");
+}
+
+#[test]
+fn bigcommerce_shipments_list_gives_every_shipment() {
+    let acct = account(Channel::Bigcommerce);
+    let doc = fixture!("bigcommerce/v2-order-shipments-list.json");
+    let all = normalize_all(Channel::Bigcommerce, DocKind::Shipment, &doc, &ctx(&acct)).unwrap();
+    assert_eq!(all.len(), 2);
+    let Record::Shipment(s) = &all[0] else { panic!() };
+    assert_eq!(s.order_id.as_str(), "bigcommerce:store-abc123:225");
+    assert_eq!(s.tracking_number.as_deref(), Some("EJ958083578US"));
+    assert_eq!(s.carrier.as_deref(), Some("USPS"));
+    assert_eq!(s.lines[0].line_id.as_deref(), Some("188"));
+    assert_eq!(s.shipped_at, at("2019-03-11T17:22:08Z"));
+    let Record::Shipment(last) = normalize(Channel::Bigcommerce, DocKind::Shipment, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(last.id, "7");
+}
+
+#[test]
+fn bigcommerce_absolute_inventory_webhooks_are_levels() {
+    let acct = account(Channel::Bigcommerce);
+    let doc = fixture!("bigcommerce/webhook-store-sku-inventory-updated.json");
+    let Record::InventoryLevel(l) = normalize(Channel::Bigcommerce, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(l.channel_item_id.as_deref(), Some("206:509"));
+    assert_eq!(l.available, 5);
+    assert_eq!(l.source_version, 1_561_480_673_000);
+    let doc = fixture!("bigcommerce/webhook-store-product-inventory-updated.json");
+    let Record::InventoryLevel(l) = normalize(Channel::Bigcommerce, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(l.channel_item_id.as_deref(), Some("167"));
+}
+
+#[test]
+fn amazon_mfn_quantity_change_is_a_level_for_the_seller_sku() {
+    let acct = account(Channel::Amazon);
+    let doc = fixture!("amazon/listings-item-mfn-quantity-change-notification.json");
+    let Record::InventoryLevel(l) = normalize(Channel::Amazon, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(l.channel_sku.as_ref().unwrap().as_str(), "NLS-SHOES-03");
+    assert_eq!(l.sku.as_ref().unwrap().as_str(), "NLS-SHOES-03", "unmapped keeps the channel SKU");
+    assert_eq!(l.available, 99);
+    assert_eq!(l.updated_at, at("2021-02-03T18:59:30.194Z"));
+}
+
+#[test]
+fn etsy_receipt_shipments_latest_first_via_normalize() {
+    let acct = account(Channel::Etsy);
+    let doc = fixture!("etsy/receipt-written-from-v3-schema.json");
+    let all = normalize_all(Channel::Etsy, DocKind::Shipment, &doc, &ctx(&acct)).unwrap();
+    assert_eq!(all.len(), 2);
+    let Record::Shipment(s) = normalize(Channel::Etsy, DocKind::Shipment, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    assert_eq!(s.id, "9002");
+    assert_eq!(s.carrier.as_deref(), Some("UPS"));
+    assert_eq!(s.order_id.as_str(), "etsy:shop-12345678:1234567890");
+    assert_eq!(s.lines.iter().map(|l| l.quantity).sum::<u32>(), 3);
+}
+
+#[test]
+fn kinds_a_channel_never_sends_are_errors() {
+    let acct = account(Channel::Zalando);
+    let err = normalize(Channel::Zalando, DocKind::Refund, &json!({}), &ctx(&acct)).unwrap_err();
+    assert!(err.message.contains("refund"), "{err}");
+}
