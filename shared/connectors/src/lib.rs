@@ -2,7 +2,16 @@
 //! outbound API clients behind one [`ChannelConnector`] trait (`client`, one folder per channel under
 //! `channels/`), with their rate limiting and failure classification.
 
+pub mod breaker;
+pub mod channels;
+pub mod client;
 pub mod credentials;
+pub mod error;
+pub mod guarded;
+pub mod ratelimit;
+pub mod transport;
 pub mod verify;
 
+pub use client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate, build};
 pub use credentials::Credentials;
+pub use error::{ConnectorError, FailureClass};

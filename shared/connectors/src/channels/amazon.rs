@@ -1,0 +1,287 @@
+//! Amazon Selling Partner API: Listings Items 2021-08-01 and Feeds 2021-06-30 for stock and prices,
+//! Orders v0 for orders and shipment confirmation.
+//!
+//! - Credentials: `access_token` (a current Login with Amazon access token, `x-amz-access-token`;
+//!   refreshing it from `refresh_token` is the credential provider's job, not this client's).
+//! - Settings: `seller_id`, `marketplace_id`; optional `feed_threshold` (default 50): pushes larger than
+//!   this go as one `JSON_LISTINGS_FEED` (createFeedDocument, upload, createFeed) instead of one
+//!   `patchListingsItem` per SKU. Feed results are processed by Amazon asynchronously: items of an
+//!   accepted feed count as delivered; the processing report is not read here.
+//! - Limits: token bucket per operation; `x-amzn-RateLimit-Limit` updates the rate, 429 `QuotaExceeded`.
+//! - `fetch_order`: `{"order": getOrder .payload, "order_items": getOrderItems .payload.OrderItems}`
+//!   with `NextToken` followed.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::HeaderMap;
+use manifold_domain::{Channel, Shipment, config::AccountConfig};
+use serde_json::{Value, json};
+
+use super::{number, settle};
+use crate::{
+    Credentials,
+    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    error::ConnectorError,
+    ratelimit::Signals,
+    transport::{Api, ApiParts, Dialect, Req, credential, field, header},
+};
+
+const DEFAULT_FEED_THRESHOLD: usize = 50;
+
+#[derive(Debug)]
+struct AmazonDialect {
+    creds: Credentials,
+}
+
+impl Dialect for AmazonDialect {
+    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+        // Pre-signed feed upload URLs carry their own authorization.
+        if !req.path.starts_with("http") {
+            req.headers.push(("x-amz-access-token", credential(&self.creds, "access_token")?));
+        }
+        Ok(())
+    }
+
+    fn signals(&self, headers: &HeaderMap, _body: &Value) -> Signals {
+        Signals {
+            retry_after: crate::error::retry_after(headers),
+            rate_per_second: header(headers, "x-amzn-ratelimit-limit").and_then(|v| v.parse().ok()),
+            ..Signals::default()
+        }
+    }
+}
+
+/// An Amazon seller account in one marketplace.
+#[derive(Debug)]
+pub struct Amazon {
+    api: Api,
+    feed_threshold: usize,
+}
+
+/// A listing attribute patch for one SKU.
+struct Patch<'a> {
+    channel_sku: &'a str,
+    path: &'static str,
+    value: Value,
+}
+
+impl Amazon {
+    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+        let feed_threshold =
+            parts.settings.get("feed_threshold").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_FEED_THRESHOLD);
+        Self { api: Api::new(parts, AmazonDialect { creds: creds.clone() }), feed_threshold }
+    }
+
+    fn ids(&self) -> Result<(String, String), ConnectorError> {
+        Ok((self.api.parts.setting("seller_id")?.to_owned(), self.api.parts.setting("marketplace_id")?.to_owned()))
+    }
+
+    fn orders(&self, rest: &str) -> String {
+        format!("/orders/{}/{rest}", self.api.parts.api_version)
+    }
+
+    async fn apply(&self, patches: Vec<Patch<'_>>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        if patches.len() > self.feed_threshold {
+            self.feed(patches, ctx).await
+        } else {
+            let mut outcome = PushOutcome::default();
+            for p in patches {
+                let result = self.patch_one(&p, ctx).await;
+                settle(&mut outcome, &[p.channel_sku], result)?;
+            }
+            Ok(outcome)
+        }
+    }
+
+    async fn patch_one(&self, p: &Patch<'_>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let (seller, marketplace) = self.ids()?;
+        let body = json!({
+            "productType": "PRODUCT",
+            "patches": [{ "op": "replace", "path": p.path, "value": p.value }],
+        });
+        let path = format!("/listings/2021-08-01/items/{seller}/{}", encode(p.channel_sku));
+        let reply = self.api.send(Req::patch(path, body).query("marketplaceIds", marketplace), ctx).await?;
+        let mut outcome = PushOutcome::default();
+        if reply.body.get("status").and_then(Value::as_str) == Some("ACCEPTED") {
+            outcome.delivered.push(p.channel_sku.to_owned());
+        } else {
+            let issues = reply.body.get("issues").map(Value::to_string).unwrap_or_default();
+            outcome.rejected.push((p.channel_sku.to_owned(), ConnectorError::permanent(format!("listing patch not accepted: {issues}"))));
+        }
+        Ok(outcome)
+    }
+
+    async fn feed(&self, patches: Vec<Patch<'_>>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let (seller, marketplace) = self.ids()?;
+        let content_type = "application/json; charset=UTF-8";
+        let doc = self.api.send(Req::post("/feeds/2021-06-30/documents", json!({ "contentType": content_type })), ctx).await?;
+        let document_id = field(&doc.body, "/feedDocumentId")?.clone();
+        let url = field(&doc.body, "/url")?.as_str().unwrap_or_default().to_owned();
+        let messages: Vec<Value> = patches
+            .iter()
+            .enumerate()
+            .map(|(ix, p)| {
+                json!({
+                    "messageId": ix + 1,
+                    "sku": p.channel_sku,
+                    "operationType": "PATCH",
+                    "productType": "PRODUCT",
+                    "patches": [{ "op": "replace", "path": p.path, "value": p.value }],
+                })
+            })
+            .collect();
+        let content = json!({ "header": { "sellerId": seller, "version": "2.0", "issueLocale": "en_US" }, "messages": messages });
+        self.api.send(Req::put(url, content).header("content-type", content_type), ctx).await?;
+        let create = json!({ "feedType": "JSON_LISTINGS_FEED", "marketplaceIds": [marketplace], "inputFeedDocumentId": document_id });
+        let created = self.api.send(Req::post("/feeds/2021-06-30/feeds", create), ctx).await?;
+        let feed_id = field(&created.body, "/feedId")?;
+        tracing::info!(%feed_id, items = patches.len(), "listings feed submitted");
+        Ok(PushOutcome { delivered: patches.iter().map(|p| p.channel_sku.to_owned()).collect(), rejected: Vec::new() })
+    }
+
+    async fn items(&self, order_id: &str, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut req = Req::get(self.orders(&format!("orders/{order_id}/orderItems")));
+            if let Some(token) = next.take() {
+                req = req.query("NextToken", token);
+            }
+            let body = self.api.send(req, ctx).await?.body;
+            items.extend(field(&body, "/payload/OrderItems")?.as_array().cloned().unwrap_or_default());
+            match body.pointer("/payload/NextToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[async_trait]
+impl ChannelConnector for Amazon {
+    fn channel(&self) -> Channel {
+        Channel::Amazon
+    }
+
+    /// `patchListingsItem` takes one SKU by design; bulk goes through a feed above `feed_threshold`.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let patches = items
+            .iter()
+            .map(|i| Patch {
+                channel_sku: &i.channel_sku,
+                path: "/attributes/fulfillment_availability",
+                value: json!([{ "fulfillment_channel_code": "DEFAULT", "quantity": i.quantity }]),
+            })
+            .collect();
+        self.apply(patches, ctx).await
+    }
+
+    async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let (_, marketplace) = self.ids()?;
+        let patches = items
+            .iter()
+            .map(|i| Patch {
+                channel_sku: &i.channel_sku,
+                path: "/attributes/purchasable_offer",
+                value: json!([{
+                    "marketplace_id": marketplace,
+                    "currency": i.currency.as_str(),
+                    "our_price": [{ "schedule": [{ "value_with_tax": number(&i.amount) }] }],
+                }]),
+            })
+            .collect();
+        self.apply(patches, ctx).await
+    }
+
+    async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let (_, marketplace) = self.ids()?;
+        let id = &shipment.channel_order_id;
+        let lines: Vec<Value> = if shipment.lines.is_empty() || shipment.lines.iter().any(|l| l.line_id.is_none()) {
+            self.items(id, ctx)
+                .await?
+                .iter()
+                .map(|i| json!({ "orderItemId": i.get("OrderItemId"), "quantity": i.get("QuantityOrdered") }))
+                .collect()
+        } else {
+            shipment.lines.iter().map(|l| json!({ "orderItemId": l.line_id, "quantity": l.quantity })).collect()
+        };
+        let body = json!({
+            "marketplaceId": marketplace,
+            "packageDetail": {
+                "packageReferenceId": shipment.id,
+                "carrierCode": shipment.carrier.as_deref().unwrap_or("Other"),
+                "trackingNumber": shipment.tracking_number,
+                "shipDate": shipment.shipped_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "orderItems": lines,
+            },
+        });
+        self.api.send(Req::post(self.orders(&format!("orders/{id}/shipmentConfirmation")), body), ctx).await.map(drop)
+    }
+
+    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let body = self.api.send(Req::get(self.orders(&format!("orders/{channel_order_id}"))), ctx).await?.body;
+        let order = field(&body, "/payload")?.clone();
+        let order_items = self.items(channel_order_id, ctx).await?;
+        Ok(json!({ "order": order, "order_items": order_items }))
+    }
+
+    /// getOrders, then getOrderItems per order (paced by the limiter: the classic throttling trap).
+    async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let (_, marketplace) = self.ids()?;
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut req = Req::get(self.orders("orders")).query("MarketplaceIds", marketplace.clone());
+            req = match next.take() {
+                Some(token) => req.query("NextToken", token),
+                None => req.query("LastUpdatedAfter", since.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            };
+            let body = self.api.send(req, ctx).await?.body;
+            for order in field(&body, "/payload/Orders")?.as_array().cloned().unwrap_or_default() {
+                let Some(id) = order.get("AmazonOrderId").and_then(Value::as_str).map(str::to_owned) else { continue };
+                let order_items = self.items(&id, ctx).await?;
+                out.push(json!({ "order": order, "order_items": order_items }));
+            }
+            match body.pointer("/payload/NextToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Orders v0 has no cancel operation; seller cancellations go through an order-acknowledgement
+    /// feed, which is not implemented here.
+    async fn cancel_order(&self, _channel_order_id: &str, _reason: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Err(ConnectorError::unsupported(Channel::Amazon, "cancel an order through Orders v0"))
+    }
+
+    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let (seller, marketplace) = self.ids()?;
+        let mut out = Vec::new();
+        for sku in channel_skus {
+            let req = Req::get(format!("/listings/2021-08-01/items/{seller}/{}", encode(sku)))
+                .query("marketplaceIds", marketplace.clone())
+                .query("includedData", "fulfillmentAvailability");
+            let body = self.api.send(req, ctx).await?.body;
+            if let Some(q) = body.pointer("/fulfillmentAvailability/0/quantity").and_then(Value::as_i64) {
+                out.push((sku.clone(), q));
+            }
+        }
+        Ok(out)
+    }
+}

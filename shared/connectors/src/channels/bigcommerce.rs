@@ -1,0 +1,230 @@
+//! BigCommerce REST (v3 catalog and inventory, v2 orders) under `https://api.bigcommerce.com/stores/{hash}`.
+//!
+//! - Credentials: `access_token` (`X-Auth-Token`).
+//! - Settings: `location_id` (inventory location), optional `batch_size`.
+//! - Stock: `PUT /v3/inventory/adjustments/absolute` by SKU. BigCommerce accepts up to 2000 items per
+//!   call; 1000 is used as a conservative figure (the whole batch is validated together, so a smaller
+//!   batch limits what one unknown SKU takes down).
+//! - Prices: `PUT /v3/catalog/variants` (50 per call), `PriceUpdate::channel_item_id` = variant id.
+//! - Limits: a per-store window shared by every app; `X-Rate-Limit-Requests-Left` and
+//!   `X-Rate-Limit-Time-Reset-Ms` (and `-Requests-Quota`) of every response feed the limiter.
+//! - `fetch_order`: `{"order": GET /v2/orders/{id}, "products": .../products, "shipping_addresses": ...}`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use manifold_domain::{Channel, Shipment, config::AccountConfig};
+use serde_json::{Value, json};
+
+use super::{decimal, missing_item_id, settle};
+use crate::{
+    Credentials,
+    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    error::ConnectorError,
+    ratelimit::{Signals, WindowStatus},
+    transport::{Api, ApiParts, Dialect, Req, batches, credential, header},
+};
+
+const MAX_STOCK_BATCH: usize = 1000;
+const MAX_VARIANT_BATCH: usize = 50;
+/// `status_id` of "Cancelled" in BigCommerce's fixed order status table.
+const CANCELLED: u32 = 5;
+
+#[derive(Debug)]
+struct BigCommerceDialect {
+    creds: Credentials,
+}
+
+impl Dialect for BigCommerceDialect {
+    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+        req.headers.push(("x-auth-token", credential(&self.creds, "access_token")?));
+        req.headers.push(("accept", "application/json".to_owned()));
+        Ok(())
+    }
+
+    fn signals(&self, headers: &HeaderMap, _body: &Value) -> Signals {
+        let num = |name: &str| header(headers, name).and_then(|v| v.parse::<u64>().ok());
+        let window = match (num("x-rate-limit-requests-left"), num("x-rate-limit-time-reset-ms")) {
+            (Some(left), Some(reset_ms)) => Some(WindowStatus {
+                requests_left: u32::try_from(left).unwrap_or(u32::MAX),
+                reset_in: Duration::from_millis(reset_ms),
+                quota: num("x-rate-limit-requests-quota").and_then(|q| u32::try_from(q).ok()),
+            }),
+            _ => None,
+        };
+        Signals { retry_after: crate::error::retry_after(headers), window, ..Signals::default() }
+    }
+}
+
+/// A BigCommerce store.
+#[derive(Debug)]
+pub struct BigCommerce {
+    api: Api,
+    batch: usize,
+}
+
+impl BigCommerce {
+    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+        let batch = parts.batch(MAX_STOCK_BATCH);
+        Self { api: Api::new(parts, BigCommerceDialect { creds: creds.clone() }), batch }
+    }
+
+    async fn get(&self, path: String, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        // v2 list endpoints answer 204 with no body when there is nothing.
+        Ok(match self.api.send(Req::get(path), ctx).await?.body {
+            Value::Null => json!([]),
+            v => v,
+        })
+    }
+}
+
+#[async_trait]
+impl ChannelConnector for BigCommerce {
+    fn channel(&self) -> Channel {
+        Channel::Bigcommerce
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let location = self.api.parts.setting("location_id")?;
+        let location: Value = location.parse::<u64>().map_or_else(|_| json!(location), |n| json!(n));
+        let mut outcome = PushOutcome::default();
+        for batch in batches(items, self.batch) {
+            let body = json!({
+                "reason": "Manifold stock sync",
+                "items": batch.iter().map(|i| json!({ "location_id": location, "sku": i.channel_sku, "quantity": i.quantity })).collect::<Vec<_>>(),
+            });
+            let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
+            let result = self.api.send(Req::put("/v3/inventory/adjustments/absolute", body), ctx).await.map(|_| PushOutcome {
+                delivered: skus.iter().map(|s| (*s).to_owned()).collect(),
+                rejected: Vec::new(),
+            });
+            settle(&mut outcome, &skus, result)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        let (with_id, without): (Vec<&PriceUpdate>, Vec<&PriceUpdate>) = items.iter().partition(|i| i.channel_item_id.is_some());
+        for i in without {
+            outcome.rejected.push((i.channel_sku.clone(), missing_item_id(&i.channel_sku, "variant id")));
+        }
+        for batch in batches(&with_id, MAX_VARIANT_BATCH) {
+            let body: Vec<Value> = batch
+                .iter()
+                .map(|i| {
+                    let id = i.channel_item_id.as_deref().unwrap_or_default();
+                    json!({ "id": id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n)), "price": decimal(&i.amount).parse::<f64>().ok() })
+                })
+                .collect();
+            let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
+            let result = self.api.send(Req::put("/v3/catalog/variants", Value::Array(body)), ctx).await.map(|_| PushOutcome {
+                delivered: skus.iter().map(|s| (*s).to_owned()).collect(),
+                rejected: Vec::new(),
+            });
+            settle(&mut outcome, &skus, result)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let id = &shipment.channel_order_id;
+        let addresses = self.get(format!("/v2/orders/{id}/shipping_addresses"), ctx).await?;
+        let address_id = addresses
+            .pointer("/0/id")
+            .cloned()
+            .ok_or_else(|| ConnectorError::permanent(format!("order {id} has no shipping address")))?;
+        let items: Vec<Value> = if shipment.lines.iter().all(|l| l.line_id.is_some()) && !shipment.lines.is_empty() {
+            shipment
+                .lines
+                .iter()
+                .map(|l| {
+                    let line = l.line_id.as_deref().unwrap_or_default();
+                    json!({ "order_product_id": line.parse::<u64>().map_or_else(|_| json!(line), |n| json!(n)), "quantity": l.quantity })
+                })
+                .collect()
+        } else {
+            let products = self.get(format!("/v2/orders/{id}/products"), ctx).await?;
+            products
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| json!({ "order_product_id": p.get("id"), "quantity": p.get("quantity") }))
+                .collect()
+        };
+        let body = json!({
+            "order_address_id": address_id,
+            "tracking_number": shipment.tracking_number,
+            "tracking_carrier": shipment.carrier.as_deref().map(str::to_ascii_lowercase),
+            "tracking_link": shipment.tracking_url,
+            "items": items,
+        });
+        self.api.send(Req::post(format!("/v2/orders/{id}/shipments"), body), ctx).await.map(drop)
+    }
+
+    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let order = self.api.send(Req::get(format!("/v2/orders/{channel_order_id}")), ctx).await?.body;
+        let products = self.get(format!("/v2/orders/{channel_order_id}/products"), ctx).await?;
+        let shipping_addresses = self.get(format!("/v2/orders/{channel_order_id}/shipping_addresses"), ctx).await?;
+        Ok(json!({ "order": order, "products": products, "shipping_addresses": shipping_addresses }))
+    }
+
+    /// Lists changed orders, then fetches each one's products and addresses (BigCommerce's list is
+    /// thin); the rate limiter paces the extra calls.
+    async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let req = Req::get("/v2/orders")
+                .query("min_date_modified", since.to_rfc2822())
+                .query("limit", "250")
+                .query("page", page.to_string());
+            let listed = match self.api.send(req, ctx).await?.body {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            if listed.is_empty() {
+                break;
+            }
+            let full = listed.len() == 250;
+            for order in listed {
+                let Some(id) = order.get("id").map(|v| v.to_string().trim_matches('"').to_owned()) else { continue };
+                let products = self.get(format!("/v2/orders/{id}/products"), ctx).await?;
+                let shipping_addresses = self.get(format!("/v2/orders/{id}/shipping_addresses"), ctx).await?;
+                out.push(json!({ "order": order, "products": products, "shipping_addresses": shipping_addresses }));
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let body = json!({ "status_id": CANCELLED, "staff_notes": reason });
+        self.api.send(Req::put(format!("/v2/orders/{channel_order_id}"), body), ctx).await.map(drop)
+    }
+
+    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let mut out = Vec::new();
+        for chunk in batches(channel_skus, MAX_VARIANT_BATCH) {
+            let req = Req::get("/v3/catalog/variants").query("sku:in", chunk.join(",")).query("limit", "250");
+            let body = self.api.send(req, ctx).await?.body;
+            for v in body.get("data").and_then(Value::as_array).into_iter().flatten() {
+                if let (Some(sku), Some(q)) = (v.get("sku").and_then(Value::as_str), v.get("inventory_level").and_then(Value::as_i64)) {
+                    out.push((sku.to_owned(), q));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,186 @@
+//! eBay Sell APIs (Inventory v1, Fulfillment v1).
+//!
+//! - Credentials: `access_token` (OAuth2 user token, bearer).
+//! - Stock: `POST /sell/inventory/v1/bulk_update_price_quantity`, 25 SKUs per call; the response lists
+//!   a status per SKU (`responses[].statusCode`, `errors`), so one bad SKU rejects only itself.
+//! - Prices: the same call with `offers: [{offerId, price}]`; `PriceUpdate::channel_item_id` = offer id.
+//! - `fetch_order`: the Fulfillment API `Order` (`GET /sell/fulfillment/v1/order/{orderId}`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use manifold_domain::{Channel, Shipment, config::AccountConfig};
+use serde_json::{Value, json};
+
+use super::{decimal, missing_item_id, settle};
+use crate::{
+    Credentials,
+    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    error::{ConnectorError, class_of_status},
+    transport::{Api, ApiParts, Dialect, Req, batches, credential, field},
+};
+
+const MAX_BATCH: usize = 25;
+
+#[derive(Debug)]
+struct EbayDialect {
+    creds: Credentials,
+}
+
+impl Dialect for EbayDialect {
+    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
+        Ok(())
+    }
+}
+
+/// An eBay seller account.
+#[derive(Debug)]
+pub struct Ebay {
+    api: Api,
+    batch: usize,
+}
+
+impl Ebay {
+    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+        let batch = parts.batch(MAX_BATCH);
+        Self { api: Api::new(parts, EbayDialect { creds: creds.clone() }), batch }
+    }
+
+    async fn bulk(&self, requests: Vec<(&str, Value)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        for batch in batches(&requests, self.batch) {
+            let skus: Vec<&str> = batch.iter().map(|r| r.0).collect();
+            let body = json!({ "requests": batch.iter().map(|r| r.1.clone()).collect::<Vec<_>>() });
+            let result = self
+                .api
+                .send(Req::post("/sell/inventory/v1/bulk_update_price_quantity", body), ctx)
+                .await
+                .map(|r| per_item(&r.body, &skus));
+            settle(&mut outcome, &skus, result)?;
+        }
+        Ok(outcome)
+    }
+}
+
+/// `responses[]`: `{sku, statusCode, errors: [{errorId, message}]}` per request.
+fn per_item(body: &Value, skus: &[&str]) -> PushOutcome {
+    let mut outcome = PushOutcome::default();
+    let responses = body.get("responses").and_then(Value::as_array).cloned().unwrap_or_default();
+    for sku in skus {
+        let response = responses.iter().find(|r| r.get("sku").and_then(Value::as_str) == Some(sku));
+        let status = response.and_then(|r| r.get("statusCode")).and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
+        if (200..300).contains(&status) {
+            outcome.delivered.push((*sku).to_owned());
+        } else {
+            let message = response
+                .and_then(|r| r.pointer("/errors/0/message"))
+                .and_then(Value::as_str)
+                .unwrap_or("rejected")
+                .to_owned();
+            outcome.rejected.push(((*sku).to_owned(), ConnectorError::new(class_of_status(status), message).with_status(status)));
+        }
+    }
+    outcome
+}
+
+#[async_trait]
+impl ChannelConnector for Ebay {
+    fn channel(&self) -> Channel {
+        Channel::Ebay
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let requests = items
+            .iter()
+            .map(|i| (i.channel_sku.as_str(), json!({ "sku": i.channel_sku, "shipToLocationAvailability": { "quantity": i.quantity } })))
+            .collect();
+        self.bulk(requests, ctx).await
+    }
+
+    async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        let mut requests = Vec::new();
+        for i in items {
+            match &i.channel_item_id {
+                Some(offer) => requests.push((
+                    i.channel_sku.as_str(),
+                    json!({ "sku": i.channel_sku, "offers": [{ "offerId": offer, "price": { "value": decimal(&i.amount), "currency": i.currency.as_str() } }] }),
+                )),
+                None => outcome.rejected.push((i.channel_sku.clone(), missing_item_id(&i.channel_sku, "offer id"))),
+            }
+        }
+        outcome.merge(self.bulk(requests, ctx).await?);
+        Ok(outcome)
+    }
+
+    async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let id = &shipment.channel_order_id;
+        let lines: Vec<Value> = if shipment.lines.is_empty() || shipment.lines.iter().any(|l| l.line_id.is_none()) {
+            let order = self.fetch_order(id, ctx).await?;
+            order
+                .get("lineItems")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|l| json!({ "lineItemId": l.get("lineItemId"), "quantity": l.get("quantity") }))
+                .collect()
+        } else {
+            shipment.lines.iter().map(|l| json!({ "lineItemId": l.line_id, "quantity": l.quantity })).collect()
+        };
+        let body = json!({
+            "lineItems": lines,
+            "shippedDate": shipment.shipped_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "shippingCarrierCode": shipment.carrier,
+            "trackingNumber": shipment.tracking_number,
+        });
+        self.api.send(Req::post(format!("/sell/fulfillment/v1/order/{id}/shipping_fulfillment"), body), ctx).await.map(drop)
+    }
+
+    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        Ok(self.api.send(Req::get(format!("/sell/fulfillment/v1/order/{channel_order_id}")), ctx).await?.body)
+    }
+
+    async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut req = Req::get("/sell/fulfillment/v1/order")
+            .query("filter", format!("lastmodifieddate:[{}..]", since.to_rfc3339_opts(SecondsFormat::Millis, true)))
+            .query("limit", "200");
+        loop {
+            let body = self.api.send(req, ctx).await?.body;
+            out.extend(field(&body, "/orders")?.as_array().cloned().unwrap_or_default());
+            match body.get("next").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => req = Req::get(next.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Post-Order API seller cancellation (`legacyOrderId` = the order id; shape unverified).
+    async fn cancel_order(&self, channel_order_id: &str, _reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let body = json!({ "legacyOrderId": channel_order_id, "cancelReason": "OUT_OF_STOCK_OR_CANNOT_FULFILL" });
+        self.api.send(Req::post("/post-order/v2/cancellation", body), ctx).await.map(drop)
+    }
+
+    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let mut out = Vec::new();
+        for chunk in batches(channel_skus, MAX_BATCH) {
+            let body = json!({ "requests": chunk.iter().map(|s| json!({ "sku": s })).collect::<Vec<_>>() });
+            let reply = self.api.send(Req::post("/sell/inventory/v1/bulk_get_inventory_item", body), ctx).await?;
+            for r in reply.body.get("responses").and_then(Value::as_array).into_iter().flatten() {
+                let q = r.pointer("/inventoryItem/availability/shipToLocationAvailability/quantity").and_then(Value::as_i64);
+                if let (Some(sku), Some(q)) = (r.get("sku").and_then(Value::as_str), q) {
+                    out.push((sku.to_owned(), q));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

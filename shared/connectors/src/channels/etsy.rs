@@ -1,0 +1,258 @@
+//! Etsy Open API v3.
+//!
+//! - Credentials: `api_key` (the app keystring, `x-api-key`) and `access_token` (OAuth2 bearer).
+//! - Settings: `shop_id`.
+//! - Stock and prices: `PUT /v3/application/listings/{listing_id}/inventory` replaces the listing's whole
+//!   product set (omitted products are deleted), so each listing is read first (`GET .../inventory`),
+//!   the pushed SKUs' offerings changed, and every product written back. `channel_item_id` = listing id.
+//! - Limits: `x-remaining-this-second` (and `x-remaining-today`, logged) feed the limiter; 429 beyond.
+//! - `fetch_order`: the ShopReceipt (`GET /v3/application/shops/{shop_id}/receipts/{receipt_id}`).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use manifold_domain::{Channel, Shipment, config::AccountConfig};
+use serde_json::{Map, Value, json};
+
+use super::{group_by, missing_item_id, number, settle};
+use crate::{
+    Credentials,
+    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    error::ConnectorError,
+    ratelimit::Signals,
+    transport::{Api, ApiParts, Dialect, Req, credential, field, header},
+};
+
+#[derive(Debug)]
+struct EtsyDialect {
+    creds: Credentials,
+}
+
+impl Dialect for EtsyDialect {
+    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+        req.headers.push(("x-api-key", credential(&self.creds, "api_key")?));
+        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
+        Ok(())
+    }
+
+    fn signals(&self, headers: &HeaderMap, _body: &Value) -> Signals {
+        if header(headers, "x-remaining-today").and_then(|v| v.parse::<u64>().ok()) == Some(0) {
+            tracing::warn!("Etsy daily request allowance exhausted");
+        }
+        Signals {
+            retry_after: crate::error::retry_after(headers),
+            remaining_this_second: header(headers, "x-remaining-this-second").and_then(|v| v.parse().ok()),
+            ..Signals::default()
+        }
+    }
+}
+
+/// An Etsy shop.
+#[derive(Debug)]
+pub struct Etsy {
+    api: Api,
+}
+
+/// What to change on the offering of a product with a given SKU.
+enum Change {
+    Quantity(u32),
+    Price(Value),
+}
+
+impl Etsy {
+    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+        Self { api: Api::new(parts, EtsyDialect { creds: creds.clone() }) }
+    }
+
+    fn shop(&self, rest: &str) -> Result<String, ConnectorError> {
+        Ok(format!("/v3/application/shops/{}/{rest}", self.api.parts.setting("shop_id")?))
+    }
+
+    /// Read-modify-write of each listing's full inventory.
+    async fn update(&self, items: Vec<(&str, Option<&str>, Change)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        let (known, unknown): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.1.is_some());
+        for (sku, _, _) in unknown {
+            outcome.rejected.push((sku.to_owned(), missing_item_id(sku, "listing id")));
+        }
+        for (listing, group) in group_by(&known, |i| i.1.unwrap_or_default().to_owned()) {
+            let skus: Vec<&str> = group.iter().map(|i| i.0).collect();
+            let changes: HashMap<&str, &Change> = group.iter().map(|i| (i.0, &i.2)).collect();
+            let result = self.update_listing(&listing, &changes, ctx).await;
+            settle(&mut outcome, &skus, result)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn update_listing(&self, listing: &str, changes: &HashMap<&str, &Change>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let path = format!("/v3/application/listings/{listing}/inventory");
+        let current = self.api.send(Req::get(path.clone()), ctx).await?.body;
+        let mut outcome = PushOutcome::default();
+        let mut products = Vec::new();
+        for p in field(&current, "/products")?.as_array().into_iter().flatten() {
+            if p.get("is_deleted").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let sku = p.get("sku").and_then(Value::as_str).unwrap_or_default();
+            let change = changes.get(sku).copied();
+            if change.is_some() {
+                outcome.delivered.push(sku.to_owned());
+            }
+            products.push(writable_product(p, change));
+        }
+        for sku in changes.keys() {
+            if !outcome.delivered.iter().any(|d| d == sku) {
+                outcome.rejected.push(((*sku).to_owned(), ConnectorError::permanent(format!("listing {listing} has no product with SKU {sku}"))));
+            }
+        }
+        if outcome.delivered.is_empty() {
+            return Ok(outcome);
+        }
+        let mut body = Map::new();
+        body.insert("products".into(), Value::Array(products));
+        for key in ["price_on_property", "quantity_on_property", "sku_on_property"] {
+            body.insert(key.into(), current.get(key).cloned().unwrap_or_else(|| json!([])));
+        }
+        self.api.send(Req::put(path, Value::Object(body)), ctx).await?;
+        Ok(outcome)
+    }
+}
+
+/// A product as `GET .../inventory` returns it, rewritten in the shape `PUT` takes (prices as decimal
+/// numbers instead of `{amount, divisor}`), with `change` applied to its offerings.
+fn writable_product(p: &Value, change: Option<&Change>) -> Value {
+    let offerings: Vec<Value> = p
+        .get("offerings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|o| o.get("is_deleted").and_then(Value::as_bool) != Some(true))
+        .map(|o| {
+            let price = o.get("price").map_or(Value::Null, money_to_number);
+            let mut offering = json!({
+                "price": price,
+                "quantity": o.get("quantity").cloned().unwrap_or(json!(0)),
+                "is_enabled": o.get("is_enabled").cloned().unwrap_or(json!(true)),
+            });
+            match change {
+                Some(Change::Quantity(q)) => offering["quantity"] = json!(q),
+                Some(Change::Price(v)) => offering["price"] = v.clone(),
+                None => {}
+            }
+            offering
+        })
+        .collect();
+    let property_values: Vec<Value> = p
+        .get("property_values")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let keep = ["property_id", "value_ids", "scale_id", "property_name", "values"];
+            Value::Object(keep.iter().filter_map(|k| v.get(*k).map(|x| ((*k).to_owned(), x.clone()))).collect())
+        })
+        .collect();
+    json!({ "sku": p.get("sku"), "property_values": property_values, "offerings": offerings })
+}
+
+/// `{amount: 1999, divisor: 100}` -> `19.99`.
+fn money_to_number(m: &Value) -> Value {
+    let amount = m.get("amount").and_then(Value::as_i64);
+    let divisor = m.get("divisor").and_then(Value::as_u64).and_then(|d| u32::try_from(d).ok());
+    let currency = m.get("currency_code").and_then(Value::as_str).and_then(|c| c.parse().ok());
+    match (amount, divisor, currency) {
+        (Some(a), Some(d), Some(c)) => manifold_domain::Amount::from_minor_units(a, d, c).map_or(Value::Null, |x| number(&x)),
+        _ => m.clone(),
+    }
+}
+
+#[async_trait]
+impl ChannelConnector for Etsy {
+    fn channel(&self) -> Channel {
+        Channel::Etsy
+    }
+
+    /// One listing (with all its products) per write.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let changes = items.iter().map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), Change::Quantity(i.quantity))).collect();
+        self.update(changes, ctx).await
+    }
+
+    async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let changes = items.iter().map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), Change::Price(number(&i.amount)))).collect();
+        self.update(changes, ctx).await
+    }
+
+    async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let path = self.shop(&format!("receipts/{}/tracking", shipment.channel_order_id))?;
+        let body = json!({ "tracking_code": shipment.tracking_number, "carrier_name": shipment.carrier.as_deref().unwrap_or("other") });
+        self.api.send(Req::post(path, body), ctx).await.map(drop)
+    }
+
+    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        Ok(self.api.send(Req::get(self.shop(&format!("receipts/{channel_order_id}"))?), ctx).await?.body)
+    }
+
+    async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let req = Req::get(self.shop("receipts")?)
+                .query("min_last_modified", since.timestamp().to_string())
+                .query("limit", "100")
+                .query("offset", offset.to_string());
+            let body = self.api.send(req, ctx).await?.body;
+            let results = field(&body, "/results")?.as_array().cloned().unwrap_or_default();
+            let count = body.get("count").and_then(Value::as_u64).unwrap_or(0);
+            offset += results.len();
+            let done = results.is_empty() || offset as u64 >= count;
+            out.extend(results);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn cancel_order(&self, _channel_order_id: &str, _reason: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Err(ConnectorError::unsupported(Channel::Etsy, "cancel a receipt (sellers cancel in the Etsy UI)"))
+    }
+
+    /// Etsy reads stock per listing, and a SKU alone does not name its listing.
+    async fn read_stock(&self, _channel_skus: &[String], _ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        Err(ConnectorError::unsupported(Channel::Etsy, "read stock by SKU without listing ids"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etsy_money_becomes_a_decimal_number() {
+        assert_eq!(money_to_number(&json!({ "amount": 1999, "divisor": 100, "currency_code": "USD" })), json!(19.99));
+    }
+
+    #[test]
+    fn rewrites_products_for_put_and_applies_the_change() {
+        let p = json!({
+            "product_id": 1, "sku": "A", "is_deleted": false,
+            "property_values": [{ "property_id": 513, "property_name": "Size", "scale_id": null, "value_ids": [1], "values": ["S"] }],
+            "offerings": [{ "offering_id": 9, "quantity": 3, "is_enabled": true, "is_deleted": false,
+                            "price": { "amount": 1000, "divisor": 100, "currency_code": "EUR" } }]
+        });
+        let w = writable_product(&p, Some(&Change::Quantity(7)));
+        assert_eq!(w["offerings"][0], json!({ "price": 10.0, "quantity": 7, "is_enabled": true }));
+        assert_eq!(w["property_values"][0]["values"], json!(["S"]));
+        assert!(w.get("product_id").is_none(), "PUT takes no product ids");
+    }
+}

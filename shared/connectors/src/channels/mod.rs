@@ -1,0 +1,75 @@
+//! One module per channel. Each holds the channel's wire shapes and nothing else: sending, limits and
+//! failure classes come from [`crate::transport`].
+
+pub mod amazon;
+pub mod bigcommerce;
+pub mod ebay;
+pub mod etsy;
+pub mod shopify;
+pub mod tiktok;
+pub mod woocommerce;
+pub mod zalando;
+
+use std::collections::BTreeMap;
+
+use manifold_domain::Amount;
+
+use crate::{client::PushOutcome, error::ConnectorError};
+
+/// Groups items by a key (a product, a listing), keeping first-seen order of keys and items.
+pub(crate) fn group_by<T, K: Ord + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<(K, Vec<&T>)> {
+    let mut order: Vec<K> = Vec::new();
+    let mut groups: BTreeMap<K, Vec<&T>> = BTreeMap::new();
+    for item in items {
+        let k = key(item);
+        groups
+            .entry(k.clone())
+            .or_insert_with(|| {
+                order.push(k);
+                Vec::new()
+            })
+            .push(item);
+    }
+    order.into_iter().filter_map(|k| groups.remove(&k).map(|v| (k, v))).collect()
+}
+
+/// Runs one batch: a retryable failure aborts the push (`Err`), a permanent one rejects the batch's
+/// items and the push goes on with the next batch.
+pub(crate) fn settle(
+    outcome: &mut PushOutcome,
+    skus: &[&str],
+    result: Result<PushOutcome, ConnectorError>,
+) -> Result<(), ConnectorError> {
+    match result {
+        Ok(o) => outcome.merge(o),
+        Err(e) if e.is_retryable() || e.class == crate::error::FailureClass::Auth => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, items = skus.len(), "batch rejected");
+            outcome.reject_all(skus.iter().copied(), &e);
+        }
+    }
+    Ok(())
+}
+
+/// An amount as the decimal string most channels take (`"12.50"`).
+pub(crate) fn decimal(amount: &Amount) -> String {
+    amount.to_string()
+}
+
+/// An amount as a JSON number, for channels that take floats (Etsy, Zalando). The decimal string is
+/// parsed by serde_json's shortest-representation reader, so `19.99` is sent as `19.99`.
+pub(crate) fn number(amount: &Amount) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Number>(&amount.to_string()).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// The `id` of a `product/variation`-style compound channel item id.
+pub(crate) fn split_item_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (id, None),
+    }
+}
+
+pub(crate) fn missing_item_id(channel_sku: &str, what: &str) -> ConnectorError {
+    ConnectorError::permanent(format!("{channel_sku}: channel_item_id ({what}) is required"))
+}

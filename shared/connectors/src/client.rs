@@ -1,0 +1,109 @@
+//! The one outbound contract every channel implements, and the one place that picks the implementation.
+//!
+//! Callers (the push consumers, the order poller, reconciliation) hold an `Arc<dyn ChannelConnector>`
+//! and never learn a channel's wire format. Each channel lives in its own folder under `channels/`;
+//! adding a channel is one folder plus one arm in [`build`], which the compiler checks is exhaustive.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use manifold_domain::{Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
+
+use crate::{Credentials, channels, error::ConnectorError};
+
+/// Per-call context: correlation only (no business data, no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallContext {
+    /// Sent as `X-Request-Id` so the channel's logs (and the simulator's) can be correlated.
+    pub trace_id: String,
+}
+
+impl CallContext {
+    pub fn new(trace_id: impl Into<String>) -> Self {
+        Self { trace_id: trace_id.into() }
+    }
+}
+
+/// Set one channel SKU's sellable quantity (absolute, never a delta: safe to repeat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockUpdate {
+    pub sku: Sku,
+    pub channel_sku: String,
+    pub quantity: u32,
+    /// The channel's own id where its API keys stock by id rather than SKU (see each channel's docs).
+    pub channel_item_id: Option<String>,
+}
+
+/// Set one channel SKU's price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceUpdate {
+    pub sku: Sku,
+    pub channel_sku: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    /// As for [`StockUpdate::channel_item_id`]: WooCommerce product (or `product/variation`), BigCommerce
+    /// variant id, Etsy listing id, TikTok `product/sku`, eBay offer id. Unused by SKU-keyed channels.
+    pub channel_item_id: Option<String>,
+}
+
+/// What happened to each item of a push. A retryable failure of a whole call is an `Err` of the push
+/// instead, so the caller retries (absolute quantities make a repeat harmless).
+#[derive(Debug, Default)]
+pub struct PushOutcome {
+    pub delivered: Vec<String>,
+    pub rejected: Vec<(String, ConnectorError)>,
+}
+
+impl PushOutcome {
+    pub(crate) fn reject_all<'a>(&mut self, skus: impl IntoIterator<Item = &'a str>, err: &ConnectorError) {
+        self.rejected.extend(skus.into_iter().map(|s| (s.to_owned(), err.summary())));
+    }
+
+    pub(crate) fn merge(&mut self, other: PushOutcome) {
+        self.delivered.extend(other.delivered);
+        self.rejected.extend(other.rejected);
+    }
+}
+
+/// A channel's outbound API: stock, prices, tracking, order reads and order state changes.
+#[async_trait]
+pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
+    fn channel(&self) -> Channel;
+    /// Stock items per API call.
+    fn max_batch(&self) -> usize;
+    /// Sets quantities, batching internally at [`max_batch`](Self::max_batch).
+    async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError>;
+    async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError>;
+    async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError>;
+    /// The order exactly as the normalizer takes it (see each channel's module docs for the shape).
+    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<serde_json::Value, ConnectorError>;
+    /// Orders changed since `since`, each in the [`fetch_order`](Self::fetch_order) shape.
+    async fn list_orders_since(
+        &self,
+        since: DateTime<Utc>,
+        ctx: &CallContext,
+    ) -> Result<Vec<serde_json::Value>, ConnectorError>;
+    /// Tells the channel the order has been taken over (Zalando: mark exported); a no-op elsewhere.
+    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError>;
+    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError>;
+    /// The channel's current sellable quantity per channel SKU (reconciliation).
+    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError>;
+}
+
+/// Builds the connector for an account. Credentials each channel reads are listed in its module docs;
+/// missing ones surface as `Auth` failures on first use, missing settings as `Permanent` ones.
+#[allow(clippy::needless_pass_by_value)] // the signature the callers agreed on: the connector owns what it is given
+pub fn build(account: &AccountConfig, creds: Credentials, http: reqwest::Client) -> Arc<dyn ChannelConnector> {
+    let api = crate::transport::ApiParts::new(account, http);
+    match account.channel {
+        Channel::Shopify => Arc::new(channels::shopify::Shopify::new(account, &creds, api)),
+        Channel::Woocommerce => Arc::new(channels::woocommerce::WooCommerce::new(account, &creds, api)),
+        Channel::Bigcommerce => Arc::new(channels::bigcommerce::BigCommerce::new(account, &creds, api)),
+        Channel::Amazon => Arc::new(channels::amazon::Amazon::new(account, &creds, api)),
+        Channel::Etsy => Arc::new(channels::etsy::Etsy::new(account, &creds, api)),
+        Channel::Tiktok => Arc::new(channels::tiktok::TikTok::new(account, &creds, api)),
+        Channel::Zalando => Arc::new(channels::zalando::Zalando::new(account, &creds, api)),
+        Channel::Ebay => Arc::new(channels::ebay::Ebay::new(account, &creds, api)),
+    }
+}
