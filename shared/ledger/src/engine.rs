@@ -1,0 +1,938 @@
+//! The ledger's rules, written once over any [`Store`]: reserve all or nothing, release and ship
+//! exactly what was reserved and only once, set on-hand without touching reservations.
+//!
+//! Concurrency control is optimistic: read the positions, decide, and commit new values conditional on
+//! the versions read. A commit that loses a race re-reads and decides again, so a reservation only
+//! ever lands when `on_hand - reserved >= qty` held at the version it replaced, and every entry records
+//! exact before/after values. Orders touching more positions than one transaction can hold are
+//! reserved chunk by chunk; the reservation record is updated in every chunk's transaction, so it
+//! always says exactly what is held, and a short chunk releases the earlier chunks before the order is
+//! rejected (compensation rather than truncation).
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use manifold_domain::{AdjustmentReason, InventoryAdjustment, OrderId, OversellAction, ShortLine};
+use rand::Rng;
+use tracing::{debug, info, warn};
+
+use crate::{
+    Ledger,
+    model::{
+        Change, Held, LedgerError, LineRecord, OrderReservation, Position, PositionKey, ReleaseOutcome,
+        ReservationRecord, ReservationState, ReserveOutcome, Scope, SetOutcome,
+    },
+    store::{Commit, CommitError, Entry, POSITIONS_PER_COMMIT, PositionWrite, RecordWrite, SourceMarker, Store},
+};
+
+/// Units to move per position.
+type Deltas = BTreeMap<PositionKey, u64>;
+
+/// Attempts before a call gives up under contention (the error is retryable).
+const MAX_ATTEMPTS: u32 = 100;
+
+/// A chunked reservation left in `Reserving` longer than this is taken over by the next delivery.
+const RESERVING_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// What a release or a shipment does to a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Movement {
+    /// Cancellation or refund: the units become available again.
+    Release,
+    /// The units left: reserved and on-hand both go down.
+    Ship,
+}
+
+/// The ledger over a store. `StockLedger<DynamoStore>` in production, `StockLedger<MemoryStore>` in
+/// unit tests.
+#[derive(Debug)]
+pub struct StockLedger<S> {
+    store: S,
+    chunk: usize,
+}
+
+impl<S: Store> StockLedger<S> {
+    pub fn new(store: S) -> Self {
+        Self { store, chunk: POSITIONS_PER_COMMIT }
+    }
+
+    /// Uses smaller chunks than a transaction allows (tests exercise the chunked path cheaply).
+    #[must_use]
+    pub fn with_chunk_size(mut self, positions_per_commit: usize) -> Self {
+        self.chunk = positions_per_commit.clamp(1, POSITIONS_PER_COMMIT);
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The order's reservation record, if any.
+    pub async fn reservation(&self, order: &OrderId) -> Result<Option<ReservationRecord>, LedgerError> {
+        self.store.reservation(order).await
+    }
+
+    async fn reserve(&self, req: &OrderReservation) -> Result<Change<ReserveOutcome>, LedgerError> {
+        validate(req)?;
+        let required = requirements(&to_line_records(req), &req.location);
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Some(rec) = self.store.reservation(&req.order_id).await? {
+                return match rec.state {
+                    ReservationState::Reserving if Utc::now() - rec.updated_at > RESERVING_LEASE => {
+                        warn!(order_id = %req.order_id, "taking over a stalled chunked reservation");
+                        self.reserve_in_chunks(rec, &required, req).await
+                    }
+                    ReservationState::Reserving => Err(LedgerError::InProgress(req.order_id.clone())),
+                    state => Ok(Change { outcome: ReserveOutcome::AlreadyApplied { state }, positions: vec![] }),
+                };
+            }
+            if required.len() > self.chunk {
+                let rec = new_record(req, ReservationState::Reserving);
+                match self
+                    .store
+                    .commit(Commit { record: Some(RecordWrite::Create(rec.clone())), ..Commit::default() })
+                    .await
+                {
+                    Ok(()) => return self.reserve_in_chunks(rec, &required, req).await,
+                    Err(CommitError::Conflict) => continue,
+                    Err(CommitError::Failed(e)) => return Err(e),
+                }
+            }
+            let keys: Vec<PositionKey> = required.keys().cloned().collect();
+            let positions = self.store.positions(&keys).await?;
+            let short = shortages(&required, &positions);
+            let backorder = req.oversell == OversellAction::Backorder;
+            let mut rec = new_record(req, ReservationState::Reserved);
+            let mut commit = Commit::default();
+            if short.is_empty() || backorder {
+                if backorder && !short.is_empty() {
+                    rec.state = ReservationState::Backordered;
+                    rec.short_lines.clone_from(&short);
+                }
+                for (key, qty) in &required {
+                    rec.add_held(key, signed(*qty));
+                }
+                commit = moves(&positions, &required, Move::Reserve, req);
+            } else {
+                rec.state = ReservationState::Rejected;
+                rec.short_lines.clone_from(&short);
+            }
+            let changed: Vec<Position> = commit.positions.iter().map(|w| w.position.clone()).collect();
+            commit.record = Some(RecordWrite::Create(rec));
+            match self.store.commit(commit).await {
+                Ok(()) => {
+                    let outcome = if short.is_empty() {
+                        ReserveOutcome::Reserved
+                    } else {
+                        info!(order_id = %req.order_id, channel = %req.channel, short = short.len(), action = ?req.oversell, "order oversold");
+                        ReserveOutcome::Oversold { short_lines: short, action: req.oversell }
+                    };
+                    return Ok(Change { outcome, positions: changed });
+                }
+                Err(CommitError::Conflict) => backoff(attempt).await,
+                Err(CommitError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(LedgerError::Contention { what: format!("reserving {}", req.order_id), attempts: MAX_ATTEMPTS })
+    }
+
+    /// Reserves `required` chunk by chunk from a `Reserving` record, releasing what was held if a
+    /// chunk is short and the policy is not to back-order.
+    async fn reserve_in_chunks(
+        &self,
+        mut rec: ReservationRecord,
+        required: &BTreeMap<PositionKey, u64>,
+        req: &OrderReservation,
+    ) -> Result<Change<ReserveOutcome>, LedgerError> {
+        let mut changed = BTreeMap::new();
+        let keys: Vec<PositionKey> = required.keys().cloned().collect();
+        for chunk in keys.chunks(self.chunk) {
+            let wanted: BTreeMap<PositionKey, u64> = chunk
+                .iter()
+                .map(|k| (k.clone(), required[k].saturating_sub(rec.held_quantity(k))))
+                .filter(|(_, q)| *q > 0)
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let mut attempt = 0;
+            loop {
+                let wanted_keys: Vec<PositionKey> = wanted.keys().cloned().collect();
+                let positions = self.store.positions(&wanted_keys).await?;
+                let short = shortages(&wanted, &positions);
+                if !short.is_empty() && rec.oversell != OversellAction::Backorder {
+                    return self.reject_chunked(rec, required, req, changed).await;
+                }
+                let mut next = rec.clone();
+                next.rev += 1;
+                next.updated_at = Utc::now();
+                for (key, qty) in &wanted {
+                    next.add_held(key, signed(*qty));
+                }
+                if !short.is_empty() {
+                    next.state = ReservationState::Backordered;
+                    next.short_lines.extend(short);
+                }
+                let mut commit = moves(&positions, &wanted, Move::Reserve, req);
+                for w in &commit.positions {
+                    changed.insert(w.position.key(), w.position.clone());
+                }
+                commit.record = Some(RecordWrite::Replace(next.clone()));
+                match self.store.commit(commit).await {
+                    Ok(()) => {
+                        rec = next;
+                        break;
+                    }
+                    Err(CommitError::Conflict) => {
+                        if self.store.reservation(&req.order_id).await?.is_none_or(|r| r.rev != rec.rev) {
+                            return Err(LedgerError::InProgress(req.order_id.clone()));
+                        }
+                        attempt += 1;
+                        if attempt >= MAX_ATTEMPTS {
+                            return Err(LedgerError::Contention {
+                                what: format!("reserving {}", req.order_id),
+                                attempts: attempt,
+                            });
+                        }
+                        backoff(attempt).await;
+                    }
+                    Err(CommitError::Failed(e)) => return Err(e),
+                }
+            }
+        }
+        let backordered = rec.state == ReservationState::Backordered;
+        let short = rec.short_lines.clone();
+        rec.state = if backordered { ReservationState::Backordered } else { ReservationState::Reserved };
+        rec.rev += 1;
+        rec.updated_at = Utc::now();
+        self.commit_record(rec, &req.order_id).await?;
+        let outcome = if backordered {
+            ReserveOutcome::Oversold { short_lines: short, action: OversellAction::Backorder }
+        } else {
+            ReserveOutcome::Reserved
+        };
+        Ok(Change { outcome, positions: changed.into_values().collect() })
+    }
+
+    /// A chunk was short: report every short position, give back what earlier chunks took, and
+    /// record the order as rejected.
+    async fn reject_chunked(
+        &self,
+        rec: ReservationRecord,
+        required: &BTreeMap<PositionKey, u64>,
+        req: &OrderReservation,
+        mut changed: BTreeMap<PositionKey, Position>,
+    ) -> Result<Change<ReserveOutcome>, LedgerError> {
+        let mut short = Vec::new();
+        let keys: Vec<PositionKey> = required.keys().cloned().collect();
+        for chunk in keys.chunks(POSITIONS_PER_COMMIT) {
+            let positions = self.store.positions(chunk).await?;
+            let missing: BTreeMap<PositionKey, u64> =
+                chunk.iter().map(|k| (k.clone(), required[k].saturating_sub(rec.held_quantity(k)))).collect();
+            short.extend(shortages(&missing, &positions));
+        }
+        let (mut rec, released) = self.move_held(rec, Movement::Release, req.trace_id.as_deref()).await?;
+        for p in released {
+            changed.insert(p.key(), p);
+        }
+        rec.state = ReservationState::Rejected;
+        rec.short_lines.clone_from(&short);
+        rec.rev += 1;
+        rec.updated_at = Utc::now();
+        self.commit_record(rec, &req.order_id).await?;
+        info!(order_id = %req.order_id, short = short.len(), action = ?req.oversell, "chunked order oversold, earlier chunks released");
+        Ok(Change {
+            outcome: ReserveOutcome::Oversold { short_lines: short, action: req.oversell },
+            positions: changed.into_values().collect(),
+        })
+    }
+
+    /// Moves everything `rec` holds (release or ship), chunk by chunk, each chunk updating the record.
+    async fn move_held(
+        &self,
+        mut rec: ReservationRecord,
+        movement: Movement,
+        trace_id: Option<&str>,
+    ) -> Result<(ReservationRecord, Vec<Position>), LedgerError> {
+        let mut changed = Vec::new();
+        while !rec.held.is_empty() {
+            let chunk: BTreeMap<PositionKey, u64> = rec
+                .held
+                .iter()
+                .take(self.chunk)
+                .map(|h| (PositionKey::new(h.sku.clone(), h.location.clone()), h.quantity))
+                .collect();
+            let (next, positions) = self.commit_movement(&rec, &chunk, movement, trace_id, |_| {}).await?;
+            rec = next;
+            changed.extend(positions);
+        }
+        Ok((rec, changed))
+    }
+
+    /// One conditional commit moving `deltas` out of the record's holding; `finish` adjusts the new
+    /// record (line counters, state, applied reference) before it is written.
+    async fn commit_movement(
+        &self,
+        rec: &ReservationRecord,
+        deltas: &BTreeMap<PositionKey, u64>,
+        movement: Movement,
+        trace_id: Option<&str>,
+        finish: impl Fn(&mut ReservationRecord),
+    ) -> Result<(ReservationRecord, Vec<Position>), LedgerError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let keys: Vec<PositionKey> = deltas.keys().cloned().collect();
+            let positions = self.store.positions(&keys).await?;
+            let mut next = rec.clone();
+            next.rev += 1;
+            next.updated_at = Utc::now();
+            for (key, qty) in deltas {
+                next.add_held(key, -signed(*qty));
+            }
+            finish(&mut next);
+            let kind = match movement {
+                Movement::Release => Move::Release,
+                Movement::Ship => Move::Ship,
+            };
+            let ctx = EntryContext { order_id: &rec.order_id, channel: rec.channel, trace_id };
+            let mut commit = moves_with(&positions, deltas, kind, &ctx);
+            let changed = commit.positions.iter().map(|w| w.position.clone()).collect();
+            commit.record = Some(RecordWrite::Replace(next.clone()));
+            match self.store.commit(commit).await {
+                Ok(()) => return Ok((next, changed)),
+                Err(CommitError::Conflict) => {
+                    let current = self.store.reservation(&rec.order_id).await?;
+                    if current.is_none_or(|c| c.rev != rec.rev) {
+                        return Err(LedgerError::InProgress(rec.order_id.clone()));
+                    }
+                    backoff(attempt).await;
+                }
+                Err(CommitError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(LedgerError::Contention { what: format!("moving stock of {}", rec.order_id), attempts: MAX_ATTEMPTS })
+    }
+
+    async fn commit_record(&self, rec: ReservationRecord, order: &OrderId) -> Result<(), LedgerError> {
+        match self.store.commit(Commit { record: Some(RecordWrite::Replace(rec)), ..Commit::default() }).await {
+            Ok(()) => Ok(()),
+            Err(CommitError::Conflict) => Err(LedgerError::InProgress(order.clone())),
+            Err(CommitError::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn release_or_ship(
+        &self,
+        order: &OrderId,
+        scope: &Scope,
+        op_ref: &str,
+        movement: Movement,
+    ) -> Result<Change<ReleaseOutcome>, LedgerError> {
+        if op_ref.trim().is_empty() {
+            return Err(LedgerError::Invalid("a release or shipment needs a reference".into()));
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(rec) = self.store.reservation(order).await? else {
+                if movement == Movement::Release
+                    && *scope == Scope::WholeOrder
+                    && let Some(tomb) = tombstone(order, op_ref)
+                {
+                    // A cancellation that overtakes its order: leave a tombstone so the late order
+                    // event reserves nothing.
+                    match self
+                        .store
+                        .commit(Commit { record: Some(RecordWrite::Create(tomb)), ..Commit::default() })
+                        .await
+                    {
+                        Ok(()) => return Ok(Change { outcome: ReleaseOutcome::NothingHeld, positions: vec![] }),
+                        Err(CommitError::Conflict) => continue,
+                        Err(CommitError::Failed(e)) => return Err(e),
+                    }
+                }
+                return Ok(Change { outcome: ReleaseOutcome::NothingHeld, positions: vec![] });
+            };
+            if rec.applied_refs.iter().any(|r| r == op_ref) {
+                return Ok(Change { outcome: ReleaseOutcome::AlreadyApplied, positions: vec![] });
+            }
+            if rec.state == ReservationState::Reserving {
+                return Err(LedgerError::InProgress(order.clone()));
+            }
+            let (deltas, line_moves) = match scope {
+                Scope::WholeOrder => (
+                    rec.held
+                        .iter()
+                        .map(|h| (PositionKey::new(h.sku.clone(), h.location.clone()), h.quantity))
+                        .collect::<BTreeMap<_, _>>(),
+                    rec.lines.iter().map(|l| (l.line_id.clone(), l.outstanding())).collect::<Vec<_>>(),
+                ),
+                Scope::Lines(lines) => line_deltas(&rec, lines)?,
+            };
+            if matches!(scope, Scope::Lines(_)) && deltas.len() > self.chunk {
+                return Err(LedgerError::Invalid(format!(
+                    "a partial release or shipment may touch at most {} positions; release the whole order instead",
+                    self.chunk
+                )));
+            }
+            let finish = |r: &mut ReservationRecord| {
+                for (line_id, units) in &line_moves {
+                    if let Some(l) = r.lines.iter_mut().find(|l| &l.line_id == line_id) {
+                        match movement {
+                            Movement::Release => l.released += units,
+                            Movement::Ship => l.shipped += units,
+                        }
+                    }
+                }
+                if r.lines.iter().all(|l| l.outstanding() == 0) && r.held.is_empty() {
+                    r.state = if r.lines.iter().any(|l| l.shipped > 0) {
+                        ReservationState::Shipped
+                    } else {
+                        ReservationState::Released
+                    };
+                }
+                r.applied_refs.push(op_ref.to_owned());
+            };
+            if deltas.is_empty() {
+                let mut next = rec.clone();
+                next.rev += 1;
+                next.updated_at = Utc::now();
+                if *scope == Scope::WholeOrder && movement == Movement::Release {
+                    finish(&mut next);
+                } else {
+                    next.applied_refs.push(op_ref.to_owned());
+                }
+                match self.store.commit(Commit { record: Some(RecordWrite::Replace(next)), ..Commit::default() }).await
+                {
+                    Ok(()) => return Ok(Change { outcome: ReleaseOutcome::NothingHeld, positions: vec![] }),
+                    Err(CommitError::Conflict) => {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                    Err(CommitError::Failed(e)) => return Err(e),
+                }
+            }
+            // Whole-order moves larger than one commit go chunk by chunk; every chunk shrinks `held`
+            // in the record, so a retry after a crash moves only what is left.
+            let mut rec = rec;
+            let mut changed = Vec::new();
+            let keys: Vec<PositionKey> = deltas.keys().cloned().collect();
+            let chunks: Vec<&[PositionKey]> = keys.chunks(self.chunk).collect();
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let part: BTreeMap<PositionKey, u64> = chunk.iter().map(|k| (k.clone(), deltas[k])).collect();
+                let step = self
+                    .commit_movement(&rec, &part, movement, None, |r| {
+                        if i == last {
+                            finish(r);
+                        }
+                    })
+                    .await;
+                match step {
+                    Ok((next, positions)) => {
+                        rec = next;
+                        changed.extend(positions);
+                    }
+                    Err(LedgerError::InProgress(_)) if i == 0 => {
+                        // The record changed under us before anything moved: decide again.
+                        backoff(attempt).await;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+                if i == last {
+                    let moved = deltas
+                        .iter()
+                        .map(|(k, q)| Held { sku: k.sku.clone(), location: k.location.clone(), quantity: *q })
+                        .collect();
+                    debug!(order_id = %order, ?movement, "stock moved");
+                    return Ok(Change { outcome: ReleaseOutcome::Applied { moved }, positions: changed });
+                }
+            }
+        }
+        Err(LedgerError::Contention { what: format!("moving stock of {order}"), attempts: MAX_ATTEMPTS })
+    }
+
+    async fn set(&self, key: &PositionKey, on_hand: i64, source_ref: &str) -> Result<Change<SetOutcome>, LedgerError> {
+        if source_ref.trim().is_empty() {
+            return Err(LedgerError::Invalid("an on-hand update needs a source reference".into()));
+        }
+        let marker = SourceMarker { key: key.clone(), source_ref: source_ref.to_owned() };
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(old) = self.store.positions(std::slice::from_ref(key)).await?.pop() else {
+                return Err(LedgerError::Invalid(format!("no position returned for {key}")));
+            };
+            let new = Position { on_hand, available: on_hand - old.reserved, version: old.version + 1, ..old.clone() };
+            let entry = Entry {
+                version: new.version,
+                adjustment: InventoryAdjustment {
+                    sku: key.sku.clone(),
+                    location: key.location.clone(),
+                    reason: AdjustmentReason::SetOnHand,
+                    on_hand_delta: on_hand - old.on_hand,
+                    reserved_delta: 0,
+                    on_hand_after: new.on_hand,
+                    reserved_after: new.reserved,
+                    order_id: None,
+                    channel: None,
+                    trace_id: None,
+                    at: Utc::now(),
+                },
+            };
+            let commit = Commit {
+                record: None,
+                positions: vec![PositionWrite { expected_version: old.version, position: new.clone() }],
+                entries: vec![entry],
+                marker: Some(marker.clone()),
+            };
+            match self.store.commit(commit).await {
+                Ok(()) => return Ok(Change { outcome: SetOutcome::Applied, positions: vec![new] }),
+                Err(CommitError::Conflict) => {
+                    if self.store.has_marker(&marker).await? {
+                        return Ok(Change { outcome: SetOutcome::AlreadyApplied, positions: vec![] });
+                    }
+                    backoff(attempt).await;
+                }
+                Err(CommitError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(LedgerError::Contention { what: format!("setting on-hand of {key}"), attempts: MAX_ATTEMPTS })
+    }
+}
+
+impl<S: Store> Ledger for StockLedger<S> {
+    async fn reserve_order(&self, order: &OrderReservation) -> Result<Change<ReserveOutcome>, LedgerError> {
+        self.reserve(order).await
+    }
+
+    async fn release_order(
+        &self,
+        order: &OrderId,
+        scope: &Scope,
+        release_ref: &str,
+    ) -> Result<Change<ReleaseOutcome>, LedgerError> {
+        self.release_or_ship(order, scope, release_ref, Movement::Release).await
+    }
+
+    async fn ship_order(
+        &self,
+        order: &OrderId,
+        scope: &Scope,
+        shipment_ref: &str,
+    ) -> Result<Change<ReleaseOutcome>, LedgerError> {
+        self.release_or_ship(order, scope, shipment_ref, Movement::Ship).await
+    }
+
+    async fn set_on_hand(
+        &self,
+        key: &PositionKey,
+        on_hand: i64,
+        source_ref: &str,
+    ) -> Result<Change<SetOutcome>, LedgerError> {
+        self.set(key, on_hand, source_ref).await
+    }
+
+    async fn position(&self, key: &PositionKey) -> Result<Position, LedgerError> {
+        self.store
+            .positions(std::slice::from_ref(key))
+            .await?
+            .pop()
+            .ok_or_else(|| LedgerError::Invalid(format!("no position returned for {key}")))
+    }
+}
+
+fn validate(req: &OrderReservation) -> Result<(), LedgerError> {
+    if req.location.trim().is_empty() {
+        return Err(LedgerError::Invalid("location must not be empty".into()));
+    }
+    for line in &req.lines {
+        if line.quantity == 0 || line.components.is_empty() || line.components.iter().any(|c| c.per_unit == 0) {
+            return Err(LedgerError::Invalid(format!("line {} has nothing to reserve", line.line_id)));
+        }
+    }
+    Ok(())
+}
+
+fn to_line_records(req: &OrderReservation) -> Vec<LineRecord> {
+    req.lines
+        .iter()
+        .map(|l| LineRecord {
+            line_id: l.line_id.clone(),
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            components: l.components.clone(),
+            released: 0,
+            shipped: 0,
+        })
+        .collect()
+}
+
+/// Units needed per position: every line's components times its quantity, summed (two bundles that
+/// share a component add up).
+pub fn requirements(lines: &[LineRecord], location: &str) -> BTreeMap<PositionKey, u64> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        for c in &line.components {
+            *out.entry(PositionKey::new(c.sku.clone(), location)).or_insert(0) +=
+                u64::from(line.quantity) * u64::from(c.per_unit);
+        }
+    }
+    out
+}
+
+/// Positions that cannot cover what is required of them.
+pub fn shortages(required: &BTreeMap<PositionKey, u64>, positions: &[Position]) -> Vec<ShortLine> {
+    positions
+        .iter()
+        .filter_map(|p| {
+            let wanted = *required.get(&p.key())?;
+            (p.available < signed(wanted)).then(|| ShortLine {
+                sku: p.sku.clone(),
+                requested: u32::try_from(wanted).unwrap_or(u32::MAX),
+                available: p.available,
+            })
+        })
+        .collect()
+}
+
+fn line_deltas(rec: &ReservationRecord, lines: &[(String, u32)]) -> Result<(Deltas, Vec<(String, u32)>), LedgerError> {
+    let mut deltas = BTreeMap::new();
+    let mut moves = Vec::new();
+    for (line_id, units) in lines {
+        let line = rec
+            .lines
+            .iter()
+            .find(|l| &l.line_id == line_id)
+            .ok_or_else(|| LedgerError::Invalid(format!("order {} has no line {line_id}", rec.order_id)))?;
+        let units = (*units).min(line.outstanding());
+        if units == 0 {
+            continue;
+        }
+        moves.push((line_id.clone(), units));
+        for c in &line.components {
+            *deltas.entry(PositionKey::new(c.sku.clone(), rec.location.clone())).or_insert(0) +=
+                u64::from(units) * u64::from(c.per_unit);
+        }
+    }
+    // Never move more than the order holds (a back-ordered order may hold less than its lines).
+    for (key, qty) in &mut deltas {
+        *qty = (*qty).min(rec.held_quantity(key));
+    }
+    deltas.retain(|_, q| *q > 0);
+    Ok((deltas, moves))
+}
+
+fn new_record(req: &OrderReservation, state: ReservationState) -> ReservationRecord {
+    ReservationRecord {
+        order_id: req.order_id.clone(),
+        channel: req.channel,
+        account: req.account.clone(),
+        location: req.location.clone(),
+        state,
+        lines: to_line_records(req),
+        held: vec![],
+        short_lines: vec![],
+        oversell: req.oversell,
+        applied_refs: vec![],
+        rev: 0,
+        updated_at: Utc::now(),
+    }
+}
+
+/// A record for an order cancelled before it was ever reserved. `None` when the order id is not a
+/// canonical `{channel}:{account}:{id}` (then no tombstone is left).
+fn tombstone(order: &OrderId, op_ref: &str) -> Option<ReservationRecord> {
+    let mut parts = order.as_str().splitn(3, ':');
+    let channel = parts.next()?.parse().ok()?;
+    let account = manifold_domain::AccountId::new(parts.next()?).ok()?;
+    Some(ReservationRecord {
+        order_id: order.clone(),
+        channel,
+        account,
+        location: crate::model::DEFAULT_LOCATION.to_owned(),
+        state: ReservationState::Released,
+        lines: vec![],
+        held: vec![],
+        short_lines: vec![],
+        oversell: OversellAction::Hold,
+        applied_refs: vec![op_ref.to_owned()],
+        rev: 0,
+        updated_at: Utc::now(),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Reserve,
+    Release,
+    Ship,
+}
+
+struct EntryContext<'a> {
+    order_id: &'a OrderId,
+    channel: manifold_domain::Channel,
+    trace_id: Option<&'a str>,
+}
+
+fn moves(positions: &[Position], deltas: &BTreeMap<PositionKey, u64>, kind: Move, req: &OrderReservation) -> Commit {
+    let ctx = EntryContext { order_id: &req.order_id, channel: req.channel, trace_id: req.trace_id.as_deref() };
+    moves_with(positions, deltas, kind, &ctx)
+}
+
+/// New position values and their entries for moving `deltas`; conditional on the versions read.
+fn moves_with(positions: &[Position], deltas: &BTreeMap<PositionKey, u64>, kind: Move, ctx: &EntryContext) -> Commit {
+    let at = Utc::now();
+    let mut commit = Commit::default();
+    for old in positions {
+        let Some(qty) = deltas.get(&old.key()).map(|q| signed(*q)) else { continue };
+        let (on_hand_delta, reserved_delta) = match kind {
+            Move::Reserve => (0, qty),
+            Move::Release => (0, -qty),
+            Move::Ship => (-qty, -qty),
+        };
+        let new = Position {
+            on_hand: old.on_hand + on_hand_delta,
+            reserved: old.reserved + reserved_delta,
+            available: old.on_hand + on_hand_delta - (old.reserved + reserved_delta),
+            version: old.version + 1,
+            ..old.clone()
+        };
+        let reason = match kind {
+            Move::Reserve if new.available < 0 => AdjustmentReason::Backorder,
+            Move::Reserve => AdjustmentReason::Reserve,
+            Move::Release => AdjustmentReason::Release,
+            Move::Ship => AdjustmentReason::Ship,
+        };
+        commit.entries.push(Entry {
+            version: new.version,
+            adjustment: InventoryAdjustment {
+                sku: new.sku.clone(),
+                location: new.location.clone(),
+                reason,
+                on_hand_delta,
+                reserved_delta,
+                on_hand_after: new.on_hand,
+                reserved_after: new.reserved,
+                order_id: Some(ctx.order_id.clone()),
+                channel: Some(ctx.channel),
+                trace_id: ctx.trace_id.map(str::to_owned),
+                at,
+            },
+        });
+        commit.positions.push(PositionWrite { expected_version: old.version, position: new });
+    }
+    commit
+}
+
+fn signed(q: u64) -> i64 {
+    i64::try_from(q).unwrap_or(i64::MAX)
+}
+
+/// Full-jitter exponential backoff, capped at 50 ms: contention on one SKU clears in a few rounds.
+async fn backoff(attempt: u32) {
+    let cap = 1u64 << attempt.min(6);
+    let ms = rand::rng().random_range(0..=cap.min(50));
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use manifold_domain::{AccountId, Channel, OrderId, OversellAction, Sku, config::ChannelConfig};
+
+    use super::*;
+    use crate::{MemoryLedger, MemoryStore, model::ReserveLine};
+
+    const CONFIG: &str = r#"
+version = 1
+[[bundles]]
+sku = "KIT"
+components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
+"#;
+
+    fn sku(s: &str) -> Sku {
+        Sku::new(s).unwrap()
+    }
+
+    fn key(s: &str) -> PositionKey {
+        PositionKey::default_location(sku(s))
+    }
+
+    fn order(id: &str, lines: &[(&str, u32)], oversell: OversellAction) -> OrderReservation {
+        let config = ChannelConfig::parse("test.toml", CONFIG).unwrap();
+        OrderReservation {
+            order_id: OrderId::new(format!("shopify:shop:{id}")).unwrap(),
+            channel: Channel::Shopify,
+            account: AccountId::new("shop").unwrap(),
+            trace_id: Some("trace-1".into()),
+            location: "default".into(),
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, (s, q))| ReserveLine::new(format!("L{i}"), sku(s), *q, &config))
+                .collect(),
+            oversell,
+        }
+    }
+
+    async fn stocked(items: &[(&str, i64)]) -> MemoryLedger {
+        let ledger = StockLedger::new(MemoryStore::default());
+        for (s, q) in items {
+            ledger.set_on_hand(&key(s), *q, "erp-1").await.unwrap();
+        }
+        ledger
+    }
+
+    async fn avail(ledger: &MemoryLedger, s: &str) -> (i64, i64, i64) {
+        let p = ledger.position(&key(s)).await.unwrap();
+        (p.on_hand, p.reserved, p.available)
+    }
+
+    #[tokio::test]
+    async fn a_short_line_reserves_nothing_and_names_the_line() {
+        let ledger = stocked(&[("A", 5), ("B", 1)]).await;
+        let out = ledger.reserve_order(&order("1", &[("A", 2), ("B", 3)], OversellAction::Hold)).await.unwrap();
+        assert_eq!(
+            out.outcome,
+            ReserveOutcome::Oversold {
+                short_lines: vec![ShortLine { sku: sku("B"), requested: 3, available: 1 }],
+                action: OversellAction::Hold
+            }
+        );
+        assert_eq!(avail(&ledger, "A").await, (5, 0, 5));
+        assert_eq!(avail(&ledger, "B").await, (1, 0, 1));
+        let again = ledger.reserve_order(&order("1", &[("A", 2), ("B", 3)], OversellAction::Hold)).await.unwrap();
+        assert_eq!(again.outcome, ReserveOutcome::AlreadyApplied { state: ReservationState::Rejected });
+    }
+
+    #[tokio::test]
+    async fn bundles_reserve_their_components_and_shared_components_add_up() {
+        let ledger = stocked(&[("A", 10), ("B", 10)]).await;
+        let out = ledger.reserve_order(&order("1", &[("KIT", 2), ("A", 1)], OversellAction::Hold)).await.unwrap();
+        assert_eq!(out.outcome, ReserveOutcome::Reserved);
+        assert_eq!(avail(&ledger, "A").await, (10, 5, 5), "2 kits x 2 + 1");
+        assert_eq!(avail(&ledger, "B").await, (10, 2, 8));
+    }
+
+    #[tokio::test]
+    async fn replaying_an_order_reserves_once() {
+        let ledger = stocked(&[("A", 10)]).await;
+        let o = order("1", &[("A", 3)], OversellAction::Hold);
+        assert_eq!(ledger.reserve_order(&o).await.unwrap().outcome, ReserveOutcome::Reserved);
+        assert_eq!(
+            ledger.reserve_order(&o).await.unwrap().outcome,
+            ReserveOutcome::AlreadyApplied { state: ReservationState::Reserved }
+        );
+        assert_eq!(avail(&ledger, "A").await, (10, 3, 7));
+    }
+
+    #[tokio::test]
+    async fn backorder_reserves_anyway_and_goes_negative() {
+        let ledger = stocked(&[("A", 1)]).await;
+        let out = ledger.reserve_order(&order("1", &[("A", 3)], OversellAction::Backorder)).await.unwrap();
+        assert!(matches!(out.outcome, ReserveOutcome::Oversold { action: OversellAction::Backorder, .. }));
+        assert_eq!(avail(&ledger, "A").await, (1, 3, -2));
+        let entries = ledger.store().entries();
+        assert_eq!(entries.last().unwrap().adjustment.reason, AdjustmentReason::Backorder);
+    }
+
+    #[tokio::test]
+    async fn cancel_releases_exactly_once_and_ship_decrements_on_hand() {
+        let ledger = stocked(&[("A", 10), ("B", 10)]).await;
+        let o1 = order("1", &[("A", 3)], OversellAction::Hold);
+        let o2 = order("2", &[("A", 2), ("B", 1)], OversellAction::Hold);
+        ledger.reserve_order(&o1).await.unwrap();
+        ledger.reserve_order(&o2).await.unwrap();
+        let first = ledger.release_order(&o1.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        assert!(matches!(first.outcome, ReleaseOutcome::Applied { .. }));
+        let second = ledger.release_order(&o1.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        assert_eq!(second.outcome, ReleaseOutcome::AlreadyApplied);
+        assert_eq!(avail(&ledger, "A").await, (10, 2, 8));
+        ledger.ship_order(&o2.order_id, &Scope::WholeOrder, "shipment-9").await.unwrap();
+        ledger.ship_order(&o2.order_id, &Scope::WholeOrder, "shipment-9").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (8, 0, 8));
+        assert_eq!(avail(&ledger, "B").await, (9, 0, 9));
+        let rec = ledger.reservation(&o2.order_id).await.unwrap().unwrap();
+        assert_eq!(rec.state, ReservationState::Shipped);
+    }
+
+    #[tokio::test]
+    async fn partial_refund_and_shipment_by_line() {
+        let ledger = stocked(&[("A", 10), ("B", 10)]).await;
+        let o = order("1", &[("A", 4), ("KIT", 1)], OversellAction::Hold);
+        ledger.reserve_order(&o).await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (10, 6, 4));
+        ledger.release_order(&o.order_id, &Scope::Lines(vec![("L0".into(), 1)]), "refund-1").await.unwrap();
+        ledger.ship_order(&o.order_id, &Scope::Lines(vec![("L1".into(), 1)]), "ship-1").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (8, 3, 5), "one A released, the kit's two A shipped");
+        assert_eq!(avail(&ledger, "B").await, (9, 0, 9));
+        // The rest of the order is released by a later cancellation: exactly the 3 A still held.
+        ledger.release_order(&o.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (8, 0, 8));
+    }
+
+    #[tokio::test]
+    async fn on_hand_from_the_erp_keeps_reservations_and_applies_once() {
+        let ledger = stocked(&[("A", 10)]).await;
+        ledger.reserve_order(&order("1", &[("A", 4)], OversellAction::Hold)).await.unwrap();
+        let set = ledger.set_on_hand(&key("A"), 6, "erp-2").await.unwrap();
+        assert_eq!(set.outcome, SetOutcome::Applied);
+        assert_eq!(avail(&ledger, "A").await, (6, 4, 2));
+        assert_eq!(ledger.set_on_hand(&key("A"), 6, "erp-2").await.unwrap().outcome, SetOutcome::AlreadyApplied);
+    }
+
+    #[tokio::test]
+    async fn large_orders_go_in_chunks_and_a_short_chunk_rolls_back_the_earlier_ones() {
+        let skus: Vec<String> = (0..10).map(|i| format!("S{i:02}")).collect();
+        let stock: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), if s == "S08" { 0 } else { 5 })).collect();
+        let ledger = stocked(&stock).await.with_chunk_size(3);
+        let lines: Vec<(&str, u32)> = skus.iter().map(|s| (s.as_str(), 1)).collect();
+        let out = ledger.reserve_order(&order("big", &lines, OversellAction::Hold)).await.unwrap();
+        assert_eq!(
+            out.outcome,
+            ReserveOutcome::Oversold {
+                short_lines: vec![ShortLine { sku: sku("S08"), requested: 1, available: 0 }],
+                action: OversellAction::Hold
+            }
+        );
+        for s in &skus {
+            assert_eq!(ledger.position(&key(s)).await.unwrap().reserved, 0, "{s} rolled back");
+        }
+        let fine: Vec<(&str, u32)> = lines.iter().copied().filter(|(s, _)| *s != "S08").collect();
+        let out = ledger.reserve_order(&order("big2", &fine, OversellAction::Hold)).await.unwrap();
+        assert_eq!(out.outcome, ReserveOutcome::Reserved);
+        assert_eq!(out.positions.len(), 9);
+        let rec = ledger.reservation(&OrderId::new("shopify:shop:big2").unwrap()).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.held.len()), (ReservationState::Reserved, 9));
+        ledger.release_order(&rec.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        assert_eq!(avail(&ledger, "S00").await, (5, 0, 5));
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_that_overtakes_its_order_leaves_a_tombstone() {
+        let ledger = stocked(&[("A", 10)]).await;
+        let o = order("1", &[("A", 4)], OversellAction::Hold);
+        let out = ledger.release_order(&o.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        assert_eq!(out.outcome, ReleaseOutcome::NothingHeld);
+        let late = ledger.reserve_order(&o).await.unwrap();
+        assert_eq!(late.outcome, ReserveOutcome::AlreadyApplied { state: ReservationState::Released });
+        assert_eq!(avail(&ledger, "A").await, (10, 0, 10));
+    }
+
+    #[tokio::test]
+    async fn concurrent_orders_never_oversell() {
+        let ledger = std::sync::Arc::new(stocked(&[("A", 20)]).await);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let ledger = ledger.clone();
+            tasks.spawn(async move {
+                ledger.reserve_order(&order(&i.to_string(), &[("A", 1)], OversellAction::Hold)).await
+            });
+        }
+        let mut reserved = 0;
+        while let Some(r) = tasks.join_next().await {
+            if r.unwrap().unwrap().outcome == ReserveOutcome::Reserved {
+                reserved += 1;
+            }
+        }
+        assert_eq!(reserved, 20);
+        assert_eq!(avail(&ledger, "A").await, (20, 20, 0));
+        assert!(ledger.store().entries().iter().all(|e| e.adjustment.reserved_after <= e.adjustment.on_hand_after));
+    }
+}

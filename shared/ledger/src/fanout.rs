@@ -1,0 +1,260 @@
+//! Availability fan-out: after every ledger change, what each channel account may show, as push jobs.
+//!
+//! The quantity per account comes from its `StockRules` (buffer, percentage, cap, end-of-listing
+//! threshold) applied to the position's `available`. Jobs are coalesced: a [`PushGate`] keeps, per
+//! channel, account, SKU and location, the version of the latest quantity handed to the queue. A job
+//! is only enqueued when its version is newer and its quantity differs, and the push consumer asks
+//! [`PushGate::is_current`] before calling the channel, so a stale value is never pushed after a newer
+//! one even when queue deliveries are reordered.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::Mutex,
+};
+
+use aws_sdk_dynamodb::{
+    error::{ProvideErrorMetadata, SdkError},
+    types::AttributeValue,
+};
+use manifold_domain::{AccountId, Channel, Sku, config::ChannelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Position;
+
+/// One quantity to publish to one channel account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushJob {
+    pub channel: Channel,
+    pub account: AccountId,
+    pub sku: Sku,
+    pub location: String,
+    /// The SKU as this account knows it (`sku_map`), or the master SKU when unmapped.
+    pub channel_sku: String,
+    pub quantity: u32,
+    /// The ledger position version this quantity was computed from.
+    pub version: u64,
+}
+
+/// The jobs for one position: one per enabled account.
+pub fn push_jobs(config: &ChannelConfig, position: &Position) -> Vec<PushJob> {
+    config
+        .enabled_accounts()
+        .map(|a| PushJob {
+            channel: a.channel,
+            account: a.account.clone(),
+            sku: position.sku.clone(),
+            location: position.location.clone(),
+            channel_sku: a.channel_sku_for(&position.sku),
+            quantity: a.stock.publishable(position.available),
+            version: position.version,
+        })
+        .collect()
+}
+
+/// Why a fan-out step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("no push queue configured for {0}")]
+    NoQueue(Channel),
+    #[error("{operation} failed")]
+    Aws {
+        operation: &'static str,
+        retryable: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot encode push job")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl PushError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::Aws { retryable, .. } => *retryable,
+            PushError::NoQueue(_) | PushError::Encode(_) => false,
+        }
+    }
+}
+
+fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> PushError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = !matches!(&err, SdkError::ServiceError(_) | SdkError::ConstructionFailure(_));
+    PushError::Aws { operation, retryable, source: Box::new(err) }
+}
+
+/// Where push jobs go: SQS in production, memory in tests.
+pub trait PushQueue: Send + Sync {
+    fn enqueue(&self, job: &PushJob) -> impl Future<Output = Result<(), PushError>> + Send;
+}
+
+/// One SQS queue per channel (the channel's push consumer drains it at the channel's rate).
+#[derive(Debug, Clone)]
+pub struct SqsPushQueue {
+    client: aws_sdk_sqs::Client,
+    urls: BTreeMap<Channel, String>,
+}
+
+impl SqsPushQueue {
+    pub fn new(client: aws_sdk_sqs::Client, urls: BTreeMap<Channel, String>) -> Self {
+        Self { client, urls }
+    }
+}
+
+impl PushQueue for SqsPushQueue {
+    async fn enqueue(&self, job: &PushJob) -> Result<(), PushError> {
+        let url = self.urls.get(&job.channel).ok_or(PushError::NoQueue(job.channel))?;
+        let body = serde_json::to_string(job).map_err(PushError::Encode)?;
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| aws_error("SendMessage", e))?;
+        Ok(())
+    }
+}
+
+/// Jobs kept in memory, in enqueue order.
+#[derive(Debug, Default)]
+pub struct MemoryPushQueue {
+    jobs: Mutex<Vec<PushJob>>,
+}
+
+impl MemoryPushQueue {
+    pub fn jobs(&self) -> Vec<PushJob> {
+        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+impl PushQueue for MemoryPushQueue {
+    async fn enqueue(&self, job: &PushJob) -> Result<(), PushError> {
+        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(job.clone());
+        Ok(())
+    }
+}
+
+/// The latest version handed to the queue per channel, account, SKU and location, in DynamoDB
+/// (`PUSH#{channel}#{account}` / `SKU#{sku}#LOC#{location}`).
+#[derive(Debug, Clone)]
+pub struct PushGate {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl PushGate {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    fn key(job: &PushJob) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("PUSH#{}#{}", job.channel, job.account))),
+            ("sk".to_owned(), AttributeValue::S(format!("SKU#{}#LOC#{}", job.sku, job.location))),
+        ])
+    }
+
+    /// Records `job` as the latest if it is newer than what was recorded and changes the quantity.
+    /// `true`: enqueue it; `false`: it is stale or changes nothing, drop it.
+    pub async fn offer(&self, job: &PushJob) -> Result<bool, PushError> {
+        let mut item = Self::key(job);
+        item.insert("version".into(), AttributeValue::N(job.version.to_string()));
+        item.insert("quantity".into(), AttributeValue::N(job.quantity.to_string()));
+        item.insert("channel_sku".into(), AttributeValue::S(job.channel_sku.clone()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR (version < :v AND quantity <> :q)")
+            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
+            .expression_attribute_values(":q", AttributeValue::N(job.quantity.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(aws_error("PutItem", e)),
+        }
+    }
+
+    /// For the push consumer: is `job` still the latest value for its channel SKU?
+    pub async fn is_current(&self, job: &PushJob) -> Result<bool, PushError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(job)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        let stored = out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("version"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok());
+        Ok(stored.is_none_or(|v| v == job.version))
+    }
+}
+
+/// What one fan-out did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FanoutReport {
+    pub enqueued: Vec<PushJob>,
+    /// Jobs dropped because a newer (or equal) value was already handed to the queue.
+    pub coalesced: usize,
+}
+
+/// Computes, gates and enqueues the push jobs for `positions` (the positions a ledger call changed).
+pub async fn fan_out<Q: PushQueue>(
+    config: &ChannelConfig,
+    positions: &[Position],
+    gate: &PushGate,
+    queue: &Q,
+) -> Result<FanoutReport, PushError> {
+    let mut report = FanoutReport::default();
+    for position in positions {
+        for job in push_jobs(config, position) {
+            if gate.offer(&job).await? {
+                queue.enqueue(&job).await?;
+                report.enqueued.push(job);
+            } else {
+                report.coalesced += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../infra/channels.example.toml");
+
+    #[test]
+    fn every_enabled_account_gets_its_own_quantity_and_sku() {
+        let config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        let sku = Sku::new("TEE-BLK-M").unwrap();
+        let position = Position {
+            sku: sku.clone(),
+            location: "default".into(),
+            on_hand: 30,
+            reserved: 10,
+            available: 20,
+            version: 7,
+        };
+        let jobs = push_jobs(&config, &position);
+        assert_eq!(jobs.len(), config.enabled_accounts().count());
+        let shopify = jobs.iter().find(|j| j.channel == Channel::Shopify).unwrap();
+        assert_eq!((shopify.channel_sku.as_str(), shopify.quantity, shopify.version), ("SHOP-TEE-BLK-M", 18, 7));
+        let tiktok = jobs.iter().find(|j| j.channel == Channel::Tiktok).unwrap();
+        assert_eq!((tiktok.channel_sku.as_str(), tiktok.quantity), ("TEE-BLK-M", 14), "(20-2)*80% rounded down");
+    }
+}
