@@ -107,10 +107,10 @@ impl Default for SyncCadences {
     fn default() -> Self {
         Self {
             orders: Cadence::Realtime,
-            stock: Cadence::Every(Duration::from_secs(5 * 60)),
-            prices: Cadence::Every(Duration::from_secs(3600)),
-            images: Cadence::Every(Duration::from_secs(86_400)),
-            reconcile: Cadence::Every(Duration::from_secs(15 * 60)),
+            stock: Cadence::Every(Duration::from_mins(5)),
+            prices: Cadence::Every(Duration::from_hours(1)),
+            images: Cadence::Every(Duration::from_hours(24)),
+            reconcile: Cadence::Every(Duration::from_mins(15)),
         }
     }
 }
@@ -298,7 +298,7 @@ impl ChannelConfig {
             }
             if a.channel == Channel::Zalando
                 && let Cadence::Every(d) = a.sync.stock
-                && d > Duration::from_secs(600)
+                && d > Duration::from_mins(10)
             {
                 return Err((at("sync.stock"), format!("{} exceeds Zalando's 10 minute stock SLA", a.sync.stock)));
             }
@@ -373,8 +373,7 @@ impl AccountConfig {
 /// Settings keys each connector cannot work without.
 pub fn required_settings(channel: Channel) -> &'static [&'static str] {
     match channel {
-        Channel::Shopify => &["location_id"],
-        Channel::Bigcommerce => &["location_id"],
+        Channel::Shopify | Channel::Bigcommerce => &["location_id"],
         Channel::Amazon => &["seller_id", "marketplace_id"],
         Channel::Etsy => &["shop_id"],
         Channel::Tiktok => &["warehouse_id", "app_key"],

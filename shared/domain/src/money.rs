@@ -107,6 +107,7 @@ impl JsonSchema for Currency {
 }
 
 /// An exact decimal amount in some currency, scaled to that currency's exponent.
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Amount(Decimal);
 
@@ -190,7 +191,7 @@ fn is_power_of_ten(mut n: u32) -> bool {
     if n == 0 {
         return false;
     }
-    while n % 10 == 0 {
+    while n.is_multiple_of(10) {
         n /= 10;
     }
     n == 1
@@ -286,6 +287,7 @@ mod tests {
 
         #[test]
         fn cents_survive_float_round_trip(cents in 0i64..10_000_000) {
+            #[allow(clippy::cast_precision_loss)]
             let f = cents as f64 / 100.0;
             let n = serde_json::Number::from_f64(f).unwrap();
             let a = Amount::from_json_number(&n, cur("USD")).unwrap();

@@ -1,0 +1,332 @@
+//! The canonical record store (DynamoDB `RecordsTable`).
+//!
+//! An order is one item, `pk = ORDER#{order id}`, `sk = CURRENT`, holding the canonical record as a map
+//! plus the attributes conditions and indexes need (`source_version`, `status`, `trace_id`). Writing a
+//! record and its ingest idempotency key is one transaction, so a redelivered message can neither
+//! double-apply nor be lost between the two writes; and the record is only replaced by one with a
+//! greater `source_version`, so a late `orders/updated` never regresses it.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    Client,
+    error::SdkError,
+    operation::transact_write_items::TransactWriteItemsError,
+    types::{AttributeValue, Put, TransactWriteItem},
+};
+use chrono::{DateTime, Utc};
+use manifold_domain::{Order, OrderId, Oversell, Record};
+
+use crate::StoreError;
+
+/// The result of writing an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderWrite {
+    /// First time we see this order.
+    Created,
+    /// Replaced an older version.
+    Updated { previous: Box<Order> },
+    /// We already hold this or a newer version: nothing written.
+    Stale { stored_version: i64 },
+    /// This ingest key was already applied: nothing written.
+    Duplicate,
+}
+
+/// One stored record, as `manifold trace` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredRecord {
+    pub pk: String,
+    pub kind: String,
+    pub trace_id: Option<String>,
+    pub updated_at: Option<String>,
+    pub record: serde_json::Value,
+}
+
+/// The record-store port.
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// Writes `order` if newer than what is stored, together with `ingest_key` (exactly once).
+    async fn put_order(
+        &self,
+        order: &Order,
+        ingest_key: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OrderWrite, StoreError>;
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
+    /// Marks (or clears) the ledger's oversell verdict on the stored order.
+    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError>;
+    /// Stores a non-order record (product, shipment, refund, inventory level...) with its ingest key.
+    /// Returns false when the ingest key was already applied.
+    async fn put_record(
+        &self,
+        record: &Record,
+        ingest_key: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Every record written under one trace id.
+    async fn by_trace(&self, trace_id: &str) -> Result<Vec<StoredRecord>, StoreError>;
+}
+
+/// DynamoDB implementation.
+#[derive(Debug, Clone)]
+pub struct DynamoRecords {
+    client: Client,
+    table: String,
+    idempotency_table: String,
+}
+
+impl DynamoRecords {
+    pub fn new(client: Client, table: impl Into<String>, idempotency_table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), idempotency_table: idempotency_table.into() }
+    }
+
+    fn order_pk(id: &OrderId) -> String {
+        format!("ORDER#{id}")
+    }
+
+    fn ingest_put(&self, ingest_key: &str, now: DateTime<Utc>) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.idempotency_table)
+            .item("pk", AttributeValue::S(format!("INGEST#{ingest_key}")))
+            .item("sk", AttributeValue::S("applied".into()))
+            .item("applied_at", AttributeValue::S(now.to_rfc3339()))
+            // Kept for 30 days: far beyond SQS retention, so any redelivery is recognised.
+            .item("expires_at", AttributeValue::N((now.timestamp() + 30 * 86_400).to_string()))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Invalid { what: "idempotency key", reason: e.to_string() })?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn record_item(
+        pk: String,
+        kind: &str,
+        record: &impl serde::Serialize,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let value: AttributeValue = serde_dynamo::to_attribute_value(record)
+            .map_err(|e| StoreError::Invalid { what: "canonical record", reason: e.to_string() })?;
+        let mut item = HashMap::new();
+        item.insert("pk".into(), AttributeValue::S(pk));
+        item.insert("sk".into(), AttributeValue::S("CURRENT".into()));
+        item.insert("kind".into(), AttributeValue::S(kind.to_owned()));
+        item.insert("record".into(), value);
+        item.insert("trace_id".into(), AttributeValue::S(trace_id.to_owned()));
+        item.insert("updated_at".into(), AttributeValue::S(now.to_rfc3339()));
+        Ok(item)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Vec<bool>, StoreError> {
+        let n = items.len();
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(vec![false; n]),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let failed: Vec<bool> =
+                        c.cancellation_reasons().iter().map(|r| r.code() == Some("ConditionalCheckFailed")).collect();
+                    if failed.iter().any(|f| *f) {
+                        Ok(failed)
+                    } else {
+                        Err(StoreError::service("dynamodb", "TransactWriteItems", e.into_err()))
+                    }
+                }
+                _ => Err(StoreError::service("dynamodb", "TransactWriteItems", e.into_err())),
+            },
+            Err(e) => Err(StoreError::service("dynamodb", "TransactWriteItems", e)),
+        }
+    }
+
+    async fn get_current(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S("CURRENT".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("dynamodb", "GetItem", e))?;
+        Ok(out.item)
+    }
+}
+
+fn decode_order(key: &str, item: &HashMap<String, AttributeValue>) -> Result<Order, StoreError> {
+    let record = item.get("record").cloned().ok_or_else(|| StoreError::Corrupt {
+        key: key.to_owned(),
+        what: "order",
+        source: "no record attribute".into(),
+    })?;
+    serde_dynamo::from_attribute_value(record).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        what: "order",
+        source: Box::new(e),
+    })
+}
+
+#[async_trait]
+impl RecordStore for DynamoRecords {
+    async fn put_order(
+        &self,
+        order: &Order,
+        ingest_key: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OrderWrite, StoreError> {
+        let pk = Self::order_pk(&order.id);
+        let previous = match self.get_current(pk.clone()).await? {
+            Some(item) => Some(decode_order(&pk, &item)?),
+            None => None,
+        };
+        if let Some(prev) = &previous
+            && prev.source_version >= order.source_version
+        {
+            return Ok(OrderWrite::Stale { stored_version: prev.source_version });
+        }
+        // The ledger's verdict belongs to the order, not to the channel's document: keep it.
+        let mut to_store = order.clone();
+        if to_store.oversold.is_none() {
+            to_store.oversold = previous.as_ref().and_then(|p| p.oversold.clone());
+        }
+        let mut item = Self::record_item(pk.clone(), "order", &to_store, trace_id, now)?;
+        item.insert("source_version".into(), AttributeValue::N(order.source_version.to_string()));
+        item.insert("status".into(), AttributeValue::S(order.status.as_str().to_owned()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR source_version < :v")
+            .expression_attribute_values(":v", AttributeValue::N(order.source_version.to_string()))
+            .build()
+            .map_err(|e| StoreError::Invalid { what: "order", reason: e.to_string() })?;
+        let failed = self
+            .transact(vec![TransactWriteItem::builder().put(put).build(), self.ingest_put(ingest_key, now)?])
+            .await?;
+        Ok(match failed.as_slice() {
+            [_, true] => OrderWrite::Duplicate,
+            [true, _] => {
+                // A newer version landed between our read and our write.
+                let stored = self.get_order(&order.id).await?.map_or(0, |o| o.source_version);
+                OrderWrite::Stale { stored_version: stored }
+            }
+            _ => match previous {
+                Some(p) => OrderWrite::Updated { previous: Box::new(p) },
+                None => OrderWrite::Created,
+            },
+        })
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        let pk = Self::order_pk(id);
+        match self.get_current(pk.clone()).await? {
+            Some(item) => decode_order(&pk, &item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError> {
+        let pk = Self::order_pk(id);
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S("CURRENT".into()))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_names("#o", "oversold");
+        req = match oversold {
+            Some(o) => {
+                let v = serde_dynamo::to_attribute_value(o)
+                    .map_err(|e| StoreError::Invalid { what: "oversell", reason: e.to_string() })?;
+                req.update_expression("SET #r.#o = :o").expression_attribute_values(":o", v)
+            }
+            None => req.update_expression("REMOVE #r.#o"),
+        };
+        req.send().await.map_err(|e| StoreError::service("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn put_record(
+        &self,
+        record: &Record,
+        ingest_key: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (kind, id) = record_key(record);
+        let item = Self::record_item(format!("{}#{id}", kind.to_uppercase()), kind, record, trace_id, now)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| StoreError::Invalid { what: "record", reason: e.to_string() })?;
+        let failed = self
+            .transact(vec![TransactWriteItem::builder().put(put).build(), self.ingest_put(ingest_key, now)?])
+            .await?;
+        Ok(!failed.iter().any(|f| *f))
+    }
+
+    async fn by_trace(&self, trace_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_trace")
+            .key_condition_expression("trace_id = :t")
+            .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| StoreError::service("dynamodb", "Query", e))?;
+        pages
+            .into_iter()
+            .map(|item| {
+                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                let record =
+                    item.get("record").cloned().map_or(Ok(serde_json::Value::Null), serde_dynamo::from_attribute_value);
+                Ok(StoredRecord {
+                    pk: s("pk").unwrap_or_default(),
+                    kind: s("kind").unwrap_or_default(),
+                    trace_id: s("trace_id"),
+                    updated_at: s("updated_at"),
+                    record: record.map_err(|e| StoreError::Corrupt {
+                        key: s("pk").unwrap_or_default(),
+                        what: "record",
+                        source: Box::new(e),
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The kind name and id under which a non-order record is stored.
+pub fn record_key(record: &Record) -> (&'static str, String) {
+    match record {
+        Record::Order(o) => ("order", o.id.to_string()),
+        Record::InventoryLevel(l) => (
+            "inventory_level",
+            format!(
+                "{}:{}:{}:{}",
+                l.channel,
+                l.account,
+                l.channel_item_id
+                    .clone()
+                    .or_else(|| l.channel_sku.as_ref().map(ToString::to_string))
+                    .unwrap_or_default(),
+                l.location_id.clone().unwrap_or_default()
+            ),
+        ),
+        Record::Product(p) => ("product", p.id.clone()),
+        Record::Price(p) => ("price", format!("{}:{}", p.channel.map_or("all", |c| c.as_str()), p.sku)),
+        Record::Shipment(s) => ("shipment", s.id.clone()),
+        Record::Refund(r) => ("refund", r.id.clone()),
+        Record::Customer(c) => ("customer", c.id.clone()),
+    }
+}
