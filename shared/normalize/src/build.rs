@@ -183,9 +183,10 @@ impl AddressKeys {
             Some(n) => Some(n),
             None => full_name(part(self.first_name)?, part(self.last_name)?),
         };
-        let country_node = node.field(self.country);
         let country_code = match part(self.country)? {
-            Some(c) => Some(Address::country(&c).map_err(|e| NormalizeError::domain(country_node.path(), &e))?),
+            Some(c) => {
+                Some(Address::country(&c).map_err(|e| NormalizeError::domain(node.field(self.country).path(), &e))?)
+            }
             None => None,
         };
         let address = Address {

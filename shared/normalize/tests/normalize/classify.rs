@@ -29,7 +29,8 @@ fn bigcommerce_scopes() {
     }
     let got = classify(Channel::Bigcommerce, None, &fixture!("bigcommerce/webhook-store-order-created.json")).unwrap();
     assert!(matches!(got, Inbound::Thin { event_time: Some(t), .. } if t == at("2019-06-25T16:15:35Z")));
-    let got = classify(Channel::Bigcommerce, None, &fixture!("bigcommerce/webhook-store-shipment-created.json")).unwrap();
+    let got =
+        classify(Channel::Bigcommerce, None, &fixture!("bigcommerce/webhook-store-shipment-created.json")).unwrap();
     assert!(thin(DocKind::Shipment, "251/12")(&got), "{got:?}");
     for body in [
         fixture!("bigcommerce/webhook-store-product-inventory-updated.json"),
@@ -42,7 +43,8 @@ fn bigcommerce_scopes() {
     let mut relative = fixture!("bigcommerce/webhook-store-sku-inventory-updated.json");
     relative["data"]["inventory"]["method"] = json!("relative");
     assert!(matches!(classify(Channel::Bigcommerce, None, &relative).unwrap(), Inbound::Ignore { .. }));
-    let got = classify(Channel::Bigcommerce, None, &fixture!("bigcommerce/webhook-store-product-updated.json")).unwrap();
+    let got =
+        classify(Channel::Bigcommerce, None, &fixture!("bigcommerce/webhook-store-product-updated.json")).unwrap();
     assert!(matches!(got, Inbound::Ignore { .. }), "{got:?}");
     assert_eq!(
         body_event_id(Channel::Bigcommerce, &fixture!("bigcommerce/webhook-store-order-created.json")).as_deref(),
@@ -52,8 +54,12 @@ fn bigcommerce_scopes() {
 
 #[test]
 fn etsy_order_paid_points_at_the_receipt() {
-    let got = classify(Channel::Etsy, None, &fixture!("etsy/webhook-order-paid-reported-in-etsy-open-api-discussion-1564.json"))
-        .unwrap();
+    let got = classify(
+        Channel::Etsy,
+        None,
+        &fixture!("etsy/webhook-order-paid-reported-in-etsy-open-api-discussion-1564.json"),
+    )
+    .unwrap();
     assert!(thin(DocKind::Order, "54321")(&got), "{got:?}");
     // The transcription keeps the docs' placeholders: there is no receipt id to fetch.
     let err = classify(Channel::Etsy, None, &fixture!("etsy/webhook-order-paid-api-evangelist-transcription.json"))
@@ -72,8 +78,12 @@ fn amazon_notifications() {
     assert!(thin(DocKind::Order, "903-8868176-2219830")(&got), "{got:?}");
     assert_eq!(body_event_id(Channel::Amazon, &body).as_deref(), Some("d0e9e693-c3ad-4373-979f-ed4ec98dd746"));
     let body = fixture!("amazon/listings-item-mfn-quantity-change-notification.json");
-    assert_eq!(classify(Channel::Amazon, None, &body).unwrap(), Inbound::Full { kind: DocKind::InventoryLevel, doc: body });
-    let got = classify(Channel::Amazon, None, &fixture!("amazon/listings-item-status-change-notification.json")).unwrap();
+    assert_eq!(
+        classify(Channel::Amazon, None, &body).unwrap(),
+        Inbound::Full { kind: DocKind::InventoryLevel, doc: body }
+    );
+    let got =
+        classify(Channel::Amazon, None, &fixture!("amazon/listings-item-status-change-notification.json")).unwrap();
     assert!(matches!(got, Inbound::Ignore { .. }), "{got:?}");
 }
 
@@ -108,7 +118,10 @@ fn woocommerce_topics_and_ping() {
         classify(Channel::Woocommerce, Some("order.updated"), &order).unwrap(),
         Inbound::Full { kind: DocKind::Order, .. }
     ));
-    assert!(matches!(classify(Channel::Woocommerce, None, &json!({"webhook_id": 15})).unwrap(), Inbound::Ignore { .. }));
+    assert!(matches!(
+        classify(Channel::Woocommerce, None, &json!({"webhook_id": 15})).unwrap(),
+        Inbound::Ignore { .. }
+    ));
     assert!(matches!(
         classify(Channel::Woocommerce, Some("coupon.created"), &json!({"id": 1})).unwrap(),
         Inbound::Ignore { .. }
@@ -122,7 +135,10 @@ fn tiktok_ebay_and_zalando() {
     let got = classify(Channel::Tiktok, None, &body).unwrap();
     assert!(thin(DocKind::Order, "576461413038785752")(&got), "{got:?}");
     assert_eq!(body_event_id(Channel::Tiktok, &body).as_deref(), Some("7327112393057371910"));
-    assert!(matches!(classify(Channel::Tiktok, None, &json!({"type": 6, "data": {}})).unwrap(), Inbound::Ignore { .. }));
+    assert!(matches!(
+        classify(Channel::Tiktok, None, &json!({"type": 6, "data": {}})).unwrap(),
+        Inbound::Ignore { .. }
+    ));
 
     let body = fixture!("ebay/notification-order-written-from-docs.json");
     let got = classify(Channel::Ebay, None, &body).unwrap();

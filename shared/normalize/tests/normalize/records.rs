@@ -30,7 +30,9 @@ fn shopify_refund_sums_successful_refund_transactions() {
 fn shopify_fulfillment_becomes_a_shipment() {
     let acct = account(Channel::Shopify);
     let doc = fixture!("shopify/fulfillment-1069019877-rest-2026-07-create.json");
-    let Record::Shipment(s) = normalize(Channel::Shopify, DocKind::Shipment, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    let Record::Shipment(s) = normalize(Channel::Shopify, DocKind::Shipment, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
     assert_eq!(s.id, "1069019877");
     assert_eq!(s.order_id.as_str(), "shopify:shop-eu:450789469");
     assert_eq!(s.tracking_number.as_deref(), Some("MS1562678"));
@@ -42,7 +44,8 @@ fn shopify_fulfillment_becomes_a_shipment() {
 fn shopify_inventory_level_is_keyed_by_inventory_item() {
     let acct = account(Channel::Shopify);
     let doc = fixture!("shopify/inventory-level-rest-2026-07-set.json");
-    let Record::InventoryLevel(l) = normalize(Channel::Shopify, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap() else {
+    let Record::InventoryLevel(l) = normalize(Channel::Shopify, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
+    else {
         panic!()
     };
     assert_eq!(l.channel_item_id.as_deref(), Some("808950810"));
@@ -56,7 +59,9 @@ fn shopify_inventory_level_is_keyed_by_inventory_item() {
 fn shopify_product_variants_map_skus_and_prices_need_the_configured_currency() {
     let mut acct = account(Channel::Shopify);
     let doc = fixture!("shopify/product-632910392-rest-2026-07-get.json");
-    let Record::Product(p) = normalize(Channel::Shopify, DocKind::Product, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    let Record::Product(p) = normalize(Channel::Shopify, DocKind::Product, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
     assert_eq!(p.id, "shopify:shop-eu:632910392");
     assert_eq!(p.variants.len(), 4);
     assert_eq!(p.variants[0].sku.as_ref().unwrap().as_str(), "IPOD-NANO-PINK");
@@ -64,7 +69,9 @@ fn shopify_product_variants_map_skus_and_prices_need_the_configured_currency() {
     assert_eq!(p.variants[0].price, None, "no shop currency configured");
 
     acct.settings.insert("currency".into(), "USD".into());
-    let Record::Product(p) = normalize(Channel::Shopify, DocKind::Product, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    let Record::Product(p) = normalize(Channel::Shopify, DocKind::Product, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
     assert_eq!(p.variants[0].price, Some(money("199.00", "USD")));
 }
 
@@ -75,7 +82,9 @@ fn woocommerce_refund_combines_with_its_order() {
         "order": fixture!("woocommerce/orders-rest-v3-list.json")[1],
         "refund": fixture!("woocommerce/order-refund-rest-v3-create.json"),
     });
-    let Record::Refund(r) = normalize(Channel::Woocommerce, DocKind::Refund, &doc, &ctx(&acct)).unwrap() else { panic!() };
+    let Record::Refund(r) = normalize(Channel::Woocommerce, DocKind::Refund, &doc, &ctx(&acct)).unwrap() else {
+        panic!()
+    };
     assert_eq!(r.id, "726");
     assert_eq!(r.order_id.as_str(), "woocommerce:woo-main:723");
     assert_eq!(r.amount, money("10.00", "USD"));
@@ -117,7 +126,8 @@ fn bigcommerce_shipments_list_gives_every_shipment() {
 fn bigcommerce_absolute_inventory_webhooks_are_levels() {
     let acct = account(Channel::Bigcommerce);
     let doc = fixture!("bigcommerce/webhook-store-sku-inventory-updated.json");
-    let Record::InventoryLevel(l) = normalize(Channel::Bigcommerce, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
+    let Record::InventoryLevel(l) =
+        normalize(Channel::Bigcommerce, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
     else {
         panic!()
     };
@@ -125,7 +135,8 @@ fn bigcommerce_absolute_inventory_webhooks_are_levels() {
     assert_eq!(l.available, 5);
     assert_eq!(l.source_version, 1_561_480_673_000);
     let doc = fixture!("bigcommerce/webhook-store-product-inventory-updated.json");
-    let Record::InventoryLevel(l) = normalize(Channel::Bigcommerce, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
+    let Record::InventoryLevel(l) =
+        normalize(Channel::Bigcommerce, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
     else {
         panic!()
     };
@@ -136,7 +147,8 @@ fn bigcommerce_absolute_inventory_webhooks_are_levels() {
 fn amazon_mfn_quantity_change_is_a_level_for_the_seller_sku() {
     let acct = account(Channel::Amazon);
     let doc = fixture!("amazon/listings-item-mfn-quantity-change-notification.json");
-    let Record::InventoryLevel(l) = normalize(Channel::Amazon, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap() else {
+    let Record::InventoryLevel(l) = normalize(Channel::Amazon, DocKind::InventoryLevel, &doc, &ctx(&acct)).unwrap()
+    else {
         panic!()
     };
     assert_eq!(l.channel_sku.as_ref().unwrap().as_str(), "NLS-SHOES-03");

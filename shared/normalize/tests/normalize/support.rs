@@ -33,7 +33,7 @@ pub fn at(rfc3339: &str) -> DateTime<Utc> {
 
 /// Asserts one line's SKU (as stored), mapping flag, quantity and unit price, and `total = unit * qty`.
 pub fn assert_line(line: &OrderLine, sku: Option<&str>, mapped: bool, quantity: u32, unit: &str, currency: &str) {
-    assert_eq!(line.sku.as_ref().map(|s| s.as_str()), sku, "sku of line {}", line.line_id);
+    assert_eq!(line.sku.as_ref().map(manifold_domain::Sku::as_str), sku, "sku of line {}", line.line_id);
     assert_eq!(line.sku_mapped, mapped, "sku_mapped of line {}", line.line_id);
     assert_eq!(line.quantity, quantity, "quantity of line {}", line.line_id);
     assert_eq!(line.unit_price, money(unit, currency), "unit price of line {}", line.line_id);
