@@ -1,1 +1,453 @@
-//! TODO
+//! Test doubles of the sales channels' APIs, served on loopback.
+//!
+//! **This is not the real thing.** Each simulated channel accepts the request shapes the channel
+//! documents for the endpoints Manifold uses (stock, price and tracking writes; order reads; Zalando's
+//! exported flag; Etsy inventory reads; eBay's notification public keys), rejects wrong shapes with the
+//! channel's own error body, keeps state (stock per channel item, seeded orders) and enforces the
+//! channel's documented kind of rate limit with configurable figures. It validates shapes, not
+//! business rules, and it is only as right as the documentation it follows: passing against it says
+//! the client follows that documentation, nothing more.
+//!
+//! Every channel lives under `/{channel}` (`SimHandle::base_url(channel)`). The control API:
+//! - `GET /_sim/state`: stock per channel and item, request and 429 counts, idempotency keys, writes;
+//! - `POST /_sim/orders/{channel}`: seed an order (the body is what the connector's `fetch_order` returns);
+//! - `POST /_sim/catalog/{channel}`: seed items (`[CatalogItem]`); once seeded, unknown items are rejected;
+//! - `POST /_sim/faults` `{channel, kind, probability | next_n}`, `DELETE /_sim/faults`;
+//! - `PUT /_sim/ebay/public_key/{kid}` `{key}`: a PEM public key served by the notification API.
+
+// Handlers answer early with a ready `Response`; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod channels;
+pub mod limits;
+pub mod state;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{Path, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post, put},
+};
+use manifold_domain::Channel;
+use serde_json::{Value, json};
+
+pub use limits::SimLimit;
+use limits::{SimLimiter, Status, Verdict};
+pub use state::{CatalogItem, FaultKind, FaultSpec, Snapshot, Write};
+use state::{Inner, SeededOrder, SimState};
+
+/// How the simulator behaves: rate limits per channel (absent = unlimited) and fault timing.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub limits: BTreeMap<Channel, SimLimit>,
+    /// How long a `timeout` fault holds the response.
+    pub timeout_delay: Duration,
+    /// Address to bind; port 0 picks a free one.
+    pub addr: SocketAddr,
+}
+
+impl Default for SimConfig {
+    /// The documented figures: Shopify 1000 points restoring 50/s (older docs; current plans restore
+    /// 100-2000/s), BigCommerce 150 per 30 s, Amazon 5/s burst 10, Etsy 10/s, TikTok 50/s, Zalando 60/min.
+    fn default() -> Self {
+        let limits = BTreeMap::from([
+            (Channel::Shopify, SimLimit::Points { capacity: 1000.0, restore_per_second: 50.0 }),
+            (Channel::Bigcommerce, SimLimit::Window { requests: 150, window_ms: 30_000 }),
+            (Channel::Amazon, SimLimit::TokenBucket { rate_per_second: 5.0, burst: 10.0 }),
+            (Channel::Etsy, SimLimit::TokenBucket { rate_per_second: 10.0, burst: 10.0 }),
+            (Channel::Tiktok, SimLimit::TokenBucket { rate_per_second: 50.0, burst: 50.0 }),
+            (Channel::Zalando, SimLimit::Window { requests: 60, window_ms: 60_000 }),
+        ]);
+        Self { limits, timeout_delay: Duration::from_secs(30), addr: SocketAddr::from(([127, 0, 0, 1], 0)) }
+    }
+}
+
+impl SimConfig {
+    #[must_use]
+    pub fn with_limit(mut self, channel: Channel, limit: SimLimit) -> Self {
+        self.limits.insert(channel, limit);
+        self
+    }
+
+    #[must_use]
+    pub fn unlimited(mut self, channel: Channel) -> Self {
+        self.limits.remove(&channel);
+        self
+    }
+}
+
+/// The simulator.
+#[derive(Debug)]
+pub struct Simulator;
+
+/// A running simulator; dropping it (or [`SimHandle::shutdown`]) stops the server.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds and serves in the background.
+    pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Inner {
+            limiters: config.limits.iter().map(|(c, l)| (*c, SimLimiter::new(*l))).collect(),
+            ..Inner::default()
+        };
+        let state = Arc::new(SimState {
+            inner: Mutex::new(inner),
+            timeout_delay: config.timeout_delay,
+            base_url: Mutex::new(format!("http://{addr}")),
+        });
+        let app = router(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+        Ok(SimHandle { addr, state, shutdown: Some(tx), task: Some(task) })
+    }
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The base URL to configure as a channel account's `endpoint`.
+    pub fn base_url(&self, channel: Channel) -> String {
+        format!("http://{}/{channel}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The inspection view, without an HTTP round trip.
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.lock().snapshot()
+    }
+
+    pub fn seed_order(&self, channel: Channel, doc: Value) -> Result<String, String> {
+        seed(&self.state, channel, doc)
+    }
+
+    pub fn seed_catalog(&self, channel: Channel, items: Vec<CatalogItem>) {
+        let mut s = self.state.lock();
+        for item in items {
+            s.stock.entry(channel).or_default().insert(item.id.clone(), item.quantity);
+            s.catalog.entry(channel).or_default().insert(item.id.clone(), item);
+        }
+    }
+
+    pub fn inject(&self, fault: FaultSpec) {
+        self.state.lock().faults.insert(fault.channel, fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    let mut app = Router::new()
+        .route("/_sim/state", get(control_state))
+        .route("/_sim/orders/{channel}", post(control_seed_order))
+        .route("/_sim/catalog/{channel}", post(control_seed_catalog))
+        .route("/_sim/faults", post(control_fault))
+        .route("/_sim/faults", delete(control_clear_faults))
+        .route("/_sim/ebay/public_key/{kid}", put(control_public_key));
+    for channel in Channel::ALL {
+        let routes = channels::routes(channel).layer(middleware::from_fn_with_state((state.clone(), channel), gate));
+        app = app.nest(&format!("/{channel}"), routes);
+    }
+    app.with_state(state)
+}
+
+/// Shared state plus the channel a nested router serves.
+pub(crate) type Ctx = (Arc<SimState>, Channel);
+
+/// In front of every channel endpoint: count, inject faults, require credentials, enforce the
+/// request-based limits (Shopify's cost-based one lives in its GraphQL handler), record writes.
+async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> Response {
+    let fault = {
+        let mut s = state.lock();
+        *s.requests.entry(channel).or_default() += 1;
+        s.take_fault(channel)
+    };
+    match fault {
+        Some(FaultKind::ServerError) => {
+            return channel_error(channel, StatusCode::INTERNAL_SERVER_ERROR, "simulated server error");
+        }
+        Some(FaultKind::Unauthorized) => {
+            return channel_error(channel, StatusCode::UNAUTHORIZED, "simulated invalid token");
+        }
+        Some(FaultKind::Malformed) => {
+            return (StatusCode::OK, [("content-type", "application/json")], "{\"truncated\": [").into_response();
+        }
+        Some(FaultKind::Timeout) => {
+            tokio::time::sleep(state.timeout_delay).await;
+            return channel_error(channel, StatusCode::GATEWAY_TIMEOUT, "simulated timeout");
+        }
+        None => {}
+    }
+    if !authorized(channel, req.headers(), req.uri().query().unwrap_or_default(), req.uri().path()) {
+        return channel_error(channel, StatusCode::UNAUTHORIZED, "missing or invalid credentials");
+    }
+    let mut status = None;
+    if channel != Channel::Shopify {
+        let verdict = state.lock().limiters.get_mut(&channel).map(|l| l.take(1.0));
+        match verdict {
+            Some(Verdict::Refused { retry_after, status }) => {
+                *state.lock().throttled.entry(channel).or_default() += 1;
+                let mut resp = channel_error(channel, StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+                rate_headers(channel, &status, resp.headers_mut());
+                let secs = retry_after.as_secs_f64().ceil().max(1.0);
+                resp.headers_mut().insert("retry-after", HeaderValue::from(secs_u64(secs)));
+                return resp;
+            }
+            Some(Verdict::Allowed(s)) => status = Some(s),
+            None => {}
+        }
+    }
+    let req = if req.method() == Method::GET {
+        req
+    } else {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let write = Write {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            body,
+        };
+        state.lock().writes.entry(channel).or_default().push(write);
+        Request::from_parts(parts, Body::from(bytes))
+    };
+    let mut resp = next.run(req).await;
+    if let Some(s) = status {
+        rate_headers(channel, &s, resp.headers_mut());
+    }
+    resp
+}
+
+fn secs_u64(secs: f64) -> u64 {
+    // Retry-After is whole seconds; values here are small and positive.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let s = secs as u64;
+    s
+}
+
+/// Each channel's credential header must be present (values are not checked: this is a test double).
+fn authorized(channel: Channel, headers: &HeaderMap, query: &str, path: &str) -> bool {
+    let has = |h: &str| headers.get(h).is_some_and(|v| !v.is_empty());
+    match channel {
+        Channel::Shopify => has("x-shopify-access-token"),
+        Channel::Woocommerce => {
+            headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Basic "))
+        }
+        Channel::Bigcommerce => has("x-auth-token"),
+        // Feed document uploads go to a pre-signed URL.
+        Channel::Amazon => has("x-amz-access-token") || path.starts_with("/_upload/"),
+        Channel::Etsy => has("x-api-key") && has("authorization"),
+        Channel::Tiktok => has("x-tts-access-token") && query.contains("sign=") && query.contains("app_key="),
+        Channel::Zalando | Channel::Ebay => {
+            headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Bearer "))
+        }
+    }
+}
+
+/// The allowance headers each channel documents.
+fn rate_headers(channel: Channel, s: &Status, headers: &mut HeaderMap) {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let int = |x: f64| HeaderValue::from(x.max(0.0).floor() as u64);
+    let ms = HeaderValue::from(u64::try_from(s.reset_in.as_millis()).unwrap_or(u64::MAX));
+    match channel {
+        Channel::Bigcommerce => {
+            headers.insert("x-rate-limit-requests-left", int(s.remaining));
+            headers.insert("x-rate-limit-requests-quota", int(s.limit));
+            headers.insert("x-rate-limit-time-reset-ms", ms);
+        }
+        Channel::Etsy => {
+            headers.insert("x-remaining-this-second", int(s.remaining));
+            headers.insert("x-limit-per-second", int(s.limit));
+        }
+        Channel::Amazon => {
+            if let Ok(v) = HeaderValue::from_str(&s.rate.to_string()) {
+                headers.insert("x-amzn-ratelimit-limit", v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An error in the channel's own documented shape.
+pub(crate) fn channel_error(channel: Channel, status: StatusCode, message: &str) -> Response {
+    let code = status.as_u16();
+    let body = match channel {
+        Channel::Shopify => json!({ "errors": message }),
+        Channel::Woocommerce => json!({ "code": woo_code(code), "message": message, "data": { "status": code } }),
+        Channel::Bigcommerce => json!({
+            "status": code,
+            "title": message,
+            "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
+            "errors": {},
+        }),
+        Channel::Amazon => {
+            let c = match code {
+                429 => "QuotaExceeded",
+                401 | 403 => "Unauthorized",
+                400..=499 => "InvalidInput",
+                _ => "InternalFailure",
+            };
+            json!({ "errors": [{ "code": c, "message": message, "details": "" }] })
+        }
+        Channel::Etsy => json!({ "error": message }),
+        Channel::Tiktok => {
+            json!({ "code": 36_009_000 + u32::from(code), "message": message, "request_id": "sim", "data": {} })
+        }
+        Channel::Zalando => {
+            json!({ "type": "about:blank", "title": status.canonical_reason().unwrap_or("Error"), "status": code, "detail": message })
+        }
+        Channel::Ebay => {
+            json!({ "errors": [{ "errorId": 25_001, "domain": "API_INVENTORY", "category": "REQUEST", "message": message }] })
+        }
+    };
+    (status, Json(body)).into_response()
+}
+
+fn woo_code(status: u16) -> &'static str {
+    match status {
+        401 => "woocommerce_rest_cannot_view",
+        404 => "woocommerce_rest_invalid_id",
+        429 => "too_many_requests",
+        500..=599 => "internal_server_error",
+        _ => "rest_invalid_param",
+    }
+}
+
+/// The id a seeded order is served under.
+fn order_id(channel: Channel, doc: &Value) -> Option<String> {
+    let pointer = match channel {
+        Channel::Shopify | Channel::Woocommerce | Channel::Tiktok => "/id",
+        Channel::Bigcommerce => "/order/id",
+        Channel::Amazon => "/order/AmazonOrderId",
+        Channel::Etsy => "/receipt_id",
+        Channel::Zalando => "/data/id",
+        Channel::Ebay => "/orderId",
+    };
+    doc.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+}
+
+fn seed(state: &SimState, channel: Channel, doc: Value) -> Result<String, String> {
+    let id = order_id(channel, &doc).ok_or_else(|| format!("no order id in the {channel} order document"))?;
+    let mut s = state.lock();
+    let orders = s.orders.entry(channel).or_default();
+    orders.retain(|o| o.id != id);
+    orders.push(SeededOrder { id: id.clone(), doc, exported: false });
+    Ok(id)
+}
+
+async fn control_state(State(state): State<Arc<SimState>>) -> Json<Snapshot> {
+    Json(state.lock().snapshot())
+}
+
+async fn control_seed_order(State(state): State<Arc<SimState>>, Path(channel): Path<String>, body: Bytes) -> Response {
+    let Ok(channel) = channel.parse::<Channel>() else {
+        return (StatusCode::NOT_FOUND, "unknown channel").into_response();
+    };
+    let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body must be JSON").into_response();
+    };
+    match seed(&state, channel, doc) {
+        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
+    }
+}
+
+async fn control_seed_catalog(
+    State(state): State<Arc<SimState>>,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(channel) = channel.parse::<Channel>() else {
+        return (StatusCode::NOT_FOUND, "unknown channel").into_response();
+    };
+    let items: Vec<CatalogItem> = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let mut s = state.lock();
+    for item in items {
+        s.stock.entry(channel).or_default().insert(item.id.clone(), item.quantity);
+        s.catalog.entry(channel).or_default().insert(item.id.clone(), item);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_fault(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<FaultSpec>(&body) {
+        Ok(f) => {
+            state.lock().faults.insert(f.channel, f);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn control_clear_faults(State(state): State<Arc<SimState>>) -> StatusCode {
+    state.lock().faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn control_public_key(State(state): State<Arc<SimState>>, Path(kid): Path<String>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("key").and_then(Value::as_str).map(str::to_owned))
+    {
+        Some(key) => {
+            state.lock().public_keys.insert(kid, key);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "expected {\"key\": \"-----BEGIN PUBLIC KEY-----...\"}").into_response(),
+    }
+}

@@ -1,0 +1,186 @@
+//! BigCommerce: absolute inventory adjustments (v3, validated as a whole batch, 422 on any bad item),
+//! variant prices and reads, and the v2 order endpoints (204 for empty lists).
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use manifold_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{St, fresh_id, not_found, ok, parse};
+use crate::channel_error;
+
+const C: Channel = Channel::Bigcommerce;
+const MAX_ITEMS: usize = 2000;
+
+pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
+    Router::new()
+        .route("/v3/inventory/adjustments/absolute", put(absolute))
+        .route("/v3/catalog/variants", put(variants).get(read_variants))
+        .route("/v2/orders", get(orders))
+        .route("/v2/orders/{id}", get(order).put(update_order))
+        .route("/v2/orders/{id}/products", get(products))
+        .route("/v2/orders/{id}/shipping_addresses", get(addresses))
+        .route("/v2/orders/{id}/shipments", post(shipment))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Absolute {
+    reason: String,
+    items: Vec<AbsoluteItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AbsoluteItem {
+    location_id: u64,
+    #[serde(default)]
+    sku: Option<String>,
+    #[serde(default)]
+    variant_id: Option<u64>,
+    #[serde(default)]
+    product_id: Option<u64>,
+    quantity: i64,
+}
+
+fn unprocessable(title: &str, errors: &Value) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({ "status": 422, "title": title, "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes", "errors": errors })),
+    )
+        .into_response()
+}
+
+async fn absolute(State(state): St, body: Bytes) -> Response {
+    let req: Absolute = match parse(C, StatusCode::UNPROCESSABLE_ENTITY, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.reason.trim().is_empty() || req.items.is_empty() || req.items.len() > MAX_ITEMS {
+        return unprocessable("reason is required and items must hold 1 to 2000 entries", &json!({}));
+    }
+    let mut s = state.lock();
+    let mut errors = serde_json::Map::new();
+    for (ix, item) in req.items.iter().enumerate() {
+        let key =
+            item.sku.clone().or(item.variant_id.map(|v| v.to_string())).or(item.product_id.map(|p| p.to_string()));
+        match key {
+            _ if item.location_id == 0 => {
+                errors.insert(format!("items.{ix}.location_id"), json!("location_id must be a valid location"));
+            }
+            Some(k) if s.known(C, &k) && item.quantity >= 0 => {}
+            Some(k) if item.quantity < 0 => {
+                errors.insert(format!("items.{ix}.quantity"), json!(format!("{k}: quantity must not be negative")));
+            }
+            Some(k) => {
+                errors.insert(format!("items.{ix}.sku"), json!(format!("{k} does not exist")));
+            }
+            None => {
+                errors.insert(format!("items.{ix}"), json!("one of sku, variant_id or product_id is required"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return unprocessable("Inventory adjustment failed validation", &Value::Object(errors));
+    }
+    for item in &req.items {
+        let key = item
+            .sku
+            .clone()
+            .or(item.variant_id.map(|v| v.to_string()))
+            .or(item.product_id.map(|p| p.to_string()))
+            .unwrap_or_default();
+        s.set_stock(C, &key, item.quantity);
+    }
+    ok(json!({ "transaction_id": fresh_id() }))
+}
+
+async fn variants(body: Bytes) -> Response {
+    let list: Vec<Value> = match parse(C, StatusCode::UNPROCESSABLE_ENTITY, &body) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if list.len() > 50 || list.iter().any(|v| !v.get("id").is_some_and(Value::is_u64)) {
+        return unprocessable("at most 50 variants, each with a numeric id", &json!({}));
+    }
+    if list.iter().any(|v| v.get("price").is_some_and(|p| !p.is_number())) {
+        return unprocessable("price must be a number", &json!({}));
+    }
+    ok(json!({ "data": list, "meta": {} }))
+}
+
+#[derive(Deserialize)]
+struct SkuIn {
+    #[serde(rename = "sku:in", default)]
+    sku_in: String,
+}
+
+async fn read_variants(State(state): St, Query(q): Query<SkuIn>) -> Response {
+    let skus: Vec<&str> = q.sku_in.split(',').collect();
+    let s = state.lock();
+    let data: Vec<Value> =
+        skus.iter().filter_map(|sku| s.stock_of(C, sku).map(|q| json!({ "sku": sku, "inventory_level": q }))).collect();
+    ok(json!({ "data": data, "meta": {} }))
+}
+
+fn order_part(state: &St, id: &str, part: &str) -> Response {
+    state
+        .lock()
+        .order(C, id)
+        .map_or_else(|| not_found(C, "order"), |o| ok(o.doc.get(part).cloned().unwrap_or(json!([]))))
+}
+
+async fn orders(State(state): St) -> Response {
+    let s = state.lock();
+    let list: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc["order"].clone()).collect();
+    if list.is_empty() { StatusCode::NO_CONTENT.into_response() } else { ok(Value::Array(list)) }
+}
+
+async fn order(state: St, Path(id): Path<String>) -> Response {
+    order_part(&state, &id, "order")
+}
+
+async fn products(state: St, Path(id): Path<String>) -> Response {
+    order_part(&state, &id, "products")
+}
+
+async fn addresses(state: St, Path(id): Path<String>) -> Response {
+    order_part(&state, &id, "shipping_addresses")
+}
+
+async fn update_order(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let changes: serde_json::Map<String, Value> = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut s = state.lock();
+    let Some(o) = s.order_mut(C, &id) else { return not_found(C, "order") };
+    for (k, v) in changes {
+        o.doc["order"][k] = v;
+    }
+    ok(o.doc["order"].clone())
+}
+
+async fn shipment(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.get("order_address_id").is_none() || req.get("items").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        return channel_error(C, StatusCode::BAD_REQUEST, "order_address_id and items are required");
+    }
+    if state.lock().order(C, &id).is_none() {
+        return not_found(C, "order");
+    }
+    let mut created = req.clone();
+    created["id"] = json!(1);
+    created["order_id"] = json!(id);
+    (StatusCode::CREATED, axum::Json(created)).into_response()
+}

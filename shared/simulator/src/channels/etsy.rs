@@ -1,0 +1,156 @@
+//! Etsy Open API v3: listing inventory read and full replacement (products left out of a PUT are
+//! deleted, as Etsy documents), receipts and tracking.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    routing::{get, post},
+};
+use manifold_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{St, not_found, ok, parse};
+use crate::{channel_error, state::CatalogItem};
+
+const C: Channel = Channel::Etsy;
+
+pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
+    Router::new()
+        .route("/v3/application/listings/{listing}/inventory", get(inventory).put(replace))
+        .route("/v3/application/shops/{shop}/receipts", get(receipts))
+        .route("/v3/application/shops/{shop}/receipts/{id}", get(receipt))
+        .route("/v3/application/shops/{shop}/receipts/{id}/tracking", post(tracking))
+}
+
+fn bad(message: &str) -> Response {
+    channel_error(C, StatusCode::BAD_REQUEST, message)
+}
+
+async fn inventory(State(state): St, Path(listing): Path<String>) -> Response {
+    let s = state.lock();
+    let items: Vec<&CatalogItem> = s.catalog(C).filter(|i| i.product_id.as_deref() == Some(listing.as_str())).collect();
+    if items.is_empty() {
+        return not_found(C, "listing");
+    }
+    let products: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(ix, i)| {
+            json!({
+                "product_id": ix + 1, "sku": i.sku, "is_deleted": false, "property_values": [],
+                "offerings": [{ "offering_id": ix + 1, "quantity": i.quantity, "is_enabled": true, "is_deleted": false,
+                                "price": { "amount": i.price_minor.unwrap_or(1000), "divisor": 100, "currency_code": "USD" } }],
+            })
+        })
+        .collect();
+    ok(json!({ "products": products, "price_on_property": [], "quantity_on_property": [], "sku_on_property": [] }))
+}
+
+/// The documented body; the `*_on_property` lists and `is_enabled` are required by shape only.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Replace {
+    products: Vec<Product>,
+    #[serde(default)]
+    price_on_property: Vec<u64>,
+    #[serde(default)]
+    quantity_on_property: Vec<u64>,
+    #[serde(default)]
+    sku_on_property: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Product {
+    sku: String,
+    #[serde(default)]
+    property_values: Vec<Value>,
+    offerings: Vec<Offering>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Offering {
+    price: f64,
+    quantity: i64,
+    is_enabled: bool,
+}
+
+async fn replace(State(state): St, Path(listing): Path<String>, body: Bytes) -> Response {
+    let req: Replace = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.products.iter().any(|p| {
+        p.offerings.is_empty() || p.offerings.iter().any(|o| !(0..=999).contains(&o.quantity) || o.price <= 0.0)
+    }) {
+        return bad("every product needs offerings with a positive price and a quantity between 0 and 999");
+    }
+    if let Err(r) = apply(&state, &listing, &req) {
+        return r;
+    }
+    inventory(State(state), Path(listing)).await
+}
+
+fn apply(state: &std::sync::Arc<crate::state::SimState>, listing: &str, req: &Replace) -> Result<(), Response> {
+    let mut s = state.lock();
+    let existing: Vec<CatalogItem> =
+        s.catalog(C).filter(|i| i.product_id.as_deref() == Some(listing)).cloned().collect();
+    if existing.is_empty() {
+        return Err(not_found(C, "listing"));
+    }
+    // Whatever the PUT leaves out is gone, exactly like on Etsy.
+    for old in &existing {
+        if !req.products.iter().any(|p| p.sku == old.sku) {
+            if let Some(c) = s.catalog.get_mut(&C) {
+                c.remove(&old.id);
+            }
+            if let Some(st) = s.stock.get_mut(&C) {
+                st.remove(&old.id);
+            }
+        }
+    }
+    for p in &req.products {
+        let Some(old) = existing.iter().find(|i| i.sku == p.sku) else { continue };
+        let o = &p.offerings[0];
+        s.set_stock(C, &old.id, o.quantity);
+        if let Some(item) = s.catalog.get_mut(&C).and_then(|c| c.get_mut(&old.id)) {
+            #[allow(clippy::cast_possible_truncation)]
+            let minor = (o.price * 100.0).round() as i64;
+            item.price_minor = Some(minor);
+        }
+    }
+    Ok(())
+}
+
+async fn receipts(State(state): St) -> Response {
+    let s = state.lock();
+    let results: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
+    ok(json!({ "count": results.len(), "results": results }))
+}
+
+async fn receipt(State(state): St, Path((_shop, id)): Path<(String, String)>) -> Response {
+    state.lock().order(C, &id).map_or_else(|| not_found(C, "receipt"), |o| ok(o.doc.clone()))
+}
+
+async fn tracking(State(state): St, Path((_shop, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.get("tracking_code").and_then(Value::as_str).is_none()
+        || req.get("carrier_name").and_then(Value::as_str).is_none()
+    {
+        return bad("tracking_code and carrier_name are required");
+    }
+    let mut s = state.lock();
+    let Some(o) = s.order_mut(C, &id) else { return not_found(C, "receipt") };
+    o.doc["is_shipped"] = json!(true);
+    ok(o.doc.clone())
+}

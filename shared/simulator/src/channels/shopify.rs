@@ -1,0 +1,232 @@
+//! Shopify Admin API: GraphQL (cost-limited leaky bucket, `throttleStatus` in every response,
+//! `THROTTLED` beyond) and the REST order reads. GraphQL documents are recognised by the root field
+//! they call, not parsed: the simulator checks variables, not query syntax.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    routing::{get, post},
+};
+use manifold_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{St, fresh_id, not_found, ok, parse};
+use crate::{limits::Verdict, state::Inner};
+
+const C: Channel = Channel::Shopify;
+const MAX_QUANTITIES: usize = 250;
+
+pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
+    Router::new()
+        .route("/admin/api/{version}/graphql.json", post(graphql))
+        .route("/admin/api/{version}/{*rest}", get(rest))
+}
+
+#[derive(Deserialize)]
+struct Gql {
+    query: String,
+    #[serde(default)]
+    variables: Value,
+}
+
+async fn rest(State(state): St, Path((_version, rest)): Path<(String, String)>) -> Response {
+    let s = state.lock();
+    if rest == "orders.json" {
+        let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
+        return ok(json!({ "orders": orders }));
+    }
+    match rest.strip_prefix("orders/").and_then(|r| r.strip_suffix(".json")) {
+        Some(id) => s.order(C, id).map_or_else(|| not_found(C, "order"), |o| ok(json!({ "order": o.doc }))),
+        None => not_found(C, "resource"),
+    }
+}
+
+fn cost_of(q: &Gql) -> f64 {
+    if q.query.trim_start().starts_with("mutation") {
+        10.0
+    } else {
+        q.variables.get("first").and_then(Value::as_f64).map_or(10.0, |f| 2.0 + f)
+    }
+}
+
+async fn graphql(State(state): St, Path(version): Path<String>, body: Bytes) -> Response {
+    let q: Gql = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let cost = cost_of(&q);
+    let mut s = state.lock();
+    let Some(limiter) = s.limiters.get_mut(&C) else {
+        let data = execute(&mut s, &q, &version);
+        return respond(data, cost, None);
+    };
+    match limiter.take(cost) {
+        Verdict::Refused { status, .. } => {
+            *s.throttled.entry(C).or_default() += 1;
+            let throttle = json!({ "maximumAvailable": status.limit, "currentlyAvailable": status.remaining, "restoreRate": status.rate });
+            ok(json!({
+                "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits" } }],
+                "extensions": { "cost": { "requestedQueryCost": cost, "actualQueryCost": null, "throttleStatus": throttle } },
+            }))
+        }
+        Verdict::Allowed(status) => {
+            let throttle = json!({ "maximumAvailable": status.limit, "currentlyAvailable": status.remaining, "restoreRate": status.rate });
+            let data = execute(&mut s, &q, &version);
+            respond(data, cost, Some(&throttle))
+        }
+    }
+}
+
+fn respond(data: Result<Value, String>, cost: f64, throttle: Option<&Value>) -> Response {
+    let extensions =
+        json!({ "cost": { "requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle } });
+    match data {
+        Ok(data) => ok(json!({ "data": data, "extensions": extensions })),
+        Err(message) => ok(
+            json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }], "extensions": extensions }),
+        ),
+    }
+}
+
+fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
+    let v = &q.variables;
+    if q.query.contains("inventorySetQuantities") {
+        return set_quantities(s, q, version);
+    }
+    if q.query.contains("productVariantsBulkUpdate") {
+        let variants = v
+            .get("variants")
+            .and_then(Value::as_array)
+            .ok_or("Variable $variants of type [ProductVariantsBulkInput!]! was provided invalid value")?;
+        if v.get("productId").and_then(Value::as_str).is_none() || variants.iter().any(|x| x.get("id").is_none()) {
+            return Err("Variable $productId and every variant id are required".into());
+        }
+        return Ok(
+            json!({ "productVariantsBulkUpdate": { "productVariants": variants.iter().map(|x| json!({ "id": x["id"] })).collect::<Vec<_>>(), "userErrors": [] } }),
+        );
+    }
+    if q.query.contains("productVariants(") {
+        let skus = skus_in(v.get("query").and_then(Value::as_str).unwrap_or_default());
+        let nodes: Vec<Value> = s
+            .catalog(C)
+            .filter(|i| skus.contains(&i.sku))
+            .map(|i| json!({ "id": i.variant_id, "sku": i.sku, "product": { "id": i.product_id }, "inventoryItem": { "id": i.id } }))
+            .collect();
+        return Ok(json!({ "productVariants": { "nodes": nodes } }));
+    }
+    if q.query.contains("inventoryItems(") {
+        let skus = skus_in(v.get("query").and_then(Value::as_str).unwrap_or_default());
+        let nodes: Vec<Value> = s
+            .catalog(C)
+            .filter(|i| skus.contains(&i.sku))
+            .map(|i| json!({ "sku": i.sku, "inventoryLevel": { "quantities": [{ "name": "available", "quantity": i.quantity }] } }))
+            .collect();
+        return Ok(json!({ "inventoryItems": { "nodes": nodes } }));
+    }
+    if q.query.contains("fulfillmentCreate") {
+        let f =
+            v.get("fulfillment").ok_or("Variable $fulfillment of type FulfillmentInput! was provided invalid value")?;
+        if f.get("lineItemsByFulfillmentOrder").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+            return Err("lineItemsByFulfillmentOrder is required".into());
+        }
+        return Ok(
+            json!({ "fulfillmentCreate": { "fulfillment": { "id": format!("gid://shopify/Fulfillment/{}", fresh_id()) }, "userErrors": [] } }),
+        );
+    }
+    if q.query.contains("orderCancel") {
+        return Ok(
+            json!({ "orderCancel": { "job": { "id": format!("gid://shopify/Job/{}", fresh_id()) }, "orderCancelUserErrors": [] } }),
+        );
+    }
+    if q.query.contains("order(") {
+        let gid = v.get("id").and_then(Value::as_str).unwrap_or_default();
+        let id = gid.rsplit('/').next().unwrap_or_default();
+        return Ok(
+            json!({ "order": s.order(C, id).map(|_| json!({ "fulfillmentOrders": { "nodes": [{ "id": format!("gid://shopify/FulfillmentOrder/{id}"), "status": "OPEN" }] } })) }),
+        );
+    }
+    Err("this operation is not simulated".into())
+}
+
+/// `sku:'A' OR sku:'B'` -> [A, B].
+fn skus_in(query: &str) -> Vec<String> {
+    query
+        .split("sku:")
+        .skip(1)
+        .map(|p| p.trim().trim_start_matches('\'').split('\'').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn set_quantities(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
+    let v = &q.variables;
+    let key = if q.query.contains("@idempotent(key: $") {
+        let name = q.query.split("@idempotent(key: $").nth(1).and_then(|r| r.split(')').next()).unwrap_or_default();
+        v.get(name).and_then(Value::as_str).map(str::to_owned)
+    } else {
+        q.query.split("@idempotent(key: \"").nth(1).and_then(|r| r.split('"').next()).map(str::to_owned)
+    };
+    if version >= "2026-04" && key.is_none() {
+        return Err("The @idempotent directive is required for this mutation from API version 2026-04".into());
+    }
+    if let Some(k) = &key
+        && let Some(reply) = s.idempotent_replies.get(k)
+    {
+        return Ok(reply.clone());
+    }
+    let input =
+        v.get("input").ok_or("Variable $input of type InventorySetQuantitiesInput! was provided invalid value")?;
+    if input.get("name").and_then(Value::as_str) != Some("available")
+        && input.get("name").and_then(Value::as_str) != Some("on_hand")
+    {
+        return Err("Variable $input: name must be available or on_hand".into());
+    }
+    if input.get("reason").and_then(Value::as_str).is_none() {
+        return Err("Variable $input: reason is required".into());
+    }
+    let quantities =
+        input.get("quantities").and_then(Value::as_array).ok_or("Variable $input: quantities is required")?;
+    let mut user_errors = Vec::new();
+    if quantities.len() > MAX_QUANTITIES {
+        user_errors.push(json!({ "field": ["input", "quantities"], "message": "Too many quantities: at most 250", "code": "INVALID_QUANTITY" }));
+    }
+    let ignore_compare = input.get("ignoreCompareQuantity").and_then(Value::as_bool) == Some(true);
+    let mut parsed = Vec::new();
+    for (ix, entry) in quantities.iter().enumerate() {
+        let item = entry.get("inventoryItemId").and_then(Value::as_str);
+        let location = entry.get("locationId").and_then(Value::as_str);
+        let quantity = entry.get("quantity").and_then(Value::as_i64);
+        match (item, location, quantity) {
+            (Some(item), Some(_), Some(quantity)) if item.starts_with("gid://shopify/InventoryItem/") => {
+                if !s.known(C, item) {
+                    user_errors.push(json!({ "field": ["input", "quantities", ix.to_string(), "inventoryItemId"], "message": "The specified inventory item could not be found.", "code": "INVALID_INVENTORY_ITEM" }));
+                } else if !ignore_compare && entry.get("compareQuantity").is_none() {
+                    user_errors.push(json!({ "field": ["input", "quantities", ix.to_string(), "compareQuantity"], "message": "compareQuantity is required unless ignoreCompareQuantity is true", "code": "COMPARE_QUANTITY_REQUIRED" }));
+                } else {
+                    parsed.push((item.to_owned(), quantity));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "Variable $input: quantities[{ix}] needs inventoryItemId (InventoryItem gid), locationId and quantity"
+                ));
+            }
+        }
+    }
+    let reply = if user_errors.is_empty() {
+        for (item, quantity) in parsed {
+            s.set_stock(C, &item, quantity);
+        }
+        json!({ "inventorySetQuantities": { "inventoryAdjustmentGroup": { "id": format!("gid://shopify/InventoryAdjustmentGroup/{}", fresh_id()) }, "userErrors": [] } })
+    } else {
+        json!({ "inventorySetQuantities": { "inventoryAdjustmentGroup": null, "userErrors": user_errors } })
+    };
+    if let Some(k) = key {
+        s.idempotency.entry(C).or_default().push(k.clone());
+        s.idempotent_replies.insert(k, reply.clone());
+    }
+    Ok(reply)
+}

@@ -1,0 +1,108 @@
+//! TikTok Shop: inventory and price updates per product, order detail and search, package shipping.
+//! Business errors come back as HTTP 200 with a non-zero `code`, as TikTok does.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    response::Response,
+    routing::{get, post},
+};
+use manifold_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{St, ok};
+
+const C: Channel = Channel::Tiktok;
+
+pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
+    Router::new()
+        .route("/product/{v}/products/{pid}/inventory/update", post(inventory))
+        .route("/product/{v}/products/{pid}/prices/update", post(prices))
+        .route("/order/{v}/orders", get(orders))
+        .route("/order/{v}/orders/search", post(search))
+        .route("/fulfillment/{v}/packages/{pkg}/ship", post(ship))
+}
+
+fn fail(code: u32, message: &str) -> Response {
+    ok(json!({ "code": code, "message": message, "request_id": super::fresh_id(), "data": {} }))
+}
+
+fn success(data: &Value) -> Response {
+    ok(json!({ "code": 0, "message": "Success", "request_id": super::fresh_id(), "data": data }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryUpdate {
+    skus: Vec<SkuInventory>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkuInventory {
+    id: String,
+    inventory: Vec<WarehouseQuantity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarehouseQuantity {
+    #[serde(default)]
+    warehouse_id: Option<String>,
+    quantity: i64,
+}
+
+async fn inventory(State(state): St, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<InventoryUpdate>(&body) else {
+        return fail(
+            12_052_002,
+            "invalid request body: expected {skus: [{id, inventory: [{warehouse_id, quantity}]}]}",
+        );
+    };
+    let mut s = state.lock();
+    if let Some(unknown) = req.skus.iter().find(|k| !s.known(C, &k.id)) {
+        return fail(12_052_700, &format!("sku {} does not belong to this product", unknown.id));
+    }
+    for sku in &req.skus {
+        let total: i64 = sku.inventory.iter().filter(|w| w.warehouse_id.is_some()).map(|w| w.quantity).sum();
+        s.set_stock(C, &sku.id, total);
+    }
+    success(&json!({}))
+}
+
+async fn prices(body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let valid = req.get("skus").and_then(Value::as_array).is_some_and(|skus| {
+        !skus.is_empty()
+            && skus.iter().all(|k| k.get("id").is_some() && k.pointer("/price/amount").is_some_and(Value::is_string))
+    });
+    if valid {
+        success(&json!({}))
+    } else {
+        fail(12_052_002, "invalid request body: expected {skus: [{id, price: {amount, currency}}]}")
+    }
+}
+
+async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let ids: Vec<&str> = q.get("ids").map(|i| i.split(',').collect()).unwrap_or_default();
+    let s = state.lock();
+    let orders: Vec<Value> = ids.iter().filter_map(|id| s.order(C, id)).map(|o| o.doc.clone()).collect();
+    success(&json!({ "orders": orders }))
+}
+
+async fn search(State(state): St) -> Response {
+    let s = state.lock();
+    let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
+    success(&json!({ "orders": orders, "next_page_token": "", "total_count": orders.len() }))
+}
+
+async fn ship(Path((_v, _pkg)): Path<(String, String)>, body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if req.pointer("/self_shipment/tracking_number").is_some_and(Value::is_string) {
+        success(&json!({}))
+    } else {
+        fail(21_011_001, "self_shipment.tracking_number is required")
+    }
+}

@@ -1,0 +1,149 @@
+//! WooCommerce REST v3: product and variation batches (100 per call, per-item errors), product reads
+//! by SKU, and orders.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use manifold_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{St, not_found, ok, parse};
+use crate::{channel_error, state::Inner};
+
+const C: Channel = Channel::Woocommerce;
+const MAX_BATCH: usize = 100;
+
+pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
+    Router::new()
+        .route("/wc/{v}/products/batch", post(products_batch))
+        .route("/wc/{v}/products/{pid}/variations/batch", post(variations_batch))
+        .route("/wc/{v}/products", get(products))
+        .route("/wc/{v}/orders", get(orders))
+        .route("/wc/{v}/orders/{id}", get(order).put(update_order))
+        .route("/wc/{v}/orders/{id}/notes", post(note))
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    #[serde(default)]
+    create: Vec<Value>,
+    #[serde(default)]
+    update: Vec<Value>,
+    #[serde(default)]
+    delete: Vec<Value>,
+}
+
+async fn products_batch(State(state): St, body: Bytes) -> Response {
+    batch(&mut state.lock(), None, &body)
+}
+
+async fn variations_batch(State(state): St, Path((_v, pid)): Path<(String, String)>, body: Bytes) -> Response {
+    batch(&mut state.lock(), Some(&pid), &body)
+}
+
+fn batch(s: &mut Inner, parent: Option<&str>, body: &Bytes) -> Response {
+    let b: Batch = match parse(C, StatusCode::BAD_REQUEST, body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if b.create.len() + b.update.len() + b.delete.len() > MAX_BATCH {
+        return channel_error(
+            C,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Unable to accept more than 100 items for this request.",
+        );
+    }
+    let mut updated = Vec::new();
+    for entry in &b.update {
+        let Some(id) = entry.get("id").and_then(Value::as_u64) else {
+            updated.push(json!({ "id": 0, "error": { "code": "woocommerce_rest_product_invalid_id", "message": "Invalid ID.", "data": { "status": 400 } } }));
+            continue;
+        };
+        let key = parent.map_or_else(|| id.to_string(), |p| format!("{p}/{id}"));
+        if !s.known(C, &key) {
+            updated.push(json!({ "id": id, "error": { "code": "woocommerce_rest_product_invalid_id", "message": "Invalid ID.", "data": { "status": 400 } } }));
+            continue;
+        }
+        match entry.get("stock_quantity") {
+            Some(q) if !q.is_i64() => {
+                updated.push(json!({ "id": id, "error": { "code": "rest_invalid_param", "message": "Invalid parameter(s): stock_quantity", "data": { "status": 400 } } }));
+                continue;
+            }
+            Some(q) => s.set_stock(C, &key, q.as_i64().unwrap_or_default()),
+            None => {}
+        }
+        if entry.get("regular_price").is_some_and(|p| !p.is_string()) {
+            updated.push(json!({ "id": id, "error": { "code": "rest_invalid_param", "message": "Invalid parameter(s): regular_price", "data": { "status": 400 } } }));
+            continue;
+        }
+        let mut echoed = entry.clone();
+        echoed["manage_stock"] = json!(true);
+        updated.push(echoed);
+    }
+    ok(json!({ "create": [], "update": updated, "delete": [] }))
+}
+
+#[derive(Deserialize)]
+struct ProductQuery {
+    #[serde(default)]
+    sku: String,
+}
+
+async fn products(State(state): St, Query(q): Query<ProductQuery>) -> Response {
+    let skus: Vec<&str> = q.sku.split(',').collect();
+    let s = state.lock();
+    let found: Vec<Value> = s
+        .catalog(C)
+        .filter(|i| skus.contains(&i.sku.as_str()))
+        .map(|i| json!({ "id": i.id, "sku": i.sku, "stock_quantity": i.quantity }))
+        .collect();
+    ok(Value::Array(found))
+}
+
+async fn orders(State(state): St) -> Response {
+    let s = state.lock();
+    let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
+    (
+        StatusCode::OK,
+        [("x-wp-totalpages", "1"), ("x-wp-total", &orders.len().to_string())],
+        axum::Json(Value::Array(orders)),
+    )
+        .into_response()
+}
+
+async fn order(State(state): St, Path((_v, id)): Path<(String, String)>) -> Response {
+    state.lock().order(C, &id).map_or_else(|| not_found(C, "order"), |o| ok(o.doc.clone()))
+}
+
+async fn update_order(State(state): St, Path((_v, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let changes: serde_json::Map<String, Value> = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut s = state.lock();
+    let Some(order) = s.order_mut(C, &id) else { return not_found(C, "order") };
+    for (k, v) in changes {
+        order.doc[k] = v;
+    }
+    ok(order.doc.clone())
+}
+
+async fn note(State(state): St, Path((_v, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let n: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if n.get("note").and_then(Value::as_str).is_none() {
+        return channel_error(C, StatusCode::BAD_REQUEST, "Missing parameter(s): note");
+    }
+    if state.lock().order(C, &id).is_none() {
+        return not_found(C, "order");
+    }
+    (StatusCode::CREATED, axum::Json(json!({ "id": 1, "note": n["note"] }))).into_response()
+}

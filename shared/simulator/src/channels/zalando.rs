@@ -1,0 +1,154 @@
+//! Zalando zDirect: stock and price writes (1000 items per call, per-item results; the result shape is
+//! an assumption, unverified), JSON:API orders with the `exported` flag, order and line updates.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, patch, post},
+};
+use manifold_domain::Channel;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{St, not_found, parse};
+use crate::channel_error;
+
+const C: Channel = Channel::Zalando;
+const MAX_ITEMS: usize = 1000;
+
+pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
+    Router::new()
+        .route("/merchants/{mid}/stocks", post(stocks))
+        .route("/merchants/{mid}/prices", post(prices))
+        .route("/merchants/{mid}/orders", get(orders))
+        .route("/merchants/{mid}/orders/{oid}", get(order).patch(update_order))
+        .route("/merchants/{mid}/orders/{oid}/items/{iid}/lines/{lid}", patch(update_line))
+}
+
+fn bad(message: &str) -> Response {
+    channel_error(C, StatusCode::BAD_REQUEST, message)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stocks {
+    items: Vec<StockItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockItem {
+    sales_channel_id: String,
+    ean: String,
+    quantity: i64,
+}
+
+async fn stocks(State(state): St, body: Bytes) -> Response {
+    let req: Stocks = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.items.is_empty() || req.items.len() > MAX_ITEMS {
+        return bad("items must hold between 1 and 1000 entries");
+    }
+    let mut s = state.lock();
+    let results: Vec<Value> = req
+        .items
+        .iter()
+        .map(|i| {
+            if i.sales_channel_id.is_empty() || i.quantity < 0 || !s.known(C, &i.ean) {
+                json!({ "ean": i.ean, "status": "rejected", "description": "unknown EAN or invalid quantity" })
+            } else {
+                s.set_stock(C, &i.ean, i.quantity);
+                json!({ "ean": i.ean, "status": "accepted" })
+            }
+        })
+        .collect();
+    (StatusCode::MULTI_STATUS, axum::Json(json!({ "results": results }))).into_response()
+}
+
+async fn prices(body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(items) = req.get("product_prices").and_then(Value::as_array) else {
+        return bad("product_prices is required");
+    };
+    if items.iter().any(|i| i.pointer("/regular_price/amount").is_none_or(|a| !a.is_number())) {
+        return bad("regular_price.amount must be a number");
+    }
+    let results: Vec<Value> = items.iter().map(|i| json!({ "ean": i["ean"], "status": "accepted" })).collect();
+    (StatusCode::MULTI_STATUS, axum::Json(json!({ "results": results }))).into_response()
+}
+
+fn json_api(body: &Value) -> Response {
+    (StatusCode::OK, [("content-type", "application/vnd.api+json")], body.to_string()).into_response()
+}
+
+async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let only_new = q.get("exported").map(String::as_str) == Some("false");
+    let s = state.lock();
+    let mut data = Vec::new();
+    let mut included = Vec::new();
+    for o in s.orders.get(&C).into_iter().flatten().filter(|o| !only_new || !o.exported) {
+        data.push(o.doc["data"].clone());
+        included.extend(o.doc["included"].as_array().cloned().unwrap_or_default());
+    }
+    json_api(&json!({ "data": data, "included": included, "links": {} }))
+}
+
+async fn order(State(state): St, Path((_mid, oid)): Path<(String, String)>) -> Response {
+    state.lock().order(C, &oid).map_or_else(|| not_found(C, "order"), |o| json_api(&o.doc))
+}
+
+async fn update_order(State(state): St, Path((_mid, oid)): Path<(String, String)>, body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.pointer("/data/type").and_then(Value::as_str) != Some("Order")
+        || req.pointer("/data/id").and_then(Value::as_str) != Some(oid.as_str())
+    {
+        return bad("data.type must be Order and data.id the order id");
+    }
+    let mut s = state.lock();
+    let Some(o) = s.order_mut(C, &oid) else { return not_found(C, "order") };
+    for (k, v) in req.pointer("/data/attributes").and_then(Value::as_object).cloned().unwrap_or_default() {
+        if k == "exported" {
+            o.exported = v.as_bool().unwrap_or(o.exported);
+        }
+        o.doc["data"]["attributes"][k] = v;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn update_line(
+    State(state): St,
+    Path((_mid, oid, _iid, lid)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let status = req.pointer("/data/attributes/status").and_then(Value::as_str);
+    if req.pointer("/data/type").and_then(Value::as_str) != Some("OrderLine")
+        || !matches!(status, Some("accepted" | "shipped" | "canceled" | "returned" | "initial"))
+    {
+        return bad("data.type must be OrderLine and attributes.status a known line status");
+    }
+    let mut s = state.lock();
+    let Some(o) = s.order_mut(C, &oid) else { return not_found(C, "order") };
+    let Some(line) = o.doc["included"]
+        .as_array_mut()
+        .and_then(|inc| inc.iter_mut().find(|r| r["type"] == "OrderLine" && r["id"].as_str() == Some(lid.as_str())))
+    else {
+        return not_found(C, "order line");
+    };
+    line["attributes"]["status"] = json!(status);
+    StatusCode::NO_CONTENT.into_response()
+}

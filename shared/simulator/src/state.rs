@@ -1,0 +1,179 @@
+//! What the simulated channels remember: stock per channel item, a catalog (when seeded), orders, and
+//! everything the tests inspect afterwards (request and 429 counts, idempotency keys, writes).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use manifold_domain::Channel;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::limits::SimLimiter;
+
+/// A catalog entry, seeded through `POST /_sim/catalog/{channel}`. `id` is the key the channel's
+/// stock write uses (Shopify inventory item gid, WooCommerce product id, TikTok SKU id, Zalando EAN,
+/// the SKU elsewhere); the other ids feed lookups (Shopify variants, Etsy listings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    pub id: String,
+    pub sku: String,
+    #[serde(default)]
+    pub quantity: i64,
+    #[serde(default)]
+    pub product_id: Option<String>,
+    #[serde(default)]
+    pub variant_id: Option<String>,
+    /// Price in minor units (Etsy offerings).
+    #[serde(default)]
+    pub price_minor: Option<i64>,
+}
+
+/// A fault to inject into a channel's next responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    ServerError,
+    Timeout,
+    Unauthorized,
+    Malformed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub channel: Channel,
+    pub kind: FaultKind,
+    #[serde(default)]
+    pub probability: Option<f64>,
+    #[serde(default)]
+    pub next_n: Option<u32>,
+}
+
+/// One recorded write (any non-GET request), for shape assertions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Write {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeededOrder {
+    pub id: String,
+    pub doc: Value,
+    pub exported: bool,
+}
+
+/// The inspection view (`GET /_sim/state`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub stock: BTreeMap<Channel, BTreeMap<String, i64>>,
+    pub requests: BTreeMap<Channel, u64>,
+    pub throttled: BTreeMap<Channel, u64>,
+    pub idempotency_keys: BTreeMap<Channel, Vec<String>>,
+    pub writes: BTreeMap<Channel, Vec<Write>>,
+    pub orders: BTreeMap<Channel, Vec<SeededOrder>>,
+    /// Rate-limit allowance spent so far (points for Shopify, requests elsewhere) and the allowance
+    /// the configured limit made available since the first request, for utilisation figures.
+    pub allowance: BTreeMap<Channel, Allowance>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Allowance {
+    pub spent: f64,
+    pub available: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Inner {
+    pub stock: BTreeMap<Channel, BTreeMap<String, i64>>,
+    pub catalog: BTreeMap<Channel, BTreeMap<String, CatalogItem>>,
+    pub orders: BTreeMap<Channel, Vec<SeededOrder>>,
+    pub requests: BTreeMap<Channel, u64>,
+    pub throttled: BTreeMap<Channel, u64>,
+    pub idempotency: BTreeMap<Channel, Vec<String>>,
+    pub idempotent_replies: BTreeMap<String, Value>,
+    pub writes: BTreeMap<Channel, Vec<Write>>,
+    pub faults: BTreeMap<Channel, FaultSpec>,
+    pub limiters: BTreeMap<Channel, SimLimiter>,
+    pub public_keys: BTreeMap<String, String>,
+    pub feed_documents: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub struct SimState {
+    pub inner: Mutex<Inner>,
+    pub timeout_delay: Duration,
+    pub base_url: Mutex<String>,
+}
+
+impl SimState {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Whether `key` may be written: anything goes until a catalog is seeded for the channel.
+    pub fn known(&self, channel: Channel, key: &str) -> bool {
+        self.catalog.get(&channel).is_none_or(|c| c.is_empty() || c.contains_key(key))
+    }
+
+    pub fn set_stock(&mut self, channel: Channel, key: &str, quantity: i64) {
+        self.stock.entry(channel).or_default().insert(key.to_owned(), quantity);
+        if let Some(item) = self.catalog.get_mut(&channel).and_then(|c| c.get_mut(key)) {
+            item.quantity = quantity;
+        }
+    }
+
+    pub fn stock_of(&self, channel: Channel, key: &str) -> Option<i64> {
+        self.stock.get(&channel).and_then(|s| s.get(key)).copied()
+    }
+
+    pub fn catalog(&self, channel: Channel) -> impl Iterator<Item = &CatalogItem> {
+        self.catalog.get(&channel).into_iter().flat_map(|c| c.values())
+    }
+
+    pub fn order(&self, channel: Channel, id: &str) -> Option<&SeededOrder> {
+        self.orders.get(&channel).and_then(|o| o.iter().find(|x| x.id == id))
+    }
+
+    pub fn order_mut(&mut self, channel: Channel, id: &str) -> Option<&mut SeededOrder> {
+        self.orders.get_mut(&channel).and_then(|o| o.iter_mut().find(|x| x.id == id))
+    }
+
+    /// Decides whether the channel's configured fault fires for this request.
+    pub fn take_fault(&mut self, channel: Channel) -> Option<FaultKind> {
+        let fault = self.faults.get_mut(&channel)?;
+        let kind = fault.kind;
+        let fire = match (&mut fault.next_n, fault.probability) {
+            (Some(n), _) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            (Some(_), _) => false,
+            (None, Some(p)) => rand::random::<f64>() < p,
+            (None, None) => true,
+        };
+        if fault.next_n == Some(0) {
+            self.faults.remove(&channel);
+        }
+        fire.then_some(kind)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            stock: self.stock.clone(),
+            requests: self.requests.clone(),
+            throttled: self.throttled.clone(),
+            idempotency_keys: self.idempotency.clone(),
+            writes: self.writes.clone(),
+            orders: self.orders.clone(),
+            allowance: self.limiters.iter().map(|(c, l)| (*c, l.allowance())).collect(),
+        }
+    }
+}
