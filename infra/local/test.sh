@@ -34,6 +34,7 @@ step "create stack $MANIFOLD_STACK from template.yaml"
 source .local/stack.env
 
 step "cargo test --workspace (unit + integration against moto)"
-cargo test --workspace
+# --no-fail-fast: one failing crate must not hide the results (or the integration run) of the others.
+cargo test --workspace --no-fail-fast
 
 step "all green in $((SECONDS - started)) s"
