@@ -3,15 +3,16 @@
 //! Each channel signs its own way, always over the raw body bytes (never a re-serialised JSON), and every
 //! comparison here is constant-time. The channels share five schemes, listed once in [`scheme`]:
 //!
-//! | channel     | scheme                                                                  |
-//! |-------------|-------------------------------------------------------------------------|
-//! | Shopify     | `X-Shopify-Hmac-Sha256` = base64(HMAC-SHA256(client secret, body))      |
-//! | WooCommerce | `X-WC-Webhook-Signature` = base64(HMAC-SHA256(secret, body)); unsigned `webhook_id=N` creation ping |
-//! | TikTok Shop | `Authorization` = hex(HMAC-SHA256(app secret, app key ++ body))         |
-//! | BigCommerce | a header set at subscription time equals the secret (no HMAC exists)    |
-//! | Etsy        | Standard Webhooks, 5 minute timestamp tolerance both ways               |
-//! | eBay        | ECDSA P-256 over the body, key fetched by `kid` and cached              |
-//! | Amazon, Zalando | no HTTP webhooks (SQS / polling): [`VerifyError::NotSupported`]     |
+//! | channel         | scheme                                                                   |
+//! |-----------------|--------------------------------------------------------------------------|
+//! | Shopify         | `X-Shopify-Hmac-Sha256` = base64(HMAC-SHA256(client secret, body))       |
+//! | WooCommerce     | `X-WC-Webhook-Signature` = base64(HMAC-SHA256(secret, body)), or the     |
+//! |                 | unsigned `webhook_id=N` creation ping ([`Verified::Ping`])               |
+//! | TikTok Shop     | `Authorization` = hex(HMAC-SHA256(app secret, app key ++ body))          |
+//! | BigCommerce     | a header set at subscription time equals the secret (no HMAC exists)     |
+//! | Etsy            | Standard Webhooks, 5 minute timestamp tolerance both ways                |
+//! | eBay            | ECDSA P-256 over the body, key fetched by `kid` and cached               |
+//! | Amazon, Zalando | no HTTP webhooks (SQS / polling): [`VerifyError::NotSupported`]          |
 //!
 //! [`sign`] and [`sign_ebay`] produce genuinely signed deliveries from the same table, for the simulator,
 //! the local demo and tests.

@@ -280,7 +280,8 @@ async fn etsy_accepts_any_v1_entry_and_ignores_other_versions() {
     let verify_with = |signature: String| {
         let mut headers = signed.clone();
         headers.insert("webhook-signature", HeaderValue::from_str(&signature).unwrap());
-        async move { verifier().verify(Channel::Etsy, &headers, BODY, &creds(ETSY_SECRET), &settings(&[]), now()).await }
+        let creds = creds(ETSY_SECRET);
+        async move { verifier().verify(Channel::Etsy, &headers, BODY, &creds, &settings(&[]), now()).await }
     };
 
     let rotated = format!("v1,{} v1a,AAAA {good}", BASE64.encode([7u8; 32]));
