@@ -5,7 +5,7 @@ mod support;
 
 mod inbound;
 mod ledger;
-mod outbound;
 mod ops;
+mod outbound;
 mod records;
 mod template;

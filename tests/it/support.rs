@@ -23,7 +23,10 @@ pub async fn aws() -> aws_config::SdkConfig {
     let endpoint = endpoint();
     let probe = format!("{endpoint}/moto-api/");
     let reachable = tokio::net::TcpStream::connect(endpoint.trim_start_matches("http://").trim_end_matches('/')).await;
-    assert!(reachable.is_ok(), "moto is not reachable at {probe}: run the tests through infra/local/test.sh (or start it with infra/local/moto.sh start)");
+    assert!(
+        reachable.is_ok(),
+        "moto is not reachable at {probe}: run the tests through infra/local/test.sh (or start it with infra/local/moto.sh start)"
+    );
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
@@ -36,7 +39,8 @@ pub async fn aws() -> aws_config::SdkConfig {
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
 }
 
@@ -46,8 +50,12 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, prefix: &str) -> Strin
     ddb.create_table()
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().unwrap())
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("sk").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("sk").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
         .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
         .key_schema(KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().unwrap())
         .send()
@@ -58,7 +66,13 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, prefix: &str) -> Strin
 
 /// Creates a standard queue and returns its URL.
 pub async fn create_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
-    sqs.create_queue().queue_name(unique(prefix)).send().await.expect("create queue in moto").queue_url.expect("queue url")
+    sqs.create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .expect("create queue in moto")
+        .queue_url
+        .expect("queue url")
 }
 
 /// Polls `check` until it returns `Some`, or panics after `deadline`. Never a fixed sleep.

@@ -1,1 +1,2 @@
+//! (wired in a following commit)
 fn main() {}

@@ -1,1 +1,23 @@
-//! TODO
+//! The business services and the Lambda glue.
+//!
+//! Each service (webhook intake, ingest, ledger consumer, push consumer, scheduled syncs) is a plain
+//! struct over the narrow ports of `manifold-aws` and `manifold-connectors`, so the same code runs in
+//! Lambda, in the local pipeline (`manifold demo`) and in the tests. Errors are mapped to outcomes in
+//! one place ([`outcome`]): an HTTP status for the webhook, a batch item failure (retry, then DLQ) or a
+//! quarantine entry (permanent) for queue consumers.
+
+pub mod app;
+pub mod envelope;
+pub mod http;
+pub mod inbound;
+pub mod ingest;
+pub mod ledger;
+pub mod outcome;
+pub mod push;
+pub mod scheduler;
+pub mod sqs;
+pub mod trace;
+pub mod webhook;
+
+pub use app::App;
+pub use envelope::{IngestEnvelope, Source};

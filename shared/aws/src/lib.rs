@@ -5,6 +5,7 @@
 //! unit tests use the in-memory fakes next to them. The integration tests run the SDK implementations
 //! against moto: the same code path as production, only `AWS_ENDPOINT_URL` differs.
 
+pub mod breaker;
 pub mod env;
 pub mod error;
 pub mod events;

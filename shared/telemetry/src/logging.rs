@@ -82,7 +82,7 @@ impl<W: Write> Drop for ScrubbedWriter<W> {
 /// with `span.record("order_id", ...)`.
 #[macro_export]
 macro_rules! business_span {
-    ($name:expr, $($field:tt)*) => {
+    ($name:expr $(, $($field:tt)*)?) => {
         tracing::info_span!(
             $name,
             trace_id = tracing::field::Empty,
@@ -94,7 +94,7 @@ macro_rules! business_span {
             rule = tracing::field::Empty,
             attempt = tracing::field::Empty,
             error_class = tracing::field::Empty,
-            $($field)*
+            $($($field)*)?
         )
     };
 }

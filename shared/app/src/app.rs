@@ -1,0 +1,165 @@
+//! The application context: configuration and every port, built once per cold start and shared by
+//! all invocations of a warm Lambda environment.
+
+use std::{collections::HashMap, sync::Arc, time::Duration as StdDuration};
+
+use chrono::Duration;
+use manifold_aws::{
+    AwsEnv,
+    events::{EventBridgeBus, EventPublisher},
+    idempotency::{DynamoIdempotency, IdempotencyStore},
+    quarantine::{DynamoQuarantine, Quarantine},
+    queue::{MessageQueue, SqsQueue},
+    records::{DynamoRecords, RecordStore},
+    secrets::{CachedSecrets, SecretSource, SecretsManager},
+    state::StateStore,
+};
+use manifold_connectors::{
+    ChannelConnector,
+    verify::{HttpPublicKeySource, Verifier},
+};
+use manifold_domain::{
+    Channel,
+    config::{AccountConfig, ChannelConfig},
+};
+use tokio::sync::RwLock;
+
+use crate::outcome::Failure;
+
+/// Tunables with production defaults, overridable from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Webhook bodies above this are refused with 413 (`MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// How long a delivery claim may stay in progress before another attempt may take it over.
+    pub claim_lease: Duration,
+    /// How long a completed delivery is remembered (longer than any channel's retry window).
+    pub claim_retention: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { max_body_bytes: 256 * 1024, claim_lease: Duration::seconds(60), claim_retention: Duration::days(7) }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        let mut s = Self::default();
+        if let Some(n) = std::env::var("MAX_BODY_BYTES").ok().and_then(|v| v.parse().ok()) {
+            s.max_body_bytes = n;
+        }
+        s
+    }
+}
+
+/// A configuration or environment problem at cold start: the function cannot run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] manifold_domain::config::ConfigError),
+    #[error(transparent)]
+    Env(#[from] manifold_aws::env::MissingVar),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Connectors by channel and account, built on first use with the account's credentials.
+type ConnectorCache = HashMap<(Channel, String), Arc<dyn ChannelConnector>>;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<ChannelConfig>,
+    pub env: AwsEnv,
+    pub settings: Settings,
+    pub records: Arc<dyn RecordStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub quarantine: Arc<dyn Quarantine>,
+    pub queue: Arc<dyn MessageQueue>,
+    pub bus: Arc<dyn EventPublisher>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub verifier: Arc<Verifier>,
+    pub state: StateStore,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub http: reqwest::Client,
+    connectors: Arc<RwLock<ConnectorCache>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("env", &self.env).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Reads the configuration file (`MANIFOLD_CONFIG_FILE`, default `channels.toml`) and the resource
+    /// names, and builds every client. Called once per cold start.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let path = std::env::var("MANIFOLD_CONFIG_FILE").unwrap_or_else(|_| "channels.toml".to_owned());
+        let config = ChannelConfig::load(std::path::Path::new(&path))?;
+        let env = AwsEnv::from_env()?;
+        let sdk = manifold_aws::sdk_config().await;
+        let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecrets::new(
+            SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+            StdDuration::from_mins(5),
+        ));
+        Self::build(config, env, Settings::from_env(), &sdk, secrets)
+    }
+
+    /// Builds the context from parts (the tests and the local pipeline choose their own secrets).
+    pub fn build(
+        config: ChannelConfig,
+        env: AwsEnv,
+        settings: Settings,
+        sdk: &aws_config::SdkConfig,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Result<Self, StartupError> {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let http = reqwest::Client::builder().timeout(StdDuration::from_secs(10)).build()?;
+        // eBay's notification keys come from its API host (the simulator locally).
+        let ebay_endpoint = config
+            .accounts
+            .iter()
+            .find(|a| a.channel == Channel::Ebay)
+            .map_or_else(|| "https://api.ebay.com".to_owned(), |a| a.endpoint.clone());
+        Ok(Self {
+            config: Arc::new(config),
+            settings,
+            records: Arc::new(DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table)),
+            idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), &env.idempotency_table)),
+            quarantine: Arc::new(DynamoQuarantine::new(ddb.clone(), &env.quarantine_table)),
+            queue: Arc::new(SqsQueue::new(sqs.clone())),
+            bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &env.event_bus)),
+            secrets,
+            verifier: Arc::new(Verifier::new(Arc::new(HttpPublicKeySource::new(http.clone(), ebay_endpoint)))),
+            state: StateStore::new(ddb.clone(), &env.state_table),
+            ddb,
+            sqs,
+            http,
+            env,
+            connectors: Arc::default(),
+        })
+    }
+
+    /// The account's configuration, or a permanent failure naming it.
+    pub fn account(&self, channel: Channel, account: &str) -> Result<&AccountConfig, Failure> {
+        self.config
+            .account(channel, account)
+            .ok_or_else(|| Failure::permanent("config", format!("unknown {channel} account {account:?}")))
+    }
+
+    /// The account's connector, built once with its credentials.
+    pub async fn connector(&self, account: &AccountConfig) -> Result<Arc<dyn ChannelConnector>, Failure> {
+        let key = (account.channel, account.account.to_string());
+        if let Some(c) = self.connectors.read().await.get(&key) {
+            return Ok(c.clone());
+        }
+        let creds = self.credentials(&account.secret).await?;
+        let connector = manifold_connectors::build(account, creds, self.http.clone());
+        self.connectors.write().await.insert(key, connector.clone());
+        Ok(connector)
+    }
+}

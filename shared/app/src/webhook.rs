@@ -1,0 +1,248 @@
+//! Webhook intake: `POST /v1/webhooks/{channel}/{account}`.
+//!
+//! Answers within the channel's deadline (Shopify 5 s, TikTok 3 s) by doing only the durable minimum:
+//! verify the signature over the raw bytes, claim the delivery's idempotency key, put the raw event on
+//! the ingest queue, answer 200. Normalization happens behind the queue.
+//!
+//! | outcome | status |
+//! |---|---|
+//! | accepted, or a duplicate of an accepted delivery, or a WooCommerce creation ping | 200 |
+//! | body not what the channel sends (kept in quarantine) | 400 |
+//! | bad or missing signature (body neither stored nor logged, counted) | 401 |
+//! | unknown channel or account | 404 |
+//! | the same delivery is being processed right now | 409 (the channel retries) |
+//! | body above the configured size | 413 |
+//! | a dependency failed (the channel retries) | 503 |
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use manifold_aws::{idempotency::Claim, quarantine::QuarantinedPayload};
+use manifold_connectors::{
+    Credentials,
+    verify::{Verified, VerifyError},
+};
+use manifold_domain::Channel;
+use manifold_telemetry::MetricSet;
+use tracing::{Instrument, info, warn};
+
+use crate::{
+    App,
+    envelope::{IngestEnvelope, Source, body_hash},
+};
+
+/// What the HTTP layer sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub message: String,
+    pub trace_id: String,
+}
+
+impl WebhookResponse {
+    fn new(status: u16, message: impl Into<String>, trace_id: &str) -> Self {
+        Self { status, message: message.into(), trace_id: trace_id.to_owned() }
+    }
+}
+
+/// Header names that carry a per-delivery id, by channel.
+fn header_event_id(channel: Channel, headers: &HeaderMap) -> Option<String> {
+    let names: &[&str] = match channel {
+        Channel::Shopify => &["x-shopify-event-id", "x-shopify-webhook-id"],
+        Channel::Woocommerce => &["x-wc-webhook-delivery-id"],
+        Channel::Etsy => &["webhook-id"],
+        _ => &[],
+    };
+    names
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned))
+}
+
+/// Header carrying the event name, by channel.
+fn header_topic(channel: Channel, headers: &HeaderMap) -> Option<String> {
+    let name = match channel {
+        Channel::Shopify => "x-shopify-topic",
+        Channel::Woocommerce => "x-wc-webhook-topic",
+        _ => return None,
+    };
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+impl App {
+    /// Handles one webhook delivery. `now` is injected so replay windows are testable.
+    pub async fn handle_webhook(
+        &self,
+        channel: &str,
+        account: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> WebhookResponse {
+        let trace_id =
+            crate::trace::from_header(headers.get(manifold_telemetry::TRACE_HEADER).and_then(|v| v.to_str().ok()));
+        let span = manifold_telemetry::business_span!("webhook");
+        span.record("trace_id", trace_id.as_str());
+        span.record("channel", channel);
+        span.record("account", account);
+        let response =
+            self.webhook_inner(channel, account, headers, body, now, &trace_id).instrument(span.clone()).await;
+        span.in_scope(|| info!(status = response.status, outcome = %response.message, "webhook answered"));
+        response
+    }
+
+    async fn webhook_inner(
+        &self,
+        channel: &str,
+        account: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+        trace_id: &str,
+    ) -> WebhookResponse {
+        let Ok(channel) = channel.parse::<Channel>() else {
+            return WebhookResponse::new(404, format!("unknown channel {channel:?}"), trace_id);
+        };
+        let Some(acct) = self.config.account(channel, account) else {
+            return WebhookResponse::new(404, format!("unknown {channel} account {account:?}"), trace_id);
+        };
+        let metrics = || MetricSet::new().dim("Channel", channel.as_str()).dim("Operation", "webhook");
+        if body.len() > self.settings.max_body_bytes {
+            metrics().count("WebhookRejected", 1).emit();
+            return WebhookResponse::new(
+                413,
+                format!("body of {} bytes exceeds {}", body.len(), self.settings.max_body_bytes),
+                trace_id,
+            );
+        }
+        let creds = match self.credentials(&acct.secret).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "credentials unavailable");
+                return WebhookResponse::new(503, "credentials unavailable, retry later", trace_id);
+            }
+        };
+        match self.verifier.verify(channel, headers, body, &creds, &acct.settings, now).await {
+            Ok(Verified::Ping) => return WebhookResponse::new(200, "ping acknowledged", trace_id),
+            Ok(Verified::Authentic) => {}
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, "signature could not be checked now");
+                return WebhookResponse::new(503, "signature check unavailable, retry later", trace_id);
+            }
+            Err(e @ VerifyError::Unconfigured(_)) => {
+                // Our configuration is wrong, not the sender: alarm-worthy, and the channel retries.
+                warn!(error_class = "config", reason = %e, "webhook secret misconfigured");
+                metrics().count("SignatureRejected", 1).emit();
+                return WebhookResponse::new(500, "webhook verification is misconfigured for this account", trace_id);
+            }
+            Err(e) => {
+                // Neither the body nor the presented signature is logged: only the reason.
+                warn!(error_class = "signature", reason = %e, "signature rejected");
+                metrics().count("SignatureRejected", 1).emit();
+                return WebhookResponse::new(401, "invalid signature", trace_id);
+            }
+        }
+        let topic = header_topic(channel, headers);
+        let event_id = header_event_id(channel, headers)
+            .or_else(|| serde_json::from_slice(body).ok().and_then(|v| manifold_normalize::body_event_id(channel, &v)))
+            .unwrap_or_else(|| body_hash(body));
+        let envelope = IngestEnvelope {
+            v: 1,
+            channel,
+            account: acct.account.to_string(),
+            source: Source::Webhook,
+            topic,
+            event_id,
+            trace_id: trace_id.to_owned(),
+            received_at: now,
+            body: String::from_utf8_lossy(body).into_owned(),
+        };
+        if let Err(reason) = check_shape(channel, envelope.topic.as_deref(), body) {
+            self.quarantine_envelope(&envelope, "webhook", &reason, now).await;
+            metrics().count("Quarantined", 1).emit();
+            return WebhookResponse::new(400, format!("not a {channel} notification: {reason}"), trace_id);
+        }
+        let key = format!("DELIVERY#{}", envelope.ingest_key());
+        match self.idempotency.claim(&key, now, self.settings.claim_lease).await {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Completed) => {
+                metrics().count("WebhookDuplicate", 1).emit();
+                return WebhookResponse::new(200, "duplicate delivery ignored", trace_id);
+            }
+            Ok(Claim::InProgress) => return WebhookResponse::new(409, "delivery in progress, retry later", trace_id),
+            Err(e) => {
+                warn!(error = %e, "idempotency claim failed");
+                return WebhookResponse::new(503, "storage unavailable, retry later", trace_id);
+            }
+        }
+        let sent = match serde_json::to_string(&envelope) {
+            Ok(json) => {
+                self.queue.send(&self.env.ingest_queue_url, &json, trace_id, None).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            warn!(error = %e, "ingest queue unavailable");
+            let _ = self.idempotency.release(&key).await;
+            return WebhookResponse::new(503, "queue unavailable, retry later", trace_id);
+        }
+        if let Err(e) = self.idempotency.complete(&key, now, self.settings.claim_retention).await {
+            // The event is safely queued; a redelivery will be deduplicated by the ingest key.
+            warn!(error = %e, "could not mark delivery completed");
+        }
+        metrics().count("WebhookAccepted", 1).emit();
+        WebhookResponse::new(200, "accepted", trace_id)
+    }
+
+    /// Keeps a payload that cannot be processed, with its reason. Never fails the caller: if even the
+    /// quarantine is down, the error is logged with the trace id (and the queue path retries).
+    pub async fn quarantine_envelope(
+        &self,
+        envelope: &IngestEnvelope,
+        stage: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let item = QuarantinedPayload {
+            id: QuarantinedPayload::new_id(),
+            channel: envelope.channel.to_string(),
+            account: envelope.account.clone(),
+            stage: stage.to_owned(),
+            reason: reason.to_owned(),
+            trace_id: envelope.trace_id.clone(),
+            received_at: now,
+            payload: serde_json::to_string(envelope).unwrap_or_default(),
+            replayed_at: None,
+        };
+        match self.quarantine.put(&item).await {
+            Ok(()) => {
+                warn!(quarantine_id = %item.id, stage, reason, "payload quarantined");
+                Some(item.id)
+            }
+            Err(e) => {
+                warn!(error = %e, stage, reason, "quarantine unavailable");
+                None
+            }
+        }
+    }
+
+    /// Parses an account's secret into credentials (cached by the secret source).
+    pub async fn credentials(&self, secret: &str) -> Result<Credentials, crate::outcome::Failure> {
+        let raw = self.secrets.secret(secret).await?;
+        Credentials::from_secret_string(&raw).map_err(|e| {
+            crate::outcome::Failure::permanent(
+                "credentials",
+                format!("secret {secret} is not a JSON object of strings: {e}"),
+            )
+        })
+    }
+}
+
+/// A verified body must at least be the kind of document the channel sends: JSON, and classifiable.
+fn check_shape(channel: Channel, topic: Option<&str>, body: &[u8]) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    manifold_normalize::classify(channel, topic, &value).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Shared ownership helper for the HTTP function.
+pub type SharedApp = Arc<App>;
