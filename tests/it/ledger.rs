@@ -1,1 +1,343 @@
-//! (being written)
+//! The inventory ledger against DynamoDB (moto) through the real SDK: no unit sold twice under
+//! concurrency, replays change nothing, ERP updates keep reservations, bundles, all-or-nothing,
+//! chunked large orders, release/ship exactly once, and the channel fan-out with coalescing.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use manifold_domain::{AccountId, Channel, OrderId, OversellAction, Sku, config::ChannelConfig};
+use manifold_ledger::{
+    DynamoLedger, Ledger, OrderReservation, Position, PositionKey, ReleaseOutcome, ReservationState, ReserveLine,
+    ReserveOutcome, Scope,
+    fanout::{PushGate, PushJob, SqsPushQueue, fan_out, push_jobs},
+};
+use tokio::task::JoinSet;
+
+use crate::support;
+
+const EXAMPLE: &str = include_str!("../../infra/channels.example.toml");
+
+fn config() -> ChannelConfig {
+    ChannelConfig::parse("channels.example.toml", EXAMPLE).expect("example config")
+}
+
+fn sku(s: &str) -> Sku {
+    Sku::new(s).unwrap()
+}
+
+fn key(s: &str) -> PositionKey {
+    PositionKey::default_location(sku(s))
+}
+
+fn order(channel: Channel, id: &str, lines: &[(&str, u32)], oversell: OversellAction) -> OrderReservation {
+    let config = config();
+    OrderReservation {
+        order_id: OrderId::for_channel(channel, &AccountId::new("acct").unwrap(), id).unwrap(),
+        channel,
+        account: AccountId::new("acct").unwrap(),
+        trace_id: Some(format!("trace-{id}")),
+        location: "default".into(),
+        lines: lines
+            .iter()
+            .enumerate()
+            .map(|(i, (s, q))| ReserveLine::new(format!("line-{i}"), sku(s), *q, &config))
+            .collect(),
+        oversell,
+    }
+}
+
+async fn ledger() -> Arc<DynamoLedger> {
+    let aws = support::aws().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = support::create_table(&ddb, "ledger").await;
+    // moto's transactions are not isolated from each other: the ledger serialises its own writes to it
+    // (reads, decisions, retries and conflicts stay concurrent). See `DynamoStore::emulator_safe`.
+    Arc::new(DynamoLedger::dynamo_emulator(ddb, table))
+}
+
+async fn stock(ledger: &DynamoLedger, items: &[(&str, i64)]) {
+    for (s, q) in items {
+        ledger.set_on_hand(&key(s), *q, "erp-initial").await.expect("set on hand");
+    }
+}
+
+async fn triple(ledger: &DynamoLedger, s: &str) -> (i64, i64, i64) {
+    let p = ledger.position(&key(s)).await.expect("position");
+    (p.on_hand, p.reserved, p.available)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn two_hundred_concurrent_orders_from_five_channels_sell_exactly_the_twenty_on_hand() {
+    let ledger = ledger().await;
+    stock(&ledger, &[("HOT", 20)]).await;
+    let channels = [Channel::Shopify, Channel::Amazon, Channel::Etsy, Channel::Tiktok, Channel::Ebay];
+
+    let mut tasks = JoinSet::new();
+    for i in 0..200 {
+        let ledger = ledger.clone();
+        let o = order(channels[i % channels.len()], &format!("o{i}"), &[("HOT", 1)], OversellAction::Hold);
+        tasks.spawn(async move { ledger.reserve_order(&o).await });
+    }
+    let (mut reserved, mut oversold) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task").expect("reserve").outcome {
+            ReserveOutcome::Reserved => reserved += 1,
+            ReserveOutcome::Oversold { short_lines, action } => {
+                assert_eq!(action, OversellAction::Hold);
+                assert_eq!(short_lines.len(), 1);
+                assert!(short_lines[0].available < 1, "{short_lines:?}");
+                oversold += 1;
+            }
+            other @ ReserveOutcome::AlreadyApplied { .. } => panic!("every order is new: {other:?}"),
+        }
+    }
+    assert_eq!((reserved, oversold), (20, 180));
+    assert_eq!(triple(&ledger, "HOT").await, (20, 20, 0));
+
+    let entries = ledger.store().entries(&key("HOT")).await.expect("entries");
+    assert_eq!(entries.len(), 21, "one on-hand entry and twenty reservations");
+    for e in &entries {
+        assert!(e.reserved_after <= e.on_hand_after, "availability went negative: {e:?}");
+    }
+    let reserving_orders: std::collections::BTreeSet<_> = entries.iter().filter_map(|e| e.order_id.clone()).collect();
+    assert_eq!(reserving_orders.len(), 20, "no order reserved twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn delivering_every_order_three_times_gives_the_ledger_of_delivering_it_once() {
+    let orders: Vec<OrderReservation> = (0..50)
+        .map(|i| {
+            let lines: Vec<(&str, u32)> = match i % 3 {
+                0 => vec![("R-A", 1)],
+                1 => vec![("R-A", 2), ("R-B", 1)],
+                _ => vec![("GIFT-SET", 1)],
+            };
+            order(Channel::Woocommerce, &format!("r{i}"), &lines, OversellAction::Hold)
+        })
+        .collect();
+    let initial = [("R-A", 200), ("R-B", 200), ("TEE-BLK-M", 200), ("MUG-WHITE", 200)];
+
+    let once = ledger().await;
+    stock(&once, &initial).await;
+    for o in &orders {
+        once.reserve_order(o).await.expect("reserve once");
+    }
+
+    let thrice = ledger().await;
+    stock(&thrice, &initial).await;
+    // Three copies of each event, in a scrambled but reproducible order, all in flight together.
+    let mut deliveries: Vec<&OrderReservation> = orders.iter().chain(&orders).chain(&orders).collect();
+    let n = deliveries.len();
+    for i in 0..n {
+        deliveries.swap(i, (i * 7919 + 13) % n);
+    }
+    let mut tasks = JoinSet::new();
+    for o in deliveries {
+        let (ledger, o) = (thrice.clone(), o.clone());
+        tasks.spawn(async move { ledger.reserve_order(&o).await });
+    }
+    let mut applied: BTreeMap<String, u32> = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.expect("task").expect("reserve").outcome;
+        let kind = match outcome {
+            ReserveOutcome::Reserved => "reserved",
+            ReserveOutcome::AlreadyApplied { state } => {
+                assert_eq!(state, ReservationState::Reserved);
+                "already"
+            }
+            ReserveOutcome::Oversold { .. } => "oversold",
+        };
+        *applied.entry(kind.to_owned()).or_default() += 1;
+    }
+    assert_eq!(applied, BTreeMap::from([("already".to_owned(), 100), ("reserved".to_owned(), 50)]));
+    for (s, _) in initial {
+        assert_eq!(triple(&thrice, s).await, triple(&once, s).await, "{s}");
+        let a = thrice.store().entries(&key(s)).await.unwrap().len();
+        let b = once.store().entries(&key(s)).await.unwrap().len();
+        assert_eq!(a, b, "{s}: same number of entries");
+    }
+    // 17 single-unit orders, 17 orders of two, 16 gift sets (one tee, two mugs each).
+    assert_eq!(triple(&thrice, "R-A").await, (200, 17 + 34, 200 - 51));
+    assert_eq!(triple(&thrice, "MUG-WHITE").await, (200, 32, 168));
+}
+
+#[tokio::test]
+async fn an_erp_update_keeps_open_reservations() {
+    let ledger = ledger().await;
+    stock(&ledger, &[("ERP-1", 10)]).await;
+    let o = order(Channel::Shopify, "e1", &[("ERP-1", 4)], OversellAction::Hold);
+    ledger.reserve_order(&o).await.unwrap();
+
+    ledger.set_on_hand(&key("ERP-1"), 6, "erp-2026-01-01T00:00").await.unwrap();
+    assert_eq!(triple(&ledger, "ERP-1").await, (6, 4, 2));
+    // The same ERP message again changes nothing; a newer one applies.
+    ledger.set_on_hand(&key("ERP-1"), 100, "erp-2026-01-01T00:00").await.unwrap();
+    assert_eq!(triple(&ledger, "ERP-1").await, (6, 4, 2));
+    ledger.set_on_hand(&key("ERP-1"), 3, "erp-2026-01-01T00:05").await.unwrap();
+    assert_eq!(triple(&ledger, "ERP-1").await, (3, 4, -1), "the reservation survives a count below it");
+    let rec = ledger.reservation(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(rec.state, ReservationState::Reserved);
+}
+
+#[tokio::test]
+async fn bulk_import_applies_good_rows_and_reports_bad_ones() {
+    let ledger = ledger().await;
+    let parsed = manifold_ledger::import::parse_csv("sku,location,on_hand\nIMP-A,,5\nIMP-B,,-2\nIMP-C,wh2,7\n");
+    let report = manifold_ledger::import::import(&*ledger, parsed.clone(), "import-1").await.unwrap();
+    assert_eq!((report.applied, report.errors.len(), report.errors[0].row), (2, 1, 3));
+    assert_eq!(triple(&ledger, "IMP-A").await, (5, 0, 5));
+    let wh2 = ledger.position(&PositionKey::new(sku("IMP-C"), "wh2")).await.unwrap();
+    assert_eq!(wh2.on_hand, 7);
+    let again = manifold_ledger::import::import(&*ledger, parsed, "import-1").await.unwrap();
+    assert_eq!((again.applied, again.already_applied), (0, 2));
+}
+
+#[tokio::test]
+async fn bundles_all_or_nothing_large_orders_cancel_and_ship() {
+    let ledger = ledger().await;
+    stock(&ledger, &[("TEE-BLK-M", 10), ("MUG-WHITE", 5), ("SHORT", 1)]).await;
+
+    // Two gift sets and a loose mug: 2 tees, 4 + 1 mugs.
+    let gifts = order(Channel::Shopify, "b1", &[("GIFT-SET", 2), ("MUG-WHITE", 1)], OversellAction::Hold);
+    assert_eq!(ledger.reserve_order(&gifts).await.unwrap().outcome, ReserveOutcome::Reserved);
+    assert_eq!(triple(&ledger, "TEE-BLK-M").await, (10, 2, 8));
+    assert_eq!(triple(&ledger, "MUG-WHITE").await, (5, 5, 0));
+
+    // One short line: nothing at all is reserved, and the short line is named.
+    let mixed = order(Channel::Etsy, "b2", &[("TEE-BLK-M", 1), ("SHORT", 2)], OversellAction::Cancel);
+    match ledger.reserve_order(&mixed).await.unwrap().outcome {
+        ReserveOutcome::Oversold { short_lines, action } => {
+            assert_eq!(action, OversellAction::Cancel);
+            assert_eq!(short_lines.len(), 1);
+            assert_eq!(
+                (short_lines[0].sku.as_str(), short_lines[0].requested, short_lines[0].available),
+                ("SHORT", 2, 1)
+            );
+        }
+        other => panic!("expected oversold, got {other:?}"),
+    }
+    assert_eq!(triple(&ledger, "TEE-BLK-M").await, (10, 2, 8));
+    assert_eq!(triple(&ledger, "SHORT").await, (1, 0, 1));
+
+    // 120 lines on 120 SKUs: more than one transaction can hold.
+    let many: Vec<String> = (0..120).map(|i| format!("BULK-{i:03}")).collect();
+    let initial: Vec<(&str, i64)> = many.iter().map(|s| (s.as_str(), 3)).collect();
+    stock(&ledger, &initial).await;
+    let lines: Vec<(&str, u32)> = many.iter().map(|s| (s.as_str(), 2)).collect();
+    let big = order(Channel::Amazon, "big", &lines, OversellAction::Hold);
+    let out = ledger.reserve_order(&big).await.unwrap();
+    assert_eq!(out.outcome, ReserveOutcome::Reserved);
+    assert_eq!(out.positions.len(), 120);
+    for s in &many {
+        assert_eq!(triple(&ledger, s).await, (3, 2, 1), "{s}");
+    }
+    // A second large order is short on its last SKU: the earlier chunks are given back.
+    ledger.set_on_hand(&key("BULK-119"), 2, "erp-recount").await.unwrap();
+    let big2 =
+        order(Channel::Amazon, "big2", &lines.iter().map(|(s, _)| (*s, 1)).collect::<Vec<_>>(), OversellAction::Hold);
+    assert!(matches!(ledger.reserve_order(&big2).await.unwrap().outcome, ReserveOutcome::Oversold { .. }));
+    for s in &many {
+        assert_eq!(ledger.position(&key(s)).await.unwrap().reserved, 2, "{s} rolled back");
+    }
+
+    // Cancel releases exactly once, however often the cancellation arrives.
+    for _ in 0..3 {
+        ledger.release_order(&big.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+    }
+    assert_eq!(triple(&ledger, "BULK-000").await, (3, 0, 3));
+    assert_eq!(triple(&ledger, "BULK-119").await, (2, 0, 2));
+
+    // Shipping turns the reservation into an on-hand decrement, once.
+    let first = ledger.ship_order(&gifts.order_id, &Scope::WholeOrder, "shipment-1").await.unwrap();
+    assert!(matches!(first.outcome, ReleaseOutcome::Applied { .. }));
+    let again = ledger.ship_order(&gifts.order_id, &Scope::WholeOrder, "shipment-1").await.unwrap();
+    assert_eq!(again.outcome, ReleaseOutcome::AlreadyApplied);
+    assert_eq!(triple(&ledger, "TEE-BLK-M").await, (8, 0, 8));
+    assert_eq!(triple(&ledger, "MUG-WHITE").await, (0, 0, 0));
+}
+
+fn position(s: &str, available: i64, version: u64) -> Position {
+    Position { sku: sku(s), location: "default".into(), on_hand: available, reserved: 0, available, version }
+}
+
+fn quantities(jobs: &[PushJob]) -> BTreeMap<Channel, (String, u32)> {
+    jobs.iter().map(|j| (j.channel, (j.channel_sku.clone(), j.quantity))).collect()
+}
+
+#[test]
+fn publishable_quantities_follow_each_channels_buffer_cap_and_threshold() {
+    let config = config();
+    let q = quantities(&push_jobs(&config, &position("TEE-BLK-M", 20, 1)));
+    let expected: BTreeMap<Channel, (String, u32)> = [
+        (Channel::Shopify, ("SHOP-TEE-BLK-M", 18)),      // buffer 2
+        (Channel::Woocommerce, ("woo-tee-black-m", 19)), // buffer 1
+        (Channel::Bigcommerce, ("TEE-BLK-M", 20)),       // no rules
+        (Channel::Amazon, ("TEE-BLK-M", 17)),            // buffer 3
+        (Channel::Etsy, ("TEE-BLK-M", 19)),              // buffer 1
+        (Channel::Tiktok, ("TEE-BLK-M", 14)),            // (20 - 2) * 80%
+        (Channel::Zalando, ("TEE-BLK-M", 18)),           // buffer 2
+        (Channel::Ebay, ("TEE-BLK-M", 10)),              // capped at 10
+    ]
+    .into_iter()
+    .map(|(c, (s, n))| (c, (s.to_owned(), n)))
+    .collect();
+    assert_eq!(q, expected);
+
+    let low = quantities(&push_jobs(&config, &position("TEE-BLK-M", 4, 2)));
+    assert_eq!(low[&Channel::Amazon].1, 0, "(4 - 3) = 1 is below end_when_below = 2");
+    assert_eq!(low[&Channel::Tiktok].1, 1, "(4 - 2) * 80% = 1.6, rounded down");
+    assert_eq!(low[&Channel::Ebay].1, 3);
+    let negative = quantities(&push_jobs(&config, &position("TEE-BLK-M", -3, 3)));
+    assert!(negative.values().all(|(_, n)| *n == 0), "back-orders never publish negative stock");
+}
+
+#[tokio::test]
+async fn fan_out_coalesces_and_never_pushes_a_stale_value() {
+    let aws = support::aws().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let table = support::create_table(&ddb, "pushgate").await;
+    let mut urls = BTreeMap::new();
+    for c in Channel::ALL {
+        urls.insert(c, support::create_queue(&sqs, &format!("push-{c}")).await);
+    }
+    let config = config();
+    let gate = PushGate::new(ddb, table);
+    let queue = SqsPushQueue::new(sqs.clone(), urls.clone());
+
+    let v2 = fan_out(&config, &[position("TEE-BLK-M", 20, 2)], &gate, &queue).await.unwrap();
+    assert_eq!((v2.enqueued.len(), v2.coalesced), (8, 0));
+    // A late, older change arrives after the newer one: dropped for every channel.
+    let stale = fan_out(&config, &[position("TEE-BLK-M", 25, 1)], &gate, &queue).await.unwrap();
+    assert_eq!((stale.enqueued.len(), stale.coalesced), (0, 8));
+    // One unit fewer: eBay stays capped at 10, so only the other seven channels change.
+    let v3 = fan_out(&config, &[position("TEE-BLK-M", 19, 3)], &gate, &queue).await.unwrap();
+    assert_eq!((v3.enqueued.len(), v3.coalesced), (7, 1));
+    assert!(v3.enqueued.iter().all(|j| j.channel != Channel::Ebay));
+
+    // The consumer skips the superseded Shopify job but still pushes eBay's (still current) one.
+    let shopify_v2 = v2.enqueued.iter().find(|j| j.channel == Channel::Shopify).unwrap();
+    let ebay_v2 = v2.enqueued.iter().find(|j| j.channel == Channel::Ebay).unwrap();
+    assert!(!gate.is_current(shopify_v2).await.unwrap());
+    assert!(gate.is_current(ebay_v2).await.unwrap());
+    let shopify_v3 = v3.enqueued.iter().find(|j| j.channel == Channel::Shopify).unwrap();
+    assert!(gate.is_current(shopify_v3).await.unwrap());
+
+    // What actually sits on Shopify's queue: v2 then v3, as JSON jobs.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<PushJob>::new()));
+    let jobs = support::eventually("two shopify push jobs", std::time::Duration::from_secs(10), || {
+        let (sqs, seen) = (sqs.clone(), seen.clone());
+        let url = urls[&Channel::Shopify].clone();
+        async move {
+            let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.ok()?;
+            let mut seen = seen.lock().unwrap();
+            for m in out.messages.unwrap_or_default() {
+                seen.push(serde_json::from_str(m.body()?).expect("a push job"));
+            }
+            (seen.len() >= 2).then(|| seen.clone())
+        }
+    })
+    .await;
+    let versions: std::collections::BTreeSet<u64> = jobs.iter().map(|j| j.version).collect();
+    assert_eq!(versions, [2, 3].into_iter().collect());
+    assert!(jobs.iter().all(|j| j.channel_sku == "SHOP-TEE-BLK-M"));
+}

@@ -45,6 +45,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     stats: Stats,
+    /// `Some` only against an emulator, see [`DynamoStore::emulator_safe`].
+    emulator_lock: Option<tokio::sync::RwLock<()>>,
 }
 
 /// Write accounting, for the benchmark and for capacity planning.
@@ -166,7 +168,33 @@ where
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), stats: Stats::default() }
+        Self { client, table: table.into(), stats: Stats::default(), emulator_lock: None }
+    }
+
+    /// For local emulators only (moto): moto applies a transaction's puts one by one and undoes a
+    /// cancelled one by restoring a copy of the whole table taken before it started, without any lock,
+    /// so under concurrent requests a cancelled transaction can erase another one's committed writes and
+    /// readers can see writes that are then undone. This makes every commit exclusive and every read
+    /// wait for commits, in this process. Real DynamoDB transactions are serializable; never use this
+    /// against AWS.
+    #[must_use]
+    pub fn emulator_safe(mut self) -> Self {
+        self.emulator_lock = Some(tokio::sync::RwLock::new(()));
+        self
+    }
+
+    async fn read_guard(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        match &self.emulator_lock {
+            Some(lock) => Some(lock.read().await),
+            None => None,
+        }
+    }
+
+    async fn write_guard(&self) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        match &self.emulator_lock {
+            Some(lock) => Some(lock.write().await),
+            None => None,
+        }
     }
 
     pub fn stats(&self) -> WriteStats {
@@ -182,6 +210,7 @@ impl DynamoStore {
 
     /// Every entry of one position, oldest first (audits and tests).
     pub async fn entries(&self, position: &PositionKey) -> Result<Vec<InventoryAdjustment>, LedgerError> {
+        let _guard = self.read_guard().await;
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -290,6 +319,7 @@ impl DynamoStore {
     }
 
     async fn get(&self, key: Item) -> Result<Option<Item>, LedgerError> {
+        let _guard = self.read_guard().await;
         let out = self
             .client
             .get_item()
@@ -303,6 +333,7 @@ impl DynamoStore {
     }
 
     async fn put_one(&self, put: Put) -> Result<(), CommitError> {
+        let _guard = self.write_guard().await;
         let result = self
             .client
             .put_item()
@@ -347,6 +378,7 @@ impl Store for DynamoStore {
                         .map_err(|e| LedgerError::Invalid(format!("building a batch read: {e}")))?,
                 );
                 while let Some(request) = pending.take() {
+                    let guard = self.read_guard().await;
                     let out = self
                         .client
                         .batch_get_item()
@@ -354,6 +386,7 @@ impl Store for DynamoStore {
                         .send()
                         .await
                         .map_err(|e| sdk_error("BatchGetItem", e))?;
+                    drop(guard);
                     for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
                         let p: PositionItem = decode("position", item)?;
                         let p = to_position(p);
@@ -386,6 +419,7 @@ impl Store for DynamoStore {
             return self.put_one(put).await;
         }
         let items = puts.len();
+        let _guard = self.write_guard().await;
         let result = self
             .client
             .transact_write_items()
@@ -436,5 +470,10 @@ impl DynamoLedger {
     /// The ledger on `table` (a table with the standard `pk`/`sk` string key).
     pub fn dynamo(client: Client, table: impl Into<String>) -> Self {
         StockLedger::new(DynamoStore::new(client, table))
+    }
+
+    /// The ledger on a local emulator (see [`DynamoStore::emulator_safe`]).
+    pub fn dynamo_emulator(client: Client, table: impl Into<String>) -> Self {
+        StockLedger::new(DynamoStore::new(client, table).emulator_safe())
     }
 }

@@ -64,7 +64,10 @@ pub fn parse_json(text: &str) -> Parsed {
     let values: Vec<serde_json::Value> = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            return Parsed { rows: vec![], errors: vec![RowError { row: 0, reason: format!("not a JSON array: {e}") }] };
+            return Parsed {
+                rows: vec![],
+                errors: vec![RowError { row: 0, reason: format!("not a JSON array: {e}") }],
+            };
         }
     };
     let mut parsed = Parsed::default();
