@@ -90,3 +90,172 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A private set of Manifold resources in moto (tables, queues, bus) with the same key schemas and
+/// wiring as the template, so tests never see each other's data.
+pub struct Stack {
+    pub sdk: aws_config::SdkConfig,
+    pub env: manifold_aws::AwsEnv,
+    /// Receives every event published on the stack's bus (a rule on `source = manifold`).
+    pub events_queue: String,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let sdk = aws().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let eb = aws_sdk_eventbridge::Client::new(&sdk);
+        let records_table = create_records_table(&ddb).await;
+        let bus = unique("bus");
+        eb.create_event_bus().name(&bus).send().await.expect("create bus");
+        let events_queue = create_queue(&sqs, "events").await;
+        let arn = queue_arn(&sqs, &events_queue).await;
+        let rule = unique("rule");
+        eb.put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(r#"{"source":["manifold"]}"#)
+            .send()
+            .await
+            .expect("put rule");
+        eb.put_targets()
+            .rule(&rule)
+            .event_bus_name(&bus)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("capture").arn(arn).build().unwrap())
+            .send()
+            .await
+            .expect("put targets");
+        let mut push_queues = std::collections::BTreeMap::new();
+        for c in manifold_domain::Channel::ALL {
+            push_queues.insert(c, create_queue(&sqs, &format!("push-{c}")).await);
+        }
+        let env = manifold_aws::AwsEnv {
+            records_table,
+            idempotency_table: create_table(&ddb, "idem").await,
+            ledger_table: create_table(&ddb, "ledger").await,
+            state_table: create_table(&ddb, "state").await,
+            quarantine_table: create_table(&ddb, "quarantine").await,
+            event_bus: bus,
+            ingest_queue_url: create_queue(&sqs, "ingest").await,
+            push_queues,
+        };
+        Self { sdk, env, events_queue, ddb, sqs }
+    }
+
+    /// Receives (and deletes) everything currently on a queue, polling until `quiet` passes empty.
+    pub async fn drain(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut out = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                empty_polls += 1;
+                continue;
+            }
+            for m in &msgs {
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            out.extend(msgs);
+        }
+        out
+    }
+
+    /// Detail-types of the events published so far (consumed from the capture queue).
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        self.drain(&self.events_queue.clone())
+            .await
+            .into_iter()
+            .map(|m| serde_json::from_str(m.body().unwrap_or("null")).expect("event json"))
+            .collect()
+    }
+}
+
+/// Converts received SQS messages into the Lambda event the consumers take, as the event source
+/// mapping would (moto does not run the mappings).
+pub fn lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    for m in messages {
+        let mut msg = aws_lambda_events::event::sqs::SqsMessage::default();
+        msg.message_id = m.message_id.clone();
+        msg.receipt_handle = m.receipt_handle.clone();
+        msg.body = m.body.clone();
+        if let Some(attrs) = m.attributes() {
+            for (k, v) in attrs {
+                msg.attributes.insert(k.as_str().to_owned(), v.clone());
+            }
+        }
+        if let Some(attrs) = m.message_attributes() {
+            for (k, v) in attrs {
+                let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+                a.string_value = v.string_value.clone();
+                a.data_type = Some(v.data_type.clone());
+                msg.message_attributes.insert(k.clone(), a);
+            }
+        }
+        event.records.push(msg);
+    }
+    event
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn")
+}
+
+/// The records table, with the `by_trace` index the template declares.
+pub async fn create_records_table(ddb: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    let name = unique("records");
+    let attr = |n: &str| {
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    ddb.create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("trace_id"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by_trace")
+                .key_schema(key("trace_id", KeyType::Hash))
+                .key_schema(key("pk", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create records table");
+    name
+}

@@ -35,17 +35,24 @@ pub struct Settings {
     pub claim_lease: Duration,
     /// How long a completed delivery is remembered (longer than any channel's retry window).
     pub claim_retention: Duration,
+    /// Push consumers: breaker policy, retry backoff, `MAX_RECEIVE_COUNT`.
+    pub push: crate::push::PushSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, claim_lease: Duration::seconds(60), claim_retention: Duration::days(7) }
+        Self {
+            max_body_bytes: 256 * 1024,
+            claim_lease: Duration::seconds(60),
+            claim_retention: Duration::days(7),
+            push: crate::push::PushSettings::default(),
+        }
     }
 }
 
 impl Settings {
     pub fn from_env() -> Self {
-        let mut s = Self::default();
+        let mut s = Self { push: crate::push::PushSettings::from_env(), ..Self::default() };
         if let Some(n) = std::env::var("MAX_BODY_BYTES").ok().and_then(|v| v.parse().ok()) {
             s.max_body_bytes = n;
         }

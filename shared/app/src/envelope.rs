@@ -34,6 +34,10 @@ pub struct IngestEnvelope {
     pub received_at: DateTime<Utc>,
     /// The body exactly as received (UTF-8 JSON for every channel we accept).
     pub body: String,
+    /// Set when the body is already a full document of this kind (polls, reconciliation) rather than
+    /// a notification to classify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<manifold_normalize::DocKind>,
 }
 
 impl IngestEnvelope {

@@ -5,6 +5,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Duration, Utc};
 use manifold_connectors::CallContext;
 use manifold_domain::Channel;
+use manifold_normalize::DocKind;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -85,6 +86,7 @@ impl App {
             trace_id: trace_id.to_owned(),
             received_at: now,
             body: body.to_owned(),
+            document: None,
         })
     }
 
@@ -117,6 +119,7 @@ impl App {
                     trace_id: trace_id.clone(),
                     received_at: now,
                     body,
+                    document: Some(DocKind::Order),
                 };
                 match self.ingest(&envelope, now).await {
                     Ok(IngestOutcome::Stored { .. } | IngestOutcome::Unchanged { .. }) => {

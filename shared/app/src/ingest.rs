@@ -67,9 +67,12 @@ impl App {
         let account = self.account(envelope.channel, &envelope.account)?;
         let body: serde_json::Value = serde_json::from_str(&envelope.body)
             .map_err(|e| Failure::permanent("parse", format!("body is not JSON: {e}")))?;
-        let (kind, doc) = match manifold_normalize::classify(envelope.channel, envelope.topic.as_deref(), &body)
-            .map_err(|e| Failure::permanent("classify", e.to_string()))?
-        {
+        let inbound = match envelope.document {
+            Some(kind) => Inbound::Full { kind, doc: body },
+            None => manifold_normalize::classify(envelope.channel, envelope.topic.as_deref(), &body)
+                .map_err(|e| Failure::permanent("classify", e.to_string()))?,
+        };
+        let (kind, doc) = match inbound {
             Inbound::Full { kind, doc } => (kind, doc),
             Inbound::Thin { kind, resource_id, .. } => {
                 let connector = self.connector(account).await?;

@@ -1,1 +1,892 @@
-//! (being written)
+//! The push consumer: one channel's push queue drained into that channel's API, within its limits,
+//! without losing a job and without hammering a channel that is down.
+//!
+//! Each SQS message is a [`PushMessage`]: a stock job from the ledger fan-out (the ledger's own
+//! `PushJob` JSON, untagged, exactly what `SqsPushQueue` sends), a price job or a tracking push-back.
+//! A batch is handled per account:
+//!
+//! - stale stock jobs (a newer version went to the queue, [`PushGate::is_current`]) and older jobs for
+//!   the same SKU in the same batch are dropped; what is left goes out in ONE connector call, which
+//!   batches at the channel's own limits (never one API call per SKU);
+//! - every call goes through the account's circuit breaker, whose state lives in DynamoDB
+//!   ([`DynamoBreakerStore`]) so all concurrent instances agree. An open breaker sends nothing: the
+//!   messages go back with their visibility set to the remaining cool-down;
+//! - failures are settled by their [`FailureClass`], per message (per item where the connector reports
+//!   items): rate-limited waits for `retry_after`, transient backs off exponentially with jitter
+//!   (`ChangeMessageVisibility`), permanent is quarantined (stage `push`) and acknowledged, auth alerts
+//!   and waits long instead of burning the retries.
+//!
+//! Dead letters: SQS cannot annotate a message, so on the last allowed attempt the error is written to
+//! the `StateTable` under `LAST_ERROR#{message id}` before the message fails again; SQS then moves the
+//! untouched message (same message id) to the DLQ, and `manifold dlq show` reads the reason back with
+//! [`App::last_error`].
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, future::join_all, stream};
+use manifold_aws::{StoreError, breaker::DynamoBreakerStore, quarantine::QuarantinedPayload};
+use manifold_connectors::{
+    CallContext, ChannelConnector, ConnectorError, FailureClass, PriceUpdate, PushOutcome, StockUpdate,
+    breaker::{BreakerPolicy, CircuitBreaker},
+};
+use manifold_domain::{AccountId, Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
+use manifold_ledger::fanout::{PushGate, PushJob};
+use manifold_telemetry::MetricSet;
+use serde::{Deserialize, Serialize};
+use tracing::{Instrument, debug, info, warn};
+
+use crate::{App, outcome::Failure, sqs};
+
+/// SQS refuses visibility timeouts above 12 hours.
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// How long a dead-letter annotation is kept: the DLQ's retention.
+const LAST_ERROR_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(14);
+
+/// Tunables of the push consumers, with production defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushSettings {
+    /// When the breaker opens and how long it stays open (`BREAKER_FAILURE_THRESHOLD`,
+    /// `BREAKER_COOL_DOWN_SECS`).
+    pub breaker: BreakerPolicy,
+    /// The queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`): the attempt that records the last error.
+    pub max_receive_count: u32,
+    /// First transient retry waits about this long, doubling per attempt...
+    pub backoff_base: Duration,
+    /// ...up to this.
+    pub backoff_cap: Duration,
+    /// How long a message waits after an auth failure (a human has to fix the credentials).
+    pub auth_delay: Duration,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            breaker: BreakerPolicy::default(),
+            max_receive_count: 5,
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_mins(15),
+            auth_delay: Duration::from_mins(15),
+        }
+    }
+}
+
+impl PushSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let mut s = Self::default();
+        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = num("MAX_RECEIVE_COUNT").and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+            s.max_receive_count = n;
+        }
+        if let Some(n) = num("BREAKER_FAILURE_THRESHOLD").and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+            s.breaker.failure_threshold = n;
+        }
+        if let Some(n) = num("BREAKER_COOL_DOWN_SECS") {
+            s.breaker.cool_down = Duration::from_secs(n);
+        }
+        s
+    }
+
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// The wait before transient retry `attempt` (1-based): `base * 2^(attempt-1)` capped, with "equal
+    /// jitter" (`jitter` in `[0, 1]` picks a point in the upper half) so a burst of failures does not
+    /// come back as a burst.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let nominal = self.backoff_base.saturating_mul(1 << exp).min(self.backoff_cap);
+        nominal.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// A price to publish to one channel account (latest `effective_at` wins within a batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceJob {
+    pub channel: Channel,
+    pub account: AccountId,
+    pub sku: Sku,
+    pub channel_sku: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    #[serde(default)]
+    pub channel_item_id: Option<String>,
+    pub effective_at: DateTime<Utc>,
+}
+
+/// One job on a channel's push queue. Tagged by `type`; a body without one is a stock job, which is
+/// how the ledger's fan-out (`SqsPushQueue`) sends its `PushJob`s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PushMessage {
+    Stock(PushJob),
+    Price(PriceJob),
+    /// Tracking for an order, pushed back to the channel that sold it.
+    Tracking {
+        shipment: Shipment,
+    },
+}
+
+impl PushMessage {
+    /// Reads a queue message body.
+    pub fn from_body(body: &str) -> Result<Self, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_str(body)?;
+        if let Some(object) = value.as_object_mut()
+            && !object.contains_key("type")
+        {
+            object.insert("type".into(), "stock".into());
+        }
+        serde_json::from_value(value)
+    }
+
+    pub fn to_body(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    pub fn channel(&self) -> Channel {
+        match self {
+            PushMessage::Stock(j) => j.channel,
+            PushMessage::Price(j) => j.channel,
+            PushMessage::Tracking { shipment } => shipment.channel,
+        }
+    }
+
+    pub fn account(&self) -> &AccountId {
+        match self {
+            PushMessage::Stock(j) => &j.account,
+            PushMessage::Price(j) => &j.account,
+            PushMessage::Tracking { shipment } => &shipment.account,
+        }
+    }
+
+    /// What the message is about, for logs: the SKU, or the order.
+    fn subject(&self) -> String {
+        match self {
+            PushMessage::Stock(j) => j.sku.to_string(),
+            PushMessage::Price(j) => j.sku.to_string(),
+            PushMessage::Tracking { shipment } => shipment.order_id.to_string(),
+        }
+    }
+}
+
+/// Why a message goes back to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    RateLimited,
+    Transient,
+    Auth,
+    /// The account's breaker is open: the channel was not called.
+    CircuitOpen,
+}
+
+impl RetryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::RateLimited => "rate_limited",
+            RetryReason::Transient => "transient",
+            RetryReason::Auth => "auth",
+            RetryReason::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Delivered,
+    /// Dropped: a newer value for the same SKU is queued (gate) or in the same batch.
+    Superseded,
+    /// Can never succeed as is: quarantined with the reason, acknowledged.
+    Rejected {
+        reason: String,
+    },
+    /// Back to the queue, visible again after `delay`.
+    Retry {
+        reason: RetryReason,
+        delay: Duration,
+        error: String,
+    },
+}
+
+/// The error recorded for a message on its last allowed attempt, found again by its message id once
+/// SQS has moved the message to the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub message_id: String,
+    pub channel: Channel,
+    pub account: String,
+    pub error_class: String,
+    pub error: String,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+}
+
+impl LastError {
+    fn pk(message_id: &str) -> String {
+        format!("LAST_ERROR#{message_id}")
+    }
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+struct Delivery {
+    id: String,
+    receipt_handle: Option<String>,
+    attempt: u32,
+    sent_at: Option<DateTime<Utc>>,
+    trace_id: String,
+    body: String,
+}
+
+impl Delivery {
+    fn of(m: &SqsMessage) -> Self {
+        Self {
+            id: m.message_id.clone().unwrap_or_default(),
+            receipt_handle: m.receipt_handle.clone(),
+            attempt: sqs::receive_count(m),
+            sent_at: m
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(DateTime::from_timestamp_millis),
+            trace_id: sqs::trace_of(m),
+            body: m.body.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A parsed message waiting for its outcome.
+#[derive(Debug)]
+struct Job {
+    delivery: Delivery,
+    message: PushMessage,
+}
+
+/// A message with its outcome and what to log about it.
+#[derive(Debug)]
+struct Settled {
+    delivery: Delivery,
+    account: String,
+    subject: String,
+    outcome: MessageOutcome,
+}
+
+impl Settled {
+    fn of(job: Job, outcome: MessageOutcome) -> Self {
+        Self {
+            account: job.message.account().to_string(),
+            subject: job.message.subject(),
+            delivery: job.delivery,
+            outcome,
+        }
+    }
+}
+
+/// Why a guarded call did not return a channel answer.
+#[derive(Debug)]
+enum CallError {
+    /// The breaker refused: nothing was sent; try again after this.
+    Open(Duration),
+    Failed(ConnectorError),
+}
+
+/// One account's connector behind its breaker, for one batch.
+struct AccountPush<'a> {
+    app: &'a App,
+    channel: Channel,
+    connector: Arc<dyn ChannelConnector>,
+    breaker: CircuitBreaker<DynamoBreakerStore>,
+    ctx: CallContext,
+}
+
+impl AccountPush<'_> {
+    /// Runs one connector call through the breaker and measures it.
+    async fn call<T: Send>(
+        &self,
+        operation: &'static str,
+        api_calls: usize,
+        call: impl Future<Output = Result<T, ConnectorError>> + Send,
+    ) -> Result<T, CallError> {
+        // `admit` fails with a wait when the breaker is open, without one when its store is down.
+        let admission = self.breaker.admit(Utc::now()).await.map_err(|e| match e.retry_after {
+            Some(wait) => CallError::Open(wait),
+            None => CallError::Failed(e),
+        })?;
+        let started = Instant::now();
+        let result = call.await;
+        let elapsed = started.elapsed();
+        let failed = result.as_ref().err().is_some_and(ConnectorError::counts_against_channel);
+        if let Err(e) = self.breaker.record(admission, failed, Utc::now()).await {
+            // The call's outcome stands either way; the breaker just missed one observation.
+            warn!(error = %e, "could not record the call in the circuit breaker");
+        }
+        metrics(self.channel, operation)
+            .count("ApiCalls", u64::try_from(api_calls).unwrap_or(u64::MAX))
+            .millis("ApiLatency", elapsed.as_secs_f64() * 1000.0)
+            .emit();
+        result.map_err(CallError::Failed)
+    }
+
+    /// The outcome of every message whose item went out in one call, item by item.
+    fn settle_items(&self, sent: Vec<(Job, String)>, result: Result<PushOutcome, CallError>) -> Vec<Settled> {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                return sent
+                    .into_iter()
+                    .map(|(job, _)| {
+                        let outcome = self.app.on_call_error(&e, job.delivery.attempt);
+                        Settled::of(job, outcome)
+                    })
+                    .collect();
+            }
+        };
+        let rejected: HashMap<&str, &ConnectorError> = outcome.rejected.iter().map(|(s, e)| (s.as_str(), e)).collect();
+        sent.into_iter()
+            .map(|(job, channel_sku)| {
+                let attempt = job.delivery.attempt;
+                let outcome = if let Some(e) = rejected.get(channel_sku.as_str()) {
+                    self.app.on_failure(e, attempt)
+                } else if outcome.delivered.iter().any(|d| *d == channel_sku) {
+                    MessageOutcome::Delivered
+                } else {
+                    self.app.on_failure(
+                        &ConnectorError::transient(format!("the connector reported no outcome for {channel_sku}")),
+                        attempt,
+                    )
+                };
+                Settled::of(job, outcome)
+            })
+            .collect()
+    }
+
+    async fn push_stock(&self, jobs: Vec<(Job, PushJob)>) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        let gate = PushGate::new(self.app.ddb.clone(), &self.app.env.ledger_table);
+        let checks = join_all(jobs.iter().map(|(_, j)| gate.is_current(j))).await;
+        // Latest version per channel SKU and location; everything older in the batch is superseded.
+        let mut latest: BTreeMap<(String, String), (Job, PushJob)> = BTreeMap::new();
+        for ((job, stock), current) in jobs.into_iter().zip(checks) {
+            match current {
+                Ok(false) => settled.push(Settled::of(job, MessageOutcome::Superseded)),
+                Err(e) => {
+                    let e = ConnectorError::transient(format!("push gate unavailable: {e}"));
+                    let outcome = self.app.on_failure(&e, job.delivery.attempt);
+                    settled.push(Settled::of(job, outcome));
+                }
+                Ok(true) => {
+                    let key = (stock.channel_sku.clone(), stock.location.clone());
+                    match latest.remove(&key) {
+                        Some(held) if newer(&held.1, &held.0, &stock, &job) => {
+                            settled.push(Settled::of(job, MessageOutcome::Superseded));
+                            latest.insert(key, held);
+                        }
+                        Some(held) => {
+                            settled.push(Settled::of(held.0, MessageOutcome::Superseded));
+                            latest.insert(key, (job, stock));
+                        }
+                        None => {
+                            latest.insert(key, (job, stock));
+                        }
+                    }
+                }
+            }
+        }
+        if latest.is_empty() {
+            return settled;
+        }
+        let updates: Vec<StockUpdate> = latest
+            .values()
+            .map(|(_, j)| StockUpdate {
+                sku: j.sku.clone(),
+                channel_sku: j.channel_sku.clone(),
+                quantity: j.quantity,
+                channel_item_id: None,
+            })
+            .collect();
+        let api_calls = updates.len().div_ceil(self.connector.max_batch().max(1));
+        let result = self.call("push_stock", api_calls, self.connector.push_stock(&updates, &self.ctx)).await;
+        if let Ok(outcome) = &result {
+            metrics(self.channel, "push_stock")
+                .count("ItemsPushed", u64::try_from(outcome.delivered.len()).unwrap_or(u64::MAX))
+                .emit();
+        }
+        let sent = latest.into_values().map(|(job, stock)| (job, stock.channel_sku)).collect();
+        settled.extend(self.settle_items(sent, result));
+        settled
+    }
+
+    async fn push_prices(&self, jobs: Vec<(Job, PriceJob)>) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        let mut latest: BTreeMap<String, (Job, PriceJob)> = BTreeMap::new();
+        for (job, price) in jobs {
+            match latest.remove(&price.channel_sku) {
+                Some(held) if held.1.effective_at > price.effective_at => {
+                    settled.push(Settled::of(job, MessageOutcome::Superseded));
+                    latest.insert(price.channel_sku.clone(), held);
+                }
+                Some(held) => {
+                    settled.push(Settled::of(held.0, MessageOutcome::Superseded));
+                    latest.insert(price.channel_sku.clone(), (job, price));
+                }
+                None => {
+                    latest.insert(price.channel_sku.clone(), (job, price));
+                }
+            }
+        }
+        if latest.is_empty() {
+            return settled;
+        }
+        let updates: Vec<PriceUpdate> = latest
+            .values()
+            .map(|(_, p)| PriceUpdate {
+                sku: p.sku.clone(),
+                channel_sku: p.channel_sku.clone(),
+                amount: p.amount,
+                currency: p.currency.clone(),
+                channel_item_id: p.channel_item_id.clone(),
+            })
+            .collect();
+        let api_calls = updates.len().div_ceil(self.connector.max_batch().max(1));
+        let result = self.call("push_prices", api_calls, self.connector.push_prices(&updates, &self.ctx)).await;
+        let sent = latest.into_values().map(|(job, price)| (job, price.channel_sku)).collect();
+        settled.extend(self.settle_items(sent, result));
+        settled
+    }
+
+    async fn push_tracking(&self, jobs: Vec<(Job, Shipment)>) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        for (job, shipment) in jobs {
+            let ctx = CallContext::new(job.delivery.trace_id.clone());
+            let outcome = match self.call("push_tracking", 1, self.connector.push_tracking(&shipment, &ctx)).await {
+                Ok(()) => MessageOutcome::Delivered,
+                Err(e) => self.app.on_call_error(&e, job.delivery.attempt),
+            };
+            settled.push(Settled::of(job, outcome));
+        }
+        settled
+    }
+}
+
+/// Whether the held job (`a`) is newer than the incoming one (`b`): higher version, then later sent.
+fn newer(a: &PushJob, a_job: &Job, b: &PushJob, b_job: &Job) -> bool {
+    (a.version, a_job.delivery.sent_at) > (b.version, b_job.delivery.sent_at)
+}
+
+fn metrics(channel: Channel, operation: &'static str) -> MetricSet {
+    MetricSet::new().dim("Channel", channel.as_str()).dim("Operation", operation)
+}
+
+/// Whole seconds for SQS, rounded up, within its limit.
+fn visibility_seconds(delay: Duration) -> i32 {
+    let delay = delay.min(MAX_VISIBILITY);
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+impl App {
+    /// The push consumer of `channel`'s queue. Every message is settled on its own; only those to be
+    /// retried are reported as batch item failures (after their visibility was set to their delay).
+    pub async fn push_batch(&self, channel: Channel, event: SqsEvent) -> SqsBatchResponse {
+        let mut settled = Vec::new();
+        let mut by_account: BTreeMap<AccountId, Vec<Job>> = BTreeMap::new();
+        for record in &event.records {
+            let delivery = Delivery::of(record);
+            match PushMessage::from_body(&delivery.body) {
+                Ok(message) if message.channel() == channel => {
+                    by_account.entry(message.account().clone()).or_default().push(Job { delivery, message });
+                }
+                Ok(message) => {
+                    let reason = format!("a {} job on the {channel} push queue", message.channel());
+                    let job = Job { delivery, message };
+                    settled.push(Settled::of(job, MessageOutcome::Rejected { reason }));
+                }
+                Err(e) => settled.push(Settled {
+                    delivery,
+                    account: String::new(),
+                    subject: String::new(),
+                    outcome: MessageOutcome::Rejected { reason: format!("not a push message: {e}") },
+                }),
+            }
+        }
+        let per_account: Vec<Vec<Settled>> = stream::iter(by_account)
+            .map(|(account, jobs)| self.push_account(channel, account, jobs))
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        settled.extend(per_account.into_iter().flatten());
+
+        let now = Utc::now();
+        let mut retries = Vec::new();
+        let mut response = SqsBatchResponse::default();
+        for s in settled {
+            let span = manifold_telemetry::business_span!("push_message", message_id = %s.delivery.id);
+            span.record("trace_id", s.delivery.trace_id.as_str());
+            span.record("channel", channel.as_str());
+            span.record("account", s.account.as_str());
+            span.record("sku", s.subject.as_str());
+            span.record("attempt", s.delivery.attempt);
+            if self.settle(channel, &s, now).instrument(span).await {
+                if let MessageOutcome::Retry { delay, .. } = &s.outcome {
+                    retries.push((s.delivery.clone(), *delay));
+                }
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = s.delivery.id.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        self.delay_retries(channel, &retries).await;
+        response
+    }
+
+    /// Puts a tracking push-back on the push queue of the channel that sold the order.
+    pub async fn enqueue_tracking(&self, shipment: &Shipment, trace_id: &str) -> Result<(), Failure> {
+        let url = self.env.push_queues.get(&shipment.channel).ok_or_else(|| {
+            Failure::permanent("push", format!("no push queue is configured for {}", shipment.channel))
+        })?;
+        let body = PushMessage::Tracking { shipment: shipment.clone() }
+            .to_body()
+            .map_err(|e| Failure::permanent("push", format!("cannot encode the tracking job: {e}")))?;
+        self.queue.send(url, &body, trace_id, None).await?;
+        info!(channel = shipment.channel.as_str(), order_id = %shipment.order_id, "tracking push-back queued");
+        Ok(())
+    }
+
+    /// The error recorded for a dead-lettered push message (`manifold dlq show`).
+    pub async fn last_error(&self, message_id: &str) -> Result<Option<LastError>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.env.state_table)
+            .key("pk", AttributeValue::S(LastError::pk(message_id)))
+            .key("sk", AttributeValue::S("last_error".into()))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("dynamodb", "GetItem", e))?;
+        let Some(mut item) = out.item else { return Ok(None) };
+        for k in ["pk", "sk", "expires_at"] {
+            item.remove(k);
+        }
+        serde_dynamo::from_item(item).map(Some).map_err(|e| StoreError::Corrupt {
+            key: LastError::pk(message_id),
+            what: "last error",
+            source: Box::new(e),
+        })
+    }
+
+    async fn push_account(&self, channel: Channel, account: AccountId, jobs: Vec<Job>) -> Vec<Settled> {
+        let span = manifold_telemetry::business_span!("push", jobs = jobs.len());
+        span.record("channel", channel.as_str());
+        span.record("account", account.as_str());
+        async {
+            let config = match self.account(channel, account.as_str()) {
+                Ok(c) => c,
+                Err(e) => return self.fail_all(jobs, &e),
+            };
+            let connector = match self.connector(config).await {
+                Ok(c) => c,
+                Err(e) => return self.fail_all(jobs, &e),
+            };
+            let trace_id = jobs.first().map(|j| j.delivery.trace_id.clone()).unwrap_or_else(crate::trace::mint);
+            let pusher = AccountPush {
+                app: self,
+                channel,
+                connector,
+                breaker: self.breaker(config),
+                ctx: CallContext::new(trace_id),
+            };
+            let (mut stock, mut prices, mut tracking) = (Vec::new(), Vec::new(), Vec::new());
+            for job in jobs {
+                match job.message.clone() {
+                    PushMessage::Stock(s) => stock.push((job, s)),
+                    PushMessage::Price(p) => prices.push((job, p)),
+                    PushMessage::Tracking { shipment } => tracking.push((job, shipment)),
+                }
+            }
+            let mut settled = Vec::new();
+            if !stock.is_empty() {
+                settled.extend(pusher.push_stock(stock).await);
+            }
+            if !prices.is_empty() {
+                settled.extend(pusher.push_prices(prices).await);
+            }
+            if !tracking.is_empty() {
+                settled.extend(pusher.push_tracking(tracking).await);
+            }
+            settled
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The breaker of one channel account, shared through the `StateTable`
+    /// (`BREAKER#{channel}#{account}`).
+    pub fn breaker(&self, account: &AccountConfig) -> CircuitBreaker<DynamoBreakerStore> {
+        CircuitBreaker::new(
+            DynamoBreakerStore::new(self.ddb.clone(), &self.env.state_table),
+            format!("{}#{}", account.channel, account.account),
+            self.settings.push.breaker,
+        )
+    }
+
+    fn fail_all(&self, jobs: Vec<Job>, failure: &Failure) -> Vec<Settled> {
+        jobs.into_iter()
+            .map(|job| {
+                let outcome = match failure {
+                    Failure::Permanent { reason, .. } => MessageOutcome::Rejected { reason: reason.clone() },
+                    Failure::Transient(e) => MessageOutcome::Retry {
+                        reason: RetryReason::Transient,
+                        delay: self.settings.push.backoff(job.delivery.attempt, rand::random()),
+                        error: e.to_string(),
+                    },
+                };
+                Settled::of(job, outcome)
+            })
+            .collect()
+    }
+
+    fn on_call_error(&self, e: &CallError, attempt: u32) -> MessageOutcome {
+        match e {
+            CallError::Open(wait) => MessageOutcome::Retry {
+                reason: RetryReason::CircuitOpen,
+                // Never 0: a message visible at once would come straight back while the breaker is open.
+                delay: (*wait).max(Duration::from_secs(1)),
+                error: "circuit open: the channel was not called".into(),
+            },
+            CallError::Failed(e) => self.on_failure(e, attempt),
+        }
+    }
+
+    /// The one place a channel failure becomes a message outcome.
+    fn on_failure(&self, e: &ConnectorError, attempt: u32) -> MessageOutcome {
+        let p = &self.settings.push;
+        let backoff = || p.backoff(attempt, rand::random());
+        let (reason, delay) = match e.class {
+            FailureClass::Permanent => return MessageOutcome::Rejected { reason: e.to_string() },
+            FailureClass::RateLimited => (RetryReason::RateLimited, e.retry_after.unwrap_or_else(backoff)),
+            FailureClass::Transient => (RetryReason::Transient, backoff()),
+            FailureClass::Auth => (RetryReason::Auth, p.auth_delay),
+        };
+        MessageOutcome::Retry { reason, delay, error: e.to_string() }
+    }
+
+    /// Logs, measures and records one outcome. Returns whether the message is a batch item failure.
+    async fn settle(&self, channel: Channel, s: &Settled, now: DateTime<Utc>) -> bool {
+        match &s.outcome {
+            MessageOutcome::Delivered => {
+                let mut m = metrics(channel, "push").count("SyncSucceeded", 1);
+                if let Some(sent) = s.delivery.sent_at {
+                    #[allow(clippy::cast_precision_loss)] // milliseconds of queue time fit an f64 exactly
+                    let ms = (now - sent).num_milliseconds().max(0) as f64;
+                    m = m.millis("PropagationMs", ms);
+                }
+                m.property("trace_id", s.delivery.trace_id.as_str()).emit();
+                debug!("pushed");
+                false
+            }
+            MessageOutcome::Superseded => {
+                metrics(channel, "push").count("Superseded", 1).emit();
+                debug!("superseded by a newer value: dropped");
+                false
+            }
+            MessageOutcome::Rejected { reason } => {
+                tracing::Span::current().record("error_class", "permanent");
+                metrics(channel, "push")
+                    .count("SyncFailed", 1)
+                    .property("error_class", "permanent")
+                    .property("trace_id", s.delivery.trace_id.as_str())
+                    .emit();
+                let item = QuarantinedPayload {
+                    id: QuarantinedPayload::new_id(),
+                    channel: channel.as_str().to_owned(),
+                    account: s.account.clone(),
+                    stage: "push".into(),
+                    reason: reason.clone(),
+                    trace_id: s.delivery.trace_id.clone(),
+                    received_at: now,
+                    payload: s.delivery.body.clone(),
+                    replayed_at: None,
+                };
+                match self.quarantine.put(&item).await {
+                    Ok(()) => {
+                        warn!(error_class = "permanent", reason = %reason, quarantine_id = %item.id, "push rejected: quarantined, not retried");
+                        false
+                    }
+                    Err(e) => {
+                        // Could not keep it: let SQS retry rather than lose it.
+                        warn!(error = %e, reason = %reason, "push rejected and the quarantine is unavailable: retrying");
+                        true
+                    }
+                }
+            }
+            MessageOutcome::Retry { reason, delay, error } => {
+                tracing::Span::current().record("error_class", reason.as_str());
+                match reason {
+                    RetryReason::Auth => {
+                        metrics(channel, "push")
+                            .count("SyncFailed", 1)
+                            .property("error_class", "auth")
+                            .property("account", s.account.as_str())
+                            .emit();
+                        warn!(error_class = "auth", error = %error, delay_s = delay.as_secs(), "credentials refused: fix the account's secret; holding its pushes");
+                    }
+                    RetryReason::RateLimited => {
+                        metrics(channel, "push").count("Throttled", 1).emit();
+                        info!(
+                            error_class = "rate_limited",
+                            delay_s = delay.as_secs(),
+                            "throttled: retrying after the channel's wait"
+                        );
+                    }
+                    RetryReason::CircuitOpen => {
+                        metrics(channel, "push").count("CircuitOpen", 1).emit();
+                        info!(
+                            error_class = "circuit_open",
+                            delay_s = delay.as_secs(),
+                            "circuit open: not calling the channel"
+                        );
+                    }
+                    RetryReason::Transient => {
+                        info!(error_class = "transient", error = %error, delay_s = delay.as_secs(), "push failed: retrying with backoff");
+                    }
+                }
+                if s.delivery.attempt >= self.settings.push.max_receive_count {
+                    self.record_last_error(channel, s, reason.as_str(), error, now).await;
+                }
+                true
+            }
+        }
+    }
+
+    /// Annotates a message about to be dead-lettered: `LAST_ERROR#{message id}` in the `StateTable`.
+    async fn record_last_error(&self, channel: Channel, s: &Settled, class: &str, error: &str, now: DateTime<Utc>) {
+        let last = LastError {
+            message_id: s.delivery.id.clone(),
+            channel,
+            account: s.account.clone(),
+            error_class: class.to_owned(),
+            error: error.to_owned(),
+            attempt: s.delivery.attempt,
+            at: now,
+        };
+        let mut item: HashMap<String, AttributeValue> = match serde_dynamo::to_item(&last) {
+            Ok(i) => i,
+            Err(e) => {
+                warn!(error = %e, "cannot encode the last error");
+                return;
+            }
+        };
+        item.insert("pk".into(), AttributeValue::S(LastError::pk(&last.message_id)));
+        item.insert("sk".into(), AttributeValue::S("last_error".into()));
+        item.insert("expires_at".into(), AttributeValue::N((now + LAST_ERROR_RETENTION).timestamp().to_string()));
+        let put = self.ddb.put_item().table_name(&self.env.state_table).set_item(Some(item)).send().await;
+        match put {
+            Ok(_) => warn!(error_class = class, "last attempt failed: the message goes to the dead-letter queue"),
+            Err(e) => warn!(error = %e, "could not record the last error of a message bound for the DLQ"),
+        }
+    }
+
+    /// Sets each retried message's visibility to its delay, so it waits instead of coming straight back.
+    async fn delay_retries(&self, channel: Channel, retries: &[(Delivery, Duration)]) {
+        let Some(url) = self.env.push_queues.get(&channel) else {
+            warn!(
+                channel = channel.as_str(),
+                "no push queue URL configured: retries use the queue's visibility timeout"
+            );
+            return;
+        };
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = retries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (d, delay))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .set_receipt_handle(d.receipt_handle.clone())
+                    .visibility_timeout(visibility_seconds(*delay))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        for chunk in entries.chunks(10) {
+            let sent = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(chunk.to_vec()))
+                .send()
+                .await;
+            match sent {
+                Ok(out) if !out.failed.is_empty() => {
+                    warn!(failed = out.failed.len(), "some retry delays were not applied");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "could not delay retries: they use the queue's visibility timeout"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEDGER_JOB: &str = r#"{"channel":"ebay","account":"ebay-us","sku":"TEE-BLK-M","location":"default","channel_sku":"TEE-BLK-M","quantity":10,"version":7}"#;
+
+    #[test]
+    fn the_ledgers_untagged_push_job_is_a_stock_message() {
+        let message = PushMessage::from_body(LEDGER_JOB).unwrap();
+        let PushMessage::Stock(job) = &message else { panic!("not a stock job: {message:?}") };
+        assert_eq!((job.quantity, job.version, job.channel), (10, 7, Channel::Ebay));
+        // Our own encoding tags it, and still reads back (and stays readable as a plain PushJob).
+        let body = message.to_body().unwrap();
+        assert!(body.contains(r#""type":"stock""#));
+        assert_eq!(PushMessage::from_body(&body).unwrap(), message);
+        assert_eq!(&serde_json::from_str::<PushJob>(&body).unwrap(), job);
+    }
+
+    #[test]
+    fn unknown_types_and_garbage_are_errors() {
+        assert!(PushMessage::from_body(r#"{"type":"image","sku":"X"}"#).is_err());
+        assert!(PushMessage::from_body("not json").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap_with_jitter_in_the_upper_half() {
+        let s = PushSettings::default();
+        assert_eq!(s.backoff(1, 1.0), Duration::from_secs(2));
+        assert_eq!(s.backoff(1, 0.0), Duration::from_secs(1));
+        assert_eq!(s.backoff(3, 1.0), Duration::from_secs(8));
+        assert_eq!(s.backoff(20, 1.0), Duration::from_mins(15));
+        assert_eq!(s.backoff(u32::MAX, 0.0), Duration::from_secs(450));
+        for attempt in 1..10 {
+            let d = s.backoff(attempt, 0.37);
+            assert!(d >= s.backoff(attempt, 0.0) && d <= s.backoff(attempt, 1.0));
+        }
+    }
+
+    #[test]
+    fn visibility_is_whole_seconds_rounded_up_within_the_sqs_limit() {
+        assert_eq!(visibility_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(visibility_seconds(Duration::from_secs(3)), 3);
+        assert_eq!(visibility_seconds(Duration::from_hours(24)), 43_200);
+    }
+
+    #[test]
+    fn settings_come_from_the_environment() {
+        let env: HashMap<&str, &str> =
+            [("MAX_RECEIVE_COUNT", "3"), ("BREAKER_FAILURE_THRESHOLD", "7"), ("BREAKER_COOL_DOWN_SECS", "60")].into();
+        let s = PushSettings::from_lookup(|k| env.get(k).map(|v| (*v).to_owned()));
+        assert_eq!(s.max_receive_count, 3);
+        assert_eq!(s.breaker.failure_threshold, 7);
+        assert_eq!(s.breaker.cool_down, Duration::from_mins(1));
+        assert_eq!(PushSettings::from_lookup(|_| None), PushSettings::default());
+    }
+}

@@ -156,6 +156,7 @@ impl App {
             trace_id: trace_id.to_owned(),
             received_at: now,
             body: String::from_utf8_lossy(body).into_owned(),
+            document: None,
         };
         if let Err(reason) = check_shape(channel, envelope.topic.as_deref(), body) {
             self.quarantine_envelope(&envelope, "webhook", &reason, now).await;
