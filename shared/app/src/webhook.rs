@@ -132,13 +132,13 @@ impl App {
             Err(e @ VerifyError::Unconfigured(_)) => {
                 // Our configuration is wrong, not the sender: alarm-worthy, and the channel retries.
                 warn!(error_class = "config", reason = %e, "webhook secret misconfigured");
-                metrics().count("SignatureRejected", 1).emit();
+                metrics().count("SignatureRejected", 1).aggregate().emit();
                 return WebhookResponse::new(500, "webhook verification is misconfigured for this account", trace_id);
             }
             Err(e) => {
                 // Neither the body nor the presented signature is logged: only the reason.
                 warn!(error_class = "signature", reason = %e, "signature rejected");
-                metrics().count("SignatureRejected", 1).emit();
+                metrics().count("SignatureRejected", 1).aggregate().emit();
                 return WebhookResponse::new(401, "invalid signature", trace_id);
             }
         }

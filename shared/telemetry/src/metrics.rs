@@ -40,18 +40,26 @@ pub struct MetricSet {
     dimensions: BTreeMap<&'static str, String>,
     metrics: Vec<(&'static str, f64, Unit)>,
     properties: Map<String, Value>,
+    aggregate: bool,
 }
 
 impl MetricSet {
     pub fn new() -> Self {
         let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_owned());
-        Self { namespace, dimensions: BTreeMap::new(), metrics: Vec::new(), properties: Map::new() }
+        Self { namespace, dimensions: BTreeMap::new(), metrics: Vec::new(), properties: Map::new(), aggregate: false }
     }
 
     /// Adds a dimension (e.g. `Channel`, `Operation`). Each metric is published both per `Channel`
     /// alone and per the full set, so alarms can use the channel-only view.
     pub fn dim(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.dimensions.insert(name, value.into());
+        self
+    }
+
+    /// Also publishes the metrics with no dimensions at all, for account-wide alarms (any oversell,
+    /// signature failures across channels).
+    pub fn aggregate(mut self) -> Self {
+        self.aggregate = true;
         self
     }
 
@@ -86,6 +94,8 @@ impl MetricSet {
         }
         if all.is_empty() {
             dimension_sets = vec![vec![]];
+        } else if self.aggregate {
+            dimension_sets.push(vec![]);
         }
         let metric_defs: Vec<Value> =
             self.metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect();
@@ -217,6 +227,13 @@ mod tests {
         assert_eq!(doc["SyncFailed"], 1.0);
         let dims = &doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
         assert_eq!(dims, &json!([["Channel", "Operation"], ["Channel"]]), "channel-only view for alarms");
+    }
+
+    #[test]
+    fn aggregate_metrics_are_also_published_without_dimensions() {
+        let doc = MetricSet::new().dim("Channel", "ebay").count("Oversell", 1).aggregate().to_emf(1);
+        validate_emf(&doc).unwrap();
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Channel"], []]));
     }
 
     #[test]
