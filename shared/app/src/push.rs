@@ -5,7 +5,7 @@
 //! `PushJob` JSON, untagged, exactly what `SqsPushQueue` sends), a price job or a tracking push-back.
 //! A batch is handled per account:
 //!
-//! - stale stock jobs (a newer version went to the queue, [`PushGate::is_current`]) and older jobs for
+//! - stale stock jobs (a newer version went to the queue, `PushGate::is_current` on [`App::push_gate`]) and older jobs for
 //!   the same SKU in the same batch are dropped; what is left goes out in ONE connector call, which
 //!   batches at the channel's own limits (never one API call per SKU);
 //! - every call goes through the account's circuit breaker, whose state lives in DynamoDB
@@ -38,7 +38,7 @@ use manifold_connectors::{
     breaker::{BreakerPolicy, CircuitBreaker},
 };
 use manifold_domain::{AccountId, Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
-use manifold_ledger::fanout::{PushGate, PushJob};
+use manifold_ledger::fanout::PushJob;
 use manifold_telemetry::MetricSet;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info, warn};
@@ -46,7 +46,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::{App, outcome::Failure, sqs};
 
 /// SQS refuses visibility timeouts above 12 hours.
-const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+const MAX_VISIBILITY: Duration = Duration::from_hours(12);
 /// How long a dead-letter annotation is kept: the DLQ's retention.
 const LAST_ERROR_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(14);
 
@@ -355,7 +355,7 @@ impl AccountPush<'_> {
                 let attempt = job.delivery.attempt;
                 let outcome = if let Some(e) = rejected.get(channel_sku.as_str()) {
                     self.app.on_failure(e, attempt)
-                } else if outcome.delivered.iter().any(|d| *d == channel_sku) {
+                } else if outcome.delivered.contains(&channel_sku) {
                     MessageOutcome::Delivered
                 } else {
                     self.app.on_failure(
@@ -370,7 +370,7 @@ impl AccountPush<'_> {
 
     async fn push_stock(&self, jobs: Vec<(Job, PushJob)>) -> Vec<Settled> {
         let mut settled = Vec::new();
-        let gate = PushGate::new(self.app.ddb.clone(), &self.app.env.ledger_table);
+        let gate = &self.app.push_gate;
         let checks = join_all(jobs.iter().map(|(_, j)| gate.is_current(j))).await;
         // Latest version per channel SKU and location; everything older in the batch is superseded.
         let mut latest: BTreeMap<(String, String), (Job, PushJob)> = BTreeMap::new();
@@ -451,7 +451,7 @@ impl AccountPush<'_> {
                 sku: p.sku.clone(),
                 channel_sku: p.channel_sku.clone(),
                 amount: p.amount,
-                currency: p.currency.clone(),
+                currency: p.currency,
                 channel_item_id: p.channel_item_id.clone(),
             })
             .collect();
@@ -539,7 +539,7 @@ impl App {
                     retries.push((s.delivery.clone(), *delay));
                 }
                 let mut failure = BatchItemFailure::default();
-                failure.item_identifier = s.delivery.id.clone();
+                failure.item_identifier.clone_from(&s.delivery.id);
                 response.batch_item_failures.push(failure);
             }
         }
@@ -595,7 +595,7 @@ impl App {
                 Ok(c) => c,
                 Err(e) => return self.fail_all(jobs, &e),
             };
-            let trace_id = jobs.first().map(|j| j.delivery.trace_id.clone()).unwrap_or_else(crate::trace::mint);
+            let trace_id = jobs.first().map_or_else(crate::trace::mint, |j| j.delivery.trace_id.clone());
             let pusher = AccountPush {
                 app: self,
                 channel,
