@@ -1,0 +1,16 @@
+//! One module per command group. Each exposes its clap arguments, a core function returning a typed,
+//! serializable report (what the tests call), and the report's text rendering.
+
+pub mod dlq;
+pub mod normalize;
+pub mod quarantine;
+pub mod stock;
+pub mod trace;
+pub mod usage;
+
+use manifold_domain::Channel;
+
+/// Parses a channel name for clap, listing the valid ones on error.
+pub fn parse_channel(s: &str) -> Result<Channel, String> {
+    s.parse().map_err(|_| format!("unknown channel {s:?}; one of: {}", Channel::NAMES.join(", ")))
+}

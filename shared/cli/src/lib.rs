@@ -1,0 +1,62 @@
+//! The operator CLI as a library: every command's core is a plain async function returning a typed
+//! report, so the integration tests drive exactly what `manifold` runs; the binary only parses
+//! arguments and prints.
+//!
+//! Every report prints as aligned text for people, or as JSON with `--json` for scripts. Resource
+//! names come from the same environment variables the Lambdas read (`AwsEnv`, plus the queue and DLQ
+//! URLs `infra/local/stack.py` writes to `.local/stack.env`).
+
+pub mod aws;
+pub mod commands;
+pub mod demo;
+pub mod error;
+pub mod output;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+
+/// Operate a Manifold deployment: dead letters, quarantine, traces, stock and usage.
+#[derive(Debug, Parser)]
+#[command(name = "manifold", version, about)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Normalize one channel document into its canonical record (no AWS needed).
+    Normalize(commands::normalize::NormalizeArgs),
+    /// Inspect and redrive the dead-letter queues.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
+    /// Inspect and replay quarantined payloads.
+    #[command(subcommand)]
+    Quarantine(commands::quarantine::QuarantineCommand),
+    /// Everything stored for one trace id: records, quarantine and ledger entries.
+    Trace(commands::trace::TraceArgs),
+    /// A SKU's ledger position and the last quantity handed to each channel.
+    Stock(commands::stock::StockArgs),
+    /// API calls, AWS requests, orders and estimated cost per channel and day.
+    Usage(commands::usage::UsageArgs),
+    /// Run the local end-to-end demo.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs one command and prints its report.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let json = cli.json;
+    match cli.command {
+        Command::Normalize(args) => output::print(&commands::normalize::run(&args)?, json),
+        Command::Dlq(cmd) => commands::dlq::run(cmd, json).await,
+        Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
+        Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
+        Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
+        Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
