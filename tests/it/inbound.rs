@@ -32,14 +32,15 @@ const SECRET: &str = "test-webhook-secret";
 /// Etsy's Standard Webhooks secret (base64 after `whsec_`).
 const ETSY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-struct Harness {
-    stack: Stack,
-    app: App,
-    sim: SimHandle,
+/// A private stack, the simulator, and an App wired to both (shared with the pipeline tests).
+pub(crate) struct Harness {
+    pub(crate) stack: Stack,
+    pub(crate) app: App,
+    pub(crate) sim: SimHandle,
 }
 
 impl Harness {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let stack = Stack::new().await;
         let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
         let mut config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
@@ -52,14 +53,14 @@ impl Harness {
                 serde_json::json!({"webhook_secret": webhook_secret, "access_token": "token"}).to_string(),
             );
         }
-        let settings = Settings { max_body_bytes: 64 * 1024, ..Settings::default() };
+        let settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
         let app =
             App::build(config, stack.env.clone(), settings, &stack.sdk, Arc::new(StaticSecrets(secrets))).unwrap();
         Self { stack, app, sim }
     }
 
     /// Runs the ingest consumer over what the webhook enqueued, as the event source mapping would.
-    async fn run_ingest(&self) -> usize {
+    pub(crate) async fn run_ingest(&self) -> usize {
         let url = self.stack.env.ingest_queue_url.clone();
         let messages = self.stack.drain(&url).await;
         if !messages.is_empty() {
@@ -74,7 +75,7 @@ impl Harness {
     }
 }
 
-fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> HeaderMap {
+pub(crate) fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> HeaderMap {
     let mut h = sign(Channel::Shopify, SECRET, &Default::default(), event_id, body, Utc::now()).unwrap();
     h.insert("x-shopify-event-id", HeaderValue::from_str(event_id).unwrap());
     h.insert("x-shopify-topic", HeaderValue::from_str(topic).unwrap());
@@ -82,12 +83,12 @@ fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> HeaderMap {
 }
 
 /// A Shopify webhook body: the REST order object, unwrapped.
-fn shopify_body() -> Vec<u8> {
+pub(crate) fn shopify_body() -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_str(SHOPIFY_ORDER).unwrap();
     serde_json::to_vec(&v["order"]).unwrap()
 }
 
-fn shopify_order_id() -> OrderId {
+pub(crate) fn shopify_order_id() -> OrderId {
     OrderId::new("shopify:shop-eu:1073459981").unwrap()
 }
 

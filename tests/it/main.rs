@@ -7,5 +7,7 @@ mod inbound;
 mod ledger;
 mod ops;
 mod outbound;
+mod push;
+mod pipeline;
 mod records;
 mod template;

@@ -1,2 +1,51 @@
-//! (wired in a following commit)
-fn main() {}
+//! Inventory API Lambda (HTTP API, IAM-authenticated): the ERP/WMS source of truth.
+//! `PUT /v1/inventory/{sku}` sets one absolute on-hand count; `POST /v1/inventory/import` takes a JSON
+//! array or a CSV file. Open reservations are always kept.
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
+use manifold_app::{App, http::json_response, ledger::OnHandUpdate, outcome::Failure};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    manifold_telemetry::init("inventory-api");
+    let app = Arc::new(App::from_env().await?);
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = app.clone();
+        async move { handle(&app, req).await }
+    }))
+    .await
+}
+
+async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
+    let trace_id = manifold_app::trace::from_header(
+        req.headers().get(manifold_telemetry::TRACE_HEADER).and_then(|v| v.to_str().ok()),
+    );
+    let now = chrono::Utc::now();
+    let body = std::str::from_utf8(req.body().as_ref()).unwrap_or_default().to_owned();
+    let result = if let Some(sku) = req.path_parameters().first("sku").map(str::to_owned) {
+        match serde_json::from_str::<OnHandUpdate>(&body) {
+            Ok(update) => app.set_on_hand(&sku, &update, &trace_id, now).await.map(|p| serde_json::json!(p)),
+            Err(e) => Err(Failure::permanent(
+                "inventory",
+                format!("body must be {{\"on_hand\": n, \"location\"?, \"source_ref\"?}}: {e}"),
+            )),
+        }
+    } else {
+        let csv =
+            req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/csv"));
+        let import_ref =
+            req.headers().get("x-import-ref").and_then(|v| v.to_str().ok()).unwrap_or(&trace_id).to_owned();
+        app.import_stock(&body, csv, &import_ref, &trace_id, now).await
+    };
+    Ok(match result {
+        Ok(value) => {
+            let mut r = json_response(200, "ok", &trace_id)?;
+            *r.body_mut() = Body::from(value.to_string());
+            r
+        }
+        Err(Failure::Permanent { reason, .. }) => json_response(400, &reason, &trace_id)?,
+        Err(e) => json_response(503, &format!("retry later: {e}"), &trace_id)?,
+    })
+}

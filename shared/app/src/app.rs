@@ -22,6 +22,10 @@ use manifold_domain::{
     Channel,
     config::{AccountConfig, ChannelConfig},
 };
+use manifold_ledger::{
+    DynamoLedger, DynamoStore, StockLedger,
+    fanout::{PushGate, SqsPushQueue},
+};
 use tokio::sync::RwLock;
 
 use crate::outcome::Failure;
@@ -37,6 +41,9 @@ pub struct Settings {
     pub claim_retention: Duration,
     /// Push consumers: breaker policy, retry backoff, `MAX_RECEIVE_COUNT`.
     pub push: crate::push::PushSettings,
+    /// Serialises ledger transactions in this process, for moto only: moto's transactions are not
+    /// isolated under concurrency (see `DynamoStore::emulator_safe`). `MANIFOLD_LOCAL_EMULATOR=1`.
+    pub emulator_safe_ledger: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +53,7 @@ impl Default for Settings {
             claim_lease: Duration::seconds(60),
             claim_retention: Duration::days(7),
             push: crate::push::PushSettings::default(),
+            emulator_safe_ledger: false,
         }
     }
 }
@@ -56,6 +64,7 @@ impl Settings {
         if let Some(n) = std::env::var("MAX_BODY_BYTES").ok().and_then(|v| v.parse().ok()) {
             s.max_body_bytes = n;
         }
+        s.emulator_safe_ledger = std::env::var("MANIFOLD_LOCAL_EMULATOR").is_ok_and(|v| v == "1");
         s
     }
 }
@@ -88,6 +97,12 @@ pub struct App {
     pub secrets: Arc<dyn SecretSource>,
     pub verifier: Arc<Verifier>,
     pub state: StateStore,
+    /// The inventory ledger (LedgerTable).
+    pub ledger: Arc<DynamoLedger>,
+    /// Coalescing state of the availability fan-out (StateTable).
+    pub push_gate: PushGate,
+    /// One push queue per channel.
+    pub push_queue: SqsPushQueue,
     pub ddb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub http: reqwest::Client,
@@ -134,7 +149,6 @@ impl App {
             .map_or_else(|| "https://api.ebay.com".to_owned(), |a| a.endpoint.clone());
         Ok(Self {
             config: Arc::new(config),
-            settings,
             records: Arc::new(DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table)),
             idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), &env.idempotency_table)),
             quarantine: Arc::new(DynamoQuarantine::new(ddb.clone(), &env.quarantine_table)),
@@ -143,10 +157,18 @@ impl App {
             secrets,
             verifier: Arc::new(Verifier::new(Arc::new(HttpPublicKeySource::new(http.clone(), ebay_endpoint)))),
             state: StateStore::new(ddb.clone(), &env.state_table),
+            ledger: Arc::new(StockLedger::new(if settings.emulator_safe_ledger {
+                DynamoStore::new(ddb.clone(), &env.ledger_table).emulator_safe()
+            } else {
+                DynamoStore::new(ddb.clone(), &env.ledger_table)
+            })),
+            push_gate: PushGate::new(ddb.clone(), &env.state_table),
+            push_queue: SqsPushQueue::new(sqs.clone(), env.push_queues.clone()),
             ddb,
             sqs,
             http,
             env,
+            settings,
             connectors: Arc::default(),
         })
     }

@@ -1,1 +1,272 @@
-//! (being written)
+//! The ledger consumer and the inventory API: domain events and ERP/WMS stock in, atomic stock
+//! movements, then availability fanned out to every channel's push queue.
+//!
+//! Order events arrive from the bus through `LedgerQueue` (an EventBridge rule): accepted and updated
+//! orders reserve (idempotently), cancellations and refunds release exactly what was reserved,
+//! shipments and fulfilled orders turn reservations into on-hand decrements. An order that cannot be
+//! fully reserved is marked `oversold` on the canonical record, announced as `OrderOversold`, counted,
+//! and handled per the channel's policy (hold, backorder, cancel through the connector).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use manifold_aws::events::publish;
+use manifold_connectors::CallContext;
+use manifold_domain::{
+    Order, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
+    events::{EventDetail, EventKind},
+};
+use manifold_ledger::{
+    Change, Ledger, OrderReservation, Position, PositionKey, ReserveOutcome, Scope,
+    fanout::{FanoutReport, fan_out},
+    import::{Parsed, parse_csv, parse_json},
+};
+use manifold_telemetry::MetricSet;
+use serde::{Deserialize, Serialize};
+use tracing::{Instrument, info, warn};
+
+use crate::{App, outcome::Failure, sqs::process_batch};
+
+/// What a ledger event did, for logs, tests and the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerOutcome {
+    Reserved { jobs: usize },
+    AlreadyApplied,
+    Oversold { action: OversellAction, short: usize },
+    Released { jobs: usize },
+    Shipped { jobs: usize },
+    Ignored(&'static str),
+}
+
+/// An EventBridge event as the rule delivers it to SQS.
+#[derive(Debug, Deserialize)]
+struct BusEvent {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    detail: serde_json::Value,
+}
+
+/// The ERP/WMS absolute stock update (`PUT /v1/inventory/{sku}`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnHandUpdate {
+    pub on_hand: i64,
+    #[serde(default)]
+    pub location: Option<String>,
+    /// The source system's reference for this count (idempotency); defaults to a hash of the request.
+    #[serde(default)]
+    pub source_ref: Option<String>,
+}
+
+fn failure(e: &manifold_ledger::LedgerError) -> Failure {
+    if e.is_retryable() {
+        Failure::Transient(e.to_string().into())
+    } else {
+        Failure::permanent("ledger", e.to_string())
+    }
+}
+
+impl App {
+    /// The LedgerQueue consumer.
+    pub async fn ledger_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        process_batch(event, 4, |m| async move {
+            let body = m.body.as_deref().unwrap_or_default();
+            let event: BusEvent = serde_json::from_str(body)
+                .map_err(|e| Failure::permanent("ledger", format!("not a bus event: {e}")))?;
+            match self.apply_event(&event.detail_type, &event.detail, Utc::now()).await {
+                // A permanent failure here is a bug or a corrupt item: keep it in the DLQ for a person.
+                Err(Failure::Permanent { stage, reason }) => {
+                    Err(Failure::Transient(format!("{stage}: {reason}").into()))
+                }
+                other => other.map(|_| ()),
+            }
+        })
+        .await
+    }
+
+    /// Applies one domain event to the ledger.
+    pub async fn apply_event(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<LedgerOutcome, Failure> {
+        let trace_id = detail.get("trace_id").and_then(|v| v.as_str()).map_or_else(crate::trace::mint, str::to_owned);
+        let span = manifold_telemetry::business_span!("ledger", event = detail_type);
+        span.record("trace_id", trace_id.as_str());
+        let data = detail.get("data").cloned().unwrap_or_default();
+        let decode = |what: &'static str| {
+            move |e: serde_json::Error| Failure::permanent("ledger", format!("{what} event data: {e}"))
+        };
+        async {
+            match detail_type {
+                "OrderAccepted" | "OrderUpdated" | "OrderCancelled" => {
+                    let order: Order = serde_json::from_value(data).map_err(decode("order"))?;
+                    tracing::Span::current().record("order_id", order.id.as_str());
+                    tracing::Span::current().record("channel", order.channel.as_str());
+                    self.apply_order(&order, &trace_id, now).await
+                }
+                "RefundCreated" => {
+                    let refund: Refund = serde_json::from_value(data).map_err(decode("refund"))?;
+                    let lines: Vec<(String, u32)> =
+                        refund.lines.iter().filter(|l| l.restock).map(|l| (l.line_id.clone(), l.quantity)).collect();
+                    if lines.is_empty() {
+                        return Ok(LedgerOutcome::Ignored("refund restocks nothing"));
+                    }
+                    let change = self
+                        .ledger
+                        .release_order(&refund.order_id, &Scope::Lines(lines), &format!("refund:{}", refund.id))
+                        .await
+                        .map_err(|e| failure(&e))?;
+                    let jobs = self.after_change(&change.positions, &trace_id, now).await?;
+                    Ok(LedgerOutcome::Released { jobs })
+                }
+                "ShipmentCreated" => {
+                    let shipment: Shipment = serde_json::from_value(data).map_err(decode("shipment"))?;
+                    let lines: Vec<(String, u32)> =
+                        shipment.lines.iter().filter_map(|l| l.line_id.clone().map(|id| (id, l.quantity))).collect();
+                    let scope = if lines.is_empty() { Scope::WholeOrder } else { Scope::Lines(lines) };
+                    let change = self
+                        .ledger
+                        .ship_order(&shipment.order_id, &scope, &format!("shipment:{}", shipment.id))
+                        .await
+                        .map_err(|e| failure(&e))?;
+                    let jobs = self.after_change(&change.positions, &trace_id, now).await?;
+                    Ok(LedgerOutcome::Shipped { jobs })
+                }
+                _ => Ok(LedgerOutcome::Ignored("event kind does not move stock")),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn apply_order(&self, order: &Order, trace_id: &str, now: DateTime<Utc>) -> Result<LedgerOutcome, Failure> {
+        if order.status.releases_stock() {
+            let change =
+                self.ledger.release_order(&order.id, &Scope::WholeOrder, "cancel").await.map_err(|e| failure(&e))?;
+            let jobs = self.after_change(&change.positions, trace_id, now).await?;
+            return Ok(LedgerOutcome::Released { jobs });
+        }
+        let reservation = OrderReservation::from_order(order, &self.config, Some(trace_id.to_owned()));
+        let change = self.ledger.reserve_order(&reservation).await.map_err(|e| failure(&e))?;
+        let outcome = match &change.outcome {
+            ReserveOutcome::Reserved => LedgerOutcome::Reserved { jobs: 0 },
+            ReserveOutcome::AlreadyApplied { .. } => LedgerOutcome::AlreadyApplied,
+            ReserveOutcome::Oversold { short_lines, action } => {
+                self.handle_oversell(order, short_lines.clone(), *action, trace_id, now).await?;
+                LedgerOutcome::Oversold { action: *action, short: short_lines.len() }
+            }
+        };
+        let mut jobs = self.after_change(&change.positions, trace_id, now).await?;
+        if order.status == OrderStatus::Fulfilled {
+            // Fulfilled on the channel itself: the reservation leaves the warehouse.
+            let shipped: Change<_> =
+                self.ledger.ship_order(&order.id, &Scope::WholeOrder, "fulfilled").await.map_err(|e| failure(&e))?;
+            jobs += self.after_change(&shipped.positions, trace_id, now).await?;
+            return Ok(LedgerOutcome::Shipped { jobs });
+        }
+        Ok(match outcome {
+            LedgerOutcome::Reserved { .. } => LedgerOutcome::Reserved { jobs },
+            other => other,
+        })
+    }
+
+    async fn handle_oversell(
+        &self,
+        order: &Order,
+        short_lines: Vec<manifold_domain::ShortLine>,
+        action: OversellAction,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Failure> {
+        let oversell = Oversell { short_lines, action, detected_at: now };
+        self.records.set_oversold(&order.id, Some(&oversell)).await?;
+        let mut marked = order.clone();
+        marked.oversold = Some(oversell.clone());
+        publish(self.bus.as_ref(), &EventDetail::new(EventKind::OrderOversold, trace_id, now, &marked)).await?;
+        MetricSet::new()
+            .dim("Channel", order.channel.as_str())
+            .count("Oversell", 1)
+            .aggregate()
+            .property("trace_id", trace_id)
+            .emit();
+        warn!(rule = ?action, short = oversell.short_lines.len(), "order oversold");
+        if action == OversellAction::Cancel {
+            let account = self.account(order.channel, order.account.as_str())?;
+            let connector = self.connector(account).await?;
+            connector
+                .cancel_order(&order.channel_order_id, "out of stock", &CallContext { trace_id: trace_id.to_owned() })
+                .await
+                .map_err(|e| {
+                    if e.is_retryable() {
+                        Failure::Transient(Box::new(e))
+                    } else {
+                        Failure::permanent("cancel", e.to_string())
+                    }
+                })?;
+            info!("oversold order cancelled on the channel");
+        }
+        Ok(())
+    }
+
+    /// Fans the changed positions out to every channel and announces them on the bus.
+    async fn after_change(&self, positions: &[Position], trace_id: &str, now: DateTime<Utc>) -> Result<usize, Failure> {
+        if positions.is_empty() {
+            return Ok(0);
+        }
+        let report: FanoutReport =
+            fan_out(&self.config, positions, &self.push_gate, &self.push_queue).await.map_err(|e| {
+                if e.is_retryable() {
+                    Failure::Transient(Box::new(e))
+                } else {
+                    Failure::permanent("fanout", e.to_string())
+                }
+            })?;
+        for p in positions {
+            let data = serde_json::json!({"sku": p.sku, "location": p.location, "on_hand": p.on_hand, "reserved": p.reserved, "available": p.available, "version": p.version});
+            publish(self.bus.as_ref(), &EventDetail::new(EventKind::InventoryChanged, trace_id, now, data)).await?;
+        }
+        info!(enqueued = report.enqueued.len(), coalesced = report.coalesced, "availability fanned out");
+        Ok(report.enqueued.len())
+    }
+
+    /// `PUT /v1/inventory/{sku}`: the source of truth's absolute on-hand count. Open reservations stay.
+    pub async fn set_on_hand(
+        &self,
+        sku: &str,
+        update: &OnHandUpdate,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Position, Failure> {
+        let sku = Sku::new(sku).map_err(|e| Failure::permanent("inventory", e.to_string()))?;
+        let key = PositionKey::new(
+            sku,
+            update.location.clone().unwrap_or_else(|| manifold_ledger::DEFAULT_LOCATION.to_owned()),
+        );
+        let source_ref = update.source_ref.clone().unwrap_or_else(|| trace_id.to_owned());
+        let change = self.ledger.set_on_hand(&key, update.on_hand, &source_ref).await.map_err(|e| failure(&e))?;
+        self.after_change(&change.positions, trace_id, now).await?;
+        self.ledger.position(&key).await.map_err(|e| failure(&e))
+    }
+
+    /// `POST /v1/inventory/import`: a JSON array or a CSV file; bad rows are reported, good rows applied.
+    pub async fn import_stock(
+        &self,
+        body: &str,
+        csv: bool,
+        import_ref: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<serde_json::Value, Failure> {
+        let parsed: Parsed = if csv { parse_csv(body) } else { parse_json(body) };
+        let report =
+            manifold_ledger::import::import(self.ledger.as_ref(), parsed, import_ref).await.map_err(|e| failure(&e))?;
+        let jobs = self.after_change(&report.positions, trace_id, now).await?;
+        Ok(serde_json::json!({
+            "applied": report.applied,
+            "already_applied": report.already_applied,
+            "push_jobs": jobs,
+            "errors": report.errors.iter().map(|e| serde_json::json!({"row": e.row, "reason": e.reason})).collect::<Vec<_>>(),
+        }))
+    }
+}

@@ -1,0 +1,121 @@
+//! The order-to-stock pipeline against moto: a webhook's order reaches the ledger through the bus
+//! events, reserves stock, fans availability out to every channel's push queue, and an order that
+//! cannot be served is marked oversold. The ERP's on-hand count keeps open reservations.
+
+use chrono::Utc;
+use manifold_app::{ledger::LedgerOutcome, ledger::OnHandUpdate};
+use manifold_domain::{Channel, OversellAction};
+use manifold_ledger::{Ledger, PositionKey};
+
+use crate::inbound::{Harness, shopify_body, shopify_headers, shopify_order_id};
+
+/// Feeds the captured bus events to the ledger consumer, as the LedgerQueue rule would.
+async fn run_ledger(h: &Harness) -> Vec<(String, LedgerOutcome)> {
+    let mut out = Vec::new();
+    for e in h.stack.events().await {
+        let kind = e["detail-type"].as_str().unwrap_or_default().to_owned();
+        let outcome = h.app.apply_event(&kind, &e["detail"], Utc::now()).await.expect("ledger applies the event");
+        out.push((kind, outcome));
+    }
+    out
+}
+
+fn key(sku: &str) -> PositionKey {
+    PositionKey::new(manifold_domain::Sku::new(sku).unwrap(), "default")
+}
+
+#[tokio::test]
+async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
+    let h = Harness::new().await;
+    // The paid Shopify order sells one IPOD2009BLACK (unmapped: the master SKU keeps its value).
+    let update = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-1".into()) };
+    let position = h.app.set_on_hand("IPOD2009BLACK", &update, "trace-erp", Utc::now()).await.unwrap();
+    assert_eq!((position.on_hand, position.reserved, position.available), (10, 0, 10));
+    let _ = h.stack.events().await; // InventoryChanged from the ERP update
+    for c in Channel::ALL {
+        let jobs = h.stack.drain(&h.stack.env.push_queues[&c]).await;
+        assert_eq!(jobs.len(), 1, "{c} got the ERP count");
+    }
+
+    let body = shopify_body();
+    assert_eq!(
+        h.app
+            .handle_webhook("shopify", "shop-eu", &shopify_headers(&body, "evt-p1", "orders/create"), &body, Utc::now())
+            .await
+            .status,
+        200
+    );
+    h.run_ingest().await;
+    let applied = run_ledger(&h).await;
+    assert!(
+        matches!(applied.as_slice(), [(k, LedgerOutcome::Reserved { jobs: 8 })] if k == "OrderAccepted"),
+        "{applied:?}"
+    );
+    let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved, p.available), (10, 1, 9));
+
+    // Each channel's own queue holds its own publishable quantity (buffers from the example config).
+    let shopify: Vec<serde_json::Value> = h
+        .stack
+        .drain(&h.stack.env.push_queues[&Channel::Shopify])
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(shopify.len(), 1);
+    assert_eq!(shopify[0]["quantity"], 7, "9 available minus Shopify's buffer of 2");
+    let ebay: Vec<serde_json::Value> = h
+        .stack
+        .drain(&h.stack.env.push_queues[&Channel::Ebay])
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(ebay[0]["quantity"], 8, "9 minus eBay's buffer of 1, under its cap of 10");
+
+    // The ERP counts 4 on hand while the order is open: the reservation is kept.
+    let p = h
+        .app
+        .set_on_hand(
+            "IPOD2009BLACK",
+            &OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-2".into()) },
+            "t",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((p.on_hand, p.reserved, p.available), (4, 1, 3));
+
+    // Redelivering the same event reserves nothing more.
+    let order = h.app.records.get_order(&shopify_order_id()).await.unwrap().unwrap();
+    let detail = serde_json::json!({"trace_id": "t", "data": order});
+    assert_eq!(h.app.apply_event("OrderAccepted", &detail, Utc::now()).await.unwrap(), LedgerOutcome::AlreadyApplied);
+}
+
+#[tokio::test]
+async fn an_order_without_stock_is_marked_oversold_and_announced() {
+    let h = Harness::new().await;
+    let body = shopify_body();
+    assert_eq!(
+        h.app
+            .handle_webhook("shopify", "shop-eu", &shopify_headers(&body, "evt-p2", "orders/create"), &body, Utc::now())
+            .await
+            .status,
+        200
+    );
+    h.run_ingest().await;
+    let applied = run_ledger(&h).await;
+    assert!(
+        matches!(applied.as_slice(), [(_, LedgerOutcome::Oversold { action: OversellAction::Hold, short: 1 })]),
+        "{applied:?}"
+    );
+    let stored = h.app.records.get_order(&shopify_order_id()).await.unwrap().unwrap();
+    let oversold = stored.oversold.expect("marked on the canonical record");
+    assert_eq!(oversold.short_lines[0].sku.as_str(), "IPOD2009BLACK");
+    assert_eq!(oversold.short_lines[0].requested, 1);
+    let kinds: Vec<String> =
+        h.stack.events().await.iter().map(|e| e["detail-type"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(kinds.contains(&"OrderOversold".to_owned()), "{kinds:?}");
+    let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
+    assert_eq!(p.reserved, 0, "a held order reserves nothing");
+}
