@@ -1,1 +1,495 @@
-//! (being written)
+//! Outbound connectors against the channel simulators on loopback: request shapes, batching,
+//! idempotency keys, rate limits that bind (and are never exceeded), failure classes and the breaker.
+//! Throughput figures live in the `ratelimit` bench of manifold-connectors, not here.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use manifold_connectors::{
+    CallContext, ChannelConnector, ConnectorError, Credentials, FailureClass, PriceUpdate, StockUpdate,
+    breaker::{BreakerPolicy, MemoryBreakerStore, Phase},
+    build,
+    guarded::Guarded,
+    http_client,
+};
+use manifold_domain::{
+    AccountId, Amount, Channel, Currency, Shipment, ShipmentLine, Sku,
+    config::{AccountConfig, RateLimit},
+};
+use manifold_simulator::{CatalogItem, FaultKind, FaultSpec, SimConfig, SimHandle, SimLimit, Simulator};
+use serde_json::{Value, json};
+
+use crate::support::eventually;
+
+fn version(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Shopify => "2026-07",
+        Channel::Woocommerce | Channel::Bigcommerce | Channel::Etsy => "v3",
+        Channel::Amazon => "v0",
+        Channel::Tiktok => "202309",
+        Channel::Zalando | Channel::Ebay => "v1",
+    }
+}
+
+fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &[(&str, &str)]) -> AccountConfig {
+    let mut all: BTreeMap<String, String> = [
+        ("location_id", "gid://shopify/Location/1"),
+        ("seller_id", "A2EUQ1WTGCTBG2"),
+        ("marketplace_id", "A1PA6795UKMFR9"),
+        ("shop_id", "12345678"),
+        ("warehouse_id", "7068517275539793707"),
+        ("app_key", "sim-app-key"),
+        ("sales_channel_id", "bf48ba35-149d-4b76-8ac9-d08d126b517f"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if channel == Channel::Bigcommerce {
+        all.insert("location_id".into(), "1".into());
+    }
+    for (k, v) in settings {
+        all.insert((*k).to_owned(), (*v).to_owned());
+    }
+    AccountConfig {
+        channel,
+        account: AccountId::new("it-account").unwrap(),
+        api_version: version(channel).to_owned(),
+        secret: format!("manifold/{channel}/it"),
+        endpoint: sim.base_url(channel),
+        enabled: true,
+        rate_limit,
+        max_concurrency: 2,
+        sync: Default::default(),
+        stock: Default::default(),
+        sku_map: BTreeMap::new(),
+        settings: all,
+    }
+}
+
+fn creds() -> Credentials {
+    [("access_token", "sim-token"), ("client_id", "ck_sim"), ("client_secret", "cs_sim"), ("api_key", "sim-keystring")]
+        .into_iter()
+        .collect()
+}
+
+fn connector(
+    sim: &SimHandle,
+    channel: Channel,
+    rate_limit: RateLimit,
+    settings: &[(&str, &str)],
+) -> Arc<dyn ChannelConnector> {
+    build(&account(sim, channel, rate_limit, settings), creds(), http_client(Duration::from_secs(2)).unwrap())
+}
+
+fn items(n: usize, id: impl Fn(usize) -> Option<String>) -> Vec<StockUpdate> {
+    (0..n)
+        .map(|i| StockUpdate {
+            sku: Sku::new(format!("SKU-{i:05}")).unwrap(),
+            channel_sku: format!("SKU-{i:05}"),
+            quantity: u32::try_from(i % 50).unwrap(),
+            channel_item_id: id(i),
+        })
+        .collect()
+}
+
+fn shopify_gid(i: usize) -> Option<String> {
+    Some(format!("gid://shopify/InventoryItem/{i}"))
+}
+
+fn ctx(trace: &str) -> CallContext {
+    CallContext::new(trace)
+}
+
+fn writes_to<'a>(
+    sim: &'a manifold_simulator::Snapshot,
+    channel: Channel,
+    path_part: &str,
+) -> Vec<&'a manifold_simulator::Write> {
+    sim.writes.get(&channel).into_iter().flatten().filter(|w| w.path.contains(path_part)).collect()
+}
+
+async fn start(config: SimConfig) -> SimHandle {
+    Simulator::start(config).await.expect("simulator starts on loopback")
+}
+
+#[tokio::test]
+async fn shopify_batches_600_skus_into_3_idempotent_inventory_set_quantities_calls() {
+    let sim = start(SimConfig::default()).await;
+    let shopify =
+        connector(&sim, Channel::Shopify, RateLimit::LeakyBucket { capacity: 1000.0, leak_per_second: 50.0 }, &[]);
+    let push = items(600, shopify_gid);
+
+    let outcome = shopify.push_stock(&push, &ctx("trace-shopify-600")).await.unwrap();
+
+    assert_eq!(outcome.delivered.len(), 600);
+    assert!(outcome.rejected.is_empty());
+    let snap = sim.snapshot();
+    let calls = writes_to(&snap, Channel::Shopify, "graphql.json");
+    assert_eq!(calls.len(), 3);
+    let sizes: Vec<usize> =
+        calls.iter().map(|w| w.body["variables"]["input"]["quantities"].as_array().unwrap().len()).collect();
+    assert_eq!(sizes, [250, 250, 100]);
+    let first = &calls[0].body;
+    assert!(first["query"].as_str().unwrap().contains("@idempotent(key: $idempotencyKey)"));
+    assert_eq!(first["variables"]["input"]["name"], "available");
+    assert_eq!(first["variables"]["input"]["ignoreCompareQuantity"], true);
+    assert_eq!(
+        first["variables"]["input"]["quantities"][7],
+        json!({ "inventoryItemId": "gid://shopify/InventoryItem/7", "locationId": "gid://shopify/Location/1", "quantity": 7 })
+    );
+    let keys = &snap.idempotency_keys[&Channel::Shopify];
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| !k.is_empty()) && keys[0] != keys[1]);
+    assert_eq!(snap.stock[&Channel::Shopify]["gid://shopify/InventoryItem/599"], 49);
+
+    // The same push under the same trace id reuses the keys, so Shopify deduplicates a retry.
+    shopify.push_stock(&push, &ctx("trace-shopify-600")).await.unwrap();
+    let again = sim.snapshot().idempotency_keys[&Channel::Shopify].clone();
+    assert_eq!(&again[3..], &keys[..]);
+}
+
+#[tokio::test]
+async fn batch_sizes_follow_each_channel() {
+    let sim = start(SimConfig::default().unlimited(Channel::Zalando).unlimited(Channel::Bigcommerce)).await;
+    let unlimited = RateLimit::Unlimited;
+    let cases: [(Channel, &str, usize, Box<dyn Fn(usize) -> Option<String>>); 4] = [
+        (Channel::Ebay, "bulk_update_price_quantity", 24, Box::new(|_| None)),
+        (Channel::Zalando, "/stocks", 1, Box::new(|_| None)),
+        (Channel::Bigcommerce, "adjustments/absolute", 1, Box::new(|_| None)),
+        (Channel::Woocommerce, "products/batch", 6, Box::new(|i| Some((1000 + i).to_string()))),
+    ];
+    for (channel, path, calls, id) in cases {
+        let c = connector(&sim, channel, unlimited, &[]);
+        let outcome = c.push_stock(&items(600, id), &ctx("trace-batches")).await.unwrap();
+        assert_eq!(outcome.delivered.len(), 600, "{channel}: {:?}", outcome.rejected.first());
+        assert_eq!(writes_to(&sim.snapshot(), channel, path).len(), calls, "{channel}");
+    }
+    let snap = sim.snapshot();
+    let ebay = &writes_to(&snap, Channel::Ebay, "bulk_update")[0].body;
+    assert_eq!(ebay["requests"][3], json!({ "sku": "SKU-00003", "shipToLocationAvailability": { "quantity": 3 } }));
+    let zalando = &writes_to(&snap, Channel::Zalando, "/stocks")[0].body;
+    assert_eq!(
+        zalando["items"][1],
+        json!({ "sales_channel_id": "bf48ba35-149d-4b76-8ac9-d08d126b517f", "ean": "SKU-00001", "quantity": 1 })
+    );
+    let bc = &writes_to(&snap, Channel::Bigcommerce, "absolute")[0].body;
+    assert_eq!(bc["items"][2], json!({ "location_id": 1, "sku": "SKU-00002", "quantity": 2 }));
+    let woo = &writes_to(&snap, Channel::Woocommerce, "batch")[0].body;
+    assert_eq!(woo["update"][0], json!({ "id": 1000, "manage_stock": true, "stock_quantity": 0 }));
+    assert_eq!(snap.stock[&Channel::Woocommerce]["1599"], 49);
+}
+
+#[tokio::test]
+async fn shopify_5000_skus_within_a_small_bucket_get_no_throttle() {
+    // The configured figure is the documented default; the simulated store is far smaller, and the
+    // limiter must learn that from throttleStatus instead of being throttled.
+    let config = SimConfig::default()
+        .with_limit(Channel::Shopify, SimLimit::Points { capacity: 40.0, restore_per_second: 40.0 });
+    let sim = start(config).await;
+    let shopify =
+        connector(&sim, Channel::Shopify, RateLimit::LeakyBucket { capacity: 1000.0, leak_per_second: 50.0 }, &[]);
+
+    let outcome = shopify.push_stock(&items(5000, shopify_gid), &ctx("trace-shopify-5000")).await.unwrap();
+
+    assert_eq!(outcome.delivered.len(), 5000);
+    let snap = sim.snapshot();
+    assert_eq!(snap.throttled.get(&Channel::Shopify).copied().unwrap_or(0), 0, "no THROTTLED response");
+    assert_eq!(snap.stock[&Channel::Shopify].len(), 5000);
+}
+
+#[tokio::test]
+async fn bigcommerce_5000_skus_within_a_small_window_get_no_429() {
+    let config =
+        SimConfig::default().with_limit(Channel::Bigcommerce, SimLimit::Window { requests: 25, window_ms: 1000 });
+    let sim = start(config).await;
+    let bc = connector(
+        &sim,
+        Channel::Bigcommerce,
+        RateLimit::FixedWindow { requests: 150, window_seconds: 30 },
+        &[("batch_size", "50")],
+    );
+
+    let outcome = bc.push_stock(&items(5000, |_| None), &ctx("trace-bc-5000")).await.unwrap();
+
+    assert_eq!(outcome.delivered.len(), 5000);
+    let snap = sim.snapshot();
+    assert_eq!(snap.throttled.get(&Channel::Bigcommerce).copied().unwrap_or(0), 0, "no 429");
+    assert_eq!(snap.requests[&Channel::Bigcommerce], 100);
+    assert_eq!(snap.stock[&Channel::Bigcommerce].len(), 5000);
+}
+
+#[tokio::test]
+async fn unknown_skus_are_permanent_per_item_and_not_retried() {
+    let sim = start(SimConfig::default()).await;
+    let known: Vec<CatalogItem> = (0..20)
+        .map(|i| CatalogItem {
+            id: format!("SKU-{i:05}"),
+            sku: format!("SKU-{i:05}"),
+            quantity: 0,
+            product_id: None,
+            variant_id: None,
+            price_minor: None,
+        })
+        .collect();
+    sim.seed_catalog(Channel::Ebay, known.clone());
+    sim.seed_catalog(Channel::Bigcommerce, known);
+
+    let ebay = connector(&sim, Channel::Ebay, RateLimit::Unlimited, &[]);
+    let outcome = ebay.push_stock(&items(25, |_| None), &ctx("trace-ebay-unknown")).await.unwrap();
+    assert_eq!(outcome.delivered.len(), 20);
+    assert_eq!(outcome.rejected.len(), 5);
+    assert!(outcome.rejected.iter().all(|(_, e)| e.class == FailureClass::Permanent && !e.is_retryable()));
+    assert_eq!(sim.snapshot().requests[&Channel::Ebay], 1, "one call, no retry");
+
+    // BigCommerce validates the batch as a whole: a 422 rejects it, permanently, in one request.
+    let bc = connector(&sim, Channel::Bigcommerce, RateLimit::Unlimited, &[]);
+    let outcome = bc.push_stock(&items(25, |_| None), &ctx("trace-bc-unknown")).await.unwrap();
+    assert_eq!(outcome.rejected.len(), 25);
+    assert!(outcome.rejected.iter().all(|(_, e)| e.class == FailureClass::Permanent && e.status == Some(422)));
+    assert_eq!(sim.snapshot().requests[&Channel::Bigcommerce], 1);
+}
+
+#[tokio::test]
+async fn faults_are_classified() {
+    let sim = start(SimConfig { timeout_delay: Duration::from_secs(5), ..SimConfig::default() }).await;
+    let zalando = connector(&sim, Channel::Zalando, RateLimit::Unlimited, &[]);
+    let push = items(3, |_| None);
+    let cases = [
+        (FaultKind::Unauthorized, FailureClass::Auth),
+        (FaultKind::ServerError, FailureClass::Transient),
+        (FaultKind::Malformed, FailureClass::Transient),
+        (FaultKind::Timeout, FailureClass::Transient),
+    ];
+    for (kind, class) in cases {
+        sim.inject(FaultSpec { channel: Channel::Zalando, kind, probability: None, next_n: Some(1) });
+        let err: ConnectorError = zalando.push_stock(&push, &ctx("trace-faults")).await.unwrap_err();
+        assert_eq!(err.class, class, "{kind:?}: {err}");
+    }
+    assert_eq!(sim.snapshot().requests[&Channel::Zalando], 4, "no retries of transient or auth failures");
+    assert_eq!(zalando.push_stock(&push, &ctx("trace-faults")).await.unwrap().delivered.len(), 3);
+}
+
+#[tokio::test]
+async fn breaker_opens_stops_calls_probes_once_and_closes() {
+    let sim = start(SimConfig::default().unlimited(Channel::Bigcommerce)).await;
+    let inner = connector(&sim, Channel::Bigcommerce, RateLimit::Unlimited, &[]);
+    let policy = BreakerPolicy { failure_threshold: 3, cool_down: Duration::from_millis(300) };
+    let guarded = Guarded::new(inner, Arc::new(MemoryBreakerStore::default()), "bigcommerce:it", policy);
+    let push = items(2, |_| None);
+    let requests = || sim.snapshot().requests.get(&Channel::Bigcommerce).copied().unwrap_or(0);
+
+    sim.inject(FaultSpec {
+        channel: Channel::Bigcommerce,
+        kind: FaultKind::ServerError,
+        probability: None,
+        next_n: Some(4),
+    });
+    for _ in 0..3 {
+        assert_eq!(guarded.push_stock(&push, &ctx("t")).await.unwrap_err().class, FailureClass::Transient);
+    }
+    assert_eq!(requests(), 3);
+    assert!(matches!(guarded.breaker().state().await.unwrap().phase, Phase::Open { .. }));
+
+    // Open: refused locally, nothing reaches the channel.
+    let refused = guarded.push_stock(&push, &ctx("t")).await.unwrap_err();
+    assert!(refused.is_retryable() && refused.message.contains("circuit open"), "{refused}");
+    assert_eq!(requests(), 3);
+
+    // After the cool-down one probe goes out; it meets the 4th injected failure and re-opens.
+    let probe = eventually("the breaker to let a probe through", Duration::from_secs(5), || async {
+        match guarded.push_stock(&push, &ctx("t")).await {
+            Err(e) if e.message.contains("circuit open") => None,
+            other => Some(other),
+        }
+    })
+    .await;
+    assert!(probe.is_err());
+    assert_eq!(requests(), 4, "exactly one probe");
+    assert!(guarded.push_stock(&push, &ctx("t")).await.unwrap_err().message.contains("circuit open"));
+
+    // The next probe succeeds and closes the breaker.
+    let probe = eventually("a second probe", Duration::from_secs(5), || async {
+        match guarded.push_stock(&push, &ctx("t")).await {
+            Err(e) if e.message.contains("circuit open") => None,
+            other => Some(other),
+        }
+    })
+    .await;
+    assert_eq!(probe.unwrap().delivered.len(), 2);
+    assert_eq!(guarded.breaker().state().await.unwrap().phase, Phase::Closed);
+    assert_eq!(requests(), 5);
+}
+
+#[tokio::test]
+async fn etsy_writes_back_the_whole_product_set() {
+    let sim = start(SimConfig::default()).await;
+    let product = |sku: &str, q| CatalogItem {
+        id: sku.into(),
+        sku: sku.into(),
+        quantity: q,
+        product_id: Some("555".into()),
+        variant_id: None,
+        price_minor: Some(1250),
+    };
+    sim.seed_catalog(Channel::Etsy, vec![product("MUG-S", 3), product("MUG-M", 4), product("MUG-L", 5)]);
+    let etsy = connector(&sim, Channel::Etsy, RateLimit::TokenBucket { rate_per_second: 10.0, burst: 10 }, &[]);
+
+    let push = vec![StockUpdate {
+        sku: Sku::new("MUG-M").unwrap(),
+        channel_sku: "MUG-M".into(),
+        quantity: 9,
+        channel_item_id: Some("555".into()),
+    }];
+    let outcome = etsy.push_stock(&push, &ctx("trace-etsy")).await.unwrap();
+
+    assert_eq!(outcome.delivered, ["MUG-M"]);
+    let snap = sim.snapshot();
+    let put = writes_to(&snap, Channel::Etsy, "/listings/555/inventory");
+    assert_eq!(put.len(), 1);
+    assert_eq!(put[0].body["products"].as_array().unwrap().len(), 3, "omitted products would be deleted");
+    assert_eq!(put[0].body["products"][0]["offerings"][0]["price"], json!(12.5));
+    let stock = &snap.stock[&Channel::Etsy];
+    assert_eq!((stock["MUG-S"], stock["MUG-M"], stock["MUG-L"]), (3, 9, 5));
+}
+
+#[tokio::test]
+async fn amazon_patches_few_skus_and_feeds_many() {
+    let sim = start(
+        SimConfig::default().with_limit(Channel::Amazon, SimLimit::TokenBucket { rate_per_second: 20.0, burst: 5.0 }),
+    )
+    .await;
+    let amazon = connector(
+        &sim,
+        Channel::Amazon,
+        RateLimit::TokenBucket { rate_per_second: 20.0, burst: 5 },
+        &[("feed_threshold", "10")],
+    );
+
+    let outcome = amazon.push_stock(&items(8, |_| None), &ctx("trace-amazon")).await.unwrap();
+    assert_eq!(outcome.delivered.len(), 8);
+    let snap = sim.snapshot();
+    let patches = writes_to(&snap, Channel::Amazon, "/listings/2021-08-01/items/A2EUQ1WTGCTBG2/");
+    assert_eq!(patches.len(), 8);
+    assert_eq!(patches[0].query, "marketplaceIds=A1PA6795UKMFR9");
+    assert_eq!(
+        patches[5].body,
+        json!({ "productType": "PRODUCT", "patches": [{ "op": "replace", "path": "/attributes/fulfillment_availability", "value": [{ "fulfillment_channel_code": "DEFAULT", "quantity": 5 }] }] })
+    );
+
+    let outcome = amazon.push_stock(&items(200, |_| None), &ctx("trace-amazon-feed")).await.unwrap();
+    assert_eq!(outcome.delivered.len(), 200);
+    let snap = sim.snapshot();
+    assert_eq!(writes_to(&snap, Channel::Amazon, "/feeds/2021-06-30/feeds").len(), 1);
+    assert_eq!(writes_to(&snap, Channel::Amazon, "/listings/").len(), 8, "bulk went through the feed");
+    assert_eq!(snap.stock[&Channel::Amazon]["SKU-00199"], 49);
+    assert_eq!(snap.throttled.get(&Channel::Amazon).copied().unwrap_or(0), 0);
+    assert_eq!(amazon.read_stock(&["SKU-00003".into()], &ctx("t")).await.unwrap(), [("SKU-00003".to_owned(), 3)]);
+}
+
+#[tokio::test]
+async fn fetch_order_returns_the_normalizer_input() {
+    let sim = start(SimConfig::default()).await;
+    let bc_doc = json!({
+        "order": serde_json::from_str::<Value>(include_str!("../../shared/connectors/fixtures/outbound/v2-order-218-get.json")).unwrap(),
+        "products": serde_json::from_str::<Value>(include_str!("../../shared/connectors/fixtures/outbound/v2-order-products-list.json")).unwrap(),
+        "shipping_addresses": serde_json::from_str::<Value>(include_str!("../../shared/connectors/fixtures/outbound/v2-order-shipping-addresses-list.json")).unwrap(),
+    });
+    sim.seed_order(Channel::Bigcommerce, bc_doc.clone()).unwrap();
+    let bc = connector(&sim, Channel::Bigcommerce, RateLimit::Unlimited, &[]);
+    assert_eq!(bc.fetch_order("218", &ctx("t")).await.unwrap(), bc_doc);
+
+    let order: Value = serde_json::from_str(include_str!(
+        "../../shared/connectors/fixtures/outbound/orders-v0-getOrder-response-example.json"
+    ))
+    .unwrap();
+    let items: Value = serde_json::from_str(include_str!(
+        "../../shared/connectors/fixtures/outbound/orders-v0-getOrderItems-response-example.json"
+    ))
+    .unwrap();
+    let mut order_items = items["payload"]["OrderItems"].as_array().unwrap().clone();
+    order_items.extend(order_items.clone()); // 4 items: the simulator pages by 2, so NextToken is followed
+    let amazon_doc = json!({ "order": order["payload"], "order_items": order_items });
+    sim.seed_order(Channel::Amazon, amazon_doc.clone()).unwrap();
+    let amazon = connector(&sim, Channel::Amazon, RateLimit::Unlimited, &[]);
+    assert_eq!(amazon.fetch_order("902-3159896-1390916", &ctx("t")).await.unwrap(), amazon_doc);
+}
+
+#[tokio::test]
+async fn zalando_orders_are_listed_until_acknowledged() {
+    let sim = start(SimConfig::default()).await;
+    let doc = json!({
+        "data": { "id": "o-1", "type": "Order", "attributes": { "order_number": "10101", "exported": false },
+                  "relationships": { "order_items": { "data": [{ "id": "i-1", "type": "OrderItem" }] } } },
+        "included": [
+            { "id": "i-1", "type": "OrderItem", "relationships": { "order_lines": { "data": [{ "id": "l-1", "type": "OrderLine" }] } } },
+            { "id": "l-1", "type": "OrderLine", "attributes": { "status": "accepted" } }
+        ]
+    });
+    sim.seed_order(Channel::Zalando, doc.clone()).unwrap();
+    let zalando = connector(&sim, Channel::Zalando, RateLimit::Unlimited, &[]);
+
+    assert_eq!(zalando.list_orders_since(Utc::now(), &ctx("t")).await.unwrap(), [doc]);
+    zalando.acknowledge_order("o-1", &ctx("t")).await.unwrap();
+    assert!(zalando.list_orders_since(Utc::now(), &ctx("t")).await.unwrap().is_empty());
+
+    let shipment = Shipment {
+        id: "s-1".into(),
+        order_id: manifold_domain::OrderId::new("zalando:it-account:o-1").unwrap(),
+        channel: Channel::Zalando,
+        account: AccountId::new("it-account").unwrap(),
+        channel_order_id: "o-1".into(),
+        carrier: Some("DHL".into()),
+        tracking_number: Some("00340434161094015902".into()),
+        tracking_url: None,
+        lines: vec![ShipmentLine { line_id: None, sku: None, quantity: 1 }],
+        shipped_at: Utc::now(),
+    };
+    zalando.push_tracking(&shipment, &ctx("t")).await.unwrap();
+    let snap = sim.snapshot();
+    let line = &snap.orders[&Channel::Zalando][0].doc["included"][1];
+    assert_eq!(line["attributes"]["status"], "shipped");
+}
+
+#[tokio::test]
+async fn prices_and_tracking_use_each_channels_endpoint() {
+    let sim = start(SimConfig::default()).await;
+    let price = |id: &str| PriceUpdate {
+        sku: Sku::new("SKU-1").unwrap(),
+        channel_sku: "SKU-1".into(),
+        amount: Amount::parse("19.99", Currency::new("EUR").unwrap()).unwrap(),
+        currency: Currency::new("EUR").unwrap(),
+        channel_item_id: Some(id.into()),
+    };
+    let ebay = connector(&sim, Channel::Ebay, RateLimit::Unlimited, &[]);
+    assert_eq!(ebay.push_prices(&[price("offer-9")], &ctx("t")).await.unwrap().delivered, ["SKU-1"]);
+    let tiktok = connector(&sim, Channel::Tiktok, RateLimit::Unlimited, &[]);
+    assert_eq!(tiktok.push_prices(&[price("1729/3301")], &ctx("t")).await.unwrap().delivered, ["SKU-1"]);
+    let snap = sim.snapshot();
+    assert_eq!(
+        writes_to(&snap, Channel::Ebay, "bulk_update")[0].body["requests"][0]["offers"][0],
+        json!({ "offerId": "offer-9", "price": { "value": "19.99", "currency": "EUR" } })
+    );
+    let tt = &writes_to(&snap, Channel::Tiktok, "/product/202309/products/1729/prices/update")[0];
+    assert_eq!(tt.body["skus"][0]["price"], json!({ "amount": "19.99", "currency": "EUR" }));
+    assert!(tt.query.contains("sign=") && tt.query.contains("app_key=sim-app-key"));
+
+    sim.seed_order(Channel::Ebay, json!({ "orderId": "12-34", "lineItems": [{ "lineItemId": "L1", "quantity": 2 }] }))
+        .unwrap();
+    let shipment = Shipment {
+        id: "s-2".into(),
+        order_id: manifold_domain::OrderId::new("ebay:it-account:12-34").unwrap(),
+        channel: Channel::Ebay,
+        account: AccountId::new("it-account").unwrap(),
+        channel_order_id: "12-34".into(),
+        carrier: Some("USPS".into()),
+        tracking_number: Some("9400100000000000000000".into()),
+        tracking_url: None,
+        lines: Vec::new(),
+        shipped_at: Utc::now(),
+    };
+    ebay.push_tracking(&shipment, &ctx("t")).await.unwrap();
+    let snap = sim.snapshot();
+    let sent = &writes_to(&snap, Channel::Ebay, "shipping_fulfillment")[0].body;
+    assert_eq!(sent["lineItems"], json!([{ "lineItemId": "L1", "quantity": 2 }]));
+    assert_eq!(sent["shippingCarrierCode"], "USPS");
+}

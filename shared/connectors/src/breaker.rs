@@ -55,9 +55,13 @@ mod millis {
 pub enum Phase {
     Closed,
     /// Refusing calls until `until`.
-    Open { until: DateTime<Utc> },
+    Open {
+        until: DateTime<Utc>,
+    },
     /// One probe is out since `since`; a probe that never reports back is replaced after a cool-down.
-    HalfOpen { since: DateTime<Utc> },
+    HalfOpen {
+        since: DateTime<Utc>,
+    },
 }
 
 /// The persisted state of one breaker. `version` increases with every write (compare-and-set).

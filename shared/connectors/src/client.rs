@@ -77,7 +77,8 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError>;
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError>;
     /// The order exactly as the normalizer takes it (see each channel's module docs for the shape).
-    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<serde_json::Value, ConnectorError>;
+    async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext)
+    -> Result<serde_json::Value, ConnectorError>;
     /// Orders changed since `since`, each in the [`fetch_order`](Self::fetch_order) shape.
     async fn list_orders_since(
         &self,
@@ -86,9 +87,25 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<serde_json::Value>, ConnectorError>;
     /// Tells the channel the order has been taken over (Zalando: mark exported); a no-op elsewhere.
     async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError>;
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError>;
+    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext)
+    -> Result<(), ConnectorError>;
     /// The channel's current sellable quantity per channel SKU (reconciliation).
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError>;
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError>;
+}
+
+/// The HTTP client connectors are built with: rustls, and bounded connect and request timeouts so a
+/// hung channel becomes a `Transient` failure instead of a stuck Lambda.
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, ConnectorError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+        .timeout(timeout)
+        .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConnectorError::permanent("cannot build the HTTP client").with_source(e))
 }
 
 /// Builds the connector for an account. Credentials each channel reads are listed in its module docs;

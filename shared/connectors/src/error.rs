@@ -157,16 +157,20 @@ pub fn malformed(status: u16, err: serde_json::Error) -> ConnectorError {
     ConnectorError::transient("malformed response body").with_status(status).with_source(err)
 }
 
-/// `Retry-After` in seconds, or the reset hints some channels send instead.
+/// How long a refused (429) request should wait: `Retry-After` in seconds, or the window reset some
+/// channels send instead. Only meaningful on a refusal: BigCommerce sends its reset time on every
+/// response.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<f64>().ok()) {
-        return Duration::try_from_secs_f64(secs.max(0.0)).ok();
-    }
-    if let Some(ms) = header("x-rate-limit-time-reset-ms").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_millis(ms));
-    }
-    None
+    retry_after_header(headers).or_else(|| {
+        let ms = headers.get("x-rate-limit-time-reset-ms")?.to_str().ok()?.trim().parse::<u64>().ok()?;
+        Some(Duration::from_millis(ms))
+    })
+}
+
+/// The `Retry-After` header alone (seconds), whatever the status.
+pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    let secs = headers.get("retry-after")?.to_str().ok()?.trim().parse::<f64>().ok()?;
+    Duration::try_from_secs_f64(secs.max(0.0)).ok()
 }
 
 #[cfg(test)]

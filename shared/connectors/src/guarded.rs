@@ -22,7 +22,12 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    pub fn new(inner: Arc<dyn ChannelConnector>, store: Arc<dyn BreakerStore>, key: impl Into<String>, policy: BreakerPolicy) -> Self {
+    pub fn new(
+        inner: Arc<dyn ChannelConnector>,
+        store: Arc<dyn BreakerStore>,
+        key: impl Into<String>,
+        policy: BreakerPolicy,
+    ) -> Self {
         Self { inner, breaker: CircuitBreaker::new(store, key, policy) }
     }
 
@@ -65,11 +70,20 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.acknowledge_order(channel_order_id, ctx)).await
     }
 
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         self.breaker.call(self.inner.cancel_order(channel_order_id, reason, ctx)).await
     }
 
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         self.breaker.call(self.inner.read_stock(channel_skus, ctx)).await
     }
 }

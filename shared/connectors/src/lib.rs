@@ -12,6 +12,6 @@ pub mod ratelimit;
 pub mod transport;
 pub mod verify;
 
-pub use client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate, build};
+pub use client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate, build, http_client};
 pub use credentials::Credentials;
 pub use error::{ConnectorError, FailureClass};

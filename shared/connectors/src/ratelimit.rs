@@ -13,6 +13,11 @@
 use std::time::Duration;
 
 use manifold_domain::config::RateLimit;
+
+/// Share of the channel's refill rate the limiter counts on. Requests granted evenly spaced can arrive
+/// bunched up (network jitter), and a bucket refilled at exactly the channel's rate would then be a
+/// token short now and then; 3% slack absorbs that without giving much allowance away.
+const REFILL_SAFETY: f64 = 0.97;
 use tokio::{sync::Mutex, time::Instant};
 
 /// What one response said about the remaining allowance. Every field is optional: channels say
@@ -66,9 +71,19 @@ pub struct LimiterStats {
 enum Model {
     /// Leaky bucket in points (Shopify) or token bucket in requests: `available` refills at `rate` up
     /// to `capacity`.
-    Bucket { capacity: f64, rate: f64, available: f64, last: Instant },
+    Bucket {
+        capacity: f64,
+        rate: f64,
+        available: f64,
+        last: Instant,
+    },
     /// `quota` requests per `window`, resetting at `reset_at`.
-    Window { quota: u32, window: Duration, remaining: f64, reset_at: Instant },
+    Window {
+        quota: u32,
+        window: Duration,
+        remaining: f64,
+        reset_at: Instant,
+    },
     Unlimited,
 }
 
@@ -205,7 +220,7 @@ impl State {
                     *available -= cost;
                     Ok(cost)
                 } else {
-                    Err(Duration::from_secs_f64(((cost - *available) / *rate).min(3600.0)))
+                    Err(Duration::from_secs_f64(((cost - *available) / (*rate * REFILL_SAFETY)).min(3600.0)))
                 }
             }
             Model::Window { quota, window, remaining, reset_at } => {
@@ -226,7 +241,7 @@ impl State {
 
 fn refill(capacity: f64, rate: f64, available: &mut f64, last: &mut Instant, now: Instant) {
     let elapsed = now.saturating_duration_since(*last).as_secs_f64();
-    *available = (*available + elapsed * rate).min(capacity);
+    *available = (*available + elapsed * rate * REFILL_SAFETY).min(capacity);
     *last = now;
 }
 

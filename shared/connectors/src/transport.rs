@@ -85,7 +85,7 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError>;
     /// What the response says about the remaining allowance.
     fn signals(&self, headers: &HeaderMap, _body: &Value) -> Signals {
-        Signals { retry_after: error::retry_after(headers), ..Signals::default() }
+        Signals { retry_after: error::retry_after_header(headers), ..Signals::default() }
     }
     /// Errors a channel reports inside a 2xx body (Shopify GraphQL `THROTTLED`, TikTok `code != 0`).
     fn body_error(&self, _body: &Value) -> Option<ConnectorError> {
@@ -129,7 +129,10 @@ impl ApiParts {
 
     /// The channel's documented batch size, lowered by an optional `batch_size` setting (never raised).
     pub fn batch(&self, channel_max: usize) -> usize {
-        self.settings.get("batch_size").and_then(|v| v.parse::<usize>().ok()).map_or(channel_max, |b| b.clamp(1, channel_max))
+        self.settings
+            .get("batch_size")
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(channel_max, |b| b.clamp(1, channel_max))
     }
 }
 

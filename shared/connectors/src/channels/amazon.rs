@@ -44,7 +44,7 @@ impl Dialect for AmazonDialect {
 
     fn signals(&self, headers: &HeaderMap, _body: &Value) -> Signals {
         Signals {
-            retry_after: crate::error::retry_after(headers),
+            retry_after: crate::error::retry_after_header(headers),
             rate_per_second: header(headers, "x-amzn-ratelimit-limit").and_then(|v| v.parse().ok()),
             ..Signals::default()
         }
@@ -106,7 +106,10 @@ impl Amazon {
             outcome.delivered.push(p.channel_sku.to_owned());
         } else {
             let issues = reply.body.get("issues").map(Value::to_string).unwrap_or_default();
-            outcome.rejected.push((p.channel_sku.to_owned(), ConnectorError::permanent(format!("listing patch not accepted: {issues}"))));
+            outcome.rejected.push((
+                p.channel_sku.to_owned(),
+                ConnectorError::permanent(format!("listing patch not accepted: {issues}")),
+            ));
         }
         Ok(outcome)
     }
@@ -114,7 +117,10 @@ impl Amazon {
     async fn feed(&self, patches: Vec<Patch<'_>>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         let (seller, marketplace) = self.ids()?;
         let content_type = "application/json; charset=UTF-8";
-        let doc = self.api.send(Req::post("/feeds/2021-06-30/documents", json!({ "contentType": content_type })), ctx).await?;
+        let doc = self
+            .api
+            .send(Req::post("/feeds/2021-06-30/documents", json!({ "contentType": content_type })), ctx)
+            .await?;
         let document_id = field(&doc.body, "/feedDocumentId")?.clone();
         let url = field(&doc.body, "/url")?.as_str().unwrap_or_default().to_owned();
         let messages: Vec<Value> = patches
@@ -130,7 +136,8 @@ impl Amazon {
                 })
             })
             .collect();
-        let content = json!({ "header": { "sellerId": seller, "version": "2.0", "issueLocale": "en_US" }, "messages": messages });
+        let content =
+            json!({ "header": { "sellerId": seller, "version": "2.0", "issueLocale": "en_US" }, "messages": messages });
         self.api.send(Req::put(url, content).header("content-type", content_type), ctx).await?;
         let create = json!({ "feedType": "JSON_LISTINGS_FEED", "marketplaceIds": [marketplace], "inputFeedDocumentId": document_id });
         let created = self.api.send(Req::post("/feeds/2021-06-30/feeds", create), ctx).await?;
@@ -160,7 +167,13 @@ impl Amazon {
 fn encode(segment: &str) -> String {
     segment
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -266,11 +279,20 @@ impl ChannelConnector for Amazon {
 
     /// Orders v0 has no cancel operation; seller cancellations go through an order-acknowledgement
     /// feed, which is not implemented here.
-    async fn cancel_order(&self, _channel_order_id: &str, _reason: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        _channel_order_id: &str,
+        _reason: &str,
+        _ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Amazon, "cancel an order through Orders v0"))
     }
 
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         let (seller, marketplace) = self.ids()?;
         let mut out = Vec::new();
         for sku in channel_skus {

@@ -54,7 +54,7 @@ impl Dialect for BigCommerceDialect {
             }),
             _ => None,
         };
-        Signals { retry_after: crate::error::retry_after(headers), window, ..Signals::default() }
+        Signals { retry_after: crate::error::retry_after_header(headers), window, ..Signals::default() }
     }
 }
 
@@ -100,9 +100,8 @@ impl ChannelConnector for BigCommerce {
                 "items": batch.iter().map(|i| json!({ "location_id": location, "sku": i.channel_sku, "quantity": i.quantity })).collect::<Vec<_>>(),
             });
             let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
-            let result = self.api.send(Req::put("/v3/inventory/adjustments/absolute", body), ctx).await.map(|_| PushOutcome {
-                delivered: skus.iter().map(|s| (*s).to_owned()).collect(),
-                rejected: Vec::new(),
+            let result = self.api.send(Req::put("/v3/inventory/adjustments/absolute", body), ctx).await.map(|_| {
+                PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), rejected: Vec::new() }
             });
             settle(&mut outcome, &skus, result)?;
         }
@@ -111,7 +110,8 @@ impl ChannelConnector for BigCommerce {
 
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         let mut outcome = PushOutcome::default();
-        let (with_id, without): (Vec<&PriceUpdate>, Vec<&PriceUpdate>) = items.iter().partition(|i| i.channel_item_id.is_some());
+        let (with_id, without): (Vec<&PriceUpdate>, Vec<&PriceUpdate>) =
+            items.iter().partition(|i| i.channel_item_id.is_some());
         for i in without {
             outcome.rejected.push((i.channel_sku.clone(), missing_item_id(&i.channel_sku, "variant id")));
         }
@@ -124,9 +124,8 @@ impl ChannelConnector for BigCommerce {
                 })
                 .collect();
             let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
-            let result = self.api.send(Req::put("/v3/catalog/variants", Value::Array(body)), ctx).await.map(|_| PushOutcome {
-                delivered: skus.iter().map(|s| (*s).to_owned()).collect(),
-                rejected: Vec::new(),
+            let result = self.api.send(Req::put("/v3/catalog/variants", Value::Array(body)), ctx).await.map(|_| {
+                PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), rejected: Vec::new() }
             });
             settle(&mut outcome, &skus, result)?;
         }
@@ -209,18 +208,29 @@ impl ChannelConnector for BigCommerce {
         Ok(())
     }
 
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         let body = json!({ "status_id": CANCELLED, "staff_notes": reason });
         self.api.send(Req::put(format!("/v2/orders/{channel_order_id}"), body), ctx).await.map(drop)
     }
 
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_VARIANT_BATCH) {
             let req = Req::get("/v3/catalog/variants").query("sku:in", chunk.join(",")).query("limit", "250");
             let body = self.api.send(req, ctx).await?.body;
             for v in body.get("data").and_then(Value::as_array).into_iter().flatten() {
-                if let (Some(sku), Some(q)) = (v.get("sku").and_then(Value::as_str), v.get("inventory_level").and_then(Value::as_i64)) {
+                if let (Some(sku), Some(q)) =
+                    (v.get("sku").and_then(Value::as_str), v.get("inventory_level").and_then(Value::as_i64))
+                {
                     out.push((sku.to_owned(), q));
                 }
             }

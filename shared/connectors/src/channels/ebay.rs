@@ -68,7 +68,11 @@ fn per_item(body: &Value, skus: &[&str]) -> PushOutcome {
     let responses = body.get("responses").and_then(Value::as_array).cloned().unwrap_or_default();
     for sku in skus {
         let response = responses.iter().find(|r| r.get("sku").and_then(Value::as_str) == Some(sku));
-        let status = response.and_then(|r| r.get("statusCode")).and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
+        let status = response
+            .and_then(|r| r.get("statusCode"))
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(200);
         if (200..300).contains(&status) {
             outcome.delivered.push((*sku).to_owned());
         } else {
@@ -77,7 +81,9 @@ fn per_item(body: &Value, skus: &[&str]) -> PushOutcome {
                 .and_then(Value::as_str)
                 .unwrap_or("rejected")
                 .to_owned();
-            outcome.rejected.push(((*sku).to_owned(), ConnectorError::new(class_of_status(status), message).with_status(status)));
+            outcome
+                .rejected
+                .push(((*sku).to_owned(), ConnectorError::new(class_of_status(status), message).with_status(status)));
         }
     }
     outcome
@@ -96,7 +102,12 @@ impl ChannelConnector for Ebay {
     async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         let requests = items
             .iter()
-            .map(|i| (i.channel_sku.as_str(), json!({ "sku": i.channel_sku, "shipToLocationAvailability": { "quantity": i.quantity } })))
+            .map(|i| {
+                (
+                    i.channel_sku.as_str(),
+                    json!({ "sku": i.channel_sku, "shipToLocationAvailability": { "quantity": i.quantity } }),
+                )
+            })
             .collect();
         self.bulk(requests, ctx).await
     }
@@ -137,7 +148,10 @@ impl ChannelConnector for Ebay {
             "shippingCarrierCode": shipment.carrier,
             "trackingNumber": shipment.tracking_number,
         });
-        self.api.send(Req::post(format!("/sell/fulfillment/v1/order/{id}/shipping_fulfillment"), body), ctx).await.map(drop)
+        self.api
+            .send(Req::post(format!("/sell/fulfillment/v1/order/{id}/shipping_fulfillment"), body), ctx)
+            .await
+            .map(drop)
     }
 
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
@@ -164,18 +178,29 @@ impl ChannelConnector for Ebay {
     }
 
     /// Post-Order API seller cancellation (`legacyOrderId` = the order id; shape unverified).
-    async fn cancel_order(&self, channel_order_id: &str, _reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        _reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         let body = json!({ "legacyOrderId": channel_order_id, "cancelReason": "OUT_OF_STOCK_OR_CANNOT_FULFILL" });
         self.api.send(Req::post("/post-order/v2/cancellation", body), ctx).await.map(drop)
     }
 
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_BATCH) {
             let body = json!({ "requests": chunk.iter().map(|s| json!({ "sku": s })).collect::<Vec<_>>() });
             let reply = self.api.send(Req::post("/sell/inventory/v1/bulk_get_inventory_item", body), ctx).await?;
             for r in reply.body.get("responses").and_then(Value::as_array).into_iter().flatten() {
-                let q = r.pointer("/inventoryItem/availability/shipToLocationAvailability/quantity").and_then(Value::as_i64);
+                let q = r
+                    .pointer("/inventoryItem/availability/shipToLocationAvailability/quantity")
+                    .and_then(Value::as_i64);
                 if let (Some(sku), Some(q)) = (r.get("sku").and_then(Value::as_str), q) {
                     out.push((sku.to_owned(), q));
                 }

@@ -42,7 +42,7 @@ impl Dialect for EtsyDialect {
             tracing::warn!("Etsy daily request allowance exhausted");
         }
         Signals {
-            retry_after: crate::error::retry_after(headers),
+            retry_after: crate::error::retry_after_header(headers),
             remaining_this_second: header(headers, "x-remaining-this-second").and_then(|v| v.parse().ok()),
             ..Signals::default()
         }
@@ -71,7 +71,11 @@ impl Etsy {
     }
 
     /// Read-modify-write of each listing's full inventory.
-    async fn update(&self, items: Vec<(&str, Option<&str>, Change)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+    async fn update(
+        &self,
+        items: Vec<(&str, Option<&str>, Change)>,
+        ctx: &CallContext,
+    ) -> Result<PushOutcome, ConnectorError> {
         let mut outcome = PushOutcome::default();
         let (known, unknown): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.1.is_some());
         for (sku, _, _) in unknown {
@@ -86,7 +90,12 @@ impl Etsy {
         Ok(outcome)
     }
 
-    async fn update_listing(&self, listing: &str, changes: &HashMap<&str, &Change>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+    async fn update_listing(
+        &self,
+        listing: &str,
+        changes: &HashMap<&str, &Change>,
+        ctx: &CallContext,
+    ) -> Result<PushOutcome, ConnectorError> {
         let path = format!("/v3/application/listings/{listing}/inventory");
         let current = self.api.send(Req::get(path.clone()), ctx).await?.body;
         let mut outcome = PushOutcome::default();
@@ -104,7 +113,10 @@ impl Etsy {
         }
         for sku in changes.keys() {
             if !outcome.delivered.iter().any(|d| d == sku) {
-                outcome.rejected.push(((*sku).to_owned(), ConnectorError::permanent(format!("listing {listing} has no product with SKU {sku}"))));
+                outcome.rejected.push((
+                    (*sku).to_owned(),
+                    ConnectorError::permanent(format!("listing {listing} has no product with SKU {sku}")),
+                ));
             }
         }
         if outcome.delivered.is_empty() {
@@ -163,7 +175,9 @@ fn money_to_number(m: &Value) -> Value {
     let divisor = m.get("divisor").and_then(Value::as_u64).and_then(|d| u32::try_from(d).ok());
     let currency = m.get("currency_code").and_then(Value::as_str).and_then(|c| c.parse().ok());
     match (amount, divisor, currency) {
-        (Some(a), Some(d), Some(c)) => manifold_domain::Amount::from_minor_units(a, d, c).map_or(Value::Null, |x| number(&x)),
+        (Some(a), Some(d), Some(c)) => {
+            manifold_domain::Amount::from_minor_units(a, d, c).map_or(Value::Null, |x| number(&x))
+        }
         _ => m.clone(),
     }
 }
@@ -180,12 +194,18 @@ impl ChannelConnector for Etsy {
     }
 
     async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let changes = items.iter().map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), Change::Quantity(i.quantity))).collect();
+        let changes = items
+            .iter()
+            .map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), Change::Quantity(i.quantity)))
+            .collect();
         self.update(changes, ctx).await
     }
 
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let changes = items.iter().map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), Change::Price(number(&i.amount)))).collect();
+        let changes = items
+            .iter()
+            .map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), Change::Price(number(&i.amount))))
+            .collect();
         self.update(changes, ctx).await
     }
 
@@ -223,12 +243,21 @@ impl ChannelConnector for Etsy {
         Ok(())
     }
 
-    async fn cancel_order(&self, _channel_order_id: &str, _reason: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        _channel_order_id: &str,
+        _reason: &str,
+        _ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Etsy, "cancel a receipt (sellers cancel in the Etsy UI)"))
     }
 
     /// Etsy reads stock per listing, and a SKU alone does not name its listing.
-    async fn read_stock(&self, _channel_skus: &[String], _ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        _channel_skus: &[String],
+        _ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Etsy, "read stock by SKU without listing ids"))
     }
 }

@@ -59,7 +59,8 @@ pub(crate) fn decimal(amount: &Amount) -> String {
 /// An amount as a JSON number, for channels that take floats (Etsy, Zalando). The decimal string is
 /// parsed by serde_json's shortest-representation reader, so `19.99` is sent as `19.99`.
 pub(crate) fn number(amount: &Amount) -> serde_json::Value {
-    serde_json::from_str::<serde_json::Number>(&amount.to_string()).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    serde_json::from_str::<serde_json::Number>(&amount.to_string())
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 /// The `id` of a `product/variation`-style compound channel item id.

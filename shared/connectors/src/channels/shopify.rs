@@ -99,28 +99,31 @@ impl Dialect for ShopifyDialect {
             }
             _ => None,
         };
-        Signals { retry_after: crate::error::retry_after(headers), points, ..Signals::default() }
+        Signals { retry_after: crate::error::retry_after_header(headers), points, ..Signals::default() }
     }
 
     fn body_error(&self, body: &Value) -> Option<ConnectorError> {
         let errors = body.get("errors")?.as_array().filter(|e| !e.is_empty())?;
         let throttled =
             errors.iter().any(|e| e.pointer("/extensions/code").and_then(Value::as_str) == Some("THROTTLED"));
-        let message = errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect::<Vec<_>>().join("; ");
+        let message =
+            errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect::<Vec<_>>().join("; ");
         if throttled {
             let cost = body.pointer("/extensions/cost");
-            let requested = cost.and_then(|c| c.get("requestedQueryCost")).and_then(Value::as_f64).unwrap_or(MUTATION_COST);
+            let requested =
+                cost.and_then(|c| c.get("requestedQueryCost")).and_then(Value::as_f64).unwrap_or(MUTATION_COST);
             let status = cost.and_then(|c| c.get("throttleStatus"));
             let available = status.and_then(|s| s.get("currentlyAvailable")).and_then(Value::as_f64).unwrap_or(0.0);
             let restore = status.and_then(|s| s.get("restoreRate")).and_then(Value::as_f64).unwrap_or(50.0).max(1.0);
             let wait = std::time::Duration::from_secs_f64(((requested - available) / restore).clamp(0.05, 60.0));
             return Some(ConnectorError::new(FailureClass::RateLimited, message).with_retry_after(Some(wait)));
         }
-        let class = if errors.iter().any(|e| e.pointer("/extensions/code").and_then(Value::as_str) == Some("ACCESS_DENIED")) {
-            FailureClass::Auth
-        } else {
-            FailureClass::Permanent
-        };
+        let class =
+            if errors.iter().any(|e| e.pointer("/extensions/code").and_then(Value::as_str) == Some("ACCESS_DENIED")) {
+                FailureClass::Auth
+            } else {
+                FailureClass::Permanent
+            };
         Some(ConnectorError::new(class, message))
     }
 }
@@ -150,7 +153,13 @@ impl Shopify {
         format!("/admin/api/{}/{path}", self.api.parts.api_version)
     }
 
-    async fn graphql(&self, query: &str, variables: Value, cost: f64, ctx: &CallContext) -> Result<Value, ConnectorError> {
+    async fn graphql(
+        &self,
+        query: &str,
+        variables: Value,
+        cost: f64,
+        ctx: &CallContext,
+    ) -> Result<Value, ConnectorError> {
         let req = Req::post(self.rest("graphql.json"), json!({ "query": query, "variables": variables })).cost(cost);
         let reply = self.api.send(req, ctx).await?;
         Ok(field(&reply.body, "/data")?.clone())
@@ -163,7 +172,8 @@ impl Shopify {
     async fn variants(&self, skus: &[&str], ctx: &CallContext) -> Result<HashMap<String, VariantIds>, ConnectorError> {
         let mut found = HashMap::new();
         for chunk in batches(skus, MAX_QUANTITIES) {
-            let query = chunk.iter().map(|s| format!("sku:'{}'", s.replace('\'', "\\'"))).collect::<Vec<_>>().join(" OR ");
+            let query =
+                chunk.iter().map(|s| format!("sku:'{}'", s.replace('\'', "\\'"))).collect::<Vec<_>>().join(" OR ");
             let first = chunk.len();
             #[allow(clippy::cast_precision_loss)]
             let cost = 2.0 + first as f64;
@@ -180,14 +190,23 @@ impl Shopify {
         Ok(found)
     }
 
-    async fn set_batch(&self, batch: &[&StockUpdate], location: &str, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+    async fn set_batch(
+        &self,
+        batch: &[&StockUpdate],
+        location: &str,
+        ctx: &CallContext,
+    ) -> Result<PushOutcome, ConnectorError> {
         let mut outcome = PushOutcome::default();
         let unresolved: Vec<&str> =
             batch.iter().filter(|i| i.channel_item_id.is_none()).map(|i| i.channel_sku.as_str()).collect();
         let looked_up = if unresolved.is_empty() { HashMap::new() } else { self.variants(&unresolved, ctx).await? };
         let mut pending: Vec<(&StockUpdate, String)> = Vec::new();
         for item in batch {
-            match item.channel_item_id.clone().or_else(|| looked_up.get(&item.channel_sku).map(|v| v.inventory_item.clone())) {
+            match item
+                .channel_item_id
+                .clone()
+                .or_else(|| looked_up.get(&item.channel_sku).map(|v| v.inventory_item.clone()))
+            {
                 Some(id) => pending.push((item, id)),
                 None => outcome.rejected.push((
                     item.channel_sku.clone(),
@@ -213,7 +232,10 @@ impl Shopify {
                     json!({ "input": set_input(&quantities), "idempotencyKey": key }),
                 )
             } else {
-                (SET_QUANTITIES.replace("$directive_args", "").replace("$directive", ""), json!({ "input": set_input(&quantities) }))
+                (
+                    SET_QUANTITIES.replace("$directive_args", "").replace("$directive", ""),
+                    json!({ "input": set_input(&quantities) }),
+                )
             };
             let data = self.graphql(&query, variables, MUTATION_COST, ctx).await?;
             let errors = field(&data, "/inventorySetQuantities/userErrors")?.as_array().cloned().unwrap_or_default();
@@ -238,7 +260,9 @@ impl Shopify {
             let mut kept = Vec::new();
             for (ix, entry) in pending.into_iter().enumerate() {
                 match bad.remove(&ix) {
-                    Some(message) => outcome.rejected.push((entry.0.channel_sku.clone(), ConnectorError::permanent(message))),
+                    Some(message) => {
+                        outcome.rejected.push((entry.0.channel_sku.clone(), ConnectorError::permanent(message)))
+                    }
                     None => kept.push(entry),
                 }
             }
@@ -320,17 +344,25 @@ impl ChannelConnector for Shopify {
         let mut outcome = PushOutcome::default();
         let skus: Vec<&str> = items.iter().map(|i| i.channel_sku.as_str()).collect();
         let ids = self.variants(&skus, ctx).await?;
-        let (known, unknown): (Vec<&PriceUpdate>, Vec<&PriceUpdate>) = items.iter().partition(|i| ids.contains_key(&i.channel_sku));
+        let (known, unknown): (Vec<&PriceUpdate>, Vec<&PriceUpdate>) =
+            items.iter().partition(|i| ids.contains_key(&i.channel_sku));
         for i in unknown {
-            outcome.rejected.push((i.channel_sku.clone(), ConnectorError::permanent(format!("no Shopify variant with SKU {}", i.channel_sku))));
+            outcome.rejected.push((
+                i.channel_sku.clone(),
+                ConnectorError::permanent(format!("no Shopify variant with SKU {}", i.channel_sku)),
+            ));
         }
         let by_product = super::group_by(&known, |i| ids[&i.channel_sku].product.clone());
         for (product, group) in by_product {
-            let variants: Vec<Value> =
-                group.iter().map(|i| json!({ "id": ids[&i.channel_sku].variant, "price": decimal(&i.amount) })).collect();
+            let variants: Vec<Value> = group
+                .iter()
+                .map(|i| json!({ "id": ids[&i.channel_sku].variant, "price": decimal(&i.amount) }))
+                .collect();
             let skus: Vec<&str> = group.iter().map(|i| i.channel_sku.as_str()).collect();
             let result = async {
-                let data = self.graphql(BULK_PRICES, json!({ "productId": product, "variants": variants }), MUTATION_COST, ctx).await?;
+                let data = self
+                    .graphql(BULK_PRICES, json!({ "productId": product, "variants": variants }), MUTATION_COST, ctx)
+                    .await?;
                 user_errors(&data, "/productVariantsBulkUpdate/userErrors")?;
                 Ok(PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), rejected: Vec::new() })
             }
@@ -341,7 +373,8 @@ impl ChannelConnector for Shopify {
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
-        let data = self.graphql(FULFILLMENT_ORDERS, json!({ "id": order_gid(&shipment.channel_order_id) }), 12.0, ctx).await?;
+        let data =
+            self.graphql(FULFILLMENT_ORDERS, json!({ "id": order_gid(&shipment.channel_order_id) }), 12.0, ctx).await?;
         // Ships every open fulfillment order in full: partial shipments would need Shopify's own
         // fulfillment-order line ids, which canonical shipments do not carry.
         let open: Vec<Value> = field(&data, "/order/fulfillmentOrders/nodes")?
@@ -353,7 +386,10 @@ impl ChannelConnector for Shopify {
             .map(|id| json!({ "fulfillmentOrderId": id }))
             .collect();
         if open.is_empty() {
-            return Err(ConnectorError::permanent(format!("order {} has no open fulfillment order", shipment.channel_order_id)));
+            return Err(ConnectorError::permanent(format!(
+                "order {} has no open fulfillment order",
+                shipment.channel_order_id
+            )));
         }
         let fulfillment = json!({
             "lineItemsByFulfillmentOrder": open,
@@ -389,7 +425,12 @@ impl ChannelConnector for Shopify {
         Ok(())
     }
 
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         let code = match reason.to_ascii_uppercase().as_str() {
             r @ ("CUSTOMER" | "DECLINED" | "FRAUD" | "INVENTORY" | "STAFF") => r.to_owned(),
             _ => "OTHER".to_owned(),
@@ -399,11 +440,16 @@ impl ChannelConnector for Shopify {
         user_errors(&data, "/orderCancel/orderCancelUserErrors")
     }
 
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         let location = self.api.parts.setting("location_id")?.to_owned();
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_QUANTITIES) {
-            let query = chunk.iter().map(|s| format!("sku:'{}'", s.replace('\'', "\\'"))).collect::<Vec<_>>().join(" OR ");
+            let query =
+                chunk.iter().map(|s| format!("sku:'{}'", s.replace('\'', "\\'"))).collect::<Vec<_>>().join(" OR ");
             #[allow(clippy::cast_precision_loss)]
             let cost = 2.0 + 2.0 * chunk.len() as f64;
             let variables = json!({ "first": chunk.len(), "query": query, "locationId": location });
@@ -450,6 +496,9 @@ mod tests {
             "link",
             "<https://s.myshopify.com/admin/api/2026-07/orders.json?page_info=abc>; rel=\"next\"".parse().unwrap(),
         );
-        assert_eq!(next_link(&h).as_deref(), Some("https://s.myshopify.com/admin/api/2026-07/orders.json?page_info=abc"));
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://s.myshopify.com/admin/api/2026-07/orders.json?page_info=abc")
+        );
     }
 }

@@ -185,7 +185,10 @@ impl ChannelConnector for TikTok {
             .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_owned))
             .collect();
         if packages.is_empty() {
-            return Err(ConnectorError::permanent(format!("order {} has no package to ship", shipment.channel_order_id)));
+            return Err(ConnectorError::permanent(format!(
+                "order {} has no package to ship",
+                shipment.channel_order_id
+            )));
         }
         for package in packages {
             let body = json!({
@@ -210,8 +213,9 @@ impl ChannelConnector for TikTok {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut req = Req::post(format!("/order/{}/orders/search", self.v()), json!({ "update_time_ge": since.timestamp() }))
-                .query("page_size", "100");
+            let mut req =
+                Req::post(format!("/order/{}/orders/search", self.v()), json!({ "update_time_ge": since.timestamp() }))
+                    .query("page_size", "100");
             if let Some(t) = token.take() {
                 req = req.query("page_token", t);
             }
@@ -229,21 +233,38 @@ impl ChannelConnector for TikTok {
     }
 
     /// Seller-initiated cancellation (shape unverified).
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         let body = json!({ "order_id": channel_order_id, "cancel_reason": reason });
         self.api.send(Req::post(format!("/return_refund/{}/cancellations", self.v()), body), ctx).await.map(drop)
     }
 
     /// Inventory search by seller SKU (shape unverified).
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         let mut out = Vec::new();
         for chunk in batches(channel_skus, 100) {
-            let body = self.api.send(Req::post(format!("/product/{}/inventory/search", self.v()), json!({ "seller_skus": chunk })), ctx).await?.body;
+            let body = self
+                .api
+                .send(
+                    Req::post(format!("/product/{}/inventory/search", self.v()), json!({ "seller_skus": chunk })),
+                    ctx,
+                )
+                .await?
+                .body;
             for product in body.pointer("/data/inventory").and_then(Value::as_array).into_iter().flatten() {
                 for sku in product.get("skus").and_then(Value::as_array).into_iter().flatten() {
-                    if let (Some(s), Some(q)) =
-                        (sku.get("seller_sku").and_then(Value::as_str), sku.get("total_available_quantity").and_then(Value::as_i64))
-                    {
+                    if let (Some(s), Some(q)) = (
+                        sku.get("seller_sku").and_then(Value::as_str),
+                        sku.get("total_available_quantity").and_then(Value::as_i64),
+                    ) {
                         out.push((s.to_owned(), q));
                     }
                 }

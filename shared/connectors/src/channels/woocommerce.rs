@@ -114,7 +114,11 @@ fn per_item(body: &Value, skus: &[&str]) -> PushOutcome {
     for (ix, sku) in skus.iter().enumerate() {
         match results.and_then(|r| r.get(ix)).and_then(|r| r.get("error")) {
             Some(err) => {
-                let status = err.pointer("/data/status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(400);
+                let status = err
+                    .pointer("/data/status")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(400);
                 let message = err.get("message").and_then(Value::as_str).unwrap_or("rejected");
                 let e = ConnectorError::new(class_of_status(status), message).with_status(status);
                 outcome.rejected.push(((*sku).to_owned(), e));
@@ -155,7 +159,11 @@ impl ChannelConnector for WooCommerce {
         let entries = items
             .iter()
             .map(|i| {
-                (i.channel_sku.as_str(), i.channel_item_id.as_deref(), json!({ "manage_stock": true, "stock_quantity": i.quantity }))
+                (
+                    i.channel_sku.as_str(),
+                    i.channel_item_id.as_deref(),
+                    json!({ "manage_stock": true, "stock_quantity": i.quantity }),
+                )
             })
             .collect();
         self.batch_update(entries, ctx).await
@@ -164,7 +172,9 @@ impl ChannelConnector for WooCommerce {
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         let entries = items
             .iter()
-            .map(|i| (i.channel_sku.as_str(), i.channel_item_id.as_deref(), json!({ "regular_price": decimal(&i.amount) })))
+            .map(|i| {
+                (i.channel_sku.as_str(), i.channel_item_id.as_deref(), json!({ "regular_price": decimal(&i.amount) }))
+            })
             .collect();
         self.batch_update(entries, ctx).await
     }
@@ -202,20 +212,31 @@ impl ChannelConnector for WooCommerce {
         Ok(())
     }
 
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         let path = self.path(&format!("orders/{channel_order_id}"));
         self.api.send(Req::put(path.clone(), json!({ "status": "cancelled" })), ctx).await?;
         let note = json!({ "note": format!("Cancelled by Manifold: {reason}"), "customer_note": false });
         self.api.send(Req::post(format!("{path}/notes"), note), ctx).await.map(drop)
     }
 
-    async fn read_stock(&self, channel_skus: &[String], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        channel_skus: &[String],
+        ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_BATCH) {
             let req = Req::get(self.path("products")).query("sku", chunk.join(",")).query("per_page", "100");
             let reply = self.api.send(req, ctx).await?;
             for p in reply.body.as_array().into_iter().flatten() {
-                if let (Some(sku), Some(q)) = (p.get("sku").and_then(Value::as_str), p.get("stock_quantity").and_then(Value::as_i64)) {
+                if let (Some(sku), Some(q)) =
+                    (p.get("sku").and_then(Value::as_str), p.get("stock_quantity").and_then(Value::as_i64))
+                {
                     out.push((sku.to_owned(), q));
                 }
             }

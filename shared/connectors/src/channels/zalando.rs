@@ -68,13 +68,20 @@ impl Zalando {
     }
 
     /// Sets the status of every line of the order (or of the lines named in `only`).
-    async fn set_line_status(&self, order_id: &str, status: &str, only: &[String], ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn set_line_status(
+        &self,
+        order_id: &str,
+        status: &str,
+        only: &[String],
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         let doc = self.fetch_order(order_id, ctx).await?;
         let included = doc.get("included").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut lines = 0;
         for item in included.iter().filter(|r| r.get("type").and_then(Value::as_str) == Some("OrderItem")) {
             let item_id = item.get("id").and_then(Value::as_str).unwrap_or_default();
-            let line_ids = item.pointer("/relationships/order_lines/data").and_then(Value::as_array).cloned().unwrap_or_default();
+            let line_ids =
+                item.pointer("/relationships/order_lines/data").and_then(Value::as_array).cloned().unwrap_or_default();
             for line in line_ids.iter().filter_map(|l| l.get("id").and_then(Value::as_str)) {
                 if !only.is_empty() && !only.iter().any(|o| o == line) {
                     continue;
@@ -114,7 +121,12 @@ fn per_item(body: &Value, skus: &[&str]) -> PushOutcome {
 fn split_orders(doc: &Value) -> Vec<Value> {
     let included = doc.get("included").and_then(Value::as_array).cloned().unwrap_or_default();
     let find = |ty: &str, id: &str| {
-        included.iter().find(|r| r.get("type").and_then(Value::as_str) == Some(ty) && r.get("id").and_then(Value::as_str) == Some(id)).cloned()
+        included
+            .iter()
+            .find(|r| {
+                r.get("type").and_then(Value::as_str) == Some(ty) && r.get("id").and_then(Value::as_str) == Some(id)
+            })
+            .cloned()
     };
     let ids = |r: &Value, rel: &str| -> Vec<String> {
         r.pointer(&format!("/relationships/{rel}/data"))
@@ -161,7 +173,8 @@ impl ChannelConnector for Zalando {
                 "items": batch.iter().map(|i| json!({ "sales_channel_id": sales_channel, "ean": i.channel_sku, "quantity": i.quantity })).collect::<Vec<_>>(),
             });
             let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
-            let result = self.api.send(Req::post(self.path("stocks"), body), ctx).await.map(|r| per_item(&r.body, &skus));
+            let result =
+                self.api.send(Req::post(self.path("stocks"), body), ctx).await.map(|r| per_item(&r.body, &skus));
             settle(&mut outcome, &skus, result)?;
         }
         Ok(outcome)
@@ -179,7 +192,8 @@ impl ChannelConnector for Zalando {
                 })).collect::<Vec<_>>(),
             });
             let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
-            let result = self.api.send(Req::post(self.path("prices"), body), ctx).await.map(|r| per_item(&r.body, &skus));
+            let result =
+                self.api.send(Req::post(self.path("prices"), body), ctx).await.map(|r| per_item(&r.body, &skus));
             settle(&mut outcome, &skus, result)?;
         }
         Ok(outcome)
@@ -219,11 +233,20 @@ impl ChannelConnector for Zalando {
         self.patch_order(channel_order_id, json!({ "exported": true }), ctx).await
     }
 
-    async fn cancel_order(&self, channel_order_id: &str, _reason: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        _reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), ConnectorError> {
         self.set_line_status(channel_order_id, "canceled", &[], ctx).await
     }
 
-    async fn read_stock(&self, _channel_skus: &[String], _ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(
+        &self,
+        _channel_skus: &[String],
+        _ctx: &CallContext,
+    ) -> Result<Vec<(String, i64)>, ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Zalando, "read stock back"))
     }
 }

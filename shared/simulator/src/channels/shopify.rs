@@ -172,10 +172,11 @@ fn set_quantities(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String
     if version >= "2026-04" && key.is_none() {
         return Err("The @idempotent directive is required for this mutation from API version 2026-04".into());
     }
-    if let Some(k) = &key
-        && let Some(reply) = s.idempotent_replies.get(k)
-    {
-        return Ok(reply.clone());
+    if let Some(k) = &key {
+        s.idempotency.entry(C).or_default().push(k.clone());
+        if let Some(reply) = s.idempotent_replies.get(k) {
+            return Ok(reply.clone());
+        }
     }
     let input =
         v.get("input").ok_or("Variable $input of type InventorySetQuantitiesInput! was provided invalid value")?;
@@ -225,7 +226,6 @@ fn set_quantities(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String
         json!({ "inventorySetQuantities": { "inventoryAdjustmentGroup": null, "userErrors": user_errors } })
     };
     if let Some(k) = key {
-        s.idempotency.entry(C).or_default().push(k.clone());
         s.idempotent_replies.insert(k, reply.clone());
     }
     Ok(reply)
