@@ -24,10 +24,14 @@ use manifold_cli::{
         dlq::{self, Forward, REDRIVE_ATTRIBUTE, Redriver, Route},
         normalize::{self, NormalizeArgs},
         quarantine::{self, Replay},
-        trace, usage,
+        stock, trace, usage,
     },
 };
 use manifold_domain::{Channel, Record, config::ChannelConfig};
+use manifold_ledger::{
+    DynamoLedger, Ledger, PositionKey,
+    fanout::{PushGate, push_jobs},
+};
 use manifold_normalize::DocKind;
 
 use crate::support::{self, Stack};
@@ -324,4 +328,30 @@ fn normalize_prints_the_record_and_names_the_broken_field() {
     assert!(error.path.ends_with("line_items[0].price"), "path {:?}", error.path);
     assert!(err.to_string().contains("line_items[0].price"), "the message names the field: {err}");
     assert_ne!(err.exit_code(), 0);
+}
+
+#[tokio::test]
+async fn stock_shows_the_position_and_what_each_channel_was_last_handed() {
+    // Given 30 on hand from the ERP, and the fan-out having handed Shopify its quantity
+    let stack = Stack::new().await;
+    let config = config();
+    let key = PositionKey::default_location(manifold_domain::Sku::new("TEE-BLK-M").unwrap());
+    let ledger = DynamoLedger::dynamo_emulator(stack.ddb.clone(), &stack.env.ledger_table);
+    let change = ledger.set_on_hand(&key, 30, "erp-1").await.expect("set on hand");
+    let gate = PushGate::new(stack.ddb.clone(), &stack.env.state_table);
+    let shopify_job =
+        push_jobs(&config, &change.positions[0]).into_iter().find(|j| j.channel == Channel::Shopify).unwrap();
+    assert!(gate.offer(&shopify_job).await.unwrap());
+
+    // When the operator asks for the SKU
+    let report = stock::stock(&Aws::new(stack.env.clone(), &stack.sdk), &config, &key).await.expect("stock");
+
+    // Then the position is the ledger's, Shopify shows what it was handed, the others nothing yet
+    assert_eq!((report.position.on_hand, report.position.reserved, report.position.available), (30, 0, 30));
+    assert_eq!(report.position.version, shopify_job.version);
+    let shopify = report.channels.iter().find(|c| c.channel == Channel::Shopify).unwrap();
+    assert_eq!(shopify.last_published, Some(u64::from(shopify_job.quantity)));
+    assert_eq!(shopify.publishable_now, shopify_job.quantity);
+    assert_eq!(shopify.channel_sku, "SHOP-TEE-BLK-M");
+    assert!(report.channels.iter().filter(|c| c.channel != Channel::Shopify).all(|c| c.last_published.is_none()));
 }
