@@ -8,6 +8,7 @@ mod ledger;
 mod ops;
 mod outbound;
 mod push;
+mod push;
 mod pipeline;
 mod records;
 mod template;
