@@ -8,7 +8,6 @@ mod ledger;
 mod ops;
 mod outbound;
 mod push;
-mod push;
 mod pipeline;
 mod records;
 mod template;
