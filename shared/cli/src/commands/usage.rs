@@ -72,6 +72,9 @@ impl Human for UsageReport {
         } else {
             String::new()
         };
+        if self.days.is_empty() {
+            return format!("usage {} to {}: nothing recorded\n", self.from, self.to);
+        }
         format!("usage {} to {}{per_order}\n\n{}", self.from, self.to, t.render())
     }
 }
@@ -93,7 +96,8 @@ pub async fn usage(
         api_calls: rows.iter().map(|u| u.api_calls).sum(),
         aws_requests: rows.iter().map(|u| u.aws_requests).sum(),
         orders: rows.iter().map(|u| u.orders).sum(),
-        usd: usd(rows.iter().map(|u| u.micro_usd).sum()),
+        // A fold from +0.0: an empty f64 sum is -0.0, which would print as "-0.0000".
+        usd: usd(rows.iter().map(|u| u.micro_usd).fold(0.0, |a, b| a + b)),
     };
     Ok(UsageReport { from, to: today, days: rows, totals })
 }
