@@ -12,8 +12,15 @@ export MANIFOLD_STACK="${MANIFOLD_STACK:-manifold-local}"
 
 if [[ "${KEEP_MOTO:-0}" != 1 ]]; then trap 'infra/local/moto.sh stop' EXIT; fi
 infra/local/moto.sh start
-.venv/bin/python infra/local/stack.py create "$MANIFOLD_STACK"
+# Every demo starts from an empty emulator, so it shows first deliveries rather than duplicates.
+curl -fsS -X POST "$AWS_ENDPOINT_URL/moto-api/reset" >/dev/null
+# What the local stack leaves out of template.yaml (alarms, HTTP API...) is listed in .local/stack.log.
+.venv/bin/python infra/local/stack.py create "$MANIFOLD_STACK" >.local/stack.log
+tail -n 2 .local/stack.log
 # shellcheck source=/dev/null
 source .local/stack.env
 
+# EMF metrics go to a file here (in Lambda they go to stdout, which CloudWatch reads).
+export METRICS_FILE="$root/.local/metrics.jsonl"
+: > "$METRICS_FILE"
 cargo run -q -p manifold-cli --bin manifold -- demo "$@"

@@ -12,6 +12,7 @@ pub mod http;
 pub mod inbound;
 pub mod ingest;
 pub mod ledger;
+pub mod local;
 pub mod outcome;
 pub mod push;
 pub mod scheduler;

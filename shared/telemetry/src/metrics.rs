@@ -116,12 +116,20 @@ impl MetricSet {
         Value::Object(root)
     }
 
-    /// Writes the document to stdout, where the Lambda runtime ships it to CloudWatch Logs.
+    /// Writes the document to stdout, where the Lambda runtime ships it to CloudWatch Logs. Local
+    /// runs may set `METRICS_FILE` to collect the documents in a file instead (the demo does).
     pub fn emit(&self) {
         if self.metrics.is_empty() {
             return;
         }
         let line = self.to_emf(chrono::Utc::now().timestamp_millis());
+        if let Some(path) = std::env::var_os("METRICS_FILE") {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(f, "{line}");
+                return;
+            }
+        }
         println!("{line}");
     }
 }
