@@ -54,7 +54,12 @@ where
         receipts.remove(&failed.item_identifier);
     }
     for receipt in receipts.values() {
-        sqs.delete_message().queue_url(queue_url).receipt_handle(receipt).send().await.map_err(|e| Failure::Transient(Box::new(e)))?;
+        sqs.delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(Box::new(e)))?;
     }
     Ok(messages.len())
 }
@@ -71,5 +76,6 @@ pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64, Fa
         .map_err(|e| Failure::Transient(Box::new(e)))?;
     let attrs = out.attributes.unwrap_or_default();
     let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Ok(n(QueueAttributeName::ApproximateNumberOfMessages) + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    Ok(n(QueueAttributeName::ApproximateNumberOfMessages)
+        + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
