@@ -59,8 +59,8 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         enabled: true,
         rate_limit,
         max_concurrency: 2,
-        sync: Default::default(),
-        stock: Default::default(),
+        sync: manifold_domain::config::SyncCadences::default(),
+        stock: manifold_domain::config::StockRules::default(),
         sku_map: BTreeMap::new(),
         settings: all,
     }
@@ -92,6 +92,8 @@ fn items(n: usize, id: impl Fn(usize) -> Option<String>) -> Vec<StockUpdate> {
         .collect()
 }
 
+/// `items` takes an id per index; Shopify's is the inventory item gid.
+#[allow(clippy::unnecessary_wraps)]
 fn shopify_gid(i: usize) -> Option<String> {
     Some(format!("gid://shopify/InventoryItem/{i}"))
 }
@@ -148,11 +150,13 @@ async fn shopify_batches_600_skus_into_3_idempotent_inventory_set_quantities_cal
     assert_eq!(&again[3..], &keys[..]);
 }
 
+type ItemId = Box<dyn Fn(usize) -> Option<String>>;
+
 #[tokio::test]
 async fn batch_sizes_follow_each_channel() {
     let sim = start(SimConfig::default().unlimited(Channel::Zalando).unlimited(Channel::Bigcommerce)).await;
     let unlimited = RateLimit::Unlimited;
-    let cases: [(Channel, &str, usize, Box<dyn Fn(usize) -> Option<String>>); 4] = [
+    let cases: [(Channel, &str, usize, ItemId); 4] = [
         (Channel::Ebay, "bulk_update_price_quantity", 24, Box::new(|_| None)),
         (Channel::Zalando, "/stocks", 1, Box::new(|_| None)),
         (Channel::Bigcommerce, "adjustments/absolute", 1, Box::new(|_| None)),

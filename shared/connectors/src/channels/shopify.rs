@@ -261,7 +261,7 @@ impl Shopify {
             for (ix, entry) in pending.into_iter().enumerate() {
                 match bad.remove(&ix) {
                     Some(message) => {
-                        outcome.rejected.push((entry.0.channel_sku.clone(), ConnectorError::permanent(message)))
+                        outcome.rejected.push((entry.0.channel_sku.clone(), ConnectorError::permanent(message)));
                     }
                     None => kept.push(entry),
                 }

@@ -144,10 +144,11 @@ fn split_orders(doc: &Value) -> Vec<Value> {
             let mut own = Vec::new();
             for item_id in ids(order, "order_items") {
                 if let Some(item) = find("OrderItem", &item_id) {
-                    for line_id in ids(&item, "order_lines") {
+                    let lines = ids(&item, "order_lines");
+                    own.push(item);
+                    for line_id in lines {
                         own.extend(find("OrderLine", &line_id));
                     }
-                    own.push(item);
                 }
             }
             json!({ "data": order, "included": own })
