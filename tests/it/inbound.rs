@@ -76,7 +76,8 @@ impl Harness {
 }
 
 pub(crate) fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> HeaderMap {
-    let mut h = sign(Channel::Shopify, SECRET, &Default::default(), event_id, body, Utc::now()).unwrap();
+    let mut h =
+        sign(Channel::Shopify, SECRET, &std::collections::BTreeMap::default(), event_id, body, Utc::now()).unwrap();
     h.insert("x-shopify-event-id", HeaderValue::from_str(event_id).unwrap());
     h.insert("x-shopify-topic", HeaderValue::from_str(topic).unwrap());
     h
@@ -274,7 +275,8 @@ async fn a_thin_bigcommerce_notification_is_completed_through_the_connector() {
     let mut hook: serde_json::Value = serde_json::from_str(BC_WEBHOOK).unwrap();
     hook["data"]["id"] = serde_json::json!(218);
     let body = serde_json::to_vec(&hook).unwrap();
-    let headers = sign(Channel::Bigcommerce, SECRET, &Default::default(), "", &body, Utc::now()).unwrap();
+    let headers =
+        sign(Channel::Bigcommerce, SECRET, &std::collections::BTreeMap::default(), "", &body, Utc::now()).unwrap();
     let response = h.app.handle_webhook("bigcommerce", "store-abc123", &headers, &body, Utc::now()).await;
     assert_eq!(response.status, 200, "{response:?}");
     h.run_ingest().await;

@@ -7,7 +7,7 @@ mod inbound;
 mod ledger;
 mod ops;
 mod outbound;
-mod push;
 mod pipeline;
+mod push;
 mod records;
 mod template;

@@ -39,8 +39,7 @@ pub async fn aws() -> aws_config::SdkConfig {
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
 }
 
@@ -193,28 +192,7 @@ impl Stack {
 /// Converts received SQS messages into the Lambda event the consumers take, as the event source
 /// mapping would (moto does not run the mappings).
 pub fn lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::event::sqs::SqsEvent {
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    for m in messages {
-        let mut msg = aws_lambda_events::event::sqs::SqsMessage::default();
-        msg.message_id = m.message_id.clone();
-        msg.receipt_handle = m.receipt_handle.clone();
-        msg.body = m.body.clone();
-        if let Some(attrs) = m.attributes() {
-            for (k, v) in attrs {
-                msg.attributes.insert(k.as_str().to_owned(), v.clone());
-            }
-        }
-        if let Some(attrs) = m.message_attributes() {
-            for (k, v) in attrs {
-                let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
-                a.string_value = v.string_value.clone();
-                a.data_type = Some(v.data_type.clone());
-                msg.message_attributes.insert(k.clone(), a);
-            }
-        }
-        event.records.push(msg);
-    }
-    event
+    manifold_app::local::to_lambda_event(messages)
 }
 
 pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {

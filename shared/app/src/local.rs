@@ -30,25 +30,11 @@ where
     if messages.is_empty() {
         return Ok(0);
     }
-    let mut event = SqsEvent::default();
-    let mut receipts = std::collections::HashMap::new();
-    for m in &messages {
-        let mut msg = SqsMessage::default();
-        msg.message_id.clone_from(&m.message_id);
-        msg.receipt_handle.clone_from(&m.receipt_handle);
-        msg.body.clone_from(&m.body);
-        for (k, v) in m.attributes().into_iter().flatten() {
-            msg.attributes.insert(k.as_str().to_owned(), v.clone());
-        }
-        for (k, v) in m.message_attributes().into_iter().flatten() {
-            let mut a = SqsMessageAttribute::default();
-            a.string_value.clone_from(&v.string_value);
-            a.data_type = Some(v.data_type.clone());
-            msg.message_attributes.insert(k.clone(), a);
-        }
-        receipts.insert(m.message_id.clone().unwrap_or_default(), m.receipt_handle.clone().unwrap_or_default());
-        event.records.push(msg);
-    }
+    let event = to_lambda_event(&messages);
+    let mut receipts: std::collections::HashMap<String, String> = messages
+        .iter()
+        .map(|m| (m.message_id.clone().unwrap_or_default(), m.receipt_handle.clone().unwrap_or_default()))
+        .collect();
     let response = handler(event).await;
     for failed in &response.batch_item_failures {
         receipts.remove(&failed.item_identifier);
@@ -62,6 +48,28 @@ where
             .map_err(|e| Failure::Transient(Box::new(e)))?;
     }
     Ok(messages.len())
+}
+
+/// Converts received messages into the event Lambda's SQS event source mapping would deliver.
+pub fn to_lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut msg = SqsMessage::default();
+        msg.message_id.clone_from(&m.message_id);
+        msg.receipt_handle.clone_from(&m.receipt_handle);
+        msg.body.clone_from(&m.body);
+        for (k, v) in m.attributes().into_iter().flatten() {
+            msg.attributes.insert(k.as_str().to_owned(), v.clone());
+        }
+        for (k, v) in m.message_attributes().into_iter().flatten() {
+            let mut a = SqsMessageAttribute::default();
+            a.string_value.clone_from(&v.string_value);
+            a.data_type = Some(v.data_type.clone());
+            msg.message_attributes.insert(k.clone(), a);
+        }
+        event.records.push(msg);
+    }
+    event
 }
 
 /// Approximate visible + in-flight messages of a queue (for "is the pipeline idle?").
