@@ -266,7 +266,7 @@ fn quantities(jobs: &[PushJob]) -> BTreeMap<Channel, (String, u32)> {
 #[test]
 fn publishable_quantities_follow_each_channels_buffer_cap_and_threshold() {
     let config = config();
-    let q = quantities(&push_jobs(&config, &position("TEE-BLK-M", 20, 1)));
+    let q = quantities(&push_jobs(&config, &position("TEE-BLK-M", 20, 1), None));
     let expected: BTreeMap<Channel, (String, u32)> = [
         (Channel::Shopify, ("SHOP-TEE-BLK-M", 18)),      // buffer 2
         (Channel::Woocommerce, ("woo-tee-black-m", 19)), // buffer 1
@@ -282,11 +282,11 @@ fn publishable_quantities_follow_each_channels_buffer_cap_and_threshold() {
     .collect();
     assert_eq!(q, expected);
 
-    let low = quantities(&push_jobs(&config, &position("TEE-BLK-M", 4, 2)));
+    let low = quantities(&push_jobs(&config, &position("TEE-BLK-M", 4, 2), None));
     assert_eq!(low[&Channel::Amazon].1, 0, "(4 - 3) = 1 is below end_when_below = 2");
     assert_eq!(low[&Channel::Tiktok].1, 1, "(4 - 2) * 80% = 1.6, rounded down");
     assert_eq!(low[&Channel::Ebay].1, 3);
-    let negative = quantities(&push_jobs(&config, &position("TEE-BLK-M", -3, 3)));
+    let negative = quantities(&push_jobs(&config, &position("TEE-BLK-M", -3, 3), None));
     assert!(negative.values().all(|(_, n)| *n == 0), "back-orders never publish negative stock");
 }
 
@@ -304,13 +304,13 @@ async fn fan_out_coalesces_and_never_pushes_a_stale_value() {
     let gate = PushGate::new(ddb, table);
     let queue = SqsPushQueue::new(sqs.clone(), urls.clone());
 
-    let v2 = fan_out(&config, &[position("TEE-BLK-M", 20, 2)], &gate, &queue).await.unwrap();
+    let v2 = fan_out(&config, &[position("TEE-BLK-M", 20, 2)], &gate, &queue, None).await.unwrap();
     assert_eq!((v2.enqueued.len(), v2.coalesced), (8, 0));
     // A late, older change arrives after the newer one: dropped for every channel.
-    let stale = fan_out(&config, &[position("TEE-BLK-M", 25, 1)], &gate, &queue).await.unwrap();
+    let stale = fan_out(&config, &[position("TEE-BLK-M", 25, 1)], &gate, &queue, None).await.unwrap();
     assert_eq!((stale.enqueued.len(), stale.coalesced), (0, 8));
     // One unit fewer: eBay stays capped at 10, so only the other seven channels change.
-    let v3 = fan_out(&config, &[position("TEE-BLK-M", 19, 3)], &gate, &queue).await.unwrap();
+    let v3 = fan_out(&config, &[position("TEE-BLK-M", 19, 3)], &gate, &queue, None).await.unwrap();
     assert_eq!((v3.enqueued.len(), v3.coalesced), (7, 1));
     assert!(v3.enqueued.iter().all(|j| j.channel != Channel::Ebay));
 

@@ -340,7 +340,7 @@ async fn stock_shows_the_position_and_what_each_channel_was_last_handed() {
     let change = ledger.set_on_hand(&key, 30, "erp-1").await.expect("set on hand");
     let gate = PushGate::new(stack.ddb.clone(), &stack.env.state_table);
     let shopify_job =
-        push_jobs(&config, &change.positions[0]).into_iter().find(|j| j.channel == Channel::Shopify).unwrap();
+        push_jobs(&config, &change.positions[0], None).into_iter().find(|j| j.channel == Channel::Shopify).unwrap();
     assert!(gate.offer(&shopify_job).await.unwrap());
 
     // When the operator asks for the SKU

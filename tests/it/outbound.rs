@@ -62,6 +62,7 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         sync: manifold_domain::config::SyncCadences::default(),
         stock: manifold_domain::config::StockRules::default(),
         sku_map: BTreeMap::new(),
+        item_ids: BTreeMap::new(),
         settings: all,
     }
 }

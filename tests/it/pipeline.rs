@@ -119,3 +119,74 @@ async fn an_order_without_stock_is_marked_oversold_and_announced() {
     let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
     assert_eq!(p.reserved, 0, "a held order reserves nothing");
 }
+
+/// Collects formatted log lines in memory.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_trace_id_follows_an_order_from_its_webhook_to_the_channel_push() {
+    let h = Harness::new().await;
+    let lines = Lines::default();
+    let sink = lines.clone();
+    // The production subscriber, writing to memory (tokio::test runs on this one thread).
+    let _logs = tracing::subscriber::set_default(manifold_telemetry::logging::subscriber(move || sink.clone()));
+
+    h.app
+        .set_on_hand(
+            "IPOD2009BLACK",
+            &OnHandUpdate { on_hand: 5, location: None, source_ref: None },
+            "trace-erp",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    for url in h.stack.env.push_queues.values() {
+        h.stack.drain(url).await;
+    }
+    let _ = h.stack.events().await;
+    let body = shopify_body();
+    let response = h
+        .app
+        .handle_webhook("shopify", "shop-eu", &shopify_headers(&body, "evt-trace", "orders/create"), &body, Utc::now())
+        .await;
+    assert_eq!(response.status, 200);
+    let trace = response.trace_id.clone();
+    h.run_ingest().await;
+    run_ledger(&h).await;
+    let url = h.stack.env.push_queues[&Channel::Ebay].clone();
+    let polled =
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Ebay, e)).await.unwrap();
+    assert_eq!(polled, 1, "the fan-out put one job on eBay's queue");
+
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let mut stages = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every log line is JSON");
+        let spans = v["spans"].as_array().cloned().unwrap_or_default();
+        let Some(outer) = spans.iter().find(|s| {
+            ["webhook", "ingest", "ledger", "push", "push_message"].contains(&s["name"].as_str().unwrap_or(""))
+        }) else {
+            continue;
+        };
+        let stage = outer["name"].as_str().unwrap().to_owned();
+        if outer["trace_id"] == "trace-erp" {
+            continue; // the ERP's own transaction
+        }
+        assert_eq!(outer["trace_id"], trace.as_str(), "{stage} logged under another trace: {line}");
+        stages.insert(stage);
+    }
+    for stage in ["webhook", "ingest", "ledger", "push"] {
+        assert!(stages.contains(stage), "no {stage} line carried the trace: {stages:?}\n{text}");
+    }
+}

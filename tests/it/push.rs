@@ -241,6 +241,7 @@ fn account(sim: &SimHandle, channel: Channel) -> AccountConfig {
         sync: SyncCadences::default(),
         stock: StockRules::default(),
         sku_map: BTreeMap::new(),
+        item_ids: BTreeMap::new(),
         settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
     }
 }
@@ -254,6 +255,7 @@ fn job(channel: Channel, sku: &str, quantity: u32, version: u64) -> PushJob {
         channel_sku: sku.to_owned(),
         quantity,
         version,
+        trace_id: None,
     }
 }
 

@@ -14,7 +14,10 @@ use manifold_domain::{
     events::{EventDetail, EventKind},
 };
 use manifold_normalize::{Context, DocKind, Inbound};
-use manifold_telemetry::MetricSet;
+use manifold_telemetry::{
+    MetricSet,
+    cost::{Billable, CostMeter},
+};
 use tracing::{Instrument, info};
 
 use crate::{App, IngestEnvelope, outcome::Failure};
@@ -42,7 +45,8 @@ impl App {
         span.record("channel", envelope.channel.as_str());
         span.record("account", envelope.account.as_str());
         async {
-            match self.ingest_inner(envelope, now).await {
+            // Boxed: the whole ingest future is deep, and every caller nests it further.
+            match Box::pin(self.ingest_inner(envelope, now)).await {
                 Err(Failure::Permanent { stage, reason }) => {
                     let id = self.quarantine_envelope(envelope, stage, &reason, now).await;
                     MetricSet::new()
@@ -72,6 +76,7 @@ impl App {
             None => manifold_normalize::classify(envelope.channel, envelope.topic.as_deref(), &body)
                 .map_err(|e| Failure::permanent("classify", e.to_string()))?,
         };
+        let mut api_calls = 0;
         let (kind, doc) = match inbound {
             Inbound::Full { kind, doc } => (kind, doc),
             Inbound::Thin { kind, resource_id, .. } => {
@@ -94,6 +99,7 @@ impl App {
                         Failure::permanent("fetch", format!("fetching {resource_id}: {e}"))
                     }
                 })?;
+                api_calls = fetch_calls(envelope.channel);
                 // A thin refund/shipment notification names the order: the order carries its new state.
                 (DocKind::Order, doc)
             }
@@ -107,7 +113,13 @@ impl App {
             .map_err(|e| Failure::permanent("normalize", e.to_string()))?;
         let key = envelope.ingest_key();
         match record {
-            Record::Order(order) => self.store_order(&order, &key, &envelope.trace_id, now).await,
+            Record::Order(order) => {
+                let outcome = self.store_order(&order, &key, &envelope.trace_id, now).await?;
+                if matches!(outcome, IngestOutcome::Stored { .. }) {
+                    self.count_order_cost(&order, api_calls, now).await;
+                }
+                Ok(outcome)
+            }
             other => {
                 let (kind_name, id) = manifold_aws::records::record_key(&other);
                 let written = self.records.put_record(&other, &key, &envelope.trace_id, now).await?;
@@ -126,6 +138,36 @@ impl App {
                 info!(record = kind_name, record_id = %id, "record stored");
                 Ok(IngestOutcome::Stored { record_id: id, event })
             }
+        }
+    }
+
+    /// What taking one order in costs, estimated from the requests this path makes: published as EMF
+    /// metrics and added to the per-channel daily usage that `manifold usage` reports. Best effort: a
+    /// usage counter that cannot be written never fails the order.
+    async fn count_order_cost(&self, order: &Order, api_calls: u64, now: DateTime<Utc>) {
+        let meter = CostMeter::new();
+        // Webhook: Lambda, claim + complete, enqueue. Ingest: Lambda, receive + delete, read, the
+        // two-item transaction, the event.
+        meter.record(Billable::LambdaInvoke, 2);
+        meter.record(Billable::DynamoWrite, 2 + 2);
+        meter.record(Billable::DynamoRead, 1);
+        meter.record(Billable::SqsRequest, 3);
+        meter.record(Billable::EventBridgeEvent, 1);
+        meter.record(Billable::ChannelApiCall, api_calls);
+        meter.to_metrics(order.channel.as_str(), "order").emit();
+        if let Err(e) = self
+            .state
+            .add_usage(
+                order.channel.as_str(),
+                now.date_naive(),
+                meter.api_calls(),
+                meter.aws_requests(),
+                1,
+                meter.micro_usd(),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "usage counter not updated");
         }
     }
 
@@ -171,5 +213,17 @@ impl App {
             info!(event = kind.as_str(), status = order.status.as_str(), lines = order.lines.len(), "order stored");
         }
         Ok(IngestOutcome::Stored { record_id: order.id.to_string(), event })
+    }
+}
+
+/// API calls a thin notification costs to complete: the requests each connector's `fetch_order` makes.
+fn fetch_calls(channel: manifold_domain::Channel) -> u64 {
+    use manifold_domain::Channel;
+    match channel {
+        // Order, products, shipping addresses.
+        Channel::Bigcommerce => 3,
+        // getOrder and getOrderItems.
+        Channel::Amazon => 2,
+        _ => 1,
     }
 }

@@ -215,7 +215,7 @@ impl App {
             return Ok(0);
         }
         let report: FanoutReport =
-            fan_out(&self.config, positions, &self.push_gate, &self.push_queue).await.map_err(|e| {
+            fan_out(&self.config, positions, &self.push_gate, &self.push_queue, Some(trace_id)).await.map_err(|e| {
                 if e.is_retryable() {
                     Failure::Transient(Box::new(e))
                 } else {

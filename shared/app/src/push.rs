@@ -301,6 +301,7 @@ enum CallError {
 /// One account's connector behind its breaker, for one batch.
 struct AccountPush<'a> {
     app: &'a App,
+    account: &'a AccountConfig,
     channel: Channel,
     connector: Arc<dyn ChannelConnector>,
     breaker: CircuitBreaker<DynamoBreakerStore>,
@@ -409,7 +410,7 @@ impl AccountPush<'_> {
                 sku: j.sku.clone(),
                 channel_sku: j.channel_sku.clone(),
                 quantity: j.quantity,
-                channel_item_id: None,
+                channel_item_id: self.account.item_ids.get(&j.channel_sku).cloned(),
             })
             .collect();
         let api_calls = updates.len().div_ceil(self.connector.max_batch().max(1));
@@ -596,8 +597,10 @@ impl App {
                 Err(e) => return self.fail_all(jobs, &e),
             };
             let trace_id = jobs.first().map_or_else(crate::trace::mint, |j| j.delivery.trace_id.clone());
+            tracing::Span::current().record("trace_id", trace_id.as_str());
             let pusher = AccountPush {
                 app: self,
+                account: config,
                 channel,
                 connector,
                 breaker: self.breaker(config),

@@ -97,22 +97,27 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     // The orders' master SKUs, known before they arrive (pure normalization of the same documents).
     let demo_skus = ["IPOD2009BLACK", "IPOD2008PINK", "woo-tee-black-m", "TEE-BLK-M", "SKU-1234", "MUG-WHITE", "Bar3"];
     for channel in Channel::ALL {
+        let account = config.enabled_accounts().find(|a| a.channel == channel);
         let items = demo_skus
             .iter()
-            .map(|s| {
-                let account = config.enabled_accounts().find(|a| a.channel == channel);
-                let channel_sku = account.map_or_else(
-                    || (*s).to_owned(),
-                    |a| a.channel_sku_for(&manifold_domain::Sku::new(*s).unwrap_or_else(|_| unreachable!())),
-                );
-                CatalogItem {
-                    id: channel_sku.clone(),
+            .enumerate()
+            .filter_map(|(n, s)| {
+                let sku = manifold_domain::Sku::new(*s).ok()?;
+                let channel_sku = account.map_or_else(|| sku.to_string(), |a| a.channel_sku_for(&sku));
+                // The key the channel's stock write uses: its item id where it has one.
+                let id = match (channel, account.and_then(|a| a.item_ids.get(&channel_sku))) {
+                    (_, Some(id)) => id.clone(),
+                    (Channel::Shopify, None) => format!("gid://shopify/InventoryItem/{}", 900 + n),
+                    _ => channel_sku.clone(),
+                };
+                Some(CatalogItem {
+                    id,
                     sku: channel_sku,
                     quantity: 0,
                     product_id: Some("1001".into()),
-                    variant_id: Some("2001".into()),
+                    variant_id: Some(format!("{}", 2001 + n)),
                     price_minor: Some(1999),
-                }
+                })
             })
             .collect();
         sim.seed_catalog(channel, items);

@@ -34,6 +34,7 @@ fn account(
         sync: manifold_domain::config::SyncCadences::default(),
         stock: manifold_domain::config::StockRules::default(),
         sku_map: BTreeMap::new(),
+        item_ids: BTreeMap::new(),
         settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
     }
 }

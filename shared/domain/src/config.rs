@@ -63,6 +63,11 @@ pub struct AccountConfig {
     /// Channel SKU -> master SKU. SKUs absent here are kept as they are, and flagged.
     #[serde(default)]
     pub sku_map: BTreeMap<ChannelSku, Sku>,
+    /// Channel SKU -> the channel's own item id, for channels whose stock and price writes key by id
+    /// rather than SKU: WooCommerce product id (or `product_id/variation_id`), Etsy listing id, TikTok
+    /// `product_id/sku_id`, Shopify inventory item gid (optional: looked up by SKU otherwise).
+    #[serde(default)]
+    pub item_ids: BTreeMap<String, String>,
     /// Channel-specific identifiers the connector needs (location id, sales channel id, shop id,
     /// marketplace id, warehouse id...). Free-form on purpose: each connector validates its own keys.
     #[serde(default)]

@@ -34,10 +34,14 @@ pub struct PushJob {
     pub quantity: u32,
     /// The ledger position version this quantity was computed from.
     pub version: u64,
+    /// The transaction that moved the stock, carried to the push consumer as the message's `trace_id`
+    /// attribute so one trace id follows an order from its webhook to the channel push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// The jobs for one position: one per enabled account.
-pub fn push_jobs(config: &ChannelConfig, position: &Position) -> Vec<PushJob> {
+pub fn push_jobs(config: &ChannelConfig, position: &Position, trace_id: Option<&str>) -> Vec<PushJob> {
     config
         .enabled_accounts()
         .map(|a| PushJob {
@@ -48,6 +52,7 @@ pub fn push_jobs(config: &ChannelConfig, position: &Position) -> Vec<PushJob> {
             channel_sku: a.channel_sku_for(&position.sku),
             quantity: a.stock.publishable(position.available),
             version: position.version,
+            trace_id: trace_id.map(str::to_owned),
         })
         .collect()
 }
@@ -108,13 +113,16 @@ impl PushQueue for SqsPushQueue {
     async fn enqueue(&self, job: &PushJob) -> Result<(), PushError> {
         let url = self.urls.get(&job.channel).ok_or(PushError::NoQueue(job.channel))?;
         let body = serde_json::to_string(job).map_err(PushError::Encode)?;
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| aws_error("SendMessage", e))?;
+        let mut send = self.client.send_message().queue_url(url).message_body(body);
+        if let Some(trace) = &job.trace_id {
+            let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(trace)
+                .build()
+                .map_err(|e| PushError::Aws { operation: "SendMessage", retryable: false, source: Box::new(e) })?;
+            send = send.message_attributes("trace_id", attr);
+        }
+        send.send().await.map_err(|e| aws_error("SendMessage", e))?;
         Ok(())
     }
 }
@@ -217,10 +225,11 @@ pub async fn fan_out<Q: PushQueue>(
     positions: &[Position],
     gate: &PushGate,
     queue: &Q,
+    trace_id: Option<&str>,
 ) -> Result<FanoutReport, PushError> {
     let mut report = FanoutReport::default();
     for position in positions {
-        for job in push_jobs(config, position) {
+        for job in push_jobs(config, position, trace_id) {
             if gate.offer(&job).await? {
                 queue.enqueue(&job).await?;
                 report.enqueued.push(job);
@@ -250,7 +259,7 @@ mod tests {
             available: 20,
             version: 7,
         };
-        let jobs = push_jobs(&config, &position);
+        let jobs = push_jobs(&config, &position, None);
         assert_eq!(jobs.len(), config.enabled_accounts().count());
         let shopify = jobs.iter().find(|j| j.channel == Channel::Shopify).unwrap();
         assert_eq!((shopify.channel_sku.as_str(), shopify.quantity, shopify.version), ("SHOP-TEE-BLK-M", 18, 7));

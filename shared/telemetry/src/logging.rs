@@ -13,16 +13,26 @@ use crate::redact::scrub_line;
 /// Installs the global JSON subscriber (idempotent: later calls are ignored). Filter from `RUST_LOG`,
 /// default `info`.
 pub fn init(service: &'static str) {
-    let _ = tracing_subscriber::fmt()
+    let _ = tracing::subscriber::set_global_default(subscriber(io::stdout));
+    tracing::debug!(service, "telemetry initialised");
+}
+
+/// The JSON subscriber every function uses, writing scrubbed lines to `writer`. Each line carries the
+/// fields of every enclosing span (`spans`), so the trace id and business keys set on an outer span
+/// show on lines logged deep inside it. Filter from `RUST_LOG`, default `info`.
+pub fn subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(true)
-        .with_span_list(false)
+        .with_span_list(true)
         .with_target(false)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(Scrubbed::new(io::stdout))
-        .try_init();
-    tracing::debug!(service, "telemetry initialised");
+        .with_writer(Scrubbed::new(writer))
+        .finish()
 }
 
 /// A writer factory that scrubs each log line before handing it to the inner writer.

@@ -81,7 +81,7 @@ pub async fn stock(aws: &Aws, config: &ChannelConfig, key: &PositionKey) -> Resu
     let ledger = DynamoLedger::dynamo(aws.ddb.clone(), &aws.env.ledger_table);
     let position = ledger.position(key).await?;
     let mut channels = Vec::new();
-    for job in push_jobs(config, &position) {
+    for job in push_jobs(config, &position, None) {
         let item = aws
             .ddb
             .get_item()
