@@ -119,7 +119,7 @@ async fn a_signed_webhook_gives_one_stored_order_and_one_event() {
     let today = Utc::now().date_naive();
     let usage = h.app.state.usage("shopify", today, today).await.unwrap();
     assert_eq!(usage.len(), 1);
-    assert_eq!((usage[0].orders, usage[0].aws_requests, usage[0].api_calls), (1, 10, 0));
+    assert_eq!((usage[0].orders, usage[0].aws_requests, usage[0].api_calls), (1, 11, 0));
     assert!(usage[0].micro_usd > 0.0);
 }
 

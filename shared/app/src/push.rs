@@ -692,7 +692,7 @@ impl App {
                     m = m.millis("PropagationMs", ms);
                 }
                 m.property("trace_id", s.delivery.trace_id.as_str()).emit();
-                debug!("pushed");
+                info!("pushed to the channel");
                 false
             }
             MessageOutcome::Superseded => {

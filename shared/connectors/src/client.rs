@@ -86,7 +86,9 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
         ctx: &CallContext,
     ) -> Result<Vec<serde_json::Value>, ConnectorError>;
     /// Tells the channel the order has been taken over (Zalando: mark exported); a no-op elsewhere.
-    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError>;
+    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
     async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext)
     -> Result<(), ConnectorError>;
     /// The channel's current sellable quantity per channel SKU (reconciliation).

@@ -145,11 +145,27 @@ fn looks_like_email(word: &str) -> bool {
 pub fn scrub_line(line: &str) -> String {
     match serde_json::from_str::<Value>(line) {
         Ok(mut v) => {
-            // Span names are code, not data: keep them readable.
-            let span_name = v.pointer_mut("/span").and_then(Value::as_object_mut).and_then(|m| m.remove("name"));
+            // Span names are code, not data: keep them readable (`span` and every entry of `spans`).
+            let mut names = Vec::new();
+            if let Some(span) = v.get_mut("span").and_then(Value::as_object_mut) {
+                names.push(span.remove("name"));
+            }
+            if let Some(spans) = v.get_mut("spans").and_then(Value::as_array_mut) {
+                names.extend(spans.iter_mut().map(|s| s.as_object_mut().and_then(|m| m.remove("name"))));
+            }
             redact_value(&mut v);
-            if let (Some(name), Some(span)) = (span_name, v.pointer_mut("/span").and_then(Value::as_object_mut)) {
+            let mut names = names.into_iter();
+            if let Some(span) = v.get_mut("span").and_then(Value::as_object_mut)
+                && let Some(Some(name)) = names.next()
+            {
                 span.insert("name".into(), name);
+            }
+            if let Some(spans) = v.get_mut("spans").and_then(Value::as_array_mut) {
+                for (s, name) in spans.iter_mut().zip(names) {
+                    if let (Some(m), Some(name)) = (s.as_object_mut(), name) {
+                        m.insert("name".into(), name);
+                    }
+                }
             }
             v.to_string()
         }

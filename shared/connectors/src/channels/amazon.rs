@@ -273,10 +273,6 @@ impl ChannelConnector for Amazon {
         }
     }
 
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
     /// Orders v0 has no cancel operation; seller cancellations go through an order-acknowledgement
     /// feed, which is not implemented here.
     async fn cancel_order(

@@ -204,10 +204,6 @@ impl ChannelConnector for BigCommerce {
         Ok(out)
     }
 
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
     async fn cancel_order(
         &self,
         channel_order_id: &str,

@@ -173,10 +173,6 @@ impl ChannelConnector for Ebay {
         }
     }
 
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
     /// Post-Order API seller cancellation (`legacyOrderId` = the order id; shape unverified).
     async fn cancel_order(
         &self,

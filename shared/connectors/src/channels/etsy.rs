@@ -239,10 +239,6 @@ impl ChannelConnector for Etsy {
         }
     }
 
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
     async fn cancel_order(
         &self,
         _channel_order_id: &str,

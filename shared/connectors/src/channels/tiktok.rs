@@ -228,10 +228,6 @@ impl ChannelConnector for TikTok {
         }
     }
 
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
     /// Seller-initiated cancellation (shape unverified).
     async fn cancel_order(
         &self,

@@ -208,10 +208,6 @@ impl ChannelConnector for WooCommerce {
         Ok(orders)
     }
 
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
     async fn cancel_order(
         &self,
         channel_order_id: &str,
