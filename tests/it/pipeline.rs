@@ -198,3 +198,59 @@ async fn one_trace_id_follows_an_order_from_its_webhook_to_the_channel_push() {
         assert!(stages.contains(stage), "no {stage} line carried the trace: {stages:?}\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_wms_shipment_ships_the_reservation_and_sends_tracking_to_the_selling_channel() {
+    let h = Harness::new().await;
+    h.app
+        .set_on_hand(
+            "IPOD2009BLACK",
+            &OnHandUpdate { on_hand: 5, location: None, source_ref: None },
+            "t-erp",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let body = shopify_body();
+    let headers = shopify_headers(&body, "evt-ship", "orders/create");
+    assert_eq!(h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
+    h.run_ingest().await;
+    run_ledger(&h).await;
+    for url in h.stack.env.push_queues.values() {
+        h.stack.drain(url).await;
+    }
+
+    let shipment: manifold_domain::Shipment = serde_json::from_value(serde_json::json!({
+        "id": "wms-ship-1",
+        "order_id": "shopify:shop-eu:1073459981",
+        "channel": "shopify",
+        "account": "shop-eu",
+        "channel_order_id": "1073459981",
+        "carrier": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "tracking_url": null,
+        "lines": [{"line_id": "1071823193", "sku": "IPOD2009BLACK", "quantity": 1}],
+        "shipped_at": "2026-11-26T12:00:00Z"
+    }))
+    .unwrap();
+    let outcome = h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert!(matches!(outcome, LedgerOutcome::Shipped { .. }), "{outcome:?}");
+    let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved, p.available), (4, 0, 4), "the reserved unit left the warehouse");
+
+    // The tracking job is on the queue of the channel that sold the order, and only there.
+    let shopify = h.stack.drain(&h.stack.env.push_queues[&Channel::Shopify]).await;
+    let tracking: Vec<serde_json::Value> = shopify
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap())
+        .filter(|b| b["type"] == "tracking")
+        .collect();
+    assert_eq!(tracking.len(), 1, "{shopify:?}");
+    assert_eq!(tracking[0]["shipment"]["tracking_number"], "1Z999AA10123456784");
+    let ebay = h.stack.drain(&h.stack.env.push_queues[&Channel::Ebay]).await;
+    assert!(ebay.iter().all(|m| !m.body().unwrap_or_default().contains("tracking")));
+
+    // The same shipment again moves nothing.
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert_eq!(h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().on_hand, 4);
+}

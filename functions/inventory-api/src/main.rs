@@ -1,6 +1,7 @@
 //! Inventory API Lambda (HTTP API, IAM-authenticated): the ERP/WMS source of truth.
 //! `PUT /v1/inventory/{sku}` sets one absolute on-hand count; `POST /v1/inventory/import` takes a JSON
-//! array or a CSV file. Open reservations are always kept.
+//! array or a CSV file (open reservations are always kept); `POST /v1/shipments` takes a canonical
+//! Shipment from the WMS: stock leaves the warehouse and the tracking goes back to the selling channel.
 
 use std::sync::Arc;
 
@@ -24,7 +25,15 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
     );
     let now = chrono::Utc::now();
     let body = std::str::from_utf8(req.body().as_ref()).unwrap_or_default().to_owned();
-    let result = if let Some(sku) = req.path_parameters().first("sku").map(str::to_owned) {
+    let result = if req.uri().path().ends_with("/v1/shipments") {
+        match serde_json::from_str::<manifold_domain::Shipment>(&body) {
+            Ok(shipment) => app
+                .record_shipment(&shipment, &trace_id, now)
+                .await
+                .map(|o| serde_json::json!({ "outcome": format!("{o:?}") })),
+            Err(e) => Err(Failure::permanent("shipment", format!("body must be a canonical Shipment v1: {e}"))),
+        }
+    } else if let Some(sku) = req.path_parameters().first("sku").map(str::to_owned) {
         match serde_json::from_str::<OnHandUpdate>(&body) {
             Ok(update) => app.set_on_hand(&sku, &update, &trace_id, now).await.map(|p| serde_json::json!(p)),
             Err(e) => Err(Failure::permanent(

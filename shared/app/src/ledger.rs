@@ -249,6 +249,20 @@ impl App {
         self.ledger.position(&key).await.map_err(|e| failure(&e))
     }
 
+    /// `POST /v1/shipments`: the WMS shipped (part of) an order. The reserved units leave the
+    /// warehouse (once per shipment id), and the tracking goes back to the channel that sold the order.
+    pub async fn record_shipment(
+        &self,
+        shipment: &Shipment,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LedgerOutcome, Failure> {
+        let detail = serde_json::json!({ "trace_id": trace_id, "data": shipment });
+        let outcome = self.apply_event("ShipmentCreated", &detail, now).await?;
+        self.enqueue_tracking(shipment, trace_id).await?;
+        Ok(outcome)
+    }
+
     /// `POST /v1/inventory/import`: a JSON array or a CSV file; bad rows are reported, good rows applied.
     pub async fn import_stock(
         &self,
