@@ -79,7 +79,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     for a in &mut config.accounts {
         a.endpoint = sim.base_url(a.channel);
         let webhook_secret = if a.channel == Channel::Etsy { ETSY_SECRET } else { SECRET };
-        let value = serde_json::json!({"webhook_secret": webhook_secret, "access_token": "demo-token"}).to_string();
+        let value = serde_json::json!({
+            "webhook_secret": webhook_secret,
+            "access_token": "demo-token",
+            "client_id": "ck_demo",
+            "client_secret": "cs_demo",
+            "api_key": "demo-keystring"
+        })
+        .to_string();
         if sm.create_secret().name(&a.secret).secret_string(&value).send().await.is_err() {
             sm.put_secret_value()
                 .secret_id(&a.secret)
@@ -268,16 +275,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let snapshot = sim.snapshot();
     for (channel, stock) in &snapshot.stock {
-        let listed: Vec<String> = stock
-            .iter()
-            .filter(|(k, _)| demo_skus.iter().any(|s| k.contains(s) || s.contains(k.as_str())))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        // Keys are what each channel's stock write uses: SKUs, EANs, or its own item ids.
+        let listed: Vec<String> = stock.iter().filter(|(_, v)| **v != 0).map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "    {channel:<12} API calls {:>3}  throttled {:>2}  listed: {}",
+            "    {:<12} API calls {:>3}  throttled {:>2}  now listed: {}",
+            channel.as_str(),
             snapshot.requests.get(channel).copied().unwrap_or(0),
             snapshot.throttled.get(channel).copied().unwrap_or(0),
-            listed.join(" ")
+            if listed.is_empty() { "-".to_owned() } else { listed.join(" ") }
         );
     }
     if let Some(path) = std::env::var_os("METRICS_FILE") {
