@@ -41,9 +41,15 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub(crate) async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A harness whose example configuration is first adjusted by `adjust`.
+    pub(crate) async fn with_config(adjust: impl FnOnce(&mut ChannelConfig)) -> Self {
         let stack = Stack::new().await;
         let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
         let mut config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        adjust(&mut config);
         let mut secrets = HashMap::new();
         for a in &mut config.accounts {
             a.endpoint = sim.base_url(a.channel);

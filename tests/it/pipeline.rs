@@ -254,3 +254,27 @@ async fn a_wms_shipment_ships_the_reservation_and_sends_tracking_to_the_selling_
     h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
     assert_eq!(h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().on_hand, 4);
 }
+
+#[tokio::test]
+async fn an_oversold_order_on_a_cancel_channel_is_cancelled_through_the_connector() {
+    let h = Harness::with_config(|c| {
+        for a in c.accounts.iter_mut().filter(|a| a.channel == Channel::Shopify) {
+            a.stock.oversell = OversellAction::Cancel;
+        }
+    })
+    .await;
+    let body = shopify_body();
+    let headers = shopify_headers(&body, "evt-cancel", "orders/create");
+    assert_eq!(h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
+    h.run_ingest().await;
+    let applied = run_ledger(&h).await;
+    assert!(
+        matches!(applied.as_slice(), [(_, LedgerOutcome::Oversold { action: OversellAction::Cancel, .. })]),
+        "{applied:?}"
+    );
+    let writes = h.sim.snapshot().writes.get(&Channel::Shopify).cloned().unwrap_or_default();
+    let cancels: Vec<_> = writes.iter().filter(|w| w.body.to_string().contains("orderCancel")).collect();
+    assert_eq!(cancels.len(), 1, "one orderCancel call reached the channel: {writes:?}");
+    assert!(cancels[0].body.to_string().contains("1073459981"));
+    assert_eq!(h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().reserved, 0);
+}
