@@ -56,7 +56,14 @@ impl Harness {
             let webhook_secret = if a.channel == Channel::Etsy { ETSY_SECRET } else { SECRET };
             secrets.insert(
                 a.secret.clone(),
-                serde_json::json!({"webhook_secret": webhook_secret, "access_token": "token"}).to_string(),
+                serde_json::json!({
+                    "webhook_secret": webhook_secret,
+                    "access_token": "token",
+                    "client_id": "ck_test",
+                    "client_secret": "cs_test",
+                    "api_key": "keystring"
+                })
+                .to_string(),
             );
         }
         let settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
@@ -364,4 +371,90 @@ async fn zalando_orders_are_polled_and_marked_exported_only_after_they_are_store
     // Exported now: the next poll finds nothing new.
     let again = h.app.poll_zalando(Utc::now()).await.unwrap();
     assert_eq!(again.fetched, 0);
+}
+
+/// Sends a signed webhook for `channel`, runs the ingest consumer, and returns the stored order.
+async fn deliver(
+    h: &Harness,
+    channel: Channel,
+    account: &str,
+    headers: HeaderMap,
+    body: &[u8],
+) -> manifold_domain::Order {
+    let response = h.app.handle_webhook(channel.as_str(), account, &headers, body, Utc::now()).await;
+    assert_eq!(response.status, 200, "{channel}: {response:?}");
+    assert_eq!(h.run_ingest().await, 1, "{channel}: one delivery enqueued");
+    let events = h.stack.events().await;
+    let quarantined: Vec<String> = h.app.quarantine.list(false).await.unwrap().into_iter().map(|q| q.reason).collect();
+    assert_eq!(events.len(), 1, "{channel}: no event; quarantined: {quarantined:?}");
+    let id = events[0]["detail"]["data"]["id"].as_str().expect("order id").to_owned();
+    h.app.records.get_order(&OrderId::new(id).unwrap()).await.unwrap().expect("stored")
+}
+
+fn settings(h: &Harness, channel: Channel) -> std::collections::BTreeMap<String, String> {
+    h.app.config.enabled_accounts().find(|a| a.channel == channel).unwrap().settings.clone()
+}
+
+#[tokio::test]
+async fn woocommerce_etsy_tiktok_and_ebay_webhooks_reach_the_store_too() {
+    let h = Harness::new().await;
+    let now = Utc::now();
+
+    // WooCommerce: the full REST order, signed with the webhook secret.
+    let woo = include_bytes!("../../shared/normalize/fixtures/woocommerce/order-727-rest-v3-retrieve.json");
+    let mut headers = sign(Channel::Woocommerce, SECRET, &settings(&h, Channel::Woocommerce), "", woo, now).unwrap();
+    headers.insert("x-wc-webhook-topic", HeaderValue::from_static("order.created"));
+    headers.insert("x-wc-webhook-delivery-id", HeaderValue::from_static("woo-delivery-1"));
+    let order = deliver(&h, Channel::Woocommerce, "woo-main", headers, woo).await;
+    assert_eq!(order.id.as_str(), "woocommerce:woo-main:727");
+
+    // Etsy: a thin Standard Webhooks notification; the receipt is fetched back.
+    let receipt: serde_json::Value =
+        serde_json::from_str(include_str!("../../shared/normalize/fixtures/etsy/receipt-written-from-v3-schema.json"))
+            .unwrap();
+    h.sim.seed_order(Channel::Etsy, receipt).unwrap();
+    let etsy = serde_json::to_vec(&serde_json::json!({
+        "event_type": "order.paid",
+        "resource_url": "https://openapi.etsy.com/v3/application/shops/12345678/receipts/1234567890",
+        "shop_id": 12_345_678
+    }))
+    .unwrap();
+    let headers = sign(Channel::Etsy, ETSY_SECRET, &settings(&h, Channel::Etsy), "msg_etsy_1", &etsy, now).unwrap();
+    let order = deliver(&h, Channel::Etsy, "shop-12345678", headers, &etsy).await;
+    assert_eq!(order.id.as_str(), "etsy:shop-12345678:1234567890");
+
+    // TikTok Shop: signed with app key + body; the order detail is fetched back.
+    let detail: serde_json::Value = serde_json::from_str(include_str!(
+        "../../shared/normalize/fixtures/tiktok/order-detail-202309-written-from-docs.json"
+    ))
+    .unwrap();
+    h.sim.seed_order(Channel::Tiktok, detail).unwrap();
+    let tiktok = include_bytes!("../../shared/normalize/fixtures/tiktok/webhook-order-status-written-from-docs.json");
+    let headers = sign(Channel::Tiktok, SECRET, &settings(&h, Channel::Tiktok), "", tiktok, now).unwrap();
+    let order = deliver(&h, Channel::Tiktok, "7000714532876273420", headers, tiktok).await;
+    assert_eq!(order.id.as_str(), "tiktok:7000714532876273420:576461413038785752");
+
+    // eBay: ECDSA over the body; the verifier fetches the public key by kid (from the simulator).
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let pem =
+        p256::pkcs8::EncodePublicKey::to_public_key_pem(key.verifying_key(), p256::pkcs8::LineEnding::LF).unwrap();
+    let put = reqwest::Client::new()
+        .put(format!("{}/_sim/ebay/public_key/kid-test", h.sim.url()))
+        .json(&serde_json::json!({ "key": pem }))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let ebay_order: serde_json::Value =
+        serde_json::from_str(include_str!("../../shared/normalize/fixtures/ebay/getorder-written-from-docs.json"))
+            .unwrap();
+    h.sim.seed_order(Channel::Ebay, ebay_order).unwrap();
+    let ebay = include_bytes!("../../shared/normalize/fixtures/ebay/notification-order-written-from-docs.json");
+    let signature =
+        manifold_connectors::verify::sign_ebay(&key, "kid-test", manifold_connectors::verify::EbayDigest::Sha1, ebay)
+            .unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-ebay-signature", HeaderValue::from_str(&signature).unwrap());
+    let order = deliver(&h, Channel::Ebay, "ebay-de", headers, ebay).await;
+    assert_eq!(order.id.as_str(), "ebay:ebay-de:12-03456-78901");
 }
