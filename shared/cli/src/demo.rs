@@ -158,6 +158,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
 
     step(3, "Channels deliver orders");
+    // Shopify knows its own order (the WMS shipment in step 5 fulfils it there).
+    let _ = sim.seed_order(Channel::Shopify, json(SHOPIFY_ORDER)["order"].clone());
     let now = Utc::now();
     let shopify_body = serde_json::to_vec(&json(SHOPIFY_ORDER)["order"]).unwrap_or_default();
     let mut h = sign(Channel::Shopify, SECRET, &BTreeMap::new(), "", &shopify_body, now)
@@ -228,7 +230,38 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     println!("    push consumers: {pushed} jobs");
 
-    step(5, "Scheduled tiers (moto never fires schedules; run once here)");
+    step(5, "The WMS ships the Shopify order (POST /v1/shipments): stock leaves, tracking goes back to Shopify");
+    let shopify_order = json(SHOPIFY_ORDER);
+    let shipment = serde_json::json!({
+        "id": "wms-demo-1",
+        "order_id": "shopify:shop-eu:1073459981",
+        "channel": "shopify",
+        "account": "shop-eu",
+        "channel_order_id": "1073459981",
+        "carrier": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "tracking_url": null,
+        "lines": [{"line_id": shopify_order["order"]["line_items"][0]["id"].to_string(), "sku": "IPOD2009BLACK", "quantity": 1}],
+        "shipped_at": Utc::now()
+    });
+    match serde_json::from_value::<manifold_domain::Shipment>(shipment) {
+        Ok(shipment) => match app.record_shipment(&shipment, "demo-wms", Utc::now()).await {
+            Ok(outcome) => println!("    ledger: {outcome:?}"),
+            Err(e) => println!("    shipment failed: {e}"),
+        },
+        Err(e) => println!("    shipment not built: {e}"),
+    }
+    for (channel, url) in &env.push_queues {
+        drain(&app, url, |e| app.push_batch(*channel, e)).await?;
+    }
+    let fulfilments = sim
+        .snapshot()
+        .writes
+        .get(&Channel::Shopify)
+        .map_or(0, |w| w.iter().filter(|w| w.body.to_string().contains("1Z999AA10123456784")).count());
+    println!("    shopify received {fulfilments} fulfillment call(s) carrying the tracking number");
+
+    step(6, "Scheduled tiers (moto never fires schedules; run once here)");
     for tier in ["stock", "reconcile", "prices"] {
         match app.run_tier(tier, Utc::now()).await {
             Ok(r) => println!(
@@ -246,7 +279,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         drain(&app, url, |e| app.push_batch(*channel, e)).await?;
     }
 
-    step(6, "Result");
+    step(7, "Result");
     for id in ["shopify:shop-eu:1073459981", "woocommerce:woo-main:727", "bigcommerce:store-abc123:218"] {
         if let Ok(order_id) = manifold_domain::OrderId::new(id) {
             match app.records.get_order(&order_id).await {

@@ -57,6 +57,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => Box::pin(demo::run(args)).await,
     }
 }
