@@ -20,6 +20,15 @@ async fn run_ledger(h: &Harness) -> Vec<(String, LedgerOutcome)> {
     out
 }
 
+/// The paid Shopify order arrives as a signed webhook, is ingested, and its events reach the ledger.
+async fn shopify_order_through_ledger(h: &Harness, event_id: &str) -> Vec<(String, LedgerOutcome)> {
+    let body = shopify_body();
+    let headers = shopify_headers(&body, event_id, "orders/create");
+    assert_eq!(h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
+    h.run_ingest().await;
+    run_ledger(h).await
+}
+
 fn key(sku: &str) -> PositionKey {
     PositionKey::new(manifold_domain::Sku::new(sku).unwrap(), "default")
 }
@@ -37,16 +46,7 @@ async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
         assert_eq!(jobs.len(), 1, "{c} got the ERP count");
     }
 
-    let body = shopify_body();
-    assert_eq!(
-        h.app
-            .handle_webhook("shopify", "shop-eu", &shopify_headers(&body, "evt-p1", "orders/create"), &body, Utc::now())
-            .await
-            .status,
-        200
-    );
-    h.run_ingest().await;
-    let applied = run_ledger(&h).await;
+    let applied = shopify_order_through_ledger(&h, "evt-p1").await;
     assert!(
         matches!(applied.as_slice(), [(k, LedgerOutcome::Reserved { jobs: 8 })] if k == "OrderAccepted"),
         "{applied:?}"
@@ -95,16 +95,7 @@ async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
 #[tokio::test]
 async fn an_order_without_stock_is_marked_oversold_and_announced() {
     let h = Harness::new().await;
-    let body = shopify_body();
-    assert_eq!(
-        h.app
-            .handle_webhook("shopify", "shop-eu", &shopify_headers(&body, "evt-p2", "orders/create"), &body, Utc::now())
-            .await
-            .status,
-        200
-    );
-    h.run_ingest().await;
-    let applied = run_ledger(&h).await;
+    let applied = shopify_order_through_ledger(&h, "evt-p2").await;
     assert!(
         matches!(applied.as_slice(), [(_, LedgerOutcome::Oversold { action: OversellAction::Hold, short: 1 })]),
         "{applied:?}"
@@ -211,11 +202,7 @@ async fn a_wms_shipment_ships_the_reservation_and_sends_tracking_to_the_selling_
         )
         .await
         .unwrap();
-    let body = shopify_body();
-    let headers = shopify_headers(&body, "evt-ship", "orders/create");
-    assert_eq!(h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
-    h.run_ingest().await;
-    run_ledger(&h).await;
+    shopify_order_through_ledger(&h, "evt-ship").await;
     for url in h.stack.env.push_queues.values() {
         h.stack.drain(url).await;
     }
@@ -263,11 +250,7 @@ async fn an_oversold_order_on_a_cancel_channel_is_cancelled_through_the_connecto
         }
     })
     .await;
-    let body = shopify_body();
-    let headers = shopify_headers(&body, "evt-cancel", "orders/create");
-    assert_eq!(h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
-    h.run_ingest().await;
-    let applied = run_ledger(&h).await;
+    let applied = shopify_order_through_ledger(&h, "evt-cancel").await;
     assert!(
         matches!(applied.as_slice(), [(_, LedgerOutcome::Oversold { action: OversellAction::Cancel, .. })]),
         "{applied:?}"

@@ -93,6 +93,20 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The plain OAuth bearer scheme (`Authorization: Bearer {access_token}`), for channels whose
+/// requests need nothing else (eBay, Zalando).
+#[derive(Debug)]
+pub struct Bearer {
+    pub creds: crate::Credentials,
+}
+
+impl Dialect for Bearer {
+    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
+        Ok(())
+    }
+}
+
 /// What every connector gets from [`crate::build`]: the account's endpoint, settings and limiter.
 #[derive(Debug, Clone)]
 pub struct ApiParts {

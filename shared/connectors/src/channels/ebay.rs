@@ -16,22 +16,10 @@ use crate::{
     Credentials,
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, class_of_status},
-    transport::{Api, ApiParts, Dialect, Req, batches, credential, field},
+    transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
 
 const MAX_BATCH: usize = 25;
-
-#[derive(Debug)]
-struct EbayDialect {
-    creds: Credentials,
-}
-
-impl Dialect for EbayDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
-        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
-        Ok(())
-    }
-}
 
 /// An eBay seller account.
 #[derive(Debug)]
@@ -43,7 +31,7 @@ pub struct Ebay {
 impl Ebay {
     pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
         let batch = parts.batch(MAX_BATCH);
-        Self { api: Api::new(parts, EbayDialect { creds: creds.clone() }), batch }
+        Self { api: Api::new(parts, Bearer { creds: creds.clone() }), batch }
     }
 
     async fn bulk(&self, requests: Vec<(&str, Value)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {

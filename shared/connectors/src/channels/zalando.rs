@@ -20,24 +20,12 @@ use crate::{
     Credentials,
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
-    transport::{Api, ApiParts, Dialect, Req, batches, credential, field},
+    transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
 
 const MAX_STOCK_BATCH: usize = 1000;
 const JSON_API: &str = "application/vnd.api+json";
 const INCLUDE: &str = "order_items,order_lines";
-
-#[derive(Debug)]
-struct ZalandoDialect {
-    creds: Credentials,
-}
-
-impl Dialect for ZalandoDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
-        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
-        Ok(())
-    }
-}
 
 /// A Zalando merchant.
 #[derive(Debug)]
@@ -51,7 +39,7 @@ impl Zalando {
     pub fn new(account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
         let merchant = parts.settings.get("merchant_id").cloned().unwrap_or_else(|| account.account.to_string());
         let batch = parts.batch(MAX_STOCK_BATCH);
-        Self { api: Api::new(parts, ZalandoDialect { creds: creds.clone() }), merchant, batch }
+        Self { api: Api::new(parts, Bearer { creds: creds.clone() }), merchant, batch }
     }
 
     fn path(&self, rest: &str) -> String {
