@@ -142,9 +142,11 @@ impl App {
                 return WebhookResponse::new(401, "invalid signature", trace_id);
             }
         }
+        // Parsed once: for the body's own event id, then for the shape check.
+        let parsed = serde_json::from_slice::<serde_json::Value>(body);
         let topic = header_topic(channel, headers);
         let event_id = header_event_id(channel, headers)
-            .or_else(|| serde_json::from_slice(body).ok().and_then(|v| manifold_normalize::body_event_id(channel, &v)))
+            .or_else(|| parsed.as_ref().ok().and_then(|v| manifold_normalize::body_event_id(channel, v)))
             .unwrap_or_else(|| body_hash(body));
         let envelope = IngestEnvelope {
             v: 1,
@@ -158,7 +160,7 @@ impl App {
             body: String::from_utf8_lossy(body).into_owned(),
             document: None,
         };
-        if let Err(reason) = check_shape(channel, envelope.topic.as_deref(), body) {
+        if let Err(reason) = check_shape(channel, envelope.topic.as_deref(), &parsed) {
             self.quarantine_envelope(&envelope, "webhook", &reason, now).await;
             metrics().count("Quarantined", 1).emit();
             return WebhookResponse::new(400, format!("not a {channel} notification: {reason}"), trace_id);
@@ -240,9 +242,13 @@ impl App {
 }
 
 /// A verified body must at least be the kind of document the channel sends: JSON, and classifiable.
-fn check_shape(channel: Channel, topic: Option<&str>, body: &[u8]) -> Result<(), String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    manifold_normalize::classify(channel, topic, &value).map(|_| ()).map_err(|e| e.to_string())
+fn check_shape(
+    channel: Channel,
+    topic: Option<&str>,
+    parsed: &Result<serde_json::Value, serde_json::Error>,
+) -> Result<(), String> {
+    let value = parsed.as_ref().map_err(|e| format!("body is not JSON: {e}"))?;
+    manifold_normalize::classify(channel, topic, value).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Shared ownership helper for the HTTP function.
