@@ -307,7 +307,8 @@ def write_env(cfn_client, name: str) -> None:
         **{var: physical[lid] for var, lid in wanted.items()},
         "EVENT_BUS_NAME": outputs["BusName"],
         "ALARM_TOPIC_ARN": outputs.get("AlarmTopicArn", ""),
-        "MANIFOLD_CONFIG_FILE": os.environ.get("MANIFOLD_CONFIG_FILE", "channels.toml"),
+        "CONFIG_BUCKET": physical.get("ConfigBucket", ""),
+        "CONFIG_KEY": "channels.toml",
         "METRICS_NAMESPACE": "Manifold",
     }
     STACK_ENV.write_text("".join(f"export {key}='{value}'\n" for key, value in env.items()))

@@ -201,7 +201,9 @@ fn functions_run_on_graviton_with_the_shared_environment() {
         "QUARANTINE_TABLE",
         "EVENT_BUS_NAME",
         "INGEST_QUEUE_URL",
-        "MANIFOLD_CONFIG_FILE",
+        "CONFIG_BUCKET",
+        "CONFIG_KEY",
+        "CONFIG_REFRESH_SECONDS",
         "RUST_LOG",
         "METRICS_NAMESPACE",
     ];
@@ -214,6 +216,8 @@ fn functions_run_on_graviton_with_the_shared_environment() {
         for var in common {
             assert!(variables.get(var).is_some(), "{id} lacks {var}");
         }
+        assert_eq!(variables["CONFIG_BUCKET"], reference("ConfigBucket"), "{id}");
+        assert!(variables.get("MANIFOLD_CONFIG_FILE").is_none(), "{id}: a deployed function reads its configuration from S3");
         for channel in Channel::ALL {
             let var = format!("PUSH_QUEUE_{}", channel.as_str().to_uppercase());
             assert_eq!(variables[&var], reference(&format!("Push{}Queue", title(channel))), "{id}: {var}");
