@@ -392,7 +392,7 @@ async fn deliver(
 }
 
 fn settings(h: &Harness, channel: Channel) -> std::collections::BTreeMap<String, String> {
-    h.app.config.enabled_accounts().find(|a| a.channel == channel).unwrap().settings.clone()
+    h.app.live_config.snapshot().enabled_accounts().find(|a| a.channel == channel).unwrap().settings.clone()
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Webhook intake Lambda (API Gateway HTTP API): `POST /v1/webhooks/{channel}/{account}`.
-//! Wiring only: the service is `App::handle_webhook`.
+//! Webhook intake Lambda (API Gateway HTTP API): `POST /v1/webhooks/{channel}/{account}`, and eBay's
+//! endpoint validation `GET /v1/webhooks/ebay/{account}?challenge_code=...`.
+//! Wiring only: the services are `App::handle_webhook` and `App::ebay_challenge`.
 
 use std::sync::Arc;
 
@@ -21,6 +22,23 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let params = req.path_parameters();
     let channel = params.first("channel").unwrap_or_default().to_owned();
     let account = params.first("account").unwrap_or_default().to_owned();
+    if req.method() == lambda_http::http::Method::GET {
+        let code = req.query_string_parameters().first("challenge_code").map(str::to_owned);
+        return match (channel.as_str(), code) {
+            ("ebay", Some(code)) => match app.ebay_challenge(&account, &code, &req.uri().to_string()).await {
+                Ok(body) => Ok(Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))?),
+                Err(out) => Ok(manifold_app::http::json_response(out.status, &out.message, &out.trace_id)?),
+            },
+            _ => Ok(manifold_app::http::json_response(
+                405,
+                "only eBay's endpoint validation (GET ?challenge_code=) is answered on GET",
+                &manifold_app::trace::mint(),
+            )?),
+        };
+    }
     let out = app.handle_webhook(&channel, &account, req.headers(), req.body().as_ref(), chrono::Utc::now()).await;
     Ok(manifold_app::http::json_response(out.status, &out.message, &out.trace_id)?)
 }

@@ -28,7 +28,10 @@ use manifold_ledger::{
 };
 use tokio::sync::RwLock;
 
-use crate::outcome::Failure;
+use crate::{
+    config::{ConfigSource, LiveConfig},
+    outcome::Failure,
+};
 
 /// Tunables with production defaults, overridable from the environment.
 #[derive(Debug, Clone)]
@@ -75,6 +78,8 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] manifold_domain::config::ConfigError),
     #[error(transparent)]
+    ConfigLoad(#[from] crate::config::ConfigLoadError),
+    #[error(transparent)]
     Env(#[from] manifold_aws::env::MissingVar),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
@@ -86,7 +91,8 @@ type ConnectorCache = HashMap<(Channel, String), Arc<dyn ChannelConnector>>;
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct App {
-    pub config: Arc<ChannelConfig>,
+    /// The channel configuration, reloaded when its object in the ConfigBucket changes.
+    pub live_config: Arc<LiveConfig>,
     pub env: AwsEnv,
     pub settings: Settings,
     pub records: Arc<dyn RecordStore>,
@@ -116,21 +122,21 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Reads the configuration file (`MANIFOLD_CONFIG_FILE`, default `channels.toml`) and the resource
-    /// names, and builds every client. Called once per cold start.
+    /// Loads the configuration (the ConfigBucket object, or `MANIFOLD_CONFIG_FILE` locally) and the
+    /// resource names, and builds every client. Called once per cold start.
     pub async fn from_env() -> Result<Self, StartupError> {
-        let path = std::env::var("MANIFOLD_CONFIG_FILE").unwrap_or_else(|_| "channels.toml".to_owned());
-        let config = ChannelConfig::load(std::path::Path::new(&path))?;
         let env = AwsEnv::from_env()?;
         let sdk = manifold_aws::sdk_config().await;
+        let config = LiveConfig::load(ConfigSource::from_env(&sdk)?).await?;
         let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecrets::new(
             SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)),
             StdDuration::from_mins(5),
         ));
-        Self::build(config, env, Settings::from_env(), &sdk, secrets)
+        Self::build_live(config, env, Settings::from_env(), &sdk, secrets)
     }
 
-    /// Builds the context from parts (the tests and the local pipeline choose their own secrets).
+    /// Builds the context from parts with a configuration that never changes (the tests and the local
+    /// pipeline choose their own configuration and secrets).
     pub fn build(
         config: ChannelConfig,
         env: AwsEnv,
@@ -138,17 +144,29 @@ impl App {
         sdk: &aws_config::SdkConfig,
         secrets: Arc<dyn SecretSource>,
     ) -> Result<Self, StartupError> {
+        Self::build_live(LiveConfig::fixed(config), env, settings, sdk, secrets)
+    }
+
+    /// Builds the context from parts around a live configuration.
+    pub fn build_live(
+        config: LiveConfig,
+        env: AwsEnv,
+        settings: Settings,
+        sdk: &aws_config::SdkConfig,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Result<Self, StartupError> {
+        let snapshot = config.snapshot();
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let http = reqwest::Client::builder().timeout(StdDuration::from_secs(10)).build()?;
         // eBay's notification keys come from its API host (the simulator locally).
-        let ebay_endpoint = config
+        let ebay_endpoint = snapshot
             .accounts
             .iter()
             .find(|a| a.channel == Channel::Ebay)
             .map_or_else(|| "https://api.ebay.com".to_owned(), |a| a.endpoint.clone());
         Ok(Self {
-            config: Arc::new(config),
+            live_config: Arc::new(config),
             records: Arc::new(DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table)),
             idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), &env.idempotency_table)),
             quarantine: Arc::new(DynamoQuarantine::new(ddb.clone(), &env.quarantine_table)),
@@ -173,10 +191,17 @@ impl App {
         })
     }
 
+    /// The configuration now: re-checks the stored object when its refresh interval has passed.
+    pub async fn config(&self) -> Arc<ChannelConfig> {
+        self.live_config.current().await
+    }
+
     /// The account's configuration, or a permanent failure naming it.
-    pub fn account(&self, channel: Channel, account: &str) -> Result<&AccountConfig, Failure> {
-        self.config
+    pub async fn account(&self, channel: Channel, account: &str) -> Result<AccountConfig, Failure> {
+        self.config()
+            .await
             .account(channel, account)
+            .cloned()
             .ok_or_else(|| Failure::permanent("config", format!("unknown {channel} account {account:?}")))
     }
 

@@ -64,11 +64,11 @@ impl App {
                 .iter()
                 .find_map(|p| value.pointer(p).and_then(|v| v.as_str()))
                 .map(str::to_owned);
+        let config = self.live_config.snapshot();
         let account = match seller {
-            Some(s) if self.config.account(Channel::Amazon, &s).is_some() => s,
+            Some(s) if config.account(Channel::Amazon, &s).is_some() => s,
             // A single configured Amazon account takes notifications that do not name the seller.
-            _ => self
-                .config
+            _ => config
                 .enabled_accounts()
                 .find(|a| a.channel == Channel::Amazon)
                 .map(|a| a.account.to_string())
@@ -95,7 +95,7 @@ impl App {
     pub async fn poll_zalando(&self, now: DateTime<Utc>) -> Result<PollReport, Failure> {
         let mut report = PollReport::default();
         let accounts: Vec<_> =
-            self.config.enabled_accounts().filter(|a| a.channel == Channel::Zalando).cloned().collect();
+            self.config().await.enabled_accounts().filter(|a| a.channel == Channel::Zalando).cloned().collect();
         for account in accounts {
             let trace_id = crate::trace::mint();
             let ctx = CallContext { trace_id: trace_id.clone() };

@@ -68,7 +68,7 @@ impl App {
     }
 
     async fn ingest_inner(&self, envelope: &IngestEnvelope, now: DateTime<Utc>) -> Result<IngestOutcome, Failure> {
-        let account = self.account(envelope.channel, &envelope.account)?;
+        let account = self.account(envelope.channel, &envelope.account).await?;
         let body: serde_json::Value = serde_json::from_str(&envelope.body)
             .map_err(|e| Failure::permanent("parse", format!("body is not JSON: {e}")))?;
         let inbound = match envelope.document {
@@ -80,7 +80,7 @@ impl App {
         let (kind, doc) = match inbound {
             Inbound::Full { kind, doc } => (kind, doc),
             Inbound::Thin { kind, resource_id, .. } => {
-                let connector = self.connector(account).await?;
+                let connector = self.connector(&account).await?;
                 let ctx = CallContext { trace_id: envelope.trace_id.clone() };
                 let doc = match kind {
                     DocKind::Order | DocKind::Refund | DocKind::Shipment => {
@@ -108,7 +108,7 @@ impl App {
                 return Ok(IngestOutcome::Ignored { reason });
             }
         };
-        let ctx = Context { account, received_at: envelope.received_at };
+        let ctx = Context { account: &account, received_at: envelope.received_at };
         let record = manifold_normalize::normalize(envelope.channel, kind, &doc, &ctx)
             .map_err(|e| Failure::permanent("normalize", e.to_string()))?;
         let key = envelope.ingest_key();

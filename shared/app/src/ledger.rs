@@ -147,7 +147,7 @@ impl App {
             let jobs = self.after_change(&change.positions, trace_id, now).await?;
             return Ok(LedgerOutcome::Released { jobs });
         }
-        let reservation = OrderReservation::from_order(order, &self.config, Some(trace_id.to_owned()));
+        let reservation = OrderReservation::from_order(order, &*self.config().await, Some(trace_id.to_owned()));
         let change = self.ledger.reserve_order(&reservation).await.map_err(|e| failure(&e))?;
         let outcome = match &change.outcome {
             ReserveOutcome::Reserved => LedgerOutcome::Reserved { jobs: 0 },
@@ -192,8 +192,8 @@ impl App {
             .emit();
         warn!(rule = ?action, short = oversell.short_lines.len(), "order oversold");
         if action == OversellAction::Cancel {
-            let account = self.account(order.channel, order.account.as_str())?;
-            let connector = self.connector(account).await?;
+            let account = self.account(order.channel, order.account.as_str()).await?;
+            let connector = self.connector(&account).await?;
             connector
                 .cancel_order(&order.channel_order_id, "out of stock", &CallContext { trace_id: trace_id.to_owned() })
                 .await
@@ -215,13 +215,15 @@ impl App {
             return Ok(0);
         }
         let report: FanoutReport =
-            fan_out(&self.config, positions, &self.push_gate, &self.push_queue, Some(trace_id)).await.map_err(|e| {
-                if e.is_retryable() {
-                    Failure::Transient(Box::new(e))
-                } else {
-                    Failure::permanent("fanout", e.to_string())
-                }
-            })?;
+            fan_out(&*self.config().await, positions, &self.push_gate, &self.push_queue, Some(trace_id))
+                .await
+                .map_err(|e| {
+                    if e.is_retryable() {
+                        Failure::Transient(Box::new(e))
+                    } else {
+                        Failure::permanent("fanout", e.to_string())
+                    }
+                })?;
         for p in positions {
             let data = serde_json::json!({"sku": p.sku, "location": p.location, "on_hand": p.on_hand, "reserved": p.reserved, "available": p.available, "version": p.version});
             publish(self.bus.as_ref(), &EventDetail::new(EventKind::InventoryChanged, trace_id, now, data)).await?;

@@ -588,11 +588,11 @@ impl App {
         span.record("channel", channel.as_str());
         span.record("account", account.as_str());
         async {
-            let config = match self.account(channel, account.as_str()) {
+            let config = match self.account(channel, account.as_str()).await {
                 Ok(c) => c,
                 Err(e) => return self.fail_all(jobs, &e),
             };
-            let connector = match self.connector(config).await {
+            let connector = match self.connector(&config).await {
                 Ok(c) => c,
                 Err(e) => return self.fail_all(jobs, &e),
             };
@@ -600,10 +600,10 @@ impl App {
             tracing::Span::current().record("trace_id", trace_id.as_str());
             let pusher = AccountPush {
                 app: self,
-                account: config,
+                account: &config,
                 channel,
                 connector,
-                breaker: self.breaker(config),
+                breaker: self.breaker(&config),
                 ctx: CallContext::new(trace_id),
             };
             let (mut stock, mut prices, mut tracking) = (Vec::new(), Vec::new(), Vec::new());

@@ -80,7 +80,7 @@ impl App {
             positions.push(position);
         }
         report.positions = positions.len();
-        let fanned = fan_out(&self.config, &positions, &self.push_gate, &self.push_queue, None)
+        let fanned = fan_out(&*self.config().await, &positions, &self.push_gate, &self.push_queue, None)
             .await
             .map_err(|e| Failure::Transient(Box::new(e)))?;
         report.push_jobs = fanned.enqueued.len();
@@ -89,7 +89,7 @@ impl App {
 
     async fn reconcile(&self, report: &mut TierReport, now: DateTime<Utc>) -> Result<(), Failure> {
         let accounts: Vec<_> =
-            self.config.enabled_accounts().filter(|a| a.channel != Channel::Zalando).cloned().collect();
+            self.config().await.enabled_accounts().filter(|a| a.channel != Channel::Zalando).cloned().collect();
         for account in accounts {
             let trace_id = crate::trace::mint();
             let ctx = CallContext { trace_id: trace_id.clone() };

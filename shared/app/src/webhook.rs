@@ -46,6 +46,19 @@ impl WebhookResponse {
     }
 }
 
+/// eBay's endpoint validation: before it registers a notification destination (and periodically after),
+/// eBay sends `GET <endpoint>?challenge_code=...` and expects `{"challengeResponse": hex(SHA-256(
+/// challengeCode + verificationToken + endpoint))}`, where the verification token is the one entered
+/// with the destination and the endpoint is the URL exactly as registered.
+pub fn ebay_challenge_response(challenge_code: &str, verification_token: &str, endpoint: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(challenge_code.as_bytes());
+    hash.update(verification_token.as_bytes());
+    hash.update(endpoint.as_bytes());
+    hex::encode(hash.finalize())
+}
+
 /// Header names that carry a per-delivery id, by channel.
 fn header_event_id(channel: Channel, headers: &HeaderMap) -> Option<String> {
     let names: &[&str] = match channel {
@@ -103,7 +116,8 @@ impl App {
         let Ok(channel) = channel.parse::<Channel>() else {
             return WebhookResponse::new(404, format!("unknown channel {channel:?}"), trace_id);
         };
-        let Some(acct) = self.config.account(channel, account) else {
+        let config = self.config().await;
+        let Some(acct) = config.account(channel, account) else {
             return WebhookResponse::new(404, format!("unknown {channel} account {account:?}"), trace_id);
         };
         let metrics = || MetricSet::new().dim("Channel", channel.as_str()).dim("Operation", "webhook");
@@ -230,6 +244,39 @@ impl App {
     }
 
     /// Parses an account's secret into credentials (cached by the secret source).
+    /// Answers eBay's endpoint validation for `account` (`GET /v1/webhooks/ebay/{account}?challenge_code=`).
+    /// The verification token is the account secret's `verification_token`; the endpoint is the account
+    /// setting `notification_endpoint` when set (a custom domain), else `request_url` without its query.
+    pub async fn ebay_challenge(
+        &self,
+        account: &str,
+        challenge_code: &str,
+        request_url: &str,
+    ) -> Result<serde_json::Value, WebhookResponse> {
+        let trace_id = crate::trace::mint();
+        let Some(acct) = self.config().await.account(Channel::Ebay, account).cloned() else {
+            return Err(WebhookResponse::new(404, format!("unknown ebay account {account:?}"), &trace_id));
+        };
+        if challenge_code.is_empty() {
+            return Err(WebhookResponse::new(400, "challenge_code is empty", &trace_id));
+        }
+        let creds = self.credentials(&acct.secret).await.map_err(|e| {
+            warn!(error = %e, "eBay challenge: cannot read the account secret");
+            WebhookResponse::new(if e.is_retryable() { 503 } else { 500 }, "account secret unavailable", &trace_id)
+        })?;
+        let Some(token) = creds.get("verification_token") else {
+            warn!(account, "eBay challenge: the account secret has no verification_token");
+            return Err(WebhookResponse::new(500, "the account secret has no verification_token", &trace_id));
+        };
+        let endpoint = acct
+            .settings
+            .get("notification_endpoint")
+            .cloned()
+            .unwrap_or_else(|| request_url.split('?').next().unwrap_or_default().to_owned());
+        info!(account, endpoint, "eBay endpoint validation answered");
+        Ok(serde_json::json!({ "challengeResponse": ebay_challenge_response(challenge_code, token, &endpoint) }))
+    }
+
     pub async fn credentials(&self, secret: &str) -> Result<Credentials, crate::outcome::Failure> {
         let raw = self.secrets.secret(secret).await?;
         Credentials::from_secret_string(&raw).map_err(|e| {
@@ -242,6 +289,34 @@ impl App {
 }
 
 /// A verified body must at least be the kind of document the channel sends: JSON, and classifiable.
+#[cfg(test)]
+mod challenge_tests {
+    use super::ebay_challenge_response;
+
+    #[test]
+    fn challenge_hashes_code_token_and_endpoint_in_that_order() {
+        // sha256("abc" + "token_0123456789abcdef0123456789abcdef" + "https://example.com/v1/webhooks/ebay/main"),
+        // computed independently with `printf %s ... | sha256sum`.
+        let expected = "0d74f2e7216d3f74e95dfb31211fecfbd5bc95f1ef44b18b80855856bb5bfc90";
+        assert_eq!(
+            ebay_challenge_response(
+                "abc",
+                "token_0123456789abcdef0123456789abcdef",
+                "https://example.com/v1/webhooks/ebay/main"
+            ),
+            expected
+        );
+        assert_ne!(
+            ebay_challenge_response(
+                "token_0123456789abcdef0123456789abcdef",
+                "abc",
+                "https://example.com/v1/webhooks/ebay/main"
+            ),
+            expected
+        );
+    }
+}
+
 fn check_shape(
     channel: Channel,
     topic: Option<&str>,

@@ -1,11 +1,13 @@
 //! AWS adapters behind narrow ports: the canonical record store and idempotency keys (DynamoDB), the
-//! quarantine, queues (SQS), the event bus (EventBridge) and secrets (Secrets Manager).
+//! quarantine, queues (SQS), the event bus (EventBridge), secrets (Secrets Manager) and the channel configuration
+//! object (S3).
 //!
 //! Services in `manifold-app` depend on the traits; production wires the SDK implementations here, and
 //! unit tests use the in-memory fakes next to them. The integration tests run the SDK implementations
 //! against moto: the same code path as production, only `AWS_ENDPOINT_URL` differs.
 
 pub mod breaker;
+pub mod config_store;
 pub mod env;
 pub mod error;
 pub mod events;

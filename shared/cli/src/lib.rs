@@ -11,6 +11,7 @@ pub mod commands;
 pub mod demo;
 pub mod error;
 pub mod output;
+pub mod seed;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Validate, diff, push, list and roll back the channel configuration the functions load.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Normalize one channel document into its canonical record (no AWS needed).
     Normalize(commands::normalize::NormalizeArgs),
     /// Inspect and redrive the dead-letter queues.
@@ -51,6 +55,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     match cli.command {
+        Command::Config(cmd) => commands::config::run(cmd, json).await,
         Command::Normalize(args) => output::print(&commands::normalize::run(&args)?, json),
         Command::Dlq(cmd) => commands::dlq::run(cmd, json).await,
         Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
