@@ -32,6 +32,9 @@ const SECRET: &str = "test-webhook-secret";
 /// Etsy's Standard Webhooks secret (base64 after `whsec_`).
 const ETSY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// The token entered with the eBay notification destination (32 to 80 of `[A-Za-z0-9_-]`).
+const EBAY_VERIFICATION_TOKEN: &str = "manifold_verification_token_0123456789";
+
 /// A private stack, the simulator, and an App wired to both (shared with the pipeline tests).
 pub(crate) struct Harness {
     pub(crate) stack: Stack,
@@ -61,7 +64,8 @@ impl Harness {
                     "access_token": "token",
                     "client_id": "ck_test",
                     "client_secret": "cs_test",
-                    "api_key": "keystring"
+                    "api_key": "keystring",
+                    "verification_token": EBAY_VERIFICATION_TOKEN
                 })
                 .to_string(),
             );
@@ -457,4 +461,23 @@ async fn woocommerce_etsy_tiktok_and_ebay_webhooks_reach_the_store_too() {
     headers.insert("x-ebay-signature", HeaderValue::from_str(&signature).unwrap());
     let order = deliver(&h, Channel::Ebay, "ebay-de", headers, ebay).await;
     assert_eq!(order.id.as_str(), "ebay:ebay-de:12-03456-78901");
+}
+
+#[tokio::test]
+async fn ebay_endpoint_validation_answers_the_documented_challenge_response() {
+    // Given eBay validating https://hooks.example.com/v1/webhooks/ebay/ebay-de with challenge code "a8628072-3d33".
+    let h = Harness::new().await;
+    let url = "https://hooks.example.com/v1/webhooks/ebay/ebay-de?challenge_code=a8628072-3d33";
+    let body = h.app.ebay_challenge("ebay-de", "a8628072-3d33", url).await.expect("answered");
+    // Then the answer is hex(SHA-256(challengeCode + verificationToken + endpoint)), the endpoint without its query.
+    let expected = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            format!("a8628072-3d33{EBAY_VERIFICATION_TOKEN}https://hooks.example.com/v1/webhooks/ebay/ebay-de").as_bytes(),
+        ))
+    };
+    assert_eq!(body, serde_json::json!({ "challengeResponse": expected }));
+    // An unknown account is 404 and an empty code 400: nothing is hashed for them.
+    assert_eq!(h.app.ebay_challenge("nope", "x", url).await.unwrap_err().status, 404);
+    assert_eq!(h.app.ebay_challenge("ebay-de", "", url).await.unwrap_err().status, 400);
 }

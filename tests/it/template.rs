@@ -104,10 +104,12 @@ fn every_dead_letter_queue_alarms_on_its_first_message() {
 }
 
 #[test]
-fn oversell_signature_and_ingest_age_alarms_have_their_thresholds() {
+fn oversell_signature_config_and_ingest_age_alarms_have_their_thresholds() {
     let t = template();
     let oversell = the_alarm(&t, "Manifold", "Oversell", &json!([]));
     assert_alarm(oversell, "Sum", 60, 1.0, "GreaterThanOrEqualToThreshold");
+    let rejected_config = the_alarm(&t, "Manifold", "ConfigRejected", &json!([]));
+    assert_alarm(rejected_config, "Sum", 300, 1.0, "GreaterThanOrEqualToThreshold");
     let signatures = the_alarm(&t, "Manifold", "SignatureRejected", &json!([]));
     assert_alarm(signatures, "Sum", 300, 20.0, "GreaterThanOrEqualToThreshold");
     let age = json!([{ "Name": "QueueName", "Value": get_att("IngestQueue", "QueueName") }]);
@@ -217,7 +219,10 @@ fn functions_run_on_graviton_with_the_shared_environment() {
             assert!(variables.get(var).is_some(), "{id} lacks {var}");
         }
         assert_eq!(variables["CONFIG_BUCKET"], reference("ConfigBucket"), "{id}");
-        assert!(variables.get("MANIFOLD_CONFIG_FILE").is_none(), "{id}: a deployed function reads its configuration from S3");
+        assert!(
+            variables.get("MANIFOLD_CONFIG_FILE").is_none(),
+            "{id}: a deployed function reads its configuration from S3"
+        );
         for channel in Channel::ALL {
             let var = format!("PUSH_QUEUE_{}", channel.as_str().to_uppercase());
             assert_eq!(variables[&var], reference(&format!("Push{}Queue", title(channel))), "{id}: {var}");

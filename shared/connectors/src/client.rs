@@ -111,18 +111,41 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, Conn
 }
 
 /// Builds the connector for an account. Credentials each channel reads are listed in its module docs;
-/// missing ones surface as `Auth` failures on first use, missing settings as `Permanent` ones.
+/// missing ones surface as `Auth` failures on first use, missing settings as `Permanent` ones. A refresh
+/// token the channel rotates is kept in memory only: deployed code uses [`build_writing_back`].
 #[allow(clippy::needless_pass_by_value)] // the signature the callers agreed on: the connector owns what it is given
 pub fn build(account: &AccountConfig, creds: Credentials, http: reqwest::Client) -> Arc<dyn ChannelConnector> {
-    let api = crate::transport::ApiParts::new(account, http);
+    connector(account, &creds, http, None)
+}
+
+/// [`build`], with rotated refresh tokens written back to the account's secret through `writer`.
+#[allow(clippy::needless_pass_by_value)]
+pub fn build_writing_back(
+    account: &AccountConfig,
+    creds: Credentials,
+    http: reqwest::Client,
+    writer: Arc<dyn crate::token::SecretWriter>,
+) -> Arc<dyn ChannelConnector> {
+    let write_back = crate::token::WriteBack { writer, secret: account.secret.clone() };
+    connector(account, &creds, http, Some(write_back))
+}
+
+fn connector(
+    account: &AccountConfig,
+    creds: &Credentials,
+    http: reqwest::Client,
+    write_back: Option<crate::token::WriteBack>,
+) -> Arc<dyn ChannelConnector> {
+    let tokens = crate::token::provider(account, creds, &http, write_back);
+    let api = crate::transport::ApiParts::new(account, http, tokens);
     match account.channel {
-        Channel::Shopify => Arc::new(channels::shopify::Shopify::new(account, &creds, api)),
-        Channel::Woocommerce => Arc::new(channels::woocommerce::WooCommerce::new(account, &creds, api)),
-        Channel::Bigcommerce => Arc::new(channels::bigcommerce::BigCommerce::new(account, &creds, api)),
-        Channel::Amazon => Arc::new(channels::amazon::Amazon::new(account, &creds, api)),
-        Channel::Etsy => Arc::new(channels::etsy::Etsy::new(account, &creds, api)),
-        Channel::Tiktok => Arc::new(channels::tiktok::TikTok::new(account, &creds, api)),
-        Channel::Zalando => Arc::new(channels::zalando::Zalando::new(account, &creds, api)),
-        Channel::Ebay => Arc::new(channels::ebay::Ebay::new(account, &creds, api)),
+        Channel::Shopify => Arc::new(channels::shopify::Shopify::new(account, creds, api)),
+        Channel::Woocommerce => Arc::new(channels::woocommerce::WooCommerce::new(account, creds, api)),
+        Channel::Bigcommerce => Arc::new(channels::bigcommerce::BigCommerce::new(account, creds, api)),
+        Channel::Amazon => Arc::new(channels::amazon::Amazon::new(account, creds, api)),
+        Channel::Etsy => Arc::new(channels::etsy::Etsy::new(account, creds, api)),
+        Channel::Tiktok => Arc::new(channels::tiktok::TikTok::new(account, creds, api)),
+        Channel::Zalando => Arc::new(channels::zalando::Zalando::new(account, creds, api)),
+        Channel::Ebay => Arc::new(channels::ebay::Ebay::new(account, creds, api)),
     }
 }

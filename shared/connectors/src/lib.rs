@@ -1,6 +1,7 @@
 //! Everything that speaks a channel's own protocol: inbound webhook verification (`verify`) and the
 //! outbound API clients behind one [`ChannelConnector`] trait (`client`, one folder per channel under
-//! `channels/`), with their rate limiting and failure classification.
+//! `channels/`), with their rate limiting and failure classification, and the access tokens they send
+//! (`token`, refreshed before they expire; `reauth`, one retry with a fresh secret after a refusal).
 
 pub mod breaker;
 pub mod channels;
@@ -9,9 +10,13 @@ pub mod credentials;
 pub mod error;
 pub mod guarded;
 pub mod ratelimit;
+pub mod reauth;
+pub mod token;
 pub mod transport;
 pub mod verify;
 
-pub use client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate, build, http_client};
+pub use client::{
+    CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate, build, build_writing_back, http_client,
+};
 pub use credentials::Credentials;
 pub use error::{ConnectorError, FailureClass};

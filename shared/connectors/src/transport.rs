@@ -3,7 +3,9 @@
 //! refused for quota reasons (after the wait it asked for).
 //!
 //! What differs per channel is small and lives in its [`Dialect`]: how to authenticate (and sign) a
-//! request, which headers carry the allowance, and which 2xx bodies are really errors.
+//! request, which headers carry the allowance, and which 2xx bodies are really errors. The token a
+//! dialect puts on the request comes from the account's [`TokenProvider`] (see [`crate::token`]), asked
+//! before each request; a token the channel refuses is dropped so the next request gets a new one.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -15,6 +17,7 @@ use crate::{
     client::CallContext,
     error::{self, ConnectorError, FailureClass},
     ratelimit::{RateLimiter, Signals},
+    token::{Token, TokenProvider},
 };
 
 /// How many times a request refused with 429 (or an in-body throttle) is sent again after waiting.
@@ -82,7 +85,8 @@ pub struct Reply {
 /// The per-channel parts of talking HTTP.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// Adds credentials (headers, query parameters, a signature) to a request about to be sent.
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError>;
+    /// `token` is the account's current access token (`None` for channels without one).
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError>;
     /// What the response says about the remaining allowance.
     fn signals(&self, headers: &HeaderMap, _body: &Value) -> Signals {
         Signals { retry_after: error::retry_after_header(headers), ..Signals::default() }
@@ -96,15 +100,18 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
 /// The plain OAuth bearer scheme (`Authorization: Bearer {access_token}`), for channels whose
 /// requests need nothing else (eBay, Zalando).
 #[derive(Debug)]
-pub struct Bearer {
-    pub creds: crate::Credentials,
-}
+pub struct Bearer;
 
 impl Dialect for Bearer {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
-        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
+        req.headers.push(("authorization", format!("Bearer {}", required(token)?.expose())));
         Ok(())
     }
+}
+
+/// The access token a dialect cannot do without.
+pub fn required(token: Option<&Token>) -> Result<&Token, ConnectorError> {
+    token.ok_or_else(|| ConnectorError::new(FailureClass::Auth, "missing credential `access_token`"))
 }
 
 /// What every connector gets from [`crate::build`]: the account's endpoint, settings and limiter.
@@ -117,10 +124,12 @@ pub struct ApiParts {
     pub settings: BTreeMap<String, String>,
     pub http: reqwest::Client,
     pub limiter: Arc<RateLimiter>,
+    /// The account's access tokens (`None`: its requests carry none).
+    pub tokens: Option<Arc<dyn TokenProvider>>,
 }
 
 impl ApiParts {
-    pub fn new(account: &AccountConfig, http: reqwest::Client) -> Self {
+    pub fn new(account: &AccountConfig, http: reqwest::Client, tokens: Option<Arc<dyn TokenProvider>>) -> Self {
         Self {
             channel: account.channel,
             base: account.endpoint.trim_end_matches('/').to_owned(),
@@ -129,6 +138,7 @@ impl ApiParts {
             settings: account.settings.clone(),
             http,
             limiter: Arc::new(RateLimiter::new(&account.rate_limit)),
+            tokens,
         }
     }
 
@@ -170,7 +180,11 @@ impl Api {
     /// classified error. Requests refused for quota are retried after the wait the channel asked for.
     pub async fn send(&self, req: Req, ctx: &CallContext) -> Result<Reply, ConnectorError> {
         let mut req = req;
-        self.dialect.authorize(&mut req)?;
+        let token = match &self.parts.tokens {
+            Some(tokens) => Some(tokens.token().await?),
+            None => None,
+        };
+        self.dialect.authorize(&mut req, token.as_ref())?;
         let mut attempt = 0;
         loop {
             let permit = self.parts.limiter.acquire(req.cost).await;
@@ -194,6 +208,12 @@ impl Api {
                 Err(e) if e.class == FailureClass::RateLimited && attempt < RATE_LIMITED_RETRIES => {
                     attempt += 1;
                     tracing::warn!(channel = %self.parts.channel, attempt, error = %e, "throttled; retrying after the channel's wait");
+                }
+                Err(e) if e.class == FailureClass::Auth => {
+                    if let (Some(tokens), Some(token)) = (&self.parts.tokens, &token) {
+                        tokens.invalidate(token).await;
+                    }
+                    return Err(e);
                 }
                 other => return other,
             }

@@ -14,6 +14,8 @@
 //! - `POST /_sim/catalog/{channel}`: seed items (`[CatalogItem]`); once seeded, unknown items are rejected;
 //! - `POST /_sim/faults` `{channel, kind, probability | next_n}`, `DELETE /_sim/faults`;
 //! - `PUT /_sim/ebay/public_key/{kid}` `{key}`: a PEM public key served by the notification API.
+//!
+//! Token endpoints (LWA, eBay, Etsy, TikTok, Zalando) issue access tokens that expire; see `tokens`.
 
 // Handlers answer early with a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -21,6 +23,7 @@
 mod channels;
 pub mod limits;
 pub mod state;
+pub mod tokens;
 
 use std::{
     collections::BTreeMap,
@@ -45,6 +48,7 @@ pub use limits::SimLimit;
 use limits::{SimLimiter, Status, Verdict};
 pub use state::{CatalogItem, FaultKind, FaultSpec, Snapshot, Write};
 use state::{Inner, SeededOrder, SimState};
+pub use tokens::TokenPolicy;
 
 /// How the simulator behaves: rate limits per channel (absent = unlimited) and fault timing.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct SimConfig {
     pub timeout_delay: Duration,
     /// Address to bind; port 0 picks a free one.
     pub addr: SocketAddr,
+    /// Access token lifetimes, and whether tokens the simulator did not issue are refused.
+    pub tokens: TokenPolicy,
 }
 
 impl Default for SimConfig {
@@ -68,7 +74,12 @@ impl Default for SimConfig {
             (Channel::Tiktok, SimLimit::TokenBucket { rate_per_second: 50.0, burst: 50.0 }),
             (Channel::Zalando, SimLimit::Window { requests: 60, window_ms: 60_000 }),
         ]);
-        Self { limits, timeout_delay: Duration::from_secs(30), addr: SocketAddr::from(([127, 0, 0, 1], 0)) }
+        Self {
+            limits,
+            timeout_delay: Duration::from_secs(30),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tokens: TokenPolicy::default(),
+        }
     }
 }
 
@@ -82,6 +93,13 @@ impl SimConfig {
     #[must_use]
     pub fn unlimited(mut self, channel: Channel) -> Self {
         self.limits.remove(&channel);
+        self
+    }
+
+    /// Issued access tokens live `lifetime`, and only issued ones are accepted.
+    #[must_use]
+    pub fn strict_tokens(mut self, lifetime: Duration) -> Self {
+        self.tokens = TokenPolicy { lifetime: Some(lifetime), strict: true };
         self
     }
 }
@@ -112,6 +130,7 @@ impl Simulator {
             inner: Mutex::new(inner),
             timeout_delay: config.timeout_delay,
             base_url: Mutex::new(format!("http://{addr}")),
+            tokens: config.tokens,
         });
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -140,6 +159,22 @@ impl SimHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The channel's token endpoint (an account's `token_endpoint` setting), `None` for channels
+    /// whose tokens do not expire.
+    pub fn token_endpoint(&self, channel: Channel) -> Option<String> {
+        tokens::path(channel).map(|p| format!("{}{p}", self.base_url(channel)))
+    }
+
+    /// A refresh token the channel's token endpoint accepts, as the seller's consent would give.
+    pub fn grant_refresh_token(&self, channel: Channel) -> String {
+        self.state.grant_refresh_token(channel)
+    }
+
+    /// Ends the life of every access token issued for `channel` now.
+    pub fn expire_access_tokens(&self, channel: Channel) {
+        self.state.expire_access_tokens(channel);
     }
 
     /// The inspection view, without an HTTP round trip.
@@ -195,7 +230,9 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/faults", delete(control_clear_faults))
         .route("/_sim/ebay/public_key/{kid}", put(control_public_key));
     for channel in Channel::ALL {
-        let routes = channels::routes(channel).layer(middleware::from_fn_with_state((state.clone(), channel), gate));
+        let routes = channels::routes(channel)
+            .layer(middleware::from_fn_with_state((state.clone(), channel), gate))
+            .merge(tokens::routes(channel));
         app = app.nest(&format!("/{channel}"), routes);
     }
     app.with_state(state)
@@ -230,6 +267,11 @@ async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> 
     }
     if !authorized(channel, req.headers(), req.uri().query().unwrap_or_default(), req.uri().path()) {
         return channel_error(channel, StatusCode::UNAUTHORIZED, "missing or invalid credentials");
+    }
+    if !req.uri().path().starts_with("/_upload/")
+        && let Some(refused) = state.check_token(channel, req.headers())
+    {
+        return refused;
     }
     let mut status = None;
     if channel != Channel::Shopify {
@@ -277,7 +319,8 @@ fn secs_u64(secs: f64) -> u64 {
     s
 }
 
-/// Each channel's credential header must be present (values are not checked: this is a test double).
+/// Each channel's credential header must be present (expiring access tokens are checked by
+/// `SimState::check_token`; other values are not: this is a test double).
 fn authorized(channel: Channel, headers: &HeaderMap, query: &str, path: &str) -> bool {
     let has = |h: &str| headers.get(h).is_some_and(|v| !v.is_empty());
     match channel {

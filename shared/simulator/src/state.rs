@@ -77,6 +77,12 @@ pub struct Snapshot {
     pub idempotency_keys: BTreeMap<Channel, Vec<String>>,
     pub writes: BTreeMap<Channel, Vec<Write>>,
     pub orders: BTreeMap<Channel, Vec<SeededOrder>>,
+    /// Calls to the channel's token endpoint (not counted in `requests`).
+    #[serde(default)]
+    pub token_requests: BTreeMap<Channel, u64>,
+    /// Requests refused for an expired or unknown access token.
+    #[serde(default)]
+    pub unauthorized: BTreeMap<Channel, u64>,
     /// Rate-limit allowance spent so far (points for Shopify, requests elsewhere) and the allowance
     /// the configured limit made available since the first request, for utilisation figures.
     pub allowance: BTreeMap<Channel, Allowance>,
@@ -102,6 +108,11 @@ pub struct Inner {
     pub limiters: BTreeMap<Channel, SimLimiter>,
     pub public_keys: BTreeMap<String, String>,
     pub feed_documents: BTreeSet<String>,
+    pub access_tokens: BTreeMap<String, crate::tokens::IssuedToken>,
+    /// Refresh tokens the token endpoints accept, with their channel.
+    pub refresh_tokens: BTreeMap<String, Channel>,
+    pub token_requests: BTreeMap<Channel, u64>,
+    pub unauthorized: BTreeMap<Channel, u64>,
 }
 
 #[derive(Debug)]
@@ -109,6 +120,7 @@ pub struct SimState {
     pub inner: Mutex<Inner>,
     pub timeout_delay: Duration,
     pub base_url: Mutex<String>,
+    pub tokens: crate::tokens::TokenPolicy,
 }
 
 impl SimState {
@@ -173,6 +185,8 @@ impl Inner {
             idempotency_keys: self.idempotency.clone(),
             writes: self.writes.clone(),
             orders: self.orders.clone(),
+            token_requests: self.token_requests.clone(),
+            unauthorized: self.unauthorized.clone(),
             allowance: self.limiters.iter().map(|(c, l)| (*c, l.allowance())).collect(),
         }
     }

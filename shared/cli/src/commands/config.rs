@@ -153,6 +153,9 @@ pub struct DiffReport {
     pub location: String,
     /// The live version compared against (`None`: nothing stored yet).
     pub live_version: Option<String>,
+    /// Why the live object does not validate (written around `push`); changes are then shown against
+    /// nothing, since no function runs it.
+    pub live_invalid: Option<String>,
     pub changes: Vec<AccountChange>,
 }
 
@@ -163,6 +166,9 @@ impl Human for DiffReport {
             self.location,
             self.live_version.as_deref().unwrap_or("none: nothing stored yet")
         );
+        if let Some(reason) = &self.live_invalid {
+            out.push_str(&format!("the live object is invalid (functions keep their previous configuration): {reason}\n"));
+        }
         if self.changes.is_empty() {
             out.push_str("no changes\n");
         }
@@ -236,16 +242,23 @@ pub fn compare(live: Option<&ChannelConfig>, next: &ChannelConfig) -> Vec<Accoun
     changes
 }
 
-/// The live object and its version, parsed (`None` when nothing is stored yet).
-async fn live(store: &dyn ConfigStore) -> Result<Option<(String, ChannelConfig)>, CliError> {
+/// The live object as the functions see it.
+#[derive(Debug, Default)]
+struct Live {
+    version: Option<String>,
+    config: Option<ChannelConfig>,
+    invalid: Option<String>,
+}
+
+/// Reads and validates the live object (all `None` when nothing is stored yet).
+async fn live(store: &dyn ConfigStore) -> Result<Live, CliError> {
     match store.fetch(None).await {
-        Ok(Fetched::Object(o)) => {
-            // A live object that no longer validates is still compared, field by field, as far as it parses.
-            let config = ChannelConfig::parse(&store.location(), &o.text)?;
-            Ok(Some((o.version_id, config)))
-        }
-        Ok(Fetched::NotModified) => Ok(None),
-        Err(e) if is_missing(&e) => Ok(None),
+        Ok(Fetched::Object(o)) => match ChannelConfig::parse(&store.location(), &o.text) {
+            Ok(config) => Ok(Live { version: Some(o.version_id), config: Some(config), invalid: None }),
+            Err(e) => Ok(Live { version: Some(o.version_id), config: None, invalid: Some(e.to_string()) }),
+        },
+        Ok(Fetched::NotModified) => Ok(Live::default()),
+        Err(e) if is_missing(&e) => Ok(Live::default()),
         Err(e) => Err(e.into()),
     }
 }
@@ -261,8 +274,9 @@ pub async fn diff(store: &dyn ConfigStore, file: &PathBuf) -> Result<DiffReport,
     let live = live(store).await?;
     Ok(DiffReport {
         location: store.location(),
-        live_version: live.as_ref().map(|(v, _)| v.clone()),
-        changes: compare(live.as_ref().map(|(_, c)| c), &next),
+        changes: compare(live.config.as_ref(), &next),
+        live_version: live.version,
+        live_invalid: live.invalid,
     })
 }
 
@@ -272,6 +286,7 @@ pub struct PushReport {
     pub location: String,
     pub version: String,
     pub previous_version: Option<String>,
+    pub previous_invalid: Option<String>,
     pub changes: Vec<AccountChange>,
 }
 
@@ -280,6 +295,7 @@ impl Human for PushReport {
         let diff = DiffReport {
             location: self.location.clone(),
             live_version: self.previous_version.clone(),
+            live_invalid: self.previous_invalid.clone(),
             changes: self.changes.clone(),
         };
         format!(
@@ -297,10 +313,16 @@ pub async fn push(store: &dyn ConfigStore, file: &PathBuf) -> Result<PushReport,
 }
 
 async fn write(store: &dyn ConfigStore, text: &str, next: &ChannelConfig) -> Result<PushReport, CliError> {
-    let live = live(store).await.ok().flatten();
-    let changes = compare(live.as_ref().map(|(_, c)| c), next);
+    let live = live(store).await?;
+    let changes = compare(live.config.as_ref(), next);
     let version = store.put(text).await?;
-    Ok(PushReport { location: store.location(), version, previous_version: live.map(|(v, _)| v), changes })
+    Ok(PushReport {
+        location: store.location(),
+        version,
+        previous_version: live.version,
+        previous_invalid: live.invalid,
+        changes,
+    })
 }
 
 /// The stored versions.

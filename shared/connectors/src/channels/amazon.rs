@@ -1,8 +1,9 @@
 //! Amazon Selling Partner API: Listings Items 2021-08-01 and Feeds 2021-06-30 for stock and prices,
 //! Orders v0 for orders and shipment confirmation.
 //!
-//! - Credentials: `access_token` (a current Login with Amazon access token, `x-amz-access-token`;
-//!   refreshing it from `refresh_token` is the credential provider's job, not this client's).
+//! - Credentials: `refresh_token`, `client_id`, `client_secret` (the LWA app): Login with Amazon access
+//!   tokens (1 h) are refreshed by [`crate::token`] and sent as `x-amz-access-token`; a secret holding
+//!   only `access_token` has it used as stored.
 //! - Settings: `seller_id`, `marketplace_id`; optional `feed_threshold` (default 50): pushes larger than
 //!   this go as one `JSON_LISTINGS_FEED` (createFeedDocument, upload, createFeed) instead of one
 //!   `patchListingsItem` per SKU. Feed results are processed by Amazon asynchronously: items of an
@@ -23,21 +24,20 @@ use crate::{
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     ratelimit::Signals,
-    transport::{Api, ApiParts, Dialect, Req, credential, field, header},
+    token::Token,
+    transport::{Api, ApiParts, Dialect, Req, field, header, required},
 };
 
 const DEFAULT_FEED_THRESHOLD: usize = 50;
 
 #[derive(Debug)]
-struct AmazonDialect {
-    creds: Credentials,
-}
+struct AmazonDialect;
 
 impl Dialect for AmazonDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
         // Pre-signed feed upload URLs carry their own authorization.
         if !req.path.starts_with("http") {
-            req.headers.push(("x-amz-access-token", credential(&self.creds, "access_token")?));
+            req.headers.push(("x-amz-access-token", required(token)?.expose().to_owned()));
         }
         Ok(())
     }
@@ -66,10 +66,10 @@ struct Patch<'a> {
 }
 
 impl Amazon {
-    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+    pub fn new(_account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let feed_threshold =
             parts.settings.get("feed_threshold").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_FEED_THRESHOLD);
-        Self { api: Api::new(parts, AmazonDialect { creds: creds.clone() }), feed_threshold }
+        Self { api: Api::new(parts, AmazonDialect), feed_threshold }
     }
 
     fn ids(&self) -> Result<(String, String), ConnectorError> {

@@ -24,7 +24,8 @@ use crate::{
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     ratelimit::{Signals, WindowStatus},
-    transport::{Api, ApiParts, Dialect, Req, batches, credential, header},
+    token::Token,
+    transport::{Api, ApiParts, Dialect, Req, batches, header, required},
 };
 
 const MAX_STOCK_BATCH: usize = 1000;
@@ -33,13 +34,11 @@ const MAX_VARIANT_BATCH: usize = 50;
 const CANCELLED: u32 = 5;
 
 #[derive(Debug)]
-struct BigCommerceDialect {
-    creds: Credentials,
-}
+struct BigCommerceDialect;
 
 impl Dialect for BigCommerceDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
-        req.headers.push(("x-auth-token", credential(&self.creds, "access_token")?));
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
+        req.headers.push(("x-auth-token", required(token)?.expose().to_owned()));
         req.headers.push(("accept", "application/json".to_owned()));
         Ok(())
     }
@@ -66,9 +65,9 @@ pub struct BigCommerce {
 }
 
 impl BigCommerce {
-    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+    pub fn new(_account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let batch = parts.batch(MAX_STOCK_BATCH);
-        Self { api: Api::new(parts, BigCommerceDialect { creds: creds.clone() }), batch }
+        Self { api: Api::new(parts, BigCommerceDialect), batch }
     }
 
     async fn get(&self, path: String, ctx: &CallContext) -> Result<Value, ConnectorError> {

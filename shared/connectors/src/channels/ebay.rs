@@ -1,6 +1,7 @@
 //! eBay Sell APIs (Inventory v1, Fulfillment v1).
 //!
-//! - Credentials: `access_token` (OAuth2 user token, bearer).
+//! - Credentials: `refresh_token`, `client_id`, `client_secret`: the OAuth user token (2 h) is refreshed
+//!   by [`crate::token`] and sent as a bearer; a secret holding only `access_token` has it used as stored.
 //! - Stock: `POST /sell/inventory/v1/bulk_update_price_quantity`, 25 SKUs per call; the response lists
 //!   a status per SKU (`responses[].statusCode`, `errors`), so one bad SKU rejects only itself.
 //! - Prices: the same call with `offers: [{offerId, price}]`; `PriceUpdate::channel_item_id` = offer id.
@@ -29,9 +30,9 @@ pub struct Ebay {
 }
 
 impl Ebay {
-    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+    pub fn new(_account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let batch = parts.batch(MAX_BATCH);
-        Self { api: Api::new(parts, Bearer { creds: creds.clone() }), batch }
+        Self { api: Api::new(parts, Bearer), batch }
     }
 
     async fn bulk(&self, requests: Vec<(&str, Value)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {

@@ -1,6 +1,8 @@
 //! Etsy Open API v3.
 //!
-//! - Credentials: `api_key` (the app keystring, `x-api-key`) and `access_token` (OAuth2 bearer).
+//! - Credentials: `api_key` (the app keystring, `x-api-key`, also the OAuth client id) and
+//!   `refresh_token`: the OAuth 2 access token (1 h) comes from [`crate::token`], which writes the refresh
+//!   token Etsy rotates on every refresh back to the secret (a stored `access_token` alone is used as is).
 //! - Settings: `shop_id`.
 //! - Stock and prices: `PUT /v3/application/listings/{listing_id}/inventory` replaces the listing's whole
 //!   product set (omitted products are deleted), so each listing is read first (`GET .../inventory`),
@@ -22,7 +24,8 @@ use crate::{
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     ratelimit::Signals,
-    transport::{Api, ApiParts, Dialect, Req, credential, field, header},
+    token::Token,
+    transport::{Api, ApiParts, Dialect, Req, credential, field, header, required},
 };
 
 #[derive(Debug)]
@@ -31,9 +34,9 @@ struct EtsyDialect {
 }
 
 impl Dialect for EtsyDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
         req.headers.push(("x-api-key", credential(&self.creds, "api_key")?));
-        req.headers.push(("authorization", format!("Bearer {}", credential(&self.creds, "access_token")?)));
+        req.headers.push(("authorization", format!("Bearer {}", required(token)?.expose())));
         Ok(())
     }
 

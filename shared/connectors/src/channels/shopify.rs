@@ -26,7 +26,8 @@ use crate::{
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, FailureClass},
     ratelimit::{PointsStatus, Signals},
-    transport::{Api, ApiParts, Dialect, Req, batches, credential, field, header},
+    token::Token,
+    transport::{Api, ApiParts, Dialect, Req, batches, field, header, required},
 };
 
 const MAX_QUANTITIES: usize = 250;
@@ -80,13 +81,11 @@ const STOCK_BY_SKU: &str = "query StockBySku($first: Int!, $query: String!, $loc
 }";
 
 #[derive(Debug)]
-struct ShopifyDialect {
-    creds: Credentials,
-}
+struct ShopifyDialect;
 
 impl Dialect for ShopifyDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
-        req.headers.push(("x-shopify-access-token", credential(&self.creds, "access_token")?));
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
+        req.headers.push(("x-shopify-access-token", required(token)?.expose().to_owned()));
         Ok(())
     }
 
@@ -144,9 +143,9 @@ struct VariantIds {
 }
 
 impl Shopify {
-    pub fn new(_account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+    pub fn new(_account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let batch = parts.batch(MAX_QUANTITIES);
-        Self { api: Api::new(parts, ShopifyDialect { creds: creds.clone() }), batch }
+        Self { api: Api::new(parts, ShopifyDialect), batch }
     }
 
     fn rest(&self, path: &str) -> String {

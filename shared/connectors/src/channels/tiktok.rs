@@ -1,7 +1,9 @@
 //! TikTok Shop Partner API (versions `YYYYMM` in each path).
 //!
-//! - Credentials: `access_token` (`x-tts-access-token`) and `client_secret` (the app secret, signs
-//!   every request). Settings: `app_key`, `warehouse_id`, optional `shop_cipher`.
+//! - Credentials: `refresh_token` and `client_secret` (the app secret: signs every request and, with the
+//!   `app_key` setting, refreshes the access token through [`crate::token`], which writes the refresh
+//!   token TikTok returns back to the secret); the access token goes in `x-tts-access-token`. A stored
+//!   `access_token` alone is used as is. Settings: `app_key`, `warehouse_id`, optional `shop_cipher`.
 //! - Signature: HMAC-SHA256(app secret, secret + path + sorted `key+value` query pairs (without `sign`
 //!   and `access_token`) + body + secret), hex, as the `sign` query parameter with `app_key` and
 //!   `timestamp`. Taken from the official SDKs' signing code as published by the community (unverified
@@ -24,11 +26,14 @@ use crate::{
     Credentials,
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, FailureClass},
-    transport::{Api, ApiParts, Dialect, Req, batches, credential, field},
+    token::Token,
+    transport::{Api, ApiParts, Dialect, Req, batches, credential, field, required},
 };
 
 /// Business error codes that mean "slow down" (unverified: from SDK error tables).
 const THROTTLE_CODES: &[i64] = &[36_009_004, 429];
+/// Business error codes of an invalid or expired access token (unverified: from SDK error tables).
+const AUTH_CODES: &[i64] = &[105_001, 105_002];
 
 #[derive(Debug)]
 struct TikTokDialect {
@@ -38,9 +43,9 @@ struct TikTokDialect {
 }
 
 impl Dialect for TikTokDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
         let secret = credential(&self.creds, "client_secret")?;
-        req.headers.push(("x-tts-access-token", credential(&self.creds, "access_token")?));
+        req.headers.push(("x-tts-access-token", required(token)?.expose().to_owned()));
         let app_key = self.app_key.clone().ok_or_else(|| ConnectorError::missing("setting `app_key` for tiktok"))?;
         req.query.push(("app_key".into(), app_key));
         req.query.push(("timestamp".into(), Utc::now().timestamp().to_string()));
@@ -59,7 +64,13 @@ impl Dialect for TikTokDialect {
             return None;
         }
         let message = format!("code {code}: {}", body.get("message").and_then(Value::as_str).unwrap_or(""));
-        let class = if THROTTLE_CODES.contains(&code) { FailureClass::RateLimited } else { FailureClass::Permanent };
+        let class = if THROTTLE_CODES.contains(&code) {
+            FailureClass::RateLimited
+        } else if AUTH_CODES.contains(&code) {
+            FailureClass::Auth
+        } else {
+            FailureClass::Permanent
+        };
         Some(ConnectorError::new(class, message))
     }
 }

@@ -20,6 +20,7 @@ use crate::{
     Credentials,
     client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, class_of_status},
+    token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, header},
 };
 
@@ -31,7 +32,7 @@ struct WooDialect {
 }
 
 impl Dialect for WooDialect {
-    fn authorize(&self, req: &mut Req) -> Result<(), ConnectorError> {
+    fn authorize(&self, req: &mut Req, _token: Option<&Token>) -> Result<(), ConnectorError> {
         use base64::Engine;
         let key = credential(&self.creds, "client_id")?;
         let secret = credential(&self.creds, "client_secret")?;

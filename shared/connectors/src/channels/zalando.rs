@@ -1,6 +1,7 @@
 //! Zalando zDirect (merchant API).
 //!
-//! - Credentials: `access_token` (OAuth2 client-credentials bearer token).
+//! - Credentials: `client_id`, `client_secret`: a client-credentials bearer token from [`crate::token`]
+//!   (or a stored `access_token`).
 //! - Settings: `sales_channel_id`; `merchant_id` (defaults to the account id).
 //! - Stock: `POST /merchants/{merchant_id}/stocks` `{items: [{sales_channel_id, ean, quantity}]}`, at most
 //!   1000 items per call; `channel_sku` is the EAN. Per-item results are read from `results[]` when the
@@ -36,10 +37,10 @@ pub struct Zalando {
 }
 
 impl Zalando {
-    pub fn new(account: &AccountConfig, creds: &Credentials, parts: ApiParts) -> Self {
+    pub fn new(account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let merchant = parts.settings.get("merchant_id").cloned().unwrap_or_else(|| account.account.to_string());
         let batch = parts.batch(MAX_STOCK_BATCH);
-        Self { api: Api::new(parts, Bearer { creds: creds.clone() }), merchant, batch }
+        Self { api: Api::new(parts, Bearer), merchant, batch }
     }
 
     fn path(&self, rest: &str) -> String {
