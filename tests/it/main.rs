@@ -3,6 +3,7 @@
 
 mod support;
 
+mod config;
 mod inbound;
 mod ledger;
 mod ops;

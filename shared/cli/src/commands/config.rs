@@ -167,7 +167,9 @@ impl Human for DiffReport {
             self.live_version.as_deref().unwrap_or("none: nothing stored yet")
         );
         if let Some(reason) = &self.live_invalid {
-            out.push_str(&format!("the live object is invalid (functions keep their previous configuration): {reason}\n"));
+            out.push_str(&format!(
+                "the live object is invalid (functions keep their previous configuration): {reason}\n"
+            ));
         }
         if self.changes.is_empty() {
             out.push_str("no changes\n");
