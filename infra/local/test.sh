@@ -17,6 +17,11 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo build --workspace --bins (the functions' real binaries, for the startup test)"
+# One workspace compile in the debug profile and the shared target dir; the startup test (tests/it/startup.rs)
+# starts each function's binary from target/debug (or $CARGO_TARGET_DIR/debug) under a local Runtime API.
+cargo build --workspace --bins
+
 step "template lint"
 infra/local/lint.sh
 

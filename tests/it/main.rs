@@ -11,4 +11,5 @@ mod outbound;
 mod pipeline;
 mod push;
 mod records;
+mod startup;
 mod template;

@@ -20,7 +20,13 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let params = req.path_parameters();
-    let channel = params.first("channel").unwrap_or_default().to_owned();
+    // The eBay validation route (`GET /v1/webhooks/ebay/{account}`) names its channel in the path, not
+    // in a `{channel}` parameter.
+    let channel = params
+        .first("channel")
+        .or_else(|| req.uri().path().contains("/v1/webhooks/ebay/").then_some("ebay"))
+        .unwrap_or_default()
+        .to_owned();
     let account = params.first("account").unwrap_or_default().to_owned();
     if req.method() == lambda_http::http::Method::GET {
         let code = req.query_string_parameters().first("challenge_code").map(str::to_owned);

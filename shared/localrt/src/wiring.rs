@@ -1,0 +1,1 @@
+//! The template's wiring around the functions: HTTP API routes, SQS event source mappings, schedules.
