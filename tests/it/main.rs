@@ -13,3 +13,4 @@ mod push;
 mod records;
 mod startup;
 mod template;
+mod tokens;

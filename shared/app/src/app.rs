@@ -15,7 +15,9 @@ use manifold_aws::{
     state::StateStore,
 };
 use manifold_connectors::{
-    ChannelConnector,
+    ChannelConnector, ConnectorError, Credentials,
+    reauth::{Reauthorizing, Rebuild},
+    token::SecretWriter,
     verify::{HttpPublicKeySource, Verifier},
 };
 use manifold_domain::{
@@ -205,15 +207,55 @@ impl App {
             .ok_or_else(|| Failure::permanent("config", format!("unknown {channel} account {account:?}")))
     }
 
-    /// The account's connector, built once with its credentials.
+    /// The account's connector, built once with its credentials. When the channel refuses them, it is
+    /// rebuilt once from a fresh read of the secret and the call retried before it counts as an auth
+    /// failure; refresh tokens the channel rotates are written back to the secret.
     pub async fn connector(&self, account: &AccountConfig) -> Result<Arc<dyn ChannelConnector>, Failure> {
         let key = (account.channel, account.account.to_string());
         if let Some(c) = self.connectors.read().await.get(&key) {
             return Ok(c.clone());
         }
         let creds = self.credentials(&account.secret).await?;
-        let connector = manifold_connectors::build(account, creds, self.http.clone());
+        let builder =
+            AccountConnector { account: account.clone(), secrets: self.secrets.clone(), http: self.http.clone() };
+        let connector: Arc<dyn ChannelConnector> = Arc::new(Reauthorizing::new(builder.build(creds), builder));
         self.connectors.write().await.insert(key, connector.clone());
         Ok(connector)
+    }
+}
+
+/// Builds one account's connector, and rebuilds it from a fresh read of its secret.
+struct AccountConnector {
+    account: AccountConfig,
+    secrets: Arc<dyn SecretSource>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for AccountConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConnector").field("secret", &self.account.secret).finish_non_exhaustive()
+    }
+}
+
+impl AccountConnector {
+    fn build(&self, creds: Credentials) -> Arc<dyn ChannelConnector> {
+        let writer: Arc<dyn SecretWriter> = self.secrets.clone();
+        manifold_connectors::build_writing_back(&self.account, creds, self.http.clone(), writer)
+    }
+}
+
+#[async_trait::async_trait]
+impl Rebuild for AccountConnector {
+    async fn rebuild(&self) -> Result<Arc<dyn ChannelConnector>, ConnectorError> {
+        let name = &self.account.secret;
+        let raw = self.secrets.reload(name).await.map_err(|e| {
+            let what = format!("cannot re-read secret {name}");
+            if e.is_retryable() { ConnectorError::transient(what) } else { ConnectorError::permanent(what) }
+                .with_source(e)
+        })?;
+        let creds = Credentials::from_secret_string(&raw).map_err(|e| {
+            ConnectorError::permanent(format!("secret {name} is not a JSON object of strings")).with_source(e)
+        })?;
+        Ok(self.build(creds))
     }
 }
