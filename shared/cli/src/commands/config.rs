@@ -7,7 +7,7 @@
 //! the code may have moved on since it was written). Every command works on the [`ConfigStore`] port, so
 //! the tests run them against the emulator's S3 and the in-memory store alike.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
 
 use manifold_aws::config_store::{ConfigStore, ConfigVersion, Fetched, S3ConfigStore};
 use manifold_domain::config::ChannelConfig;
@@ -167,9 +167,7 @@ impl Human for DiffReport {
             self.live_version.as_deref().unwrap_or("none: nothing stored yet")
         );
         if let Some(reason) = &self.live_invalid {
-            out.push_str(&format!(
-                "the live object is invalid (functions keep their previous configuration): {reason}\n"
-            ));
+            let _ = writeln!(out, "the live object is invalid (functions keep their previous configuration): {reason}");
         }
         if self.changes.is_empty() {
             out.push_str("no changes\n");
@@ -180,9 +178,9 @@ impl Human for DiffReport {
                 ChangeKind::Removed => "-",
                 ChangeKind::Changed => "~",
             };
-            out.push_str(&format!("{sign} {}\n", c.account));
+            let _ = writeln!(out, "{sign} {}", c.account);
             for f in &c.fields {
-                out.push_str(&format!("    {}: {} -> {}\n", f.path, f.before, f.after));
+                let _ = writeln!(out, "    {}: {} -> {}", f.path, f.before, f.after);
             }
         }
         out
