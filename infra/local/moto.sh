@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts or stops moto's server on 127.0.0.1 (port MOTO_PORT, default 4566), tracked by a PID file.
+# Starts or stops moto's server (infra/local/moto_server.py) on 127.0.0.1 (port MOTO_PORT, default 4566), tracked by a PID file.
 #   infra/local/moto.sh start   # idempotent; waits until the server answers
 #   infra/local/moto.sh stop
 set -euo pipefail
@@ -13,7 +13,8 @@ case "${1:-}" in
   start)
     "$root/infra/local/bootstrap.sh"
     if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && up; then exit 0; fi
-    "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/moto-$port.log" 2>&1 &
+    # moto's server with DynamoDB item operations isolated as DynamoDB isolates them (see moto_server.py).
+    "$root/.venv/bin/python" "$root/infra/local/moto_server.py" -H 127.0.0.1 -p "$port" >"$state/moto-$port.log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 1 100); do up && exit 0; sleep 0.1; done
     echo "moto did not start on port $port; see $state/moto-$port.log" >&2

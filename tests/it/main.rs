@@ -4,6 +4,7 @@
 mod support;
 
 mod config;
+mod emulator;
 mod inbound;
 mod ledger;
 mod ops;
