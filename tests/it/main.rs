@@ -12,6 +12,7 @@ mod outbound;
 mod pipeline;
 mod push;
 mod records;
+mod recovery;
 mod startup;
 mod template;
 mod tokens;

@@ -169,7 +169,10 @@ impl App {
             .map_or_else(|| "https://api.ebay.com".to_owned(), |a| a.endpoint.clone());
         Ok(Self {
             live_config: Arc::new(config),
-            records: Arc::new(DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table)),
+            records: Arc::new(
+                DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table)
+                    .emulator_safe(settings.emulator_safe_ledger),
+            ),
             idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), &env.idempotency_table)),
             quarantine: Arc::new(DynamoQuarantine::new(ddb.clone(), &env.quarantine_table)),
             queue: Arc::new(SqsQueue::new(sqs.clone())),

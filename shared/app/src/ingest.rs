@@ -2,16 +2,24 @@
 //!
 //! Thin notifications (BigCommerce, Etsy, TikTok, Amazon, eBay) are completed by fetching the resource
 //! through the channel's connector, then every document goes through the same pure normalizer. The
-//! record and the ingest key are written in one transaction; only a changed order publishes an event.
+//! record, the ingest key and the events the write implies (the outbox) are committed in one
+//! transaction; the events are published after the commit and marked sent one by one. A redelivery
+//! that finds the ingest key publishes whatever is still pending, so an event is published at least
+//! once (with a stable id for the consumers to deduplicate on) and never lost between the commit and
+//! the publish.
 //! A payload that can never be processed is quarantined with its reason at once; a dependency failure
 //! is returned as transient, so SQS retries it and finally parks it in the DLQ.
 
 use chrono::{DateTime, Utc};
-use manifold_aws::{events::publish, records::OrderWrite};
+use manifold_aws::{
+    StoreError,
+    events::EventPublisher,
+    records::{OrderWrite, OutboxEvent, RecordStore},
+};
 use manifold_connectors::CallContext;
 use manifold_domain::{
     Order, OrderStatus, Record,
-    events::{EventDetail, EventKind},
+    events::{EventDetail, EventKind, event_id},
 };
 use manifold_normalize::{Context, DocKind, Inbound};
 use manifold_telemetry::{
@@ -122,19 +130,22 @@ impl App {
             }
             other => {
                 let (kind_name, id) = manifold_aws::records::record_key(&other);
-                let written = self.records.put_record(&other, &key, &envelope.trace_id, now).await?;
-                if !written {
-                    return Ok(IngestOutcome::Unchanged { record_id: id, why: "already applied" });
-                }
                 let event = match &other {
                     Record::Shipment(_) => Some(EventKind::ShipmentCreated),
                     Record::Refund(_) => Some(EventKind::RefundCreated),
                     Record::Product(_) => Some(EventKind::ProductChanged),
                     _ => None,
                 };
-                if let Some(kind) = event {
-                    publish(self.bus.as_ref(), &EventDetail::new(kind, &envelope.trace_id, now, &other)).await?;
+                let outbox = event
+                    .map(|kind| outbox_event(kind, &key, EventDetail::new(kind, &envelope.trace_id, now, &other)))
+                    .transpose()?;
+                let outbox = outbox.as_slice();
+                let written = self.records.put_record(&other, &key, &envelope.trace_id, now, outbox).await?;
+                if !written {
+                    let finished = publish_pending(self.records.as_ref(), self.bus.as_ref(), &key).await?;
+                    return Ok(IngestOutcome::Unchanged { record_id: id, why: unchanged_why(finished) });
                 }
+                publish_outbox(self.records.as_ref(), self.bus.as_ref(), &key, outbox).await?;
                 info!(record = kind_name, record_id = %id, "record stored");
                 Ok(IngestOutcome::Stored { record_id: id, event })
             }
@@ -180,30 +191,29 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome, Failure> {
         tracing::Span::current().record("order_id", order.id.as_str());
-        let write = self.records.put_order(order, key, trace_id, now).await?;
-        let event = match &write {
-            OrderWrite::Created => Some(if order.status == OrderStatus::Cancelled {
-                EventKind::OrderCancelled
-            } else {
-                EventKind::OrderAccepted
-            }),
-            OrderWrite::Updated { previous } => {
-                Some(if order.status == OrderStatus::Cancelled && previous.status != OrderStatus::Cancelled {
-                    EventKind::OrderCancelled
-                } else {
-                    EventKind::OrderUpdated
-                })
-            }
+        let events = |write: &OrderWrite| -> Result<Vec<OutboxEvent>, StoreError> {
+            order_event(order, write)
+                .map(|kind| outbox_event(kind, key, EventDetail::new(kind, trace_id, now, order)))
+                .into_iter()
+                .collect()
+        };
+        let write = self.records.put_order(order, key, trace_id, now, &events).await?;
+        let (event, outbox) = match &write {
             OrderWrite::Stale { stored_version } => {
+                // A redelivery of a message whose record was stored finds itself stale too.
+                let finished = publish_pending(self.records.as_ref(), self.bus.as_ref(), key).await?;
                 info!(stored_version, incoming_version = order.source_version, "older or same version ignored");
-                return Ok(IngestOutcome::Unchanged { record_id: order.id.to_string(), why: "not newer than stored" });
+                let why = if finished > 0 { unchanged_why(finished) } else { "not newer than stored" };
+                return Ok(IngestOutcome::Unchanged { record_id: order.id.to_string(), why });
             }
             OrderWrite::Duplicate => {
-                return Ok(IngestOutcome::Unchanged { record_id: order.id.to_string(), why: "already applied" });
+                let finished = publish_pending(self.records.as_ref(), self.bus.as_ref(), key).await?;
+                return Ok(IngestOutcome::Unchanged { record_id: order.id.to_string(), why: unchanged_why(finished) });
             }
+            written => (order_event(order, written), events(written)?),
         };
+        publish_outbox(self.records.as_ref(), self.bus.as_ref(), key, &outbox).await?;
         if let Some(kind) = event {
-            publish(self.bus.as_ref(), &EventDetail::new(kind, trace_id, now, order)).await?;
             MetricSet::new()
                 .dim("Channel", order.channel.as_str())
                 .dim("Operation", "ingest")
@@ -216,6 +226,70 @@ impl App {
     }
 }
 
+/// The event a stored order write announces (none for a write that stored nothing).
+fn order_event(order: &Order, write: &OrderWrite) -> Option<EventKind> {
+    match write {
+        OrderWrite::Created => Some(if order.status == OrderStatus::Cancelled {
+            EventKind::OrderCancelled
+        } else {
+            EventKind::OrderAccepted
+        }),
+        OrderWrite::Updated { previous } => {
+            Some(if order.status == OrderStatus::Cancelled && previous.status != OrderStatus::Cancelled {
+                EventKind::OrderCancelled
+            } else {
+                EventKind::OrderUpdated
+            })
+        }
+        OrderWrite::Stale { .. } | OrderWrite::Duplicate => None,
+    }
+}
+
+/// An outbox entry for an event about what `ingest_key` stored; its id is stable for that message.
+fn outbox_event<T: serde::Serialize>(
+    kind: EventKind,
+    ingest_key: &str,
+    detail: EventDetail<T>,
+) -> Result<OutboxEvent, StoreError> {
+    let id = event_id(kind, &[ingest_key]);
+    let detail = serde_json::to_string(&detail.with_id(id.clone()))
+        .map_err(|e| StoreError::Invalid { what: "event", reason: e.to_string() })?;
+    Ok(OutboxEvent { id, kind, detail })
+}
+
+fn unchanged_why(finished: usize) -> &'static str {
+    if finished > 0 { "already applied; its pending events are now published" } else { "already applied" }
+}
+
+/// Publishes committed outbox events, marking each sent as soon as it is out. The first failure
+/// stops: the message is retried and the redelivery publishes what is still pending.
+pub async fn publish_outbox(
+    records: &dyn RecordStore,
+    bus: &dyn EventPublisher,
+    ingest_key: &str,
+    events: &[OutboxEvent],
+) -> Result<(), StoreError> {
+    for e in events {
+        bus.publish_json(e.kind, e.detail.clone()).await?;
+        records.mark_sent(ingest_key, &e.id).await?;
+    }
+    Ok(())
+}
+
+/// The redelivery path: publishes the outbox events of `ingest_key` that were never marked sent.
+pub async fn publish_pending(
+    records: &dyn RecordStore,
+    bus: &dyn EventPublisher,
+    ingest_key: &str,
+) -> Result<usize, StoreError> {
+    let pending = records.pending_events(ingest_key).await?;
+    if !pending.is_empty() {
+        info!(events = pending.len(), "publishing outbox events a previous attempt left pending");
+        publish_outbox(records, bus, ingest_key, &pending).await?;
+    }
+    Ok(pending.len())
+}
+
 /// API calls a thin notification costs to complete: the requests each connector's `fetch_order` makes.
 fn fetch_calls(channel: manifold_domain::Channel) -> u64 {
     use manifold_domain::Channel;
@@ -225,5 +299,73 @@ fn fetch_calls(channel: manifold_domain::Channel) -> u64 {
         // getOrder and getOrderItems.
         Channel::Amazon => 2,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use manifold_aws::{
+        events::{FailingCalls, MemoryBus},
+        records::MemoryRecords,
+    };
+    use manifold_domain::{AccountId, Channel, OrderId};
+
+    use super::*;
+
+    fn order() -> Order {
+        let account = AccountId::new("shop-eu").unwrap();
+        let at = Utc::now();
+        let zero = manifold_domain::Amount::ZERO;
+        Order {
+            id: OrderId::for_channel(Channel::Shopify, &account, "1001").unwrap(),
+            channel: Channel::Shopify,
+            account,
+            channel_order_id: "1001".into(),
+            order_number: "#1001".into(),
+            status: OrderStatus::Paid,
+            created_at: at,
+            updated_at: at,
+            currency: "EUR".parse().unwrap(),
+            lines: Vec::new(),
+            totals: manifold_domain::Totals { subtotal: zero, shipping: zero, tax: zero, discount: zero, total: zero },
+            customer: manifold_domain::OrderCustomer { email: None, name: None, phone: None },
+            shipping_address: None,
+            billing_address: None,
+            source_version: 1,
+            warnings: Vec::new(),
+            oversold: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_publish_that_fails_after_the_commit_is_finished_by_the_redelivery_exactly_once() {
+        let records = MemoryRecords::default();
+        let memory = Arc::new(MemoryBus::default());
+        let bus = FailingCalls::new(memory.clone(), [1]);
+        let order = order();
+        let events = |w: &OrderWrite| -> Result<Vec<OutboxEvent>, StoreError> {
+            order_event(&order, w)
+                .map(|k| outbox_event(k, "key-1", EventDetail::new(k, "t", Utc::now(), &order)))
+                .into_iter()
+                .collect()
+        };
+        let write = records.put_order(&order, "key-1", "t", Utc::now(), &events).await.unwrap();
+        assert_eq!(write, OrderWrite::Created);
+        let outbox = events(&write).unwrap();
+        assert!(publish_outbox(&records, &bus, "key-1", &outbox).await.is_err(), "the first publish fails");
+        assert_eq!(records.pending_events("key-1").await.unwrap().len(), 1, "still pending after the failure");
+
+        // The SQS retry: the write is a duplicate, the pending event goes out, then nothing is left.
+        let again = records.put_order(&order, "key-1", "t", Utc::now(), &events).await.unwrap();
+        assert!(matches!(again, OrderWrite::Stale { .. } | OrderWrite::Duplicate));
+        assert_eq!(publish_pending(&records, &bus, "key-1").await.unwrap(), 1);
+        assert_eq!(publish_pending(&records, &bus, "key-1").await.unwrap(), 0, "marked sent");
+        let published = memory.events.lock().unwrap().clone();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].0, EventKind::OrderAccepted);
+        let detail: serde_json::Value = serde_json::from_str(&published[0].1).unwrap();
+        assert_eq!(detail["event_id"], "OrderAccepted:key-1", "a stable id consumers deduplicate on");
     }
 }

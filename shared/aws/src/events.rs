@@ -76,3 +76,48 @@ impl EventPublisher for MemoryBus {
         Ok(())
     }
 }
+
+/// Fault injection for tests: wraps a publisher and fails chosen calls (1-based) with a retryable
+/// error, as EventBridge does when it throttles or is unreachable.
+pub struct FailingCalls<P: ?Sized> {
+    inner: std::sync::Arc<P>,
+    fail: std::collections::BTreeSet<usize>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl<P: ?Sized> std::fmt::Debug for FailingCalls<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailingCalls").field("fail", &self.fail).field("calls", &self.calls).finish_non_exhaustive()
+    }
+}
+
+impl<P: ?Sized> FailingCalls<P> {
+    /// Fails the calls numbered in `fail` (1 is the first call), passes the others to `inner`.
+    pub fn new(inner: std::sync::Arc<P>, fail: impl IntoIterator<Item = usize>) -> Self {
+        Self { inner, fail: fail.into_iter().collect(), calls: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Calls made so far, failed ones included.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn should_fail(&self) -> bool {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.fail.contains(&n)
+    }
+}
+
+#[async_trait]
+impl<P: EventPublisher + ?Sized> EventPublisher for FailingCalls<P> {
+    async fn publish_json(&self, kind: EventKind, detail: String) -> Result<(), StoreError> {
+        if self.should_fail() {
+            return Err(StoreError::Service {
+                service: "eventbridge",
+                operation: "PutEvents",
+                source: "injected fault".into(),
+            });
+        }
+        self.inner.publish_json(kind, detail).await
+    }
+}

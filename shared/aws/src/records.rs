@@ -5,6 +5,12 @@
 //! record and its ingest idempotency key is one transaction, so a redelivered message can neither
 //! double-apply nor be lost between the two writes; and the record is only replaced by one with a
 //! greater `source_version`, so a late `orders/updated` never regresses it.
+//!
+//! The same transaction is the outbox: the events a write implies ride on the ingest key item
+//! (`outbox`, a map from event id to event) and are committed with the record. The caller publishes
+//! them after the commit and marks each one sent; a redelivery that finds the ingest key publishes
+//! whatever is still pending, so a publish that failed (or a function that died) after the commit
+//! is finished by the SQS retry instead of being lost.
 
 use std::collections::HashMap;
 
@@ -16,7 +22,7 @@ use aws_sdk_dynamodb::{
     types::{AttributeValue, Put, TransactWriteItem},
 };
 use chrono::{DateTime, Utc};
-use manifold_domain::{Order, OrderId, Oversell, Record};
+use manifold_domain::{Order, OrderId, Oversell, Record, events::EventKind};
 
 use crate::StoreError;
 
@@ -33,6 +39,19 @@ pub enum OrderWrite {
     Duplicate,
 }
 
+/// An event committed together with the record that implies it, published after the commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxEvent {
+    /// The event's stable id (also inside `detail`): the outbox key and the consumers' dedupe key.
+    pub id: String,
+    pub kind: EventKind,
+    /// The serialized `EventDetail`, published as is.
+    pub detail: String,
+}
+
+/// The events an order write implies, decided once the store knows whether it creates or replaces.
+pub type EventsFor<'a> = &'a (dyn Fn(&OrderWrite) -> Result<Vec<OutboxEvent>, StoreError> + Send + Sync);
+
 /// One stored record, as `manifold trace` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredRecord {
@@ -46,26 +65,33 @@ pub struct StoredRecord {
 /// The record-store port.
 #[async_trait]
 pub trait RecordStore: Send + Sync {
-    /// Writes `order` if newer than what is stored, together with `ingest_key` (exactly once).
+    /// Writes `order` if newer than what is stored, together with `ingest_key` (exactly once) and the
+    /// events `events` derives from the write (the outbox, pending until [`RecordStore::mark_sent`]).
     async fn put_order(
         &self,
         order: &Order,
         ingest_key: &str,
         trace_id: &str,
         now: DateTime<Utc>,
+        events: EventsFor<'_>,
     ) -> Result<OrderWrite, StoreError>;
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
     /// Marks (or clears) the ledger's oversell verdict on the stored order.
     async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError>;
-    /// Stores a non-order record (product, shipment, refund, inventory level...) with its ingest key.
-    /// Returns false when the ingest key was already applied.
+    /// Stores a non-order record (product, shipment, refund, inventory level...) with its ingest key
+    /// and its outbox `events`. Returns false when the ingest key was already applied.
     async fn put_record(
         &self,
         record: &Record,
         ingest_key: &str,
         trace_id: &str,
         now: DateTime<Utc>,
+        events: &[OutboxEvent],
     ) -> Result<bool, StoreError>;
+    /// The outbox events committed with `ingest_key` and not yet marked sent.
+    async fn pending_events(&self, ingest_key: &str) -> Result<Vec<OutboxEvent>, StoreError>;
+    /// Marks one outbox event published.
+    async fn mark_sent(&self, ingest_key: &str, event_id: &str) -> Result<(), StoreError>;
     /// Every record written under one trace id.
     async fn by_trace(&self, trace_id: &str) -> Result<Vec<StoredRecord>, StoreError>;
 }
@@ -76,25 +102,60 @@ pub struct DynamoRecords {
     client: Client,
     table: String,
     idempotency_table: String,
+    /// See [`DynamoRecords::emulator_safe`].
+    emulator_safe: bool,
 }
+
+/// Serialises record writes of this process against an emulator.
+static EMULATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl DynamoRecords {
     pub fn new(client: Client, table: impl Into<String>, idempotency_table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), idempotency_table: idempotency_table.into() }
+        Self { client, table: table.into(), idempotency_table: idempotency_table.into(), emulator_safe: false }
+    }
+
+    /// For moto only: a failed `TransactWriteItems` there restores a copy of every table it touched,
+    /// taken before the transaction, so a write another request committed meanwhile vanishes (two
+    /// concurrent duplicates of one message: the loser's rollback erased the winner's order). With
+    /// `on`, this process's record writes run one at a time. DynamoDB itself needs no such thing.
+    #[must_use]
+    pub fn emulator_safe(mut self, on: bool) -> Self {
+        self.emulator_safe = on;
+        self
+    }
+
+    async fn emulator_guard(&self) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+        if self.emulator_safe { Some(EMULATOR_LOCK.lock().await) } else { None }
     }
 
     fn order_pk(id: &OrderId) -> String {
         format!("ORDER#{id}")
     }
 
-    fn ingest_put(&self, ingest_key: &str, now: DateTime<Utc>) -> Result<TransactWriteItem, StoreError> {
+    fn ingest_pk(ingest_key: &str) -> String {
+        format!("INGEST#{ingest_key}")
+    }
+
+    fn ingest_put(
+        &self,
+        ingest_key: &str,
+        now: DateTime<Utc>,
+        events: &[OutboxEvent],
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut outbox = HashMap::new();
+        for e in events {
+            let value = serde_dynamo::to_attribute_value(e)
+                .map_err(|err| StoreError::Invalid { what: "outbox event", reason: err.to_string() })?;
+            outbox.insert(e.id.clone(), value);
+        }
         let put = Put::builder()
             .table_name(&self.idempotency_table)
-            .item("pk", AttributeValue::S(format!("INGEST#{ingest_key}")))
+            .item("pk", AttributeValue::S(Self::ingest_pk(ingest_key)))
             .item("sk", AttributeValue::S("applied".into()))
             .item("applied_at", AttributeValue::S(now.to_rfc3339()))
             // Kept for 30 days: far beyond SQS retention, so any redelivery is recognised.
             .item("expires_at", AttributeValue::N((now.timestamp() + 30 * 86_400).to_string()))
+            .item("outbox", AttributeValue::M(outbox))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| StoreError::Invalid { what: "idempotency key", reason: e.to_string() })?;
@@ -122,6 +183,7 @@ impl DynamoRecords {
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Vec<bool>, StoreError> {
         let n = items.len();
+        let _guard = self.emulator_guard().await;
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(vec![false; n]),
             Err(SdkError::ServiceError(e)) => match e.err() {
@@ -176,6 +238,7 @@ impl RecordStore for DynamoRecords {
         ingest_key: &str,
         trace_id: &str,
         now: DateTime<Utc>,
+        events: EventsFor<'_>,
     ) -> Result<OrderWrite, StoreError> {
         let pk = Self::order_pk(&order.id);
         let previous = match self.get_current(pk.clone()).await? {
@@ -202,8 +265,13 @@ impl RecordStore for DynamoRecords {
             .expression_attribute_values(":v", AttributeValue::N(order.source_version.to_string()))
             .build()
             .map_err(|e| StoreError::Invalid { what: "order", reason: e.to_string() })?;
+        let write = match previous {
+            Some(p) => OrderWrite::Updated { previous: Box::new(p) },
+            None => OrderWrite::Created,
+        };
+        let outbox = events(&write)?;
         let failed = self
-            .transact(vec![TransactWriteItem::builder().put(put).build(), self.ingest_put(ingest_key, now)?])
+            .transact(vec![TransactWriteItem::builder().put(put).build(), self.ingest_put(ingest_key, now, &outbox)?])
             .await?;
         Ok(match failed.as_slice() {
             [_, true] => OrderWrite::Duplicate,
@@ -212,10 +280,7 @@ impl RecordStore for DynamoRecords {
                 let stored = self.get_order(&order.id).await?.map_or(0, |o| o.source_version);
                 OrderWrite::Stale { stored_version: stored }
             }
-            _ => match previous {
-                Some(p) => OrderWrite::Updated { previous: Box::new(p) },
-                None => OrderWrite::Created,
-            },
+            _ => write,
         })
     }
 
@@ -228,6 +293,7 @@ impl RecordStore for DynamoRecords {
     }
 
     async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError> {
+        let _guard = self.emulator_guard().await;
         let pk = Self::order_pk(id);
         let mut req = self
             .client
@@ -256,6 +322,7 @@ impl RecordStore for DynamoRecords {
         ingest_key: &str,
         trace_id: &str,
         now: DateTime<Utc>,
+        events: &[OutboxEvent],
     ) -> Result<bool, StoreError> {
         let (kind, id) = record_key(record);
         let item = Self::record_item(format!("{}#{id}", kind.to_uppercase()), kind, record, trace_id, now)?;
@@ -265,9 +332,61 @@ impl RecordStore for DynamoRecords {
             .build()
             .map_err(|e| StoreError::Invalid { what: "record", reason: e.to_string() })?;
         let failed = self
-            .transact(vec![TransactWriteItem::builder().put(put).build(), self.ingest_put(ingest_key, now)?])
+            .transact(vec![TransactWriteItem::builder().put(put).build(), self.ingest_put(ingest_key, now, events)?])
             .await?;
         Ok(!failed.iter().any(|f| *f))
+    }
+
+    async fn pending_events(&self, ingest_key: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        let pk = Self::ingest_pk(ingest_key);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.idempotency_table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key("sk", AttributeValue::S("applied".into()))
+            .consistent_read(true)
+            .projection_expression("outbox")
+            .send()
+            .await
+            .map_err(|e| StoreError::service("dynamodb", "GetItem", e))?;
+        let Some(AttributeValue::M(outbox)) = out.item.and_then(|mut i| i.remove("outbox")) else {
+            return Ok(Vec::new());
+        };
+        let mut events = outbox
+            .into_values()
+            .map(|v| {
+                serde_dynamo::from_attribute_value(v).map_err(|e| StoreError::Corrupt {
+                    key: pk.clone(),
+                    what: "outbox event",
+                    source: Box::new(e),
+                })
+            })
+            .collect::<Result<Vec<OutboxEvent>, _>>()?;
+        events.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(events)
+    }
+
+    async fn mark_sent(&self, ingest_key: &str, event_id: &str) -> Result<(), StoreError> {
+        let _guard = self.emulator_guard().await;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.idempotency_table)
+            .key("pk", AttributeValue::S(Self::ingest_pk(ingest_key)))
+            .key("sk", AttributeValue::S("applied".into()))
+            .update_expression("REMOVE #o.#id")
+            .condition_expression("attribute_exists(#o.#id)")
+            .expression_attribute_names("#o", "outbox")
+            .expression_attribute_names("#id", event_id)
+            .send()
+            .await;
+        match result {
+            // Already marked (a concurrent redelivery published it too): nothing left to do.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
+            Ok(_) => Ok(()),
+        }
     }
 
     async fn by_trace(&self, trace_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
@@ -328,5 +447,100 @@ pub fn record_key(record: &Record) -> (&'static str, String) {
         Record::Shipment(s) => ("shipment", s.id.clone()),
         Record::Refund(r) => ("refund", r.id.clone()),
         Record::Customer(c) => ("customer", c.id.clone()),
+    }
+}
+
+/// In-memory record store for unit tests of the services: orders, ingest keys and their outboxes.
+#[derive(Debug, Default)]
+pub struct MemoryRecords {
+    inner: std::sync::Mutex<MemoryRecordsInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryRecordsInner {
+    orders: HashMap<OrderId, Order>,
+    records: HashMap<String, Record>,
+    /// Ingest key -> outbox events not yet marked sent.
+    applied: HashMap<String, Vec<OutboxEvent>>,
+}
+
+impl MemoryRecords {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryRecordsInner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl RecordStore for MemoryRecords {
+    async fn put_order(
+        &self,
+        order: &Order,
+        ingest_key: &str,
+        _trace_id: &str,
+        _now: DateTime<Utc>,
+        events: EventsFor<'_>,
+    ) -> Result<OrderWrite, StoreError> {
+        let mut inner = self.lock();
+        let previous = inner.orders.get(&order.id).cloned();
+        if let Some(p) = &previous
+            && p.source_version >= order.source_version
+        {
+            return Ok(OrderWrite::Stale { stored_version: p.source_version });
+        }
+        if inner.applied.contains_key(ingest_key) {
+            return Ok(OrderWrite::Duplicate);
+        }
+        let write = match previous {
+            Some(p) => OrderWrite::Updated { previous: Box::new(p) },
+            None => OrderWrite::Created,
+        };
+        let outbox = events(&write)?;
+        inner.orders.insert(order.id.clone(), order.clone());
+        inner.applied.insert(ingest_key.to_owned(), outbox);
+        Ok(write)
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.lock().orders.get(id).cloned())
+    }
+
+    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError> {
+        if let Some(o) = self.lock().orders.get_mut(id) {
+            o.oversold = oversold.cloned();
+        }
+        Ok(())
+    }
+
+    async fn put_record(
+        &self,
+        record: &Record,
+        ingest_key: &str,
+        _trace_id: &str,
+        _now: DateTime<Utc>,
+        events: &[OutboxEvent],
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.applied.contains_key(ingest_key) {
+            return Ok(false);
+        }
+        let (kind, id) = record_key(record);
+        inner.records.insert(format!("{kind}#{id}"), record.clone());
+        inner.applied.insert(ingest_key.to_owned(), events.to_vec());
+        Ok(true)
+    }
+
+    async fn pending_events(&self, ingest_key: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        Ok(self.lock().applied.get(ingest_key).cloned().unwrap_or_default())
+    }
+
+    async fn mark_sent(&self, ingest_key: &str, event_id: &str) -> Result<(), StoreError> {
+        if let Some(events) = self.lock().applied.get_mut(ingest_key) {
+            events.retain(|e| e.id != event_id);
+        }
+        Ok(())
+    }
+
+    async fn by_trace(&self, _trace_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        Ok(Vec::new())
     }
 }
