@@ -99,3 +99,76 @@ async fn an_invalid_push_is_refused_with_its_path_and_reason_and_a_valid_one_rea
     assert_eq!(live.current().await.accounts.len(), before);
     assert_eq!(cli::history(&store).await.unwrap().versions.len(), 4);
 }
+
+/// The deployed path end to end: the real webhook binary, started from the template's environment,
+/// picks up a pushed configuration at its next check, within the template's CONFIG_REFRESH_SECONDS (60).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_push_reaches_the_running_webhook_binary_within_its_refresh_interval() {
+    use std::collections::BTreeMap;
+
+    use manifold_cli::seed;
+    use manifold_localrt::{LocalAws, Logs, Options, Runtime, events};
+
+    let stack_name = std::env::var("MANIFOLD_STACK").expect("MANIFOLD_STACK: run through infra/local/test.sh");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = manifold_localrt::binary_dir(&root);
+    assert!(bin_dir.join("webhook").is_file(), "run `cargo build --workspace --bins` first (test.sh does)");
+    let sdk = aws().await;
+    let sim = manifold_simulator::Simulator::start(manifold_simulator::SimConfig::default()).await.unwrap();
+    let (text, config) = seed::config_for_simulators(&std::fs::read_to_string(EXAMPLE).unwrap(), &sim).unwrap();
+    seed::put_secrets(&sdk, &config).await.unwrap();
+    let store = versioned_bucket().await;
+    store.put(&text).await.unwrap();
+
+    // The template's environment, except the bucket: a private one, so no other test's push reaches it.
+    let bucket = store.location().trim_start_matches("s3://").split('/').next().unwrap().to_owned();
+    let options = Options {
+        logs: Logs::Discard,
+        overrides: BTreeMap::from([("CONFIG_BUCKET".to_owned(), bucket)]),
+        ..Options::new(bin_dir)
+    };
+    let runtime =
+        Runtime::load(&root.join(".local/template.json"), &stack_name, LocalAws::from_env(), options).await.unwrap();
+    let webhook = runtime.function("WebhookFunction").expect("the webhook function").clone();
+    webhook.start().await.expect("cold start with the stored configuration");
+    let challenge = || {
+        let webhook = webhook.clone();
+        let account = runtime.stack.account.clone();
+        async move {
+            let event = events::http_api_event(&events::HttpRequest {
+                route_key: "GET /v1/webhooks/ebay/{account}",
+                method: "GET",
+                path: "/v1/webhooks/ebay/ebay-de",
+                raw_query: "challenge_code=reload",
+                headers: BTreeMap::from([("host".to_owned(), "127.0.0.1".to_owned())]),
+                path_parameters: BTreeMap::from([("account".to_owned(), "ebay-de".to_owned())]),
+                body: b"",
+                iam: None,
+                account: &account,
+                api_id: "local",
+            });
+            events::http_api_response(&webhook.invoke(&event).await.expect("invocation")).status
+        }
+    };
+    assert_eq!(challenge().await, 200, "ebay-de is configured");
+
+    // When the operator pushes a configuration without the eBay account...
+    let mut without = config.clone();
+    without.accounts.retain(|a| a.account.as_str() != "ebay-de");
+    let file = file("channels.toml", &toml::to_string(&without).unwrap());
+    cli::push(&store, &file).await.unwrap();
+    let pushed_at = std::time::Instant::now();
+
+    // ...the running function answers 404 for it at its next check: within 60 s, plus this machine's slack.
+    let deadline = Duration::from_secs(90);
+    loop {
+        if challenge().await == 404 {
+            break;
+        }
+        assert!(pushed_at.elapsed() < deadline, "the push did not reach the running function in {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("configuration live in the running function after {:?}", pushed_at.elapsed());
+    assert_eq!(webhook.warm(), 1, "picked up without a new cold start");
+    runtime.shutdown();
+}
