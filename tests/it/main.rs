@@ -1,10 +1,12 @@
 //! Integration and end-to-end tests: the real AWS SDK against moto (started by `infra/local/test.sh`),
 //! channel simulators on loopback. One binary, one module per capability.
 
+mod awsproxy;
 mod support;
 
 mod config;
 mod emulator;
+mod iam;
 mod inbound;
 mod ledger;
 mod ops;

@@ -304,3 +304,49 @@ async fn the_stack_in_moto_was_created_from_the_template_with_working_redrive() 
         assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5", "{queue}: the template's default");
     }
 }
+
+/// Every inline statement of every function role: (function, statement).
+fn role_statements(t: &Value) -> Vec<(&str, &Value)> {
+    let mut out = Vec::new();
+    for (function, properties) in of_type(t, "AWS::Lambda::Function") {
+        let role =
+            properties["Role"]["Fn::GetAtt"][0].as_str().unwrap_or_else(|| panic!("{function} has its own role"));
+        for policy in props(t, role)["Policies"].as_array().into_iter().flatten() {
+            for statement in policy["PolicyDocument"]["Statement"].as_array().into_iter().flatten() {
+                out.push((function, statement));
+            }
+        }
+    }
+    out
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned)).collect(),
+        other => vec![other.as_str().map_or_else(|| other.to_string(), str::to_owned)],
+    }
+}
+
+#[test]
+fn roles_name_their_actions_and_resources_and_read_only_the_configuration_object() {
+    // tests/it/iam.rs proves against the recorded calls that each role is exactly what its function calls;
+    // this holds the shape without the emulator: explicit actions, no `*`, the configuration object only.
+    let t = template();
+    let object = json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${ConfigBucket}/channels.toml" });
+    let mut reads_config = BTreeSet::new();
+    for (function, statement) in role_statements(&t) {
+        assert_eq!(statement["Effect"], "Allow", "{function}: {statement}");
+        for action in strings(&statement["Action"]) {
+            assert!(!action.contains('*'), "{function}: wildcard action {action}");
+            if action.starts_with("s3:") {
+                assert_eq!(action, "s3:GetObject", "{function}: the bucket holds nothing else to read or write");
+                assert_eq!(statement["Resource"], object, "{function}: only channels.toml");
+                reads_config.insert(function);
+            }
+            assert!(action != "cloudwatch:PutMetricData", "{function}: metrics are EMF on stdout, not PutMetricData");
+        }
+        assert!(!strings(&statement["Resource"]).iter().any(|r| r == "*"), "{function}: `*` resource in {statement}");
+    }
+    let functions: BTreeSet<&str> = of_type(&t, "AWS::Lambda::Function").map(|(id, _)| id).collect();
+    assert_eq!(reads_config, functions, "every function reads its configuration object");
+}

@@ -1,0 +1,673 @@
+//! Least privilege, proven: every AWS call each function makes is allowed by that function's own role,
+//! and the role grants nothing the function does not call.
+//!
+//! moto does not enforce IAM as AWS does, so a missing grant only shows in a deployment (AccessDenied, the
+//! message in a DLQ). Here each function of the transformed template runs the handlers its binary runs,
+//! in a representative scenario against the stack in moto (`MANIFOLD_STACK`, created by
+//! `infra/local/stack.py` from template.yaml), with the channel simulators on loopback. Each function's
+//! `App` talks to moto through its own port of a recording proxy ([`crate::awsproxy`]), so every call is
+//! attributed to the function that made it, as IAM action and resource ARN. `infra/local/iam_check.py` then
+//! evaluates each call against that function's role policies from the template, resolved to the stack's
+//! physical ARNs, with moto's IAM policy evaluator. Any call not allowed fails, and so does any grant no
+//! call used, any `*` action, and any `*` resource outside the actions that have no resource-level
+//! permissions. A second evaluation without one needed grant shows the check really fails.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use chrono::Utc;
+use manifold_app::{
+    App, IngestEnvelope, Source,
+    app::Settings,
+    config::{ConfigSource, LiveConfig},
+    push::PushMessage,
+};
+use manifold_aws::{
+    AwsEnv,
+    config_store::S3ConfigStore,
+    secrets::{CachedSecrets, SecretsManager, StaticSecrets},
+};
+use manifold_connectors::verify::sign;
+use manifold_domain::{AccountId, Channel, OrderId, OversellAction, Sku, config::ChannelConfig};
+use manifold_ledger::{Ledger, PositionKey, fanout::PushJob};
+use manifold_simulator::{CatalogItem, FaultKind, FaultSpec, SimConfig, SimHandle, Simulator};
+use serde_json::{Value, json};
+
+use crate::{
+    awsproxy::{AwsProxy, Call, FaultKind as AwsFault, Trigger},
+    support,
+};
+
+const EXAMPLE: &str = include_str!("../../infra/channels.example.toml");
+const SHOPIFY_ORDER: &str =
+    include_str!("../../shared/normalize/fixtures/shopify/order-1073459981-rest-2026-07-create-paid.json");
+const BC_WEBHOOK: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/webhook-store-order-created.json");
+const BC_ORDER: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-218-get.json");
+const BC_PRODUCTS: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-products-list.json");
+const BC_ADDRESSES: &str =
+    include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-shipping-addresses-list.json");
+const AMAZON_NOTIFICATION: &str = include_str!("../../shared/normalize/fixtures/amazon/order-change-notification.json");
+const AMAZON_ORDER: &str =
+    include_str!("../../shared/normalize/fixtures/amazon/orders-v0-getOrder-sandbox-TEST_CASE_200.json");
+const AMAZON_ITEMS: &str =
+    include_str!("../../shared/normalize/fixtures/amazon/orders-v0-getOrderItems-sandbox-TEST_CASE_200.json");
+const ZALANDO_ORDER: &str =
+    include_str!("../../shared/normalize/fixtures/zalando/order-jsonapi-written-from-docs.json");
+
+/// Every test account's webhook secret (Etsy's is a Standard Webhooks secret).
+const SECRET: &str = "test-webhook-secret";
+const ETSY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Grants a role needs that this scenario cannot make the code use, with the reason.
+const NOT_EXERCISED: &[(&str, &str)] = &[(
+    "secretsmanager:PutSecretValue",
+    "written only when a channel rotates a refresh token (the token tests cover the write-back)",
+)];
+
+/// Actions IAM authorizes on no resource but `*` (no resource-level permissions).
+const STAR_ONLY: &[&str] = &["cloudwatch:PutMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `shopify` -> `Shopify`, the spelling of logical ids.
+fn title(channel: Channel) -> String {
+    let name = channel.as_str();
+    name[..1].to_uppercase() + &name[1..]
+}
+
+/// The stack's names, the proxy, the simulator and the configuration every function shares.
+struct Scenario {
+    proxy: Arc<AwsProxy>,
+    sim: SimHandle,
+    env: AwsEnv,
+    config: ChannelConfig,
+    sdk: aws_config::SdkConfig,
+    /// An App on moto directly, for setup and reads that no function makes (not recorded).
+    direct: App,
+    /// A prefix that keeps this run's orders, SKUs and secrets apart from every other run's.
+    run: String,
+}
+
+impl Scenario {
+    async fn new() -> Self {
+        let sdk = support::aws().await;
+        let env = AwsEnv::from_env()
+            .expect("the stack's names: run through infra/local/test.sh, or `set -a; source .local/stack.env; set +a`");
+        // The account id moto gives the stack, from one of its queue URLs.
+        let account =
+            env.ingest_queue_url.trim_end_matches('/').rsplit('/').nth(1).unwrap_or("123456789012").to_owned();
+        let proxy = AwsProxy::new(&support::endpoint(), &account);
+        let sim = Simulator::start(Channel::ALL.iter().fold(SimConfig::default(), |c, ch| c.unlimited(*ch)))
+            .await
+            .expect("simulator");
+        let run = support::unique("iam").replace('-', "");
+        let mut config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        // The SKUs the push functions push, listed on every channel (WooCommerce and Etsy write by item id).
+        let listed = [("PUSH-REFUSED", "9001"), ("PUSH-DELIVERED", "9002")]
+            .map(|(name, id)| (format!("{}-{name}", run.to_uppercase()), id.to_owned()));
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        for a in &mut config.accounts {
+            a.endpoint = sim.base_url(a.channel);
+            // Under `manifold/`, as deployed, but this run's own: other tests write the shared names.
+            a.secret = format!("manifold/{run}/{}/{}", a.channel, a.account);
+            if a.channel == Channel::Shopify {
+                a.stock.oversell = OversellAction::Cancel;
+            }
+            let items = listed.iter().map(|(sku, id)| CatalogItem {
+                id: id.clone(),
+                sku: sku.clone(),
+                quantity: 0,
+                product_id: Some(id.clone()),
+                variant_id: Some(id.clone()),
+                price_minor: Some(1000),
+            });
+            sim.seed_catalog(a.channel, items.collect());
+            // TikTok Shop writes by `product_id/sku_id`.
+            let item_id = |id: &str| if a.channel == Channel::Tiktok { format!("{id}/{id}") } else { id.to_owned() };
+            a.item_ids.extend(listed.iter().map(|(sku, id)| (sku.clone(), item_id(id))));
+            let webhook_secret = if a.channel == Channel::Etsy { ETSY_SECRET } else { SECRET };
+            let value = json!({
+                "webhook_secret": webhook_secret,
+                "access_token": "token",
+                "client_id": "ck_test",
+                "client_secret": "cs_test",
+                "api_key": "keystring"
+            });
+            secrets
+                .create_secret()
+                .name(&a.secret)
+                .secret_string(value.to_string())
+                .send()
+                .await
+                .expect("create the account's secret in moto");
+        }
+        let direct =
+            App::build(config.clone(), env.clone(), settings(), &sdk, Arc::new(StaticSecrets::default())).unwrap();
+        Self { proxy, sim, env, config, sdk, direct, run }
+    }
+
+    /// The App a function's binary builds, talking to AWS through the function's own proxy port, with the
+    /// production secret source (Secrets Manager, cached).
+    async fn app(&self, function: &str) -> App {
+        let endpoint = self.proxy.listen(function).await;
+        let sdk = self.sdk.clone().into_builder().endpoint_url(endpoint).build();
+        let secrets =
+            CachedSecrets::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)), Duration::from_mins(5));
+        // Cold start reads the configuration object, and a later check is a conditional GET. The object in
+        // the shared stack's bucket is not this run's configuration (its endpoints are this run's
+        // simulators), so only the reads are exercised here; the App takes the run's configuration.
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        let bucket = std::env::var("CONFIG_BUCKET").expect("CONFIG_BUCKET (from .local/stack.env)");
+        let store = Arc::new(S3ConfigStore::new(s3, bucket, "channels.toml"));
+        if let Ok(live) = LiveConfig::load(ConfigSource::Store { store, refresh: Duration::ZERO }).await {
+            live.refresh_now().await;
+        }
+        App::build(self.config.clone(), self.env.clone(), settings(), &sdk, Arc::new(secrets)).unwrap()
+    }
+
+    fn sku(&self, name: &str) -> String {
+        format!("{}-{name}", self.run.to_uppercase())
+    }
+
+    /// A Shopify order (the REST webhook body) with this run's number and one line of each of `skus`.
+    fn shopify_order(number: u64, skus: &[&str]) -> Vec<u8> {
+        let mut order: Value = serde_json::from_str::<Value>(SHOPIFY_ORDER).unwrap()["order"].clone();
+        order["id"] = json!(number);
+        let line = order["line_items"][0].clone();
+        let lines: Vec<Value> = skus
+            .iter()
+            .enumerate()
+            .map(|(i, sku)| {
+                let mut l = line.clone();
+                l["sku"] = json!(sku);
+                l["id"] = json!(line["id"].as_u64().unwrap() + i as u64);
+                l
+            })
+            .collect();
+        order["line_items"] = json!(lines);
+        serde_json::to_vec(&order).unwrap()
+    }
+}
+
+fn settings() -> Settings {
+    Settings { emulator_safe_ledger: true, ..Settings::default() }
+}
+
+/// An SQS event as the event source mapping delivers it (`attempt` is the receive count).
+fn sqs_event(bodies: &[String], attempt: u32) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(support::unique(&format!("msg{i}")));
+        m.receipt_handle = Some(support::unique("receipt"));
+        m.body = Some(body.clone());
+        m.attributes.insert("ApproximateReceiveCount".into(), attempt.to_string());
+        m.attributes.insert("SentTimestamp".into(), Utc::now().timestamp_millis().to_string());
+        let mut trace = SqsMessageAttribute::default();
+        trace.string_value = Some(format!("trace-iam-{i}"));
+        trace.data_type = Some("String".into());
+        m.message_attributes.insert("trace_id".into(), trace);
+        event.records.push(m);
+    }
+    event
+}
+
+/// The bus event the LedgerRule delivers for `order`.
+fn bus_event(kind: &str, data: &impl serde::Serialize) -> String {
+    json!({ "source": "manifold", "detail-type": kind, "detail": { "trace_id": "trace-iam", "data": data } })
+        .to_string()
+}
+
+fn shopify_headers(body: &[u8], event_id: &str) -> http::HeaderMap {
+    let mut h = sign(Channel::Shopify, SECRET, &BTreeMap::default(), event_id, body, Utc::now()).unwrap();
+    h.insert("x-shopify-event-id", http::HeaderValue::from_str(event_id).unwrap());
+    h.insert("x-shopify-topic", http::HeaderValue::from_static("orders/create"));
+    h
+}
+
+/// Runs every function's handlers, each through its own proxy port. Returns the recorded calls.
+async fn run_every_function(s: &Scenario) -> Vec<Call> {
+    let now = Utc::now();
+    let base = 8_000_000_000 + u64::from(now.timestamp_subsec_micros()) * 1000;
+    let (stocked, unstocked, imported) = (s.sku("STOCKED"), s.sku("UNSTOCKED"), s.sku("IMPORTED"));
+    let (reserved_no, oversold_no) = (base + 1, base + 2);
+
+    // inventory-api: the ERP's count, a stock import. (The WMS shipment comes after the order.)
+    let inventory = s.app("InventoryApiFunction").await;
+    let update = manifold_app::ledger::OnHandUpdate { on_hand: 5, location: None, source_ref: None };
+    inventory.set_on_hand(&stocked, &update, "trace-iam-erp", now).await.expect("set on hand");
+    let import = json!([{ "sku": imported, "on_hand": 3 }, { "sku": s.sku("IMPORTED-2"), "on_hand": 4 }]).to_string();
+    inventory.import_stock(&import, false, &s.run, "trace-iam-import", now).await.expect("import");
+
+    // webhook: two signed orders accepted, one signed body that is not JSON (quarantined).
+    let webhook = s.app("WebhookFunction").await;
+    let mut envelopes = Vec::new();
+    // The reserved order has two lines (a multi-position reservation); the oversold one, one.
+    for (number, skus) in [(reserved_no, vec![stocked.as_str(), imported.as_str()]), (oversold_no, vec![&unstocked])] {
+        let body = Scenario::shopify_order(number, &skus);
+        let event_id = format!("{}-{number}", s.run);
+        let response =
+            webhook.handle_webhook("shopify", "shop-eu", &shopify_headers(&body, &event_id), &body, now).await;
+        assert_eq!(response.status, 200, "{response:?}");
+        envelopes.push(IngestEnvelope {
+            v: 1,
+            channel: Channel::Shopify,
+            account: "shop-eu".into(),
+            source: Source::Webhook,
+            topic: Some("orders/create".into()),
+            event_id,
+            trace_id: response.trace_id,
+            received_at: now,
+            body: String::from_utf8(body).unwrap(),
+            document: None,
+        });
+    }
+    // The ingest queue refuses one delivery: the claim is released so the channel's retry is not a duplicate.
+    let refused = Scenario::shopify_order(base + 4, &[&stocked]);
+    s.proxy.faults.add(
+        "sqs:SendMessage",
+        Some("WebhookFunction"),
+        Trigger::Always,
+        AwsFault::Fail { status: 500, code: "InternalError".into() },
+    );
+    let id = format!("{}-refused", s.run);
+    let response = webhook.handle_webhook("shopify", "shop-eu", &shopify_headers(&refused, &id), &refused, now).await;
+    assert_eq!(response.status, 503, "{response:?}");
+    s.proxy.faults.clear();
+    let junk = b"{\"id\": 1, truncated";
+    let bad = webhook.handle_webhook("shopify", "shop-eu", &shopify_headers(junk, &s.run), junk, now).await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+
+    // ingest: the two orders (stored, published), a thin BigCommerce notification (completed through
+    // the connector), and an order that cannot be normalized (quarantined).
+    let combined = json!({
+        "order": serde_json::from_str::<Value>(BC_ORDER).unwrap(),
+        "products": serde_json::from_str::<Value>(BC_PRODUCTS).unwrap(),
+        "shipping_addresses": serde_json::from_str::<Value>(BC_ADDRESSES).unwrap(),
+    });
+    s.sim.seed_order(Channel::Bigcommerce, combined).unwrap();
+    let mut hook: Value = serde_json::from_str(BC_WEBHOOK).unwrap();
+    hook["data"]["id"] = json!(218);
+    let thin = IngestEnvelope {
+        channel: Channel::Bigcommerce,
+        account: "store-abc123".into(),
+        topic: None,
+        event_id: format!("{}-bc", s.run),
+        body: hook.to_string(),
+        ..envelopes[0].clone()
+    };
+    let mut broken: Value = serde_json::from_slice(&Scenario::shopify_order(base + 3, &[&stocked])).unwrap();
+    broken["line_items"][0]["quantity"] = json!("many");
+    let broken =
+        IngestEnvelope { event_id: format!("{}-broken", s.run), body: broken.to_string(), ..envelopes[0].clone() };
+    let mut bodies: Vec<String> = envelopes.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    bodies.push(serde_json::to_string(&thin).unwrap());
+    bodies.push(serde_json::to_string(&broken).unwrap());
+    let ingest = s.app("IngestFunction").await;
+    let response = ingest.ingest_batch(sqs_event(&bodies, 1)).await;
+    assert!(response.batch_item_failures.is_empty(), "ingest failures: {}", response.batch_item_failures.len());
+
+    // amazon-notifications: an ORDER_CHANGE notification, the order fetched from SP-API and ingested.
+    let order: Value = serde_json::from_str(AMAZON_ORDER).unwrap();
+    let items: Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
+    let amazon_id = format!("{}-{}", &s.run[s.run.len() - 3..], base % 10_000_000);
+    let mut payload = order["payload"].clone();
+    payload["AmazonOrderId"] = json!(amazon_id);
+    s.sim
+        .seed_order(Channel::Amazon, json!({"order": payload, "order_items": items["payload"]["OrderItems"]}))
+        .unwrap();
+    let mut note: Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
+    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = json!(amazon_id);
+    note["Payload"]["OrderChangeNotification"]["SellerId"] = json!("A2EUQ1WTGCTBG2");
+    note["NotificationMetadata"]["NotificationId"] = json!(format!("{}-note", s.run));
+    let amazon = s.app("AmazonNotificationsFunction").await;
+    // Delivered twice, as SQS may: the second finds the order stored and its outbox already sent.
+    let response = amazon.amazon_batch(sqs_event(&[note.to_string()], 1)).await;
+    assert!(response.batch_item_failures.is_empty());
+    // And a notification for an order SP-API does not know: quarantined.
+    let mut unknown = note.clone();
+    unknown["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = json!(format!("{amazon_id}-gone"));
+    unknown["NotificationMetadata"]["NotificationId"] = json!(format!("{}-gone", s.run));
+    let response = amazon.amazon_batch(sqs_event(&[note.to_string(), unknown.to_string()], 2)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let stored = OrderId::new(format!("amazon:A2EUQ1WTGCTBG2:{amazon_id}")).unwrap();
+    assert!(s.direct.records.get_order(&stored).await.unwrap().is_some(), "the Amazon order was stored");
+
+    // zalando-poll: a new order polled, stored and marked exported.
+    let mut doc: Value = serde_json::from_str(ZALANDO_ORDER).unwrap();
+    let zalando_id = format!("{}-zalando", s.run);
+    doc["data"]["id"] = json!(zalando_id);
+    doc["data"]["attributes"]["order_id"] = json!(zalando_id);
+    s.sim.seed_order(Channel::Zalando, doc.clone()).unwrap();
+    let zalando = s.app("ZalandoPollFunction").await;
+    let report = zalando.poll_zalando(now).await.expect("poll");
+    assert!(report.stored >= 1 && report.acknowledged >= 1, "{report:?}");
+    // Not marked exported after all (a lost acknowledgement): the next poll finds it stored already.
+    s.sim.seed_order(Channel::Zalando, doc.clone()).unwrap();
+    // And an order whose date cannot be read: quarantined, left unexported.
+    let mut broken = doc.clone();
+    broken["data"]["id"] = json!(format!("{zalando_id}-broken"));
+    broken["data"]["attributes"]["order_id"] = json!(format!("{zalando_id}-broken"));
+    broken["data"]["attributes"]["order_date"] = json!("not a date");
+    s.sim.seed_order(Channel::Zalando, broken).unwrap();
+    let again = zalando.poll_zalando(now).await.expect("poll again");
+    assert!(again.stored >= 1, "{again:?}");
+
+    // ledger: the stocked order reserves (fan-out to every channel's queue); the unstocked one is marked
+    // oversold and, on Shopify's cancel policy, cancelled through the connector.
+    let ledger = s.app("LedgerFunction").await;
+    let mut events = Vec::new();
+    for number in [reserved_no, oversold_no] {
+        let id = OrderId::new(format!("shopify:shop-eu:{number}")).unwrap();
+        let order = s.direct.records.get_order(&id).await.unwrap().expect("ingested order");
+        events.push(bus_event("OrderAccepted", &order));
+    }
+    let response = ledger.ledger_batch(sqs_event(&events, 1)).await;
+    assert!(response.batch_item_failures.is_empty(), "ledger failures: {}", response.batch_item_failures.len());
+    let oversold = s.direct.records.get_order(&OrderId::new(format!("shopify:shop-eu:{oversold_no}")).unwrap()).await;
+    assert!(oversold.unwrap().unwrap().oversold.is_some(), "the unstocked order was marked oversold");
+    let writes = s.sim.snapshot().writes.get(&Channel::Shopify).cloned().unwrap_or_default();
+    assert!(writes.iter().any(|w| w.body.to_string().contains("orderCancel")), "the oversold order was cancelled");
+
+    // inventory-api: the WMS ships the reserved order; its tracking goes to Shopify's push queue.
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": format!("{}-ship", s.run),
+        "order_id": format!("shopify:shop-eu:{reserved_no}"),
+        "channel": "shopify",
+        "account": "shop-eu",
+        "channel_order_id": reserved_no.to_string(),
+        "carrier": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "tracking_url": null,
+        "lines": [
+            {"line_id": "1071823193", "sku": stocked, "quantity": 1},
+            {"line_id": "1071823194", "sku": imported, "quantity": 1}
+        ],
+        "shipped_at": now.to_rfc3339()
+    }))
+    .unwrap();
+    inventory.record_shipment(&shipment, "trace-iam-wms", now).await.expect("shipment");
+
+    // push, one function per channel: a job the channel refuses on its last attempt (breaker failure,
+    // retry delay on its own queue, last error recorded), a message that is not a push job
+    // (quarantined), then a stock job for a listed SKU (push gate, breaker success).
+    let attempts = settings().push.max_receive_count;
+    // SKUs no fan-out has offered, so the push gate holds no other version of them.
+    let (refused, delivered) = (s.sku("PUSH-REFUSED"), s.sku("PUSH-DELIVERED"));
+    for channel in Channel::ALL {
+        let function = format!("Push{}Function", title(channel));
+        let push = s.app(&function).await;
+        let account = s.config.accounts.iter().find(|a| a.channel == channel).expect("an account per channel");
+        let job = |sku: &str, version: u64| {
+            let channel_sku = account.sku_map.iter().find(|(_, m)| m.as_str() == sku).map_or(sku, |(c, _)| c.as_str());
+            PushMessage::Stock(PushJob {
+                channel,
+                account: AccountId::new(account.account.as_str()).unwrap(),
+                sku: Sku::new(sku).unwrap(),
+                location: "default".into(),
+                channel_sku: channel_sku.to_owned(),
+                quantity: 2,
+                version,
+                trace_id: None,
+            })
+            .to_body()
+            .unwrap()
+        };
+        s.sim.inject(FaultSpec { channel, kind: FaultKind::ServerError, probability: None, next_n: Some(1) });
+        let failing = push.push_batch(channel, sqs_event(&[job(&refused, 1), "not a push job".into()], attempts)).await;
+        assert_eq!(failing.batch_item_failures.len(), 1, "{channel}: the refused job is retried");
+        s.sim.clear_faults();
+        push.push_batch(channel, sqs_event(&[job(&delivered, 1)], 1)).await;
+    }
+
+    // scheduler: every tier, as its four schedules invoke it. The stock tier finds a count the fan-out
+    // never offered (written to the ledger alone), the reconcile tier an Amazon order no notification
+    // delivered.
+    let key = PositionKey::new(Sku::new(s.sku("COUNTED")).unwrap(), "default");
+    s.direct.ledger.set_on_hand(&key, 7, &s.run).await.expect("a count the fan-out never saw");
+    let missed = format!("{}-{}", &s.run[s.run.len() - 3..], (base + 5) % 10_000_000);
+    let mut payload = order["payload"].clone();
+    payload["AmazonOrderId"] = json!(missed);
+    payload["LastUpdateDate"] = json!(Utc::now().to_rfc3339());
+    payload["PurchaseDate"] = json!(Utc::now().to_rfc3339());
+    s.sim
+        .seed_order(Channel::Amazon, json!({"order": payload.clone(), "order_items": items["payload"]["OrderItems"]}))
+        .unwrap();
+    // And one it cannot normalize: quarantined by the reconcile tier.
+    payload["AmazonOrderId"] = json!(format!("{missed}-bad"));
+    payload["PurchaseDate"] = json!("not a date");
+    s.sim
+        .seed_order(Channel::Amazon, json!({"order": payload, "order_items": items["payload"]["OrderItems"]}))
+        .unwrap();
+    let scheduler = s.app("SchedulerFunction").await;
+    for tier in ["stock", "reconcile", "prices", "images"] {
+        let report = scheduler.run_tier(tier, Utc::now()).await.unwrap_or_else(|e| panic!("tier {tier}: {e}"));
+        match tier {
+            "stock" => assert!(report.push_jobs >= 1, "{report:?}"),
+            "reconcile" => assert!(report.drift >= 1, "{report:?}"),
+            _ => {}
+        }
+    }
+
+    s.proxy.calls()
+}
+
+/// What `iam_check.py` answered.
+struct Verdict {
+    decisions: Vec<(Call, bool)>,
+    /// Function -> its resolved inline policy documents.
+    policies: BTreeMap<String, Vec<Value>>,
+}
+
+impl Verdict {
+    /// Evaluates `calls` against the roles in the template, without the grants in `remove`
+    /// (function, action).
+    fn of(calls: &[Call], remove: &[(&str, &str)]) -> Self {
+        let stack = std::env::var("MANIFOLD_STACK")
+            .expect("MANIFOLD_STACK is unset: run through infra/local/test.sh, which creates the stack with stack.py");
+        let request = json!({
+            "stack": stack,
+            "template": ".local/template.json",
+            "calls": calls,
+            "remove": remove.iter().map(|(f, a)| json!({"function": f, "action": a})).collect::<Vec<_>>(),
+        });
+        let python = repo().join(".venv/bin/python");
+        let mut child = Command::new(&python)
+            .arg(repo().join("infra/local/iam_check.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} ({e}): run infra/local/bootstrap.sh", python.display()));
+        child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "iam_check.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        let answer: Value = serde_json::from_slice(&out.stdout).expect("iam_check.py answers JSON");
+        let decisions = answer["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let call = Call {
+                    function: d["function"].as_str().unwrap().to_owned(),
+                    service: d["service"].as_str().unwrap().to_owned(),
+                    action: d["action"].as_str().unwrap().to_owned(),
+                    resource: d["resource"].as_str().unwrap().to_owned(),
+                };
+                (call, d["allowed"] == true)
+            })
+            .collect();
+        let policies = answer["policies"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(f, docs)| {
+                (f.clone(), docs.as_array().unwrap().iter().map(|d| d["document"].clone()).collect::<Vec<_>>())
+            })
+            .collect();
+        Self { decisions, policies }
+    }
+
+    /// Distinct calls not allowed, as `Function: action on resource` lines.
+    fn denied(&self) -> BTreeSet<String> {
+        self.decisions
+            .iter()
+            .filter(|(_, allowed)| !allowed)
+            .map(|(c, _)| format!("{}: {} on {}", c.function, c.action, c.resource))
+            .collect()
+    }
+
+    /// Every (function, action, resource pattern) granted, from each Allow statement.
+    fn grants(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (function, docs) in &self.policies {
+            for doc in docs {
+                for statement in as_list(&doc["Statement"]) {
+                    if statement["Effect"] != "Allow" {
+                        continue;
+                    }
+                    for action in as_list(&statement["Action"]) {
+                        for resource in as_list(&statement["Resource"]) {
+                            out.push((
+                                function.clone(),
+                                action.as_str().unwrap_or_default().to_owned(),
+                                resource.as_str().unwrap_or_default().to_owned(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Grants that are broader than IAM needs: `*` in an action, or a bare `*` resource for an action
+    /// that has resource-level permissions.
+    fn too_broad(&self) -> BTreeSet<String> {
+        self.grants()
+            .into_iter()
+            .filter(|(_, action, resource)| {
+                action.contains('*') || (resource == "*" && !STAR_ONLY.contains(&action.as_str()))
+            })
+            .map(|(f, a, r)| format!("{f}: {a} on {r}"))
+            .collect()
+    }
+
+    /// Grants no recorded call of the function used (the role allows more than the function does).
+    fn unused(&self) -> BTreeSet<String> {
+        self.grants()
+            .into_iter()
+            .filter(|(_, action, _)| !NOT_EXERCISED.iter().any(|(a, _)| a == action))
+            .filter(|(function, action, resource)| {
+                !self.decisions.iter().any(|(c, _)| {
+                    &c.function == function
+                        && glob(&action.to_lowercase(), &c.action.to_lowercase())
+                        && glob(resource, &c.resource)
+                })
+            })
+            .map(|(f, a, r)| format!("{f}: {a} on {r}"))
+            .collect()
+    }
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` any one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Function logical ids of the transformed template.
+fn template_functions() -> BTreeSet<String> {
+    let path = repo().join(".local/template.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}): run infra/local/lint.sh", path.display()));
+    let t: Value = serde_json::from_str(&text).unwrap();
+    t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Lambda::Function")
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_function_calls_only_what_its_role_allows_and_its_role_allows_only_what_it_calls() {
+    let scenario = Scenario::new().await;
+    let calls = Box::pin(run_every_function(&scenario)).await;
+    let distinct: BTreeSet<String> =
+        calls.iter().map(|c| format!("{}: {} on {}", c.function, c.action, c.resource)).collect();
+    eprintln!("AWS calls by function:\n{}", lines(&distinct));
+
+    let exercised: BTreeSet<String> = calls.iter().map(|c| c.function.clone()).collect();
+    assert_eq!(exercised, template_functions(), "every function of the template ran its handlers");
+
+    let verdict = Verdict::of(&calls, &[]);
+    let denied = verdict.denied();
+    assert!(denied.is_empty(), "calls the function's own role does not allow:\n{}", lines(&denied));
+    let broad = verdict.too_broad();
+    assert!(broad.is_empty(), "grants broader than IAM needs:\n{}", lines(&broad));
+    let unused = verdict.unused();
+    assert!(unused.is_empty(), "grants no call of the function used (remove them):\n{}", lines(&unused));
+
+    // The test of the test: without the ingest role's events:PutEvents, the same calls fail the check,
+    // exactly where the ingest function published its events.
+    let without = Verdict::of(&calls, &[("IngestFunction", "events:PutEvents")]);
+    let denied = without.denied();
+    assert!(!denied.is_empty(), "removing a needed grant must make the check fail");
+    assert!(
+        denied.iter().all(|d| d.starts_with("IngestFunction: events:PutEvents on arn:aws:events:")),
+        "only the ingest function's PutEvents calls lose their grant:\n{}",
+        lines(&denied)
+    );
+}
+
+fn lines(set: &BTreeSet<String>) -> String {
+    set.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn glob_matches_as_iam_does() {
+    assert!(glob(
+        "arn:aws:secretsmanager:*:secret:manifold/*",
+        "arn:aws:secretsmanager:r:1:secret:manifold/x/y-AbCdEf"
+    ));
+    assert!(glob("table/t/index/*", "table/t/index/by_trace"));
+    assert!(!glob("table/t/index/*", "table/t"));
+    assert!(glob("secret:a-??????", "secret:a-123456"));
+    assert!(!glob("secret:a-??????", "secret:a-12345"));
+}
