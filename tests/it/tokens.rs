@@ -347,3 +347,33 @@ async fn fifty_concurrent_pushes_share_one_token_refresh() {
     assert_eq!(rig.token_requests(Channel::Zalando), 1);
     assert_eq!(rig.count(Channel::Zalando, |s| &s.requests), 50);
 }
+
+#[tokio::test]
+async fn ebay_notification_keys_are_looked_up_with_a_minted_application_token() {
+    // Given an eBay account whose secret holds client credentials, and a simulator that refuses any token
+    // it did not issue (the key lookup included).
+    let rig = Rig::new(&[Channel::Ebay], Duration::from_secs(30)).await;
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let pem =
+        p256::pkcs8::EncodePublicKey::to_public_key_pem(key.verifying_key(), p256::pkcs8::LineEnding::LF).unwrap();
+    let put = reqwest::Client::new()
+        .put(format!("{}/_sim/ebay/public_key/kid-app", rig.sim.url()))
+        .json(&json!({ "key": pem }))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let body = include_bytes!("../../shared/normalize/fixtures/ebay/notification-order-written-from-docs.json");
+    let signature =
+        manifold_connectors::verify::sign_ebay(&key, "kid-app", manifold_connectors::verify::EbayDigest::Sha1, body)
+            .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-ebay-signature", http::HeaderValue::from_str(&signature).unwrap());
+
+    // When a signed notification arrives, the key is fetched with an application token minted for it.
+    let before = rig.token_requests(Channel::Ebay);
+    let out = rig.app.handle_webhook("ebay", ACCOUNT, &headers, body, chrono::Utc::now()).await;
+    assert_eq!(out.status, 200, "{}", out.message);
+    assert_eq!(rig.token_requests(Channel::Ebay), before + 1, "one client-credentials exchange");
+    assert_eq!(rig.count(Channel::Ebay, |s| &s.unauthorized), 0, "no lookup was refused");
+}

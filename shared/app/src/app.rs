@@ -115,6 +115,8 @@ pub struct App {
     pub sqs: aws_sdk_sqs::Client,
     pub http: reqwest::Client,
     connectors: Arc<RwLock<ConnectorCache>>,
+    /// eBay application tokens (client credentials) for the notification key lookups, per account.
+    pub(crate) ebay_key_tokens: Arc<RwLock<HashMap<String, Arc<dyn manifold_connectors::token::TokenProvider>>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -193,6 +195,7 @@ impl App {
             env,
             settings,
             connectors: Arc::default(),
+            ebay_key_tokens: Arc::default(),
         })
     }
 

@@ -23,7 +23,7 @@ use manifold_connectors::{
     Credentials,
     verify::{Verified, VerifyError},
 };
-use manifold_domain::Channel;
+use manifold_domain::{Channel, config::AccountConfig};
 use manifold_telemetry::MetricSet;
 use tracing::{Instrument, info, warn};
 
@@ -136,6 +136,7 @@ impl App {
                 return WebhookResponse::new(503, "credentials unavailable, retry later", trace_id);
             }
         };
+        let creds = if channel == Channel::Ebay { self.with_ebay_key_token(acct, creds).await } else { creds };
         match self.verifier.verify(channel, headers, body, &creds, &acct.settings, now).await {
             Ok(Verified::Ping) => return WebhookResponse::new(200, "ping acknowledged", trace_id),
             Ok(Verified::Authentic) => {}
@@ -277,6 +278,32 @@ impl App {
         Ok(serde_json::json!({ "challengeResponse": ebay_challenge_response(challenge_code, token, &endpoint) }))
     }
 
+    /// eBay's `getPublicKey` takes an application token (client credentials grant, public scope), not the
+    /// seller's user token: minted from the account's `client_id`/`client_secret`, cached per account until
+    /// shortly before it expires. A secret without them keeps its stored `access_token`.
+    async fn with_ebay_key_token(&self, acct: &AccountConfig, creds: Credentials) -> Credentials {
+        let cached = self.ebay_key_tokens.read().await.get(acct.account.as_str()).cloned();
+        let provider = if let Some(p) = cached {
+            p
+        } else {
+            let p = manifold_connectors::token::flow_provider(
+                acct,
+                &creds,
+                &self.http,
+                manifold_connectors::token::EBAY_APPLICATION,
+                None,
+            );
+            self.ebay_key_tokens.write().await.entry(acct.account.to_string()).or_insert(p).clone()
+        };
+        match provider.token().await {
+            Ok(token) => creds.with("access_token", token.expose()),
+            Err(e) => {
+                warn!(error = %e, "eBay application token unavailable; looking the key up with the stored token");
+                creds
+            }
+        }
+    }
+
     pub async fn credentials(&self, secret: &str) -> Result<Credentials, crate::outcome::Failure> {
         let raw = self.secrets.secret(secret).await?;
         Credentials::from_secret_string(&raw).map_err(|e| {
@@ -289,6 +316,18 @@ impl App {
 }
 
 /// A verified body must at least be the kind of document the channel sends: JSON, and classifiable.
+fn check_shape(
+    channel: Channel,
+    topic: Option<&str>,
+    parsed: &Result<serde_json::Value, serde_json::Error>,
+) -> Result<(), String> {
+    let value = parsed.as_ref().map_err(|e| format!("body is not JSON: {e}"))?;
+    manifold_normalize::classify(channel, topic, value).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Shared ownership helper for the HTTP function.
+pub type SharedApp = Arc<App>;
+
 #[cfg(test)]
 mod challenge_tests {
     use super::ebay_challenge_response;
@@ -316,15 +355,3 @@ mod challenge_tests {
         );
     }
 }
-
-fn check_shape(
-    channel: Channel,
-    topic: Option<&str>,
-    parsed: &Result<serde_json::Value, serde_json::Error>,
-) -> Result<(), String> {
-    let value = parsed.as_ref().map_err(|e| format!("body is not JSON: {e}"))?;
-    manifold_normalize::classify(channel, topic, value).map(|_| ()).map_err(|e| e.to_string())
-}
-
-/// Shared ownership helper for the HTTP function.
-pub type SharedApp = Arc<App>;

@@ -18,6 +18,13 @@ impl Credentials {
         self.0.get(key).map(String::as_str)
     }
 
+    /// These credentials with `key` set to `value` (a token minted for one call, say).
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.0.insert(key.to_owned(), value.into());
+        self
+    }
+
     /// Parses the secret string as stored in Secrets Manager.
     pub fn from_secret_string(s: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(s)
