@@ -9,7 +9,9 @@ use manifold_app::{
     ledger::{LedgerOutcome, OnHandUpdate},
 };
 use manifold_aws::events::FailingCalls;
+use manifold_domain::{Channel, OversellAction};
 use manifold_ledger::{Ledger, PositionKey};
+use manifold_simulator::{FaultKind, FaultSpec};
 
 use crate::{
     inbound::{Harness, shopify_body, shopify_headers},
@@ -65,4 +67,63 @@ async fn a_publish_failing_after_the_order_commit_is_finished_by_the_sqs_retry()
     assert_eq!((p.on_hand, p.reserved), (10, 1), "one reservation");
     let replay = h.app.apply_event("OrderAccepted", &accepted[0]["detail"], Utc::now()).await.unwrap();
     assert!(!matches!(replay, LedgerOutcome::Reserved { .. }), "{replay:?}");
+}
+
+#[tokio::test]
+async fn an_oversold_orders_follow_ups_failing_once_are_all_done_by_the_replays() {
+    let h = Harness::with_config(|c| {
+        for a in c.accounts.iter_mut().filter(|a| a.channel == Channel::Shopify) {
+            a.stock.oversell = OversellAction::Cancel;
+        }
+    })
+    .await;
+    // Nothing on hand: the order cannot be reserved and the Shopify account cancels it.
+    let update = OnHandUpdate { on_hand: 0, location: None, source_ref: Some("erp-oversold".into()) };
+    h.app.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.unwrap();
+    for c in Channel::ALL {
+        let _ = h.stack.drain(&h.stack.env.push_queues[&c]).await;
+    }
+    let _ = h.stack.events().await;
+    let body = shopify_body();
+    let headers = shopify_headers(&body, "evt-oversold-replay", "orders/create");
+    assert_eq!(h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
+    h.run_ingest().await;
+    let events = h.stack.events().await;
+    let accepted = events.iter().find(|e| e["detail-type"] == "OrderAccepted").expect("OrderAccepted").clone();
+    let detail = &accepted["detail"];
+
+    // First delivery: the ledger commits the rejection, the order is marked, then the OrderOversold
+    // publish fails. Nothing after it happened.
+    let failing_bus = with_failing_bus(&h, [1]);
+    assert!(failing_bus.apply_event("OrderAccepted", detail, Utc::now()).await.is_err());
+    let order_id = crate::inbound::shopify_order_id();
+    assert!(h.app.records.get_order(&order_id).await.unwrap().unwrap().oversold.is_some(), "marked");
+    let cancels = |h: &Harness| {
+        let writes = h.sim.snapshot().writes.get(&Channel::Shopify).cloned().unwrap_or_default();
+        writes.iter().filter(|w| w.body.to_string().contains("orderCancel")).count()
+    };
+    assert_eq!(cancels(&h), 0);
+
+    // Second delivery: the event goes out, then the channel cancel fails once.
+    h.sim.inject(FaultSpec {
+        channel: Channel::Shopify,
+        kind: FaultKind::ServerError,
+        probability: None,
+        next_n: Some(1),
+    });
+    assert!(h.app.apply_event("OrderAccepted", detail, Utc::now()).await.is_err());
+    assert_eq!(cancels(&h), 0);
+
+    // Third delivery finishes the job; a fourth changes nothing.
+    for _ in 0..2 {
+        let outcome = h.app.apply_event("OrderAccepted", detail, Utc::now()).await.unwrap();
+        assert_eq!(outcome, LedgerOutcome::AlreadyApplied);
+    }
+    assert_eq!(cancels(&h), 1, "cancelled on the channel exactly once");
+    let events = h.stack.events().await;
+    let oversold: Vec<_> = events.iter().filter(|e| e["detail-type"] == "OrderOversold").collect();
+    assert_eq!(oversold.len(), 1, "announced once: {oversold:?}");
+    assert_eq!(oversold[0]["detail"]["event_id"], format!("OrderOversold:{order_id}"));
+    let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
+    assert_eq!((p.on_hand, p.reserved), (0, 0), "a rejected order holds nothing");
 }

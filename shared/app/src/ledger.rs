@@ -6,17 +6,25 @@
 //! shipments and fulfilled orders turn reservations into on-hand decrements. An order that cannot be
 //! fully reserved is marked `oversold` on the canonical record, announced as `OrderOversold`, counted,
 //! and handled per the channel's policy (hold, backorder, cancel through the connector).
+//!
+//! Everything after the ledger commit is a follow-up that must not be lost when the function fails
+//! half-way: marking the order oversold, the `OrderOversold` event, the channel cancel, the push gate
+//! and the fan-out. Each is idempotent (the mark is a plain set, events carry a stable id, the cancel
+//! and the event are guarded by done-markers in the `StateTable`, the gate coalesces what was already
+//! handed over), so a redelivered order event that finds its reservation already applied redoes them
+//! from the reservation record (its short lines, oversell decision and positions) until all are done.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use manifold_aws::events::publish;
+use futures::{StreamExt, TryStreamExt, stream};
+use manifold_aws::{StoreError, events::publish};
 use manifold_connectors::CallContext;
 use manifold_domain::{
     Order, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
-    events::{EventDetail, EventKind},
+    events::{EventDetail, EventKind, event_id},
 };
 use manifold_ledger::{
-    Change, Ledger, OrderReservation, Position, PositionKey, ReserveOutcome, Scope,
+    Change, Ledger, OrderReservation, Position, PositionKey, ReservationState, ReserveOutcome, Scope,
     fanout::{FanoutReport, fan_out},
     import::{Parsed, parse_csv, parse_json},
 };
@@ -55,6 +63,14 @@ pub struct OnHandUpdate {
     /// The source system's reference for this count (idempotency); defaults to a hash of the request.
     #[serde(default)]
     pub source_ref: Option<String>,
+}
+
+/// Concurrent AWS calls of one fan-out (position reads, events).
+const FANOUT_CONCURRENCY: usize = 16;
+
+/// The done-marker of one follow-up of one order (`StateTable`, `MARKER#followup#...`).
+fn followup_marker(order: &Order, step: &str) -> String {
+    format!("followup#{}#{step}", order.id)
 }
 
 fn failure(e: &manifold_ledger::LedgerError) -> Failure {
@@ -149,15 +165,18 @@ impl App {
         }
         let reservation = OrderReservation::from_order(order, &*self.config().await, Some(trace_id.to_owned()));
         let change = self.ledger.reserve_order(&reservation).await.map_err(|e| failure(&e))?;
-        let outcome = match &change.outcome {
-            ReserveOutcome::Reserved => LedgerOutcome::Reserved { jobs: 0 },
-            ReserveOutcome::AlreadyApplied { .. } => LedgerOutcome::AlreadyApplied,
+        let (outcome, mut jobs) = match &change.outcome {
+            ReserveOutcome::Reserved => (LedgerOutcome::Reserved { jobs: 0 }, 0),
+            ReserveOutcome::AlreadyApplied { .. } => {
+                (LedgerOutcome::AlreadyApplied, self.finish_reservation(order, trace_id, now).await?)
+            }
             ReserveOutcome::Oversold { short_lines, action } => {
-                self.handle_oversell(order, short_lines.clone(), *action, trace_id, now).await?;
-                LedgerOutcome::Oversold { action: *action, short: short_lines.len() }
+                let oversell = Oversell { short_lines: short_lines.clone(), action: *action, detected_at: now };
+                self.handle_oversell(order, &oversell, trace_id, now).await?;
+                (LedgerOutcome::Oversold { action: *action, short: short_lines.len() }, 0)
             }
         };
-        let mut jobs = self.after_change(&change.positions, trace_id, now).await?;
+        jobs += self.after_change(&change.positions, trace_id, now).await?;
         if order.status == OrderStatus::Fulfilled {
             // Fulfilled on the channel itself: the reservation leaves the warehouse.
             let shipped: Change<_> =
@@ -171,27 +190,62 @@ impl App {
         })
     }
 
+    /// A redelivered order event whose reservation is already applied: redoes every follow-up of the
+    /// first application from the reservation record (each is idempotent), then fans out the
+    /// positions the order touches as they are now. Returns the push jobs enqueued.
+    async fn finish_reservation(&self, order: &Order, trace_id: &str, now: DateTime<Utc>) -> Result<usize, Failure> {
+        let Some(rec) = self.ledger.reservation(&order.id).await.map_err(|e| failure(&e))? else {
+            return Ok(0);
+        };
+        let oversold = matches!(rec.state, ReservationState::Rejected | ReservationState::Backordered);
+        if oversold && !rec.short_lines.is_empty() {
+            let oversell =
+                Oversell { short_lines: rec.short_lines.clone(), action: rec.oversell, detected_at: rec.updated_at };
+            self.handle_oversell(order, &oversell, trace_id, now).await?;
+        }
+        let mut keys: Vec<PositionKey> = rec
+            .lines
+            .iter()
+            .flat_map(|l| l.components.iter().map(|c| PositionKey::new(c.sku.clone(), rec.location.clone())))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let reads: Vec<_> = keys.iter().map(|k| self.ledger.position(k)).collect();
+        let positions: Vec<Position> =
+            stream::iter(reads).buffered(FANOUT_CONCURRENCY).try_collect().await.map_err(|e| failure(&e))?;
+        self.after_change(&positions, trace_id, now).await
+    }
+
+    /// The oversell follow-ups, each idempotent and each redone by a replay until done: the mark on
+    /// the canonical order, the `OrderOversold` event (stable id, done-marker) and, per policy, the
+    /// cancel through the connector (done-marker).
     async fn handle_oversell(
         &self,
         order: &Order,
-        short_lines: Vec<manifold_domain::ShortLine>,
-        action: OversellAction,
+        oversell: &Oversell,
         trace_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), Failure> {
-        let oversell = Oversell { short_lines, action, detected_at: now };
-        self.records.set_oversold(&order.id, Some(&oversell)).await?;
-        let mut marked = order.clone();
-        marked.oversold = Some(oversell.clone());
-        publish(self.bus.as_ref(), &EventDetail::new(EventKind::OrderOversold, trace_id, now, &marked)).await?;
-        MetricSet::new()
-            .dim("Channel", order.channel.as_str())
-            .count("Oversell", 1)
-            .aggregate()
-            .property("trace_id", trace_id)
-            .emit();
-        warn!(rule = ?action, short = oversell.short_lines.len(), "order oversold");
-        if action == OversellAction::Cancel {
+        let action = oversell.action;
+        self.records.set_oversold(&order.id, Some(oversell)).await?;
+        let announced = followup_marker(order, "oversold_event");
+        if self.state.get_marker(&announced).await?.is_none() {
+            let mut marked = order.clone();
+            marked.oversold = Some(oversell.clone());
+            let detail = EventDetail::new(EventKind::OrderOversold, trace_id, now, &marked)
+                .with_id(event_id(EventKind::OrderOversold, &[order.id.as_str()]));
+            publish(self.bus.as_ref(), &detail).await?;
+            self.state.set_marker(&announced, &now.to_rfc3339()).await?;
+            MetricSet::new()
+                .dim("Channel", order.channel.as_str())
+                .count("Oversell", 1)
+                .aggregate()
+                .property("trace_id", trace_id)
+                .emit();
+            warn!(rule = ?action, short = oversell.short_lines.len(), "order oversold");
+        }
+        let cancelled = followup_marker(order, "channel_cancel");
+        if action == OversellAction::Cancel && self.state.get_marker(&cancelled).await?.is_none() {
             let account = self.account(order.channel, order.account.as_str()).await?;
             let connector = self.connector(&account).await?;
             connector
@@ -204,6 +258,7 @@ impl App {
                         Failure::permanent("cancel", e.to_string())
                     }
                 })?;
+            self.state.set_marker(&cancelled, &now.to_rfc3339()).await?;
             info!("oversold order cancelled on the channel");
         }
         Ok(())
@@ -224,12 +279,18 @@ impl App {
                         Failure::permanent("fanout", e.to_string())
                     }
                 })?;
-        for p in positions {
-            let data = serde_json::json!({"sku": p.sku, "location": p.location, "on_hand": p.on_hand, "reserved": p.reserved, "available": p.available, "version": p.version});
-            publish(self.bus.as_ref(), &EventDetail::new(EventKind::InventoryChanged, trace_id, now, data)).await?;
-        }
+        let announcements: Vec<_> = positions.iter().map(|p| self.announce_position(p, trace_id, now)).collect();
+        stream::iter(announcements).buffer_unordered(FANOUT_CONCURRENCY).try_collect::<Vec<()>>().await?;
         info!(enqueued = report.enqueued.len(), coalesced = report.coalesced, "availability fanned out");
         Ok(report.enqueued.len())
+    }
+
+    /// `InventoryChanged` for one position version (its id names the version: stable on a replay).
+    async fn announce_position(&self, p: &Position, trace_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let data = serde_json::json!({"sku": p.sku, "location": p.location, "on_hand": p.on_hand, "reserved": p.reserved, "available": p.available, "version": p.version});
+        let id = event_id(EventKind::InventoryChanged, &[p.sku.as_str(), p.location.as_str(), &p.version.to_string()]);
+        publish(self.bus.as_ref(), &EventDetail::new(EventKind::InventoryChanged, trace_id, now, data).with_id(id))
+            .await
     }
 
     /// `PUT /v1/inventory/{sku}`: the source of truth's absolute on-hand count. Open reservations stay.

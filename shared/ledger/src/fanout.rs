@@ -13,6 +13,8 @@ use std::{
     sync::Mutex,
 };
 
+use futures::{StreamExt, stream};
+
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     types::AttributeValue,
@@ -219,6 +221,23 @@ pub struct FanoutReport {
     pub coalesced: usize,
 }
 
+/// Offers one job to the gate and enqueues it if the gate takes it (`None`: coalesced).
+async fn hand_over<Q: PushQueue>(gate: &PushGate, queue: &Q, job: PushJob) -> Result<Option<PushJob>, PushError> {
+    if gate.offer(&job).await? {
+        queue.enqueue(&job).await?;
+        Ok(Some(job))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Positions per fan-out page.
+pub const FANOUT_PAGE: usize = 25;
+
+/// Gate writes and enqueues in flight at once within a page (well under DynamoDB and SQS limits,
+/// and what lets a large order's fan-out fit in the function timeout).
+pub const FANOUT_CONCURRENCY: usize = 16;
+
 /// Computes, gates and enqueues the push jobs for `positions` (the positions a ledger call changed).
 pub async fn fan_out<Q: PushQueue>(
     config: &ChannelConfig,
@@ -228,13 +247,18 @@ pub async fn fan_out<Q: PushQueue>(
     trace_id: Option<&str>,
 ) -> Result<FanoutReport, PushError> {
     let mut report = FanoutReport::default();
-    for position in positions {
-        for job in push_jobs(config, position, trace_id) {
-            if gate.offer(&job).await? {
-                queue.enqueue(&job).await?;
-                report.enqueued.push(job);
-            } else {
-                report.coalesced += 1;
+    // Page by page (bounded memory and in-flight work for any order size), each page concurrently;
+    // a failure stops the fan-out and the caller's retry redoes it: what was already handed over is
+    // coalesced by the gate.
+    for page in positions.chunks(FANOUT_PAGE) {
+        let jobs: Vec<PushJob> = page.iter().flat_map(|p| push_jobs(config, p, trace_id)).collect();
+        let handovers: Vec<_> = jobs.into_iter().map(|job| hand_over(gate, queue, job)).collect();
+        let results: Vec<Result<Option<PushJob>, PushError>> =
+            stream::iter(handovers).buffer_unordered(FANOUT_CONCURRENCY).collect().await;
+        for result in results {
+            match result? {
+                Some(job) => report.enqueued.push(job),
+                None => report.coalesced += 1,
             }
         }
     }
