@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# THE main job: moto with the stack created from template.yaml, then the end-to-end demo (`manifold demo`).
+# THE main job: moto with the stack created from template.yaml, then every function of the template run as its
+# own built binary under the local Lambda runtime (`manifold demo`, shared/localrt): the HTTP API on
+# 127.0.0.1:${MANIFOLD_API_PORT:-9000}, the SQS event source mappings, the schedules (60x faster), and the
+# scenario played over HTTP and SQS against them. `--keep-running` leaves it all up (Ctrl-C stops).
 # Stops moto on exit unless KEEP_MOTO=1 (then `source .local/stack.env` gives a shell the same stack).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 infra/local/bootstrap.sh
+
+# The functions' real binaries and the CLI: one workspace compile, debug profile, the shared target dir.
+cargo build --workspace --bins
+bin_dir="${CARGO_TARGET_DIR:-target}/debug"
 
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:${MOTO_PORT:-4566}}"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -20,7 +27,4 @@ tail -n 2 .local/stack.log
 # shellcheck source=/dev/null
 source .local/stack.env
 
-# EMF metrics go to a file here (in Lambda they go to stdout, which CloudWatch reads).
-export METRICS_FILE="$root/.local/metrics.jsonl"
-: > "$METRICS_FILE"
-cargo run -q -p manifold-cli --bin manifold -- demo "$@"
+"$bin_dir/manifold" demo --bin-dir "$bin_dir" "$@"

@@ -47,8 +47,12 @@ struct Fixtures {
     sku: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_function_starts_from_the_template_alone_and_answers_its_event_source() {
+/// The startup test and the wiring test share the stack's ConfigBucket object and queues: one at a time.
+static STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What an operator provides before the functions run: the configuration in the stack's ConfigBucket
+/// (endpoints pointed at `sim`), the accounts' secrets. Returns the prepared (not started) runtime.
+async fn prepare(sim: &manifold_simulator::SimHandle, logs: Logs) -> (Runtime, manifold_domain::config::ChannelConfig) {
     let stack_name = std::env::var("MANIFOLD_STACK")
         .expect("MANIFOLD_STACK names the local stack: run through infra/local/test.sh (it creates the stack)");
     let sdk = crate::support::aws().await;
@@ -58,21 +62,26 @@ async fn every_function_starts_from_the_template_alone_and_answers_its_event_sou
         "no function binaries in {}: run `cargo build --workspace --bins` first (infra/local/test.sh does)",
         bin_dir.display()
     );
-
-    // What an operator provides: the configuration in the stack's ConfigBucket, the accounts' secrets.
-    let sim = Simulator::start(SimConfig::default()).await.expect("simulators");
-    let (config_text, config) = seed::config_for_simulators(EXAMPLE_CONFIG, &sim).expect("example config");
+    let (config_text, config) = seed::config_for_simulators(EXAMPLE_CONFIG, sim).expect("example config");
     let runtime = Runtime::load(
         &root().join(".local/template.json"),
         &stack_name,
         LocalAws::from_env(),
-        Options { logs: Logs::Discard, ..Options::new(bin_dir) },
+        Options { logs, ..Options::new(bin_dir) },
     )
     .await
     .expect("template and stack");
     let bucket = runtime.stack.physical.get("ConfigBucket").cloned().expect("the stack has a ConfigBucket");
     seed::put_config(&sdk, &bucket, &config_text).await.expect("put channels.toml");
     seed::put_secrets(&sdk, &config).await.expect("secrets");
+    (runtime, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_function_starts_from_the_template_alone_and_answers_its_event_source() {
+    let _one_at_a_time = STACK.lock().await;
+    let sim = Simulator::start(SimConfig::default()).await.expect("simulators");
+    let (runtime, config) = prepare(&sim, Logs::Discard).await;
 
     let template = runtime.template.clone();
     let routes = template.routes().expect("routes");
@@ -280,4 +289,136 @@ async fn schedule_case(runtime: &Runtime, f: &Function, schedule: &Schedule) -> 
 
 fn uuid() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()))
+}
+
+/// The template's wiring around the real binaries: the HTTP API (IAM routes refuse what is not
+/// SigV4-signed with the local credentials), the SQS event source mappings (ingest, the ledger behind
+/// the bus rule, each channel's push function) and partial batch responses, end to end: a signed
+/// webhook ends as the ledger's quantity in a channel's listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_template_wiring_carries_a_signed_webhook_to_a_channel_listing() {
+    use manifold_ledger::Ledger;
+    use manifold_localrt::wiring::{Wiring, WiringOptions, sign_sigv4};
+
+    let _one_at_a_time = STACK.lock().await;
+    let sim = Simulator::start(SimConfig::default()).await.expect("simulators");
+    let (runtime, config) = prepare(&sim, Logs::Discard).await;
+    let runtime = std::sync::Arc::new(runtime);
+    // speedup 1: no schedule fires within the test (the shortest rate is 5 minutes).
+    let wiring = Wiring::start(
+        runtime.clone(),
+        WiringOptions { idle_poll: Duration::from_millis(100), ..WiringOptions::default() },
+    )
+    .await
+    .expect("wiring");
+    let api = wiring.url();
+    let http = reqwest::Client::new();
+    let aws = runtime.aws.clone();
+    let sku = format!("WIRED-{}", uuid());
+
+    // IAM-authorized route: unsigned and wrongly signed requests are refused before the function runs.
+    let url = format!("{api}/v1/inventory/{sku}");
+    let body = r#"{"on_hand": 5}"#;
+    let unsigned = http.put(&url).body(body).send().await.expect("put");
+    assert_eq!(unsigned.status().as_u16(), 403);
+    let wrong = LocalAws { secret_access_key: "not-the-local-secret".into(), ..aws.clone() };
+    let put = |creds: LocalAws| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let headers = sign_sigv4(
+                "PUT",
+                &url,
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+                &creds,
+                std::time::SystemTime::now(),
+            )
+            .expect("sign");
+            let mut request = http.put(&url).header("content-type", "application/json").body(body);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            request.send().await.expect("put")
+        }
+    };
+    assert_eq!(put(wrong).await.status().as_u16(), 403);
+    let stocked = put(aws.clone()).await;
+    assert_eq!(stocked.status().as_u16(), 200);
+    assert_eq!(http.get(format!("{api}/v1/nothing")).send().await.expect("get").status().as_u16(), 404);
+
+    // A signed Shopify order for that SKU, posted to the public route.
+    let mut order = json_of(SHOPIFY_ORDER)["order"].clone();
+    let order_id = 9_000_000_000_u64 + u64::from(std::process::id());
+    order["id"] = json!(order_id);
+    order["line_items"][0]["sku"] = json!(sku);
+    order["line_items"][0]["quantity"] = json!(1);
+    let body = serde_json::to_vec(&order).expect("order");
+    let signed = sign(Channel::Shopify, seed::WEBHOOK_SECRET, &BTreeMap::new(), "", &body, Utc::now())
+        .expect("shopify signature");
+    let mut request = http
+        .post(format!("{api}/v1/webhooks/shopify/shop-eu"))
+        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-event-id", format!("wired-{}", uuid()))
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in &signed {
+        request = request.header(k.as_str(), v.to_str().expect("header"));
+    }
+    let answer = request.send().await.expect("webhook");
+    assert_eq!(answer.status().as_u16(), 200, "{}", answer.text().await.unwrap_or_default());
+
+    // IngestQueue -> ingest -> bus -> LedgerQueue -> ledger: the unit is reserved.
+    let sdk = crate::support::aws().await;
+    let env = manifold_aws::AwsEnv::from_lookup(|k| runtime.function("LedgerFunction")?.config.env.get(k).cloned())
+        .expect("the ledger function's environment names the tables");
+    let ledger = manifold_ledger::DynamoLedger::new(manifold_ledger::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &env.ledger_table,
+    ));
+    let key = manifold_ledger::PositionKey::new(manifold_domain::Sku::new(sku.as_str()).expect("sku"), "default");
+    let position =
+        crate::support::eventually("the ledger reserves the order's unit", Duration::from_mins(2), || async {
+            ledger.position(&key).await.ok().filter(|p| p.reserved == 1)
+        })
+        .await;
+    assert_eq!((position.on_hand, position.available), (5, 4));
+
+    // The ledger fans out to every channel's push queue; eBay's push function lists the publishable quantity.
+    let ebay = push_jobs_for(&config, &position, Channel::Ebay);
+    let listed = crate::support::eventually("eBay lists the SKU", Duration::from_mins(2), || async {
+        sim.snapshot().stock.get(&Channel::Ebay).and_then(|s| s.get(&ebay.0).copied()).filter(|q| *q == ebay.1)
+    })
+    .await;
+    assert_eq!(listed, ebay.1);
+
+    // Partial batch responses: a message the ledger cannot apply is left on its queue (for the
+    // visibility timeout, then the redrive policy), never deleted.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ledger_queue = runtime.stack.queue_url("LedgerQueue").expect("ledger queue");
+    let failed_before = wiring.stats.messages_failed.load(std::sync::atomic::Ordering::Relaxed);
+    sqs.send_message().queue_url(&ledger_queue).message_body("not a bus event").send().await.expect("send");
+    crate::support::eventually("the bad message is reported failed", Duration::from_mins(1), || async {
+        (wiring.stats.messages_failed.load(std::sync::atomic::Ordering::Relaxed) > failed_before).then_some(())
+    })
+    .await;
+    let in_flight = manifold_localrt::wiring::queue_depth(&sqs, &ledger_queue).await.expect("depth");
+    assert!(in_flight >= 1, "the failed message stays on the queue");
+    drop(wiring);
+    runtime.shutdown();
+    // Not left to come back in later runs against a kept emulator.
+    let _ = sqs.purge_queue().queue_url(&ledger_queue).send().await;
+}
+
+/// (simulator key, quantity) of the push job the ledger makes for `channel`'s account.
+fn push_jobs_for(
+    config: &manifold_domain::config::ChannelConfig,
+    position: &manifold_ledger::Position,
+    channel: Channel,
+) -> (String, i64) {
+    let job = manifold_ledger::fanout::push_jobs(config, position, None)
+        .into_iter()
+        .find(|j| j.channel == channel)
+        .expect("an account on the channel");
+    (job.channel_sku, i64::from(job.quantity))
 }

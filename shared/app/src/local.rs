@@ -1,12 +1,14 @@
-//! The local stand-in for Lambda's SQS event source mappings, which moto does not run: receive a batch,
-//! hand it to the same handler the Lambda runs, delete what the handler did not report as failed.
+//! An in-process stand-in for Lambda's SQS event source mappings, for the tests that drive the services
+//! directly: receive a batch, hand it to the same handler the Lambda runs, delete what the handler did
+//! not report as failed. (`manifold demo` runs the real binaries and the template's mappings through
+//! `manifold-localrt` instead.)
 //! Failed messages stay on the queue and come back after their visibility timeout, exactly as in AWS,
 //! and after maxReceiveCount SQS moves them to the DLQ.
 
 use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 
 use crate::outcome::Failure;
 
@@ -70,20 +72,4 @@ pub fn to_lambda_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
         event.records.push(msg);
     }
     event
-}
-
-/// Approximate visible + in-flight messages of a queue (for "is the pipeline idle?").
-pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64, Failure> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(|e| Failure::Transient(Box::new(e)))?;
-    let attrs = out.attributes.unwrap_or_default();
-    let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Ok(n(QueueAttributeName::ApproximateNumberOfMessages)
-        + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }

@@ -47,7 +47,9 @@ pub enum Command {
     Stock(commands::stock::StockArgs),
     /// API calls, AWS requests, orders and estimated cost per channel and day.
     Usage(commands::usage::UsageArgs),
-    /// Run the local end-to-end demo.
+    /// Print the headers a channel sends with a webhook body, signed (for curl against the local API).
+    Sign(commands::sign::SignArgs),
+    /// Run the local end-to-end demo: every function's real binary under the local Lambda runtime.
     Demo(demo::DemoArgs),
 }
 
@@ -62,6 +64,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),
+        Command::Sign(args) => {
+            commands::sign::print(&commands::sign::run(&args)?, json);
+            Ok(())
+        }
         Command::Demo(args) => Box::pin(demo::run(args)).await,
     }
 }

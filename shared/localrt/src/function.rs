@@ -316,8 +316,8 @@ impl Environment {
         let mut exited = env.exited.clone();
         let outcome = tokio::time::timeout(INIT_TIMEOUT, async {
             tokio::select! {
-                r = ready_rx.wait_for(|r| *r) => r.is_ok(),
-                _ = exited.wait_for(Option::is_some) => false,
+                r = async { ready_rx.wait_for(|r| *r).await.is_ok() } => r,
+                () = async { let _ = exited.wait_for(Option::is_some).await; } => false,
             }
         })
         .await;
@@ -394,8 +394,7 @@ impl Environment {
                 let _ = tokio::time::timeout(Duration::from_secs(5), gone.wait_for(Option::is_some)).await;
                 Err(FunctionError::Timeout { function, seconds: config.timeout.as_secs_f64() })
             }
-            status = exited.wait_for(Option::is_some) => {
-                let status = status.map(|s| s.clone().unwrap_or_default()).unwrap_or_default();
+            status = async { exited.wait_for(Option::is_some).await.map(|s| s.clone().unwrap_or_default()).unwrap_or_default() } => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 Err(crashed(status))
             }

@@ -215,7 +215,9 @@ pub fn function_config(
         logical_id: spec.logical_id.clone(),
         name,
         arn,
-        binary: options.bin_dir.join(&spec.binary),
+        // Absolute: the process starts in its own task root, where a relative path would not resolve.
+        binary: std::path::absolute(options.bin_dir.join(&spec.binary))
+            .unwrap_or_else(|_| options.bin_dir.join(&spec.binary)),
         timeout: spec.timeout,
         memory_mb: spec.memory_mb,
         handler: spec.handler.clone(),

@@ -5,6 +5,7 @@ pub mod config;
 pub mod dlq;
 pub mod normalize;
 pub mod quarantine;
+pub mod sign;
 pub mod stock;
 pub mod trace;
 pub mod usage;
