@@ -10,7 +10,7 @@ use manifold_app::{
 };
 use manifold_aws::events::FailingCalls;
 use manifold_domain::{Channel, OversellAction};
-use manifold_ledger::{Ledger, PositionKey};
+use manifold_ledger::{Ledger, PositionKey, fanout::SqsPushQueue};
 use manifold_simulator::{FaultKind, FaultSpec};
 
 use crate::{
@@ -126,4 +126,31 @@ async fn an_oversold_orders_follow_ups_failing_once_are_all_done_by_the_replays(
     assert_eq!(oversold[0]["detail"]["event_id"], format!("OrderOversold:{order_id}"));
     let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
     assert_eq!((p.on_hand, p.reserved), (0, 0), "a rejected order holds nothing");
+}
+
+#[tokio::test]
+async fn an_enqueue_failing_after_the_gate_write_is_pushed_by_the_next_stock_tier_run() {
+    let h = Harness::new().await;
+    let ebay = h.stack.env.push_queues[&Channel::Ebay].clone();
+    // For this app eBay's queue does not exist: the gate takes the version, then SendMessage fails.
+    let mut broken = h.app.clone();
+    let mut urls = h.stack.env.push_queues.clone();
+    urls.insert(Channel::Ebay, format!("{ebay}-missing"));
+    broken.push_queue = SqsPushQueue::new(h.app.sqs.clone(), urls);
+    let update = OnHandUpdate { on_hand: 6, location: None, source_ref: Some("erp-gate".into()) };
+    assert!(broken.set_on_hand("IPOD2009BLACK", &update, "t-gate", Utc::now()).await.is_err());
+    let version = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().version;
+
+    // The scheduled stock tier re-offers the same version: the gate knows it never reached eBay.
+    h.app.run_tier("stock", Utc::now()).await.unwrap();
+    // Enqueued without a delay, so one poll finds it.
+    let pushed =
+        manifold_app::local::poll_once(&h.app.sqs, &ebay, |e| h.app.push_batch(Channel::Ebay, e)).await.unwrap();
+    assert_eq!(pushed, 1, "the lost version was enqueued again and pushed");
+    let stock = h.sim.snapshot().stock.get(&Channel::Ebay).cloned().unwrap_or_default();
+    assert!(stock.values().any(|q| *q == 5), "eBay shows 6 minus its buffer of 1: {stock:?} (version {version})");
+
+    // Delivered now: the next run coalesces it.
+    h.app.run_tier("stock", Utc::now()).await.unwrap();
+    assert!(h.stack.drain(&ebay).await.is_empty(), "a delivered version is not re-sent");
 }

@@ -420,8 +420,27 @@ impl AccountPush<'_> {
                 .count("ItemsPushed", u64::try_from(outcome.delivered.len()).unwrap_or(u64::MAX))
                 .emit();
         }
-        let sent = latest.into_values().map(|(job, stock)| (job, stock.channel_sku)).collect();
-        settled.extend(self.settle_items(sent, result));
+        let mut pushed: HashMap<String, PushJob> = HashMap::new();
+        let sent = latest
+            .into_values()
+            .map(|(job, stock)| {
+                let channel_sku = stock.channel_sku.clone();
+                pushed.insert(job.delivery.id.clone(), stock);
+                (job, channel_sku)
+            })
+            .collect();
+        let outcomes = self.settle_items(sent, result);
+        // What the channel took is recorded as delivered, so the stock tier stops re-offering it.
+        let marks = outcomes
+            .iter()
+            .filter(|s| s.outcome == MessageOutcome::Delivered)
+            .filter_map(|s| pushed.get(&s.delivery.id))
+            .map(|job| gate.delivered(job));
+        for failed in join_all(marks).await.into_iter().filter_map(Result::err) {
+            // The push happened; at worst the stock tier sends the same value once more.
+            warn!(error = %failed, "could not record a delivered version in the push gate");
+        }
+        settled.extend(outcomes);
         settled
     }
 

@@ -2,10 +2,14 @@
 //!
 //! The quantity per account comes from its `StockRules` (buffer, percentage, cap, end-of-listing
 //! threshold) applied to the position's `available`. Jobs are coalesced: a [`PushGate`] keeps, per
-//! channel, account, SKU and location, the version of the latest quantity handed to the queue. A job
-//! is only enqueued when its version is newer and its quantity differs, and the push consumer asks
-//! [`PushGate::is_current`] before calling the channel, so a stale value is never pushed after a newer
-//! one even when queue deliveries are reordered.
+//! channel, account, SKU and location, the version of the latest quantity handed to the queue
+//! (offered) and the latest version the channel confirmed (delivered). A job is enqueued when its
+//! version is newer and its quantity differs, or when what was offered never reached the channel (the
+//! enqueue failed after the gate write, or the job dead-lettered): then a re-offer of the same or a
+//! newer version, by a ledger replay or the stock tier, goes out again instead of being coalesced
+//! away. The push consumer asks [`PushGate::is_current`] before calling the channel, so a stale value
+//! is never pushed after a newer one even when queue deliveries are reordered, and records
+//! [`PushGate::delivered`] after the channel took it.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -168,27 +172,48 @@ impl PushGate {
         ])
     }
 
-    /// Records `job` as the latest if it is newer than what was recorded and changes the quantity.
-    /// `true`: enqueue it; `false`: it is stale or changes nothing, drop it.
+    /// Records `job` as the latest offered value when [`GateState::accepts`] it (the condition below
+    /// is that rule). `true`: enqueue it; `false`: it is stale or the channel already has it, drop it.
     pub async fn offer(&self, job: &PushJob) -> Result<bool, PushError> {
-        let mut item = Self::key(job);
-        item.insert("version".into(), AttributeValue::N(job.version.to_string()));
-        item.insert("quantity".into(), AttributeValue::N(job.quantity.to_string()));
-        item.insert("channel_sku".into(), AttributeValue::S(job.channel_sku.clone()));
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR (version < :v AND quantity <> :q)")
+            .set_key(Some(Self::key(job)))
+            .update_expression("SET version = :v, quantity = :q, channel_sku = :c")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
+                 OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version))",
+            )
             .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
             .expression_attribute_values(":q", AttributeValue::N(job.quantity.to_string()))
+            .expression_attribute_values(":c", AttributeValue::S(job.channel_sku.clone()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(aws_error("PutItem", e)),
+            Err(e) => Err(aws_error("UpdateItem", e)),
+        }
+    }
+
+    /// For the push consumer: the channel took `job`, so re-offering its version is coalesced.
+    pub async fn delivered(&self, job: &PushJob) -> Result<(), PushError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(job)))
+            .update_expression("SET delivered = :v")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(delivered) OR delivered < :v)")
+            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer version was delivered already (or the gate was never written): nothing to record.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(aws_error("UpdateItem", e)),
         }
     }
 
@@ -210,6 +235,28 @@ impl PushGate {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<u64>().ok());
         Ok(stored.is_none_or(|v| v == job.version))
+    }
+}
+
+/// What the gate holds for one channel SKU: the rule its DynamoDB condition implements, in one place
+/// a test can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateState {
+    /// The latest version handed to the queue, and its quantity.
+    pub version: u64,
+    pub quantity: u32,
+    /// The latest version the channel confirmed.
+    pub delivered: Option<u64>,
+}
+
+impl GateState {
+    /// Whether an offer of `job` goes to the queue: nothing recorded yet; a newer version that changes
+    /// the quantity; or the same or a newer version while what was offered never reached the channel.
+    pub fn accepts(stored: Option<&GateState>, job: &PushJob) -> bool {
+        stored.is_none_or(|s| {
+            (s.version < job.version && s.quantity != job.quantity)
+                || (s.version <= job.version && s.delivered.is_none_or(|d| d < s.version))
+        })
     }
 }
 
@@ -289,5 +336,33 @@ mod tests {
         assert_eq!((shopify.channel_sku.as_str(), shopify.quantity, shopify.version), ("SHOP-TEE-BLK-M", 18, 7));
         let tiktok = jobs.iter().find(|j| j.channel == Channel::Tiktok).unwrap();
         assert_eq!((tiktok.channel_sku.as_str(), tiktok.quantity), ("TEE-BLK-M", 14), "(20-2)*80% rounded down");
+    }
+
+    #[test]
+    fn the_gate_coalesces_what_the_channel_has_and_re_sends_what_it_never_got() {
+        let job = |version, quantity| PushJob {
+            channel: Channel::Shopify,
+            account: AccountId::new("shop-eu").unwrap(),
+            sku: Sku::new("TEE").unwrap(),
+            location: "default".into(),
+            channel_sku: "TEE".into(),
+            quantity,
+            version,
+            trace_id: None,
+        };
+        let state = |version, quantity, delivered| GateState { version, quantity, delivered };
+        assert!(GateState::accepts(None, &job(1, 5)), "first value");
+        // Delivered: only a newer, different quantity goes out.
+        let delivered = state(3, 5, Some(3));
+        assert!(!GateState::accepts(Some(&delivered), &job(3, 5)), "same version again");
+        assert!(!GateState::accepts(Some(&delivered), &job(2, 4)), "older version");
+        assert!(!GateState::accepts(Some(&delivered), &job(4, 5)), "newer version, same quantity");
+        assert!(GateState::accepts(Some(&delivered), &job(4, 6)), "newer version, new quantity");
+        // Offered but never delivered (enqueue failed, or dead-lettered): re-offers go out.
+        let lost = state(3, 5, Some(2));
+        assert!(GateState::accepts(Some(&lost), &job(3, 5)), "the stock tier re-offers the same version");
+        assert!(GateState::accepts(Some(&lost), &job(4, 5)), "a newer version with the same quantity");
+        assert!(!GateState::accepts(Some(&lost), &job(2, 5)), "never an older version");
+        assert!(GateState::accepts(Some(&state(3, 5, None)), &job(3, 5)), "nothing delivered yet");
     }
 }
