@@ -422,3 +422,136 @@ fn push_jobs_for(
         .expect("an account on the channel");
     (job.channel_sku, i64::from(job.quantity))
 }
+
+/// As Lambda's SQS event source mapping: a batch whose function crashes is not deleted and comes back
+/// after the queue's visibility timeout, to a new execution environment (a new cold start); then only
+/// the messages the function reports as failed stay on the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_batch_comes_back_after_the_visibility_timeout_to_a_new_environment() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use manifold_localrt::{
+        FunctionConfig, LogSink,
+        template::SqsMapping,
+        wiring::{SqsPoller, WiringStats, queue_depth},
+    };
+
+    let sdk = crate::support::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(crate::support::unique("redelivery"))
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    for body in ["good", "bad"] {
+        sqs.send_message().queue_url(&queue).message_body(body).send().await.expect("send");
+    }
+
+    // A stand-in function: its first environment crashes on its first batch; later ones report the
+    // message whose body is "bad" as failed.
+    let dir = std::env::temp_dir().join(crate::support::unique("redelivery-fn"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let marker = dir.join("crashed-once");
+    let script = dir.join("bootstrap");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/usr/bin/env python3
+import json, os, sys, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as r:
+        request_id = r.headers["lambda-runtime-aws-request-id"]
+        event = json.load(r)
+    if not os.path.exists("{marker}"):
+        open("{marker}", "w").close()
+        print("crashing on purpose", file=sys.stderr, flush=True)
+        sys.exit(3)
+    failed = [{{"itemIdentifier": m["messageId"]}} for m in event["Records"] if m["body"] == "bad"]
+    body = json.dumps({{"batchItemFailures": failed}}).encode()
+    urllib.request.urlopen(urllib.request.Request(api + request_id + "/response", data=body, method="POST")).read()
+"#,
+            marker = marker.display()
+        ),
+    )
+    .expect("script");
+    let mut perms = std::fs::metadata(&script).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).expect("chmod");
+    let function = std::sync::Arc::new(Function::new(FunctionConfig {
+        logical_id: "RedeliveryFunction".into(),
+        name: "redelivery".into(),
+        arn: "arn:aws:lambda:us-east-1:123456789012:function:redelivery".into(),
+        binary: script,
+        timeout: Duration::from_secs(10),
+        memory_mb: 128,
+        handler: "bootstrap".into(),
+        env: BTreeMap::from([("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())]),
+        max_concurrency: 1,
+        logs: LogSink::Discard,
+    }));
+    let stats = std::sync::Arc::new(WiringStats::default());
+    let poller = SqsPoller::new(
+        SqsMapping {
+            logical_id: "RedeliveryMapping".into(),
+            function: "RedeliveryFunction".into(),
+            queue: "RedeliveryQueue".into(),
+            batch_size: 10,
+            batching_window: Duration::from_millis(300),
+            maximum_concurrency: Some(1),
+            report_batch_item_failures: true,
+            enabled: true,
+        },
+        function.clone(),
+        queue.clone(),
+        "arn:aws:sqs:us-east-1:123456789012:redelivery".into(),
+        "us-east-1".into(),
+        sqs.clone(),
+        stats.clone(),
+        Duration::from_millis(100),
+    );
+
+    // The batching window gathers both messages into one batch; the environment crashes on it.
+    assert_eq!(poller.batch().await.expect("first batch"), 2);
+    assert_eq!(stats.messages_deleted.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(queue_depth(&sqs, &queue).await.expect("depth"), 2, "a crashed batch deletes nothing");
+
+    // After the visibility timeout the batch comes back, to a new environment.
+    let again = crate::support::eventually("the batch to come back", Duration::from_secs(30), || async {
+        let n = poller.batch().await.expect("batch");
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(again, 2);
+    assert_eq!(function.stats.cold_starts.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(stats.messages_deleted.load(std::sync::atomic::Ordering::Relaxed), 1, "the good message is deleted");
+    assert_eq!(
+        stats.messages_failed.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "both messages of the crashed batch, then only the bad one, are left to retry"
+    );
+    let left = crate::support::eventually("the bad message to come back", Duration::from_secs(30), || async {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .expect("receive");
+        got.messages.unwrap_or_default().into_iter().next()
+    })
+    .await;
+    assert_eq!(left.body(), Some("bad"));
+    assert_eq!(
+        left.attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+            .map(String::as_str),
+        Some("3"),
+        "received by the crash, by the partial failure, and now"
+    );
+    function.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -104,7 +104,7 @@ impl Wiring {
                     RuntimeError::Other(format!("{}: no function {}", mapping.logical_id, mapping.function))
                 })?
                 .clone();
-            let poller = Arc::new(Poller {
+            let poller = Arc::new(SqsPoller {
                 queue_url: runtime.stack.queue_url(&mapping.queue)?,
                 queue_arn: runtime.stack.attribute(&mapping.queue, "Arn")?,
                 region: runtime.stack.region.clone(),
@@ -353,7 +353,9 @@ pub fn sign_sigv4(
 
 // -------------------------------------------------------------------------------- SQS pollers
 
-struct Poller {
+/// One concurrent batch loop of an SQS event source mapping.
+#[derive(Debug)]
+pub struct SqsPoller {
     mapping: crate::template::SqsMapping,
     function: Arc<crate::Function>,
     queue_url: String,
@@ -364,8 +366,24 @@ struct Poller {
     idle_poll: Duration,
 }
 
-impl Poller {
-    async fn run(&self) {
+impl SqsPoller {
+    /// A poller of `queue_url` (whose ARN is `queue_arn`) for `function`, configured by `mapping`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mapping: crate::template::SqsMapping,
+        function: Arc<crate::Function>,
+        queue_url: String,
+        queue_arn: String,
+        region: String,
+        sqs: aws_sdk_sqs::Client,
+        stats: Arc<WiringStats>,
+        idle_poll: Duration,
+    ) -> Self {
+        Self { mapping, function, queue_url, queue_arn, region, sqs, stats, idle_poll }
+    }
+
+    /// Polls forever (the mapping's loop).
+    pub async fn run(&self) {
         loop {
             match self.batch().await {
                 Ok(0) => tokio::time::sleep(self.idle_poll).await,
@@ -380,7 +398,7 @@ impl Poller {
 
     /// Receives one batch (up to BatchSize, waiting up to the batching window to fill it), invokes the
     /// function, deletes what succeeded. Returns how many messages the batch had.
-    async fn batch(&self) -> Result<usize, String> {
+    pub async fn batch(&self) -> Result<usize, String> {
         let mut messages = Vec::new();
         let window_ends = tokio::time::Instant::now() + self.mapping.batching_window;
         loop {
@@ -397,7 +415,12 @@ impl Poller {
                 .map_err(|e| e.into_service_error().to_string())?;
             let received = got.messages.unwrap_or_default();
             let empty = received.is_empty();
-            messages.extend(received);
+            for m in received {
+                // A message seen again within the window (its visibility timeout ran out): keep the
+                // latest receipt handle, once.
+                messages.retain(|held: &aws_sdk_sqs::types::Message| held.message_id != m.message_id);
+                messages.push(m);
+            }
             if messages.len() >= self.mapping.batch_size || tokio::time::Instant::now() >= window_ends {
                 break;
             }
