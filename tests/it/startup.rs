@@ -114,13 +114,22 @@ async fn every_function_starts_from_the_template_alone_and_answers_its_event_sou
     let started = std::time::Instant::now();
     let inits = futures::future::join_all(runtime.functions.values().map(|f| {
         let f = f.clone();
-        async move { (f.config.logical_id.clone(), f.start().await) }
+        async move {
+            let t = std::time::Instant::now();
+            let r = f.start().await;
+            (format!("{} {} ms", f.config.logical_id, t.elapsed().as_millis()), r)
+        }
     }))
     .await;
     let init_failures: Vec<String> =
         inits.iter().filter_map(|(_, r)| r.as_ref().err().map(ToString::to_string)).collect();
     assert!(init_failures.is_empty(), "init failed:\n{}", init_failures.join("\n\n"));
-    println!("{} functions reached their first `next` in {:.1}s", inits.len(), started.elapsed().as_secs_f64());
+    println!(
+        "{} functions reached their first `next` in {:.1}s (all at once, debug build): {}",
+        inits.len(),
+        started.elapsed().as_secs_f64(),
+        inits.iter().map(|(timing, _)| timing.as_str()).collect::<Vec<_>>().join(", ")
+    );
 
     // 2. Each answers its own event source's event.
     let mut failures = Vec::new();
