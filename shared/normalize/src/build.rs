@@ -10,7 +10,7 @@ use manifold_domain::{
     OrderLine, OrderStatus, OrderWarning, Sku, Totals,
 };
 
-use crate::{Context, NormalizeError, json::Node};
+use crate::{Context, NormalizeError, json, json::Node};
 
 /// A channel SKU resolved through the account's SKU map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,9 @@ impl OrderDraft {
         let mut warnings = Vec::new();
         let mut lines = Vec::with_capacity(self.lines.len());
         for draft in self.lines {
+            // The line's own path (its SKU field's parent), for an overflowing line total.
+            let line_path = draft.sku_path.rsplit_once('.').map_or("", |(line, _)| line);
+            let total = json::times(draft.unit_price, draft.quantity, self.currency, line_path)?;
             let resolved = resolve_sku(ctx, draft.channel_sku.as_deref(), &draft.sku_path)?;
             match (&resolved.channel_sku, resolved.mapped) {
                 (None, _) => warnings.push(OrderWarning::LineWithoutSku { line_id: draft.line_id.clone() }),
@@ -88,7 +91,7 @@ impl OrderDraft {
                 (Some(_), true) => {}
             }
             lines.push(OrderLine {
-                total: draft.unit_price.times(draft.quantity),
+                total,
                 line_id: draft.line_id,
                 sku: resolved.sku,
                 channel_sku: resolved.channel_sku,
@@ -219,14 +222,25 @@ pub(crate) fn map_status(table: &[(&str, OrderStatus)], node: &Node<'_>) -> Resu
     })
 }
 
-/// Totals computed from the pieces when a channel sends no grand total.
+/// The sum of `unit_price * quantity` over the lines (`path`: where the lines are, for an overflow).
+pub(crate) fn line_subtotal(currency: Currency, lines: &[LineDraft], path: &str) -> Result<Amount, NormalizeError> {
+    let totals =
+        lines.iter().map(|l| json::times(l.unit_price, l.quantity, currency, path)).collect::<Result<Vec<_>, _>>()?;
+    json::sum(currency, totals, path)
+}
+
+/// Totals computed from the pieces when a channel sends no grand total (in the order's `currency`).
 pub(crate) fn totals(
+    currency: Currency,
     subtotal: Amount,
     shipping: Amount,
     tax: Amount,
     discount: Amount,
     total: Option<Amount>,
-) -> Totals {
-    let total = total.unwrap_or_else(|| subtotal.checked_add(shipping).checked_add(tax).checked_sub(discount));
-    Totals { subtotal, shipping, tax, discount, total }
+) -> Result<Totals, NormalizeError> {
+    let total = match total {
+        Some(t) => t,
+        None => json::sub(json::sum(currency, [subtotal, shipping, tax], "")?, discount, currency, "")?,
+    };
+    Ok(Totals { subtotal, shipping, tax, discount, total })
 }

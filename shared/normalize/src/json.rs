@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use manifold_domain::{Amount, Currency};
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::{NormalizeError, dates};
@@ -172,7 +173,8 @@ impl<'a> Node<'a> {
             Value::Number(n) => Amount::from_json_number(n, currency),
             _ => return Err(self.expected("an amount (decimal string or number)")),
         };
-        parsed.map(Some).map_err(|e| NormalizeError::domain(&self.path, &e))
+        let amount = parsed.map_err(|e| NormalizeError::domain(&self.path, &e))?;
+        bounded(amount, &self.path).map(Some)
     }
 
     pub fn amount(&self, currency: Currency) -> Result<Amount, NormalizeError> {
@@ -227,12 +229,50 @@ impl<'a> Node<'a> {
 
 /// Zero in `currency`, at its scale.
 pub(crate) fn zero(currency: Currency) -> Amount {
-    Amount::new(rust_decimal::Decimal::ZERO, currency)
+    Amount::new(Decimal::ZERO, currency)
 }
 
-/// Sums amounts, starting from zero in `currency`.
-pub(crate) fn sum(currency: Currency, amounts: impl IntoIterator<Item = Amount>) -> Amount {
-    amounts.into_iter().fold(zero(currency), Amount::checked_add)
+/// The largest amount a document may state (one quadrillion units of its currency, far past any order).
+///
+/// `Decimal` holds about ±7.9e28 and its operators panic past that, as do `Amount::times`,
+/// `checked_add` and `checked_sub` on top of them; a bound at the door keeps every stored record safe to
+/// add up downstream, and the arithmetic below keeps the normalizers themselves from panicking.
+pub(crate) const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
+/// Refuses an amount beyond [`MAX_AMOUNT`] either way.
+pub(crate) fn bounded(amount: Amount, path: &str) -> Result<Amount, NormalizeError> {
+    if amount.value().abs() > Decimal::from(MAX_AMOUNT) {
+        return Err(NormalizeError::new(path, format!("amount {amount} is beyond the supported ±{MAX_AMOUNT}")));
+    }
+    Ok(amount)
+}
+
+fn overflow(path: &str) -> NormalizeError {
+    NormalizeError::new(path, "amounts add up past the supported decimal range")
+}
+
+/// `a + b` in `currency`; an error at `path` instead of a panic on overflow.
+pub(crate) fn add(a: Amount, b: Amount, currency: Currency, path: &str) -> Result<Amount, NormalizeError> {
+    a.value().checked_add(b.value()).map(|v| Amount::new(v, currency)).ok_or_else(|| overflow(path))
+}
+
+/// `a - b` in `currency`; an error at `path` instead of a panic on overflow.
+pub(crate) fn sub(a: Amount, b: Amount, currency: Currency, path: &str) -> Result<Amount, NormalizeError> {
+    a.value().checked_sub(b.value()).map(|v| Amount::new(v, currency)).ok_or_else(|| overflow(path))
+}
+
+/// `unit * quantity` in `currency` (a line total); an error at `path` instead of a panic on overflow.
+pub(crate) fn times(unit: Amount, quantity: u32, currency: Currency, path: &str) -> Result<Amount, NormalizeError> {
+    unit.value().checked_mul(Decimal::from(quantity)).map(|v| Amount::new(v, currency)).ok_or_else(|| overflow(path))
+}
+
+/// Sums amounts, starting from zero in `currency`; an error at `path` instead of a panic on overflow.
+pub(crate) fn sum(
+    currency: Currency,
+    amounts: impl IntoIterator<Item = Amount>,
+    path: &str,
+) -> Result<Amount, NormalizeError> {
+    amounts.into_iter().try_fold(zero(currency), |acc, a| add(acc, a, currency, path))
 }
 
 /// The absolute value (channels disagree on whether discounts are negative).

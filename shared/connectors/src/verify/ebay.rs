@@ -143,7 +143,7 @@ impl PublicKeySource for HttpPublicKeySource {
 }
 
 /// Reads an SPKI public key in PEM, tolerating eBay's habit of putting the whole PEM on one line.
-fn parse_public_key(pem: &str) -> Result<VerifyingKey, KeyFetchError> {
+pub(super) fn parse_public_key(pem: &str) -> Result<VerifyingKey, KeyFetchError> {
     let b64: String = pem
         .replace("-----BEGIN PUBLIC KEY-----", "")
         .replace("-----END PUBLIC KEY-----", "")

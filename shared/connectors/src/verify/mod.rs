@@ -19,6 +19,8 @@
 
 mod ebay;
 mod headers;
+#[cfg(test)]
+mod no_panic;
 mod scheme;
 #[cfg(test)]
 mod tests;

@@ -144,6 +144,7 @@ fn pick_currency(candidates: &[Node<'_>], code_key: &str, marketplace: &Node<'_>
 
 fn order_v0(o: &Node<'_>, items: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     o.object()?;
+    let items_path = items.path();
     let items = items.required_items()?;
     let mut candidates = vec![o.field("OrderTotal")];
     candidates.extend(items.iter().map(|i| i.field("ItemPrice")));
@@ -190,12 +191,13 @@ fn order_v0(o: &Node<'_>, items: &Node<'_>, ctx: &Context<'_>) -> Result<Order, 
         currency,
         lines,
         totals: build::totals(
-            sum(currency, line_totals),
-            sum(currency, shipping),
-            sum(currency, tax),
-            sum(currency, discount),
+            currency,
+            sum(currency, line_totals, items_path)?,
+            sum(currency, shipping, items_path)?,
+            sum(currency, tax, items_path)?,
+            sum(currency, discount, items_path)?,
             o.field("OrderTotal").opt_money(V0_MONEY, currency)?,
-        ),
+        )?,
         customer: OrderCustomer {
             email: text_of(buyer.field("BuyerEmail"), o.field("BuyerEmail"))?,
             name: text_of(buyer.field("BuyerName"), o.field("BuyerName"))?,
@@ -219,7 +221,10 @@ fn breakdown(
             found.push(b.field("subtotal").money_or_zero(V2026_MONEY, currency)?);
         }
     }
-    Ok((!found.is_empty()).then(|| sum(currency, found)))
+    if found.is_empty() {
+        return Ok(None);
+    }
+    sum(currency, found, proceeds.field("breakdowns").path()).map(Some)
 }
 
 fn order_2026(o: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
@@ -244,7 +249,7 @@ fn order_2026(o: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> 
             discount: abs(breakdown(&item_proceeds, "DISCOUNT", currency)?.unwrap_or(zero(currency)), currency),
         });
     }
-    let line_subtotal = sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity)));
+    let line_subtotal = build::line_subtotal(currency, &lines, o.field("orderItems").path())?;
     let status_node = o.at("fulfillment.fulfillmentStatus");
     let address = o.at("recipient.deliveryAddress");
     let created_at = o.field("createdTime").datetime()?;
@@ -258,12 +263,13 @@ fn order_2026(o: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> 
         currency,
         lines,
         totals: build::totals(
+            currency,
             breakdown(&proceeds, "ITEM", currency)?.unwrap_or(line_subtotal),
             breakdown(&proceeds, "SHIPPING", currency)?.unwrap_or(zero(currency)),
             breakdown(&proceeds, "TAX", currency)?.unwrap_or(zero(currency)),
             abs(breakdown(&proceeds, "DISCOUNT", currency)?.unwrap_or(zero(currency)), currency),
             proceeds.field("grandTotal").opt_money(V2026_MONEY, currency)?,
-        ),
+        )?,
         customer: OrderCustomer {
             email: o.at("buyer.buyerEmail").opt_text()?,
             name: o.at("buyer.buyerName").opt_text()?,

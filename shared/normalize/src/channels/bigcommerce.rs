@@ -122,12 +122,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         currency,
         lines,
         totals: build::totals(
+            currency,
             o.field("subtotal_ex_tax").amount_or_zero(currency)?,
             o.field("shipping_cost_ex_tax").amount_or_zero(currency)?,
             o.field("total_tax").amount_or_zero(currency)?,
             o.field("discount_amount").amount_or_zero(currency)?,
             o.field("total_inc_tax").opt_amount(currency)?,
-        ),
+        )?,
         customer: OrderCustomer {
             email: billing.field("email").opt_text()?,
             name: billing_address.as_ref().and_then(|a| a.name.clone()),
@@ -140,12 +141,9 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
 }
 
 fn line(p: &Node<'_>, currency: Currency) -> Result<LineDraft, NormalizeError> {
-    let discounts = p
-        .field("applied_discounts")
-        .items()?
-        .iter()
-        .map(|d| d.field("amount").amount_or_zero(currency))
-        .collect::<Result<Vec<_>, _>>()?;
+    let applied = p.field("applied_discounts");
+    let discounts =
+        applied.items()?.iter().map(|d| d.field("amount").amount_or_zero(currency)).collect::<Result<Vec<_>, _>>()?;
     Ok(LineDraft {
         line_id: p.field("id").text()?,
         sku_path: p.field("sku").path().to_owned(),
@@ -154,7 +152,7 @@ fn line(p: &Node<'_>, currency: Currency) -> Result<LineDraft, NormalizeError> {
         quantity: p.field("quantity").quantity()?,
         unit_price: p.field("price_ex_tax").amount(currency)?,
         tax: p.field("total_tax").amount_or_zero(currency)?,
-        discount: sum(currency, discounts),
+        discount: sum(currency, discounts, applied.path())?,
     })
 }
 

@@ -88,10 +88,10 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     let mut lines = Vec::new();
     for item in doc.field("lineItems").required_items()? {
         let quantity = item.field("quantity").quantity()?;
-        let taxes =
-            item.field("taxes").items()?.iter().map(|t| money(&t.field("amount"))).collect::<Result<Vec<_>, _>>()?;
-        let promos = item
-            .field("appliedPromotions")
+        let taxes_node = item.field("taxes");
+        let taxes = taxes_node.items()?.iter().map(|t| money(&t.field("amount"))).collect::<Result<Vec<_>, _>>()?;
+        let promos_node = item.field("appliedPromotions");
+        let promos = promos_node
             .items()?
             .iter()
             .map(|p| money(&p.field("discountAmount")).map(|a| abs(a, currency)))
@@ -103,8 +103,8 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             title: item.field("title").text_or_empty()?,
             quantity,
             unit_price: money(&item.field("lineItemCost"))?.per_unit(quantity, currency),
-            tax: sum(currency, taxes),
-            discount: sum(currency, promos),
+            tax: sum(currency, taxes, taxes_node.path())?,
+            discount: sum(currency, promos, promos_node.path())?,
         });
     }
     let instructions = doc.field("fulfillmentStartInstructions").items()?;
@@ -132,12 +132,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         currency,
         lines,
         totals: build::totals(
+            currency,
             money(&pricing.field("priceSubtotal"))?,
             money(&pricing.field("deliveryCost"))?,
             money(&pricing.field("tax"))?,
             abs(money(&pricing.field("priceDiscount"))?, currency),
             pricing.field("total").opt_money(MONEY, currency)?,
-        ),
+        )?,
         customer: OrderCustomer {
             email: first_some(registration.field("email"), ship_to.field("email"))?,
             name: first_some(registration.field("fullName"), ship_to.field("fullName"))?,

@@ -29,7 +29,7 @@ use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
     channels::{ignore, one, unsupported},
-    json::{Node, zero},
+    json::{self, Node, zero},
 };
 
 const CHANNEL: Channel = Channel::Etsy;
@@ -78,8 +78,9 @@ fn money(node: &Node<'_>, currency: Currency) -> Result<Amount, NormalizeError> 
     }
     let divisor_node = node.field("divisor");
     let divisor = u32::try_from(divisor_node.i64()?).map_err(|_| divisor_node.error("divisor out of range"))?;
-    Amount::from_minor_units(node.field("amount").i64()?, divisor, currency)
-        .map_err(|e| NormalizeError::domain(node.path(), &e))
+    let amount = Amount::from_minor_units(node.field("amount").i64()?, divisor, currency)
+        .map_err(|e| NormalizeError::domain(node.path(), &e))?;
+    json::bounded(amount, node.path())
 }
 
 fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
@@ -118,12 +119,18 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         currency,
         lines,
         totals: build::totals(
+            currency,
             money(&doc.field("total_price"), currency)?,
             money(&doc.field("total_shipping_cost"), currency)?,
-            money(&doc.field("total_tax_cost"), currency)?.checked_add(money(&doc.field("total_vat_cost"), currency)?),
+            json::add(
+                money(&doc.field("total_tax_cost"), currency)?,
+                money(&doc.field("total_vat_cost"), currency)?,
+                currency,
+                doc.field("total_vat_cost").path(),
+            )?,
             money(&doc.field("discount_amt"), currency)?,
             Some(money(&doc.field("grandtotal"), currency)?),
-        ),
+        )?,
         customer: OrderCustomer {
             email: doc.field("buyer_email").opt_text()?,
             name: shipping_address.as_ref().and_then(|a| a.name.clone()),

@@ -94,23 +94,28 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Order, No
     for line in doc.field("line_items").required_items()? {
         lines.push(order_line(&line, currency)?);
     }
+    let shipping_lines = doc.field("shipping_lines");
     let shipping = sum(
         currency,
-        doc.field("shipping_lines")
+        shipping_lines
             .items()?
             .iter()
             .map(|l| l.field("price").amount_or_zero(currency))
             .collect::<Result<Vec<_>, _>>()?,
-    );
-    let line_subtotal = sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity)));
-    let subtotal = doc.field("total_line_items_price").opt_amount(currency)?.unwrap_or(line_subtotal);
+        shipping_lines.path(),
+    )?;
+    let subtotal = match doc.field("total_line_items_price").opt_amount(currency)? {
+        Some(s) => s,
+        None => build::line_subtotal(currency, &lines, doc.field("line_items").path())?,
+    };
     let totals = build::totals(
+        currency,
         subtotal,
         shipping,
         doc.field("total_tax").amount_or_zero(currency)?,
         doc.field("total_discounts").amount_or_zero(currency)?,
         doc.field("total_price").opt_amount(currency)?,
-    );
+    )?;
     let customer_node = doc.field("customer");
     let email = match doc.field("email").opt_text()? {
         Some(e) => Some(e),
@@ -145,22 +150,22 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Order, No
 }
 
 fn order_line(line: &Node<'_>, currency: Currency) -> Result<LineDraft, NormalizeError> {
+    let tax_lines = line.field("tax_lines");
     let tax = sum(
         currency,
-        line.field("tax_lines")
-            .items()?
-            .iter()
-            .map(|t| t.field("price").amount_or_zero(currency))
-            .collect::<Result<Vec<_>, _>>()?,
-    );
-    let allocations = line.field("discount_allocations").items()?;
+        tax_lines.items()?.iter().map(|t| t.field("price").amount_or_zero(currency)).collect::<Result<Vec<_>, _>>()?,
+        tax_lines.path(),
+    )?;
+    let allocations_node = line.field("discount_allocations");
+    let allocations = allocations_node.items()?;
     let discount = if allocations.is_empty() {
         line.field("total_discount").amount_or_zero(currency)?
     } else {
         sum(
             currency,
             allocations.iter().map(|a| a.field("amount").amount_or_zero(currency)).collect::<Result<Vec<_>, _>>()?,
-        )
+            allocations_node.path(),
+        )?
     };
     let title = match line.field("name").opt_text()? {
         Some(t) => t,
@@ -219,7 +224,7 @@ fn refund(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Refund, NormalizeError> {
         channel: CHANNEL,
         account: ctx.account.account.clone(),
         currency,
-        amount: sum(currency, amounts),
+        amount: sum(currency, amounts, doc.field("transactions").path())?,
         lines,
         created_at: doc.field("created_at").datetime()?,
     })

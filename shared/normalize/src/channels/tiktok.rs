@@ -31,7 +31,7 @@ use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
     channels::{ignore, one, unsupported},
-    json::{Node, abs, sum},
+    json::{Node, abs, add},
 };
 
 const CHANNEL: Channel = Channel::Tiktok;
@@ -85,8 +85,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     let payment = doc.field("payment");
     let currency = payment.field("currency").currency()?;
     let discount_of = |n: &Node<'_>| -> Result<Amount, NormalizeError> {
-        Ok(abs(n.field("seller_discount").amount_or_zero(currency)?, currency)
-            .checked_add(abs(n.field("platform_discount").amount_or_zero(currency)?, currency)))
+        let platform = n.field("platform_discount");
+        add(
+            abs(n.field("seller_discount").amount_or_zero(currency)?, currency),
+            abs(platform.amount_or_zero(currency)?, currency),
+            currency,
+            platform.path(),
+        )
     };
     let mut lines: Vec<LineDraft> = Vec::new();
     let mut keys: Vec<(Option<String>, Option<String>, Amount)> = Vec::new();
@@ -98,8 +103,8 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         let key = (sku.clone(), sku_id, price);
         if let Some(i) = keys.iter().position(|k| *k == key) {
             let line = &mut lines[i];
-            line.quantity += 1;
-            line.discount = line.discount.checked_add(discount);
+            line.quantity = line.quantity.checked_add(1).ok_or_else(|| unit.error("too many units of one SKU"))?;
+            line.discount = add(line.discount, discount, currency, unit.path())?;
             continue;
         }
         keys.push(key);
@@ -126,7 +131,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     }
     let subtotal = match payment.field("sub_total").opt_amount(currency)? {
         Some(s) => s,
-        None => sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity))),
+        None => build::line_subtotal(currency, &lines, doc.field("line_items").path())?,
     };
     let created_at = doc.field("create_time").datetime()?;
     let id = doc.field("id").text()?;
@@ -139,12 +144,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         currency,
         lines,
         totals: build::totals(
+            currency,
             subtotal,
             payment.field("shipping_fee").amount_or_zero(currency)?,
             payment.field("tax").amount_or_zero(currency)?,
             discount_of(&payment)?,
             payment.field("total_amount").opt_amount(currency)?,
-        ),
+        )?,
         customer: OrderCustomer {
             email: doc.field("buyer_email").opt_text()?,
             name: shipping_address.as_ref().and_then(|a| a.name.clone()),

@@ -31,7 +31,7 @@ use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
     channels::{ignore, one, shopify::settings_currency, unsupported},
-    json::{Node, abs, sum, zero},
+    json::{Node, abs, sub, sum, times, zero},
 };
 
 const CHANNEL: Channel = Channel::Woocommerce;
@@ -100,12 +100,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         currency,
         lines,
         totals: build::totals(
-            sum(currency, subtotals),
+            currency,
+            sum(currency, subtotals, doc.field("line_items").path())?,
             doc.field("shipping_total").amount_or_zero(currency)?,
             doc.field("total_tax").amount_or_zero(currency)?,
             doc.field("discount_total").amount_or_zero(currency)?,
             doc.field("total").opt_amount(currency)?,
-        ),
+        )?,
         customer: OrderCustomer {
             email: billing.field("email").opt_text()?,
             name: billing_address.as_ref().and_then(|a| a.name.clone()),
@@ -121,8 +122,14 @@ fn order_line(line: &Node<'_>, currency: Currency) -> Result<(LineDraft, manifol
     let quantity = line.field("quantity").quantity()?;
     let unit_price = line.field("price").amount(currency)?;
     let total = line.field("total").opt_amount(currency)?;
-    let subtotal = line.field("subtotal").opt_amount(currency)?.unwrap_or_else(|| unit_price.times(quantity));
-    let discount = total.map_or(zero(currency), |t| abs(subtotal.checked_sub(t), currency));
+    let subtotal = match line.field("subtotal").opt_amount(currency)? {
+        Some(s) => s,
+        None => times(unit_price, quantity, currency, line.path())?,
+    };
+    let discount = match total {
+        Some(t) => abs(sub(subtotal, t, currency, line.field("total").path())?, currency),
+        None => zero(currency),
+    };
     Ok((
         LineDraft {
             line_id: line.field("id").text()?,

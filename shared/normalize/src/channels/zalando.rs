@@ -29,7 +29,7 @@ use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
     channels::{one, unsupported},
-    json::{MoneyShape, Node, sum, zero},
+    json::{MoneyShape, Node, zero},
 };
 
 const CHANNEL: Channel = Channel::Zalando;
@@ -151,8 +151,10 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             });
         }
     }
-    let line_sum = sum(currency, lines.iter().map(|l| l.unit_price.times(l.quantity)));
-    let total = attrs.field("order_lines_price_amount").opt_amount(currency)?.unwrap_or(line_sum);
+    let total = match attrs.field("order_lines_price_amount").opt_amount(currency)? {
+        Some(t) => t,
+        None => build::line_subtotal(currency, &lines, doc.field("included").path())?,
+    };
     let billing_address = ADDRESS.read(&attrs.field("billing_address"))?;
     let created_at = attrs.field("order_date").datetime()?;
     let updated_at = match attrs.field("modified_at").opt_datetime()? {
@@ -170,7 +172,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         updated_at,
         currency,
         lines,
-        totals: build::totals(total, zero(currency), zero(currency), zero(currency), Some(total)),
+        totals: build::totals(currency, total, zero(currency), zero(currency), zero(currency), Some(total))?,
         customer: OrderCustomer {
             email: attrs.field("customer_email").opt_text()?,
             name: billing_address.as_ref().and_then(|a| a.name.clone()),
