@@ -482,11 +482,89 @@ async fn ebay_endpoint_validation_answers_the_documented_challenge_response() {
     let expected = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(
-            format!("a8628072-3d33{EBAY_VERIFICATION_TOKEN}https://hooks.example.com/v1/webhooks/ebay/ebay-de").as_bytes(),
+            format!("a8628072-3d33{EBAY_VERIFICATION_TOKEN}https://hooks.example.com/v1/webhooks/ebay/ebay-de")
+                .as_bytes(),
         ))
     };
     assert_eq!(body, serde_json::json!({ "challengeResponse": expected }));
     // An unknown account is 404 and an empty code 400: nothing is hashed for them.
     assert_eq!(h.app.ebay_challenge("nope", "x", url).await.unwrap_err().status, 404);
     assert_eq!(h.app.ebay_challenge("ebay-de", "", url).await.unwrap_err().status, 400);
+}
+
+#[tokio::test]
+async fn a_bigcommerce_shipment_notification_fetches_the_shipment_and_stores_it() {
+    const BC_SHIPMENT_WEBHOOK: &str =
+        include_str!("../../shared/normalize/fixtures/bigcommerce/webhook-store-shipment-created.json");
+    let h = Harness::new().await;
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let (products, addresses) = (json(BC_PRODUCTS), json(BC_ADDRESSES));
+    h.sim
+        .seed_order(
+            Channel::Bigcommerce,
+            serde_json::json!({ "order": json(BC_ORDER), "products": products, "shipping_addresses": addresses }),
+        )
+        .unwrap();
+    // The merchant ships part of order 218 in BigCommerce, which then sends store/shipment/created.
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v2/orders/218/shipments", h.sim.base_url(Channel::Bigcommerce)))
+        .header("x-auth-token", "token")
+        .json(&serde_json::json!({
+            "order_address_id": addresses[0]["id"],
+            "tracking_number": "1Z999AA10123456784",
+            "shipping_provider": "ups",
+            "items": [{ "order_product_id": products[0]["id"], "quantity": 1 }],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let notify = |shipment_id: &serde_json::Value| {
+        let mut hook = json(BC_SHIPMENT_WEBHOOK);
+        hook["data"]["orderId"] = serde_json::json!(218);
+        hook["data"]["id"] = shipment_id.clone();
+        hook["hash"] = serde_json::json!(format!("shipment-{shipment_id}"));
+        serde_json::to_vec(&hook).unwrap()
+    };
+
+    let body = notify(&created["id"]);
+    let headers =
+        sign(Channel::Bigcommerce, SECRET, &std::collections::BTreeMap::default(), "", &body, Utc::now()).unwrap();
+    let response = h.app.handle_webhook("bigcommerce", "store-abc123", &headers, &body, Utc::now()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(h.run_ingest().await, 1);
+
+    let quarantined: Vec<String> = h.app.quarantine.list(false).await.unwrap().into_iter().map(|q| q.reason).collect();
+    assert!(quarantined.is_empty(), "nothing quarantined: {quarantined:?}");
+    let events = h.stack.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let detail = &events[0]["detail"];
+    assert_eq!(detail["kind"], "ShipmentCreated");
+    let manifold_domain::Record::Shipment(shipment) = serde_json::from_value(detail["data"].clone()).unwrap() else {
+        panic!("a shipment record: {detail}");
+    };
+    assert_eq!(shipment.id, created["id"].to_string());
+    assert_eq!(shipment.order_id, OrderId::new("bigcommerce:store-abc123:218").unwrap());
+    assert_eq!(shipment.tracking_number.as_deref(), Some("1Z999AA10123456784"));
+    assert_eq!(shipment.lines.len(), 1);
+    assert_eq!(shipment.lines[0].line_id, Some(products[0]["id"].to_string()));
+    assert_eq!(shipment.lines[0].quantity, 1);
+    let stored = h.app.records.by_trace(detail["trace_id"].as_str().unwrap()).await.unwrap();
+    let record = stored.iter().find(|r| r.kind == "shipment").expect("the shipment is stored");
+    let record: manifold_domain::Record = serde_json::from_value(record.record.clone()).unwrap();
+    assert_eq!(record, manifold_domain::Record::Shipment(shipment));
+
+    // A notification naming a shipment BigCommerce does not have is a 404 there: quarantined, not retried.
+    let body = notify(&serde_json::json!(999_999));
+    let headers =
+        sign(Channel::Bigcommerce, SECRET, &std::collections::BTreeMap::default(), "", &body, Utc::now()).unwrap();
+    let response = h.app.handle_webhook("bigcommerce", "store-abc123", &headers, &body, Utc::now()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(h.run_ingest().await, 1);
+    let quarantined = h.app.quarantine.list(false).await.unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(quarantined[0].reason.contains("999999"), "{}", quarantined[0].reason);
+    assert!(h.stack.events().await.is_empty(), "no event for the missing shipment");
 }

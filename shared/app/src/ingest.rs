@@ -16,7 +16,7 @@ use manifold_aws::{
     events::EventPublisher,
     records::{OrderWrite, OutboxEvent, RecordStore},
 };
-use manifold_connectors::CallContext;
+use manifold_connectors::{CallContext, FetchedShipment};
 use manifold_domain::{
     Order, OrderStatus, Record,
     events::{EventDetail, EventKind, event_id},
@@ -90,10 +90,15 @@ impl App {
             Inbound::Thin { kind, resource_id, .. } => {
                 let connector = self.connector(&account).await?;
                 let ctx = CallContext { trace_id: envelope.trace_id.clone() };
-                let doc = match kind {
-                    DocKind::Order | DocKind::Refund | DocKind::Shipment => {
-                        connector.fetch_order(&resource_id, &ctx).await
+                let fetched = match kind {
+                    // A thin refund notification names the order: the order carries its new state.
+                    DocKind::Order | DocKind::Refund => {
+                        connector.fetch_order(&resource_id, &ctx).await.map(|doc| (DocKind::Order, doc))
                     }
+                    DocKind::Shipment => connector.fetch_shipment(&resource_id, &ctx).await.map(|f| match f {
+                        FetchedShipment::Shipment(doc) => (DocKind::Shipment, doc),
+                        FetchedShipment::Order(doc) => (DocKind::Order, doc),
+                    }),
                     other => {
                         return Ok(IngestOutcome::Ignored {
                             reason: format!("thin {other:?} notifications are reconciled by the scheduled sync"),
@@ -108,8 +113,7 @@ impl App {
                     }
                 })?;
                 api_calls = fetch_calls(envelope.channel);
-                // A thin refund/shipment notification names the order: the order carries its new state.
-                (DocKind::Order, doc)
+                fetched
             }
             Inbound::Ignore { reason } => {
                 info!(reason = %reason, "notification ignored");

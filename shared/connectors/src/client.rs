@@ -66,7 +66,20 @@ impl PushOutcome {
     }
 }
 
+/// What completes a thin shipment notification (see [`ChannelConnector::fetch_shipment`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FetchedShipment {
+    /// The shipment itself, in the normalizer's Shipment input shape.
+    Shipment(serde_json::Value),
+    /// The order the notification names, in the [`ChannelConnector::fetch_order`] shape: for channels
+    /// without a shipment resource, whose order state carries the shipment.
+    Order(serde_json::Value),
+}
+
 /// A channel's outbound API: stock, prices, tracking, order reads and order state changes.
+///
+/// Wrappers (`Guarded`, `Reauthorizing`) forward every method, provided ones included: a provided method
+/// left to its default in a wrapper would bypass the wrapped channel's own implementation.
 #[async_trait]
 pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     fn channel(&self) -> Channel;
@@ -79,6 +92,11 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     /// The order exactly as the normalizer takes it (see each channel's module docs for the shape).
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext)
     -> Result<serde_json::Value, ConnectorError>;
+    /// The shipment a thin notification names (`resource_id` as the channel's `classify` builds it).
+    /// By default the order is fetched instead; BigCommerce fetches the shipment itself.
+    async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
+        self.fetch_order(resource_id, ctx).await.map(FetchedShipment::Order)
+    }
     /// Orders changed since `since`, each in the [`fetch_order`](Self::fetch_order) shape.
     async fn list_orders_since(
         &self,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     breaker::{BreakerPolicy, BreakerStore, CircuitBreaker},
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, FetchedShipment, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
 };
 
@@ -60,6 +60,10 @@ impl ChannelConnector for Guarded {
 
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
         self.breaker.call(self.inner.fetch_order(channel_order_id, ctx)).await
+    }
+
+    async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
+        self.breaker.call(self.inner.fetch_shipment(resource_id, ctx)).await
     }
 
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {

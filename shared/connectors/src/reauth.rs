@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::{
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, FetchedShipment, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, FailureClass},
 };
 
@@ -105,6 +105,10 @@ impl ChannelConnector for Reauthorizing {
 
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
         self.run(|c| async move { c.fetch_order(channel_order_id, ctx).await }).await
+    }
+
+    async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
+        self.run(|c| async move { c.fetch_shipment(resource_id, ctx).await }).await
     }
 
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {

@@ -9,6 +9,8 @@
 //! - Limits: a per-store window shared by every app; `X-Rate-Limit-Requests-Left` and
 //!   `X-Rate-Limit-Time-Reset-Ms` (and `-Requests-Quota`) of every response feed the limiter.
 //! - `fetch_order`: `{"order": GET /v2/orders/{id}, "products": .../products, "shipping_addresses": ...}`.
+//! - `fetch_shipment`: `GET /v2/orders/{order_id}/shipments/{shipment_id}` for the `"{order_id}/{shipment_id}"`
+//!   a `store/shipment/*` notification names (its `data.orderId` and `data.id`); the shipment object as is.
 
 use std::time::Duration;
 
@@ -21,12 +23,23 @@ use serde_json::{Value, json};
 use super::{decimal, missing_item_id, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, FetchedShipment, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     ratelimit::{Signals, WindowStatus},
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, header, required},
 };
+
+/// Splits the `"{order_id}/{shipment_id}"` of a shipment notification. Both are BigCommerce integer ids;
+/// anything else is refused before it can reach a URL path.
+fn shipment_ids(resource_id: &str) -> Result<(&str, &str), ConnectorError> {
+    let numeric = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    resource_id.split_once('/').filter(|(o, s)| numeric(o) && numeric(s)).ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "{resource_id:?} is not an order id and a shipment id (\"{{order}}/{{shipment}}\")"
+        ))
+    })
+}
 
 const MAX_STOCK_BATCH: usize = 1000;
 const MAX_VARIANT_BATCH: usize = 50;
@@ -173,6 +186,12 @@ impl ChannelConnector for BigCommerce {
         Ok(json!({ "order": order, "products": products, "shipping_addresses": shipping_addresses }))
     }
 
+    async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
+        let (order_id, shipment_id) = shipment_ids(resource_id)?;
+        let path = format!("/v2/orders/{order_id}/shipments/{shipment_id}");
+        Ok(FetchedShipment::Shipment(self.api.send(Req::get(path), ctx).await?.body))
+    }
+
     /// Lists changed orders, then fetches each one's products and addresses (BigCommerce's list is
     /// thin); the rate limiter paces the extra calls.
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
@@ -231,5 +250,18 @@ impl ChannelConnector for BigCommerce {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shipment_ids;
+
+    #[test]
+    fn shipment_notifications_name_an_order_and_a_shipment_by_number() {
+        assert_eq!(shipment_ids("251/12").unwrap(), ("251", "12"));
+        for bad in ["251", "251/", "/12", "251/12/3", "../v3/12", "251/1a", ""] {
+            assert!(!shipment_ids(bad).unwrap_err().is_retryable(), "{bad}");
+        }
     }
 }

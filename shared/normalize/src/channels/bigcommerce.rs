@@ -4,7 +4,9 @@
 //! * Order: the combination the connector builds from three calls,
 //!   `{"order": <GET /v2/orders/{id}>, "products": [<GET /v2/orders/{id}/products>],
 //!   "shipping_addresses": [<GET /v2/orders/{id}/shipping_addresses>]}`.
-//! * Shipment: one element of `GET /v2/orders/{id}/shipments`, or the whole list ([`crate::normalize_all`]).
+//! * Shipment: `GET /v2/orders/{order_id}/shipments/{shipment_id}` (what completes a `store/shipment/*`
+//!   notification), which is one element of `GET /v2/orders/{id}/shipments`, or that whole list
+//!   ([`crate::normalize_all`]).
 //! * InventoryLevel: a `store/product/inventory/*` or `store/sku/inventory/updated` webhook body whose
 //!   `data.inventory.method` is `absolute` (its `value` is the new level).
 //!

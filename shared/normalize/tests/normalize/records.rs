@@ -120,6 +120,14 @@ fn bigcommerce_shipments_list_gives_every_shipment() {
         panic!()
     };
     assert_eq!(last.id, "7");
+
+    // `GET /v2/orders/{order_id}/shipments/{shipment_id}` (what a shipment notification fetches) answers
+    // one element of that list.
+    let Record::Shipment(one) = normalize(Channel::Bigcommerce, DocKind::Shipment, &doc[0], &ctx(&acct)).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(&one, s);
 }
 
 #[test]

@@ -1,5 +1,11 @@
 //! BigCommerce: absolute inventory adjustments (v3, validated as a whole batch, 422 on any bad item),
 //! variant prices and reads, and the v2 order endpoints (204 for empty lists).
+//!
+//! Shipments: `POST /v2/orders/{id}/shipments` creates one in the documented full shape (a store-wide
+//! integer id, the order's addresses, `items[]` with their `product_id`) and keeps it with the order, under
+//! `"shipments"` of the seeded document (a seed may bring its own). `GET /v2/orders/{id}/shipments` lists
+//! them and `GET /v2/orders/{id}/shipments/{shipment_id}` returns one; any other path under an order is a
+//! 404, as on BigCommerce.
 
 use axum::{
     Router,
@@ -27,7 +33,8 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/v2/orders/{id}", get(order).put(update_order))
         .route("/v2/orders/{id}/products", get(products))
         .route("/v2/orders/{id}/shipping_addresses", get(addresses))
-        .route("/v2/orders/{id}/shipments", post(shipment))
+        .route("/v2/orders/{id}/shipments", post(shipment).get(shipments))
+        .route("/v2/orders/{id}/shipments/{shipment_id}", get(one_shipment))
 }
 
 #[derive(Deserialize)]
@@ -176,11 +183,83 @@ async fn shipment(State(state): St, Path(id): Path<String>, body: Bytes) -> Resp
     if req.get("order_address_id").is_none() || req.get("items").and_then(Value::as_array).is_none_or(Vec::is_empty) {
         return channel_error(C, StatusCode::BAD_REQUEST, "order_address_id and items are required");
     }
-    if state.lock().order(C, &id).is_none() {
-        return not_found(C, "order");
+    let mut s = state.lock();
+    // Shipment ids are store-wide integers.
+    let next =
+        s.orders.get(&C).into_iter().flatten().flat_map(stored_shipments).filter_map(|sh| sh["id"].as_u64()).max();
+    let Some(order) = s.order_mut(C, &id) else { return not_found(C, "order") };
+    let created = full_shipment(&order.doc, next.unwrap_or(0) + 1, &req);
+    match order.doc.get_mut("shipments").and_then(Value::as_array_mut) {
+        Some(list) => list.push(created.clone()),
+        None => order.doc["shipments"] = json!([created.clone()]),
     }
-    let mut created = req.clone();
-    created["id"] = json!(1);
-    created["order_id"] = json!(id);
     (StatusCode::CREATED, axum::Json(created)).into_response()
+}
+
+fn stored_shipments(order: &crate::state::SeededOrder) -> impl Iterator<Item = &Value> {
+    order.doc.get("shipments").and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The shipment BigCommerce answers (`orderShipment_Full`): what was posted, completed from the order.
+fn full_shipment(doc: &Value, id: u64, req: &Value) -> Value {
+    let order = &doc["order"];
+    let text = |key: &str| req.get(key).cloned().unwrap_or(json!(""));
+    let address_id = req["order_address_id"].clone();
+    let shipping_address = doc["shipping_addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["id"] == address_id)
+        .cloned()
+        .unwrap_or(Value::Null);
+    let items: Vec<Value> = req["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            let product =
+                doc["products"].as_array().into_iter().flatten().find(|p| p["id"] == item["order_product_id"]);
+            json!({
+                "order_product_id": item["order_product_id"],
+                "product_id": product.map_or(json!(0), |p| p["product_id"].clone()),
+                "quantity": item["quantity"],
+            })
+        })
+        .collect();
+    json!({
+        "id": id,
+        "order_id": order["id"],
+        "customer_id": order.get("customer_id").cloned().unwrap_or(json!(0)),
+        "order_address_id": address_id,
+        "date_created": chrono::Utc::now().to_rfc2822(),
+        "tracking_number": text("tracking_number"),
+        "merchant_shipping_cost": "0.0000",
+        "shipping_method": text("shipping_method"),
+        "comments": text("comments"),
+        "shipping_provider": text("shipping_provider"),
+        "tracking_carrier": text("tracking_carrier"),
+        "tracking_link": text("tracking_link"),
+        "billing_address": order.get("billing_address").cloned().unwrap_or(Value::Null),
+        "shipping_address": shipping_address,
+        "items": items,
+        "shipping_provider_display_name": text("shipping_provider"),
+        "generated_tracking_link": "",
+    })
+}
+
+async fn shipments(State(state): St, Path(id): Path<String>) -> Response {
+    let s = state.lock();
+    let Some(order) = s.order(C, &id) else { return not_found(C, "order") };
+    let list: Vec<Value> = stored_shipments(order).cloned().collect();
+    if list.is_empty() { StatusCode::NO_CONTENT.into_response() } else { ok(Value::Array(list)) }
+}
+
+async fn one_shipment(State(state): St, Path((id, shipment_id)): Path<(String, String)>) -> Response {
+    let s = state.lock();
+    let Some(order) = s.order(C, &id) else { return not_found(C, "order") };
+    let same_id = |v: &Value| match v {
+        Value::Number(n) => n.as_u64().is_some_and(|n| shipment_id.parse() == Ok(n)),
+        other => other.as_str() == Some(shipment_id.as_str()),
+    };
+    stored_shipments(order).find(|sh| same_id(&sh["id"])).cloned().map_or_else(|| not_found(C, "shipment"), ok)
 }
