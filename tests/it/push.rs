@@ -388,7 +388,7 @@ async fn an_open_circuit_stops_calls_until_the_cool_down_then_one_probe_closes_i
         let polled = rig.poll(Channel::Ebay).await;
         if rig.breaker_status(Channel::Ebay).await == "open" {
             assert_eq!(rig.requests(Channel::Ebay), before, "an open breaker sends nothing");
-            assert_eq!(polled.failed, polled.received, "refused messages go back to the queue");
+            assert_eq!(polled.failed, 0, "refused messages are parked (re-sent with a delay), not failed");
             refused += polled.received;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "the breaker never let a probe through");
@@ -402,6 +402,32 @@ async fn an_open_circuit_stops_calls_until_the_cool_down_then_one_probe_closes_i
     assert_eq!(stock_of(&rig.sim, Channel::Ebay, "BRK-1"), Some(7));
     assert_eq!(stock_of(&rig.sim, Channel::Ebay, "BRK-2"), Some(8));
     assert!(rig.stack.drain(&rig.dlqs[&Channel::Ebay]).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_channel_down_for_ten_cool_downs_dead_letters_nothing_and_gets_everything_after_recovery() {
+    // Two failures open the breaker; a message may be received three times before the DLQ.
+    let rig = Rig::new(&[Channel::Ebay], fast(3, 2, Duration::from_secs(1))).await;
+    rig.sim.inject(FaultSpec { channel: Channel::Ebay, kind: FaultKind::ServerError, probability: None, next_n: None });
+    for i in 0..5 {
+        rig.send_ledger_job(&job(Channel::Ebay, &format!("DOWN-{i}"), 20 + i, 1)).await;
+    }
+    // The breaker opens, then every cool-down lets one probe through, which fails again: ten of them.
+    let start = tokio::time::Instant::now();
+    while rig.requests(Channel::Ebay) < 2 + 10 {
+        rig.poll(Channel::Ebay).await;
+        assert!(start.elapsed() < Duration::from_mins(3), "ten probes never happened");
+    }
+    assert!(rig.stack.drain(&rig.dlqs[&Channel::Ebay]).await.is_empty(), "an outage alone dead-letters nothing");
+
+    // The channel recovers: the next probe carries what is waiting, and everything arrives.
+    rig.sim.clear_faults();
+    rig.drain(Channel::Ebay, 10, Duration::from_mins(1)).await;
+    for i in 0..5 {
+        assert_eq!(stock_of(&rig.sim, Channel::Ebay, &format!("DOWN-{i}")), Some(20 + i64::from(i)), "DOWN-{i}");
+    }
+    assert!(rig.stack.drain(&rig.dlqs[&Channel::Ebay]).await.is_empty());
+    assert_eq!(rig.breaker_status(Channel::Ebay).await, "closed");
 }
 
 #[tokio::test]

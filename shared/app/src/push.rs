@@ -11,10 +11,12 @@
 //! - every call goes through the account's circuit breaker, whose state lives in DynamoDB
 //!   ([`DynamoBreakerStore`]) so all concurrent instances agree. An open breaker sends nothing: the
 //!   messages go back with their visibility set to the remaining cool-down;
-//! - failures are settled by their [`FailureClass`], per message (per item where the connector reports
-//!   items): rate-limited waits for `retry_after`, transient backs off exponentially with jitter
-//!   (`ChangeMessageVisibility`), permanent is quarantined (stage `push`) and acknowledged, auth alerts
-//!   and waits long instead of burning the retries.
+//! - failures are classified by their [`FailureClass`], per message (per item where the connector
+//!   reports items), and settled by [`sqs::settle`] like every consumer's: rate-limited waits for
+//!   `retry_after` and transient backs off exponentially with jitter (retries, visibility set to the
+//!   wait), permanent is quarantined (stage `push`) and acknowledged; an open breaker and refused
+//!   credentials park the message (re-sent with a delay, the original acknowledged), so waiting for a
+//!   channel or a person never burns receives and an outage alone never fills the DLQ.
 //!
 //! Dead letters: SQS cannot annotate a message, so on the last allowed attempt the error is written to
 //! the `StateTable` under `LAST_ERROR#{message id}` before the message fails again; SQS then moves the
@@ -27,15 +29,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, future::join_all, stream};
 use manifold_aws::{StoreError, breaker::DynamoBreakerStore, quarantine::QuarantinedPayload};
 use manifold_connectors::{
     CallContext, ChannelConnector, ConnectorError, FailureClass, PriceUpdate, PushOutcome, StockUpdate,
-    breaker::{BreakerPolicy, CircuitBreaker},
+    breaker::{Admission, BreakerPolicy, CircuitBreaker},
 };
 use manifold_domain::{AccountId, Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
 use manifold_ledger::fanout::PushJob;
@@ -43,10 +44,11 @@ use manifold_telemetry::MetricSet;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info, warn};
 
-use crate::{App, outcome::Failure, sqs};
-
-/// SQS refuses visibility timeouts above 12 hours.
-const MAX_VISIBILITY: Duration = Duration::from_hours(12);
+use crate::{
+    App,
+    outcome::Failure,
+    sqs::{self, Disposition, Received},
+};
 /// How long a dead-letter annotation is kept: the DLQ's retention.
 const LAST_ERROR_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(14);
 
@@ -329,6 +331,14 @@ impl AccountPush<'_> {
             // The call's outcome stands either way; the breaker just missed one observation.
             warn!(error = %e, "could not record the call in the circuit breaker");
         }
+        if failed && admission == Admission::Probe {
+            // The channel is still down and the breaker open again: the messages wait for it like
+            // any refused by the open breaker, without using up a receive per cool-down.
+            if let Err(e) = &result {
+                warn!(error = %e, "probe failed: the channel is still down");
+            }
+            return Err(CallError::Open(self.app.settings.push.breaker.cool_down));
+        }
         metrics(self.channel, operation)
             .count("ApiCalls", u64::try_from(api_calls).unwrap_or(u64::MAX))
             .millis("ApiLatency", elapsed.as_secs_f64() * 1000.0)
@@ -505,13 +515,6 @@ fn metrics(channel: Channel, operation: &'static str) -> MetricSet {
     MetricSet::new().dim("Channel", channel.as_str()).dim("Operation", operation)
 }
 
-/// Whole seconds for SQS, rounded up, within its limit.
-fn visibility_seconds(delay: Duration) -> i32 {
-    let delay = delay.min(MAX_VISIBILITY);
-    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-    i32::try_from(secs).unwrap_or(i32::MAX)
-}
-
 impl App {
     /// The push consumer of `channel`'s queue. Every message is settled on its own; only those to be
     /// retried are reported as batch item failures (after their visibility was set to their delay).
@@ -545,8 +548,7 @@ impl App {
         settled.extend(per_account.into_iter().flatten());
 
         let now = Utc::now();
-        let mut retries = Vec::new();
-        let mut response = SqsBatchResponse::default();
+        let mut dispositions = Vec::new();
         for s in settled {
             let span = manifold_telemetry::business_span!("push_message", message_id = %s.delivery.id);
             span.record("trace_id", s.delivery.trace_id.as_str());
@@ -554,17 +556,19 @@ impl App {
             span.record("account", s.account.as_str());
             span.record("sku", s.subject.as_str());
             span.record("attempt", s.delivery.attempt);
-            if self.settle(channel, &s, now).instrument(span).await {
-                if let MessageOutcome::Retry { delay, .. } = &s.outcome {
-                    retries.push((s.delivery.clone(), *delay));
-                }
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier.clone_from(&s.delivery.id);
-                response.batch_item_failures.push(failure);
-            }
+            let disposition = self.settle(channel, &s, now).instrument(span).await;
+            let d = s.delivery;
+            let received = Received { id: d.id, receipt_handle: d.receipt_handle, body: d.body, trace_id: d.trace_id };
+            dispositions.push((received, disposition));
         }
-        self.delay_retries(channel, &retries).await;
-        response
+        let own_queue = self.env.push_queues.get(&channel).map(|url| (self.queue.as_ref(), url.as_str()));
+        if own_queue.is_none() {
+            warn!(
+                channel = channel.as_str(),
+                "no push queue URL configured: waits and delays use the queue's visibility timeout"
+            );
+        }
+        sqs::settle(own_queue, dispositions).await
     }
 
     /// Puts a tracking push-back on the push queue of the channel that sold the order.
@@ -700,8 +704,9 @@ impl App {
         MessageOutcome::Retry { reason, delay, error: e.to_string() }
     }
 
-    /// Logs, measures and records one outcome. Returns whether the message is a batch item failure.
-    async fn settle(&self, channel: Channel, s: &Settled, now: DateTime<Utc>) -> bool {
+    /// Logs, measures and records one outcome, and decides its disposition: the one place a push
+    /// outcome becomes ack, retry or park.
+    async fn settle(&self, channel: Channel, s: &Settled, now: DateTime<Utc>) -> Disposition {
         match &s.outcome {
             MessageOutcome::Delivered => {
                 let mut m = metrics(channel, "push").count("SyncSucceeded", 1);
@@ -712,12 +717,12 @@ impl App {
                 }
                 m.property("trace_id", s.delivery.trace_id.as_str()).emit();
                 info!("pushed to the channel");
-                false
+                Disposition::Ack
             }
             MessageOutcome::Superseded => {
                 metrics(channel, "push").count("Superseded", 1).emit();
                 debug!("superseded by a newer value: dropped");
-                false
+                Disposition::Ack
             }
             MessageOutcome::Rejected { reason } => {
                 tracing::Span::current().record("error_class", "permanent");
@@ -740,12 +745,12 @@ impl App {
                 match self.quarantine.put(&item).await {
                     Ok(()) => {
                         warn!(error_class = "permanent", reason = %reason, quarantine_id = %item.id, "push rejected: quarantined, not retried");
-                        false
+                        Disposition::Ack
                     }
                     Err(e) => {
                         // Could not keep it: let SQS retry rather than lose it.
                         warn!(error = %e, reason = %reason, "push rejected and the quarantine is unavailable: retrying");
-                        true
+                        Disposition::Retry { delay: None }
                     }
                 }
             }
@@ -780,10 +785,22 @@ impl App {
                         info!(error_class = "transient", error = %error, delay_s = delay.as_secs(), "push failed: retrying with backoff");
                     }
                 }
-                if s.delivery.attempt >= self.settings.push.max_receive_count {
-                    self.record_last_error(channel, s, reason.as_str(), error, now).await;
+                match reason {
+                    // Waiting for the channel or for a person: parked, no receive used up.
+                    RetryReason::CircuitOpen | RetryReason::Auth => Disposition::Park { delay: *delay },
+                    RetryReason::RateLimited | RetryReason::Transient => {
+                        if s.delivery.attempt >= self.settings.push.max_receive_count {
+                            self.record_last_error(channel, s, reason.as_str(), error, now).await;
+                            // Bound for the DLQ: the gate must not count this version as on its way.
+                            if let Ok(PushMessage::Stock(job)) = PushMessage::from_body(&s.delivery.body)
+                                && let Err(e) = self.push_gate.withdraw(&job).await
+                            {
+                                warn!(error = %e, "could not withdraw a dead-lettered version from the push gate");
+                            }
+                        }
+                        Disposition::Retry { delay: Some(*delay) }
+                    }
                 }
-                true
             }
         }
     }
@@ -813,45 +830,6 @@ impl App {
         match put {
             Ok(_) => warn!(error_class = class, "last attempt failed: the message goes to the dead-letter queue"),
             Err(e) => warn!(error = %e, "could not record the last error of a message bound for the DLQ"),
-        }
-    }
-
-    /// Sets each retried message's visibility to its delay, so it waits instead of coming straight back.
-    async fn delay_retries(&self, channel: Channel, retries: &[(Delivery, Duration)]) {
-        let Some(url) = self.env.push_queues.get(&channel) else {
-            warn!(
-                channel = channel.as_str(),
-                "no push queue URL configured: retries use the queue's visibility timeout"
-            );
-            return;
-        };
-        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = retries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (d, delay))| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(d.receipt_handle.clone())
-                    .visibility_timeout(visibility_seconds(*delay))
-                    .build()
-                    .ok()
-            })
-            .collect();
-        for chunk in entries.chunks(10) {
-            let sent = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(url)
-                .set_entries(Some(chunk.to_vec()))
-                .send()
-                .await;
-            match sent {
-                Ok(out) if !out.failed.is_empty() => {
-                    warn!(failed = out.failed.len(), "some retry delays were not applied");
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "could not delay retries: they use the queue's visibility timeout"),
-            }
         }
     }
 }
@@ -892,13 +870,6 @@ mod tests {
             let d = s.backoff(attempt, 0.37);
             assert!(d >= s.backoff(attempt, 0.0) && d <= s.backoff(attempt, 1.0));
         }
-    }
-
-    #[test]
-    fn visibility_is_whole_seconds_rounded_up_within_the_sqs_limit() {
-        assert_eq!(visibility_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(visibility_seconds(Duration::from_secs(3)), 3);
-        assert_eq!(visibility_seconds(Duration::from_hours(24)), 43_200);
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl S3ConfigStore {
 
 fn s3_error<E>(op: &'static str, e: aws_sdk_s3::error::SdkError<E>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     StoreError::service("s3", op, e)
 }

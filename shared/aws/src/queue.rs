@@ -6,7 +6,7 @@ use manifold_telemetry::TRACE_ATTRIBUTE;
 
 use crate::StoreError;
 
-/// The queue port: one durable send.
+/// The queue port: one durable send, and delaying received messages.
 #[async_trait]
 pub trait MessageQueue: Send + Sync {
     async fn send(
@@ -16,6 +16,10 @@ pub trait MessageQueue: Send + Sync {
         trace_id: &str,
         delay_seconds: Option<i32>,
     ) -> Result<(), StoreError>;
+
+    /// Sets the visibility timeout of received messages `(receipt handle, seconds)`. Returns how many
+    /// could not be changed (they come back after the queue's own visibility timeout).
+    async fn change_visibility(&self, queue_url: &str, messages: &[(String, i32)]) -> Result<usize, StoreError>;
 }
 
 /// SQS implementation.
@@ -63,22 +67,65 @@ impl MessageQueue for SqsQueue {
             .map_err(|e| StoreError::service("sqs", "SendMessage", e))?;
         Ok(())
     }
+
+    async fn change_visibility(&self, queue_url: &str, messages: &[(String, i32)]) -> Result<usize, StoreError> {
+        let mut failed = 0;
+        for (n, chunk) in messages.chunks(10).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (receipt, secs))| {
+                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(format!("{n}-{i}"))
+                        .receipt_handle(receipt)
+                        .visibility_timeout(*secs)
+                        .build()
+                        .map_err(|e| StoreError::Invalid { what: "visibility change", reason: e.to_string() })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| StoreError::service("sqs", "ChangeMessageVisibilityBatch", e))?;
+            failed += out.failed.len();
+        }
+        Ok(failed)
+    }
 }
 
-/// In-memory queue for unit tests: records what was sent.
+/// In-memory queue for unit tests: records what was sent (with its delay) and what was delayed.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     pub sent: std::sync::Mutex<Vec<(String, String, String)>>,
+    /// The delay of each send, in the order of `sent`.
+    pub delays: std::sync::Mutex<Vec<Option<i32>>>,
+    /// `(receipt handle, seconds)` of every visibility change.
+    pub visibility: std::sync::Mutex<Vec<(String, i32)>>,
+    /// When set, every send fails (retryable), as SQS does when it is unreachable.
+    pub fail_sends: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl MessageQueue for MemoryQueue {
-    async fn send(&self, queue_url: &str, body: &str, trace_id: &str, _delay: Option<i32>) -> Result<(), StoreError> {
+    async fn send(&self, queue_url: &str, body: &str, trace_id: &str, delay: Option<i32>) -> Result<(), StoreError> {
+        if self.fail_sends.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Service { service: "sqs", operation: "SendMessage", source: "injected".into() });
+        }
         self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((
             queue_url.to_owned(),
             body.to_owned(),
             trace_id.to_owned(),
         ));
+        self.delays.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(delay);
         Ok(())
+    }
+
+    async fn change_visibility(&self, _queue_url: &str, messages: &[(String, i32)]) -> Result<usize, StoreError> {
+        self.visibility.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(messages);
+        Ok(0)
     }
 }

@@ -148,21 +148,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(e) => matches!(
-            e.err().code(),
-            Some(
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionInProgressException"
-            )
-        ),
-        _ => false,
-    };
+    // One classifier for every AWS error: a transaction cancelled by throttling is retried, a
+    // malformed request is not.
+    let retryable = manifold_aws::error::classify(&err) != manifold_aws::error::AwsErrorClass::Permanent;
     LedgerError::Dynamo { operation, retryable, source: Box::new(err) }
 }
 

@@ -3,11 +3,12 @@
 //! The quantity per account comes from its `StockRules` (buffer, percentage, cap, end-of-listing
 //! threshold) applied to the position's `available`. Jobs are coalesced: a [`PushGate`] keeps, per
 //! channel, account, SKU and location, the version of the latest quantity handed to the queue
-//! (offered) and the latest version the channel confirmed (delivered). A job is enqueued when its
-//! version is newer and its quantity differs, or when what was offered never reached the channel (the
-//! enqueue failed after the gate write, or the job dead-lettered): then a re-offer of the same or a
-//! newer version, by a ledger replay or the stock tier, goes out again instead of being coalesced
-//! away. The push consumer asks [`PushGate::is_current`] before calling the channel, so a stale value
+//! (offered, and when) and the latest version the channel confirmed (delivered). A job is enqueued
+//! when its version is newer and its quantity differs, or when what was offered never reached the
+//! channel: the enqueue failed after the gate write or the job dead-lettered (the offer is then
+//! withdrawn), or it is still undelivered long after it was offered (the function died between the
+//! gate write and the enqueue). A re-offer of the same or a newer version, by a ledger replay or the
+//! stock tier, then goes out again instead of being coalesced away. The push consumer asks [`PushGate::is_current`] before calling the channel, so a stale value
 //! is never pushed after a newer one even when queue deliveries are reordered, and records
 //! [`PushGate::delivered`] after the channel took it.
 
@@ -93,7 +94,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let retryable = !matches!(&err, SdkError::ServiceError(_) | SdkError::ConstructionFailure(_));
+    let retryable = manifold_aws::error::classify(&err) != manifold_aws::error::AwsErrorClass::Permanent;
     PushError::Aws { operation, retryable, source: Box::new(err) }
 }
 
@@ -160,6 +161,10 @@ pub struct PushGate {
     table: String,
 }
 
+/// An offer still undelivered this long after it was made is presumed lost and may be re-sent (a
+/// push normally lands within seconds; the stock tier runs every 5 minutes).
+pub const PRESUMED_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 impl PushGate {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
@@ -175,24 +180,53 @@ impl PushGate {
     /// Records `job` as the latest offered value when [`GateState::accepts`] it (the condition below
     /// is that rule). `true`: enqueue it; `false`: it is stale or the channel already has it, drop it.
     pub async fn offer(&self, job: &PushJob) -> Result<bool, PushError> {
+        let now = chrono::Utc::now();
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(job)))
-            .update_expression("SET version = :v, quantity = :q, channel_sku = :c")
+            .update_expression("SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now")
             .condition_expression(
                 "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
-                 OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version))",
+                 OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version) \
+                     AND (withdrawn = version OR attribute_not_exists(offered_at) OR offered_at < :lost))",
             )
             .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
             .expression_attribute_values(":q", AttributeValue::N(job.quantity.to_string()))
             .expression_attribute_values(":c", AttributeValue::S(job.channel_sku.clone()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .expression_attribute_values(
+                ":lost",
+                AttributeValue::N((now - PRESUMED_LOST_AFTER).timestamp().to_string()),
+            )
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem", e)),
+        }
+    }
+
+    /// `job` was offered but will never reach the channel (its enqueue failed, or it is about to be
+    /// dead-lettered): the next offer of its version or a newer one goes out. Best effort by nature:
+    /// if this fails too, the offer is presumed lost after [`PRESUMED_LOST_AFTER`].
+    pub async fn withdraw(&self, job: &PushJob) -> Result<(), PushError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(job)))
+            .update_expression("SET withdrawn = :v")
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer version was offered since: it is the one that matters now.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
             Err(e) => Err(aws_error("UpdateItem", e)),
         }
     }
@@ -242,20 +276,26 @@ impl PushGate {
 /// a test can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateState {
-    /// The latest version handed to the queue, and its quantity.
+    /// The latest version handed to the queue, its quantity and when.
     pub version: u64,
     pub quantity: u32,
+    pub offered_at: chrono::DateTime<chrono::Utc>,
     /// The latest version the channel confirmed.
     pub delivered: Option<u64>,
+    /// A version known never to reach the channel.
+    pub withdrawn: Option<u64>,
 }
 
 impl GateState {
-    /// Whether an offer of `job` goes to the queue: nothing recorded yet; a newer version that changes
-    /// the quantity; or the same or a newer version while what was offered never reached the channel.
-    pub fn accepts(stored: Option<&GateState>, job: &PushJob) -> bool {
+    /// Whether an offer of `job` at `now` goes to the queue: nothing recorded yet; a newer version that
+    /// changes the quantity; or the same or a newer version while the one offered never reached the
+    /// channel (withdrawn, or undelivered for longer than [`PRESUMED_LOST_AFTER`]). An offer still in
+    /// flight is not duplicated.
+    pub fn accepts(stored: Option<&GateState>, job: &PushJob, now: chrono::DateTime<chrono::Utc>) -> bool {
         stored.is_none_or(|s| {
-            (s.version < job.version && s.quantity != job.quantity)
-                || (s.version <= job.version && s.delivered.is_none_or(|d| d < s.version))
+            let undelivered = s.delivered.is_none_or(|d| d < s.version);
+            let lost = s.withdrawn == Some(s.version) || s.offered_at < now - PRESUMED_LOST_AFTER;
+            (s.version < job.version && s.quantity != job.quantity) || (s.version <= job.version && undelivered && lost)
         })
     }
 }
@@ -270,12 +310,18 @@ pub struct FanoutReport {
 
 /// Offers one job to the gate and enqueues it if the gate takes it (`None`: coalesced).
 async fn hand_over<Q: PushQueue>(gate: &PushGate, queue: &Q, job: PushJob) -> Result<Option<PushJob>, PushError> {
-    if gate.offer(&job).await? {
-        queue.enqueue(&job).await?;
-        Ok(Some(job))
-    } else {
-        Ok(None)
+    if !gate.offer(&job).await? {
+        return Ok(None);
     }
+    if let Err(e) = queue.enqueue(&job).await {
+        // The gate holds a version the channel will never get from this offer: say so, so the retry
+        // (or the stock tier) re-sends it instead of coalescing it away.
+        if let Err(w) = gate.withdraw(&job).await {
+            tracing::warn!(error = %w, "could not withdraw a failed offer: it is re-sent once presumed lost");
+        }
+        return Err(e);
+    }
+    Ok(Some(job))
 }
 
 /// Positions per fan-out page.
@@ -350,19 +396,36 @@ mod tests {
             version,
             trace_id: None,
         };
-        let state = |version, quantity, delivered| GateState { version, quantity, delivered };
-        assert!(GateState::accepts(None, &job(1, 5)), "first value");
+        let now = chrono::Utc::now();
+        let just = now - chrono::TimeDelta::seconds(5);
+        let state = |version, quantity, delivered, withdrawn, offered_at| GateState {
+            version,
+            quantity,
+            offered_at,
+            delivered,
+            withdrawn,
+        };
+        let accepts = |s: &GateState, j: &PushJob| GateState::accepts(Some(s), j, now);
+        assert!(GateState::accepts(None, &job(1, 5), now), "first value");
         // Delivered: only a newer, different quantity goes out.
-        let delivered = state(3, 5, Some(3));
-        assert!(!GateState::accepts(Some(&delivered), &job(3, 5)), "same version again");
-        assert!(!GateState::accepts(Some(&delivered), &job(2, 4)), "older version");
-        assert!(!GateState::accepts(Some(&delivered), &job(4, 5)), "newer version, same quantity");
-        assert!(GateState::accepts(Some(&delivered), &job(4, 6)), "newer version, new quantity");
-        // Offered but never delivered (enqueue failed, or dead-lettered): re-offers go out.
-        let lost = state(3, 5, Some(2));
-        assert!(GateState::accepts(Some(&lost), &job(3, 5)), "the stock tier re-offers the same version");
-        assert!(GateState::accepts(Some(&lost), &job(4, 5)), "a newer version with the same quantity");
-        assert!(!GateState::accepts(Some(&lost), &job(2, 5)), "never an older version");
-        assert!(GateState::accepts(Some(&state(3, 5, None)), &job(3, 5)), "nothing delivered yet");
+        let delivered = state(3, 5, Some(3), None, just);
+        assert!(!accepts(&delivered, &job(3, 5)), "same version again");
+        assert!(!accepts(&delivered, &job(2, 4)), "older version");
+        assert!(!accepts(&delivered, &job(4, 5)), "newer version, same quantity");
+        assert!(accepts(&delivered, &job(4, 6)), "newer version, new quantity");
+        // In flight (offered moments ago, not delivered yet): not duplicated.
+        let in_flight = state(3, 5, Some(2), None, just);
+        assert!(!accepts(&in_flight, &job(3, 5)));
+        assert!(!accepts(&in_flight, &job(4, 5)));
+        // Withdrawn (enqueue failed, or dead-lettered): re-offers go out at once.
+        let withdrawn = state(3, 5, Some(2), Some(3), just);
+        assert!(accepts(&withdrawn, &job(3, 5)), "the stock tier re-offers the same version");
+        assert!(accepts(&withdrawn, &job(4, 5)), "a newer version with the same quantity");
+        assert!(!accepts(&withdrawn, &job(2, 5)), "never an older version");
+        // Undelivered long after the offer (the function died before enqueueing): presumed lost.
+        let long_ago = state(3, 5, None, None, now - PRESUMED_LOST_AFTER - chrono::TimeDelta::seconds(1));
+        assert!(accepts(&long_ago, &job(3, 5)));
+        // A withdrawal of an older version says nothing about the current one.
+        assert!(!accepts(&state(3, 5, None, Some(2), just), &job(3, 5)));
     }
 }
