@@ -10,10 +10,10 @@ use std::{
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use chrono::{NaiveDate, Utc};
-use manifold_app::{App, IngestEnvelope, Source, app::Settings};
+use chrono::{NaiveDate, TimeZone as _, Utc};
+use manifold_app::{App, IngestEnvelope, Source, app::Settings, ingest::IngestOutcome};
 use manifold_aws::{
-    quarantine::{DynamoQuarantine, Quarantine, QuarantinedPayload},
+    quarantine::{DynamoQuarantine, Quarantine, QuarantinedPayload, Retention},
     secrets::StaticSecrets,
     state::StateStore,
 };
@@ -23,9 +23,10 @@ use manifold_cli::{
     commands::{
         dlq::{self, Forward, REDRIVE_ATTRIBUTE, Redriver, Route},
         normalize::{self, NormalizeArgs},
-        quarantine::{self, Replay},
+        quarantine::{self, QuarantineItem, QuarantineList, Replay},
         stock, trace, usage,
     },
+    output::Human as _,
 };
 use manifold_domain::{Channel, Record, config::ChannelConfig};
 use manifold_ledger::{
@@ -354,4 +355,63 @@ async fn stock_shows_the_position_and_what_each_channel_was_last_handed() {
     assert_eq!(shopify.publishable_now, shopify_job.quantity);
     assert_eq!(shopify.channel_sku, "SHOP-TEE-BLK-M");
     assert!(report.channels.iter().filter(|c| c.channel != Channel::Shopify).all(|c| c.last_published.is_none()));
+}
+
+#[tokio::test]
+async fn quarantined_payloads_expire_by_ttl_and_the_cli_says_when() {
+    // Given an app whose quarantine keeps payloads for 7 days (QUARANTINE_RETENTION_DAYS=7)
+    let stack = Stack::new().await;
+    let settings = Settings { quarantine_retention: Retention::days(7).unwrap(), ..Settings::default() };
+    let app = App::build(config(), stack.env.clone(), settings, &stack.sdk, Arc::new(StaticSecrets(HashMap::new())))
+        .expect("app");
+
+    // When a payload that cannot be processed goes through ingest
+    let mut envelope = shopify_envelope(&support::unique("trace"));
+    envelope.body = "not json".into();
+    let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let outcome = app.ingest(&envelope, now).await.expect("quarantined, not failed");
+    let IngestOutcome::Quarantined { id: Some(id), .. } = outcome else { panic!("{outcome:?}") };
+
+    // Then its item carries the TTL attribute: expires_at, epoch seconds (a Number), 7 days after it
+    let expires = now + chrono::Duration::days(7);
+    let item = stack
+        .ddb
+        .get_item()
+        .table_name(&stack.env.quarantine_table)
+        .key("pk", AttributeValue::S(format!("Q#{id}")))
+        .key("sk", AttributeValue::S("payload".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("stored");
+    assert_eq!(item.get("expires_at"), Some(&AttributeValue::N(expires.timestamp().to_string())));
+
+    // And `manifold quarantine list` and `show` say when it goes, in text and in JSON
+    let listed = app.quarantine.list_stored(false).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].expires_at, Some(expires));
+    let list = QuarantineList { items: listed };
+    let text = list.human();
+    assert!(text.contains("EXPIRES") && text.contains("2026-03-08 12:00"), "{text}");
+    assert_eq!(serde_json::to_value(&list).unwrap()["items"][0]["expires_at"], "2026-03-08T12:00:00Z");
+    let shown = QuarantineItem(app.quarantine.get_stored(&id).await.unwrap().expect("shown")).human();
+    assert!(shown.contains("expires   2026-03-08T12:00:00Z"), "{shown}");
+
+    // And a replay that fails again keeps the original's expiry, its new item gets its own
+    let report = quarantine::replay(&app, Some(&id), now + chrono::Duration::days(2)).await.expect("replay");
+    let Replay::FailedAgain { requarantined_as: Some(again), .. } = &report.items[0].replay else {
+        panic!("{report:?}")
+    };
+    assert_eq!(app.quarantine.get_stored(&id).await.unwrap().unwrap().expires_at, Some(expires));
+    let requarantined = app.quarantine.get_stored(again).await.unwrap().unwrap();
+    assert!(requarantined.expires_at.is_some_and(|t| t > expires), "{requarantined:?}");
+
+    // And the QuarantineTable of the stack created from template.yaml expires items on that attribute
+    let table = std::env::var("QUARANTINE_TABLE")
+        .expect("QUARANTINE_TABLE is unset: run through infra/local/test.sh, which creates the stack with stack.py");
+    let ttl = stack.ddb.describe_time_to_live().table_name(table).send().await.expect("describe TTL");
+    let ttl = ttl.time_to_live_description().expect("a TTL description");
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    assert_eq!(ttl.time_to_live_status(), Some(&aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled));
 }

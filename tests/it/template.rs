@@ -206,6 +206,7 @@ fn functions_run_on_graviton_with_the_shared_environment() {
         "CONFIG_BUCKET",
         "CONFIG_KEY",
         "CONFIG_REFRESH_SECONDS",
+        "QUARANTINE_RETENTION_DAYS",
         "RUST_LOG",
         "METRICS_NAMESPACE",
     ];

@@ -8,7 +8,7 @@ use manifold_aws::{
     AwsEnv,
     events::{EventBridgeBus, EventPublisher},
     idempotency::{DynamoIdempotency, IdempotencyStore},
-    quarantine::{DynamoQuarantine, Quarantine},
+    quarantine::{DynamoQuarantine, Quarantine, Retention},
     queue::{MessageQueue, SqsQueue},
     records::{DynamoRecords, RecordStore},
     secrets::{CachedSecrets, SecretSource, SecretsManager},
@@ -49,6 +49,9 @@ pub struct Settings {
     /// Serialises ledger transactions in this process, for moto only: moto's transactions are not
     /// isolated under concurrency (see `DynamoStore::emulator_safe`). `MANIFOLD_LOCAL_EMULATOR=1`.
     pub emulator_safe_ledger: bool,
+    /// How long quarantined payloads are kept before the table's TTL removes them
+    /// (`QUARANTINE_RETENTION_DAYS`, default 30).
+    pub quarantine_retention: Retention,
 }
 
 impl Default for Settings {
@@ -59,6 +62,7 @@ impl Default for Settings {
             claim_retention: Duration::days(7),
             push: crate::push::PushSettings::default(),
             emulator_safe_ledger: false,
+            quarantine_retention: Retention::default(),
         }
     }
 }
@@ -70,6 +74,10 @@ impl Settings {
             s.max_body_bytes = n;
         }
         s.emulator_safe_ledger = std::env::var("MANIFOLD_LOCAL_EMULATOR").is_ok_and(|v| v == "1");
+        match Retention::from_lookup(|k| std::env::var(k).ok()) {
+            Ok(retention) => s.quarantine_retention = retention,
+            Err(e) => tracing::warn!(error = %e, "keeping the default quarantine retention"),
+        }
         s
     }
 }
@@ -176,7 +184,9 @@ impl App {
                     .emulator_safe(settings.emulator_safe_ledger),
             ),
             idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), &env.idempotency_table)),
-            quarantine: Arc::new(DynamoQuarantine::new(ddb.clone(), &env.quarantine_table)),
+            quarantine: Arc::new(
+                DynamoQuarantine::new(ddb.clone(), &env.quarantine_table).with_retention(settings.quarantine_retention),
+            ),
             queue: Arc::new(SqsQueue::new(sqs.clone())),
             bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &env.event_bus)),
             secrets,

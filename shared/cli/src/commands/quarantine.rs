@@ -2,13 +2,16 @@
 //! them through the very ingest path (`App::ingest`) once the cause (a mapping, an account, a
 //! normalizer bug) is fixed.
 //!
+//! `list` and `show` say when each item expires: the table's TTL removes it then, replayed or not
+//! (`QUARANTINE_RETENTION_DAYS` after it was quarantined; a replay does not extend it).
+//!
 //! An item is marked replayed only when ingest succeeds (stored, unchanged because already applied, or
 //! deliberately ignored). When it fails again, ingest keeps the payload in the quarantine under a new
 //! id with the new reason, and the original stays unreplayed.
 
 use chrono::{DateTime, Utc};
 use manifold_app::{App, IngestEnvelope, Source, ingest::IngestOutcome};
-use manifold_aws::quarantine::{Quarantine, QuarantinedPayload};
+use manifold_aws::quarantine::{Quarantine, QuarantinedPayload, StoredPayload};
 use serde::Serialize;
 
 use crate::{
@@ -38,7 +41,12 @@ pub enum QuarantineCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuarantineList {
-    pub items: Vec<QuarantinedPayload>,
+    pub items: Vec<StoredPayload>,
+}
+
+/// When an item expires, as `list` and `show` print it.
+fn expiry(expires_at: Option<DateTime<Utc>>, format: &str) -> String {
+    expires_at.map_or_else(|| "never".to_owned(), |t| t.format(format).to_string())
 }
 
 impl Human for QuarantineList {
@@ -46,8 +54,8 @@ impl Human for QuarantineList {
         if self.items.is_empty() {
             return "the quarantine is empty\n".to_owned();
         }
-        let mut t = Table::new(&["ID", "RECEIVED", "CHANNEL", "ACCOUNT", "STAGE", "REPLAYED", "REASON"]);
-        for q in &self.items {
+        let mut t = Table::new(&["ID", "RECEIVED", "CHANNEL", "ACCOUNT", "STAGE", "REPLAYED", "EXPIRES", "REASON"]);
+        for StoredPayload { payload: q, expires_at } in &self.items {
             t.row(vec![
                 q.id.clone(),
                 q.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -55,6 +63,7 @@ impl Human for QuarantineList {
                 q.account.clone(),
                 q.stage.clone(),
                 q.replayed_at.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                expiry(*expires_at, "%Y-%m-%d %H:%M"),
                 excerpt(&q.reason, 60),
             ]);
         }
@@ -64,17 +73,17 @@ impl Human for QuarantineList {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct QuarantineItem(pub QuarantinedPayload);
+pub struct QuarantineItem(pub StoredPayload);
 
 impl Human for QuarantineItem {
     fn human(&self) -> String {
-        let q = &self.0;
+        let q = &self.0.payload;
         let payload = serde_json::from_str::<serde_json::Value>(&q.payload)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| q.payload.clone());
         format!(
-            "id        {}\nchannel   {} / {}\nstage     {}\nreason    {}\ntrace_id  {}\nreceived  {}\nreplayed  {}\n\n{payload}\n",
+            "id        {}\nchannel   {} / {}\nstage     {}\nreason    {}\ntrace_id  {}\nreceived  {}\nreplayed  {}\nexpires   {}\n\n{payload}\n",
             q.id,
             q.channel,
             q.account,
@@ -83,6 +92,7 @@ impl Human for QuarantineItem {
             q.trace_id,
             q.received_at.to_rfc3339(),
             q.replayed_at.map_or_else(|| "no".to_owned(), |t| t.to_rfc3339()),
+            expiry(self.0.expires_at, "%Y-%m-%dT%H:%M:%SZ"),
         )
     }
 }
@@ -181,7 +191,7 @@ pub async fn replay_one(app: &App, item: &QuarantinedPayload, now: DateTime<Utc>
 /// Replays `id`, or every unreplayed item.
 pub async fn replay(app: &App, id: Option<&str>, now: DateTime<Utc>) -> Result<ReplayReport, CliError> {
     let items = match id {
-        Some(id) => vec![get(app.quarantine.as_ref(), id).await?],
+        Some(id) => vec![get(app.quarantine.as_ref(), id).await?.payload],
         None => app.quarantine.list(false).await?,
     };
     let mut report = ReplayReport::default();
@@ -191,8 +201,8 @@ pub async fn replay(app: &App, id: Option<&str>, now: DateTime<Utc>) -> Result<R
     Ok(report)
 }
 
-async fn get(quarantine: &dyn Quarantine, id: &str) -> Result<QuarantinedPayload, CliError> {
-    quarantine.get(id).await?.ok_or_else(|| CliError::Usage(format!("no quarantined payload with id {id:?}")))
+async fn get(quarantine: &dyn Quarantine, id: &str) -> Result<StoredPayload, CliError> {
+    quarantine.get_stored(id).await?.ok_or_else(|| CliError::Usage(format!("no quarantined payload with id {id:?}")))
 }
 
 /// Runs a `quarantine` subcommand against the deployment named by the environment.
@@ -200,7 +210,7 @@ pub async fn run(cmd: QuarantineCommand, json: bool) -> Result<(), CliError> {
     match cmd {
         QuarantineCommand::List { all } => {
             let quarantine = store().await?;
-            output::print(&QuarantineList { items: quarantine.list(all).await? }, json)
+            output::print(&QuarantineList { items: quarantine.list_stored(all).await? }, json)
         }
         QuarantineCommand::Show { id } => {
             let quarantine = store().await?;
