@@ -26,7 +26,7 @@ if [[ ! -x "$venv/bin/cargo-lambda" || ! -x "$venv/bin/sam" ]]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check cargo-lambda==1.9.2 aws-sam-cli==1.170.0
 fi
-export PATH="$venv/bin:$PATH"
+export PATH="$venv/bin:$PATH" SAM_CLI_TELEMETRY=0
 
 # The function binaries, from the template's build metadata (the push binary serves every channel).
 mapfile -t binaries < <(.venv/bin/python - <<'EOF'

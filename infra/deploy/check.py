@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".local"
 GOAL_BYTES = 4 * 1024 * 1024
+# cargo's target directory (CARGO_TARGET_DIR, relative to the repository when relative).
+TARGET = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
 EM_AARCH64 = 183
 
 
@@ -38,9 +40,9 @@ def main() -> int:
         return 2
     rows, failures = [], []
     for name in binaries:
-        artifact = ROOT / "target" / "lambda" / name / "bootstrap"
+        artifact = TARGET / "lambda" / name / "bootstrap"
         if not artifact.is_file():
-            failures.append(f"{name}: {artifact.relative_to(ROOT)} is missing")
+            failures.append(f"{name}: {artifact} is missing")
             continue
         machine = elf_machine(artifact)
         size = artifact.stat().st_size
@@ -56,7 +58,7 @@ def main() -> int:
     for resource in template["Resources"].values():
         if resource.get("Type") == "AWS::Serverless::Function":
             binary = resource["Metadata"]["BuildProperties"]["Binary"]
-            resource["Properties"]["CodeUri"] = f"target/lambda/{binary}/"
+            resource["Properties"]["CodeUri"] = str(TARGET / "lambda" / binary) + "/"
     STATE.mkdir(exist_ok=True)
     (STATE / "template.artifacts.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
 
@@ -68,7 +70,7 @@ def main() -> int:
     packaged = json.loads(json.dumps(template))
     for resource in packaged["Resources"].values():  # what `sam package` does: code moves to S3
         if resource.get("Type") == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://artifacts/" + resource["Properties"]["CodeUri"].strip("/") + ".zip"
+            resource["Properties"]["CodeUri"] = "s3://artifacts/" + Path(resource["Properties"]["CodeUri"]).name + ".zip"
     try:
         transform(packaged, {}, OfflinePolicies())
     except Exception as error:  # the translator raises its own exception types
