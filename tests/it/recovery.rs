@@ -154,3 +154,23 @@ async fn an_enqueue_failing_after_the_gate_write_is_pushed_by_the_next_stock_tie
     h.app.run_tier("stock", Utc::now()).await.unwrap();
     assert!(h.stack.drain(&ebay).await.is_empty(), "a delivered version is not re-sent");
 }
+
+#[tokio::test]
+async fn an_erp_count_retried_after_a_failed_fan_out_finishes_the_fan_out() {
+    let h = Harness::new().await;
+    let ebay = h.stack.env.push_queues[&Channel::Ebay].clone();
+    let mut broken = h.app.clone();
+    let mut urls = h.stack.env.push_queues.clone();
+    urls.insert(Channel::Ebay, format!("{ebay}-missing"));
+    broken.push_queue = SqsPushQueue::new(h.app.sqs.clone(), urls);
+    let update = OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-retry".into()) };
+    assert!(broken.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.is_err());
+
+    // The ERP retries the same count: applied once, and the fan-out is finished.
+    let p = h.app.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.unwrap();
+    assert_eq!((p.on_hand, p.version), (4, 1), "the count applied once");
+    let jobs = h.stack.drain(&ebay).await;
+    assert_eq!(jobs.len(), 1, "eBay gets the count it missed");
+    let job: serde_json::Value = serde_json::from_str(jobs[0].body().unwrap()).unwrap();
+    assert_eq!((job["quantity"].as_u64(), job["version"].as_u64()), (Some(3), Some(1)), "4 minus eBay's buffer of 1");
+}

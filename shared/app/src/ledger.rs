@@ -20,11 +20,12 @@ use futures::{StreamExt, TryStreamExt, stream};
 use manifold_aws::{StoreError, events::publish};
 use manifold_connectors::CallContext;
 use manifold_domain::{
-    Order, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
+    Order, OrderId, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
     events::{EventDetail, EventKind, event_id},
 };
 use manifold_ledger::{
-    Change, Ledger, OrderReservation, Position, PositionKey, ReservationState, ReserveOutcome, Scope,
+    Change, Ledger, OrderReservation, Position, PositionKey, ReleaseOutcome, ReservationRecord, ReservationState,
+    ReserveOutcome, Scope, SetOutcome,
     fanout::{FanoutReport, fan_out},
     import::{Parsed, parse_csv, parse_json},
 };
@@ -133,7 +134,7 @@ impl App {
                         .release_order(&refund.order_id, &Scope::Lines(lines), &format!("refund:{}", refund.id))
                         .await
                         .map_err(|e| failure(&e))?;
-                    let jobs = self.after_change(&change.positions, &trace_id, now).await?;
+                    let jobs = self.after_movement(&refund.order_id, &change, &trace_id, now).await?;
                     Ok(LedgerOutcome::Released { jobs })
                 }
                 "ShipmentCreated" => {
@@ -146,7 +147,7 @@ impl App {
                         .ship_order(&shipment.order_id, &scope, &format!("shipment:{}", shipment.id))
                         .await
                         .map_err(|e| failure(&e))?;
-                    let jobs = self.after_change(&change.positions, &trace_id, now).await?;
+                    let jobs = self.after_movement(&shipment.order_id, &change, &trace_id, now).await?;
                     Ok(LedgerOutcome::Shipped { jobs })
                 }
                 _ => Ok(LedgerOutcome::Ignored("event kind does not move stock")),
@@ -160,7 +161,7 @@ impl App {
         if order.status.releases_stock() {
             let change =
                 self.ledger.release_order(&order.id, &Scope::WholeOrder, "cancel").await.map_err(|e| failure(&e))?;
-            let jobs = self.after_change(&change.positions, trace_id, now).await?;
+            let jobs = self.after_movement(&order.id, &change, trace_id, now).await?;
             return Ok(LedgerOutcome::Released { jobs });
         }
         let reservation = OrderReservation::from_order(order, &*self.config().await, Some(trace_id.to_owned()));
@@ -181,7 +182,7 @@ impl App {
             // Fulfilled on the channel itself: the reservation leaves the warehouse.
             let shipped: Change<_> =
                 self.ledger.ship_order(&order.id, &Scope::WholeOrder, "fulfilled").await.map_err(|e| failure(&e))?;
-            jobs += self.after_change(&shipped.positions, trace_id, now).await?;
+            jobs += self.after_movement(&order.id, &shipped, trace_id, now).await?;
             return Ok(LedgerOutcome::Shipped { jobs });
         }
         Ok(match outcome {
@@ -203,6 +204,35 @@ impl App {
                 Oversell { short_lines: rec.short_lines.clone(), action: rec.oversell, detected_at: rec.updated_at };
             self.handle_oversell(order, &oversell, trace_id, now).await?;
         }
+        self.fan_out_record(&rec, trace_id, now).await
+    }
+
+    /// The fan-out after a release or shipment; when the reference was applied before (a replay),
+    /// the fan-out of the order's positions as they are now, which the first attempt may not have
+    /// finished.
+    async fn after_movement(
+        &self,
+        order: &OrderId,
+        change: &Change<ReleaseOutcome>,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Failure> {
+        if change.outcome != ReleaseOutcome::AlreadyApplied {
+            return self.after_change(&change.positions, trace_id, now).await;
+        }
+        match self.ledger.reservation(order).await.map_err(|e| failure(&e))? {
+            Some(rec) => self.fan_out_record(&rec, trace_id, now).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Fans out every position an order's reservation touches, as they are now.
+    async fn fan_out_record(
+        &self,
+        rec: &ReservationRecord,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Failure> {
         let mut keys: Vec<PositionKey> = rec
             .lines
             .iter()
@@ -308,8 +338,12 @@ impl App {
         );
         let source_ref = update.source_ref.clone().unwrap_or_else(|| trace_id.to_owned());
         let change = self.ledger.set_on_hand(&key, update.on_hand, &source_ref).await.map_err(|e| failure(&e))?;
-        self.after_change(&change.positions, trace_id, now).await?;
-        self.ledger.position(&key).await.map_err(|e| failure(&e))
+        let position = self.ledger.position(&key).await.map_err(|e| failure(&e))?;
+        // A retried count (same source reference) finishes the fan-out the first attempt may not have.
+        let changed =
+            if change.outcome == SetOutcome::AlreadyApplied { vec![position.clone()] } else { change.positions };
+        self.after_change(&changed, trace_id, now).await?;
+        Ok(position)
     }
 
     /// `POST /v1/shipments`: the WMS shipped (part of) an order. The reserved units leave the
