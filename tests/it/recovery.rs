@@ -14,8 +14,9 @@ use manifold_ledger::{Ledger, PositionKey, fanout::SqsPushQueue};
 use manifold_simulator::{FaultKind, FaultSpec};
 
 use crate::{
+    awsproxy::{AwsProxy, FaultKind as AwsFault, Trigger},
     inbound::{Harness, shopify_body, shopify_headers},
-    support::lambda_event,
+    support::{self, lambda_event},
 };
 
 fn key(sku: &str) -> PositionKey {
@@ -173,4 +174,45 @@ async fn an_erp_count_retried_after_a_failed_fan_out_finishes_the_fan_out() {
     assert_eq!(jobs.len(), 1, "eBay gets the count it missed");
     let job: serde_json::Value = serde_json::from_str(jobs[0].body().unwrap()).unwrap();
     assert_eq!((job["quantity"].as_u64(), job["version"].as_u64()), (Some(3), Some(1)), "4 minus eBay's buffer of 1");
+}
+
+/// SDK configuration whose calls go through `endpoint` (a fault proxy listener in front of moto).
+async fn sdk_via(endpoint: String) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"))
+        // One attempt per call: the test decides what is retried, not the SDK.
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
+#[tokio::test]
+async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malformed_one_is_not() {
+    let h = Harness::new().await;
+    let proxy = AwsProxy::new(&support::endpoint(), "123456789012");
+    let sdk = sdk_via(proxy.listen("InventoryApiFunction").await).await;
+    let mut app = h.app.clone();
+    app.ledger = Arc::new(manifold_ledger::StockLedger::new(
+        manifold_ledger::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &h.stack.env.ledger_table)
+            .emulator_safe(),
+    ));
+    // The count's commit (position, entry and source marker: one TransactWriteItems, authorized as
+    // PutItem per item) is cancelled once, as DynamoDB does under throttling.
+    let cancelled = AwsFault::Fail { status: 400, code: "TransactionCanceledException".into() };
+    proxy.faults.add("dynamodb:PutItem", None, Trigger::Nth(1), cancelled);
+    let update = OnHandUpdate { on_hand: 9, location: None, source_ref: Some("erp-throttled".into()) };
+    let err = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap_err();
+    assert!(err.is_retryable(), "the ERP gets a 503 and retries, not a 400: {err}");
+    let p = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap();
+    assert_eq!((p.on_hand, p.version), (9, 1), "the retry applies the count once");
+
+    // A request DynamoDB refuses as malformed is permanent: retrying it cannot help.
+    proxy.faults.clear();
+    let invalid = AwsFault::Fail { status: 400, code: "ValidationException".into() };
+    proxy.faults.add("dynamodb:PutItem", None, Trigger::Always, invalid);
+    let update = OnHandUpdate { on_hand: 8, location: None, source_ref: Some("erp-invalid".into()) };
+    let err = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
 }
