@@ -134,7 +134,8 @@ impl App {
                         .release_order(&refund.order_id, &Scope::Lines(lines), &format!("refund:{}", refund.id))
                         .await
                         .map_err(|e| failure(&e))?;
-                    let jobs = self.after_movement(&refund.order_id, &change, &trace_id, now).await?;
+                    let refund_ref = format!("refund:{}", refund.id);
+                    let jobs = self.after_movement(&refund.order_id, &refund_ref, &change, &trace_id, now).await?;
                     Ok(LedgerOutcome::Released { jobs })
                 }
                 "ShipmentCreated" => {
@@ -147,7 +148,8 @@ impl App {
                         .ship_order(&shipment.order_id, &scope, &format!("shipment:{}", shipment.id))
                         .await
                         .map_err(|e| failure(&e))?;
-                    let jobs = self.after_movement(&shipment.order_id, &change, &trace_id, now).await?;
+                    let shipment_ref = format!("shipment:{}", shipment.id);
+                    let jobs = self.after_movement(&shipment.order_id, &shipment_ref, &change, &trace_id, now).await?;
                     Ok(LedgerOutcome::Shipped { jobs })
                 }
                 _ => Ok(LedgerOutcome::Ignored("event kind does not move stock")),
@@ -161,7 +163,7 @@ impl App {
         if order.status.releases_stock() {
             let change =
                 self.ledger.release_order(&order.id, &Scope::WholeOrder, "cancel").await.map_err(|e| failure(&e))?;
-            let jobs = self.after_movement(&order.id, &change, trace_id, now).await?;
+            let jobs = self.after_movement(&order.id, "cancel", &change, trace_id, now).await?;
             return Ok(LedgerOutcome::Released { jobs });
         }
         let reservation = OrderReservation::from_order(order, &*self.config().await, Some(trace_id.to_owned()));
@@ -177,12 +179,15 @@ impl App {
                 (LedgerOutcome::Oversold { action: *action, short: short_lines.len() }, 0)
             }
         };
-        jobs += self.after_change(&change.positions, trace_id, now).await?;
+        if !matches!(change.outcome, ReserveOutcome::AlreadyApplied { .. }) {
+            jobs += self.after_change(&change.positions, trace_id, now).await?;
+            self.fanned_out(&order.id, "reserve").await;
+        }
         if order.status == OrderStatus::Fulfilled {
             // Fulfilled on the channel itself: the reservation leaves the warehouse.
             let shipped: Change<_> =
                 self.ledger.ship_order(&order.id, &Scope::WholeOrder, "fulfilled").await.map_err(|e| failure(&e))?;
-            jobs += self.after_movement(&order.id, &shipped, trace_id, now).await?;
+            jobs += self.after_movement(&order.id, "fulfilled", &shipped, trace_id, now).await?;
             return Ok(LedgerOutcome::Shipped { jobs });
         }
         Ok(match outcome {
@@ -204,7 +209,34 @@ impl App {
                 Oversell { short_lines: rec.short_lines.clone(), action: rec.oversell, detected_at: rec.updated_at };
             self.handle_oversell(order, &oversell, trace_id, now).await?;
         }
-        self.fan_out_record(&rec, trace_id, now).await
+        self.refan_unless_done(&rec, "reserve", trace_id, now).await
+    }
+
+    /// Notes that the fan-out after `step` of an order completed, so replays skip it. Best effort: a
+    /// missing marker only makes a replay fan out again, which the gate coalesces.
+    async fn fanned_out(&self, order: &OrderId, step: &str) {
+        let marker = format!("followup#{order}#fanout#{step}");
+        if let Err(e) = self.state.set_marker(&marker, "done").await {
+            warn!(error = %e, "could not record a completed fan-out");
+        }
+    }
+
+    /// A replay's fan-out: the order's positions as they are now, unless the first attempt's fan-out
+    /// after `step` completed.
+    async fn refan_unless_done(
+        &self,
+        rec: &ReservationRecord,
+        step: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Failure> {
+        let marker = format!("followup#{}#fanout#{step}", rec.order_id);
+        if self.state.get_marker(&marker).await?.is_some() {
+            return Ok(0);
+        }
+        let jobs = self.fan_out_record(rec, trace_id, now).await?;
+        self.fanned_out(&rec.order_id, step).await;
+        Ok(jobs)
     }
 
     /// The fan-out after a release or shipment; when the reference was applied before (a replay),
@@ -213,15 +245,20 @@ impl App {
     async fn after_movement(
         &self,
         order: &OrderId,
+        op_ref: &str,
         change: &Change<ReleaseOutcome>,
         trace_id: &str,
         now: DateTime<Utc>,
     ) -> Result<usize, Failure> {
         if change.outcome != ReleaseOutcome::AlreadyApplied {
-            return self.after_change(&change.positions, trace_id, now).await;
+            let jobs = self.after_change(&change.positions, trace_id, now).await?;
+            if !change.positions.is_empty() {
+                self.fanned_out(order, op_ref).await;
+            }
+            return Ok(jobs);
         }
         match self.ledger.reservation(order).await.map_err(|e| failure(&e))? {
-            Some(rec) => self.fan_out_record(&rec, trace_id, now).await,
+            Some(rec) => self.refan_unless_done(&rec, op_ref, trace_id, now).await,
             None => Ok(0),
         }
     }
