@@ -317,7 +317,21 @@ async fn a_bad_refresh_token_ends_as_an_auth_failure() {
     rig.sm.put_secret_value().secret_id(&secret).secret_string(revoked).send().await.expect("put secret");
 
     rig.send(Channel::Etsy, 5, 1).await;
-    assert_eq!(rig.poll(&rig.app, Channel::Etsy, 1).await, 1, "the push is held as an auth failure");
+    // Held as an auth failure: parked (re-sent with a delay, the original acknowledged), so waiting
+    // for the seller to re-authorize burns no receive.
+    assert_eq!(rig.poll(&rig.app, Channel::Etsy, 1).await, 0, "the push is parked, not failed");
+    let delayed = rig
+        .stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&rig.stack.env.push_queues[&Channel::Etsy])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed).cloned());
+    assert_eq!(delayed.as_deref(), Some("1"), "the held push waits on its queue");
 
     assert_eq!(rig.token_requests(Channel::Etsy), 2, "refused, then tried once more after re-reading the secret");
     assert_eq!(rig.count(Channel::Etsy, |s| &s.requests), 0, "no API call without a token");
