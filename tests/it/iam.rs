@@ -22,6 +22,7 @@ use std::{
 };
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use manifold_app::{
     App, IngestEnvelope, Source,
@@ -403,6 +404,24 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     let attempts = settings().push.max_receive_count;
     // SKUs no fan-out has offered, so the push gate holds no other version of them.
     let (refused, delivered) = (s.sku("PUSH-REFUSED"), s.sku("PUSH-DELIVERED"));
+    for account in &s.config.accounts {
+        // Each breaker starts closed: other tests drive these account ids through the shared stack too.
+        s.direct
+            .ddb
+            .delete_item()
+            .table_name(&s.env.state_table)
+            .key(
+                "pk",
+                AttributeValue::S(manifold_aws::breaker::DynamoBreakerStore::pk(&format!(
+                    "{}#{}",
+                    account.channel, account.account
+                ))),
+            )
+            .key("sk", AttributeValue::S("state".into()))
+            .send()
+            .await
+            .expect("reset the breaker");
+    }
     for channel in Channel::ALL {
         let function = format!("Push{}Function", title(channel));
         let push = s.app(&function).await;
@@ -427,6 +446,15 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
         assert_eq!(failing.batch_item_failures.len(), 1, "{channel}: the refused job is retried");
         s.sim.clear_faults();
         push.push_batch(channel, sqs_event(&[job(&delivered, 1)], 1)).await;
+        // Credentials refused twice (the call and its one retry with a re-read secret): the job is parked,
+        // re-sent to its own queue with a delay, and the original acknowledged.
+        s.sim.inject(FaultSpec { channel, kind: FaultKind::Unauthorized, probability: None, next_n: Some(2) });
+        let parked = push.push_batch(channel, sqs_event(&[job(&delivered, 2)], 1)).await;
+        assert!(
+            parked.batch_item_failures.is_empty(),
+            "{channel}: a job waiting for credentials is parked, not failed"
+        );
+        s.sim.clear_faults();
     }
 
     // scheduler: every tier, as its four schedules invoke it. The stock tier finds a count the fan-out
