@@ -176,6 +176,10 @@ async fn an_erp_update_keeps_open_reservations() {
     assert_eq!(triple(&ledger, "ERP-1").await, (3, 4, -1), "the reservation survives a count below it");
     let rec = ledger.reservation(&o.order_id).await.unwrap().unwrap();
     assert_eq!(rec.state, ReservationState::Reserved);
+    // A negative count is refused (the inventory API answers 400) and changes nothing.
+    let refused = ledger.set_on_hand(&key("ERP-1"), -4, "erp-2026-01-01T00:10").await.unwrap_err();
+    assert!(!refused.is_retryable(), "{refused}");
+    assert_eq!(triple(&ledger, "ERP-1").await, (3, 4, -1));
 }
 
 #[tokio::test]

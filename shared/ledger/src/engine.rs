@@ -454,6 +454,10 @@ impl<S: Store> StockLedger<S> {
         if source_ref.trim().is_empty() {
             return Err(LedgerError::Invalid("an on-hand update needs a source reference".into()));
         }
+        // A count is what is on the shelf: never below zero (the import refuses such rows the same way).
+        if on_hand < 0 {
+            return Err(LedgerError::Invalid(format!("on_hand {on_hand} is negative; a count cannot be below zero")));
+        }
         let marker = SourceMarker { key: key.clone(), source_ref: source_ref.to_owned() };
         for attempt in 0..MAX_ATTEMPTS {
             let Some(old) = self.store.positions(std::slice::from_ref(key)).await?.pop() else {
@@ -782,6 +786,14 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
     async fn avail(ledger: &MemoryLedger, s: &str) -> (i64, i64, i64) {
         let p = ledger.position(&key(s)).await.unwrap();
         (p.on_hand, p.reserved, p.available)
+    }
+
+    #[tokio::test]
+    async fn a_negative_count_is_refused_and_changes_nothing() {
+        let ledger = stocked(&[("A", 5)]).await;
+        let err = ledger.set_on_hand(&key("A"), -1, "erp-2").await.unwrap_err();
+        assert!(!err.is_retryable() && err.to_string().contains("on_hand -1 is negative"), "{err}");
+        assert_eq!(avail(&ledger, "A").await, (5, 0, 5));
     }
 
     #[tokio::test]
