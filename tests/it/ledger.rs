@@ -41,6 +41,7 @@ fn order(channel: Channel, id: &str, lines: &[(&str, u32)], oversell: OversellAc
             .enumerate()
             .map(|(i, (s, q))| ReserveLine::new(format!("line-{i}"), sku(s), *q, &config))
             .collect(),
+        stockless_lines: vec![],
         oversell,
     }
 }
@@ -257,6 +258,29 @@ async fn bundles_all_or_nothing_large_orders_cancel_and_ship() {
     assert_eq!(again.outcome, ReleaseOutcome::AlreadyApplied);
     assert_eq!(triple(&ledger, "TEE-BLK-M").await, (8, 0, 8));
     assert_eq!(triple(&ledger, "MUG-WHITE").await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_shipment_naming_a_stockless_line_ships_the_rest_and_a_gift_card_alone_moves_nothing() {
+    let ledger = ledger().await;
+    stock(&ledger, &[("SKULESS-A", 5)]).await;
+    let mut o = order(Channel::Shopify, "g1", &[("SKULESS-A", 2)], OversellAction::Hold);
+    o.stockless_lines = vec!["gift-card".into()];
+    ledger.reserve_order(&o).await.unwrap();
+    // The record (read back from DynamoDB) knows the gift card line.
+    let rec = ledger.reservation(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(rec.stockless_lines, vec!["gift-card".to_owned()]);
+
+    let gift_only = Scope::Lines(vec![("gift-card".into(), 1)]);
+    let out = ledger.ship_order(&o.order_id, &gift_only, "shipment:gift").await.unwrap();
+    assert_eq!(out.outcome, ReleaseOutcome::NothingHeld);
+    assert_eq!(triple(&ledger, "SKULESS-A").await, (5, 2, 3), "the stocked line did not ship with it");
+
+    let both = Scope::Lines(vec![("line-0".into(), 2), ("gift-card".into(), 1)]);
+    ledger.ship_order(&o.order_id, &both, "shipment:both").await.unwrap();
+    assert_eq!(triple(&ledger, "SKULESS-A").await, (3, 0, 3));
+    let unknown = ledger.ship_order(&o.order_id, &Scope::Lines(vec![("nope".into(), 1)]), "shipment:x").await;
+    assert!(unknown.is_err_and(|e| !e.is_retryable()));
 }
 
 fn position(s: &str, available: i64, version: u64) -> Position {

@@ -600,11 +600,13 @@ fn line_deltas(rec: &ReservationRecord, lines: &[(String, u32)]) -> Result<(Delt
     let mut deltas = BTreeMap::new();
     let mut moves = Vec::new();
     for (line_id, units) in lines {
-        let line = rec
-            .lines
-            .iter()
-            .find(|l| &l.line_id == line_id)
-            .ok_or_else(|| LedgerError::Invalid(format!("order {} has no line {line_id}", rec.order_id)))?;
+        let Some(line) = rec.lines.iter().find(|l| &l.line_id == line_id) else {
+            // A line without stock (gift card, service) ships and refunds as a no-op.
+            if rec.stockless_lines.contains(line_id) {
+                continue;
+            }
+            return Err(LedgerError::Invalid(format!("order {} has no line {line_id}", rec.order_id)));
+        };
         let units = (*units).min(line.outstanding());
         if units == 0 {
             continue;
@@ -633,6 +635,7 @@ fn new_record(req: &OrderReservation, state: ReservationState) -> ReservationRec
         lines: to_line_records(req),
         held: vec![],
         short_lines: vec![],
+        stockless_lines: req.stockless_lines.clone(),
         oversell: req.oversell,
         applied_refs: vec![],
         rev: 0,
@@ -655,6 +658,7 @@ fn tombstone(order: &OrderId, op_ref: &str) -> Option<ReservationRecord> {
         lines: vec![],
         held: vec![],
         short_lines: vec![],
+        stockless_lines: vec![],
         oversell: OversellAction::Hold,
         applied_refs: vec![op_ref.to_owned()],
         rev: 0,
@@ -771,6 +775,7 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
                 .enumerate()
                 .map(|(i, (s, q))| ReserveLine::new(format!("L{i}"), sku(s), *q, &config))
                 .collect(),
+            stockless_lines: vec![],
             oversell,
         }
     }
@@ -786,6 +791,28 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
     async fn avail(ledger: &MemoryLedger, s: &str) -> (i64, i64, i64) {
         let p = ledger.position(&key(s)).await.unwrap();
         (p.on_hand, p.reserved, p.available)
+    }
+
+    #[tokio::test]
+    async fn stockless_lines_ship_as_no_ops_and_unknown_lines_stay_an_error() {
+        let ledger = stocked(&[("A", 10)]).await;
+        let mut o = order("1", &[("A", 3)], OversellAction::Hold);
+        o.stockless_lines = vec!["GIFTCARD".into()];
+        ledger.reserve_order(&o).await.unwrap();
+        // Only the gift card ships: nothing moves, and the stocked line is not shipped with it.
+        let gift = Scope::Lines(vec![("GIFTCARD".into(), 1)]);
+        let out = ledger.ship_order(&o.order_id, &gift, "ship-gift").await.unwrap();
+        assert_eq!(out.outcome, ReleaseOutcome::NothingHeld);
+        assert_eq!(avail(&ledger, "A").await, (10, 3, 7));
+        // A shipment of both ships the stocked line.
+        let both = Scope::Lines(vec![("L0".into(), 2), ("GIFTCARD".into(), 1)]);
+        let out = ledger.ship_order(&o.order_id, &both, "ship-both").await.unwrap();
+        assert!(matches!(out.outcome, ReleaseOutcome::Applied { .. }), "{out:?}");
+        assert_eq!(avail(&ledger, "A").await, (8, 1, 7));
+        // A line the order never had is still refused, and changes nothing.
+        let err = ledger.ship_order(&o.order_id, &Scope::Lines(vec![("NOPE".into(), 1)]), "ship-x").await.unwrap_err();
+        assert!(!err.is_retryable() && err.to_string().contains("has no line NOPE"), "{err}");
+        assert_eq!(avail(&ledger, "A").await, (8, 1, 7));
     }
 
     #[tokio::test]

@@ -95,6 +95,10 @@ pub struct OrderReservation {
     /// Where the stock is taken from.
     pub location: String,
     pub lines: Vec<ReserveLine>,
+    /// Lines that take nothing from stock (no SKU: a gift card, a service; or zero quantity). A
+    /// shipment naming them is a no-op rather than an unknown line.
+    #[serde(default)]
+    pub stockless_lines: Vec<String>,
     /// The channel account's policy when the order cannot be fully reserved.
     pub oversell: OversellAction,
 }
@@ -106,10 +110,10 @@ impl OrderReservation {
     pub fn from_order(order: &Order, config: &ChannelConfig, trace_id: Option<String>) -> Self {
         let oversell =
             config.account(order.channel, order.account.as_str()).map_or(OversellAction::Hold, |a| a.stock.oversell);
-        let lines = order
-            .lines
+        let (stocked, stockless): (Vec<_>, Vec<_>) =
+            order.lines.iter().partition(|l| l.quantity > 0 && l.sku.is_some());
+        let lines = stocked
             .iter()
-            .filter(|l| l.quantity > 0)
             .filter_map(|l| {
                 l.sku.as_ref().map(|sku| ReserveLine::new(l.line_id.clone(), sku.clone(), l.quantity, config))
             })
@@ -121,6 +125,7 @@ impl OrderReservation {
             trace_id,
             location: DEFAULT_LOCATION.to_owned(),
             lines,
+            stockless_lines: stockless.iter().map(|l| l.line_id.clone()).collect(),
             oversell,
         }
     }
@@ -203,6 +208,10 @@ pub struct ReservationRecord {
     pub held: Vec<Held>,
     #[serde(default)]
     pub short_lines: Vec<ShortLine>,
+    /// Order lines that take nothing from stock: shipping them is a no-op. (Records written before
+    /// this field existed know none, so a shipment naming such a line is refused for them.)
+    #[serde(default)]
+    pub stockless_lines: Vec<String>,
     pub oversell: OversellAction,
     /// Release and shipment references already applied (refund id, shipment id, `cancel`...).
     #[serde(default)]

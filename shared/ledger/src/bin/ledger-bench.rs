@@ -37,6 +37,7 @@ fn single_line_order(run: &str, i: usize, sku: &Sku) -> Result<OrderReservation,
             quantity: 1,
             components: vec![Component { sku: sku.clone(), per_unit: 1 }],
         }],
+        stockless_lines: vec![],
         oversell: OversellAction::Hold,
     })
 }
