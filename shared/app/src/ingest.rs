@@ -19,7 +19,7 @@ use manifold_aws::{
 use manifold_connectors::{CallContext, FetchedShipment};
 use manifold_domain::{
     Order, OrderStatus, Record,
-    events::{EventDetail, EventKind, event_id},
+    events::{EventDetail, EventKind, OrderEventV1, event_id},
 };
 use manifold_normalize::{Context, DocKind, Inbound};
 use manifold_telemetry::{
@@ -197,7 +197,7 @@ impl App {
         tracing::Span::current().record("order_id", order.id.as_str());
         let events = |write: &OrderWrite| -> Result<Vec<OutboxEvent>, StoreError> {
             order_event(order, write)
-                .map(|kind| outbox_event(kind, key, EventDetail::new(kind, trace_id, now, order)))
+                .map(|kind| outbox_event(kind, key, order_detail(kind, order, trace_id, now)))
                 .into_iter()
                 .collect()
         };
@@ -247,6 +247,17 @@ fn order_event(order: &Order, write: &OrderWrite) -> Option<EventKind> {
         }
         OrderWrite::Stale { .. } | OrderWrite::Duplicate => None,
     }
+}
+
+/// The detail of an order event: the order's ids and business fields ([`OrderEventV1`]), never its
+/// buyer or addresses (the bus archive keeps every event; consumers that need more read the record).
+pub(crate) fn order_detail(
+    kind: EventKind,
+    order: &Order,
+    trace_id: &str,
+    now: DateTime<Utc>,
+) -> EventDetail<OrderEventV1> {
+    EventDetail::new(kind, trace_id, now, OrderEventV1::from(order))
 }
 
 /// An outbox entry for an event about what `ingest_key` stored; its id is stable for that message.
@@ -351,7 +362,7 @@ mod tests {
         let order = order();
         let events = |w: &OrderWrite| -> Result<Vec<OutboxEvent>, StoreError> {
             order_event(&order, w)
-                .map(|k| outbox_event(k, "key-1", EventDetail::new(k, "t", Utc::now(), &order)))
+                .map(|k| outbox_event(k, "key-1", order_detail(k, &order, "t", Utc::now())))
                 .into_iter()
                 .collect()
         };
@@ -371,5 +382,199 @@ mod tests {
         assert_eq!(published[0].0, EventKind::OrderAccepted);
         let detail: serde_json::Value = serde_json::from_str(&published[0].1).unwrap();
         assert_eq!(detail["event_id"], "OrderAccepted:key-1", "a stable id consumers deduplicate on");
+    }
+
+    /// Real published orders, each with a buyer and addresses, by channel.
+    const FIXTURE_ORDERS: &[(Channel, &str, &str)] = &[
+        (
+            Channel::Shopify,
+            "shopify/order-1073459981-rest-2026-07-create-paid.json",
+            include_str!("../../normalize/fixtures/shopify/order-1073459981-rest-2026-07-create-paid.json"),
+        ),
+        (
+            Channel::Shopify,
+            "shopify/order-450789469-rest-2026-07-get.json",
+            include_str!("../../normalize/fixtures/shopify/order-450789469-rest-2026-07-get.json"),
+        ),
+        (
+            Channel::Woocommerce,
+            "woocommerce/order-727-rest-v3-retrieve.json",
+            include_str!("../../normalize/fixtures/woocommerce/order-727-rest-v3-retrieve.json"),
+        ),
+        (
+            Channel::Etsy,
+            "etsy/receipt-written-from-v3-schema.json",
+            include_str!("../../normalize/fixtures/etsy/receipt-written-from-v3-schema.json"),
+        ),
+        (
+            Channel::Tiktok,
+            "tiktok/order-detail-202309-written-from-docs.json",
+            include_str!("../../normalize/fixtures/tiktok/order-detail-202309-written-from-docs.json"),
+        ),
+        (
+            Channel::Ebay,
+            "ebay/getorder-written-from-docs.json",
+            include_str!("../../normalize/fixtures/ebay/getorder-written-from-docs.json"),
+        ),
+        (
+            Channel::Zalando,
+            "zalando/order-jsonapi-written-from-docs.json",
+            include_str!("../../normalize/fixtures/zalando/order-jsonapi-written-from-docs.json"),
+        ),
+    ];
+
+    /// The contact data an order holds: every buyer and address value long enough not to match by
+    /// chance (two-letter country and region codes would match a currency or a SKU).
+    fn personal_values(order: &Order) -> Vec<String> {
+        let c = &order.customer;
+        let mut out: Vec<Option<String>> = vec![c.email.clone(), c.name.clone(), c.phone.clone()];
+        for a in [&order.shipping_address, &order.billing_address].into_iter().flatten() {
+            out.extend([&a.name, &a.line1, &a.line2, &a.city, &a.region, &a.postal_code].map(Clone::clone));
+        }
+        out.into_iter().flatten().map(|v| v.trim().to_owned()).filter(|v| v.chars().count() >= 4).collect()
+    }
+
+    /// Every event kind as the code builds it about `order`, serialized as it goes on the bus. The
+    /// match is exhaustive: a new kind does not compile until it is covered here.
+    fn every_event(order: &Order) -> Vec<(EventKind, String)> {
+        use manifold_domain::{
+            Oversell, OversellAction, Refund, RefundLine, Shipment, ShipmentLine, ShortLine, events::EventKind as K,
+        };
+        let now = Utc::now();
+        let kinds = [
+            K::OrderAccepted,
+            K::OrderUpdated,
+            K::OrderCancelled,
+            K::OrderOversold,
+            K::InventoryChanged,
+            K::ShipmentCreated,
+            K::RefundCreated,
+            K::ProductChanged,
+        ];
+        let record = |kind, r: Record| serde_json::to_string(&EventDetail::new(kind, "t", now, &r));
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let json = match kind {
+                    K::OrderAccepted | K::OrderUpdated | K::OrderCancelled => {
+                        serde_json::to_string(&order_detail(kind, order, "t", now))
+                    }
+                    K::OrderOversold => {
+                        // As the ledger announces it: the order with its oversell decision.
+                        let mut marked = order.clone();
+                        let short_lines = order
+                            .quantities_by_sku()
+                            .into_iter()
+                            .map(|(sku, requested)| ShortLine { sku, requested, available: 0 })
+                            .collect();
+                        marked.oversold =
+                            Some(Oversell { short_lines, action: OversellAction::Cancel, detected_at: now });
+                        serde_json::to_string(&order_detail(kind, &marked, "t", now))
+                    }
+                    K::ShipmentCreated => record(
+                        kind,
+                        Record::Shipment(Shipment {
+                            id: "s1".into(),
+                            order_id: order.id.clone(),
+                            channel: order.channel,
+                            account: order.account.clone(),
+                            channel_order_id: order.channel_order_id.clone(),
+                            carrier: Some("DHL".into()),
+                            tracking_number: Some("00340434161094042557".into()),
+                            tracking_url: None,
+                            lines: order
+                                .lines
+                                .iter()
+                                .map(|l| ShipmentLine {
+                                    line_id: Some(l.line_id.clone()),
+                                    sku: l.sku.clone(),
+                                    quantity: l.quantity,
+                                })
+                                .collect(),
+                            shipped_at: now,
+                        }),
+                    ),
+                    K::RefundCreated => record(
+                        kind,
+                        Record::Refund(Refund {
+                            id: "r1".into(),
+                            order_id: order.id.clone(),
+                            channel: order.channel,
+                            account: order.account.clone(),
+                            currency: order.currency,
+                            amount: order.totals.total,
+                            lines: order
+                                .lines
+                                .iter()
+                                .map(|l| RefundLine {
+                                    line_id: l.line_id.clone(),
+                                    sku: l.sku.clone(),
+                                    quantity: l.quantity,
+                                    restock: true,
+                                })
+                                .collect(),
+                            created_at: now,
+                        }),
+                    ),
+                    // Positions and products are about SKUs, not orders: what they carry of an order is
+                    // its SKUs, as here.
+                    K::InventoryChanged | K::ProductChanged => {
+                        let skus: Vec<_> = order.lines.iter().filter_map(|l| l.sku.clone()).collect();
+                        serde_json::to_string(&EventDetail::new(kind, "t", now, serde_json::json!({ "skus": skus })))
+                    }
+                };
+                (kind, json.unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_event_carries_the_buyers_contact_data() {
+        use manifold_domain::config::ChannelConfig;
+        use manifold_normalize::{Context, DocKind};
+
+        let config =
+            ChannelConfig::parse("channels.example.toml", include_str!("../../../infra/channels.example.toml"))
+                .unwrap();
+        for (channel, name, text) in FIXTURE_ORDERS {
+            let account = config.accounts.iter().find(|a| a.channel == *channel).unwrap();
+            let ctx = Context { account, received_at: Utc::now() };
+            let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+            let Record::Order(order) = manifold_normalize::normalize(*channel, DocKind::Order, &doc, &ctx)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+            else {
+                panic!("{name} is not an order");
+            };
+            let personal = personal_values(&order);
+            assert!(
+                !personal.is_empty(),
+                "{name}: the fixture names a buyer or an address, so this test checks something"
+            );
+            for (kind, json) in every_event(&order) {
+                for value in &personal {
+                    assert!(!json.contains(value.as_str()), "{name}: {kind:?} carries {value:?}: {json}");
+                }
+                let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+                for field in ["customer", "email", "phone", "shipping_address", "billing_address"] {
+                    assert!(!has_key(&detail, field), "{name}: {kind:?} has a {field} field");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_ledger_reads_an_order_event_as_the_order_without_its_buyer() {
+        let order = order();
+        let json = serde_json::to_value(order_detail(EventKind::OrderAccepted, &order, "t", Utc::now())).unwrap();
+        let back: OrderEventV1 = serde_json::from_value(json["data"].clone()).unwrap();
+        assert_eq!(back.into_order(), order, "every business field survives");
+    }
+
+    fn has_key(v: &serde_json::Value, key: &str) -> bool {
+        match v {
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| k == key || has_key(v, key)),
+            serde_json::Value::Array(a) => a.iter().any(|v| has_key(v, key)),
+            _ => false,
+        }
     }
 }

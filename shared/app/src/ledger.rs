@@ -21,7 +21,7 @@ use manifold_aws::{StoreError, events::publish};
 use manifold_connectors::CallContext;
 use manifold_domain::{
     Order, OrderId, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
-    events::{EventDetail, EventKind, event_id},
+    events::{EventDetail, EventKind, OrderEventV1, event_id},
 };
 use manifold_ledger::{
     Change, Ledger, OrderReservation, Position, PositionKey, ReleaseOutcome, ReservationRecord, ReservationState,
@@ -117,7 +117,9 @@ impl App {
         async {
             match detail_type {
                 "OrderAccepted" | "OrderUpdated" | "OrderCancelled" => {
-                    let order: Order = serde_json::from_value(data).map_err(decode("order"))?;
+                    // Ids and business fields only (no buyer, no addresses): all a reservation needs.
+                    let event: OrderEventV1 = serde_json::from_value(data).map_err(decode("order"))?;
+                    let order = event.into_order();
                     tracing::Span::current().record("order_id", order.id.as_str());
                     tracing::Span::current().record("channel", order.channel.as_str());
                     self.apply_order(&order, &trace_id, now).await
@@ -299,7 +301,7 @@ impl App {
         if self.state.get_marker(&announced).await?.is_none() {
             let mut marked = order.clone();
             marked.oversold = Some(oversell.clone());
-            let detail = EventDetail::new(EventKind::OrderOversold, trace_id, now, &marked)
+            let detail = EventDetail::new(EventKind::OrderOversold, trace_id, now, OrderEventV1::from(&marked))
                 .with_id(event_id(EventKind::OrderOversold, &[order.id.as_str()]));
             publish(self.bus.as_ref(), &detail).await?;
             self.state.set_marker(&announced, &now.to_rfc3339()).await?;

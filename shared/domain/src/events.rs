@@ -1,10 +1,20 @@
 //! Domain events on the EventBridge bus: the internal, versioned interface that ERPs and CRMs
 //! subscribe to. `source` is always [`EVENT_SOURCE`]; `detail-type` is the [`EventKind`]; the detail
-//! carries the schema version, the trace id and the canonical record.
+//! carries the schema version, the event id, the trace id and the payload.
+//!
+//! Events carry ids and business fields, never customer contact data: everything on the bus is kept
+//! by its archive (30 days, replayable) and copied to every subscriber's queue, so an email or an
+//! address published once would be out of reach of any erasure. Order events carry an
+//! [`OrderEventV1`] (the order without its buyer, phone or addresses); a consumer that needs those
+//! reads the canonical record from the `RecordsTable` by the order id.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    AccountId, Channel, Currency, Order, OrderCustomer, OrderId, OrderLine, OrderStatus, OrderWarning, Oversell, Totals,
+};
 
 /// The EventBridge `source` of every Manifold event.
 pub const EVENT_SOURCE: &str = "manifold";
@@ -76,4 +86,82 @@ impl<T> EventDetail<T> {
 /// position version), so publishing the same fact twice yields the same id.
 pub fn event_id(kind: EventKind, parts: &[&str]) -> String {
     format!("{}:{}", kind.as_str(), parts.join(":"))
+}
+
+/// The `data` of the order events (`OrderAccepted`, `OrderUpdated`, `OrderCancelled`,
+/// `OrderOversold`), version 1: what the order is about (ids, channel, status, lines with their SKUs and
+/// quantities, money, the version it was taken at, the oversell decision) and nothing about who bought
+/// it. The buyer's name, email and phone and the shipping and billing addresses stay in the canonical
+/// record; there is deliberately no field to put them in.
+///
+/// Unknown fields are tolerated (not denied) on reading, so a consumer keeps working while events of
+/// an older shape, or with a field added compatibly, are still in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderEventV1 {
+    /// `{channel}:{account}:{channel_order_id}`: the key of the canonical record.
+    pub id: OrderId,
+    pub channel: Channel,
+    pub account: AccountId,
+    pub channel_order_id: String,
+    pub order_number: String,
+    pub status: OrderStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub currency: Currency,
+    /// The lines as the record holds them: ids, SKUs, product titles, quantities and money.
+    pub lines: Vec<OrderLine>,
+    pub totals: Totals,
+    /// The channel's update marker the record was stored at (epoch milliseconds).
+    pub source_version: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<OrderWarning>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversold: Option<Oversell>,
+}
+
+impl From<&Order> for OrderEventV1 {
+    fn from(o: &Order) -> Self {
+        Self {
+            id: o.id.clone(),
+            channel: o.channel,
+            account: o.account.clone(),
+            channel_order_id: o.channel_order_id.clone(),
+            order_number: o.order_number.clone(),
+            status: o.status,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            currency: o.currency,
+            lines: o.lines.clone(),
+            totals: o.totals.clone(),
+            source_version: o.source_version,
+            warnings: o.warnings.clone(),
+            oversold: o.oversold.clone(),
+        }
+    }
+}
+
+impl OrderEventV1 {
+    /// The order as the event knows it, for consumers that work on business fields only (the ledger):
+    /// every field of the record except the buyer and the addresses, which are empty.
+    pub fn into_order(self) -> Order {
+        Order {
+            id: self.id,
+            channel: self.channel,
+            account: self.account,
+            channel_order_id: self.channel_order_id,
+            order_number: self.order_number,
+            status: self.status,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            currency: self.currency,
+            lines: self.lines,
+            totals: self.totals,
+            customer: OrderCustomer::default(),
+            shipping_address: None,
+            billing_address: None,
+            source_version: self.source_version,
+            warnings: self.warnings,
+            oversold: self.oversold,
+        }
+    }
 }

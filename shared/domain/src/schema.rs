@@ -1,9 +1,13 @@
-//! JSON Schemas of the canonical records, generated from the types so they cannot drift.
+//! JSON Schemas of the canonical records and of the event payloads, generated from the types so they
+//! cannot drift.
 //! `schemas/*.json` are the committed copies; the test below fails when code and files disagree.
 
 use schemars::{JsonSchema, Schema, schema_for};
 
-use crate::{Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, Record, Refund, Shipment};
+use crate::{
+    Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, Record, Refund, Shipment,
+    events::{EventDetail, OrderEventV1},
+};
 
 /// Every published schema, by file stem.
 pub fn all() -> Vec<(&'static str, Schema)> {
@@ -20,6 +24,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("refund.v1", one::<Refund>()),
         ("customer.v1", one::<Customer>()),
         ("record.v1", one::<Record>()),
+        // The detail of OrderAccepted, OrderUpdated, OrderCancelled and OrderOversold on the bus.
+        ("order_event.v1", one::<EventDetail<OrderEventV1>>()),
     ]
 }
 
