@@ -134,15 +134,15 @@ impl App {
             }
             other => {
                 let (kind_name, id) = manifold_aws::records::record_key(&other);
-                let event = match &other {
-                    Record::Shipment(_) => Some(EventKind::ShipmentCreated),
-                    Record::Refund(_) => Some(EventKind::RefundCreated),
-                    Record::Product(_) => Some(EventKind::ProductChanged),
-                    _ => None,
+                // The event's data is the record itself (a Shipment, a Refund, a Product), as the ledger and
+                // every other consumer read it, not the `Record` envelope around it.
+                let trace = envelope.trace_id.as_str();
+                let (event, outbox) = match &other {
+                    Record::Shipment(r) => record_event(EventKind::ShipmentCreated, &key, trace, now, r)?,
+                    Record::Refund(r) => record_event(EventKind::RefundCreated, &key, trace, now, r)?,
+                    Record::Product(r) => record_event(EventKind::ProductChanged, &key, trace, now, r)?,
+                    _ => (None, None),
                 };
-                let outbox = event
-                    .map(|kind| outbox_event(kind, &key, EventDetail::new(kind, &envelope.trace_id, now, &other)))
-                    .transpose()?;
                 let outbox = outbox.as_slice();
                 let written = self.records.put_record(&other, &key, &envelope.trace_id, now, outbox).await?;
                 if !written {
@@ -261,6 +261,18 @@ pub(crate) fn order_detail(
 }
 
 /// An outbox entry for an event about what `ingest_key` stored; its id is stable for that message.
+/// The event a stored non-order record implies, with the record as its data.
+fn record_event<T: serde::Serialize>(
+    kind: EventKind,
+    ingest_key: &str,
+    trace_id: &str,
+    now: DateTime<Utc>,
+    record: &T,
+) -> Result<(Option<EventKind>, Option<OutboxEvent>), StoreError> {
+    let event = outbox_event(kind, ingest_key, EventDetail::new(kind, trace_id, now, record))?;
+    Ok((Some(kind), Some(event)))
+}
+
 fn outbox_event<T: serde::Serialize>(
     kind: EventKind,
     ingest_key: &str,
