@@ -46,25 +46,13 @@ use crate::{
     support,
 };
 
-const EXAMPLE: &str = include_str!("../../infra/channels.example.toml");
-const SHOPIFY_ORDER: &str =
-    include_str!("../../shared/normalize/fixtures/shopify/order-1073459981-rest-2026-07-create-paid.json");
-const BC_WEBHOOK: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/webhook-store-order-created.json");
-const BC_ORDER: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-218-get.json");
-const BC_PRODUCTS: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-products-list.json");
-const BC_ADDRESSES: &str =
-    include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-shipping-addresses-list.json");
-const AMAZON_NOTIFICATION: &str = include_str!("../../shared/normalize/fixtures/amazon/order-change-notification.json");
-const AMAZON_ORDER: &str =
-    include_str!("../../shared/normalize/fixtures/amazon/orders-v0-getOrder-sandbox-TEST_CASE_200.json");
-const AMAZON_ITEMS: &str =
-    include_str!("../../shared/normalize/fixtures/amazon/orders-v0-getOrderItems-sandbox-TEST_CASE_200.json");
+use crate::fixtures::{
+    AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER, BC_ADDRESSES, BC_ORDER, BC_PRODUCTS, BC_WEBHOOK, ETSY_SECRET,
+    EXAMPLE, SECRET, SHOPIFY_ORDER,
+};
+
 const ZALANDO_ORDER: &str =
     include_str!("../../shared/normalize/fixtures/zalando/order-jsonapi-written-from-docs.json");
-
-/// Every test account's webhook secret (Etsy's is a Standard Webhooks secret).
-const SECRET: &str = "test-webhook-secret";
-const ETSY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Grants a role needs that this scenario cannot make the code use, with the reason.
 const NOT_EXERCISED: &[(&str, &str)] = &[(

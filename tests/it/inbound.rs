@@ -13,24 +13,10 @@ use manifold_simulator::{SimConfig, SimHandle, Simulator};
 
 use crate::support::{Stack, lambda_event};
 
-const EXAMPLE: &str = include_str!("../../infra/channels.example.toml");
-const SHOPIFY_ORDER: &str =
-    include_str!("../../shared/normalize/fixtures/shopify/order-1073459981-rest-2026-07-create-paid.json");
-const BC_WEBHOOK: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/webhook-store-order-created.json");
-const BC_ORDER: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-218-get.json");
-const BC_PRODUCTS: &str = include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-products-list.json");
-const BC_ADDRESSES: &str =
-    include_str!("../../shared/normalize/fixtures/bigcommerce/v2-order-shipping-addresses-list.json");
-const AMAZON_NOTIFICATION: &str = include_str!("../../shared/normalize/fixtures/amazon/order-change-notification.json");
-const AMAZON_ORDER: &str =
-    include_str!("../../shared/normalize/fixtures/amazon/orders-v0-getOrder-sandbox-TEST_CASE_200.json");
-const AMAZON_ITEMS: &str =
-    include_str!("../../shared/normalize/fixtures/amazon/orders-v0-getOrderItems-sandbox-TEST_CASE_200.json");
-
-/// The webhook secret every test account uses.
-const SECRET: &str = "test-webhook-secret";
-/// Etsy's Standard Webhooks secret (base64 after `whsec_`).
-const ETSY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+use crate::fixtures::{
+    AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER, BC_ADDRESSES, BC_ORDER, BC_PRODUCTS, BC_WEBHOOK, ETSY_SECRET,
+    EXAMPLE, SECRET, SHOPIFY_ORDER,
+};
 
 /// The token entered with the eBay notification destination (32 to 80 of `[A-Za-z0-9_-]`).
 const EBAY_VERIFICATION_TOKEN: &str = "manifold_verification_token_0123456789";

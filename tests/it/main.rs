@@ -2,6 +2,7 @@
 //! channel simulators on loopback. One binary, one module per capability.
 
 mod awsproxy;
+mod fixtures;
 mod support;
 
 mod config;
