@@ -26,6 +26,9 @@ pub(crate) struct Harness {
     pub(crate) stack: Stack,
     pub(crate) app: App,
     pub(crate) sim: SimHandle,
+    /// What `app` was built from, so a test can cold-start another context on the same stack.
+    config: ChannelConfig,
+    secrets: HashMap<String, String>,
 }
 
 impl Harness {
@@ -56,10 +59,20 @@ impl Harness {
                 .to_string(),
             );
         }
+        let app = Self::build(&stack, &config, &secrets);
+        Self { stack, app, sim, config, secrets }
+    }
+
+    fn build(stack: &Stack, config: &ChannelConfig, secrets: &HashMap<String, String>) -> App {
         let settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
-        let app =
-            App::build(config, stack.env.clone(), settings, &stack.sdk, Arc::new(StaticSecrets(secrets))).unwrap();
-        Self { stack, app, sim }
+        let secrets = Arc::new(StaticSecrets(secrets.clone()));
+        App::build(config.clone(), stack.env.clone(), settings, &stack.sdk, secrets).unwrap()
+    }
+
+    /// A new application context on the same stack, simulator and configuration, as a function's
+    /// cold start builds it: no port built yet.
+    pub(crate) fn cold_start(&self) -> App {
+        Self::build(&self.stack, &self.config, &self.secrets)
     }
 
     /// Runs the ingest consumer over what the webhook enqueued, as the event source mapping would.

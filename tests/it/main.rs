@@ -13,6 +13,7 @@ mod ledger;
 mod ops;
 mod outbound;
 mod pipeline;
+mod ports;
 mod push;
 mod records;
 mod recovery;

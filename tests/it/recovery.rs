@@ -26,7 +26,7 @@ fn key(sku: &str) -> PositionKey {
 /// The harness's app with its event bus failing the calls numbered in `fail` (1-based).
 fn with_failing_bus(h: &Harness, fail: impl IntoIterator<Item = usize>) -> App {
     let mut app = h.app.clone();
-    app.bus = Arc::new(FailingCalls::new(h.app.bus.clone(), fail));
+    app.bus = app.ports.ready("bus", Arc::new(FailingCalls::new(h.app.bus.get().clone(), fail)));
     app
 }
 
@@ -137,7 +137,7 @@ async fn an_enqueue_failing_after_the_gate_write_is_pushed_by_the_next_stock_tie
     let mut broken = h.app.clone();
     let mut urls = h.stack.env.push_queues.clone();
     urls.insert(Channel::Ebay, format!("{ebay}-missing"));
-    broken.push_queue = SqsPushQueue::new(h.app.sqs.clone(), urls);
+    broken.push_queue = broken.ports.ready("push_queue", SqsPushQueue::new(h.app.sqs.get().clone(), urls));
     let update = OnHandUpdate { on_hand: 6, location: None, source_ref: Some("erp-gate".into()) };
     assert!(broken.set_on_hand("IPOD2009BLACK", &update, "t-gate", Utc::now()).await.is_err());
     let version = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().version;
@@ -163,7 +163,7 @@ async fn an_erp_count_retried_after_a_failed_fan_out_finishes_the_fan_out() {
     let mut broken = h.app.clone();
     let mut urls = h.stack.env.push_queues.clone();
     urls.insert(Channel::Ebay, format!("{ebay}-missing"));
-    broken.push_queue = SqsPushQueue::new(h.app.sqs.clone(), urls);
+    broken.push_queue = broken.ports.ready("push_queue", SqsPushQueue::new(h.app.sqs.get().clone(), urls));
     let update = OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-retry".into()) };
     assert!(broken.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.is_err());
 
@@ -194,10 +194,13 @@ async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malform
     let proxy = AwsProxy::new(&support::endpoint(), "123456789012");
     let sdk = sdk_via(proxy.listen("InventoryApiFunction").await).await;
     let mut app = h.app.clone();
-    app.ledger = Arc::new(manifold_ledger::StockLedger::new(
-        manifold_ledger::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &h.stack.env.ledger_table)
-            .emulator_safe(),
-    ));
+    app.ledger = app.ports.ready(
+        "ledger",
+        Arc::new(manifold_ledger::StockLedger::new(
+            manifold_ledger::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &h.stack.env.ledger_table)
+                .emulator_safe(),
+        )),
+    );
     // The count's commit (position, entry and source marker: one TransactWriteItems, authorized as
     // PutItem per item) is cancelled once, as DynamoDB does under throttling.
     let cancelled = AwsFault::Fail { status: 400, code: "TransactionCanceledException".into() };

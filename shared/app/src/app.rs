@@ -30,6 +30,8 @@ use manifold_ledger::{
 };
 use tokio::sync::RwLock;
 
+use crate::port::{Port, Registry};
+
 use crate::{
     config::{ConfigSource, LiveConfig},
     outcome::Failure,
@@ -95,33 +97,39 @@ pub enum StartupError {
     Http(#[from] reqwest::Error),
 }
 
+/// Timeout of every channel call and key lookup.
+const HTTP_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+
 /// Connectors by channel and account, built on first use with the account's credentials.
 type ConnectorCache = HashMap<(Channel, String), Arc<dyn ChannelConnector>>;
 
-/// Everything a handler needs.
+/// Everything a handler needs. Every client and store is a [`Port`]: built on its first use, so a
+/// function's cold start pays only for the ports its handlers touch (see [`App::built_ports`]).
 #[derive(Clone)]
 pub struct App {
     /// The channel configuration, reloaded when its object in the ConfigBucket changes.
     pub live_config: Arc<LiveConfig>,
     pub env: AwsEnv,
     pub settings: Settings,
-    pub records: Arc<dyn RecordStore>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
-    pub quarantine: Arc<dyn Quarantine>,
-    pub queue: Arc<dyn MessageQueue>,
-    pub bus: Arc<dyn EventPublisher>,
+    /// Which ports have been built, and the factory of replacements (tests).
+    pub ports: Registry,
+    pub records: Port<Arc<dyn RecordStore>>,
+    pub idempotency: Port<Arc<dyn IdempotencyStore>>,
+    pub quarantine: Port<Arc<dyn Quarantine>>,
+    pub queue: Port<Arc<dyn MessageQueue>>,
+    pub bus: Port<Arc<dyn EventPublisher>>,
     pub secrets: Arc<dyn SecretSource>,
-    pub verifier: Arc<Verifier>,
-    pub state: StateStore,
+    pub verifier: Port<Verifier>,
+    pub state: Port<StateStore>,
     /// The inventory ledger (LedgerTable).
-    pub ledger: Arc<DynamoLedger>,
+    pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
-    pub push_gate: PushGate,
+    pub push_gate: Port<PushGate>,
     /// One push queue per channel.
-    pub push_queue: SqsPushQueue,
-    pub ddb: aws_sdk_dynamodb::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    pub http: reqwest::Client,
+    pub push_queue: Port<SqsPushQueue>,
+    pub ddb: Port<aws_sdk_dynamodb::Client>,
+    pub sqs: Port<aws_sdk_sqs::Client>,
+    pub http: Port<reqwest::Client>,
     connectors: Arc<RwLock<ConnectorCache>>,
     /// eBay application tokens (client credentials) for the notification key lookups, per account.
     pub(crate) ebay_key_tokens: Arc<RwLock<HashMap<String, Arc<dyn manifold_connectors::token::TokenProvider>>>>,
@@ -168,45 +176,97 @@ impl App {
         secrets: Arc<dyn SecretSource>,
     ) -> Result<Self, StartupError> {
         let snapshot = config.snapshot();
-        let ddb = aws_sdk_dynamodb::Client::new(sdk);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        let http = reqwest::Client::builder().timeout(StdDuration::from_secs(10)).build()?;
+        // Checked now, so a bad setting is an init error rather than a panic on first use.
+        reqwest::Client::builder().timeout(HTTP_TIMEOUT).build()?;
+        let ports = Registry::default();
+        let ddb = ports.lazy("ddb", {
+            let sdk = sdk.clone();
+            move || aws_sdk_dynamodb::Client::new(&sdk)
+        });
+        let sqs = ports.lazy("sqs", {
+            let sdk = sdk.clone();
+            move || aws_sdk_sqs::Client::new(&sdk)
+        });
+        let http = ports.lazy("http", || {
+            reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().expect("the same builder succeeded at startup")
+        });
         // eBay's notification keys come from its API host (the simulator locally).
         let ebay_endpoint = snapshot
             .accounts
             .iter()
             .find(|a| a.channel == Channel::Ebay)
             .map_or_else(|| "https://api.ebay.com".to_owned(), |a| a.endpoint.clone());
+        let emulator_safe = settings.emulator_safe_ledger;
+        let retention = settings.quarantine_retention;
         Ok(Self {
             live_config: Arc::new(config),
-            records: Arc::new(
-                DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table)
-                    .emulator_safe(settings.emulator_safe_ledger),
-            ),
-            idempotency: Arc::new(DynamoIdempotency::new(ddb.clone(), &env.idempotency_table)),
-            quarantine: Arc::new(
-                DynamoQuarantine::new(ddb.clone(), &env.quarantine_table).with_retention(settings.quarantine_retention),
-            ),
-            queue: Arc::new(SqsQueue::new(sqs.clone())),
-            bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &env.event_bus)),
+            records: ports.lazy("records", {
+                let (ddb, env) = (ddb.clone(), env.clone());
+                move || -> Arc<dyn RecordStore> {
+                    Arc::new(
+                        DynamoRecords::new(ddb.get().clone(), &env.records_table, &env.idempotency_table)
+                            .emulator_safe(emulator_safe),
+                    )
+                }
+            }),
+            idempotency: ports.lazy("idempotency", {
+                let (ddb, table) = (ddb.clone(), env.idempotency_table.clone());
+                move || -> Arc<dyn IdempotencyStore> { Arc::new(DynamoIdempotency::new(ddb.get().clone(), &table)) }
+            }),
+            quarantine: ports.lazy("quarantine", {
+                let (ddb, table) = (ddb.clone(), env.quarantine_table.clone());
+                move || -> Arc<dyn Quarantine> {
+                    Arc::new(DynamoQuarantine::new(ddb.get().clone(), &table).with_retention(retention))
+                }
+            }),
+            queue: ports.lazy("queue", {
+                let sqs = sqs.clone();
+                move || -> Arc<dyn MessageQueue> { Arc::new(SqsQueue::new(sqs.get().clone())) }
+            }),
+            bus: ports.lazy("bus", {
+                let (sdk, bus) = (sdk.clone(), env.event_bus.clone());
+                move || -> Arc<dyn EventPublisher> {
+                    Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &bus))
+                }
+            }),
             secrets,
-            verifier: Arc::new(Verifier::new(Arc::new(HttpPublicKeySource::new(http.clone(), ebay_endpoint)))),
-            state: StateStore::new(ddb.clone(), &env.state_table),
-            ledger: Arc::new(StockLedger::new(if settings.emulator_safe_ledger {
-                DynamoStore::new(ddb.clone(), &env.ledger_table).emulator_safe()
-            } else {
-                DynamoStore::new(ddb.clone(), &env.ledger_table)
-            })),
-            push_gate: PushGate::new(ddb.clone(), &env.state_table),
-            push_queue: SqsPushQueue::new(sqs.clone(), env.push_queues.clone()),
+            verifier: ports.lazy("verifier", {
+                let http = http.clone();
+                move || Verifier::new(Arc::new(HttpPublicKeySource::new(http.get().clone(), ebay_endpoint)))
+            }),
+            state: ports.lazy("state", {
+                let (ddb, table) = (ddb.clone(), env.state_table.clone());
+                move || StateStore::new(ddb.get().clone(), &table)
+            }),
+            ledger: ports.lazy("ledger", {
+                let (ddb, table) = (ddb.clone(), env.ledger_table.clone());
+                move || {
+                    let store = DynamoStore::new(ddb.get().clone(), &table);
+                    Arc::new(StockLedger::new(if emulator_safe { store.emulator_safe() } else { store }))
+                }
+            }),
+            push_gate: ports.lazy("push_gate", {
+                let (ddb, table) = (ddb.clone(), env.state_table.clone());
+                move || PushGate::new(ddb.get().clone(), &table)
+            }),
+            push_queue: ports.lazy("push_queue", {
+                let (sqs, urls) = (sqs.clone(), env.push_queues.clone());
+                move || SqsPushQueue::new(sqs.get().clone(), urls)
+            }),
             ddb,
             sqs,
             http,
             env,
             settings,
+            ports,
             connectors: Arc::default(),
             ebay_key_tokens: Arc::default(),
         })
+    }
+
+    /// The ports built so far (a cold start builds none; each handler builds the ones it uses).
+    pub fn built_ports(&self) -> std::collections::BTreeSet<&'static str> {
+        self.ports.built()
     }
 
     /// The configuration now: re-checks the stored object when its refresh interval has passed.
@@ -233,7 +293,7 @@ impl App {
         }
         let creds = self.credentials(&account.secret).await?;
         let builder =
-            AccountConnector { account: account.clone(), secrets: self.secrets.clone(), http: self.http.clone() };
+            AccountConnector { account: account.clone(), secrets: self.secrets.clone(), http: self.http.get().clone() };
         let connector: Arc<dyn ChannelConnector> = Arc::new(Reauthorizing::new(builder.build(creds), builder));
         self.connectors.write().await.insert(key, connector.clone());
         Ok(connector)

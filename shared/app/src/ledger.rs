@@ -339,7 +339,7 @@ impl App {
             return Ok(0);
         }
         let report: FanoutReport =
-            fan_out(&*self.config().await, positions, &self.push_gate, &self.push_queue, Some(trace_id))
+            fan_out(&*self.config().await, positions, &self.push_gate, &*self.push_queue, Some(trace_id))
                 .await
                 .map_err(|e| {
                     if e.is_retryable() {

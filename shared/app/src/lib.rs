@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod local;
 pub mod outcome;
+pub mod port;
 pub mod push;
 pub mod scheduler;
 pub mod sqs;

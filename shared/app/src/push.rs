@@ -657,7 +657,7 @@ impl App {
     /// (`BREAKER#{channel}#{account}`).
     pub fn breaker(&self, account: &AccountConfig) -> CircuitBreaker<DynamoBreakerStore> {
         CircuitBreaker::new(
-            DynamoBreakerStore::new(self.ddb.clone(), &self.env.state_table),
+            DynamoBreakerStore::new(self.ddb.get().clone(), &self.env.state_table),
             format!("{}#{}", account.channel, account.account),
             self.settings.push.breaker,
         )

@@ -80,7 +80,7 @@ impl App {
             positions.push(position);
         }
         report.positions = positions.len();
-        let fanned = fan_out(&*self.config().await, &positions, &self.push_gate, &self.push_queue, None)
+        let fanned = fan_out(&*self.config().await, &positions, &self.push_gate, &*self.push_queue, None)
             .await
             .map_err(|e| Failure::Transient(Box::new(e)))?;
         report.push_jobs = fanned.enqueued.len();
