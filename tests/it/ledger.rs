@@ -369,3 +369,29 @@ async fn fan_out_coalesces_and_never_pushes_a_stale_value() {
     assert_eq!(versions, [2, 3].into_iter().collect());
     assert!(jobs.iter().all(|j| j.channel_sku == "SHOP-TEE-BLK-M"));
 }
+
+#[tokio::test]
+async fn a_held_order_that_ships_anyway_leaves_on_hand_once_and_a_backordered_one_ships_what_it_holds() {
+    let ledger = ledger().await;
+    stock(&ledger, &[("HELD-A", 2), ("HELD-B", 5)]).await;
+    let held = order(Channel::Shopify, "held-1", &[("HELD-A", 3)], OversellAction::Hold);
+    assert!(matches!(ledger.reserve_order(&held).await.unwrap().outcome, ReserveOutcome::Oversold { .. }));
+    // Shipped although nothing was reserved: on-hand goes down by the three units, reserved stays.
+    ledger.ship_order(&held.order_id, &Scope::WholeOrder, "ship-held").await.unwrap();
+    ledger.ship_order(&held.order_id, &Scope::WholeOrder, "ship-held").await.unwrap();
+    ledger.ship_order(&held.order_id, &Scope::WholeOrder, "fulfilled").await.unwrap();
+    assert_eq!(triple(&ledger, "HELD-A").await, (-1, 0, -1));
+    let rec = ledger.reservation(&held.order_id).await.unwrap().unwrap();
+    assert_eq!(rec.state, ReservationState::Shipped);
+
+    // A backordered order holds all its units: shipping it takes them out of `reserved`.
+    let back = order(Channel::Ebay, "back-1", &[("HELD-B", 7)], OversellAction::Backorder);
+    ledger.reserve_order(&back).await.unwrap();
+    assert_eq!(triple(&ledger, "HELD-B").await, (5, 7, -2));
+    ledger.ship_order(&back.order_id, &Scope::Lines(vec![("line-0".into(), 7)]), "ship-back").await.unwrap();
+    ledger.ship_order(&back.order_id, &Scope::Lines(vec![("line-0".into(), 7)]), "ship-back").await.unwrap();
+    assert_eq!(triple(&ledger, "HELD-B").await, (-2, 0, -2));
+    let entries = ledger.store().entries(&key("HELD-A")).await.unwrap();
+    assert_eq!(entries.len(), 2, "the count and one shipment: {entries:?}");
+    assert_eq!((entries[1].on_hand_delta, entries[1].reserved_delta), (-3, 0));
+}

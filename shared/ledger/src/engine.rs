@@ -1,6 +1,11 @@
 //! The ledger's rules, written once over any [`Store`]: reserve all or nothing, release and ship
 //! exactly what was reserved and only once, set on-hand without touching reservations.
 //!
+//! A shipment is a fact, not a request: units of the shipped lines that the order does not hold (a
+//! held order the merchant shipped anyway, an increase that could not be reserved) leave on-hand
+//! without touching `reserved`, so a shipment never leaves phantom stock; the per-line `shipped`
+//! counters and `applied_refs` make every unit count once however often the shipment is replayed.
+//!
 //! Concurrency control is optimistic: read the positions, decide, and commit new values conditional on
 //! the versions read. A commit that loses a race re-reads and decides again, so a reservation only
 //! ever lands when `on_hand - reserved >= qty` held at the version it replaced, and every entry records
@@ -25,8 +30,27 @@ use crate::{
     store::{Commit, CommitError, Entry, POSITIONS_PER_COMMIT, PositionWrite, RecordWrite, SourceMarker, Store},
 };
 
+/// Units to move at one position: `held` out of what the order holds there, and (shipments only)
+/// `unheld` units the order never held (a held order that ships anyway, an increase that could not be
+/// reserved), which leave on-hand without touching `reserved`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Qty {
+    held: u64,
+    unheld: u64,
+}
+
+impl Qty {
+    fn held(held: u64) -> Self {
+        Self { held, unheld: 0 }
+    }
+
+    fn total(self) -> u64 {
+        self.held + self.unheld
+    }
+}
+
 /// Units to move per position.
-type Deltas = BTreeMap<PositionKey, u64>;
+type Deltas = BTreeMap<PositionKey, Qty>;
 
 /// Attempts before a call gives up under contention (the error is retryable).
 const MAX_ATTEMPTS: u32 = 100;
@@ -256,11 +280,11 @@ impl<S: Store> StockLedger<S> {
     ) -> Result<(ReservationRecord, Vec<Position>), LedgerError> {
         let mut changed = Vec::new();
         while !rec.held.is_empty() {
-            let chunk: BTreeMap<PositionKey, u64> = rec
+            let chunk: Deltas = rec
                 .held
                 .iter()
                 .take(self.chunk)
-                .map(|h| (PositionKey::new(h.sku.clone(), h.location.clone()), h.quantity))
+                .map(|h| (PositionKey::new(h.sku.clone(), h.location.clone()), Qty::held(h.quantity)))
                 .collect();
             let (next, positions) = self.commit_movement(&rec, &chunk, movement, trace_id, |_| {}).await?;
             rec = next;
@@ -274,7 +298,7 @@ impl<S: Store> StockLedger<S> {
     async fn commit_movement(
         &self,
         rec: &ReservationRecord,
-        deltas: &BTreeMap<PositionKey, u64>,
+        deltas: &Deltas,
         movement: Movement,
         trace_id: Option<&str>,
         finish: impl Fn(&mut ReservationRecord),
@@ -286,7 +310,7 @@ impl<S: Store> StockLedger<S> {
             next.rev += 1;
             next.updated_at = Utc::now();
             for (key, qty) in deltas {
-                next.add_held(key, -signed(*qty));
+                next.add_held(key, -signed(qty.held));
             }
             finish(&mut next);
             let kind = match movement {
@@ -357,14 +381,8 @@ impl<S: Store> StockLedger<S> {
                 return Err(LedgerError::InProgress(order.clone()));
             }
             let (deltas, line_moves) = match scope {
-                Scope::WholeOrder => (
-                    rec.held
-                        .iter()
-                        .map(|h| (PositionKey::new(h.sku.clone(), h.location.clone()), h.quantity))
-                        .collect::<BTreeMap<_, _>>(),
-                    rec.lines.iter().map(|l| (l.line_id.clone(), l.outstanding())).collect::<Vec<_>>(),
-                ),
-                Scope::Lines(lines) => line_deltas(&rec, lines)?,
+                Scope::WholeOrder => whole_order_deltas(&rec, movement),
+                Scope::Lines(lines) => line_deltas(&rec, lines, movement)?,
             };
             if matches!(scope, Scope::Lines(_)) && deltas.len() > self.chunk {
                 return Err(LedgerError::Invalid(format!(
@@ -417,7 +435,7 @@ impl<S: Store> StockLedger<S> {
             let chunks: Vec<&[PositionKey]> = keys.chunks(self.chunk).collect();
             let last = chunks.len() - 1;
             for (i, chunk) in chunks.into_iter().enumerate() {
-                let part: BTreeMap<PositionKey, u64> = chunk.iter().map(|k| (k.clone(), deltas[k])).collect();
+                let part: Deltas = chunk.iter().map(|k| (k.clone(), deltas[k])).collect();
                 let step = self
                     .commit_movement(&rec, &part, movement, None, |r| {
                         if i == last {
@@ -440,7 +458,7 @@ impl<S: Store> StockLedger<S> {
                 if i == last {
                     let moved = deltas
                         .iter()
-                        .map(|(k, q)| Held { sku: k.sku.clone(), location: k.location.clone(), quantity: *q })
+                        .map(|(k, q)| Held { sku: k.sku.clone(), location: k.location.clone(), quantity: q.total() })
                         .collect();
                     debug!(order_id = %order, ?movement, "stock moved");
                     return Ok(Change { outcome: ReleaseOutcome::Applied { moved }, positions: changed });
@@ -596,8 +614,41 @@ pub fn shortages(required: &BTreeMap<PositionKey, u64>, positions: &[Position]) 
         .collect()
 }
 
-fn line_deltas(rec: &ReservationRecord, lines: &[(String, u32)]) -> Result<(Deltas, Vec<(String, u32)>), LedgerError> {
-    let mut deltas = BTreeMap::new();
+/// A whole-order release gives back everything held; a whole-order shipment ships every line's
+/// outstanding units: what the order holds leaves `reserved` and on-hand, the rest (never reserved)
+/// leaves on-hand only.
+fn whole_order_deltas(rec: &ReservationRecord, movement: Movement) -> (Deltas, Vec<(String, u32)>) {
+    let mut deltas: Deltas =
+        rec.held.iter().map(|h| (PositionKey::new(h.sku.clone(), h.location.clone()), Qty::held(h.quantity))).collect();
+    let line_moves: Vec<(String, u32)> = rec.lines.iter().map(|l| (l.line_id.clone(), l.outstanding())).collect();
+    if movement == Movement::Ship {
+        for (key, needed) in units_needed(rec, &line_moves) {
+            let q = deltas.entry(key).or_default();
+            q.unheld = needed.saturating_sub(q.held);
+        }
+        deltas.retain(|_, q| q.total() > 0);
+    }
+    (deltas, line_moves)
+}
+
+/// Units per position that `(line_id, units)` take from stock.
+fn units_needed(rec: &ReservationRecord, line_moves: &[(String, u32)]) -> BTreeMap<PositionKey, u64> {
+    let mut needed = BTreeMap::new();
+    for (line_id, units) in line_moves {
+        let Some(line) = rec.lines.iter().find(|l| &l.line_id == line_id) else { continue };
+        for c in &line.components {
+            *needed.entry(PositionKey::new(c.sku.clone(), rec.location.clone())).or_insert(0) +=
+                u64::from(*units) * u64::from(c.per_unit);
+        }
+    }
+    needed
+}
+
+fn line_deltas(
+    rec: &ReservationRecord,
+    lines: &[(String, u32)],
+    movement: Movement,
+) -> Result<(Deltas, Vec<(String, u32)>), LedgerError> {
     let mut moves = Vec::new();
     for (line_id, units) in lines {
         let Some(line) = rec.lines.iter().find(|l| &l.line_id == line_id) else {
@@ -612,16 +663,18 @@ fn line_deltas(rec: &ReservationRecord, lines: &[(String, u32)]) -> Result<(Delt
             continue;
         }
         moves.push((line_id.clone(), units));
-        for c in &line.components {
-            *deltas.entry(PositionKey::new(c.sku.clone(), rec.location.clone())).or_insert(0) +=
-                u64::from(units) * u64::from(c.per_unit);
-        }
     }
-    // Never move more than the order holds (a back-ordered order may hold less than its lines).
-    for (key, qty) in &mut deltas {
-        *qty = (*qty).min(rec.held_quantity(key));
-    }
-    deltas.retain(|_, q| *q > 0);
+    // What the order holds moves first. A release never gives back more than the order holds (a
+    // partly reserved order holds less than its lines); a shipment takes the rest from on-hand alone.
+    let mut deltas: Deltas = units_needed(rec, &moves)
+        .into_iter()
+        .map(|(key, needed)| {
+            let held = needed.min(rec.held_quantity(&key));
+            let unheld = if movement == Movement::Ship { needed - held } else { 0 };
+            (key, Qty { held, unheld })
+        })
+        .collect();
+    deltas.retain(|_, q| q.total() > 0);
     Ok((deltas, moves))
 }
 
@@ -681,19 +734,22 @@ struct EntryContext<'a> {
 
 fn moves(positions: &[Position], deltas: &BTreeMap<PositionKey, u64>, kind: Move, req: &OrderReservation) -> Commit {
     let ctx = EntryContext { order_id: &req.order_id, channel: req.channel, trace_id: req.trace_id.as_deref() };
-    moves_with(positions, deltas, kind, &ctx)
+    let deltas: Deltas = deltas.iter().map(|(k, q)| (k.clone(), Qty::held(*q))).collect();
+    moves_with(positions, &deltas, kind, &ctx)
 }
 
 /// New position values and their entries for moving `deltas`; conditional on the versions read.
-fn moves_with(positions: &[Position], deltas: &BTreeMap<PositionKey, u64>, kind: Move, ctx: &EntryContext) -> Commit {
+fn moves_with(positions: &[Position], deltas: &Deltas, kind: Move, ctx: &EntryContext) -> Commit {
     let at = Utc::now();
     let mut commit = Commit::default();
     for old in positions {
-        let Some(qty) = deltas.get(&old.key()).map(|q| signed(*q)) else { continue };
+        let Some(qty) = deltas.get(&old.key()) else { continue };
+        let (held, total) = (signed(qty.held), signed(qty.total()));
         let (on_hand_delta, reserved_delta) = match kind {
-            Move::Reserve => (0, qty),
-            Move::Release => (0, -qty),
-            Move::Ship => (-qty, -qty),
+            Move::Reserve => (0, held),
+            Move::Release => (0, -held),
+            // Units never reserved leave on-hand only.
+            Move::Ship => (-total, -held),
         };
         let new = Position {
             on_hand: old.on_hand + on_hand_delta,
@@ -813,6 +869,68 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
         let err = ledger.ship_order(&o.order_id, &Scope::Lines(vec![("NOPE".into(), 1)]), "ship-x").await.unwrap_err();
         assert!(!err.is_retryable() && err.to_string().contains("has no line NOPE"), "{err}");
         assert_eq!(avail(&ledger, "A").await, (8, 1, 7));
+    }
+
+    #[tokio::test]
+    async fn a_held_order_that_ships_takes_on_hand_down_once_without_touching_reserved() {
+        let ledger = stocked(&[("A", 2), ("B", 10)]).await;
+        let other = order("other", &[("B", 4)], OversellAction::Hold);
+        ledger.reserve_order(&other).await.unwrap();
+        // Short on A: held, nothing reserved.
+        let held = order("1", &[("A", 3), ("B", 1)], OversellAction::Hold);
+        let out = ledger.reserve_order(&held).await.unwrap();
+        assert!(matches!(out.outcome, ReserveOutcome::Oversold { .. }), "{out:?}");
+        assert_eq!(avail(&ledger, "B").await, (10, 4, 6));
+        // The WMS ships it anyway (the merchant found stock): the units leave on-hand; another
+        // order's reservation is untouched.
+        let shipped = ledger.ship_order(&held.order_id, &Scope::WholeOrder, "ship-1").await.unwrap();
+        assert!(matches!(shipped.outcome, ReleaseOutcome::Applied { .. }), "{shipped:?}");
+        assert_eq!(avail(&ledger, "A").await, (-1, 0, -1), "three left although the ledger counted two");
+        assert_eq!(avail(&ledger, "B").await, (9, 4, 5));
+        let rec = ledger.reservation(&held.order_id).await.unwrap().unwrap();
+        assert_eq!(rec.state, ReservationState::Shipped);
+        assert!(rec.lines.iter().all(|l| l.shipped == l.quantity), "{rec:?}");
+        // Replays of the shipment, another shipment and the channel's fulfilled status move nothing more.
+        assert_eq!(
+            ledger.ship_order(&held.order_id, &Scope::WholeOrder, "ship-1").await.unwrap().outcome,
+            ReleaseOutcome::AlreadyApplied
+        );
+        ledger.ship_order(&held.order_id, &Scope::WholeOrder, "fulfilled").await.unwrap();
+        ledger.ship_order(&held.order_id, &Scope::Lines(vec![("L0".into(), 3)]), "ship-2").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (-1, 0, -1));
+        assert_eq!(avail(&ledger, "B").await, (9, 4, 5));
+        let entries = ledger.store().entries();
+        let ship_a =
+            entries.iter().find(|e| e.adjustment.sku == sku("A") && e.adjustment.reason == AdjustmentReason::Ship);
+        let ship_a = &ship_a.unwrap().adjustment;
+        assert_eq!((ship_a.on_hand_delta, ship_a.reserved_delta), (-3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_held_order_shipped_line_by_line_counts_each_unit_once() {
+        let ledger = stocked(&[("A", 1)]).await;
+        let held = order("1", &[("A", 4)], OversellAction::Hold);
+        ledger.reserve_order(&held).await.unwrap();
+        ledger.ship_order(&held.order_id, &Scope::Lines(vec![("L0".into(), 1)]), "s1").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (0, 0, 0));
+        // More than is outstanding is capped at the line's three remaining units.
+        ledger.ship_order(&held.order_id, &Scope::Lines(vec![("L0".into(), 9)]), "s2").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (-3, 0, -3));
+        ledger.ship_order(&held.order_id, &Scope::WholeOrder, "s3").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (-3, 0, -3));
+        let rec = ledger.reservation(&held.order_id).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.lines[0].shipped), (ReservationState::Shipped, 4));
+    }
+
+    #[tokio::test]
+    async fn a_held_order_released_before_it_ships_moves_nothing() {
+        let ledger = stocked(&[("A", 1)]).await;
+        let held = order("1", &[("A", 4)], OversellAction::Hold);
+        ledger.reserve_order(&held).await.unwrap();
+        ledger.release_order(&held.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        let out = ledger.ship_order(&held.order_id, &Scope::WholeOrder, "late-ship").await.unwrap();
+        assert_eq!(out.outcome, ReleaseOutcome::NothingHeld);
+        assert_eq!(avail(&ledger, "A").await, (1, 0, 1));
     }
 
     #[tokio::test]
