@@ -9,6 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manifold_domain::{Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::{Credentials, channels, error::ConnectorError};
 
@@ -76,6 +78,71 @@ pub enum FetchedShipment {
     Order(serde_json::Value),
 }
 
+/// The channel's own ids of one listed item, as far as the channel has them. Which one a write keys
+/// by differs per channel: [`ListingIds::item_id`] is that table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingIds {
+    /// Shopify product gid, WooCommerce and BigCommerce product id, Amazon ASIN, TikTok product id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// Shopify variant gid, WooCommerce variation id, BigCommerce variant id, Etsy product id, TikTok SKU id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Shopify inventory item gid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_item: Option<String>,
+    /// Etsy listing id, eBay listing id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<String>,
+    /// eBay offer id, Etsy offering id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    /// The EAN/GTIN where the channel shows one (Zalando keys stock by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ean: Option<String>,
+}
+
+impl ListingIds {
+    /// The id a stock or price write of `channel` keys by ([`StockUpdate::channel_item_id`]), or `None`
+    /// where the channel keys by SKU (Amazon, Zalando by EAN = its channel SKU).
+    pub fn item_id(&self, channel: Channel) -> Option<String> {
+        let compound = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => Some(format!("{a}/{b}")),
+            (Some(a), None) => Some(a.clone()),
+            _ => None,
+        };
+        match channel {
+            Channel::Shopify => self.inventory_item.clone(),
+            Channel::Woocommerce | Channel::Tiktok => compound(&self.product, &self.variant),
+            Channel::Bigcommerce => self.variant.clone(),
+            Channel::Etsy => self.listing.clone(),
+            Channel::Ebay => self.offer.clone(),
+            Channel::Amazon | Channel::Zalando => None,
+        }
+    }
+}
+
+/// One item an account sells, as the channel shows it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The channel's SKU (Zalando: the EAN, which is what its stock writes take).
+    pub sku: String,
+    pub ids: ListingIds,
+    /// The sellable quantity the channel shows, where the listing read carries it.
+    pub quantity: Option<i64>,
+    /// The price the channel shows, in its currency where it says which.
+    pub price: Option<Decimal>,
+    pub currency: Option<Currency>,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// One page of an account's listings; `next` is the opaque cursor of the following page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingPage {
+    pub listings: Vec<Listing>,
+    pub next: Option<String>,
+}
+
 /// A channel's outbound API: stock, prices, tracking, order reads and order state changes.
 ///
 /// Wrappers (`Guarded`, `Reauthorizing`) forward every method, provided ones included: a provided method
@@ -115,6 +182,9 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
         channel_skus: &[String],
         ctx: &CallContext,
     ) -> Result<Vec<(String, i64)>, ConnectorError>;
+    /// One page of what the account lists (`cursor`: `None` for the first page, then the previous
+    /// page's `next`), each listing with the channel's own ids, within the channel's limits.
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError>;
 }
 
 /// The HTTP client connectors are built with: rustls, and bounded connect and request timeouts so a

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     breaker::{BreakerPolicy, BreakerStore, CircuitBreaker},
-    client::{CallContext, ChannelConnector, FetchedShipment, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
 };
 
@@ -89,5 +89,8 @@ impl ChannelConnector for Guarded {
         ctx: &CallContext,
     ) -> Result<Vec<(String, i64)>, ConnectorError> {
         self.breaker.call(self.inner.read_stock(channel_skus, ctx)).await
+    }
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        self.breaker.call(self.inner.list_listings(cursor, ctx)).await
     }
 }

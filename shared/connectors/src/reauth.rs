@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::{
-    client::{CallContext, ChannelConnector, FetchedShipment, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, FailureClass},
 };
 
@@ -135,6 +135,9 @@ impl ChannelConnector for Reauthorizing {
     ) -> Result<Vec<(String, i64)>, ConnectorError> {
         self.run(|c| async move { c.read_stock(channel_skus, ctx).await }).await
     }
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        self.run(|c| async move { c.list_listings(cursor, ctx).await }).await
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +186,9 @@ mod tests {
         }
         async fn read_stock(&self, _: &[String], _: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
             Ok(Vec::new())
+        }
+        async fn list_listings(&self, _: Option<&str>, _: &CallContext) -> Result<ListingPage, ConnectorError> {
+            Ok(ListingPage::default())
         }
     }
 

@@ -1,7 +1,8 @@
 //! Test doubles of the sales channels' APIs, served on loopback.
 //!
 //! **This is not the real thing.** Each simulated channel accepts the request shapes the channel
-//! documents for the endpoints Manifold uses (stock, price and tracking writes; order reads; Zalando's
+//! documents for the endpoints Manifold uses (stock, price and tracking writes; order reads; the account's
+//! listings, paged as each channel pages them and served from the seeded catalog; Zalando's
 //! exported flag; Etsy inventory reads; eBay's notification public keys), rejects wrong shapes with the
 //! channel's own error body, keeps state (stock per channel item, seeded orders) and enforces the
 //! channel's documented kind of rate limit with configurable figures. It validates shapes, not

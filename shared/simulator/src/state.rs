@@ -14,8 +14,11 @@ use serde_json::Value;
 use crate::limits::SimLimiter;
 
 /// A catalog entry, seeded through `POST /_sim/catalog/{channel}`. `id` is the key the channel's
-/// stock write uses (Shopify inventory item gid, WooCommerce product id, TikTok SKU id, Zalando EAN,
-/// the SKU elsewhere); the other ids feed lookups (Shopify variants, Etsy listings).
+/// stock write uses (Shopify inventory item gid, WooCommerce product id or `product/variation`, TikTok
+/// SKU id, Zalando EAN, the SKU elsewhere); the other ids feed lookups and the listing reads:
+/// `product_id` is the parent (Shopify product gid, BigCommerce and TikTok product id, Amazon ASIN, Etsy
+/// and eBay listing id), `variant_id` the child (Shopify variant gid, BigCommerce variant id, Etsy
+/// product id, eBay offer id). The catalog is served in `id` order, so pages are stable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogItem {
     pub id: String,
@@ -144,6 +147,13 @@ impl Inner {
 
     pub fn stock_of(&self, channel: Channel, key: &str) -> Option<i64> {
         self.stock.get(&channel).and_then(|s| s.get(key)).copied()
+    }
+
+    /// One page of the channel's catalog (in `id` order) and whether more follow.
+    pub fn catalog_page(&self, channel: Channel, offset: usize, size: usize) -> (Vec<CatalogItem>, bool) {
+        let all: Vec<&CatalogItem> = self.catalog(channel).collect();
+        let page = all.iter().skip(offset).take(size).map(|i| (*i).clone()).collect();
+        (page, offset + size < all.len())
     }
 
     pub fn catalog(&self, channel: Channel) -> impl Iterator<Item = &CatalogItem> {

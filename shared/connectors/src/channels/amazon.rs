@@ -8,6 +8,10 @@
 //!   this go as one `JSON_LISTINGS_FEED` (createFeedDocument, upload, createFeed) instead of one
 //!   `patchListingsItem` per SKU. Feed results are processed by Amazon asynchronously: items of an
 //!   accepted feed count as delivered; the processing report is not read here.
+//! - Listings: Listings Items `searchListingsItems` (`GET /listings/2021-08-01/items/{sellerId}`, 20 per
+//!   page, `pagination.nextToken`) with `includedData=summaries,offers,fulfillmentAvailability`: the
+//!   SKU, ASIN, offer price and quantity in one call per page, instead of a merchant listings report
+//!   (asynchronous: request, poll, download) or a `getListingsItem` per SKU.
 //! - Limits: token bucket per operation; `x-amzn-RateLimit-Limit` updates the rate, 429 `QuotaExceeded`.
 //! - `fetch_order`: `{"order": getOrder .payload, "order_items": getOrderItems .payload.OrderItems}`
 //!   with `NextToken` followed.
@@ -18,10 +22,10 @@ use http::HeaderMap;
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{number, settle};
+use super::{id_text, number, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     ratelimit::Signals,
     token::Token,
@@ -164,6 +168,41 @@ impl Amazon {
     }
 }
 
+/// Listings per `searchListingsItems` page (the documented maximum).
+const LISTING_PAGE: &str = "20";
+
+/// One `searchListingsItems` item as a listing: its summary for `marketplace` (ASIN), its offer's price
+/// and its `DEFAULT` (merchant-fulfilled) quantity.
+fn listing(item: &Value, marketplace: &str, now: DateTime<Utc>) -> Option<Listing> {
+    let sku = item.get("sku").and_then(Value::as_str).filter(|s| !s.is_empty())?.to_owned();
+    let in_marketplace = |list: &str| {
+        item.get(list).and_then(Value::as_array).and_then(|l| {
+            l.iter().find(|x| x.get("marketplaceId").and_then(Value::as_str).is_none_or(|m| m == marketplace))
+        })
+    };
+    let offer = in_marketplace("offers");
+    let quantity = item
+        .get("fulfillmentAvailability")
+        .and_then(Value::as_array)
+        .and_then(|l| l.iter().find(|f| f.get("fulfillmentChannelCode").and_then(Value::as_str) == Some("DEFAULT")))
+        .and_then(|f| f.get("quantity"))
+        .and_then(Value::as_i64);
+    Some(Listing {
+        sku,
+        ids: ListingIds {
+            product: id_text(in_marketplace("summaries").and_then(|s| s.get("asin"))),
+            ..ListingIds::default()
+        },
+        quantity,
+        price: price_of(offer.and_then(|o| o.pointer("/price/amount"))),
+        currency: offer
+            .and_then(|o| o.pointer("/price/currencyCode"))
+            .and_then(Value::as_str)
+            .and_then(|c| c.parse().ok()),
+        seen_at: now,
+    })
+}
+
 fn encode(segment: &str) -> String {
     segment
         .bytes()
@@ -301,5 +340,26 @@ impl ChannelConnector for Amazon {
             }
         }
         Ok(out)
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let (seller, marketplace) = self.ids()?;
+        let mut req = Req::get(format!("/listings/2021-08-01/items/{}", encode(&seller)))
+            .query("marketplaceIds", marketplace.clone())
+            .query("includedData", "summaries,offers,fulfillmentAvailability")
+            .query("pageSize", LISTING_PAGE);
+        if let Some(token) = cursor {
+            req = req.query("pageToken", token);
+        }
+        let body = self.api.send(req, ctx).await?.body;
+        let now = Utc::now();
+        let listings = field(&body, "/items")?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| listing(i, &marketplace, now))
+            .collect();
+        let next = body.pointer("/pagination/nextToken").and_then(Value::as_str).filter(|t| !t.is_empty());
+        Ok(ListingPage { listings, next: next.map(str::to_owned) })
     }
 }

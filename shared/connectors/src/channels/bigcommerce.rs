@@ -8,6 +8,8 @@
 //! - Prices: `PUT /v3/catalog/variants` (50 per call), `PriceUpdate::channel_item_id` = variant id.
 //! - Limits: a per-store window shared by every app; `X-Rate-Limit-Requests-Left` and
 //!   `X-Rate-Limit-Time-Reset-Ms` (and `-Requests-Quota`) of every response feed the limiter.
+//! - Listings: `GET /v3/catalog/variants` 250 per page (`meta.pagination`): every variant with its SKU,
+//!   product and variant ids, `inventory_level`, price and UPC/GTIN.
 //! - `fetch_order`: `{"order": GET /v2/orders/{id}, "products": .../products, "shipping_addresses": ...}`.
 //! - `fetch_shipment`: `GET /v2/orders/{order_id}/shipments/{shipment_id}` for the `"{order_id}/{shipment_id}"`
 //!   a `store/shipment/*` notification names (its `data.orderId` and `data.id`); the shipment object as is.
@@ -20,10 +22,13 @@ use http::HeaderMap;
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{decimal, missing_item_id, settle};
+use super::{cursor_number, decimal, id_text, missing_item_id, next_page, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, FetchedShipment, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        CallContext, ChannelConnector, FetchedShipment, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::ConnectorError,
     ratelimit::{Signals, WindowStatus},
     token::Token,
@@ -250,6 +255,39 @@ impl ChannelConnector for BigCommerce {
             }
         }
         Ok(out)
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let page = cursor_number(cursor, 1)?;
+        let req = Req::get("/v3/catalog/variants").query("limit", "250").query("page", page.to_string());
+        let body = self.api.send(req, ctx).await?.body;
+        let now = Utc::now();
+        let data = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+        let listings = data
+            .iter()
+            .filter_map(|v| {
+                let sku = v.get("sku").and_then(Value::as_str).filter(|s| !s.is_empty())?.to_owned();
+                Some(Listing {
+                    sku,
+                    ids: ListingIds {
+                        product: id_text(v.get("product_id")),
+                        variant: id_text(v.get("id")),
+                        ean: id_text(v.get("gtin")).or_else(|| id_text(v.get("upc"))),
+                        ..ListingIds::default()
+                    },
+                    quantity: v.get("inventory_level").and_then(Value::as_i64),
+                    price: price_of(v.get("calculated_price")).or_else(|| price_of(v.get("price"))),
+                    currency: None,
+                    seen_at: now,
+                })
+            })
+            .collect();
+        let pages = body
+            .pointer("/meta/pagination/total_pages")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(1);
+        Ok(ListingPage { listings, next: next_page(page, pages, data.is_empty()) })
     }
 }
 

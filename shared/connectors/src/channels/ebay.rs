@@ -5,6 +5,9 @@
 //! - Stock: `POST /sell/inventory/v1/bulk_update_price_quantity`, 25 SKUs per call; the response lists
 //!   a status per SKU (`responses[].statusCode`, `errors`), so one bad SKU rejects only itself.
 //! - Prices: the same call with `offers: [{offerId, price}]`; `PriceUpdate::channel_item_id` = offer id.
+//! - Listings: `GET /sell/inventory/v1/inventory_item` 100 per page (offset, `next`): SKU, EAN and the
+//!   ship-to-location quantity; then each SKU's offers (`GET /sell/inventory/v1/offer?sku=`) for the
+//!   offer id, the listing id and the price. Item id = the offer id.
 //! - `fetch_order`: the Fulfillment API `Order` (`GET /sell/fulfillment/v1/order/{orderId}`).
 
 use async_trait::async_trait;
@@ -12,15 +15,17 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{decimal, missing_item_id, settle};
+use super::{cursor_number, decimal, id_text, missing_item_id, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, class_of_status},
     transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
 
 const MAX_BATCH: usize = 25;
+/// Inventory items per listing page (`getInventoryItems` allows up to 200).
+const LISTING_PAGE: u32 = 100;
 
 /// An eBay seller account.
 #[derive(Debug)]
@@ -192,5 +197,38 @@ impl ChannelConnector for Ebay {
             }
         }
         Ok(out)
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let offset = cursor_number(cursor, 0)?;
+        let req = Req::get("/sell/inventory/v1/inventory_item")
+            .query("limit", LISTING_PAGE.to_string())
+            .query("offset", offset.to_string());
+        let body = self.api.send(req, ctx).await?.body;
+        let items = body.get("inventoryItems").and_then(Value::as_array).cloned().unwrap_or_default();
+        let now = Utc::now();
+        let mut listings = Vec::new();
+        for item in &items {
+            let Some(sku) = item.get("sku").and_then(Value::as_str).filter(|s| !s.is_empty()) else { continue };
+            let offers = self.api.send(Req::get("/sell/inventory/v1/offer").query("sku", sku), ctx).await?.body;
+            let offer = offers.pointer("/offers/0");
+            let price = offer.and_then(|o| o.pointer("/pricingSummary/price"));
+            listings.push(Listing {
+                sku: sku.to_owned(),
+                ids: ListingIds {
+                    offer: id_text(offer.and_then(|o| o.get("offerId"))),
+                    listing: id_text(offer.and_then(|o| o.pointer("/listing/listingId"))),
+                    ean: id_text(item.pointer("/product/ean/0")),
+                    ..ListingIds::default()
+                },
+                quantity: item.pointer("/availability/shipToLocationAvailability/quantity").and_then(Value::as_i64),
+                price: price_of(price.and_then(|p| p.get("value"))),
+                currency: price.and_then(|p| p.get("currency")).and_then(Value::as_str).and_then(|c| c.parse().ok()),
+                seen_at: now,
+            });
+        }
+        let more = body.get("next").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let next = (more && !items.is_empty()).then(|| (offset + u32::try_from(items.len()).unwrap_or(0)).to_string());
+        Ok(ListingPage { listings, next })
     }
 }

@@ -7,6 +7,11 @@
 //! - Stock and prices: `PUT /v3/application/listings/{listing_id}/inventory` replaces the listing's whole
 //!   product set (omitted products are deleted), so each listing is read first (`GET .../inventory`),
 //!   the pushed SKUs' offerings changed, and every product written back. `channel_item_id` = listing id.
+//! - Listings: `GET /v3/application/shops/{shop_id}/listings?state=active` 100 per page (offset, `count`)
+//!   with `includes=Inventory`, so each listing's products (SKU, product id, offerings with quantity and
+//!   price) come in the same call; a listing without its inventory is read with `GET .../inventory`.
+//!   Every product with a SKU is one listing whose item id is the listing id. This spends one request
+//!   per 100 listings of Etsy's 10,000 a day.
 //! - Limits: `x-remaining-this-second` (and `x-remaining-today`, logged) feed the limiter; 429 beyond.
 //! - `fetch_order`: the ShopReceipt (`GET /v3/application/shops/{shop_id}/receipts/{receipt_id}`).
 
@@ -18,10 +23,10 @@ use http::HeaderMap;
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Map, Value, json};
 
-use super::{group_by, missing_item_id, number, settle};
+use super::{cursor_number, group_by, id_text, missing_item_id, number, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     ratelimit::Signals,
     token::Token,
@@ -172,6 +177,50 @@ fn writable_product(p: &Value, change: Option<&Change>) -> Value {
     json!({ "sku": p.get("sku"), "property_values": property_values, "offerings": offerings })
 }
 
+/// Listings per `getListingsByShop` page (Etsy's maximum).
+const LISTING_PAGE: usize = 100;
+
+/// The products of one listing's inventory, each with a SKU, as listings.
+fn products_of(listing_id: &str, inventory: &Value, now: DateTime<Utc>) -> Vec<Listing> {
+    inventory
+        .get("products")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("is_deleted").and_then(Value::as_bool) != Some(true))
+        .filter_map(|p| {
+            let sku = p.get("sku").and_then(Value::as_str).filter(|s| !s.is_empty())?.to_owned();
+            let offering = p
+                .get("offerings")
+                .and_then(Value::as_array)
+                .and_then(|o| o.iter().find(|x| x.get("is_deleted").and_then(Value::as_bool) != Some(true)));
+            let money = offering.and_then(|o| o.get("price"));
+            let price = money.and_then(|m| {
+                let amount = m.get("amount").and_then(Value::as_i64)?;
+                let divisor = m.get("divisor").and_then(Value::as_u64).filter(|d| *d > 0)?;
+                let scale = divisor.checked_ilog10()?;
+                (10_u64.checked_pow(scale)? == divisor).then(|| rust_decimal::Decimal::new(amount, scale))
+            });
+            Some(Listing {
+                sku,
+                ids: ListingIds {
+                    listing: Some(listing_id.to_owned()),
+                    variant: id_text(p.get("product_id")),
+                    offer: id_text(offering.and_then(|o| o.get("offering_id"))),
+                    ..ListingIds::default()
+                },
+                quantity: offering.and_then(|o| o.get("quantity")).and_then(Value::as_i64),
+                price,
+                currency: money
+                    .and_then(|m| m.get("currency_code"))
+                    .and_then(Value::as_str)
+                    .and_then(|c| c.parse().ok()),
+                seen_at: now,
+            })
+        })
+        .collect()
+}
+
 /// `{amount: 1999, divisor: 100}` -> `19.99`.
 fn money_to_number(m: &Value) -> Value {
     let amount = m.get("amount").and_then(Value::as_i64);
@@ -258,6 +307,33 @@ impl ChannelConnector for Etsy {
         _ctx: &CallContext,
     ) -> Result<Vec<(String, i64)>, ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Etsy, "read stock by SKU without listing ids"))
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let offset = cursor_number(cursor, 0)?;
+        let req = Req::get(self.shop("listings")?)
+            .query("state", "active")
+            .query("includes", "Inventory")
+            .query("limit", LISTING_PAGE.to_string())
+            .query("offset", offset.to_string());
+        let body = self.api.send(req, ctx).await?.body;
+        let results = field(&body, "/results")?.as_array().cloned().unwrap_or_default();
+        let count = body.get("count").and_then(Value::as_u64).unwrap_or(0);
+        let now = Utc::now();
+        let mut listings = Vec::new();
+        for l in &results {
+            let Some(id) = id_text(l.get("listing_id")) else { continue };
+            if let Some(inventory) = l.get("inventory").filter(|i| i.get("products").is_some()) {
+                listings.extend(products_of(&id, inventory, now));
+            } else {
+                let path = format!("/v3/application/listings/{id}/inventory");
+                let inventory = self.api.send(Req::get(path), ctx).await?.body;
+                listings.extend(products_of(&id, &inventory, now));
+            }
+        }
+        let seen = u64::from(offset) + results.len() as u64;
+        let next = (!results.is_empty() && seen < count).then(|| seen.to_string());
+        Ok(ListingPage { listings, next })
     }
 }
 

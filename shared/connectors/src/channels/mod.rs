@@ -13,8 +13,41 @@ pub mod zalando;
 use std::collections::BTreeMap;
 
 use manifold_domain::Amount;
+use rust_decimal::Decimal;
+use serde_json::Value;
 
 use crate::{client::PushOutcome, error::ConnectorError};
+
+/// An id the channel sends as a number or a string, as text (`null` and `""` are no id).
+pub(crate) fn id_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A price the channel shows as a decimal string or a JSON number, exactly (numbers are read from
+/// their shortest decimal form).
+pub(crate) fn price_of(v: Option<&Value>) -> Option<Decimal> {
+    match v? {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The next page number of a numbered listing, when `page` is not the last of `pages`.
+pub(crate) fn next_page(page: u32, pages: u32, empty: bool) -> Option<String> {
+    (!empty && page < pages).then(|| (page + 1).to_string())
+}
+
+/// A page-number or offset cursor as the number it names (`None`: the first page).
+pub(crate) fn cursor_number(cursor: Option<&str>, first: u32) -> Result<u32, ConnectorError> {
+    cursor.map_or(Ok(first), |c| {
+        c.parse().map_err(|_| ConnectorError::permanent(format!("{c:?} is not a listing cursor of this channel")))
+    })
+}
 
 /// Groups items by a key (a product, a listing), keeping first-seen order of keys and items.
 pub(crate) fn group_by<T, K: Ord + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<(K, Vec<&T>)> {

@@ -7,6 +7,8 @@
 //!   2026-04 on (the key is derived from the trace id and the batch, so a retried batch reuses it).
 //!   `StockUpdate::channel_item_id` is the `InventoryItem` gid; SKUs without one are looked up once per
 //!   batch through `productVariants`.
+//! - Listings: `productVariants` 100 per page (`pageInfo.endCursor`), each with its product, inventory
+//!   item and `available` level at `location_id`, price (in `shop.currencyCode`) and barcode.
 //! - Limits: calculated query cost in a leaky bucket; `extensions.cost.throttleStatus` of every response
 //!   feeds the limiter, and a `THROTTLED` error is a rate-limited failure.
 //! - `fetch_order`: the REST order object, unwrapped (`GET /admin/api/{v}/orders/{id}.json` `.order`).
@@ -20,10 +22,10 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{decimal, settle};
+use super::{decimal, id_text, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, FailureClass},
     ratelimit::{PointsStatus, Signals},
     token::Token,
@@ -79,6 +81,22 @@ const STOCK_BY_SKU: &str = "query StockBySku($first: Int!, $query: String!, $loc
     nodes { sku inventoryLevel(locationId: $locationId) { quantities(names: [\"available\"]) { name quantity } } }
   }
 }";
+
+/// Every variant of the shop, a page at a time, with its inventory item and the level at the account's
+/// location (`productVariants` is the documented way to walk a catalog by variant).
+const LISTINGS: &str = "query Listings($first: Int!, $after: String, $locationId: ID!) {
+  shop { currencyCode }
+  productVariants(first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id sku price barcode product { id }
+      inventoryItem { id inventoryLevel(locationId: $locationId) { quantities(names: [\"available\"]) { name quantity } } }
+    }
+  }
+}";
+
+/// Variants per listing page (each costs about two points with its inventory level).
+const LISTING_PAGE: usize = 100;
 
 #[derive(Debug)]
 struct ShopifyDialect;
@@ -309,6 +327,31 @@ fn user_errors(data: &Value, pointer: &str) -> Result<(), ConnectorError> {
     }
 }
 
+/// One `productVariants` node as a listing (`None` for a variant without a SKU: nothing can key it).
+fn listing(node: &Value, currency: Option<manifold_domain::Currency>, now: DateTime<Utc>) -> Option<Listing> {
+    let sku = node.get("sku").and_then(Value::as_str).filter(|s| !s.is_empty())?.to_owned();
+    let quantity = node
+        .pointer("/inventoryItem/inventoryLevel/quantities")
+        .and_then(Value::as_array)
+        .and_then(|q| q.iter().find(|x| x.get("name").and_then(Value::as_str) == Some("available")))
+        .and_then(|x| x.get("quantity"))
+        .and_then(Value::as_i64);
+    Some(Listing {
+        sku,
+        ids: ListingIds {
+            product: id_text(node.pointer("/product/id")),
+            variant: id_text(node.get("id")),
+            inventory_item: id_text(node.pointer("/inventoryItem/id")),
+            ean: id_text(node.get("barcode")),
+            ..ListingIds::default()
+        },
+        quantity,
+        price: price_of(node.get("price")),
+        currency,
+        seen_at: now,
+    })
+}
+
 /// The URL of `rel="next"` in a `Link` header.
 pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     header(headers, "link")?
@@ -463,6 +506,25 @@ impl ChannelConnector for Shopify {
             }
         }
         Ok(out)
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let location = self.api.parts.setting("location_id")?.to_owned();
+        let variables = json!({ "first": LISTING_PAGE, "after": cursor, "locationId": location });
+        #[allow(clippy::cast_precision_loss)]
+        let cost = 2.0 + 2.0 * LISTING_PAGE as f64;
+        let data = self.graphql(LISTINGS, variables, cost, ctx).await?;
+        let currency = data.pointer("/shop/currencyCode").and_then(Value::as_str).and_then(|c| c.parse().ok());
+        let now = Utc::now();
+        let listings = field(&data, "/productVariants/nodes")?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| listing(n, currency, now))
+            .collect();
+        let more = data.pointer("/productVariants/pageInfo/hasNextPage").and_then(Value::as_bool) == Some(true);
+        let next = data.pointer("/productVariants/pageInfo/endCursor").and_then(Value::as_str).map(str::to_owned);
+        Ok(ListingPage { listings, next: next.filter(|_| more) })
     }
 }
 

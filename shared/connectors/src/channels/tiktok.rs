@@ -11,6 +11,9 @@
 //! - `channel_item_id` (stock, prices) = `product_id/sku_id`; stock goes to
 //!   `POST /product/202309/products/{product_id}/inventory/update`, one call per product with all of
 //!   its SKUs.
+//! - Listings: `POST /product/{v}/products/search?page_size=100&page_token=` `{status: "ACTIVATE"}`:
+//!   each product's SKUs with their `seller_sku`, SKU id, price and per-warehouse inventory (the
+//!   quantity is the account's `warehouse_id`'s, or the sum without one). Item id `product_id/sku_id`.
 //! - Errors arrive as HTTP 200 with `code != 0`. Limits: 50 requests/s per API (configured bucket).
 //! - `fetch_order`: `data.orders[0]` of `GET /order/202309/orders?ids=`.
 
@@ -21,10 +24,10 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{decimal, group_by, missing_item_id, settle, split_item_id};
+use super::{decimal, group_by, id_text, missing_item_id, price_of, settle, split_item_id};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, FailureClass},
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, field, required},
@@ -90,6 +93,40 @@ pub fn sign(secret: &str, path: &str, query: &[(String, String)], body: &str) ->
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return String::new() };
     mac.update(plain.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// The SKUs of one searched product as listings; quantity at `warehouse` (all warehouses without one).
+fn skus_of(product: &Value, warehouse: Option<&str>, now: DateTime<Utc>) -> Vec<Listing> {
+    let product_id = id_text(product.get("id"));
+    product
+        .get("skus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|sku| {
+            let seller_sku = sku.get("seller_sku").and_then(Value::as_str).filter(|s| !s.is_empty())?.to_owned();
+            let quantity = sku.get("inventory").and_then(Value::as_array).map(|w| {
+                w.iter()
+                    .filter(|x| warehouse.is_none_or(|id| id_text(x.get("warehouse_id")).as_deref() == Some(id)))
+                    .filter_map(|x| x.get("quantity").and_then(Value::as_i64))
+                    .sum()
+            });
+            let price = sku.get("price");
+            Some(Listing {
+                sku: seller_sku,
+                ids: ListingIds {
+                    product: product_id.clone(),
+                    variant: id_text(sku.get("id")),
+                    ..ListingIds::default()
+                },
+                quantity,
+                price: price_of(price.and_then(|p| p.get("sale_price")))
+                    .or_else(|| price_of(price.and_then(|p| p.get("tax_exclusive_price")))),
+                currency: price.and_then(|p| p.get("currency")).and_then(Value::as_str).and_then(|c| c.parse().ok()),
+                seen_at: now,
+            })
+        })
+        .collect()
 }
 
 /// A TikTok shop.
@@ -278,6 +315,25 @@ impl ChannelConnector for TikTok {
             }
         }
         Ok(out)
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let mut req = Req::post(format!("/product/{}/products/search", self.v()), json!({ "status": "ACTIVATE" }))
+            .query("page_size", "100");
+        if let Some(token) = cursor {
+            req = req.query("page_token", token);
+        }
+        let body = self.api.send(req, ctx).await?.body;
+        let warehouse = self.api.parts.settings.get("warehouse_id").map(String::as_str);
+        let now = Utc::now();
+        let listings = field(&body, "/data/products")?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| skus_of(p, warehouse, now))
+            .collect();
+        let next = body.pointer("/data/next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+        Ok(ListingPage { listings, next: next.map(str::to_owned) })
     }
 }
 

@@ -9,16 +9,18 @@
 //!   writes its `_wc_shipment_tracking_items` order meta with `PUT orders/{id}`, completing the order
 //!   (unverified against every plugin version: kept in [`tracking_body`]).
 //! - `fetch_order`: the REST v3 order. No platform rate limit (host dependent): the configured limit.
+//! - Listings: `GET products` 100 per page (`X-WP-TotalPages`); a `variable` product's variations come
+//!   from `GET products/{id}/variations` (each a listing with `product/variation` as its item id).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{decimal, group_by, missing_item_id, settle, split_item_id};
+use super::{cursor_number, decimal, group_by, id_text, missing_item_id, next_page, price_of, settle, split_item_id};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::{ConnectorError, class_of_status},
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, header},
@@ -130,6 +132,24 @@ fn per_item(body: &Value, skus: &[&str]) -> PushOutcome {
     outcome
 }
 
+/// A product or variation as a listing (`None` without a SKU). `parent` is the product of a variation.
+fn listing(item: &Value, parent: Option<&str>, now: DateTime<Utc>) -> Option<Listing> {
+    let sku = item.get("sku").and_then(Value::as_str).filter(|s| !s.is_empty())?.to_owned();
+    let id = id_text(item.get("id"));
+    let (product, variant) = match parent {
+        Some(p) => (Some(p.to_owned()), id),
+        None => (id, None),
+    };
+    Some(Listing {
+        sku,
+        ids: ListingIds { product, variant, ean: id_text(item.get("global_unique_id")), ..ListingIds::default() },
+        quantity: item.get("stock_quantity").and_then(Value::as_i64),
+        price: price_of(item.get("price")),
+        currency: None,
+        seen_at: now,
+    })
+}
+
 /// Shipment Tracking plugin meta (assumption, see module docs).
 fn tracking_body(shipment: &Shipment) -> Value {
     json!({
@@ -239,5 +259,35 @@ impl ChannelConnector for WooCommerce {
             }
         }
         Ok(out)
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let page = cursor_number(cursor, 1)?;
+        let req = Req::get(self.path("products")).query("per_page", "100").query("page", page.to_string());
+        let reply = self.api.send(req, ctx).await?;
+        let pages = header(&reply.headers, "x-wp-totalpages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(1);
+        let products = reply.body.as_array().cloned().unwrap_or_default();
+        let now = Utc::now();
+        let mut listings = Vec::new();
+        for product in &products {
+            if product.get("type").and_then(Value::as_str) != Some("variable") {
+                listings.extend(listing(product, None, now));
+                continue;
+            }
+            let Some(parent) = id_text(product.get("id")) else { continue };
+            for variation_page in 1.. {
+                let req = Req::get(self.path(&format!("products/{parent}/variations")))
+                    .query("per_page", "100")
+                    .query("page", variation_page.to_string());
+                let reply = self.api.send(req, ctx).await?;
+                let pages = header(&reply.headers, "x-wp-totalpages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(1);
+                let variations = reply.body.as_array().cloned().unwrap_or_default();
+                listings.extend(variations.iter().filter_map(|v| listing(v, Some(&parent), now)));
+                if variations.is_empty() || variation_page >= pages {
+                    break;
+                }
+            }
+        }
+        Ok(ListingPage { listings, next: next_page(page, pages, products.is_empty()) })
     }
 }

@@ -6,6 +6,10 @@
 //! - Stock: `POST /merchants/{merchant_id}/stocks` `{items: [{sales_channel_id, ean, quantity}]}`, at most
 //!   1000 items per call; `channel_sku` is the EAN. Per-item results are read from `results[]` when the
 //!   response carries them (the exact result shape is unverified: see [`per_item`]).
+//! - Listings: Zalando keys articles by EAN and documents no catalog read for partner-fulfilled stock;
+//!   this reads the stock resource back (`GET /merchants/{merchant_id}/stocks?sales_channel_id=`,
+//!   `{items: [{ean, sales_channel_id, quantity}], links.next}`, 1000 per page): an assumption,
+//!   unverified, isolated in `list_listings`. The listing's SKU is the EAN, as for stock writes.
 //! - Prices: `POST /merchants/{merchant_id}/prices` (shape unverified, isolated in `push_prices`).
 //! - Orders are JSON:API (`application/vnd.api+json`), polled with `exported=false` and marked
 //!   `exported: true` by `acknowledge_order`. `fetch_order`: `{"data": order, "included": [items, lines]}`.
@@ -16,10 +20,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{number, settle};
+use super::{id_text, number, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, PriceUpdate, PushOutcome, StockUpdate},
+    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
     error::ConnectorError,
     transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
@@ -238,6 +242,35 @@ impl ChannelConnector for Zalando {
         _ctx: &CallContext,
     ) -> Result<Vec<(String, i64)>, ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Zalando, "read stock back"))
+    }
+
+    async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
+        let req = match cursor {
+            Some(next) => Req::get(next.to_owned()),
+            None => Req::get(self.path("stocks"))
+                .query("sales_channel_id", self.api.parts.setting("sales_channel_id")?)
+                .query("page[size]", MAX_STOCK_BATCH.to_string()),
+        };
+        let body = self.api.send(req, ctx).await?.body;
+        let now = Utc::now();
+        let listings = field(&body, "/items")?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                let ean = id_text(i.get("ean"))?;
+                Some(Listing {
+                    sku: ean.clone(),
+                    ids: ListingIds { ean: Some(ean), ..ListingIds::default() },
+                    quantity: i.get("quantity").and_then(Value::as_i64),
+                    price: None,
+                    currency: None,
+                    seen_at: now,
+                })
+            })
+            .collect();
+        let next = body.pointer("/links/next").and_then(Value::as_str).filter(|n| !n.is_empty());
+        Ok(ListingPage { listings, next: next.map(str::to_owned) })
     }
 }
 

@@ -21,6 +21,7 @@ const C: Channel = Channel::Amazon;
 
 pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
+        .route("/listings/2021-08-01/items/{seller}", get(search_items))
         .route("/listings/2021-08-01/items/{seller}/{sku}", patch(patch_item).get(get_item))
         .route("/feeds/2021-06-30/documents", post(create_document))
         .route("/_upload/{doc}", put(upload))
@@ -113,6 +114,50 @@ async fn get_item(State(state): St, Path((_seller, sku)): Path<(String, String)>
         ),
         None => not_found(C, "listing"),
     }
+}
+
+/// `searchListingsItems`: at most 20 per page, `pagination.nextToken`, the `includedData` asked for.
+async fn search_items(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let Some(marketplace) = q.get("marketplaceIds").cloned() else {
+        return bad("Missing required parameter marketplaceIds");
+    };
+    let size = super::num(&q, "pageSize", 10);
+    if !(1..=20).contains(&size) {
+        return bad("pageSize must be between 1 and 20");
+    }
+    let offset = match q.get("pageToken") {
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return bad("Invalid pageToken"),
+        },
+        None => 0,
+    };
+    let included: Vec<&str> = q.get("includedData").map_or_else(|| vec!["summaries"], |d| d.split(',').collect());
+    let s = state.lock();
+    let total = s.catalog(C).count();
+    let (page, more) = s.catalog_page(C, offset, size);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|i| {
+            let mut item = json!({ "sku": i.sku });
+            if included.contains(&"summaries") {
+                item["summaries"] = json!([{ "marketplaceId": marketplace, "asin": i.product_id, "productType": "PRODUCT", "status": ["BUYABLE"] }]);
+            }
+            if included.contains(&"offers") {
+                item["offers"] = json!([{ "marketplaceId": marketplace, "offerType": "B2C",
+                                          "price": { "currencyCode": "EUR", "amount": super::price_text(i.price_minor) } }]);
+            }
+            if included.contains(&"fulfillmentAvailability") {
+                item["fulfillmentAvailability"] = json!([{ "fulfillmentChannelCode": "DEFAULT", "quantity": i.quantity }]);
+            }
+            item
+        })
+        .collect();
+    let mut body = json!({ "numberOfResults": total, "items": items });
+    if more {
+        body["pagination"] = json!({ "nextToken": (offset + size).to_string() });
+    }
+    ok(body)
 }
 
 async fn create_document(State(state): St, body: Bytes) -> Response {

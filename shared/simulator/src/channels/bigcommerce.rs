@@ -127,11 +127,43 @@ async fn variants(body: Bytes) -> Response {
 struct SkuIn {
     #[serde(rename = "sku:in", default)]
     sku_in: String,
+    #[serde(default)]
+    page: Option<usize>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v3/catalog/variants` without a filter: the catalog a page at a time, `meta.pagination` as documented.
+fn variant_page(s: &crate::state::Inner, page: usize, limit: usize) -> Response {
+    let limit = limit.clamp(1, 250);
+    let page = page.max(1);
+    let total = s.catalog(C).count();
+    let (items, _) = s.catalog_page(C, (page - 1) * limit, limit);
+    let data: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            let price = super::price_text(i.price_minor).parse::<f64>().unwrap_or_default();
+            json!({
+                "id": i.variant_id.as_deref().and_then(|v| v.parse::<u64>().ok()),
+                "product_id": i.product_id.as_deref().and_then(|p| p.parse::<u64>().ok()),
+                "sku": i.sku, "price": price, "calculated_price": price, "inventory_level": i.quantity,
+                "upc": "", "gtin": "",
+            })
+        })
+        .collect();
+    let pages = total.div_ceil(limit).max(1);
+    ok(json!({ "data": data, "meta": { "pagination": {
+        "total": total, "count": data.len(), "per_page": limit, "current_page": page, "total_pages": pages,
+        "links": { "current": format!("?page={page}&limit={limit}") },
+    } } }))
 }
 
 async fn read_variants(State(state): St, Query(q): Query<SkuIn>) -> Response {
-    let skus: Vec<&str> = q.sku_in.split(',').collect();
     let s = state.lock();
+    if q.sku_in.is_empty() {
+        return variant_page(&s, q.page.unwrap_or(1), q.limit.unwrap_or(50));
+    }
+    let skus: Vec<&str> = q.sku_in.split(',').collect();
     let data: Vec<Value> =
         skus.iter().filter_map(|sku| s.stock_of(C, sku).map(|q| json!({ "sku": sku, "inventory_level": q }))).collect();
     ok(json!({ "data": data, "meta": {} }))

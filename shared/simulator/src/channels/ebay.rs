@@ -4,7 +4,7 @@
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -22,6 +22,8 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
         .route("/sell/inventory/v1/bulk_update_price_quantity", post(bulk_update))
         .route("/sell/inventory/v1/bulk_get_inventory_item", post(bulk_get))
+        .route("/sell/inventory/v1/inventory_item", get(inventory_items))
+        .route("/sell/inventory/v1/offer", get(offers))
         .route("/sell/fulfillment/v1/order", get(orders))
         .route("/sell/fulfillment/v1/order/{id}", get(order))
         .route("/sell/fulfillment/v1/order/{id}/shipping_fulfillment", post(ship))
@@ -89,6 +91,48 @@ async fn bulk_get(State(state): St, body: Bytes) -> Response {
         })
         .collect();
     ok(json!({ "responses": responses }))
+}
+
+/// `getInventoryItems`: `limit` at most 200 from `offset`, `total`, and `next` while more follow.
+async fn inventory_items(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let limit = super::num(&q, "limit", 25);
+    if !(1..=200).contains(&limit) {
+        return bad("limit must be between 1 and 200");
+    }
+    let offset = super::num(&q, "offset", 0);
+    let s = state.lock();
+    let total = s.catalog(C).count();
+    let (page, more) = s.catalog_page(C, offset, limit);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|i| {
+            json!({ "sku": i.sku, "product": { "title": i.sku, "ean": [] },
+                         "availability": { "shipToLocationAvailability": { "quantity": i.quantity } } })
+        })
+        .collect();
+    let mut body =
+        json!({ "total": total, "size": items.len(), "limit": limit, "offset": offset, "inventoryItems": items });
+    if more {
+        body["next"] = json!(format!("/sell/inventory/v1/inventory_item?limit={limit}&offset={}", offset + limit));
+    }
+    ok(body)
+}
+
+/// `getOffers` for one SKU: its offer id (`variant_id`), listing id (`product_id`) and price.
+async fn offers(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let Some(sku) = q.get("sku").filter(|s| !s.is_empty()) else { return bad("sku is required") };
+    let s = state.lock();
+    let Some(item) = s.catalog(C).find(|i| &i.sku == sku) else {
+        return channel_error(C, StatusCode::NOT_FOUND, &format!("SKU {sku} has no offers"));
+    };
+    let offer = json!({
+        "offerId": item.variant_id.clone().unwrap_or_else(|| format!("{}", 5_000_000 + item.sku.len())),
+        "sku": item.sku, "marketplaceId": "EBAY_US", "format": "FIXED_PRICE", "status": "PUBLISHED",
+        "availableQuantity": item.quantity,
+        "pricingSummary": { "price": { "value": super::price_text(item.price_minor), "currency": "USD" } },
+        "listing": { "listingId": item.product_id, "listingStatus": "ACTIVE" },
+    });
+    ok(json!({ "total": 1, "size": 1, "offers": [offer] }))
 }
 
 async fn orders(State(state): St) -> Response {

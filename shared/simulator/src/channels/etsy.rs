@@ -4,7 +4,7 @@
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::Response,
     routing::{get, post},
@@ -21,6 +21,7 @@ const C: Channel = Channel::Etsy;
 pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
         .route("/v3/application/listings/{listing}/inventory", get(inventory).put(replace))
+        .route("/v3/application/shops/{shop}/listings", get(shop_listings))
         .route("/v3/application/shops/{shop}/receipts", get(receipts))
         .route("/v3/application/shops/{shop}/receipts/{id}", get(receipt))
         .route("/v3/application/shops/{shop}/receipts/{id}/tracking", post(tracking))
@@ -36,6 +37,47 @@ async fn inventory(State(state): St, Path(listing): Path<String>) -> Response {
     if items.is_empty() {
         return not_found(C, "listing");
     }
+    ok(inventory_of(&items))
+}
+
+/// `getListingsByShop`: the shop's listings (catalog items grouped by `product_id`), `limit` at most
+/// 100 from `offset`, with `count`; `includes=Inventory` inlines each listing's inventory.
+async fn shop_listings(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let limit = super::num(&q, "limit", 25);
+    if !(1..=100).contains(&limit) {
+        return bad("limit must be between 1 and 100");
+    }
+    let offset = super::num(&q, "offset", 0);
+    let with_inventory = q.get("includes").is_some_and(|i| i.split(',').any(|x| x == "Inventory"));
+    let s = state.lock();
+    let mut listings: std::collections::BTreeMap<String, Vec<&CatalogItem>> = std::collections::BTreeMap::new();
+    for i in s.catalog(C) {
+        if let Some(l) = &i.product_id {
+            listings.entry(l.clone()).or_default().push(i);
+        }
+    }
+    let count = listings.len();
+    let results: Vec<Value> = listings
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(id, items)| {
+            let mut l = json!({
+                "listing_id": id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n)),
+                "state": "active",
+                "quantity": items.iter().map(|i| i.quantity).sum::<i64>(),
+            });
+            if with_inventory {
+                l["inventory"] = inventory_of(items);
+            }
+            l
+        })
+        .collect();
+    ok(json!({ "count": count, "results": results }))
+}
+
+/// A listing's inventory in `getListingInventory`'s shape.
+fn inventory_of(items: &[&CatalogItem]) -> Value {
     let products: Vec<Value> = items
         .iter()
         .enumerate()
@@ -47,7 +89,7 @@ async fn inventory(State(state): St, Path(listing): Path<String>) -> Response {
             })
         })
         .collect();
-    ok(json!({ "products": products, "price_on_property": [], "quantity_on_property": [], "sku_on_property": [] }))
+    json!({ "products": products, "price_on_property": [], "quantity_on_property": [], "sku_on_property": [] })
 }
 
 /// The documented body; the `*_on_property` lists and `is_enabled` are required by shape only.

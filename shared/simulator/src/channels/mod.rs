@@ -55,3 +55,14 @@ pub(crate) fn not_found(channel: Channel, what: &str) -> Response {
 pub(crate) fn fresh_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+/// A catalog price in minor units as the decimal string most channels show (`"19.99"`).
+pub(crate) fn price_text(minor: Option<i64>) -> String {
+    let m = minor.unwrap_or(1000);
+    format!("{}.{:02}", m / 100, (m % 100).abs())
+}
+
+/// A query parameter as a number, or `default` when absent or unreadable.
+pub(crate) fn num(q: &std::collections::HashMap<String, String>, key: &str, default: usize) -> usize {
+    q.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}

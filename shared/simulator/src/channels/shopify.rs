@@ -109,6 +109,9 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
             json!({ "productVariantsBulkUpdate": { "productVariants": variants.iter().map(|x| json!({ "id": x["id"] })).collect::<Vec<_>>(), "userErrors": [] } }),
         );
     }
+    if q.query.contains("productVariants(") && q.query.contains("pageInfo") {
+        return listings(s, v);
+    }
     if q.query.contains("productVariants(") {
         let skus = skus_in(v.get("query").and_then(Value::as_str).unwrap_or_default());
         let nodes: Vec<Value> = s
@@ -150,6 +153,37 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
         );
     }
     Err("this operation is not simulated".into())
+}
+
+/// `productVariants(first:, after:)` over the catalog: the cursor is the offset of the next node.
+fn listings(s: &Inner, v: &Value) -> Result<Value, String> {
+    let first = v.get("first").and_then(Value::as_u64).unwrap_or(0);
+    if first == 0 || first > 250 {
+        return Err("first must be between 1 and 250".into());
+    }
+    let offset = match v.get("after").and_then(Value::as_str) {
+        Some(c) => {
+            c.strip_prefix("cursor:").and_then(|n| n.parse().ok()).ok_or("Invalid cursor for current pagination")?
+        }
+        None => 0,
+    };
+    let size = usize::try_from(first).unwrap_or(250);
+    let (page, more) = s.catalog_page(C, offset, size);
+    let nodes: Vec<Value> = page
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.variant_id, "sku": i.sku, "price": super::price_text(i.price_minor), "barcode": null,
+                "product": { "id": i.product_id },
+                "inventoryItem": { "id": i.id, "inventoryLevel": { "quantities": [{ "name": "available", "quantity": i.quantity }] } },
+            })
+        })
+        .collect();
+    let end = (!page.is_empty()).then(|| format!("cursor:{}", offset + page.len()));
+    Ok(json!({
+        "shop": { "currencyCode": "USD" },
+        "productVariants": { "pageInfo": { "hasNextPage": more, "endCursor": end }, "nodes": nodes },
+    }))
 }
 
 /// `sku:'A' OR sku:'B'` -> [A, B].

@@ -20,6 +20,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
         .route("/product/{v}/products/{pid}/inventory/update", post(inventory))
         .route("/product/{v}/products/{pid}/prices/update", post(prices))
+        .route("/product/{v}/products/search", post(product_search))
         .route("/order/{v}/orders", get(orders))
         .route("/order/{v}/orders/search", post(search))
         .route("/fulfillment/{v}/packages/{pkg}/ship", post(ship))
@@ -70,6 +71,48 @@ async fn inventory(State(state): St, body: Bytes) -> Response {
         s.set_stock(C, &sku.id, total);
     }
     success(&json!({}))
+}
+
+/// `POST /product/{v}/products/search`: the shop's products (catalog items grouped by `product_id`),
+/// `page_size` at most 100, `next_page_token`, each SKU with its price and warehouse inventory.
+async fn product_search(
+    State(state): St,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if serde_json::from_slice::<Value>(&body).map_or(true, |b| !b.is_object()) {
+        return fail(12_052_002, "invalid request body: expected a search filter object");
+    }
+    let size = super::num(&q, "page_size", 0);
+    if !(1..=100).contains(&size) {
+        return fail(12_052_002, "page_size must be between 1 and 100");
+    }
+    let offset = match q.get("page_token").filter(|t| !t.is_empty()) {
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return fail(12_052_002, "invalid page_token"),
+        },
+        None => 0,
+    };
+    let s = state.lock();
+    let mut products: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+    for i in s.catalog(C) {
+        let sku = json!({
+            "id": i.id, "seller_sku": i.sku,
+            "price": { "currency": "USD", "sale_price": super::price_text(i.price_minor), "tax_exclusive_price": super::price_text(i.price_minor) },
+            "inventory": [{ "warehouse_id": "7068517275539793707", "quantity": i.quantity }],
+        });
+        products.entry(i.product_id.clone().unwrap_or_else(|| i.id.clone())).or_default().push(sku);
+    }
+    let total = products.len();
+    let page: Vec<Value> = products
+        .into_iter()
+        .skip(offset)
+        .take(size)
+        .map(|(id, skus)| json!({ "id": id, "status": "ACTIVATE", "skus": skus }))
+        .collect();
+    let next = if offset + size < total { (offset + size).to_string() } else { String::new() };
+    success(&json!({ "products": page, "next_page_token": next, "total_count": total }))
 }
 
 async fn prices(body: Bytes) -> Response {

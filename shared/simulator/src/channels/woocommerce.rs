@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/wc/{v}/products/batch", post(products_batch))
         .route("/wc/{v}/products/{pid}/variations/batch", post(variations_batch))
         .route("/wc/{v}/products", get(products))
+        .route("/wc/{v}/products/{pid}/variations", get(variations))
         .route("/wc/{v}/orders", get(orders))
         .route("/wc/{v}/orders/{id}", get(order).put(update_order))
         .route("/wc/{v}/orders/{id}/notes", post(note))
@@ -93,11 +94,69 @@ fn batch(s: &mut Inner, parent: Option<&str>, body: &Bytes) -> Response {
 struct ProductQuery {
     #[serde(default)]
     sku: String,
+    #[serde(default)]
+    page: Option<usize>,
+    #[serde(default)]
+    per_page: Option<usize>,
+}
+
+/// A page of a list, with WordPress's `X-WP-Total` and `X-WP-TotalPages`.
+fn paged(all: Vec<Value>, page: usize, per_page: usize) -> Response {
+    let per_page = per_page.clamp(1, 100);
+    let pages = all.len().div_ceil(per_page).max(1);
+    let total = all.len();
+    let list: Vec<Value> = all.into_iter().skip(page.saturating_sub(1) * per_page).take(per_page).collect();
+    (
+        StatusCode::OK,
+        [("x-wp-totalpages", pages.to_string()), ("x-wp-total", total.to_string())],
+        axum::Json(Value::Array(list)),
+    )
+        .into_response()
+}
+
+/// Simple products (catalog ids `pid`) and variable ones (ids `pid/vid`, one product per `pid`).
+fn catalog_products(s: &Inner) -> Vec<Value> {
+    let mut products: std::collections::BTreeMap<u64, Value> = std::collections::BTreeMap::new();
+    for i in s.catalog(C) {
+        if let Some((p, _)) = i.id.split_once('/') {
+            let Ok(pid) = p.parse::<u64>() else { continue };
+            products.entry(pid).or_insert_with(
+                || json!({ "id": pid, "type": "variable", "sku": "", "stock_quantity": null, "price": "" }),
+            );
+        } else {
+            let Ok(pid) = i.id.parse::<u64>() else { continue };
+            let price = super::price_text(i.price_minor);
+            let simple = json!({ "id": pid, "type": "simple", "sku": i.sku, "stock_quantity": i.quantity, "manage_stock": true, "price": price });
+            products.insert(pid, simple);
+        }
+    }
+    products.into_values().collect()
+}
+
+async fn variations(
+    State(state): St,
+    Path((_v, pid)): Path<(String, String)>,
+    Query(q): Query<ProductQuery>,
+) -> Response {
+    let s = state.lock();
+    let prefix = format!("{pid}/");
+    let list: Vec<Value> = s
+        .catalog(C)
+        .filter_map(|i| i.id.strip_prefix(&prefix).and_then(|v| v.parse::<u64>().ok()).map(|vid| (vid, i)))
+        .map(|(vid, i)| json!({ "id": vid, "sku": i.sku, "stock_quantity": i.quantity, "manage_stock": true, "price": super::price_text(i.price_minor) }))
+        .collect();
+    if list.is_empty() {
+        return not_found(C, "product");
+    }
+    paged(list, q.page.unwrap_or(1), q.per_page.unwrap_or(10))
 }
 
 async fn products(State(state): St, Query(q): Query<ProductQuery>) -> Response {
-    let skus: Vec<&str> = q.sku.split(',').collect();
     let s = state.lock();
+    if q.sku.is_empty() {
+        return paged(catalog_products(&s), q.page.unwrap_or(1), q.per_page.unwrap_or(10));
+    }
+    let skus: Vec<&str> = q.sku.split(',').collect();
     let found: Vec<Value> = s
         .catalog(C)
         .filter(|i| skus.contains(&i.sku.as_str()))

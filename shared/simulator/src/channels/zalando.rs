@@ -21,7 +21,7 @@ const MAX_ITEMS: usize = 1000;
 
 pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
-        .route("/merchants/{mid}/stocks", post(stocks))
+        .route("/merchants/{mid}/stocks", post(stocks).get(list_stocks))
         .route("/merchants/{mid}/prices", post(prices))
         .route("/merchants/{mid}/orders", get(orders))
         .route("/merchants/{mid}/orders/{oid}", get(order).patch(update_order))
@@ -68,6 +68,32 @@ async fn stocks(State(state): St, body: Bytes) -> Response {
         })
         .collect();
     (StatusCode::MULTI_STATUS, axum::Json(json!({ "results": results }))).into_response()
+}
+
+/// The articles' stock by EAN for a sales channel (an assumed read, see the connector), `page[size]` at
+/// most 1000, `links.next` an absolute URL.
+async fn list_stocks(
+    State(state): St,
+    Path(mid): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(channel) = q.get("sales_channel_id").filter(|c| !c.is_empty()).cloned() else {
+        return bad("sales_channel_id is required");
+    };
+    let size = super::num(&q, "page[size]", 100);
+    if !(1..=MAX_ITEMS).contains(&size) {
+        return bad("page[size] must be between 1 and 1000");
+    }
+    let number = super::num(&q, "page[number]", 0);
+    let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
+    let s = state.lock();
+    let (page, more) = s.catalog_page(C, number * size, size);
+    let items: Vec<Value> =
+        page.iter().map(|i| json!({ "ean": i.id, "sales_channel_id": channel, "quantity": i.quantity })).collect();
+    let next = more.then(|| {
+        format!("{base}/zalando/merchants/{mid}/stocks?sales_channel_id={channel}&page%5Bsize%5D={size}&page%5Bnumber%5D={}", number + 1)
+    });
+    (StatusCode::OK, axum::Json(json!({ "items": items, "links": { "next": next } }))).into_response()
 }
 
 async fn prices(body: Bytes) -> Response {

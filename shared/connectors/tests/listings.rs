@@ -1,0 +1,161 @@
+//! Each connector walks its account's listings page by page against the channel simulator, and the
+//! ids it reads are the ones the channel's own stock write takes: every listed SKU is then pushed by
+//! the item id its listing gave, and the simulator holds the new quantity under its own key.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use manifold_connectors::{CallContext, ChannelConnector, Credentials, Listing, StockUpdate, build, http_client};
+use manifold_domain::{
+    Channel, Sku,
+    config::{AccountConfig, ChannelConfig},
+};
+use manifold_simulator::{CatalogItem, SimConfig, SimHandle, Simulator};
+
+fn version(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Shopify => "2026-07",
+        Channel::Woocommerce | Channel::Bigcommerce | Channel::Etsy => "v3",
+        Channel::Amazon => "v0",
+        Channel::Tiktok => "202309",
+        Channel::Zalando | Channel::Ebay => "v1",
+    }
+}
+
+/// The account as a configuration file would give it (parsed, so fields added later keep their defaults).
+fn account(sim: &SimHandle, channel: Channel) -> AccountConfig {
+    let location = if channel == Channel::Bigcommerce { "1" } else { "gid://shopify/Location/1" };
+    let text = format!(
+        r#"version = 1
+[[accounts]]
+channel = "{channel}"
+account = "listings-test"
+api_version = "{version}"
+secret = "manifold/{channel}/listings"
+endpoint = "{endpoint}"
+rate_limit = {{ kind = "unlimited" }}
+[accounts.settings]
+location_id = "{location}"
+seller_id = "A2EUQ1WTGCTBG2"
+marketplace_id = "A1PA6795UKMFR9"
+shop_id = "12345678"
+warehouse_id = "7068517275539793707"
+app_key = "sim-app-key"
+sales_channel_id = "bf48ba35-149d-4b76-8ac9-d08d126b517f"
+"#,
+        version = version(channel),
+        endpoint = sim.base_url(channel),
+    );
+    ChannelConfig::parse("listings-test.toml", &text).unwrap().accounts.remove(0)
+}
+
+fn connector(sim: &SimHandle, channel: Channel) -> std::sync::Arc<dyn ChannelConnector> {
+    let creds: Credentials = [
+        ("access_token", "sim-token"),
+        ("client_id", "ck_sim"),
+        ("client_secret", "cs_sim"),
+        ("api_key", "sim-keystring"),
+    ]
+    .into_iter()
+    .collect();
+    build(&account(sim, channel), creds, http_client(Duration::from_secs(5)).unwrap())
+}
+
+/// Catalog item `n` of `channel`, keyed as that channel keys its stock writes, and the item id the
+/// connector must read back from the listing for it (`None`: the channel writes by SKU).
+fn item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
+    let sku = format!("LST-{n:04}");
+    let product = format!("{}", 7000 + n / 3);
+    let variant = format!("{}", 9000 + n);
+    let (id, product_id, variant_id, item_id) = match channel {
+        Channel::Shopify => {
+            let gid = format!("gid://shopify/InventoryItem/{n}");
+            (
+                gid.clone(),
+                Some(format!("gid://shopify/Product/{product}")),
+                Some(format!("gid://shopify/ProductVariant/{variant}")),
+                Some(gid),
+            )
+        }
+        // Every third product is simple, the others variations of a variable product.
+        Channel::Woocommerce if n % 3 == 0 => (format!("{}", 100 + n), None, None, Some(format!("{}", 100 + n))),
+        Channel::Woocommerce => {
+            let id = format!("{}/{variant}", 5000 + n / 3);
+            (id.clone(), None, None, Some(id))
+        }
+        Channel::Bigcommerce => (sku.clone(), Some(product), Some(variant.clone()), Some(variant)),
+        Channel::Amazon => (sku.clone(), Some(format!("B0{n:08}")), None, None),
+        Channel::Etsy => (format!("etsy-{n}"), Some(product.clone()), None, Some(product)),
+        Channel::Tiktok => (variant.clone(), Some(product.clone()), None, Some(format!("{product}/{variant}"))),
+        Channel::Zalando => (format!("40000000{n:05}"), None, None, None),
+        Channel::Ebay => (sku.clone(), Some(format!("11{n:08}")), Some(variant.clone()), Some(variant)),
+    };
+    let sku = if channel == Channel::Zalando { id.clone() } else { sku };
+    let quantity = i64::try_from(n % 17).unwrap();
+    let price_minor = Some(1000 + i64::try_from(n).unwrap());
+    (CatalogItem { id, sku, quantity, product_id, variant_id, price_minor }, item_id)
+}
+
+async fn all_listings(connector: &dyn ChannelConnector) -> (Vec<Listing>, usize) {
+    let ctx = CallContext::new("listings-test");
+    let (mut all, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+    loop {
+        let page = connector.list_listings(cursor.as_deref(), &ctx).await.unwrap();
+        all.extend(page.listings);
+        pages += 1;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return (all, pages),
+        }
+        assert!(pages < 1000, "paging never ends");
+    }
+}
+
+#[tokio::test]
+async fn every_connector_lists_its_catalog_with_the_ids_its_writes_take() {
+    let mut config = SimConfig::default();
+    for channel in Channel::ALL {
+        config = config.unlimited(channel);
+    }
+    let sim = Simulator::start(config).await.unwrap();
+    // More than one page everywhere the page is small (Amazon 20, Shopify, WooCommerce and eBay 100).
+    const N: usize = 230;
+    for channel in Channel::ALL {
+        let seeded: Vec<(CatalogItem, Option<String>)> = (0..N).map(|n| item(channel, n)).collect();
+        sim.seed_catalog(channel, seeded.iter().map(|(i, _)| i.clone()).collect());
+        let connector = connector(&sim, channel);
+        let (listings, pages) = all_listings(&*connector).await;
+        assert_eq!(listings.len(), N, "{channel}: every catalog item listed once");
+        let by_sku: BTreeMap<&str, &Listing> = listings.iter().map(|l| (l.sku.as_str(), l)).collect();
+        assert_eq!(by_sku.len(), N, "{channel}: no SKU listed twice");
+        for (catalog, item_id) in &seeded {
+            let listing =
+                by_sku.get(catalog.sku.as_str()).unwrap_or_else(|| panic!("{channel}: {} unlisted", catalog.sku));
+            assert_eq!(listing.ids.item_id(channel), *item_id, "{channel}: ids of {}", catalog.sku);
+            assert_eq!(listing.quantity, Some(catalog.quantity), "{channel}: quantity of {}", catalog.sku);
+            if channel != Channel::Zalando {
+                let expected = rust_decimal::Decimal::new(catalog.price_minor.unwrap(), 2);
+                assert_eq!(listing.price, Some(expected), "{channel}: price of {}", catalog.sku);
+            }
+        }
+        if matches!(channel, Channel::Amazon | Channel::Shopify | Channel::Woocommerce | Channel::Ebay) {
+            assert!(pages > 1, "{channel}: {pages} page(s) for {N} items");
+        }
+
+        // The ids read are the ones the writes take: every SKU pushed by its listing's id lands.
+        let updates: Vec<StockUpdate> = listings
+            .iter()
+            .map(|l| StockUpdate {
+                sku: Sku::new(l.sku.clone()).unwrap(),
+                channel_sku: l.sku.clone(),
+                quantity: 42,
+                channel_item_id: l.ids.item_id(channel),
+            })
+            .collect();
+        let outcome = connector.push_stock(&updates, &CallContext::new("listings-push")).await.unwrap();
+        assert!(outcome.rejected.is_empty(), "{channel}: {:?}", outcome.rejected.first());
+        let stock = sim.snapshot().stock.remove(&channel).unwrap_or_default();
+        for (catalog, _) in &seeded {
+            assert_eq!(stock.get(&catalog.id), Some(&42), "{channel}: {} under its own key", catalog.id);
+        }
+    }
+}
