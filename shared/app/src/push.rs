@@ -511,6 +511,18 @@ fn newer(a: &PushJob, a_job: &Job, b: &PushJob, b_job: &Job) -> bool {
     (a.version, a_job.delivery.sent_at) > (b.version, b_job.delivery.sent_at)
 }
 
+/// `SyncFailed` (the "5 failed syncs in 10 minutes" alarm): one per push call that ended without
+/// delivery because the channel failed or refused it (permanent, auth, transient). Waiting without
+/// calling (open breaker, rate limit) is not a failure of its own.
+fn sync_failed(channel: Channel, s: &Settled, class: &'static str) {
+    metrics(channel, "push")
+        .count("SyncFailed", 1)
+        .property("error_class", class)
+        .property("account", s.account.as_str())
+        .property("trace_id", s.delivery.trace_id.as_str())
+        .emit();
+}
+
 fn metrics(channel: Channel, operation: &'static str) -> MetricSet {
     MetricSet::new().dim("Channel", channel.as_str()).dim("Operation", operation)
 }
@@ -726,11 +738,7 @@ impl App {
             }
             MessageOutcome::Rejected { reason } => {
                 tracing::Span::current().record("error_class", "permanent");
-                metrics(channel, "push")
-                    .count("SyncFailed", 1)
-                    .property("error_class", "permanent")
-                    .property("trace_id", s.delivery.trace_id.as_str())
-                    .emit();
+                sync_failed(channel, s, "permanent");
                 let item = QuarantinedPayload {
                     id: QuarantinedPayload::new_id(),
                     channel: channel.as_str().to_owned(),
@@ -758,11 +766,7 @@ impl App {
                 tracing::Span::current().record("error_class", reason.as_str());
                 match reason {
                     RetryReason::Auth => {
-                        metrics(channel, "push")
-                            .count("SyncFailed", 1)
-                            .property("error_class", "auth")
-                            .property("account", s.account.as_str())
-                            .emit();
+                        sync_failed(channel, s, "auth");
                         warn!(error_class = "auth", error = %error, delay_s = delay.as_secs(), "credentials refused: fix the account's secret; holding its pushes");
                     }
                     RetryReason::RateLimited => {
@@ -782,6 +786,10 @@ impl App {
                         );
                     }
                     RetryReason::Transient => {
+                        // A failed call is a failed sync even though it will be retried: a channel
+                        // answering 5xx for an hour must trip the failed-sync alarm, not only the
+                        // messages that finally dead-letter.
+                        sync_failed(channel, s, "transient");
                         info!(error_class = "transient", error = %error, delay_s = delay.as_secs(), "push failed: retrying with backoff");
                     }
                 }

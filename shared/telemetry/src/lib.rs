@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod redact;
 
 pub use logging::init;
-pub use metrics::{MetricSet, Unit};
+pub use metrics::{MetricSet, Recorder, Unit};
 
 /// Header, SQS message attribute and event field that carry the trace id between hops.
 pub const TRACE_HEADER: &str = "x-manifold-trace-id";

@@ -123,6 +123,7 @@ impl MetricSet {
             return;
         }
         let line = self.to_emf(chrono::Utc::now().timestamp_millis());
+        recorders::offer(&line);
         if let Some(path) = std::env::var_os("METRICS_FILE") {
             use std::io::Write;
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
@@ -133,6 +134,70 @@ impl MetricSet {
         println!("{line}");
     }
 }
+
+/// Metric documents as the process emits them, for tests and local tools that count what a run
+/// measured (CloudWatch reads them from the log; a test reads them here). Recording is off unless a
+/// [`Recorder`] is alive, so it costs one relaxed load per document in Lambda.
+mod recorders {
+    use std::sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use serde_json::Value;
+
+    type Sink = Arc<Mutex<Vec<Value>>>;
+
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    static SINKS: Mutex<Vec<(usize, Sink)>> = Mutex::new(Vec::new());
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+
+    pub(super) fn offer(doc: &Value) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for (_, sink) in SINKS.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            sink.lock().unwrap_or_else(PoisonError::into_inner).push(doc.clone());
+        }
+    }
+
+    /// Records every metric document emitted in this process while it lives.
+    #[derive(Debug)]
+    pub struct Recorder {
+        id: usize,
+        sink: Sink,
+    }
+
+    impl Recorder {
+        pub fn start() -> Self {
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            let sink = Sink::default();
+            SINKS.lock().unwrap_or_else(PoisonError::into_inner).push((id, sink.clone()));
+            LIVE.fetch_add(1, Ordering::Relaxed);
+            Self { id, sink }
+        }
+
+        /// The documents recorded so far (every document of the process: filter by dimension or
+        /// property, since concurrent work records here too).
+        pub fn documents(&self) -> Vec<Value> {
+            self.sink.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        }
+
+        /// The sum of metric `name` over the documents `filter` accepts.
+        pub fn sum(&self, name: &str, filter: impl Fn(&Value) -> bool) -> f64 {
+            self.documents().iter().filter(|d| filter(d)).filter_map(|d| d.get(name).and_then(Value::as_f64)).sum()
+        }
+    }
+
+    impl Drop for Recorder {
+        fn drop(&mut self) {
+            SINKS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(id, _)| *id != self.id);
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub use recorders::Recorder;
 
 impl Default for MetricSet {
     fn default() -> Self {
@@ -253,5 +318,21 @@ mod tests {
         doc["Oversell"] = json!("one");
         assert!(validate_emf(&doc).is_err());
         assert!(validate_emf(&json!({"_aws": {"CloudWatchMetrics": []}})).is_err(), "timestamp is required");
+    }
+
+    #[test]
+    fn a_recorder_sees_what_is_emitted_while_it_lives() {
+        let before = MetricSet::new().dim("Channel", "recorder-test-before").count("SyncFailed", 1);
+        before.emit();
+        let recorder = Recorder::start();
+        MetricSet::new().dim("Channel", "recorder-test").count("SyncFailed", 2).emit();
+        MetricSet::new().dim("Channel", "recorder-test").count("SyncSucceeded", 1).emit();
+        let ours = |d: &Value| d["Channel"] == "recorder-test";
+        assert_eq!(recorder.sum("SyncFailed", ours), 2.0);
+        assert_eq!(recorder.sum("SyncSucceeded", ours), 1.0);
+        assert_eq!(recorder.sum("SyncFailed", |d| d["Channel"] == "recorder-test-before"), 0.0);
+        drop(recorder);
+        let later = Recorder::start();
+        assert!(later.documents().iter().all(|d| d["Channel"] != "recorder-test"), "a new recorder starts empty");
     }
 }
