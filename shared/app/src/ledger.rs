@@ -296,7 +296,16 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<(), Failure> {
         let action = oversell.action;
-        self.records.set_oversold(&order.id, Some(oversell)).await?;
+        // Counted once per order: only by the delivery that wrote the mark first (replays and
+        // concurrent duplicates find it written and count nothing).
+        if self.records.set_oversold(&order.id, Some(oversell)).await? {
+            MetricSet::new()
+                .dim("Channel", order.channel.as_str())
+                .count("Oversell", 1)
+                .aggregate()
+                .property("trace_id", trace_id)
+                .emit();
+        }
         let announced = followup_marker(order, "oversold_event");
         if self.state.get_marker(&announced).await?.is_none() {
             let mut marked = order.clone();
@@ -305,12 +314,6 @@ impl App {
                 .with_id(event_id(EventKind::OrderOversold, &[order.id.as_str()]));
             publish(self.bus.as_ref(), &detail).await?;
             self.state.set_marker(&announced, &now.to_rfc3339()).await?;
-            MetricSet::new()
-                .dim("Channel", order.channel.as_str())
-                .count("Oversell", 1)
-                .aggregate()
-                .property("trace_id", trace_id)
-                .emit();
             warn!(rule = ?action, short = oversell.short_lines.len(), "order oversold");
         }
         let cancelled = followup_marker(order, "channel_cancel");

@@ -77,7 +77,10 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<OrderWrite, StoreError>;
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
     /// Marks (or clears) the ledger's oversell verdict on the stored order.
-    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError>;
+    /// Marks the order oversold (or clears the mark with `None`). The first mark stands: marking an
+    /// order that is already marked changes nothing and returns `false`, so whoever gets `true` wrote
+    /// the mark first (the one place that counts an oversell once per order).
+    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<bool, StoreError>;
     /// Stores a non-order record (product, shipment, refund, inventory level...) with its ingest key
     /// and its outbox `events`. Returns false when the ingest key was already applied.
     async fn put_record(
@@ -292,28 +295,45 @@ impl RecordStore for DynamoRecords {
         }
     }
 
-    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError> {
-        let _guard = self.emulator_guard().await;
+    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<bool, StoreError> {
+        let guard = self.emulator_guard().await;
         let pk = Self::order_pk(id);
-        let mut req = self
+        let req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(pk))
             .key("sk", AttributeValue::S("CURRENT".into()))
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#r", "record")
             .expression_attribute_names("#o", "oversold");
-        req = match oversold {
-            Some(o) => {
-                let v = serde_dynamo::to_attribute_value(o)
-                    .map_err(|e| StoreError::Invalid { what: "oversell", reason: e.to_string() })?;
-                req.update_expression("SET #r.#o = :o").expression_attribute_values(":o", v)
-            }
-            None => req.update_expression("REMOVE #r.#o"),
+        let Some(o) = oversold else {
+            req.condition_expression("attribute_exists(pk)")
+                .update_expression("REMOVE #r.#o")
+                .send()
+                .await
+                .map_err(|e| StoreError::service("dynamodb", "UpdateItem", e))?;
+            return Ok(true);
         };
-        req.send().await.map_err(|e| StoreError::service("dynamodb", "UpdateItem", e))?;
-        Ok(())
+        let v = serde_dynamo::to_attribute_value(o)
+            .map_err(|e| StoreError::Invalid { what: "oversell", reason: e.to_string() })?;
+        let result = req
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#r.#o)")
+            .update_expression("SET #r.#o = :o")
+            .expression_attribute_values(":o", v)
+            .send()
+            .await;
+        drop(guard);
+        match result {
+            Ok(_) => Ok(true),
+            // Marked before (a replay, or a concurrent delivery won): the first mark stands.
+            Err(SdkError::ServiceError(e))
+                if e.err().is_conditional_check_failed_exception()
+                    && self.get_order(id).await?.is_some_and(|o| o.oversold.is_some()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
+        }
     }
 
     async fn put_record(
@@ -504,11 +524,14 @@ impl RecordStore for MemoryRecords {
         Ok(self.lock().orders.get(id).cloned())
     }
 
-    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<(), StoreError> {
-        if let Some(o) = self.lock().orders.get_mut(id) {
-            o.oversold = oversold.cloned();
+    async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(o) = inner.orders.get_mut(id) else { return Ok(false) };
+        if oversold.is_some() && o.oversold.is_some() {
+            return Ok(false);
         }
-        Ok(())
+        o.oversold = oversold.cloned();
+        Ok(true)
     }
 
     async fn put_record(
@@ -542,5 +565,34 @@ impl RecordStore for MemoryRecords {
 
     async fn by_trace(&self, _trace_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_oversold_mark_stands_and_only_its_writer_is_told_so() {
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": "shopify:shop-eu:1", "channel": "shopify", "account": "shop-eu", "channel_order_id": "1",
+            "order_number": "1", "status": "paid", "created_at": "2026-11-30T10:00:00Z",
+            "updated_at": "2026-11-30T10:00:00Z", "currency": "EUR", "lines": [],
+            "totals": {"subtotal": "0.00", "shipping": "0.00", "tax": "0.00", "discount": "0.00", "total": "0.00"},
+            "customer": {}, "shipping_address": null, "billing_address": null, "source_version": 1
+        }))
+        .unwrap();
+        let records = MemoryRecords::default();
+        let none = |_: &OrderWrite| Ok(Vec::new());
+        records.put_order(&order, "k", "t", Utc::now(), &none).await.unwrap();
+        let mark = |minute: u32| Oversell {
+            short_lines: vec![],
+            action: manifold_domain::OversellAction::Hold,
+            detected_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 30, 10, minute, 0).unwrap(),
+        };
+        assert!(records.set_oversold(&order.id, Some(&mark(1))).await.unwrap(), "the first mark");
+        assert!(!records.set_oversold(&order.id, Some(&mark(2))).await.unwrap(), "a replay's mark");
+        let stored = records.get_order(&order.id).await.unwrap().unwrap();
+        assert_eq!(stored.oversold, Some(mark(1)), "the first mark stands");
     }
 }
