@@ -6,6 +6,7 @@ mod fixtures;
 mod support;
 
 mod config;
+mod deadlines;
 mod emulator;
 mod iam;
 mod inbound;

@@ -61,6 +61,7 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         max_concurrency: 2,
         sync: manifold_domain::config::SyncCadences::default(),
         stock: manifold_domain::config::StockRules::default(),
+        shipping: Default::default(),
         sku_map: BTreeMap::new(),
         item_ids: BTreeMap::new(),
         settings: all,

@@ -13,6 +13,7 @@ use manifold_aws::{
     records::{DynamoRecords, RecordStore},
     secrets::{CachedSecrets, SecretSource, SecretsManager},
     state::StateStore,
+    watch::{DynamoWatch, WatchStore},
 };
 use manifold_connectors::{
     ChannelConnector, ConnectorError, Credentials,
@@ -121,6 +122,8 @@ pub struct App {
     pub secrets: Arc<dyn SecretSource>,
     pub verifier: Port<Verifier>,
     pub state: Port<StateStore>,
+    /// Shipping deadlines (late orders, unconfirmed tracking) in the StateTable.
+    pub watch: Port<Arc<dyn WatchStore>>,
     /// The inventory ledger (LedgerTable).
     pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
@@ -237,6 +240,10 @@ impl App {
             state: ports.lazy("state", {
                 let (ddb, table) = (ddb.clone(), env.state_table.clone());
                 move || StateStore::new(ddb.get().clone(), &table)
+            }),
+            watch: ports.lazy("watch", {
+                let (ddb, table) = (ddb.clone(), env.state_table.clone());
+                move || -> Arc<dyn WatchStore> { Arc::new(DynamoWatch::new(ddb.get().clone(), &table)) }
             }),
             ledger: ports.lazy("ledger", {
                 let (ddb, table) = (ddb.clone(), env.ledger_table.clone());

@@ -185,6 +185,8 @@ impl App {
             jobs += self.after_change(&change.positions, trace_id, now).await?;
             self.fanned_out(&order.id, "reserve").await;
         }
+        // Watched until it ships (idempotent: a replay writes the same deadline again).
+        self.watch_ship_by(order, trace_id).await?;
         if order.status == OrderStatus::Fulfilled {
             // Fulfilled on the channel itself: the reservation leaves the warehouse.
             let shipped: Change<_> =

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod http;
 pub mod inbound;
 pub mod ingest;
+pub mod late;
 pub mod ledger;
 pub mod local;
 pub mod outcome;

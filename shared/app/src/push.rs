@@ -134,7 +134,15 @@ pub enum PushMessage {
     /// Tracking for an order, pushed back to the channel that sold it.
     Tracking {
         shipment: Shipment,
+        /// 1 for the first push; 2 when the deadline watch pushes it again because the channel did
+        /// not show it (see `late`).
+        #[serde(default = "first_attempt")]
+        attempt: u32,
     },
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl PushMessage {
@@ -157,7 +165,7 @@ impl PushMessage {
         match self {
             PushMessage::Stock(j) => j.channel,
             PushMessage::Price(j) => j.channel,
-            PushMessage::Tracking { shipment } => shipment.channel,
+            PushMessage::Tracking { shipment, .. } => shipment.channel,
         }
     }
 
@@ -165,7 +173,7 @@ impl PushMessage {
         match self {
             PushMessage::Stock(j) => &j.account,
             PushMessage::Price(j) => &j.account,
-            PushMessage::Tracking { shipment } => &shipment.account,
+            PushMessage::Tracking { shipment, .. } => &shipment.account,
         }
     }
 
@@ -174,7 +182,7 @@ impl PushMessage {
         match self {
             PushMessage::Stock(j) => j.sku.to_string(),
             PushMessage::Price(j) => j.sku.to_string(),
-            PushMessage::Tracking { shipment } => shipment.order_id.to_string(),
+            PushMessage::Tracking { shipment, .. } => shipment.order_id.to_string(),
         }
     }
 }
@@ -492,12 +500,20 @@ impl AccountPush<'_> {
         settled
     }
 
-    async fn push_tracking(&self, jobs: Vec<(Job, Shipment)>) -> Vec<Settled> {
+    async fn push_tracking(&self, jobs: Vec<(Job, Shipment, u32)>) -> Vec<Settled> {
         let mut settled = Vec::new();
-        for (job, shipment) in jobs {
+        for (job, shipment, attempt) in jobs {
             let ctx = CallContext::new(job.delivery.trace_id.clone());
             let outcome = match self.call("push_tracking", 1, self.connector.push_tracking(&shipment, &ctx)).await {
-                Ok(()) => MessageOutcome::Delivered,
+                Ok(()) => {
+                    // Watched until the channel shows it. Not retried on failure: pushing the
+                    // tracking again could create a second fulfillment on the channel.
+                    let watched = self.app.watch_tracking(&shipment, attempt, &job.delivery.trace_id, Utc::now());
+                    if let Err(e) = watched.await {
+                        warn!(order_id = %shipment.order_id, error = %e, "tracking delivered but not watched for confirmation");
+                    }
+                    MessageOutcome::Delivered
+                }
                 Err(e) => self.app.on_call_error(&e, job.delivery.attempt),
             };
             settled.push(Settled::of(job, outcome));
@@ -585,10 +601,20 @@ impl App {
 
     /// Puts a tracking push-back on the push queue of the channel that sold the order.
     pub async fn enqueue_tracking(&self, shipment: &Shipment, trace_id: &str) -> Result<(), Failure> {
+        self.enqueue_tracking_attempt(shipment, 1, trace_id).await
+    }
+
+    /// Queues a tracking push, numbered (a second attempt is the deadline watch's).
+    pub(crate) async fn enqueue_tracking_attempt(
+        &self,
+        shipment: &Shipment,
+        attempt: u32,
+        trace_id: &str,
+    ) -> Result<(), Failure> {
         let url = self.env.push_queues.get(&shipment.channel).ok_or_else(|| {
             Failure::permanent("push", format!("no push queue is configured for {}", shipment.channel))
         })?;
-        let body = PushMessage::Tracking { shipment: shipment.clone() }
+        let body = PushMessage::Tracking { shipment: shipment.clone(), attempt }
             .to_body()
             .map_err(|e| Failure::permanent("push", format!("cannot encode the tracking job: {e}")))?;
         self.queue.send(url, &body, trace_id, None).await?;
@@ -646,7 +672,7 @@ impl App {
                 match job.message.clone() {
                     PushMessage::Stock(s) => stock.push((job, s)),
                     PushMessage::Price(p) => prices.push((job, p)),
-                    PushMessage::Tracking { shipment } => tracking.push((job, shipment)),
+                    PushMessage::Tracking { shipment, attempt } => tracking.push((job, shipment, attempt)),
                 }
             }
             let mut settled = Vec::new();

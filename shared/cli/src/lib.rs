@@ -43,6 +43,9 @@ pub enum Command {
     Quarantine(commands::quarantine::QuarantineCommand),
     /// Everything stored for one trace id: records, quarantine and ledger entries.
     Trace(commands::trace::TraceArgs),
+    /// Orders that missed their ship-by deadline, and tracking the channel never showed.
+    #[command(subcommand)]
+    Orders(commands::orders::OrdersCommand),
     /// A SKU's ledger position and the last quantity handed to each channel.
     Stock(commands::stock::StockArgs),
     /// API calls, AWS requests, orders and estimated cost per channel and day.
@@ -62,6 +65,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dlq(cmd) => commands::dlq::run(cmd, json).await,
         Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
+        Command::Orders(cmd) => commands::orders::run(&cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),
         Command::Sign(args) => {

@@ -60,6 +60,9 @@ pub struct AccountConfig {
     pub sync: SyncCadences,
     #[serde(default)]
     pub stock: StockRules,
+    /// When an order counts as late, and how long a pushed tracking may stay unconfirmed.
+    #[serde(default)]
+    pub shipping: ShippingRules,
     /// Channel SKU -> master SKU. SKUs absent here are kept as they are, and flagged.
     #[serde(default)]
     pub sku_map: BTreeMap<ChannelSku, Sku>,
@@ -80,6 +83,34 @@ fn default_enabled() -> bool {
 
 fn default_concurrency() -> u32 {
     2
+}
+
+/// Shipping deadlines of an account (the late-order and tracking watch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingRules {
+    /// Hours after the order was placed by which it must ship, when the channel gives no ship-by
+    /// time of its own (Amazon does: its `LatestShipDate` wins).
+    #[serde(default = "default_ship_within_hours")]
+    pub ship_within_hours: u32,
+    /// Hours a pushed tracking number may stay unconfirmed on the channel before it is pushed again;
+    /// still unconfirmed after as long again, it is reported.
+    #[serde(default = "default_confirm_within_hours")]
+    pub confirm_within_hours: u32,
+}
+
+fn default_ship_within_hours() -> u32 {
+    48
+}
+
+fn default_confirm_within_hours() -> u32 {
+    6
+}
+
+impl Default for ShippingRules {
+    fn default() -> Self {
+        Self { ship_within_hours: default_ship_within_hours(), confirm_within_hours: default_confirm_within_hours() }
+    }
 }
 
 /// A channel's documented request allowance, enforced before sending.
@@ -295,6 +326,14 @@ impl ChannelConfig {
             if a.max_concurrency == 0 || a.max_concurrency > 1000 {
                 return Err((at("max_concurrency"), "must be between 1 and 1000".into()));
             }
+            for (field, hours) in [
+                ("shipping.ship_within_hours", a.shipping.ship_within_hours),
+                ("shipping.confirm_within_hours", a.shipping.confirm_within_hours),
+            ] {
+                if !(1..=24 * 60).contains(&hours) {
+                    return Err((at(field), format!("{hours} is not between 1 hour and 60 days")));
+                }
+            }
             if !(1..=100).contains(&a.stock.percent) {
                 return Err((
                     at("stock.percent"),
@@ -478,5 +517,18 @@ mod tests {
         assert_eq!(rules.publishable(1), 0, "never negative");
         assert_eq!(rules.publishable(-5), 0, "backorders never publish negative stock");
         assert_eq!(StockRules::default().publishable(9), 9);
+    }
+
+    #[test]
+    fn shipping_deadlines_default_and_are_validated() {
+        let cfg = ChannelConfig::parse("x.toml", EXAMPLE).unwrap();
+        assert!(cfg.accounts.iter().all(|a| a.shipping == ShippingRules::default()));
+        let text = EXAMPLE.replacen("stock = {", "shipping = { ship_within_hours = 24 }\nstock = {", 1);
+        let cfg = ChannelConfig::parse("x.toml", &text).unwrap();
+        assert_eq!(cfg.accounts[0].shipping.ship_within_hours, 24);
+        assert_eq!(cfg.accounts[0].shipping.confirm_within_hours, 6);
+        let bad = EXAMPLE.replacen("stock = {", "shipping = { ship_within_hours = 0 }\nstock = {", 1);
+        let err = ChannelConfig::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(err.contains("shipping.ship_within_hours"), "{err}");
     }
 }

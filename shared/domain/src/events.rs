@@ -29,6 +29,10 @@ pub enum EventKind {
     ShipmentCreated,
     RefundCreated,
     ProductChanged,
+    /// An order not shipped by its deadline ([`DeadlineV1`]).
+    OrderLate,
+    /// A pushed tracking number the channel still did not show after one more push ([`DeadlineV1`]).
+    TrackingUnconfirmed,
 }
 
 impl EventKind {
@@ -42,6 +46,8 @@ impl EventKind {
             EventKind::ShipmentCreated => "ShipmentCreated",
             EventKind::RefundCreated => "RefundCreated",
             EventKind::ProductChanged => "ProductChanged",
+            EventKind::OrderLate => "OrderLate",
+            EventKind::TrackingUnconfirmed => "TrackingUnconfirmed",
         }
     }
 }
@@ -82,6 +88,21 @@ impl<T> EventDetail<T> {
     }
 }
 
+/// The `data` of `OrderLate` and `TrackingUnconfirmed`, version 1: which order, which deadline passed
+/// and why it counts as missed. Ids only: consumers read the record for anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineV1 {
+    pub order_id: OrderId,
+    pub channel: Channel,
+    pub account: AccountId,
+    /// The shipment whose tracking was not confirmed (`TrackingUnconfirmed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment_id: Option<String>,
+    pub deadline: DateTime<Utc>,
+    /// Why it counts as missed, in words (`still paid, not shipped`, `the channel shows no tracking`).
+    pub reason: String,
+}
+
 /// A stable event id: the kind and the parts that identify the fact (an ingest key, an order id, a
 /// position version), so publishing the same fact twice yields the same id.
 pub fn event_id(kind: EventKind, parts: &[&str]) -> String {
@@ -115,6 +136,9 @@ pub struct OrderEventV1 {
     pub source_version: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<OrderWarning>,
+    /// The channel's latest ship time, when it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ship_by: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversold: Option<Oversell>,
 }
@@ -135,6 +159,7 @@ impl From<&Order> for OrderEventV1 {
             totals: o.totals.clone(),
             source_version: o.source_version,
             warnings: o.warnings.clone(),
+            ship_by: o.ship_by,
             oversold: o.oversold.clone(),
         }
     }
@@ -161,6 +186,7 @@ impl OrderEventV1 {
             billing_address: None,
             source_version: self.source_version,
             warnings: self.warnings,
+            ship_by: self.ship_by,
             oversold: self.oversold,
         }
     }

@@ -198,6 +198,10 @@ pub struct Order {
     pub source_version: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<OrderWarning>,
+    /// The latest time the channel expects the order to ship (Amazon's `LatestShipDate`), when it
+    /// gives one; otherwise the account's `shipping.ship_within` applies (see the late-order watch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ship_by: Option<DateTime<Utc>>,
     /// Set by the inventory ledger when the order could not be fully reserved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversold: Option<Oversell>,

@@ -6,7 +6,7 @@ use schemars::{JsonSchema, Schema, schema_for};
 
 use crate::{
     Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, Record, Refund, Shipment,
-    events::{EventDetail, OrderEventV1},
+    events::{DeadlineV1, EventDetail, OrderEventV1},
 };
 
 /// Every published schema, by file stem.
@@ -26,6 +26,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("record.v1", one::<Record>()),
         // The detail of OrderAccepted, OrderUpdated, OrderCancelled and OrderOversold on the bus.
         ("order_event.v1", one::<EventDetail<OrderEventV1>>()),
+        // The detail of OrderLate and TrackingUnconfirmed.
+        ("deadline_event.v1", one::<EventDetail<DeadlineV1>>()),
     ]
 }
 

@@ -68,6 +68,8 @@ pub(crate) struct OrderDraft {
     pub customer: OrderCustomer,
     pub shipping_address: Option<Address>,
     pub billing_address: Option<Address>,
+    /// The channel's latest ship time, where it gives one.
+    pub ship_by: Option<DateTime<Utc>>,
 }
 
 impl OrderDraft {
@@ -120,6 +122,7 @@ impl OrderDraft {
             billing_address: self.billing_address,
             source_version: self.updated_at.timestamp_millis(),
             warnings,
+            ship_by: self.ship_by,
             oversold: None,
         })
     }

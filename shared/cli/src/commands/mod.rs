@@ -4,6 +4,7 @@
 pub mod config;
 pub mod dlq;
 pub mod normalize;
+pub mod orders;
 pub mod quarantine;
 pub mod sign;
 pub mod stock;

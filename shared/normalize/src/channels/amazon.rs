@@ -205,6 +205,7 @@ fn order_v0(o: &Node<'_>, items: &Node<'_>, ctx: &Context<'_>) -> Result<Order, 
         },
         shipping_address,
         billing_address: None,
+        ship_by: o.field("LatestShipDate").opt_datetime()?,
     }
     .build(CHANNEL, ctx)
 }
@@ -277,6 +278,7 @@ fn order_2026(o: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> 
         },
         shipping_address: V2026_ADDRESS.read(&address)?,
         billing_address: None,
+        ship_by: o.at("fulfillment.shipByWindow.latestDateTime").opt_datetime()?,
     }
     .build(CHANNEL, ctx)
 }

@@ -138,6 +138,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         },
         shipping_address,
         billing_address,
+        ship_by: None,
     }
     .build(CHANNEL, ctx)
 }

@@ -145,6 +145,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Order, No
         customer: OrderCustomer { email, name: customer_name, phone },
         shipping_address: ADDRESS.read(&doc.field("shipping_address"))?,
         billing_address,
+        ship_by: None,
     }
     .build(CHANNEL, ctx)
 }

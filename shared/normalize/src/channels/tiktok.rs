@@ -158,6 +158,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         },
         shipping_address,
         billing_address: None,
+        ship_by: None,
     }
     .build(CHANNEL, ctx)
 }

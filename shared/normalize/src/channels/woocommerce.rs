@@ -114,6 +114,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         },
         shipping_address: ADDRESS.read(&doc.field("shipping"))?,
         billing_address,
+        ship_by: None,
     }
     .build(CHANNEL, ctx)
 }

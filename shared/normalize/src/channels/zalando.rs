@@ -180,6 +180,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         },
         shipping_address: ADDRESS.read(&attrs.field("shipping_address"))?,
         billing_address,
+        ship_by: None,
     }
     .build(CHANNEL, ctx)
 }

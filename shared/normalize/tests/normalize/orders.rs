@@ -245,6 +245,7 @@ fn amazon_v0_docs_examples_combine_and_item_price_is_a_line_total() {
     assert_eq!(order.customer.email.as_deref(), Some("user@example.com"));
     assert_eq!(order.customer.name.as_deref(), Some("John Doe"));
     assert_eq!(country(&order), Some("US"));
+    assert_eq!(order.ship_by, Some(at("2017-01-25T19:49:35Z")), "LatestShipDate is the channel's deadline");
 }
 
 #[test]
@@ -277,6 +278,7 @@ fn amazon_2026_order_is_detected_by_shape_wrapped_or_bare() {
     assert_eq!(order.customer.email.as_deref(), Some("buyer-email@marketplace.amazon.co.uk"));
     assert_eq!(country(&order), Some("GB"));
     assert_eq!(order.source_version, at("2024-12-25T16:30:00Z").timestamp_millis());
+    assert_eq!(order.ship_by, Some(at("2024-12-26T23:59:59Z")), "the end of the ship-by window");
 }
 
 #[test]

@@ -133,8 +133,19 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
     if q.query.contains("fulfillmentCreate") {
         let f =
             v.get("fulfillment").ok_or("Variable $fulfillment of type FulfillmentInput! was provided invalid value")?;
-        if f.get("lineItemsByFulfillmentOrder").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        let Some(by_order) = f.get("lineItemsByFulfillmentOrder").and_then(Value::as_array).filter(|a| !a.is_empty())
+        else {
             return Err("lineItemsByFulfillmentOrder is required".into());
+        };
+        // As Shopify does: the fulfillment order closes and the order reads as fulfilled, with the
+        // tracking on its fulfillment.
+        for fo in by_order {
+            let gid = fo.get("fulfillmentOrderId").and_then(Value::as_str).unwrap_or_default();
+            let id = gid.rsplit('/').next().unwrap_or_default();
+            if let Some(order) = s.order_mut(C, id) {
+                order.doc["fulfillment_status"] = json!("fulfilled");
+                order.doc["fulfillments"] = json!([{ "status": "success", "tracking_number": f.pointer("/trackingInfo/number"), "tracking_company": f.pointer("/trackingInfo/company") }]);
+            }
         }
         return Ok(
             json!({ "fulfillmentCreate": { "fulfillment": { "id": format!("gid://shopify/Fulfillment/{}", fresh_id()) }, "userErrors": [] } }),
@@ -148,9 +159,10 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
     if q.query.contains("order(") {
         let gid = v.get("id").and_then(Value::as_str).unwrap_or_default();
         let id = gid.rsplit('/').next().unwrap_or_default();
-        return Ok(
-            json!({ "order": s.order(C, id).map(|_| json!({ "fulfillmentOrders": { "nodes": [{ "id": format!("gid://shopify/FulfillmentOrder/{id}"), "status": "OPEN" }] } })) }),
-        );
+        return Ok(json!({ "order": s.order(C, id).map(|o| {
+                let status = if o.doc.get("fulfillment_status").and_then(Value::as_str) == Some("fulfilled") { "CLOSED" } else { "OPEN" };
+                json!({ "fulfillmentOrders": { "nodes": [{ "id": format!("gid://shopify/FulfillmentOrder/{id}"), "status": status }] } })
+            }) }));
     }
     Err("this operation is not simulated".into())
 }
