@@ -232,7 +232,7 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
 
     // inventory-api: the ERP's count, a stock import. (The WMS shipment comes after the order.)
     let inventory = s.app("InventoryApiFunction").await;
-    let update = manifold_app::ledger::OnHandUpdate { on_hand: 5, location: None, source_ref: None };
+    let update = manifold_app::ledger::OnHandUpdate { on_hand: 5, location: None, source_ref: None, as_of: None };
     inventory.set_on_hand(&stocked, &update, "trace-iam-erp", now).await.expect("set on hand");
     let import = json!([{ "sku": imported, "on_hand": 3 }, { "sku": s.sku("IMPORTED-2"), "on_hand": 4 }]).to_string();
     inventory.import_stock(&import, false, &s.run, "trace-iam-import", now).await.expect("import");

@@ -23,7 +23,8 @@ fn set(names: &[&'static str]) -> BTreeSet<&'static str> {
 #[tokio::test]
 async fn each_function_builds_only_the_ports_its_handler_uses() {
     let h = Harness::new().await;
-    let stock = OnHandUpdate { on_hand: 10, location: None, source_ref: Some(crate::support::unique("erp")) };
+    let stock =
+        OnHandUpdate { on_hand: 10, location: None, source_ref: Some(crate::support::unique("erp")), as_of: None };
     h.app.set_on_hand("IPOD2009BLACK", &stock, "trace-ports", Utc::now()).await.unwrap();
     let _ = h.stack.events().await;
     for c in Channel::ALL {

@@ -33,7 +33,7 @@ fn with_failing_bus(h: &Harness, fail: impl IntoIterator<Item = usize>) -> App {
 #[tokio::test]
 async fn a_publish_failing_after_the_order_commit_is_finished_by_the_sqs_retry() {
     let h = Harness::new().await;
-    let update = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-outbox".into()) };
+    let update = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-outbox".into()), as_of: None };
     h.app.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.unwrap();
     let _ = h.stack.events().await;
 
@@ -79,7 +79,7 @@ async fn an_oversold_orders_follow_ups_failing_once_are_all_done_by_the_replays(
     })
     .await;
     // Nothing on hand: the order cannot be reserved and the Shopify account cancels it.
-    let update = OnHandUpdate { on_hand: 0, location: None, source_ref: Some("erp-oversold".into()) };
+    let update = OnHandUpdate { on_hand: 0, location: None, source_ref: Some("erp-oversold".into()), as_of: None };
     h.app.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.unwrap();
     for c in Channel::ALL {
         let _ = h.stack.drain(&h.stack.env.push_queues[&c]).await;
@@ -138,7 +138,7 @@ async fn an_enqueue_failing_after_the_gate_write_is_pushed_by_the_next_stock_tie
     let mut urls = h.stack.env.push_queues.clone();
     urls.insert(Channel::Ebay, format!("{ebay}-missing"));
     broken.push_queue = broken.ports.ready("push_queue", SqsPushQueue::new(h.app.sqs.get().clone(), urls));
-    let update = OnHandUpdate { on_hand: 6, location: None, source_ref: Some("erp-gate".into()) };
+    let update = OnHandUpdate { on_hand: 6, location: None, source_ref: Some("erp-gate".into()), as_of: None };
     assert!(broken.set_on_hand("IPOD2009BLACK", &update, "t-gate", Utc::now()).await.is_err());
     let version = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().version;
 
@@ -164,7 +164,7 @@ async fn an_erp_count_retried_after_a_failed_fan_out_finishes_the_fan_out() {
     let mut urls = h.stack.env.push_queues.clone();
     urls.insert(Channel::Ebay, format!("{ebay}-missing"));
     broken.push_queue = broken.ports.ready("push_queue", SqsPushQueue::new(h.app.sqs.get().clone(), urls));
-    let update = OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-retry".into()) };
+    let update = OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-retry".into()), as_of: None };
     assert!(broken.set_on_hand("IPOD2009BLACK", &update, "t-erp", Utc::now()).await.is_err());
 
     // The ERP retries the same count: applied once, and the fan-out is finished.
@@ -205,7 +205,7 @@ async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malform
     // PutItem per item) is cancelled once, as DynamoDB does under throttling.
     let cancelled = AwsFault::Fail { status: 400, code: "TransactionCanceledException".into() };
     proxy.faults.add("dynamodb:PutItem", None, Trigger::Nth(1), cancelled);
-    let update = OnHandUpdate { on_hand: 9, location: None, source_ref: Some("erp-throttled".into()) };
+    let update = OnHandUpdate { on_hand: 9, location: None, source_ref: Some("erp-throttled".into()), as_of: None };
     let err = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap_err();
     assert!(err.is_retryable(), "the ERP gets a 503 and retries, not a 400: {err}");
     let p = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap();
@@ -215,7 +215,7 @@ async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malform
     proxy.faults.clear();
     let invalid = AwsFault::Fail { status: 400, code: "ValidationException".into() };
     proxy.faults.add("dynamodb:PutItem", None, Trigger::Always, invalid);
-    let update = OnHandUpdate { on_hand: 8, location: None, source_ref: Some("erp-invalid".into()) };
+    let update = OnHandUpdate { on_hand: 8, location: None, source_ref: Some("erp-invalid".into()), as_of: None };
     let err = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
 }

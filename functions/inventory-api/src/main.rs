@@ -38,7 +38,7 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
             Ok(update) => app.set_on_hand(&sku, &update, &trace_id, now).await.map(|p| serde_json::json!(p)),
             Err(e) => Err(Failure::permanent(
                 "inventory",
-                format!("body must be {{\"on_hand\": n, \"location\"?, \"source_ref\"?}}: {e}"),
+                format!("body must be {{\"on_hand\": n, \"location\"?, \"source_ref\"?, \"as_of\"?}}: {e}"),
             )),
         }
     } else {
@@ -54,7 +54,10 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
             *r.body_mut() = Body::from(value.to_string());
             r
         }
-        Err(Failure::Permanent { reason, .. }) => json_response(400, &reason, &trace_id)?,
-        Err(e) => json_response(503, &format!("retry later: {e}"), &trace_id)?,
+        // 409 for a stale count (it lost to a newer one), 400 for other refused input, 503: retry.
+        Err(e) => match (manifold_app::ledger::inventory_status(&e), e) {
+            (status, Failure::Permanent { reason, .. }) => json_response(status, &reason, &trace_id)?,
+            (status, e) => json_response(status, &format!("retry later: {e}"), &trace_id)?,
+        },
     })
 }

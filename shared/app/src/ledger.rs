@@ -21,12 +21,13 @@ use manifold_aws::{StoreError, events::publish};
 use manifold_connectors::CallContext;
 use manifold_domain::{
     Order, OrderId, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
+    config::ChannelConfig,
     events::{EventDetail, EventKind, OrderEventV1, event_id},
 };
 use manifold_ledger::{
     Change, Ledger, OrderReservation, Position, PositionKey, ReleaseOutcome, ReservationRecord, ReservationState,
     ReserveOutcome, Scope, SetOutcome,
-    fanout::{FanoutReport, fan_out},
+    fanout::{FanoutReport, PushQueue, bundle_component_keys, fan_out_with_bundles},
     import::{Parsed, parse_csv, parse_json},
 };
 use manifold_telemetry::MetricSet;
@@ -38,11 +39,24 @@ use crate::{App, outcome::Failure, sqs::process_batch};
 /// What a ledger event did, for logs, tests and the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerOutcome {
-    Reserved { jobs: usize },
+    Reserved {
+        jobs: usize,
+    },
+    /// A later version of the order changed its lines; the reservation follows it.
+    Amended {
+        jobs: usize,
+    },
     AlreadyApplied,
-    Oversold { action: OversellAction, short: usize },
-    Released { jobs: usize },
-    Shipped { jobs: usize },
+    Oversold {
+        action: OversellAction,
+        short: usize,
+    },
+    Released {
+        jobs: usize,
+    },
+    Shipped {
+        jobs: usize,
+    },
     Ignored(&'static str),
 }
 
@@ -61,13 +75,38 @@ pub struct OnHandUpdate {
     pub on_hand: i64,
     #[serde(default)]
     pub location: Option<String>,
-    /// The source system's reference for this count (idempotency); defaults to a hash of the request.
+    /// The source system's reference for this count (idempotency); defaults to `as_of:{as_of}` when
+    /// the count has an as-of time, else to the request's trace id.
     #[serde(default)]
     pub source_ref: Option<String>,
+    /// When the count was taken (RFC 3339). A count as of a time older than the count the position
+    /// last applied is stale: refused (409), nothing changes. Without it, the count applies whatever
+    /// its age (once per `source_ref`).
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// The stage of a [`Failure`] for a stale absolute count (the inventory API answers 409).
+pub const STALE_COUNT: &str = "stale_count";
+
+/// The inventory API's status for a failure: 409 for a stale count (it lost to a newer one; nothing
+/// changed), 400 for any other refused input, 503 (retry) for the rest.
+pub fn inventory_status(failure: &Failure) -> u16 {
+    match failure {
+        Failure::Permanent { stage: STALE_COUNT, .. } => 409,
+        Failure::Permanent { .. } => 400,
+        Failure::Transient(_) => 503,
+    }
 }
 
 /// Concurrent AWS calls of one fan-out (position reads, events).
 const FANOUT_CONCURRENCY: usize = 16;
+
+/// The follow-up step of reserving one version of an order (its first reservation, or an edit that
+/// changed its lines), whose fan-out a replay of that version finishes.
+fn reserve_step(version: i64) -> String {
+    format!("reserve#{version}")
+}
 
 /// The done-marker of one follow-up of one order (`StateTable`, `MARKER#followup#...`).
 fn followup_marker(order: &Order, step: &str) -> String {
@@ -75,7 +114,9 @@ fn followup_marker(order: &Order, step: &str) -> String {
 }
 
 fn failure(e: &manifold_ledger::LedgerError) -> Failure {
-    if e.is_retryable() {
+    if matches!(e, manifold_ledger::LedgerError::Stale { .. }) {
+        Failure::permanent(STALE_COUNT, e.to_string())
+    } else if e.is_retryable() {
         Failure::Transient(e.to_string().into())
     } else {
         Failure::permanent("ledger", e.to_string())
@@ -172,6 +213,7 @@ impl App {
         let change = self.ledger.reserve_order(&reservation).await.map_err(|e| failure(&e))?;
         let (outcome, mut jobs) = match &change.outcome {
             ReserveOutcome::Reserved => (LedgerOutcome::Reserved { jobs: 0 }, 0),
+            ReserveOutcome::Amended => (LedgerOutcome::Amended { jobs: 0 }, 0),
             ReserveOutcome::AlreadyApplied { .. } => {
                 (LedgerOutcome::AlreadyApplied, self.finish_reservation(order, trace_id, now).await?)
             }
@@ -183,7 +225,7 @@ impl App {
         };
         if !matches!(change.outcome, ReserveOutcome::AlreadyApplied { .. }) {
             jobs += self.after_change(&change.positions, trace_id, now).await?;
-            self.fanned_out(&order.id, "reserve").await;
+            self.fanned_out(&order.id, &reserve_step(reservation.version)).await;
         }
         // Watched until it ships (idempotent: a replay writes the same deadline again).
         self.watch_ship_by(order, trace_id).await?;
@@ -196,6 +238,7 @@ impl App {
         }
         Ok(match outcome {
             LedgerOutcome::Reserved { .. } => LedgerOutcome::Reserved { jobs },
+            LedgerOutcome::Amended { .. } => LedgerOutcome::Amended { jobs },
             other => other,
         })
     }
@@ -207,13 +250,17 @@ impl App {
         let Some(rec) = self.ledger.reservation(&order.id).await.map_err(|e| failure(&e))? else {
             return Ok(0);
         };
-        let oversold = matches!(rec.state, ReservationState::Rejected | ReservationState::Backordered);
-        if oversold && !rec.short_lines.is_empty() {
+        // Short lines on an open reservation: rejected, back-ordered, or an edit's refused increase.
+        let open = matches!(
+            rec.state,
+            ReservationState::Rejected | ReservationState::Backordered | ReservationState::Reserved
+        );
+        if open && !rec.short_lines.is_empty() {
             let oversell =
                 Oversell { short_lines: rec.short_lines.clone(), action: rec.oversell, detected_at: rec.updated_at };
             self.handle_oversell(order, &oversell, trace_id, now).await?;
         }
-        self.refan_unless_done(&rec, "reserve", trace_id, now).await
+        self.refan_unless_done(&rec, &reserve_step(rec.order_version), trace_id, now).await
     }
 
     /// Notes that the fan-out after `step` of an order completed, so replays skip it. Best effort: a
@@ -343,20 +390,31 @@ impl App {
         if positions.is_empty() {
             return Ok(0);
         }
-        let report: FanoutReport =
-            fan_out(&*self.config().await, positions, &self.push_gate, &*self.push_queue, Some(trace_id))
-                .await
-                .map_err(|e| {
-                    if e.is_retryable() {
-                        Failure::Transient(Box::new(e))
-                    } else {
-                        Failure::permanent("fanout", e.to_string())
-                    }
-                })?;
+        let config = self.config().await;
+        let report = self.fan_out_with_bundles(&config, positions, &*self.push_queue, Some(trace_id)).await?;
         let announcements: Vec<_> = positions.iter().map(|p| self.announce_position(p, trace_id, now)).collect();
         stream::iter(announcements).buffer_unordered(FANOUT_CONCURRENCY).try_collect::<Vec<()>>().await?;
         info!(enqueued = report.enqueued.len(), coalesced = report.coalesced, "availability fanned out");
         Ok(report.enqueued.len())
+    }
+
+    /// Fans `positions` out to `config`'s accounts together with the bundles they are components of:
+    /// the bundles' other components are read from the ledger, so a bundle's value counts every
+    /// component. Every fan-out goes through here (ledger changes and the stock tier's re-send).
+    pub(crate) async fn fan_out_with_bundles<Q: PushQueue>(
+        &self,
+        config: &ChannelConfig,
+        positions: &[Position],
+        queue: &Q,
+        trace_id: Option<&str>,
+    ) -> Result<FanoutReport, Failure> {
+        let component_keys = bundle_component_keys(config, positions);
+        let reads: Vec<_> = component_keys.iter().map(|k| self.ledger.position(k)).collect();
+        let components: Vec<Position> =
+            stream::iter(reads).buffered(FANOUT_CONCURRENCY).try_collect().await.map_err(|e| failure(&e))?;
+        fan_out_with_bundles(config, positions, &components, &self.push_gate, queue, trace_id).await.map_err(|e| {
+            if e.is_retryable() { Failure::Transient(Box::new(e)) } else { Failure::permanent("fanout", e.to_string()) }
+        })
     }
 
     /// `InventoryChanged` for one position version (its id names the version: stable on a replay).
@@ -380,8 +438,15 @@ impl App {
             sku,
             update.location.clone().unwrap_or_else(|| manifold_ledger::DEFAULT_LOCATION.to_owned()),
         );
-        let source_ref = update.source_ref.clone().unwrap_or_else(|| trace_id.to_owned());
-        let change = self.ledger.set_on_hand(&key, update.on_hand, &source_ref).await.map_err(|e| failure(&e))?;
+        // A count re-sent without its reference but with its as-of time is recognised as that count.
+        let source_ref = update.source_ref.clone().unwrap_or_else(|| {
+            update.as_of.map_or_else(|| trace_id.to_owned(), |t| format!("as_of:{}", t.to_rfc3339()))
+        });
+        let change = self
+            .ledger
+            .set_on_hand_as_of(&key, update.on_hand, &source_ref, update.as_of)
+            .await
+            .map_err(|e| failure(&e))?;
         let position = self.ledger.position(&key).await.map_err(|e| failure(&e))?;
         // A retried count (same source reference) finishes the fan-out the first attempt may not have.
         let changed =

@@ -217,10 +217,17 @@ impl<'de> Deserialize<'de> for Cadence {
     }
 }
 
-/// What stock a channel may show, derived from the ledger's `available`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// What stock a channel may show, derived from the ledger's `available`, and where it comes from.
+///
+/// One location model: each account sells from exactly one ledger location (`location`, default
+/// `default`). Its orders reserve there, and it is published only the positions at that location, so
+/// stock at two locations never overwrites itself on a channel. Two accounts may share a location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StockRules {
+    /// The ledger location this account sells from (letters, digits, `-`, `_`, `.`; at most 64).
+    #[serde(default = "default_location")]
+    pub location: String,
     /// Units held back from this channel (safety stock).
     #[serde(default)]
     pub buffer: u32,
@@ -242,9 +249,35 @@ fn default_percent() -> u8 {
     100
 }
 
+/// The ledger location used when nothing names one.
+pub const DEFAULT_LOCATION: &str = "default";
+
+fn default_location() -> String {
+    DEFAULT_LOCATION.to_owned()
+}
+
+/// A ledger location name: it is part of DynamoDB keys (`LOC#{location}`), so no `#`, no blanks.
+pub fn validate_location(location: &str) -> Result<(), String> {
+    let ok = !location.is_empty()
+        && location.len() <= 64
+        && location.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{location:?} is not a location name (1 to 64 letters, digits, `-`, `_` or `.`)"))
+    }
+}
+
 impl Default for StockRules {
     fn default() -> Self {
-        Self { buffer: 0, max_listed: None, percent: 100, end_when_below: 0, oversell: OversellAction::Hold }
+        Self {
+            location: default_location(),
+            buffer: 0,
+            max_listed: None,
+            percent: 100,
+            end_when_below: 0,
+            oversell: OversellAction::Hold,
+        }
     }
 }
 
@@ -326,6 +359,7 @@ impl ChannelConfig {
             if a.max_concurrency == 0 || a.max_concurrency > 1000 {
                 return Err((at("max_concurrency"), "must be between 1 and 1000".into()));
             }
+            validate_location(&a.stock.location).map_err(|m| (at("stock.location"), m))?;
             for (field, hours) in [
                 ("shipping.ship_within_hours", a.shipping.ship_within_hours),
                 ("shipping.confirm_within_hours", a.shipping.confirm_within_hours),
@@ -487,6 +521,34 @@ mod tests {
     }
 
     #[test]
+    fn shipping_deadlines_default_and_are_validated() {
+        let cfg = ChannelConfig::parse("x.toml", EXAMPLE).unwrap();
+        assert!(cfg.accounts.iter().all(|a| a.shipping == ShippingRules::default()));
+        let text = EXAMPLE.replacen("stock = {", "shipping = { ship_within_hours = 24 }\nstock = {", 1);
+        let cfg = ChannelConfig::parse("x.toml", &text).unwrap();
+        assert_eq!(cfg.accounts[0].shipping.ship_within_hours, 24);
+        assert_eq!(cfg.accounts[0].shipping.confirm_within_hours, 6);
+        let bad = EXAMPLE.replacen("stock = {", "shipping = { ship_within_hours = 0 }\nstock = {", 1);
+        let err = ChannelConfig::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(err.contains("shipping.ship_within_hours"), "{err}");
+    }
+
+    #[test]
+    fn each_account_sells_from_one_validated_location() {
+        let cfg = ChannelConfig::parse("x.toml", EXAMPLE).unwrap();
+        assert!(cfg.accounts.iter().any(|a| a.stock.location == DEFAULT_LOCATION), "the default when unnamed");
+        let text = EXAMPLE.replacen("stock = { buffer = 2,", "stock = { location = \"wh-2\", buffer = 2,", 1);
+        let cfg = ChannelConfig::parse("x.toml", &text).unwrap();
+        assert_eq!(cfg.accounts[0].stock.location, "wh-2");
+        for bad in ["", "wh#2", "wh 2"] {
+            let text =
+                EXAMPLE.replacen("stock = { buffer = 2,", &format!("stock = {{ location = {bad:?}, buffer = 2,"), 1);
+            let err = ChannelConfig::parse("x.toml", &text).unwrap_err().to_string();
+            assert!(err.contains("accounts[0].stock.location") && err.contains("not a location name"), "{err}");
+        }
+    }
+
+    #[test]
     fn zalando_stock_cadence_respects_the_sla() {
         let text = EXAMPLE.replace("orders = \"5m\", stock = \"5m\"", "orders = \"5m\", stock = \"15m\"");
         let err = ChannelConfig::parse("x.toml", &text).unwrap_err().to_string();
@@ -510,6 +572,7 @@ mod tests {
             percent: 50,
             end_when_below: 3,
             oversell: OversellAction::Hold,
+            ..StockRules::default()
         };
         assert_eq!(rules.publishable(200), 50, "capped");
         assert_eq!(rules.publishable(22), 10, "(22-2)*50%");
@@ -517,18 +580,5 @@ mod tests {
         assert_eq!(rules.publishable(1), 0, "never negative");
         assert_eq!(rules.publishable(-5), 0, "backorders never publish negative stock");
         assert_eq!(StockRules::default().publishable(9), 9);
-    }
-
-    #[test]
-    fn shipping_deadlines_default_and_are_validated() {
-        let cfg = ChannelConfig::parse("x.toml", EXAMPLE).unwrap();
-        assert!(cfg.accounts.iter().all(|a| a.shipping == ShippingRules::default()));
-        let text = EXAMPLE.replacen("stock = {", "shipping = { ship_within_hours = 24 }\nstock = {", 1);
-        let cfg = ChannelConfig::parse("x.toml", &text).unwrap();
-        assert_eq!(cfg.accounts[0].shipping.ship_within_hours, 24);
-        assert_eq!(cfg.accounts[0].shipping.confirm_within_hours, 6);
-        let bad = EXAMPLE.replacen("stock = {", "shipping = { ship_within_hours = 0 }\nstock = {", 1);
-        let err = ChannelConfig::parse("x.toml", &bad).unwrap_err().to_string();
-        assert!(err.contains("shipping.ship_within_hours"), "{err}");
     }
 }

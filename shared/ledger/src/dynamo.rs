@@ -82,6 +82,8 @@ struct PositionItem {
     available: i64,
     version: u64,
     updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -275,6 +277,7 @@ impl DynamoStore {
                     available: p.available,
                     version: p.version,
                     updated_at: now,
+                    as_of: p.as_of,
                 },
             )?;
             puts.push(if w.expected_version == 0 {
@@ -451,6 +454,7 @@ fn to_position(p: PositionItem) -> Position {
         reserved: p.reserved,
         available: p.available,
         version: p.version,
+        as_of: p.as_of,
     }
 }
 

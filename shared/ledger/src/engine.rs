@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use manifold_domain::{AdjustmentReason, InventoryAdjustment, OrderId, OversellAction, ShortLine};
 use rand::Rng;
 use tracing::{debug, info, warn};
@@ -107,6 +107,7 @@ impl<S: Store> StockLedger<S> {
                         self.reserve_in_chunks(rec, &required, req).await
                     }
                     ReservationState::Reserving => Err(LedgerError::InProgress(req.order_id.clone())),
+                    _ if req.version > rec.order_version => self.amend(req).await,
                     state => Ok(Change { outcome: ReserveOutcome::AlreadyApplied { state }, positions: vec![] }),
                 };
             }
@@ -158,6 +159,117 @@ impl<S: Store> StockLedger<S> {
             }
         }
         Err(LedgerError::Contention { what: format!("reserving {}", req.order_id), attempts: MAX_ATTEMPTS })
+    }
+
+    /// A later version of an applied order: the reservation follows its lines. Units the edit adds
+    /// are reserved all or nothing under the account's oversell policy (Backorder reserves anyway;
+    /// Hold and Cancel reserve none of the increase and report the order oversold), units it removes
+    /// are released, in one transaction with the record. A version that changes no line is only
+    /// recorded, so an older version arriving later cannot undo it. A closed order (released,
+    /// cancelled, shipped) stays closed.
+    async fn amend(&self, req: &OrderReservation) -> Result<Change<ReserveOutcome>, LedgerError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(rec) = self.store.reservation(&req.order_id).await? else {
+                return Err(LedgerError::InProgress(req.order_id.clone()));
+            };
+            let state = rec.state;
+            if req.version <= rec.order_version
+                || matches!(state, ReservationState::Released | ReservationState::Shipped)
+            {
+                return Ok(Change { outcome: ReserveOutcome::AlreadyApplied { state }, positions: vec![] });
+            }
+            if state == ReservationState::Reserving {
+                return Err(LedgerError::InProgress(req.order_id.clone()));
+            }
+            let lines = amended_lines(&rec, req);
+            let mut next = rec.clone();
+            next.rev += 1;
+            next.updated_at = Utc::now();
+            next.order_version = req.version;
+            next.stockless_lines.clone_from(&req.stockless_lines);
+            let mut commit = Commit::default();
+            let mut short = Vec::new();
+            let changed_lines = lines != rec.lines;
+            if changed_lines {
+                let outstanding: Vec<LineRecord> =
+                    lines.iter().map(|l| LineRecord { quantity: l.outstanding(), ..l.clone() }).collect();
+                let target = requirements(&outstanding, &rec.location);
+                let mut increase = BTreeMap::new();
+                let mut decrease = BTreeMap::new();
+                let mut keys: Vec<PositionKey> = target.keys().cloned().collect();
+                keys.extend(rec.held.iter().map(|h| PositionKey::new(h.sku.clone(), h.location.clone())));
+                keys.sort();
+                keys.dedup();
+                for key in &keys {
+                    let (want, have) = (target.get(key).copied().unwrap_or(0), rec.held_quantity(key));
+                    if want > have {
+                        increase.insert(key.clone(), want - have);
+                    } else if have > want {
+                        decrease.insert(key.clone(), have - want);
+                    }
+                }
+                if increase.len() + decrease.len() > self.chunk {
+                    return Err(LedgerError::Invalid(format!(
+                        "an edit of order {} changes {} positions; at most {} may change at once",
+                        req.order_id,
+                        increase.len() + decrease.len(),
+                        self.chunk
+                    )));
+                }
+                let touched: Vec<PositionKey> = increase.keys().chain(decrease.keys()).cloned().collect();
+                let positions = self.store.positions(&touched).await?;
+                short = shortages(&increase, &positions);
+                let backorder = req.oversell == OversellAction::Backorder;
+                if !short.is_empty() && !backorder {
+                    // The increase is refused (all or nothing); what the edit removed is still released.
+                    increase.clear();
+                }
+                for (key, qty) in &increase {
+                    next.add_held(key, signed(*qty));
+                }
+                for (key, qty) in &decrease {
+                    next.add_held(key, -signed(*qty));
+                }
+                let ctx =
+                    EntryContext { order_id: &req.order_id, channel: req.channel, trace_id: req.trace_id.as_deref() };
+                let as_deltas = |m: &BTreeMap<PositionKey, u64>| {
+                    m.iter().map(|(k, q)| (k.clone(), Qty::held(*q))).collect::<Deltas>()
+                };
+                commit = moves_with(&positions, &as_deltas(&increase), Move::Reserve, &ctx);
+                let released = moves_with(&positions, &as_deltas(&decrease), Move::Release, &ctx);
+                commit.positions.extend(released.positions);
+                commit.entries.extend(released.entries);
+                next.lines = lines;
+                next.oversell = req.oversell;
+                next.state = match (short.is_empty(), backorder) {
+                    (false, true) => ReservationState::Backordered,
+                    (false, false) if next.held.is_empty() => ReservationState::Rejected,
+                    (false, false) => state,
+                    (true, _) if state == ReservationState::Backordered => state,
+                    (true, _) => ReservationState::Reserved,
+                };
+                next.short_lines.clone_from(&short);
+            }
+            let changed: Vec<Position> = commit.positions.iter().map(|w| w.position.clone()).collect();
+            commit.record = Some(RecordWrite::Replace(next.clone()));
+            match self.store.commit(commit).await {
+                Ok(()) => {
+                    let outcome = if !changed_lines {
+                        ReserveOutcome::AlreadyApplied { state }
+                    } else if short.is_empty() {
+                        info!(order_id = %req.order_id, version = req.version, "reservation follows an order edit");
+                        ReserveOutcome::Amended
+                    } else {
+                        info!(order_id = %req.order_id, short = short.len(), action = ?req.oversell, "order edit oversold");
+                        ReserveOutcome::Oversold { short_lines: short, action: req.oversell }
+                    };
+                    return Ok(Change { outcome, positions: changed });
+                }
+                Err(CommitError::Conflict) => backoff(attempt).await,
+                Err(CommitError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(LedgerError::Contention { what: format!("amending {}", req.order_id), attempts: MAX_ATTEMPTS })
     }
 
     /// Reserves `required` chunk by chunk from a `Reserving` record, releasing what was held if a
@@ -468,7 +580,13 @@ impl<S: Store> StockLedger<S> {
         Err(LedgerError::Contention { what: format!("moving stock of {order}"), attempts: MAX_ATTEMPTS })
     }
 
-    async fn set(&self, key: &PositionKey, on_hand: i64, source_ref: &str) -> Result<Change<SetOutcome>, LedgerError> {
+    async fn set(
+        &self,
+        key: &PositionKey,
+        on_hand: i64,
+        source_ref: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Change<SetOutcome>, LedgerError> {
         if source_ref.trim().is_empty() {
             return Err(LedgerError::Invalid("an on-hand update needs a source reference".into()));
         }
@@ -481,7 +599,23 @@ impl<S: Store> StockLedger<S> {
             let Some(old) = self.store.positions(std::slice::from_ref(key)).await?.pop() else {
                 return Err(LedgerError::Invalid(format!("no position returned for {key}")));
             };
-            let new = Position { on_hand, available: on_hand - old.reserved, version: old.version + 1, ..old.clone() };
+            // The stale count loses: a count as of a time the position's latest count is newer than
+            // (or as of that same time, unless it is that count re-sent under its reference).
+            if let (Some(as_of), Some(applied)) = (as_of, old.as_of)
+                && as_of <= applied
+            {
+                if self.store.has_marker(&marker).await? {
+                    return Ok(Change { outcome: SetOutcome::AlreadyApplied, positions: vec![] });
+                }
+                return Err(LedgerError::Stale { key: key.clone(), as_of, applied });
+            }
+            let new = Position {
+                on_hand,
+                available: on_hand - old.reserved,
+                version: old.version + 1,
+                as_of: as_of.or(old.as_of),
+                ..old.clone()
+            };
             let entry = Entry {
                 version: new.version,
                 adjustment: InventoryAdjustment {
@@ -542,13 +676,14 @@ impl<S: Store> Ledger for StockLedger<S> {
         self.release_or_ship(order, scope, shipment_ref, Movement::Ship).await
     }
 
-    async fn set_on_hand(
+    async fn set_on_hand_as_of(
         &self,
         key: &PositionKey,
         on_hand: i64,
         source_ref: &str,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<Change<SetOutcome>, LedgerError> {
-        self.set(key, on_hand, source_ref).await
+        self.set(key, on_hand, source_ref, as_of).await
     }
 
     async fn position(&self, key: &PositionKey) -> Result<Position, LedgerError> {
@@ -678,6 +813,32 @@ fn line_deltas(
     Ok((deltas, moves))
 }
 
+/// The record's lines as a later version of the order has them: each line keeps what was already
+/// released and shipped (an edit cannot take back units that left), a line the new version dropped
+/// keeps only those, and a new line starts with nothing moved.
+fn amended_lines(rec: &ReservationRecord, req: &OrderReservation) -> Vec<LineRecord> {
+    let mut lines: Vec<LineRecord> = req
+        .lines
+        .iter()
+        .map(|l| {
+            let old = rec.lines.iter().find(|o| o.line_id == l.line_id);
+            let (released, shipped) = old.map_or((0, 0), |o| (o.released, o.shipped));
+            LineRecord {
+                line_id: l.line_id.clone(),
+                sku: l.sku.clone(),
+                quantity: l.quantity.max(released + shipped),
+                components: l.components.clone(),
+                released,
+                shipped,
+            }
+        })
+        .collect();
+    for old in rec.lines.iter().filter(|o| !req.lines.iter().any(|l| l.line_id == o.line_id)) {
+        lines.push(LineRecord { quantity: old.released + old.shipped, ..old.clone() });
+    }
+    lines
+}
+
 fn new_record(req: &OrderReservation, state: ReservationState) -> ReservationRecord {
     ReservationRecord {
         order_id: req.order_id.clone(),
@@ -691,6 +852,7 @@ fn new_record(req: &OrderReservation, state: ReservationState) -> ReservationRec
         stockless_lines: req.stockless_lines.clone(),
         oversell: req.oversell,
         applied_refs: vec![],
+        order_version: req.version,
         rev: 0,
         updated_at: Utc::now(),
     }
@@ -714,6 +876,7 @@ fn tombstone(order: &OrderId, op_ref: &str) -> Option<ReservationRecord> {
         stockless_lines: vec![],
         oversell: OversellAction::Hold,
         applied_refs: vec![op_ref.to_owned()],
+        order_version: 0,
         rev: 0,
         updated_at: Utc::now(),
     })
@@ -833,6 +996,7 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
                 .collect(),
             stockless_lines: vec![],
             oversell,
+            version: 0,
         }
     }
 
@@ -931,6 +1095,151 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
         let out = ledger.ship_order(&held.order_id, &Scope::WholeOrder, "late-ship").await.unwrap();
         assert_eq!(out.outcome, ReleaseOutcome::NothingHeld);
         assert_eq!(avail(&ledger, "A").await, (1, 0, 1));
+    }
+
+    fn hour(hh: u32) -> chrono::DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 11, 30, hh, 0, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_count_older_than_the_applied_one_loses_and_a_resent_count_is_recognised() {
+        let ledger = stocked(&[]).await;
+        ledger.set_on_hand_as_of(&key("A"), 10, "count-10h", Some(hour(10))).await.unwrap();
+        let o = order("1", &[("A", 3)], OversellAction::Hold);
+        ledger.reserve_order(&o).await.unwrap();
+        ledger.ship_order(&o.order_id, &Scope::WholeOrder, "ship-1").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (7, 0, 7));
+        // The 10:00 count re-sent after the shipment (same reference): recognised, nothing re-applied.
+        let again = ledger.set_on_hand_as_of(&key("A"), 10, "count-10h", Some(hour(10))).await.unwrap();
+        assert_eq!(again.outcome, SetOutcome::AlreadyApplied);
+        // An older count, or another count as of the same time, loses; nothing changes.
+        for (q, r, t) in [(10, "count-9h", Some(hour(9))), (12, "other-10h", Some(hour(10)))] {
+            let err = ledger.set_on_hand_as_of(&key("A"), q, r, t).await.unwrap_err();
+            assert!(matches!(err, LedgerError::Stale { .. }) && !err.is_retryable(), "{err}");
+            assert!(err.to_string().contains("stale count for A@default"), "{err}");
+        }
+        assert_eq!(avail(&ledger, "A").await, (7, 0, 7));
+        // A newer count applies and becomes the one to beat; a count without a time still applies.
+        ledger.set_on_hand_as_of(&key("A"), 20, "count-11h", Some(hour(11))).await.unwrap();
+        assert_eq!(ledger.position(&key("A")).await.unwrap().as_of, Some(hour(11)));
+        ledger.set_on_hand(&key("A"), 15, "manual").await.unwrap();
+        let p = ledger.position(&key("A")).await.unwrap();
+        assert_eq!((p.on_hand, p.as_of), (15, Some(hour(11))));
+        assert!(ledger.set_on_hand_as_of(&key("A"), 1, "late", Some(hour(10))).await.is_err());
+    }
+
+    fn version(mut o: OrderReservation, v: i64) -> OrderReservation {
+        o.version = v;
+        o
+    }
+
+    #[tokio::test]
+    async fn later_versions_adjust_the_reservation_by_the_difference_and_older_ones_change_nothing() {
+        let ledger = stocked(&[("A", 10), ("B", 10), ("C", 10)]).await;
+        let v1 = version(order("1", &[("A", 2), ("B", 1)], OversellAction::Hold), 100);
+        ledger.reserve_order(&v1).await.unwrap();
+        // v2: A up to 5, B removed, C added.
+        let mut v2 = version(order("1", &[("A", 5), ("C", 2)], OversellAction::Hold), 200);
+        v2.lines[1].line_id = "L2".into();
+        let out = ledger.reserve_order(&v2).await.unwrap();
+        assert_eq!(out.outcome, ReserveOutcome::Amended);
+        assert_eq!(out.positions.len(), 3);
+        assert_eq!(avail(&ledger, "A").await, (10, 5, 5));
+        assert_eq!(avail(&ledger, "B").await, (10, 0, 10));
+        assert_eq!(avail(&ledger, "C").await, (10, 2, 8));
+        // Replays of v2 and the late v1 change nothing.
+        for late in [&v2, &v1] {
+            let again = ledger.reserve_order(late).await.unwrap();
+            assert_eq!(again.outcome, ReserveOutcome::AlreadyApplied { state: ReservationState::Reserved });
+        }
+        assert_eq!(avail(&ledger, "A").await, (10, 5, 5));
+        assert_eq!(avail(&ledger, "B").await, (10, 0, 10));
+        // v3 only changes the status (same lines): recorded, so a late v2' with other lines cannot win.
+        let v3 = version(v2.clone(), 300);
+        assert!(matches!(ledger.reserve_order(&v3).await.unwrap().outcome, ReserveOutcome::AlreadyApplied { .. }));
+        let mut stale = version(order("1", &[("A", 1)], OversellAction::Hold), 250);
+        stale.trace_id = None;
+        assert!(matches!(ledger.reserve_order(&stale).await.unwrap().outcome, ReserveOutcome::AlreadyApplied { .. }));
+        assert_eq!(avail(&ledger, "A").await, (10, 5, 5));
+        // v4: A down to 1 after one unit shipped: the shipped unit stays shipped, nothing more is held.
+        ledger.ship_order(&v1.order_id, &Scope::Lines(vec![("L0".into(), 1)]), "ship-1").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (9, 4, 5));
+        let v4 = version(order("1", &[("A", 1)], OversellAction::Hold), 400);
+        assert_eq!(ledger.reserve_order(&v4).await.unwrap().outcome, ReserveOutcome::Amended);
+        assert_eq!(avail(&ledger, "A").await, (9, 0, 9));
+        assert_eq!(avail(&ledger, "C").await, (10, 0, 10));
+        // A cancellation as a later version releases what is left; later versions cannot reopen it.
+        ledger.release_order(&v1.order_id, &Scope::WholeOrder, "cancel").await.unwrap();
+        let v5 = version(order("1", &[("A", 3)], OversellAction::Hold), 500);
+        let out = ledger.reserve_order(&v5).await.unwrap();
+        assert!(matches!(out.outcome, ReserveOutcome::AlreadyApplied { .. }), "{out:?}");
+        assert_eq!(avail(&ledger, "A").await, (9, 0, 9));
+    }
+
+    #[tokio::test]
+    async fn an_increase_is_all_or_nothing_under_the_accounts_policy() {
+        let ledger = stocked(&[("A", 4), ("B", 4)]).await;
+        let v1 = version(order("1", &[("A", 2), ("B", 2)], OversellAction::Hold), 1);
+        ledger.reserve_order(&v1).await.unwrap();
+        // v2 wants 6 A (4 more, 2 available) and 1 B: the increase is refused, the decrease applies.
+        let v2 = version(order("1", &[("A", 6), ("B", 1)], OversellAction::Hold), 2);
+        let out = ledger.reserve_order(&v2).await.unwrap();
+        assert_eq!(
+            out.outcome,
+            ReserveOutcome::Oversold {
+                short_lines: vec![ShortLine { sku: sku("A"), requested: 4, available: 2 }],
+                action: OversellAction::Hold
+            }
+        );
+        assert_eq!(avail(&ledger, "A").await, (4, 2, 2), "the increase reserved nothing");
+        assert_eq!(avail(&ledger, "B").await, (4, 1, 3));
+        let rec = ledger.reservation(&v1.order_id).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.lines[0].quantity, rec.short_lines.len()), (ReservationState::Reserved, 6, 1));
+        // Partly reserved: shipping the line takes the two held units from reserved, four from on-hand.
+        ledger.ship_order(&v1.order_id, &Scope::Lines(vec![("L0".into(), 6)]), "ship").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (-2, 0, -2));
+
+        // Under Backorder the same increase is reserved anyway.
+        let ledger = stocked(&[("A", 4)]).await;
+        let b1 = version(order("2", &[("A", 2)], OversellAction::Backorder), 1);
+        ledger.reserve_order(&b1).await.unwrap();
+        let b2 = version(order("2", &[("A", 6)], OversellAction::Backorder), 2);
+        let out = ledger.reserve_order(&b2).await.unwrap();
+        assert!(matches!(out.outcome, ReserveOutcome::Oversold { action: OversellAction::Backorder, .. }));
+        assert_eq!(avail(&ledger, "A").await, (4, 6, -2));
+        let rec = ledger.reservation(&b1.order_id).await.unwrap().unwrap();
+        assert_eq!(rec.state, ReservationState::Backordered);
+
+        // A held order edited down to what is available is reserved.
+        let ledger = stocked(&[("A", 2)]).await;
+        let h1 = version(order("3", &[("A", 5)], OversellAction::Hold), 1);
+        assert!(matches!(ledger.reserve_order(&h1).await.unwrap().outcome, ReserveOutcome::Oversold { .. }));
+        let h2 = version(order("3", &[("A", 2)], OversellAction::Hold), 2);
+        assert_eq!(ledger.reserve_order(&h2).await.unwrap().outcome, ReserveOutcome::Amended);
+        assert_eq!(avail(&ledger, "A").await, (2, 2, 0));
+        let rec = ledger.reservation(&h1.order_id).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.short_lines.len()), (ReservationState::Reserved, 0));
+    }
+
+    #[tokio::test]
+    async fn concurrent_edits_never_oversell_and_the_latest_version_wins() {
+        let ledger = std::sync::Arc::new(stocked(&[("A", 10)]).await);
+        ledger.reserve_order(&version(order("1", &[("A", 1)], OversellAction::Hold), 1)).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for v in (2..=30).rev() {
+            let ledger = ledger.clone();
+            let q = u32::try_from(v % 7 + 1).unwrap();
+            tasks.spawn(async move {
+                ledger.reserve_order(&version(order("1", &[("A", q)], OversellAction::Hold), v)).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let rec = ledger.reservation(&OrderId::new("shopify:shop:1").unwrap()).await.unwrap().unwrap();
+        assert_eq!(rec.order_version, 30);
+        assert_eq!(avail(&ledger, "A").await, (10, 3, 7), "version 30 holds 30 % 7 + 1 = 3");
     }
 
     #[tokio::test]

@@ -24,10 +24,13 @@ use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     types::AttributeValue,
 };
-use manifold_domain::{AccountId, Channel, Sku, config::ChannelConfig};
+use manifold_domain::{
+    AccountId, Channel, Sku,
+    config::{Bundle, ChannelConfig},
+};
 use serde::{Deserialize, Serialize};
 
-use crate::model::Position;
+use crate::model::{Position, PositionKey};
 
 /// One quantity to publish to one channel account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +50,13 @@ pub struct PushJob {
     pub trace_id: Option<String>,
 }
 
-/// The jobs for one position: one per enabled account.
+/// The jobs for one position: one per enabled account selling from the position's location (an
+/// account sells from exactly one location, its `stock.location`, so stock elsewhere never
+/// overwrites what it shows).
 pub fn push_jobs(config: &ChannelConfig, position: &Position, trace_id: Option<&str>) -> Vec<PushJob> {
     config
         .enabled_accounts()
+        .filter(|a| a.stock.location == position.location)
         .map(|a| PushJob {
             channel: a.channel,
             account: a.account.clone(),
@@ -61,6 +67,71 @@ pub fn push_jobs(config: &ChannelConfig, position: &Position, trace_id: Option<&
             version: position.version,
             trace_id: trace_id.map(str::to_owned),
         })
+        .collect()
+}
+
+/// What a bundle can be sold as at one location: as many whole bundles as its scarcest component
+/// allows, min over components of floor(available / quantity per bundle), never below zero. Its
+/// version is the sum of its components' versions, which grows with every change to any of them, so
+/// the push gate orders bundle values as it orders position values. A component missing from
+/// `components` counts as never stocked.
+pub fn bundle_position(bundle: &Bundle, location: &str, components: &[Position]) -> Position {
+    let mut available = i64::MAX;
+    let mut version = 0u64;
+    for c in &bundle.components {
+        let p = components.iter().find(|p| p.sku == c.sku && p.location == location);
+        let (avail, v) = p.map_or((0, 0), |p| (p.available, p.version));
+        available = available.min(avail.max(0) / i64::from(c.quantity.max(1)));
+        version = version.saturating_add(v);
+    }
+    let available = if bundle.components.is_empty() { 0 } else { available };
+    Position {
+        sku: bundle.sku.clone(),
+        location: location.to_owned(),
+        on_hand: available,
+        reserved: 0,
+        available,
+        version,
+        as_of: None,
+    }
+}
+
+/// The bundles (and locations) whose availability a change to `changed` affects.
+fn affected_bundles<'a>(config: &'a ChannelConfig, changed: &[Position]) -> Vec<(&'a Bundle, String)> {
+    let mut out: Vec<(&Bundle, String)> = Vec::new();
+    for p in changed {
+        for b in config.bundles.iter().filter(|b| b.components.iter().any(|c| c.sku == p.sku)) {
+            if !out.iter().any(|(o, l)| o.sku == b.sku && *l == p.location) {
+                out.push((b, p.location.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The component positions the bundles affected by `changed` are computed from: the caller reads
+/// those it does not hold and passes them to [`fan_out_with_bundles`].
+pub fn bundle_component_keys(config: &ChannelConfig, changed: &[Position]) -> Vec<PositionKey> {
+    let mut keys: Vec<PositionKey> = affected_bundles(config, changed)
+        .into_iter()
+        .flat_map(|(b, loc)| b.components.iter().map(move |c| PositionKey::new(c.sku.clone(), loc.clone())))
+        .filter(|k| !changed.iter().any(|p| p.key() == *k))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The bundle values to publish after `changed` moved: one per affected bundle and location,
+/// computed from `changed` and `components` (the other component positions). A bundle with a
+/// component in neither is left out rather than guessed (a never-written position read from the
+/// ledger comes back empty, so a caller that read [`bundle_component_keys`] knows every component).
+pub fn bundle_positions(config: &ChannelConfig, changed: &[Position], components: &[Position]) -> Vec<Position> {
+    let known: Vec<Position> = changed.iter().chain(components).cloned().collect();
+    affected_bundles(config, changed)
+        .into_iter()
+        .filter(|(b, loc)| b.components.iter().all(|c| known.iter().any(|p| p.sku == c.sku && p.location == *loc)))
+        .map(|(b, loc)| bundle_position(b, &loc, &known))
         .collect()
 }
 
@@ -331,7 +402,9 @@ pub const FANOUT_PAGE: usize = 25;
 /// and what lets a large order's fan-out fit in the function timeout).
 pub const FANOUT_CONCURRENCY: usize = 16;
 
-/// Computes, gates and enqueues the push jobs for `positions` (the positions a ledger call changed).
+/// Computes, gates and enqueues the push jobs for `positions` (the positions a ledger call changed,
+/// or every position for the stock tier's re-send), and for the bundles they are components of,
+/// computed from `positions` alone (see [`fan_out_with_bundles`]).
 pub async fn fan_out<Q: PushQueue>(
     config: &ChannelConfig,
     positions: &[Position],
@@ -339,6 +412,23 @@ pub async fn fan_out<Q: PushQueue>(
     queue: &Q,
     trace_id: Option<&str>,
 ) -> Result<FanoutReport, PushError> {
+    fan_out_with_bundles(config, positions, &[], gate, queue, trace_id).await
+}
+
+/// [`fan_out`], with the bundles' other component positions (`components`, as read by the caller
+/// from [`bundle_component_keys`]) so a bundle's value counts every component. A bundle SKU's own
+/// position, if one was ever written, is not published: a bundle is what its components allow.
+pub async fn fan_out_with_bundles<Q: PushQueue>(
+    config: &ChannelConfig,
+    positions: &[Position],
+    components: &[Position],
+    gate: &PushGate,
+    queue: &Q,
+    trace_id: Option<&str>,
+) -> Result<FanoutReport, PushError> {
+    let mut all: Vec<Position> = positions.iter().filter(|p| config.bundle(&p.sku).is_none()).cloned().collect();
+    all.extend(bundle_positions(config, positions, components));
+    let positions = all.as_slice();
     let mut report = FanoutReport::default();
     // Page by page (bounded memory and in-flight work for any order size), each page concurrently;
     // a failure stops the fan-out and the caller's retry redoes it: what was already handed over is
@@ -375,6 +465,7 @@ mod tests {
             reserved: 10,
             available: 20,
             version: 7,
+            as_of: None,
         };
         let jobs = push_jobs(&config, &position, None);
         assert_eq!(jobs.len(), config.enabled_accounts().count());
@@ -382,6 +473,65 @@ mod tests {
         assert_eq!((shopify.channel_sku.as_str(), shopify.quantity, shopify.version), ("SHOP-TEE-BLK-M", 18, 7));
         let tiktok = jobs.iter().find(|j| j.channel == Channel::Tiktok).unwrap();
         assert_eq!((tiktok.channel_sku.as_str(), tiktok.quantity), ("TEE-BLK-M", 14), "(20-2)*80% rounded down");
+    }
+
+    fn pos(sku: &str, location: &str, available: i64, version: u64) -> Position {
+        Position {
+            sku: Sku::new(sku).unwrap(),
+            location: location.into(),
+            on_hand: available,
+            reserved: 0,
+            available,
+            version,
+            as_of: None,
+        }
+    }
+
+    /// The example configuration with Shopify selling from `wh-2`.
+    fn two_locations() -> ChannelConfig {
+        let text = EXAMPLE.replacen("stock = { buffer = 2,", "stock = { location = \"wh-2\", buffer = 2,", 1);
+        ChannelConfig::parse("x.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn each_account_is_published_only_the_position_at_its_location() {
+        let config = two_locations();
+        let at_default = push_jobs(&config, &pos("TEE-BLK-M", "default", 20, 3), None);
+        assert_eq!(at_default.len(), config.enabled_accounts().count() - 1);
+        assert!(at_default.iter().all(|j| j.channel != Channel::Shopify));
+        let at_wh2 = push_jobs(&config, &pos("TEE-BLK-M", "wh-2", 5, 1), None);
+        assert_eq!(at_wh2.len(), 1);
+        assert_eq!((at_wh2[0].channel, at_wh2[0].location.as_str(), at_wh2[0].quantity), (Channel::Shopify, "wh-2", 3));
+        assert!(push_jobs(&config, &pos("TEE-BLK-M", "wh-9", 5, 1), None).is_empty(), "nobody sells from wh-9");
+    }
+
+    #[test]
+    fn a_bundle_is_as_available_as_its_scarcest_component_allows() {
+        let config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        // GIFT-SET = 1 TEE-BLK-M + 2 MUG-WHITE.
+        let tee = pos("TEE-BLK-M", "default", 10, 4);
+        let mug = pos("MUG-WHITE", "default", 7, 9);
+        let changed = [tee.clone()];
+        assert_eq!(
+            bundle_component_keys(&config, &changed),
+            vec![PositionKey::new(Sku::new("MUG-WHITE").unwrap(), "default")],
+            "the caller reads the component that did not change"
+        );
+        let bundles = bundle_positions(&config, &changed, std::slice::from_ref(&mug));
+        assert_eq!(bundles.len(), 1);
+        assert_eq!((bundles[0].sku.as_str(), bundles[0].available, bundles[0].version), ("GIFT-SET", 3, 13));
+        // A back-ordered (negative) component, or a missing one, makes zero bundles, never negative.
+        let short = bundle_positions(&config, &[pos("TEE-BLK-M", "default", -2, 5)], &[mug]);
+        assert_eq!(short[0].available, 0);
+        assert!(bundle_positions(&config, &changed, &[]).is_empty(), "not guessed without every component");
+        let never_written = Position::empty(&PositionKey::new(Sku::new("MUG-WHITE").unwrap(), "default"));
+        assert_eq!(bundle_positions(&config, &changed, &[never_written])[0].available, 0);
+        // Every account at the location gets the bundle under its own rules.
+        let jobs = push_jobs(&config, &bundles[0], None);
+        assert_eq!(jobs.len(), config.enabled_accounts().count());
+        assert!(jobs.iter().all(|j| j.sku.as_str() == "GIFT-SET"));
+        // A position no bundle uses affects none.
+        assert!(bundle_positions(&config, &[pos("OTHER", "default", 5, 1)], &[]).is_empty());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Bulk on-hand import from the source of truth (ERP/WMS exports): JSON `[{sku, location?, on_hand}]`
-//! or CSV with a `sku,location,on_hand` header (`location` optional).
+//! Bulk on-hand import from the source of truth (ERP/WMS exports): JSON
+//! `[{sku, location?, on_hand, as_of?}]` or CSV with a `sku,location,on_hand,as_of` header (`location`
+//! and `as_of` optional). A row with an `as_of` time (RFC 3339) older than the count its position
+//! last applied is stale and refused like any bad row, as `PUT /v1/inventory/{sku}` refuses it.
 //!
 //! A bad row never sinks the file: every row is checked on its own, good rows are applied, bad rows
 //! come back with their row number and the reason. Each row is applied with the import's reference as
@@ -7,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use manifold_domain::Sku;
+use chrono::{DateTime, Utc};
+use manifold_domain::{Sku, config::validate_location};
 use serde::Deserialize;
 
 use crate::{
@@ -22,6 +25,8 @@ pub struct StockRow {
     pub row: usize,
     pub key: PositionKey,
     pub on_hand: i64,
+    /// When the count was taken, if the file says.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 /// A row that was not applied, and why.
@@ -57,6 +62,8 @@ struct JsonRow {
     #[serde(default)]
     location: Option<String>,
     on_hand: i64,
+    #[serde(default)]
+    as_of: Option<DateTime<Utc>>,
 }
 
 /// Parses a JSON array of rows.
@@ -75,7 +82,7 @@ pub fn parse_json(text: &str) -> Parsed {
         let row = i + 1;
         let result = serde_json::from_value::<JsonRow>(value)
             .map_err(|e| e.to_string())
-            .and_then(|r| build_row(row, &r.sku, r.location.as_deref(), r.on_hand));
+            .and_then(|r| build_row(row, &r.sku, r.location.as_deref(), r.on_hand, r.as_of));
         push(&mut parsed, row, result);
     }
     finish(parsed)
@@ -101,6 +108,7 @@ pub fn parse_csv(text: &str) -> Parsed {
         };
     };
     let location_at = column("location");
+    let as_of_at = column("as_of");
     let mut parsed = Parsed::default();
     for (i, record) in reader.records().enumerate() {
         let row = record
@@ -112,20 +120,35 @@ pub fn parse_csv(text: &str) -> Parsed {
             let sku = r.get(sku_at).ok_or("missing sku")?;
             let on_hand = r.get(on_hand_at).ok_or("missing on_hand")?;
             let on_hand: i64 = on_hand.parse().map_err(|_| format!("on_hand {on_hand:?} is not a whole number"))?;
-            build_row(row, sku, location_at.and_then(|at| r.get(at)), on_hand)
+            let as_of = match as_of_at.and_then(|at| r.get(at)).filter(|t| !t.is_empty()) {
+                Some(t) => Some(
+                    DateTime::parse_from_rfc3339(t)
+                        .map_err(|_| format!("as_of {t:?} is not an RFC 3339 time"))?
+                        .with_timezone(&Utc),
+                ),
+                None => None,
+            };
+            build_row(row, sku, location_at.and_then(|at| r.get(at)), on_hand, as_of)
         });
         push(&mut parsed, row, result);
     }
     finish(parsed)
 }
 
-fn build_row(row: usize, sku: &str, location: Option<&str>, on_hand: i64) -> Result<StockRow, String> {
+fn build_row(
+    row: usize,
+    sku: &str,
+    location: Option<&str>,
+    on_hand: i64,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<StockRow, String> {
     let sku = Sku::new(sku).map_err(|e| e.to_string())?;
     if on_hand < 0 {
         return Err(format!("on_hand {on_hand} is negative"));
     }
     let location = location.map(str::trim).filter(|l| !l.is_empty()).unwrap_or(DEFAULT_LOCATION);
-    Ok(StockRow { row, key: PositionKey::new(sku, location), on_hand })
+    validate_location(location)?;
+    Ok(StockRow { row, key: PositionKey::new(sku, location), on_hand, as_of })
 }
 
 fn push(parsed: &mut Parsed, row: usize, result: Result<StockRow, String>) {
@@ -158,7 +181,7 @@ fn finish(mut parsed: Parsed) -> Parsed {
 pub async fn import<L: Ledger>(ledger: &L, parsed: Parsed, import_ref: &str) -> Result<ImportReport, LedgerError> {
     let mut report = ImportReport { errors: parsed.errors, ..ImportReport::default() };
     for row in parsed.rows {
-        match ledger.set_on_hand(&row.key, row.on_hand, import_ref).await {
+        match ledger.set_on_hand_as_of(&row.key, row.on_hand, import_ref, row.as_of).await {
             Ok(change) => {
                 match change.outcome {
                     SetOutcome::Applied => report.applied += 1,
@@ -208,6 +231,38 @@ mod tests {
         assert!(parsed.rows.is_empty());
         assert_eq!(parsed.errors.len(), 1);
         assert!(parsed.errors[0].reason.contains("sku"));
+    }
+
+    #[test]
+    fn rows_may_carry_an_as_of_time() {
+        let parsed = parse_json(
+            r#"[{"sku":"A","on_hand":5,"as_of":"2026-11-30T10:00:00Z"},{"sku":"B","on_hand":1,"as_of":"yesterday"}]"#,
+        );
+        assert_eq!(parsed.rows[0].as_of.map(|t| t.to_rfc3339()), Some("2026-11-30T10:00:00+00:00".to_owned()));
+        assert_eq!(parsed.errors.len(), 1);
+        let parsed = parse_csv("sku,on_hand,as_of\nA,5,2026-11-30T10:00:00Z\nB,2,\nC,1,noon\n");
+        assert_eq!(parsed.rows.len(), 2);
+        assert!(parsed.rows[0].as_of.is_some() && parsed.rows[1].as_of.is_none());
+        assert_eq!(parsed.errors[0].row, 4);
+        assert!(parsed.errors[0].reason.contains("RFC 3339"), "{:?}", parsed.errors);
+    }
+
+    #[tokio::test]
+    async fn a_stale_row_is_refused_and_a_rerun_changes_nothing() {
+        let ledger = crate::MemoryLedger::new(crate::MemoryStore::default());
+        let first = parse_json(r#"[{"sku":"A","on_hand":9,"as_of":"2026-11-30T12:00:00Z"}]"#);
+        assert_eq!(import(&ledger, first.clone(), "count-noon").await.unwrap().applied, 1);
+        let older = parse_json(
+            r#"[{"sku":"A","on_hand":4,"as_of":"2026-11-30T11:00:00Z"},{"sku":"B","on_hand":4,"as_of":"2026-11-30T11:00:00Z"}]"#,
+        );
+        let report = import(&ledger, older, "count-eleven").await.unwrap();
+        assert_eq!(report.applied, 1, "B has no count yet");
+        assert_eq!(report.errors.len(), 1);
+        assert!(report.errors[0].row == 1 && report.errors[0].reason.contains("stale"), "{:?}", report.errors);
+        let again = import(&ledger, first, "count-noon").await.unwrap();
+        assert_eq!((again.applied, again.already_applied), (0, 1));
+        let a = ledger.position(&PositionKey::new(Sku::new("A").unwrap(), DEFAULT_LOCATION)).await.unwrap();
+        assert_eq!(a.on_hand, 9);
     }
 
     #[test]

@@ -7,8 +7,22 @@
 //! - [`dynamo`] and [`memory`]: the two stores (DynamoDB transactions; a mutex for unit tests).
 //! - [`import`]: bulk on-hand import from the ERP/WMS (JSON and CSV), with per-row errors.
 //! - [`fanout`]: per-channel publishable quantities, coalesced push jobs, the push queue.
+//!
+//! One location model: each channel account sells from exactly one ledger location (`stock.location`
+//! in its configuration, default [`DEFAULT_LOCATION`]). Its orders reserve there
+//! ([`OrderReservation::from_order`]) and the fan-out publishes to it only the positions at that
+//! location ([`fanout::push_jobs`]), so stock at two locations never overwrites itself on a channel.
+//! Bundles are published as min over components of floor(available / quantity per bundle) at each
+//! location ([`fanout::bundle_position`]).
+//!
+//! Orders are followed version by version ([`OrderReservation::version`]): a later version whose lines
+//! changed adjusts the reservation by the difference, an older one changes nothing. Shipments are facts:
+//! units the order never held leave on-hand without touching `reserved`. Absolute counts may carry an
+//! as-of time; a count older than the one a position applied is [`LedgerError::Stale`].
 
 use std::future::Future;
+
+use chrono::{DateTime, Utc};
 
 use manifold_domain::OrderId;
 
@@ -55,13 +69,27 @@ pub trait Ledger: Send + Sync {
         shipment_ref: &str,
     ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send;
 
-    /// Sets on-hand from the source of truth, keeping open reservations; once per `source_ref`.
+    /// Sets on-hand from the source of truth, keeping open reservations; once per `source_ref`. A
+    /// count with an `as_of` time applies only if it is newer than the count the position last
+    /// applied: an older one fails with [`LedgerError::Stale`] and changes nothing (one as of the same
+    /// time is that same count re-sent: `AlreadyApplied` under its `source_ref`, else stale too).
+    fn set_on_hand_as_of(
+        &self,
+        key: &PositionKey,
+        on_hand: i64,
+        source_ref: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<Change<SetOutcome>, LedgerError>> + Send;
+
+    /// A count without an as-of time: applied once per `source_ref`, whatever its age.
     fn set_on_hand(
         &self,
         key: &PositionKey,
         on_hand: i64,
         source_ref: &str,
-    ) -> impl Future<Output = Result<Change<SetOutcome>, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<Change<SetOutcome>, LedgerError>> + Send {
+        self.set_on_hand_as_of(key, on_hand, source_ref, None)
+    }
 
     fn position(&self, key: &PositionKey) -> impl Future<Output = Result<Position, LedgerError>> + Send;
 }

@@ -13,8 +13,9 @@ use manifold_domain::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The location used when the caller names none.
-pub const DEFAULT_LOCATION: &str = "default";
+/// The location used when the caller names none (and the one an account sells from unless its
+/// `stock.location` names another).
+pub use manifold_domain::config::DEFAULT_LOCATION;
 
 /// Identifies one stock position: a master SKU at one location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -54,12 +55,24 @@ pub struct Position {
     pub reserved: i64,
     pub available: i64,
     pub version: u64,
+    /// The as-of time of the latest absolute count applied to this position (ERP/WMS counts that
+    /// carry one). A count as of an earlier time is stale and loses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl Position {
     /// A position that was never written: nothing on hand, nothing reserved.
     pub fn empty(key: &PositionKey) -> Self {
-        Self { sku: key.sku.clone(), location: key.location.clone(), on_hand: 0, reserved: 0, available: 0, version: 0 }
+        Self {
+            sku: key.sku.clone(),
+            location: key.location.clone(),
+            on_hand: 0,
+            reserved: 0,
+            available: 0,
+            version: 0,
+            as_of: None,
+        }
     }
 
     pub fn key(&self) -> PositionKey {
@@ -101,15 +114,21 @@ pub struct OrderReservation {
     pub stockless_lines: Vec<String>,
     /// The channel account's policy when the order cannot be fully reserved.
     pub oversell: OversellAction,
+    /// Which version of the order this is (the canonical order's `source_version`, epoch ms): a
+    /// later version whose lines changed adjusts the reservation; an older one changes nothing.
+    #[serde(default)]
+    pub version: i64,
 }
 
 impl OrderReservation {
     /// Builds the request from a canonical order: lines without a SKU reserve nothing, bundles expand
-    /// to their components, and the oversell policy comes from the account's stock rules (Hold when
-    /// the account is not configured).
+    /// to their components, and the location the stock is taken from and the oversell policy come
+    /// from the account's stock rules (the default location and Hold when the account is not
+    /// configured).
     pub fn from_order(order: &Order, config: &ChannelConfig, trace_id: Option<String>) -> Self {
-        let oversell =
-            config.account(order.channel, order.account.as_str()).map_or(OversellAction::Hold, |a| a.stock.oversell);
+        let account = config.account(order.channel, order.account.as_str());
+        let oversell = account.map_or(OversellAction::Hold, |a| a.stock.oversell);
+        let location = account.map_or_else(|| DEFAULT_LOCATION.to_owned(), |a| a.stock.location.clone());
         let (stocked, stockless): (Vec<_>, Vec<_>) =
             order.lines.iter().partition(|l| l.quantity > 0 && l.sku.is_some());
         let lines = stocked
@@ -123,10 +142,11 @@ impl OrderReservation {
             channel: order.channel,
             account: order.account.clone(),
             trace_id,
-            location: DEFAULT_LOCATION.to_owned(),
+            location,
             lines,
             stockless_lines: stockless.iter().map(|l| l.line_id.clone()).collect(),
             oversell,
+            version: order.source_version,
         }
     }
 }
@@ -216,6 +236,9 @@ pub struct ReservationRecord {
     /// Release and shipment references already applied (refund id, shipment id, `cancel`...).
     #[serde(default)]
     pub applied_refs: Vec<String>,
+    /// The latest order version the reservation follows (see [`OrderReservation::version`]).
+    #[serde(default)]
+    pub order_version: i64,
     pub rev: u64,
     pub updated_at: DateTime<Utc>,
 }
@@ -246,6 +269,9 @@ pub enum ReserveOutcome {
     Reserved,
     /// This order was applied before; nothing changed now.
     AlreadyApplied { state: ReservationState },
+    /// A later version of the order changed its lines and the reservation now follows it: what the
+    /// edit added is reserved, what it removed is released.
+    Amended,
     /// Stock was short. With `Backorder` the order is reserved anyway; with `Hold` and `Cancel`
     /// nothing is reserved and the caller holds or cancels the order.
     Oversold { short_lines: Vec<ShortLine>, action: OversellAction },
@@ -308,6 +334,11 @@ pub enum LedgerError {
     Contention { what: String, attempts: u32 },
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// An absolute count older than the one the position already applied: it loses, nothing changes.
+    #[error(
+        "stale count for {key}: as of {as_of}, but the count applied to this position is as of {applied}; the newer count stands"
+    )]
+    Stale { key: PositionKey, as_of: DateTime<Utc>, applied: DateTime<Utc> },
 }
 
 impl LedgerError {
@@ -315,7 +346,36 @@ impl LedgerError {
         match self {
             LedgerError::Dynamo { retryable, .. } => *retryable,
             LedgerError::InProgress(_) | LedgerError::Contention { .. } => true,
-            LedgerError::Corrupt { .. } | LedgerError::Invalid(_) => false,
+            LedgerError::Corrupt { .. } | LedgerError::Invalid(_) | LedgerError::Stale { .. } => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use manifold_domain::config::ChannelConfig;
+
+    use super::*;
+
+    #[test]
+    fn an_order_reserves_at_its_accounts_location() {
+        let example = include_str!("../../../infra/channels.example.toml");
+        let text = example.replacen("stock = { buffer = 2,", "stock = { location = \"wh-2\", buffer = 2,", 1);
+        let config = ChannelConfig::parse("x.toml", &text).unwrap();
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": "shopify:shop-eu:1", "channel": "shopify", "account": "shop-eu", "channel_order_id": "1",
+            "order_number": "1", "status": "paid", "created_at": "2026-11-30T10:00:00Z",
+            "updated_at": "2026-11-30T10:00:00Z", "currency": "EUR",
+            "lines": [{"line_id": "L1", "sku": "TEE-BLK-M", "channel_sku": null, "sku_mapped": false, "title": "Tee",
+                       "quantity": 2, "unit_price": "10.00", "total": "20.00", "tax": "0.00", "discount": "0.00"}],
+            "totals": {"subtotal": "20.00", "shipping": "0.00", "tax": "0.00", "discount": "0.00", "total": "20.00"},
+            "customer": {}, "shipping_address": null, "billing_address": null, "source_version": 42
+        }))
+        .unwrap();
+        let req = OrderReservation::from_order(&order, &config, None);
+        assert_eq!((req.location.as_str(), req.version), ("wh-2", 42));
+        let mut elsewhere = order.clone();
+        elsewhere.account = AccountId::new("not-configured").unwrap();
+        assert_eq!(OrderReservation::from_order(&elsewhere, &config, None).location, DEFAULT_LOCATION);
     }
 }

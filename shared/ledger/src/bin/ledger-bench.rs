@@ -39,6 +39,7 @@ fn single_line_order(run: &str, i: usize, sku: &Sku) -> Result<OrderReservation,
         }],
         stockless_lines: vec![],
         oversell: OversellAction::Hold,
+        version: 0,
     })
 }
 
