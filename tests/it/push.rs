@@ -537,3 +537,46 @@ async fn the_dynamodb_breaker_store_is_compare_and_set_on_the_version() {
     assert!(store.compare_and_set(key, 1, &closed).await.unwrap());
     assert_eq!(store.load(key).await.unwrap(), Some(closed));
 }
+
+#[tokio::test]
+async fn a_channel_answering_503_to_every_call_trips_the_failed_sync_alarm_within_ten_minutes() {
+    // The alarm (template.yaml, checked by tests/it/template.rs) fires on 5 SyncFailed in 10 minutes.
+    // With production settings a job's first 5 calls come at most 2 + 4 + 8 + 16 s apart (full jitter),
+    // and every one of them that fails counts.
+    let production = PushSettings::default();
+    let worst: Duration = (1..5).map(|attempt| production.backoff(attempt, 1.0)).sum();
+    assert!(worst < Duration::from_mins(10), "the 5th call comes {worst:?} after the first at worst");
+
+    // Observed, on the same schedule shortened: each failed call of the job is one SyncFailed.
+    let rig = Rig::new(&[Channel::Ebay], fast(5, 5, Duration::from_secs(1))).await;
+    rig.sim.inject(FaultSpec { channel: Channel::Ebay, kind: FaultKind::ServerError, probability: None, next_n: None });
+    let trace = support::unique("trace-503");
+    let job = job(Channel::Ebay, "DOWN-503", 3, 1);
+    rig.stack
+        .sqs
+        .send_message()
+        .queue_url(rig.queue(Channel::Ebay))
+        .message_body(serde_json::to_string(&job).unwrap())
+        .message_attributes(
+            manifold_telemetry::TRACE_ATTRIBUTE,
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&trace)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let recorder = manifold_telemetry::Recorder::start();
+    let start = tokio::time::Instant::now();
+    while rig.requests(Channel::Ebay) < 5 {
+        rig.poll(Channel::Ebay).await;
+        assert!(start.elapsed() < Duration::from_mins(3), "five calls never happened");
+    }
+    let failed = recorder.sum("SyncFailed", |d| d["trace_id"] == trace.as_str());
+    #[allow(clippy::cast_precision_loss)] // a handful of requests
+    let calls = rig.requests(Channel::Ebay) as f64;
+    assert!((failed - calls).abs() < 1e-9, "every failed call counted: {failed} SyncFailed for {calls} calls");
+    assert!(failed >= 5.0, "enough for the alarm: {failed}");
+}
