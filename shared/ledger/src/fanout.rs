@@ -11,6 +11,11 @@
 //! stock tier, then goes out again instead of being coalesced away. The push consumer asks [`PushGate::is_current`] before calling the channel, so a stale value
 //! is never pushed after a newer one even when queue deliveries are reordered, and records
 //! [`PushGate::delivered`] after the channel took it.
+//!
+//! Only accounts that sell a SKU are offered it: a gate built [`PushGate::with_listings`] asks its
+//! [`Listings`] port which jobs' accounts list their channel SKU, and drops the others before the gate
+//! is written, so a SKU a channel does not sell is never pushed there (and never rejected, counted as
+//! a failed sync and quarantined). An account whose listings are not known yet lists everything.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,7 +23,7 @@ use std::{
     sync::Mutex,
 };
 
-use futures::{StreamExt, stream};
+use futures::{StreamExt, future::BoxFuture, stream};
 
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
@@ -224,12 +229,20 @@ impl PushQueue for MemoryPushQueue {
     }
 }
 
+/// Which channel accounts sell which SKUs: the port a gate filters its fan-out by.
+pub trait Listings: Send + Sync + std::fmt::Debug {
+    /// Whether each job's account lists the job's channel SKU, in order. An account whose listings
+    /// are not known yet (never synced) lists every SKU.
+    fn listed<'a>(&'a self, jobs: &'a [PushJob]) -> BoxFuture<'a, Result<Vec<bool>, PushError>>;
+}
+
 /// The latest version handed to the queue per channel, account, SKU and location, in DynamoDB
 /// (`PUSH#{channel}#{account}` / `SKU#{sku}#LOC#{location}`).
 #[derive(Debug, Clone)]
 pub struct PushGate {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    listings: Option<std::sync::Arc<dyn Listings>>,
 }
 
 /// An offer still undelivered this long after it was made is presumed lost and may be re-sent (a
@@ -238,7 +251,28 @@ pub const PRESUMED_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10
 
 impl PushGate {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), listings: None }
+    }
+
+    /// The gate offers a job only when `listings` says its account lists its channel SKU.
+    #[must_use]
+    pub fn with_listings(mut self, listings: std::sync::Arc<dyn Listings>) -> Self {
+        self.listings = Some(listings);
+        self
+    }
+
+    /// `jobs` without those whose account does not list their channel SKU, and how many those were.
+    pub async fn listed_only(&self, jobs: Vec<PushJob>) -> Result<(Vec<PushJob>, usize), PushError> {
+        let Some(listings) = &self.listings else { return Ok((jobs, 0)) };
+        if jobs.is_empty() {
+            return Ok((jobs, 0));
+        }
+        let listed = listings.listed(&jobs).await?;
+        let before = jobs.len();
+        let kept: Vec<PushJob> =
+            jobs.into_iter().zip(listed).filter_map(|(job, listed)| listed.then_some(job)).collect();
+        let dropped = before - kept.len();
+        Ok((kept, dropped))
     }
 
     fn key(job: &PushJob) -> HashMap<String, AttributeValue> {
@@ -377,6 +411,8 @@ pub struct FanoutReport {
     pub enqueued: Vec<PushJob>,
     /// Jobs dropped because a newer (or equal) value was already handed to the queue.
     pub coalesced: usize,
+    /// Jobs dropped because their account does not list the SKU ([`PushGate::with_listings`]).
+    pub unlisted: usize,
 }
 
 /// Offers one job to the gate and enqueues it if the gate takes it (`None`: coalesced).
@@ -435,6 +471,8 @@ pub async fn fan_out_with_bundles<Q: PushQueue>(
     // coalesced by the gate.
     for page in positions.chunks(FANOUT_PAGE) {
         let jobs: Vec<PushJob> = page.iter().flat_map(|p| push_jobs(config, p, trace_id)).collect();
+        let (jobs, unlisted) = gate.listed_only(jobs).await?;
+        report.unlisted += unlisted;
         let handovers: Vec<_> = jobs.into_iter().map(|job| hand_over(gate, queue, job)).collect();
         let results: Vec<Result<Option<PushJob>, PushError>> =
             stream::iter(handovers).buffer_unordered(FANOUT_CONCURRENCY).collect().await;
@@ -532,6 +570,40 @@ mod tests {
         assert!(jobs.iter().all(|j| j.sku.as_str() == "GIFT-SET"));
         // A position no bundle uses affects none.
         assert!(bundle_positions(&config, &[pos("OTHER", "default", 5, 1)], &[]).is_empty());
+    }
+
+    /// Lists every SKU on Shopify accounts only.
+    #[derive(Debug)]
+    struct ShopifyOnly;
+
+    impl Listings for ShopifyOnly {
+        fn listed<'a>(&'a self, jobs: &'a [PushJob]) -> BoxFuture<'a, Result<Vec<bool>, PushError>> {
+            Box::pin(async move { Ok(jobs.iter().map(|j| j.channel == Channel::Shopify).collect()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gate_with_listings_keeps_only_the_jobs_of_accounts_that_list_the_sku() {
+        let config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        let position = Position {
+            sku: Sku::new("TEE-BLK-M").unwrap(),
+            location: crate::DEFAULT_LOCATION.into(),
+            on_hand: 5,
+            reserved: 0,
+            available: 5,
+            version: 1,
+            as_of: None,
+        };
+        let jobs = push_jobs(&config, &position, None);
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder().behavior_version(aws_config::BehaviorVersion::latest()).build(),
+        );
+        let plain = PushGate::new(client.clone(), "t");
+        assert_eq!(plain.listed_only(jobs.clone()).await.unwrap(), (jobs.clone(), 0), "no listings: everything");
+        let listed = PushGate::new(client, "t").with_listings(std::sync::Arc::new(ShopifyOnly));
+        let (kept, dropped) = listed.listed_only(jobs.clone()).await.unwrap();
+        assert!(!kept.is_empty() && kept.iter().all(|j| j.channel == Channel::Shopify));
+        assert_eq!(kept.len() + dropped, jobs.len());
     }
 
     #[test]
