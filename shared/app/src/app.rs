@@ -130,6 +130,8 @@ pub struct App {
     pub push_gate: Port<PushGate>,
     /// One push queue per channel.
     pub push_queue: Port<SqsPushQueue>,
+    /// What each account lists, under which ids (StateTable, see `crate::listings`).
+    pub listings: Port<Arc<dyn crate::listings::ListingStore>>,
     pub ddb: Port<aws_sdk_dynamodb::Client>,
     pub sqs: Port<aws_sdk_sqs::Client>,
     pub http: Port<reqwest::Client>,
@@ -199,6 +201,12 @@ impl App {
             .iter()
             .find(|a| a.channel == Channel::Ebay)
             .map_or_else(|| "https://api.ebay.com".to_owned(), |a| a.endpoint.clone());
+        let listings: Port<Arc<dyn crate::listings::ListingStore>> = ports.lazy("listings", {
+            let (ddb, table) = (ddb.clone(), env.state_table.clone());
+            move || -> Arc<dyn crate::listings::ListingStore> {
+                Arc::new(crate::listings::DynamoListings::new(ddb.get().clone(), &table))
+            }
+        });
         let emulator_safe = settings.emulator_safe_ledger;
         let retention = settings.quarantine_retention;
         Ok(Self {
@@ -253,13 +261,17 @@ impl App {
                 }
             }),
             push_gate: ports.lazy("push_gate", {
-                let (ddb, table) = (ddb.clone(), env.state_table.clone());
-                move || PushGate::new(ddb.get().clone(), &table)
+                let (ddb, table, listings) = (ddb.clone(), env.state_table.clone(), listings.clone());
+                move || {
+                    let filter = crate::listings::ListingFilter::new(listings);
+                    PushGate::new(ddb.get().clone(), &table).with_listings(Arc::new(filter))
+                }
             }),
             push_queue: ports.lazy("push_queue", {
                 let (sqs, urls) = (sqs.clone(), env.push_queues.clone());
                 move || SqsPushQueue::new(sqs.get().clone(), urls)
             }),
+            listings,
             ddb,
             sqs,
             http,

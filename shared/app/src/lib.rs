@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod ingest;
 pub mod late;
 pub mod ledger;
+pub mod listings;
 pub mod local;
 pub mod outcome;
 pub mod port;

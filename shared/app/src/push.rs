@@ -422,13 +422,24 @@ impl AccountPush<'_> {
         if latest.is_empty() {
             return settled;
         }
+        // Each SKU is written by its `item_ids` override, else by the id its listing gave.
+        let skus: Vec<String> = latest.values().map(|(_, j)| j.channel_sku.clone()).collect();
+        let ids = crate::listings::item_ids(&**self.app.listings, self.account, &skus).await.unwrap_or_else(|e| {
+            warn!(error = %e, "listing ids unavailable: pushing with the configured item ids only");
+            self.account
+                .item_ids
+                .iter()
+                .filter(|(k, _)| skus.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
         let updates: Vec<StockUpdate> = latest
             .values()
             .map(|(_, j)| StockUpdate {
                 sku: j.sku.clone(),
                 channel_sku: j.channel_sku.clone(),
                 quantity: j.quantity,
-                channel_item_id: self.account.item_ids.get(&j.channel_sku).cloned(),
+                channel_item_id: ids.get(&j.channel_sku).cloned(),
             })
             .collect();
         let api_calls = updates.len().div_ceil(self.connector.max_batch().max(1));
