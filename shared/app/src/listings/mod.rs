@@ -187,35 +187,30 @@ impl manifold_ledger::fanout::Listings for ListingFilter {
 
 /// The channel item id each of `channel_skus` is written by: the configuration's `item_ids` override
 /// first, then the id its listing gave (see [`ListingIds::item_id`](manifold_connectors::ListingIds::item_id)).
-/// SKUs with neither are absent (SKU-keyed channels need none).
+/// SKUs with neither are absent (SKU-keyed channels need none). One lookup for the whole batch, made
+/// even when every SKU has an override, so every push reads the listings the same way.
 pub async fn item_ids(
     store: &dyn ListingStore,
     account: &AccountConfig,
     channel_skus: &[String],
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut ids: BTreeMap<String, String> = BTreeMap::new();
-    let missing: Vec<ListingKey> = channel_skus
+    let keys: Vec<ListingKey> = channel_skus
         .iter()
-        .filter(|s| {
-            let over = account.item_ids.get(*s);
-            if let Some(id) = over {
-                ids.insert((*s).clone(), id.clone());
-            }
-            over.is_none()
-        })
         .map(|s| ListingKey { channel: account.channel, account: account.account.clone(), channel_sku: s.clone() })
         .collect();
-    if missing.is_empty() {
-        return Ok(ids);
-    }
-    for (key, found) in missing.iter().zip(store.lookup(&missing).await?) {
-        if let Lookup::Listed(l) = found
-            && let Some(id) = l.listing.ids.item_id(account.channel)
-        {
-            ids.insert(key.channel_sku.clone(), id);
-        }
-    }
-    Ok(ids)
+    let found = if keys.is_empty() { Vec::new() } else { store.lookup(&keys).await? };
+    Ok(keys
+        .into_iter()
+        .zip(found)
+        .filter_map(|(key, found)| {
+            let listed = match found {
+                Lookup::Listed(l) => l.listing.ids.item_id(account.channel),
+                Lookup::Unsynced | Lookup::NotListed => None,
+            };
+            let id = account.item_ids.get(&key.channel_sku).cloned().or(listed)?;
+            Some((key.channel_sku, id))
+        })
+        .collect())
 }
 
 #[cfg(test)]
