@@ -37,7 +37,7 @@ fn key(sku: &str) -> PositionKey {
 async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
     let h = Harness::new().await;
     // The paid Shopify order sells one IPOD2009BLACK (unmapped: the master SKU keeps its value).
-    let update = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-1".into()) };
+    let update = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-1".into()), as_of: None };
     let position = h.app.set_on_hand("IPOD2009BLACK", &update, "trace-erp", Utc::now()).await.unwrap();
     assert_eq!((position.on_hand, position.reserved, position.available), (10, 0, 10));
     let _ = h.stack.events().await; // InventoryChanged from the ERP update
@@ -78,7 +78,7 @@ async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
         .app
         .set_on_hand(
             "IPOD2009BLACK",
-            &OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-2".into()) },
+            &OnHandUpdate { on_hand: 4, location: None, source_ref: Some("erp-2".into()), as_of: None },
             "t",
             Utc::now(),
         )
@@ -139,7 +139,7 @@ async fn one_trace_id_follows_an_order_from_its_webhook_to_the_channel_push() {
     h.app
         .set_on_hand(
             "IPOD2009BLACK",
-            &OnHandUpdate { on_hand: 5, location: None, source_ref: None },
+            &OnHandUpdate { on_hand: 5, location: None, source_ref: None, as_of: None },
             "trace-erp",
             Utc::now(),
         )
@@ -196,7 +196,7 @@ async fn a_wms_shipment_ships_the_reservation_and_sends_tracking_to_the_selling_
     h.app
         .set_on_hand(
             "IPOD2009BLACK",
-            &OnHandUpdate { on_hand: 5, location: None, source_ref: None },
+            &OnHandUpdate { on_hand: 5, location: None, source_ref: None, as_of: None },
             "t-erp",
             Utc::now(),
         )
@@ -260,4 +260,271 @@ async fn an_oversold_order_on_a_cancel_channel_is_cancelled_through_the_connecto
     assert_eq!(cancels.len(), 1, "one orderCancel call reached the channel: {writes:?}");
     assert!(cancels[0].body.to_string().contains("1073459981"));
     assert_eq!(h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap().reserved, 0);
+}
+
+/// Posts a signed Shopify webhook of `body` with `topic`, and runs ingest and the ledger over it.
+async fn shopify_webhook_through_ledger(
+    h: &Harness,
+    body: &serde_json::Value,
+    topic: &str,
+    event_id: &str,
+) -> Vec<(String, LedgerOutcome)> {
+    let body = serde_json::to_vec(body).unwrap();
+    let headers = shopify_headers(&body, event_id, topic);
+    let response = h.app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    h.run_ingest().await;
+    run_ledger(h).await
+}
+
+async fn triple(h: &Harness, key: &PositionKey) -> (i64, i64, i64) {
+    let p = h.app.ledger.position(key).await.unwrap();
+    (p.on_hand, p.reserved, p.available)
+}
+
+fn count(on_hand: i64, location: Option<&str>, source_ref: Option<&str>, as_of: Option<&str>) -> OnHandUpdate {
+    OnHandUpdate {
+        on_hand,
+        location: location.map(str::to_owned),
+        source_ref: source_ref.map(str::to_owned),
+        as_of: as_of.map(|t| t.parse().unwrap()),
+    }
+}
+
+/// The channel's own fulfillment and refund webhooks move ledger stock, end to end.
+///
+/// The real Shopify fulfillment (1069019877) and refund (929361472) fixtures belong to order 450789469,
+/// not to the order fixture 1073459981 this test ingests. The coherent trio is built here from copies
+/// of the real payloads: the order's one line (1071823193, IPOD2009BLACK) is sold twice, the
+/// fulfillment's `order_id` and line item are rewritten to that order and line (one unit), and the
+/// refund's `order_id` and `line_item_id` likewise, with `restock_type: return` (one unit back).
+#[tokio::test]
+async fn a_shopify_fulfillment_ships_and_a_refund_with_restock_releases_ledger_stock() {
+    let h = Harness::new().await;
+    h.app.set_on_hand("IPOD2009BLACK", &count(10, None, Some("erp-1"), None), "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    let ipod = key("IPOD2009BLACK");
+
+    let mut order: serde_json::Value = serde_json::from_slice(&shopify_body()).unwrap();
+    order["line_items"][0]["quantity"] = serde_json::json!(2);
+    let applied = shopify_webhook_through_ledger(&h, &order, "orders/create", "evt-e2e-order").await;
+    assert!(matches!(applied.as_slice(), [(_, LedgerOutcome::Reserved { .. })]), "{applied:?}");
+    assert_eq!(triple(&h, &ipod).await, (10, 2, 8));
+
+    let fixture = |text: &str, root: &str| serde_json::from_str::<serde_json::Value>(text).unwrap()[root].clone();
+    let mut fulfillment = fixture(
+        include_str!("../../shared/normalize/fixtures/shopify/fulfillment-1069019877-rest-2026-07-create.json"),
+        "fulfillment",
+    );
+    fulfillment["order_id"] = serde_json::json!(1_073_459_981_u64);
+    fulfillment["line_items"][0]["id"] = serde_json::json!(1_071_823_193_u64);
+    fulfillment["line_items"][0]["sku"] = serde_json::json!("IPOD2009BLACK");
+    fulfillment["line_items"][0]["quantity"] = serde_json::json!(1);
+    let applied = shopify_webhook_through_ledger(&h, &fulfillment, "fulfillments/create", "evt-e2e-ful").await;
+    assert!(
+        applied.iter().any(|(k, o)| k == "ShipmentCreated" && matches!(o, LedgerOutcome::Shipped { .. })),
+        "{applied:?}"
+    );
+    assert_eq!(triple(&h, &ipod).await, (9, 1, 8), "one unit left the warehouse: on-hand and reserved down");
+
+    let mut refund = fixture(
+        include_str!("../../shared/normalize/fixtures/shopify/refund-929361472-rest-2026-07-create.json"),
+        "refund",
+    );
+    refund["order_id"] = serde_json::json!(1_073_459_981_u64);
+    refund["refund_line_items"][0]["line_item_id"] = serde_json::json!(1_071_823_193_u64);
+    refund["refund_line_items"][0]["restock_type"] = serde_json::json!("return");
+    refund["refund_line_items"][0]["quantity"] = serde_json::json!(1);
+    let applied = shopify_webhook_through_ledger(&h, &refund, "refunds/create", "evt-e2e-refund").await;
+    assert!(
+        applied.iter().any(|(k, o)| k == "RefundCreated" && matches!(o, LedgerOutcome::Released { .. })),
+        "{applied:?}"
+    );
+    assert_eq!(triple(&h, &ipod).await, (9, 0, 9), "the restocked unit is available again");
+
+    // Shopify redelivers both (new event ids, same payloads): nothing moves twice.
+    shopify_webhook_through_ledger(&h, &fulfillment, "fulfillments/create", "evt-e2e-ful-2").await;
+    shopify_webhook_through_ledger(&h, &refund, "refunds/create", "evt-e2e-refund-2").await;
+    assert_eq!(triple(&h, &ipod).await, (9, 0, 9));
+}
+
+#[tokio::test]
+async fn a_held_order_that_ships_anyway_takes_its_units_off_on_hand_and_counts_one_oversell() {
+    let h = Harness::new().await;
+    h.app.set_on_hand("IPOD2009BLACK", &count(0, None, Some("erp-0"), None), "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    let applied = shopify_order_through_ledger(&h, "evt-held").await;
+    assert!(
+        matches!(applied.as_slice(), [(_, LedgerOutcome::Oversold { action: OversellAction::Hold, .. })]),
+        "{applied:?}"
+    );
+    // The mark is written once: replays (and the metric, counted by whoever wrote it) find it there.
+    let stored = h.app.records.get_order(&shopify_order_id()).await.unwrap().unwrap();
+    let again = h.app.records.set_oversold(&stored.id, stored.oversold.as_ref()).await.unwrap();
+    assert!(!again, "a second mark is not a first one");
+    let detail = serde_json::json!({"trace_id": "t", "data": manifold_domain::events::OrderEventV1::from(&stored)});
+    assert_eq!(h.app.apply_event("OrderUpdated", &detail, Utc::now()).await.unwrap(), LedgerOutcome::AlreadyApplied);
+
+    // The merchant found the unit and the WMS ships it.
+    let shipment: manifold_domain::Shipment = serde_json::from_value(serde_json::json!({
+        "id": "wms-held-1", "order_id": "shopify:shop-eu:1073459981", "channel": "shopify", "account": "shop-eu",
+        "channel_order_id": "1073459981", "carrier": "UPS", "tracking_number": "1Z999AA10123456785",
+        "tracking_url": null, "lines": [{"line_id": "1071823193", "sku": "IPOD2009BLACK", "quantity": 1}],
+        "shipped_at": "2026-11-26T12:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert_eq!(triple(&h, &key("IPOD2009BLACK")).await, (-1, 0, -1), "no phantom unit left behind");
+}
+
+#[tokio::test]
+async fn a_later_order_version_adjusts_the_reservation_and_an_older_one_arriving_late_changes_nothing() {
+    let h = Harness::new().await;
+    h.app.set_on_hand("IPOD2009BLACK", &count(10, None, Some("erp-1"), None), "t-erp", Utc::now()).await.unwrap();
+    shopify_order_through_ledger(&h, "evt-edit").await;
+    let ipod = key("IPOD2009BLACK");
+    assert_eq!(triple(&h, &ipod).await, (10, 1, 9));
+    let v1 = h.app.records.get_order(&shopify_order_id()).await.unwrap().unwrap();
+    let event = |o: &manifold_domain::Order| serde_json::json!({"trace_id": "t-edit", "data": manifold_domain::events::OrderEventV1::from(o)});
+    let mut v2 = v1.clone();
+    v2.lines[0].quantity = 4;
+    v2.source_version += 1000;
+    let out = h.app.apply_event("OrderUpdated", &event(&v2), Utc::now()).await.unwrap();
+    assert!(matches!(out, LedgerOutcome::Amended { jobs } if jobs > 0), "{out:?}");
+    assert_eq!(triple(&h, &ipod).await, (10, 4, 6));
+    // v2 again, and v1 late: nothing moves.
+    assert_eq!(
+        h.app.apply_event("OrderUpdated", &event(&v2), Utc::now()).await.unwrap(),
+        LedgerOutcome::AlreadyApplied
+    );
+    assert_eq!(
+        h.app.apply_event("OrderUpdated", &event(&v1), Utc::now()).await.unwrap(),
+        LedgerOutcome::AlreadyApplied
+    );
+    assert_eq!(triple(&h, &ipod).await, (10, 4, 6));
+    // v3 lowers it to 2; a cancellation as v4 releases the rest.
+    let mut v3 = v2.clone();
+    v3.lines[0].quantity = 2;
+    v3.source_version += 1000;
+    h.app.apply_event("OrderUpdated", &event(&v3), Utc::now()).await.unwrap();
+    assert_eq!(triple(&h, &ipod).await, (10, 2, 8));
+    let mut v4 = v3.clone();
+    v4.status = manifold_domain::OrderStatus::Cancelled;
+    v4.source_version += 1000;
+    let out = h.app.apply_event("OrderCancelled", &event(&v4), Utc::now()).await.unwrap();
+    assert!(matches!(out, LedgerOutcome::Released { .. }), "{out:?}");
+    assert_eq!(triple(&h, &ipod).await, (10, 0, 10));
+    h.app.apply_event("OrderUpdated", &event(&v3), Utc::now()).await.unwrap();
+    assert_eq!(triple(&h, &ipod).await, (10, 0, 10), "a cancelled order stays cancelled");
+}
+
+#[tokio::test]
+async fn a_stale_erp_count_is_refused_with_409_and_a_resent_one_does_not_reapply_after_a_shipment() {
+    let h = Harness::new().await;
+    let ten = count(10, None, None, Some("2026-11-30T10:00:00Z"));
+    h.app.set_on_hand("IPOD2009BLACK", &ten, "t-erp-1", Utc::now()).await.unwrap();
+    shopify_order_through_ledger(&h, "evt-stale").await;
+    let shipment: manifold_domain::Shipment = serde_json::from_value(serde_json::json!({
+        "id": "wms-stale-1", "order_id": "shopify:shop-eu:1073459981", "channel": "shopify", "account": "shop-eu",
+        "channel_order_id": "1073459981", "carrier": "UPS", "tracking_number": "1Z999AA10123456786",
+        "tracking_url": null, "lines": [{"line_id": "1071823193", "sku": "IPOD2009BLACK", "quantity": 1}],
+        "shipped_at": "2026-11-30T10:30:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    let ipod = key("IPOD2009BLACK");
+    assert_eq!(triple(&h, &ipod).await, (9, 0, 9));
+    // The ERP retries its 10:00 count without a source_ref (another trace id): not applied again.
+    let p = h.app.set_on_hand("IPOD2009BLACK", &ten, "t-erp-retry", Utc::now()).await.unwrap();
+    assert_eq!((p.on_hand, p.available), (9, 9));
+    // A count as of 09:00 loses: 409, nothing changes.
+    let nine = count(12, None, Some("erp-9h"), Some("2026-11-30T09:00:00Z"));
+    let err = h.app.set_on_hand("IPOD2009BLACK", &nine, "t-erp-old", Utc::now()).await.unwrap_err();
+    assert_eq!(manifold_app::ledger::inventory_status(&err), 409, "{err}");
+    assert!(err.to_string().contains("stale count"), "{err}");
+    assert_eq!(triple(&h, &ipod).await, (9, 0, 9));
+    // The bulk import honours the same rule per row.
+    let report = h
+        .app
+        .import_stock(
+            r#"[{"sku":"IPOD2009BLACK","on_hand":3,"as_of":"2026-11-30T09:30:00Z"},{"sku":"OTHER-SKU","on_hand":3,"as_of":"2026-11-30T09:30:00Z"}]"#,
+            false,
+            "import-930",
+            "t-import",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report["applied"], 1, "{report}");
+    assert!(report["errors"][0]["reason"].as_str().unwrap().contains("stale"), "{report}");
+    assert_eq!(triple(&h, &ipod).await, (9, 0, 9));
+    // A newer count applies.
+    let eleven = count(7, None, None, Some("2026-11-30T11:00:00Z"));
+    assert_eq!(h.app.set_on_hand("IPOD2009BLACK", &eleven, "t-erp-11", Utc::now()).await.unwrap().on_hand, 7);
+}
+
+/// Drains one channel's push queue: its stock jobs as (sku, location, quantity, version).
+async fn stock_jobs(h: &Harness, channel: Channel) -> Vec<(String, String, u64, u64)> {
+    h.stack
+        .drain(&h.stack.env.push_queues[&channel])
+        .await
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap())
+        .filter(|j| j.get("quantity").is_some() && j.get("type").is_none())
+        .map(|j| {
+            (
+                j["sku"].as_str().unwrap().to_owned(),
+                j["location"].as_str().unwrap().to_owned(),
+                j["quantity"].as_u64().unwrap(),
+                j["version"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_account_reserves_and_is_published_at_its_own_location() {
+    let h = Harness::with_config(|c| {
+        for a in c.accounts.iter_mut().filter(|a| a.channel == Channel::Shopify) {
+            a.stock.location = "wh-2".into();
+        }
+    })
+    .await;
+    h.app.set_on_hand("IPOD2009BLACK", &count(50, None, Some("erp-d"), None), "t", Utc::now()).await.unwrap();
+    h.app.set_on_hand("IPOD2009BLACK", &count(5, Some("wh-2"), Some("erp-w"), None), "t", Utc::now()).await.unwrap();
+    let shopify = stock_jobs(&h, Channel::Shopify).await;
+    assert_eq!(
+        shopify,
+        vec![("IPOD2009BLACK".into(), "wh-2".into(), 3, 1)],
+        "5 minus Shopify's buffer of 2, wh-2 only"
+    );
+    let ebay = stock_jobs(&h, Channel::Ebay).await;
+    assert_eq!(ebay.len(), 1, "{ebay:?}");
+    assert_eq!((ebay[0].1.as_str(), ebay[0].2), ("default", 10), "eBay sells from default, capped at 10");
+
+    // The Shopify order reserves at wh-2; the default position is untouched.
+    shopify_order_through_ledger(&h, "evt-loc").await;
+    let wh2 = PositionKey::new(manifold_domain::Sku::new("IPOD2009BLACK").unwrap(), "wh-2");
+    assert_eq!(triple(&h, &wh2).await, (5, 1, 4));
+    assert_eq!(triple(&h, &key("IPOD2009BLACK")).await, (50, 0, 50));
+    assert_eq!(stock_jobs(&h, Channel::Shopify).await, vec![("IPOD2009BLACK".into(), "wh-2".into(), 2, 2)]);
+    assert!(stock_jobs(&h, Channel::Ebay).await.is_empty(), "nothing changed at eBay's location");
+}
+
+#[tokio::test]
+async fn bundles_publish_what_their_scarcest_component_allows() {
+    let h = Harness::new().await;
+    // GIFT-SET = 1 TEE-BLK-M + 2 MUG-WHITE (example configuration).
+    h.app.set_on_hand("TEE-BLK-M", &count(10, None, Some("erp-t"), None), "t", Utc::now()).await.unwrap();
+    h.app.set_on_hand("MUG-WHITE", &count(7, None, Some("erp-m"), None), "t", Utc::now()).await.unwrap();
+    let ebay = stock_jobs(&h, Channel::Ebay).await;
+    let latest_gift = ebay.iter().filter(|j| j.0 == "GIFT-SET").max_by_key(|j| j.3).cloned();
+    assert_eq!(latest_gift, Some(("GIFT-SET".into(), "default".into(), 2, 2)), "3 sets minus eBay's buffer: {ebay:?}");
+    // A component moves: the bundle follows.
+    h.app.set_on_hand("MUG-WHITE", &count(2, None, Some("erp-m2"), None), "t", Utc::now()).await.unwrap();
+    let ebay = stock_jobs(&h, Channel::Ebay).await;
+    let gift: Vec<_> = ebay.iter().filter(|j| j.0 == "GIFT-SET").collect();
+    assert_eq!(gift.len(), 1, "{ebay:?}");
+    assert_eq!((gift[0].2, gift[0].3), (0, 3), "1 set minus eBay's buffer of 1");
 }

@@ -47,7 +47,10 @@ pub type MemoryLedger = StockLedger<MemoryStore>;
 
 /// What the order pipeline and the ERP sync need from the ledger.
 pub trait Ledger: Send + Sync {
-    /// Applies an order event: reserves every line or none. Applying the same order twice reserves once.
+    /// Applies an order event: reserves every line or none. Applying the same order twice reserves once;
+    /// a later version ([`OrderReservation::version`]) whose lines changed adjusts the reservation by
+    /// the difference ([`ReserveOutcome::Amended`], or `Oversold` when an increase is refused), and an
+    /// older version changes nothing.
     fn reserve_order(
         &self,
         order: &OrderReservation,
