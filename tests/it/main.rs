@@ -11,6 +11,7 @@ mod emulator;
 mod iam;
 mod inbound;
 mod ledger;
+mod listings;
 mod ops;
 mod outbound;
 mod pipeline;

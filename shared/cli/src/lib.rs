@@ -46,6 +46,9 @@ pub enum Command {
     /// Orders that missed their ship-by deadline, and tracking the channel never showed.
     #[command(subcommand)]
     Orders(commands::orders::OrdersCommand),
+    /// What the channels list against what the ledger knows (`unlisted`, `unknown`).
+    #[command(subcommand)]
+    Listings(commands::listings::ListingsCommand),
     /// A SKU's ledger position and the last quantity handed to each channel.
     Stock(commands::stock::StockArgs),
     /// API calls, AWS requests, orders and estimated cost per channel and day.
@@ -66,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
         Command::Orders(cmd) => commands::orders::run(&cmd, json).await,
+        Command::Listings(cmd) => commands::listings::run(cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),
         Command::Sign(args) => {

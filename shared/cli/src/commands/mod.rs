@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod dlq;
+pub mod listings;
 pub mod normalize;
 pub mod orders;
 pub mod quarantine;
