@@ -407,3 +407,31 @@ async fn a_held_order_that_ships_anyway_leaves_on_hand_once_and_a_backordered_on
     assert_eq!(entries.len(), 2, "the count and one shipment: {entries:?}");
     assert_eq!((entries[1].on_hand_delta, entries[1].reserved_delta), (-3, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_versions_of_an_order_leave_the_latest_ones_reservation_and_never_oversell() {
+    let ledger = ledger().await;
+    stock(&ledger, &[("EDIT-A", 6)]).await;
+    let version = |v: i64, q: u32| {
+        let mut o = order(Channel::Etsy, "edit-1", &[("EDIT-A", q)], OversellAction::Hold);
+        o.version = v;
+        o
+    };
+    ledger.reserve_order(&version(1, 1)).await.unwrap();
+    let mut tasks = JoinSet::new();
+    // Versions 2..=9 delivered at once and out of order, each delivered twice.
+    for v in (2..=9).rev().chain(2..=9) {
+        let ledger = ledger.clone();
+        let o = version(v, u32::try_from(v % 5 + 1).unwrap());
+        tasks.spawn(async move { ledger.reserve_order(&o).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task").expect("reserve");
+    }
+    let rec = ledger.reservation(&version(1, 1).order_id).await.unwrap().unwrap();
+    assert_eq!(rec.order_version, 9);
+    assert_eq!(triple(&ledger, "EDIT-A").await, (6, 5, 1), "version 9 holds 9 % 5 + 1 = 5");
+    for e in ledger.store().entries(&key("EDIT-A")).await.unwrap() {
+        assert!(e.reserved_after <= e.on_hand_after, "oversold: {e:?}");
+    }
+}

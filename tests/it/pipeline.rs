@@ -420,6 +420,28 @@ async fn a_later_order_version_adjusts_the_reservation_and_an_older_one_arriving
 }
 
 #[tokio::test]
+async fn a_held_order_edited_down_to_what_is_available_is_reserved_and_no_longer_marked_oversold() {
+    let h = Harness::new().await;
+    h.app.set_on_hand("IPOD2009BLACK", &count(2, None, Some("erp-2"), None), "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    let mut order: serde_json::Value = serde_json::from_slice(&shopify_body()).unwrap();
+    order["line_items"][0]["quantity"] = serde_json::json!(5);
+    let applied = shopify_webhook_through_ledger(&h, &order, "orders/create", "evt-edit-held").await;
+    assert!(matches!(applied.as_slice(), [(_, LedgerOutcome::Oversold { .. })]), "{applied:?}");
+    let v1 = h.app.records.get_order(&shopify_order_id()).await.unwrap().unwrap();
+    assert!(v1.oversold.is_some());
+    let mut v2 = v1.clone();
+    v2.lines[0].quantity = 2;
+    v2.source_version += 1000;
+    let detail = serde_json::json!({"trace_id": "t", "data": manifold_domain::events::OrderEventV1::from(&v2)});
+    let out = h.app.apply_event("OrderUpdated", &detail, Utc::now()).await.unwrap();
+    assert!(matches!(out, LedgerOutcome::Amended { .. }), "{out:?}");
+    assert_eq!(triple(&h, &key("IPOD2009BLACK")).await, (2, 2, 0));
+    let stored = h.app.records.get_order(&shopify_order_id()).await.unwrap().unwrap();
+    assert_eq!(stored.oversold, None, "the edit fits: no longer oversold");
+}
+
+#[tokio::test]
 async fn a_stale_erp_count_is_refused_with_409_and_a_resent_one_does_not_reapply_after_a_shipment() {
     let h = Harness::new().await;
     let ten = count(10, None, None, Some("2026-11-30T10:00:00Z"));

@@ -213,7 +213,13 @@ impl App {
         let change = self.ledger.reserve_order(&reservation).await.map_err(|e| failure(&e))?;
         let (outcome, mut jobs) = match &change.outcome {
             ReserveOutcome::Reserved => (LedgerOutcome::Reserved { jobs: 0 }, 0),
-            ReserveOutcome::Amended => (LedgerOutcome::Amended { jobs: 0 }, 0),
+            ReserveOutcome::Amended => {
+                // An edit that now fits (a held order edited down, say) is no longer oversold.
+                if order.oversold.is_some() {
+                    self.records.set_oversold(&order.id, None).await?;
+                }
+                (LedgerOutcome::Amended { jobs: 0 }, 0)
+            }
             ReserveOutcome::AlreadyApplied { .. } => {
                 (LedgerOutcome::AlreadyApplied, self.finish_reservation(order, trace_id, now).await?)
             }
