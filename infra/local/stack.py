@@ -57,6 +57,7 @@ QUEUE_ENV = {
     "INGEST_QUEUE_URL": "IngestQueue",
     "AMAZON_NOTIFICATIONS_QUEUE_URL": "AmazonNotificationsQueue",
     "LEDGER_QUEUE_URL": "LedgerQueue",
+    "SYNC_QUEUE_URL": "SyncQueue",
     **{f"PUSH_QUEUE_{c.upper()}": f"Push{c}Queue" for c in CHANNELS},
 }
 

@@ -29,6 +29,7 @@ use manifold_app::{
     app::Settings,
     config::{ConfigSource, LiveConfig},
     push::PushMessage,
+    sync::job::{PageMessage, PageOutcome},
 };
 use manifold_aws::{
     AwsEnv,
@@ -36,7 +37,10 @@ use manifold_aws::{
     secrets::{CachedSecrets, SecretsManager, StaticSecrets},
 };
 use manifold_connectors::verify::sign;
-use manifold_domain::{AccountId, Channel, OrderId, OversellAction, Sku, config::ChannelConfig};
+use manifold_domain::{
+    AccountId, Channel, OrderId, OversellAction, Sku,
+    config::{Bundle, BundleComponent, Cadence, ChannelConfig, SyncCadences},
+};
 use manifold_ledger::{Ledger, PositionKey, fanout::PushJob};
 use manifold_simulator::{CatalogItem, FaultKind, FaultSpec, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
@@ -147,6 +151,11 @@ impl Scenario {
     /// The App a function's binary builds, talking to AWS through the function's own proxy port, with the
     /// production secret source (Secrets Manager, cached).
     async fn app(&self, function: &str) -> App {
+        self.app_with(function, self.config.clone()).await
+    }
+
+    /// [`Scenario::app`] with another configuration.
+    async fn app_with(&self, function: &str, config: ChannelConfig) -> App {
         let endpoint = self.proxy.listen(function).await;
         let sdk = self.sdk.clone().into_builder().endpoint_url(endpoint).build();
         let secrets =
@@ -160,7 +169,7 @@ impl Scenario {
         if let Ok(live) = LiveConfig::load(ConfigSource::Store { store, refresh: Duration::ZERO }).await {
             live.refresh_now().await;
         }
-        App::build(self.config.clone(), self.env.clone(), settings(), &sdk, Arc::new(secrets)).unwrap()
+        App::build(config, self.env.clone(), settings(), &sdk, Arc::new(secrets)).unwrap()
     }
 
     fn sku(&self, name: &str) -> String {
@@ -188,7 +197,8 @@ impl Scenario {
 }
 
 fn settings() -> Settings {
-    Settings { emulator_safe_ledger: true, ..Settings::default() }
+    let sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok();
+    Settings { emulator_safe_ledger: true, sync_queue_url, ..Settings::default() }
 }
 
 /// An SQS event as the event source mapping delivers it (`attempt` is the receive count).
@@ -236,6 +246,10 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     inventory.set_on_hand(&stocked, &update, "trace-iam-erp", now).await.expect("set on hand");
     let import = json!([{ "sku": imported, "on_hand": 3 }, { "sku": s.sku("IMPORTED-2"), "on_hand": 4 }]).to_string();
     inventory.import_stock(&import, false, &s.run, "trace-iam-import", now).await.expect("import");
+    // A triggered sync of what changed since the account's last scheduled run: the slots, the run, its
+    // first page on the SyncQueue.
+    let triggered = inventory.sync_http("shopify", "shop-eu", "prices", "", "trace-iam-sync", now).await.unwrap();
+    assert_eq!(triggered.status(), 202, "{:?}", triggered.body());
 
     // webhook: two signed orders accepted, one signed body that is not JSON (quarantined).
     let webhook = s.app("WebhookFunction").await;
@@ -467,7 +481,16 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     s.sim
         .seed_order(Channel::Amazon, json!({"order": payload, "order_items": items["payload"]["OrderItems"]}))
         .unwrap();
-    let scheduler = s.app("SchedulerFunction").await;
+    // A bundle of the counted SKU and one the ledger never saw: re-sending the count reads the other
+    // component (a position read), as any page of a stock run holding a bundle component does.
+    let mut bundled = s.config.clone();
+    bundled.bundles.push(Bundle {
+        sku: Sku::new(s.sku("KIT")).unwrap(),
+        components: [s.sku("COUNTED"), s.sku("NEVER-STOCKED")]
+            .map(|sku| BundleComponent { sku: Sku::new(sku).unwrap(), quantity: 1 })
+            .to_vec(),
+    });
+    let scheduler = s.app_with("SchedulerFunction", bundled).await;
     for tier in ["stock", "reconcile", "prices", "images"] {
         let report = scheduler.run_tier(tier, Utc::now()).await.unwrap_or_else(|e| panic!("tier {tier}: {e}"));
         match tier {
@@ -476,6 +499,27 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             _ => {}
         }
     }
+    // And the one-minute tick, on an account of this run's own (so no earlier run holds its slots) whose
+    // one periodic kind is prices: the slot is claimed, the run created and its first page queued; the
+    // page, as the SyncQueue delivers it, is done and recorded, which frees the slot.
+    let mut ticked = s.config.clone();
+    ticked.accounts.retain(|a| a.channel == Channel::Shopify);
+    for a in &mut ticked.accounts {
+        a.account = AccountId::new(format!("{}-tick", s.run)).unwrap();
+        a.sync = SyncCadences {
+            orders: Cadence::Realtime,
+            stock: Cadence::OnDemand,
+            prices: Cadence::Every(Duration::from_hours(1)),
+            images: Cadence::OnDemand,
+            reconcile: Cadence::OnDemand,
+        };
+    }
+    let per_minute = s.app_with("SchedulerFunction", ticked).await;
+    let tick = per_minute.tick(Utc::now()).await.expect("tick");
+    assert_eq!(tick.started.len(), 1, "{tick:?}");
+    let page = PageMessage { run: tick.started[0].run.clone(), page: 0 };
+    let done = per_minute.sync_page(&page, Utc::now()).await.expect("page");
+    assert!(matches!(done, PageOutcome::Recorded(_)), "{done:?}");
 
     s.proxy.calls()
 }

@@ -20,5 +20,6 @@ mod push;
 mod records;
 mod recovery;
 mod startup;
+mod sync;
 mod template;
 mod tokens;

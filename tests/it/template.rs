@@ -94,7 +94,7 @@ fn every_channel_has_a_failed_sync_alarm_on_its_own_dimension() {
 fn every_dead_letter_queue_alarms_on_its_first_message() {
     let t = template();
     let dlqs = dlqs(&t);
-    assert_eq!(dlqs.len(), 3 + Channel::ALL.len(), "ingest, Amazon notifications, ledger and one per channel");
+    assert_eq!(dlqs.len(), 4 + Channel::ALL.len(), "ingest, Amazon notifications, ledger, sync and one per channel");
     for dlq in dlqs {
         let dimensions = json!([{ "Name": "QueueName", "Value": get_att(dlq, "QueueName") }]);
         let alarm = the_alarm(&t, "AWS/SQS", "ApproximateNumberOfMessagesVisible", &dimensions);
@@ -147,7 +147,7 @@ fn every_alarm_explains_itself_and_notifies_the_topic() {
 fn every_queue_dead_letters_to_its_own_queue() {
     let t = template();
     let queues = work_queues(&t);
-    assert_eq!(queues.len(), 3 + Channel::ALL.len());
+    assert_eq!(queues.len(), 4 + Channel::ALL.len(), "ingest, Amazon notifications, ledger, sync and one per channel");
     for queue in queues {
         let dlq = format!("{}DLQ", queue.trim_end_matches("Queue"));
         let redrive = &props(&t, queue)["RedrivePolicy"];

@@ -2,6 +2,8 @@
 //! `PUT /v1/inventory/{sku}` sets one absolute on-hand count; `POST /v1/inventory/import` takes a JSON
 //! array or a CSV file (open reservations are always kept); `POST /v1/shipments` takes a canonical
 //! Shipment from the WMS: stock leaves the warehouse and the tracking goes back to the selling channel.
+//! `POST /v1/sync/{channel}/{account}/{kind}` (body `{"full": true}` optional) starts a sync run and
+//! answers 202 with its job id (`manifold sync runs` lists it).
 
 use std::sync::Arc;
 
@@ -25,6 +27,11 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
     );
     let now = chrono::Utc::now();
     let body = std::str::from_utf8(req.body().as_ref()).unwrap_or_default().to_owned();
+    if req.uri().path().starts_with("/v1/sync/") {
+        let param = |name: &str| req.path_parameters().first(name).unwrap_or_default().to_owned();
+        let (channel, account, kind) = (param("channel"), param("account"), param("kind"));
+        return Ok(app.sync_http(&channel, &account, &kind, &body, &trace_id, now).await?);
+    }
     let result = if req.uri().path().ends_with("/v1/shipments") {
         match serde_json::from_str::<manifold_domain::Shipment>(&body) {
             Ok(shipment) => app

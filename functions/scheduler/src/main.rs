@@ -1,5 +1,5 @@
-//! Scheduled syncs Lambda (EventBridge schedules whose input names the tier: `{"tier":"stock"}`,
-//! `reconcile`, `prices`, `images`).
+//! Scheduler Lambda: the one-minute tick (EventBridge schedule), the `SyncQueue`'s pages (SQS event
+//! source mapping), and `{"tier": "stock"}` style events that force one kind for every account.
 
 use std::sync::Arc;
 
@@ -12,11 +12,7 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
-        async move {
-            let tier = event.payload.get("tier").and_then(|t| t.as_str()).unwrap_or("unknown").to_owned();
-            let report = app.run_tier(&tier, chrono::Utc::now()).await?;
-            Ok::<_, Error>(serde_json::to_value(report)?)
-        }
+        async move { Ok::<_, Error>(app.scheduler_event(event.payload, chrono::Utc::now()).await?) }
     }))
     .await
 }

@@ -36,6 +36,10 @@ use crate::port::{Port, Registry};
 use crate::{
     config::{ConfigSource, LiveConfig},
     outcome::Failure,
+    sync::{
+        catalog::{Catalog, LedgerCatalog},
+        store::{DynamoSyncStore, SyncStore},
+    },
 };
 
 /// Tunables with production defaults, overridable from the environment.
@@ -55,6 +59,9 @@ pub struct Settings {
     /// How long quarantined payloads are kept before the table's TTL removes them
     /// (`QUARANTINE_RETENTION_DAYS`, default 30).
     pub quarantine_retention: Retention,
+    /// The queue that carries sync runs page by page (`SYNC_QUEUE_URL`; set on the functions that
+    /// start or run syncs).
+    pub sync_queue_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -66,6 +73,7 @@ impl Default for Settings {
             push: crate::push::PushSettings::default(),
             emulator_safe_ledger: false,
             quarantine_retention: Retention::default(),
+            sync_queue_url: None,
         }
     }
 }
@@ -76,6 +84,7 @@ impl Settings {
         if let Some(n) = std::env::var("MAX_BODY_BYTES").ok().and_then(|v| v.parse().ok()) {
             s.max_body_bytes = n;
         }
+        s.sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok().filter(|v| !v.is_empty());
         s.emulator_safe_ledger = std::env::var("MANIFOLD_LOCAL_EMULATOR").is_ok_and(|v| v == "1");
         match Retention::from_lookup(|k| std::env::var(k).ok()) {
             Ok(retention) => s.quarantine_retention = retention,
@@ -132,6 +141,10 @@ pub struct App {
     pub push_queue: Port<SqsPushQueue>,
     /// What each account lists, under which ids (StateTable, see `crate::listings`).
     pub listings: Port<Arc<dyn crate::listings::ListingStore>>,
+    /// Sync slots and runs (StateTable).
+    pub sync_store: Port<Arc<dyn SyncStore>>,
+    /// The ledger's positions, page by page, for stock runs (LedgerTable).
+    pub catalog: Port<Arc<dyn Catalog>>,
     pub ddb: Port<aws_sdk_dynamodb::Client>,
     pub sqs: Port<aws_sdk_sqs::Client>,
     pub http: Port<reqwest::Client>,
@@ -272,6 +285,14 @@ impl App {
                 move || SqsPushQueue::new(sqs.get().clone(), urls)
             }),
             listings,
+            sync_store: ports.lazy("sync_store", {
+                let (ddb, table) = (ddb.clone(), env.state_table.clone());
+                move || -> Arc<dyn SyncStore> { Arc::new(DynamoSyncStore::new(ddb.get().clone(), &table)) }
+            }),
+            catalog: ports.lazy("catalog", {
+                let (ddb, table) = (ddb.clone(), env.ledger_table.clone());
+                move || -> Arc<dyn Catalog> { Arc::new(LedgerCatalog::new(ddb.get().clone(), &table)) }
+            }),
             ddb,
             sqs,
             http,

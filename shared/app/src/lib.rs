@@ -21,6 +21,7 @@ pub mod port;
 pub mod push;
 pub mod scheduler;
 pub mod sqs;
+pub mod sync;
 pub mod trace;
 pub mod webhook;
 

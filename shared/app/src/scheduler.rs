@@ -1,18 +1,26 @@
-//! Scheduled syncs, tiered by need (the schedules live in template.yaml; moto never fires them, so the
-//! local pipeline calls [`App::run_tier`] on a timer):
+//! The scheduler function: one tick a minute starts the (account, kind) syncs that are due from each
+//! account's cadence ([`crate::sync`]: slots, leases, runs and their pages on the `SyncQueue`), and
+//! the work of each kind for one account:
 //!
-//! - `stock` (every 5 minutes; Zalando's SLA is 10): re-offers every ledger position to the fan-out,
-//!   so a push lost on the way is re-sent; unchanged values are coalesced away by the push gate.
-//! - `reconcile` (every 15 minutes): polls each account's recent orders and ingests them like webhooks;
-//!   orders we already hold are recognised by their `source_version`, and the ones webhooks missed are
-//!   stored and counted as drift (`ReconcileDrift`).
-//! - `prices`, `images`: no price or image source is connected in v1; the tier reports that plainly.
-//! - Legacy ERP data is on demand: the inventory import endpoint, not a schedule.
+//! - `stock`: re-offers the ledger's positions to the account's push gate, page by page from a cursor
+//!   ([`crate::sync::job`]), so a push lost on the way is re-sent; unchanged values are coalesced
+//!   away by the gate (the delta).
+//! - `reconcile` (and `orders` when it has a period rather than `realtime`): polls the account's
+//!   recent orders and ingests them like webhooks; orders we already hold are recognised by their
+//!   `source_version`, and the ones webhooks missed are stored and counted as drift
+//!   (`ReconcileDrift`).
+//! - `prices`, `images`: no price or image source is connected in v1; the run says so plainly.
+//! - Legacy ERP data is on demand: the inventory import endpoint, or a triggered sync.
+//!
+//! [`App::run_tier`] runs one kind for every account at once (the tests' and operators' way to force
+//! a tier without the schedule).
 
 use chrono::{DateTime, Duration, Utc};
 use manifold_connectors::CallContext;
-use manifold_domain::{Channel, Sku};
-use manifold_ledger::{Ledger, PositionKey, fanout::fan_out};
+use manifold_domain::{
+    Channel,
+    config::{AccountConfig, Cadence},
+};
 use manifold_normalize::DocKind;
 use manifold_telemetry::MetricSet;
 use serde::Serialize;
@@ -53,91 +61,125 @@ impl App {
     }
 
     async fn refresh_stock(&self, report: &mut TierReport) -> Result<(), Failure> {
-        let items = self
-            .ddb
-            .scan()
-            .table_name(&self.env.ledger_table)
-            .filter_expression("begins_with(pk, :p) AND begins_with(sk, :l)")
-            .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("SKU#".into()))
-            .expression_attribute_values(":l", aws_sdk_dynamodb::types::AttributeValue::S("LOC#".into()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| Failure::Transient(Box::new(e)))?;
-        let mut positions = Vec::new();
-        for item in items {
-            let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            let (pk, sk) = (s("pk"), s("sk"));
-            let (Some(sku), Some(loc)) = (pk.strip_prefix("SKU#"), sk.strip_prefix("LOC#")) else { continue };
-            let Ok(sku) = Sku::new(sku) else { continue };
-            let position = self
-                .ledger
-                .position(&PositionKey::new(sku, loc))
-                .await
-                .map_err(|e| Failure::Transient(e.to_string().into()))?;
-            positions.push(position);
+        let config = self.config().await;
+        let mut cursor = None;
+        loop {
+            let page = self.catalog.page(cursor.as_deref(), None).await?;
+            report.positions += page.positions.len();
+            // Bundles whose components are on this page are re-sent too (their other components read).
+            let fanned = self.fan_out_with_bundles(&config, &page.positions, &*self.push_queue, None).await?;
+            report.push_jobs += fanned.enqueued.len();
+            cursor = page.next;
+            if cursor.is_none() {
+                return Ok(());
+            }
         }
-        report.positions = positions.len();
-        let fanned = fan_out(&*self.config().await, &positions, &self.push_gate, &*self.push_queue, None)
-            .await
-            .map_err(|e| Failure::Transient(Box::new(e)))?;
-        report.push_jobs = fanned.enqueued.len();
-        Ok(())
     }
 
     async fn reconcile(&self, report: &mut TierReport, now: DateTime<Utc>) -> Result<(), Failure> {
-        let accounts: Vec<_> =
-            self.config().await.enabled_accounts().filter(|a| a.channel != Channel::Zalando).cloned().collect();
+        let accounts: Vec<_> = self.config().await.enabled_accounts().cloned().collect();
         for account in accounts {
-            let trace_id = crate::trace::mint();
-            let ctx = CallContext { trace_id: trace_id.clone() };
-            // Twice the cadence, so one missed run leaves no gap.
-            let window = match account.sync.reconcile {
-                manifold_domain::config::Cadence::Every(d) => Duration::from_std(d * 2).unwrap_or(Duration::hours(1)),
-                _ => Duration::hours(1),
-            };
-            let connector = self.connector(&account).await?;
-            let orders = match connector.list_orders_since(now - window, &ctx).await {
-                Ok(o) => o,
-                Err(e) => {
-                    warn!(channel = %account.channel, account = %account.account, error = %e, "reconciliation poll failed");
-                    MetricSet::new()
-                        .dim("Channel", account.channel.as_str())
-                        .dim("Operation", "reconcile")
-                        .count("SyncFailed", 1)
-                        .emit();
-                    continue;
-                }
-            };
-            let mut drift = 0;
-            for doc in orders {
-                report.orders_seen += 1;
-                let body = doc.to_string();
-                let envelope = IngestEnvelope {
-                    v: 1,
-                    channel: account.channel,
-                    account: account.account.to_string(),
-                    source: Source::Reconcile,
-                    topic: None,
-                    event_id: body_hash(body.as_bytes()),
-                    trace_id: trace_id.clone(),
-                    received_at: now,
-                    body,
-                    document: Some(DocKind::Order),
-                };
-                if let Ok(IngestOutcome::Stored { .. }) = self.ingest(&envelope, now).await {
-                    drift += 1;
-                }
-            }
-            report.drift += drift;
-            MetricSet::new()
-                .dim("Channel", account.channel.as_str())
-                .dim("Operation", "reconcile")
-                .count("ReconcileDrift", drift as u64)
-                .emit();
+            let poll = self.reconcile_account(&account, account.sync.reconcile, now).await?;
+            report.orders_seen += poll.orders_seen;
+            report.drift += poll.drift;
         }
         Ok(())
+    }
+
+    /// Polls one account's orders of the last two `cadence` periods (so one missed run leaves no gap)
+    /// and ingests them; the ones no webhook had delivered are drift.
+    pub async fn reconcile_account(
+        &self,
+        account: &AccountConfig,
+        cadence: Cadence,
+        now: DateTime<Utc>,
+    ) -> Result<OrderPoll, Failure> {
+        let mut poll = OrderPoll::default();
+        if account.channel == Channel::Zalando {
+            poll.note = Some("Zalando orders are polled by their own function".into());
+            return Ok(poll);
+        }
+        let trace_id = crate::trace::mint();
+        let ctx = CallContext { trace_id: trace_id.clone() };
+        let window = match cadence {
+            Cadence::Every(d) => Duration::from_std(d * 2).unwrap_or(Duration::hours(1)),
+            _ => Duration::hours(1),
+        };
+        let connector = self.connector(account).await?;
+        let orders = match connector.list_orders_since(now - window, &ctx).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(channel = %account.channel, account = %account.account, error = %e, "reconciliation poll failed");
+                MetricSet::new()
+                    .dim("Channel", account.channel.as_str())
+                    .dim("Operation", "reconcile")
+                    .count("SyncFailed", 1)
+                    .emit();
+                poll.failed = true;
+                poll.note = Some(format!("order poll failed: {e}"));
+                return Ok(poll);
+            }
+        };
+        for doc in orders {
+            poll.orders_seen += 1;
+            let body = doc.to_string();
+            let envelope = IngestEnvelope {
+                v: 1,
+                channel: account.channel,
+                account: account.account.to_string(),
+                source: Source::Reconcile,
+                topic: None,
+                event_id: body_hash(body.as_bytes()),
+                trace_id: trace_id.clone(),
+                received_at: now,
+                body,
+                document: Some(DocKind::Order),
+            };
+            if let Ok(IngestOutcome::Stored { .. }) = self.ingest(&envelope, now).await {
+                poll.drift += 1;
+            }
+        }
+        MetricSet::new()
+            .dim("Channel", account.channel.as_str())
+            .dim("Operation", "reconcile")
+            .count("ReconcileDrift", poll.drift as u64)
+            .emit();
+        Ok(poll)
+    }
+}
+
+/// What one account's order poll found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OrderPoll {
+    pub orders_seen: usize,
+    /// Orders no webhook had delivered.
+    pub drift: usize,
+    /// The channel could not be polled (counted as `SyncFailed`).
+    pub failed: bool,
+    pub note: Option<String>,
+}
+
+impl App {
+    /// What the scheduler function does with one invocation: an SQS batch from the `SyncQueue` (a
+    /// `Records` array) runs its pages, `{"tier": kind}` runs that kind for every account, anything
+    /// else (the schedule's event) is a tick.
+    pub async fn scheduler_event(
+        &self,
+        event: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<serde_json::Value, Failure> {
+        let encode = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| Failure::permanent("scheduler", format!("cannot encode the answer: {e}")))
+        };
+        if event.get("Records").is_some() {
+            let batch = serde_json::from_value(event)
+                .map_err(|e| Failure::permanent("scheduler", format!("not an SQS event: {e}")))?;
+            return encode(serde_json::to_value(self.sync_batch(batch).await));
+        }
+        if let Some(tier) = event.get("tier").and_then(|t| t.as_str()) {
+            let report = self.run_tier(tier, now).await?;
+            return encode(serde_json::to_value(report));
+        }
+        encode(serde_json::to_value(self.tick(now).await?))
     }
 }

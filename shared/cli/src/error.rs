@@ -34,6 +34,9 @@ pub enum CliError {
     Normalize { channel: String, kind: &'static str, error: NormalizeError },
     #[error(transparent)]
     Store(#[from] manifold_aws::StoreError),
+    /// A service of the application refused or failed (`manifold sync`).
+    #[error(transparent)]
+    Failure(#[from] manifold_app::outcome::Failure),
     #[error(transparent)]
     Ledger(#[from] manifold_ledger::LedgerError),
     #[error("{service} {operation} failed")]

@@ -51,6 +51,8 @@ pub enum Command {
     Listings(commands::listings::ListingsCommand),
     /// A SKU's ledger position and the last quantity handed to each channel.
     Stock(commands::stock::StockArgs),
+    /// Start a sync run for one account and follow it (`sync runs`: every run and what it did).
+    Sync(commands::sync::SyncArgs),
     /// API calls, AWS requests, orders and estimated cost per channel and day.
     Usage(commands::usage::UsageArgs),
     /// Print the headers a channel sends with a webhook body, signed (for curl against the local API).
@@ -71,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Orders(cmd) => commands::orders::run(&cmd, json).await,
         Command::Listings(cmd) => commands::listings::run(cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
+        Command::Sync(args) => commands::sync::run(args, json).await,
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),
         Command::Sign(args) => {
             commands::sign::print(&commands::sign::run(&args)?, json);

@@ -9,6 +9,7 @@ pub mod orders;
 pub mod quarantine;
 pub mod sign;
 pub mod stock;
+pub mod sync;
 pub mod trace;
 pub mod usage;
 

@@ -1,0 +1,450 @@
+//! Runs, page by page, through the `SyncQueue`.
+//!
+//! A run starts with one message, `{"run": id, "page": 0}`. The consumer ([`App::sync_batch`], the
+//! scheduler function) reads the run, does one page of work from the run's cursor (a stock page
+//! hands one ledger page to the push gate and queues what the gate takes; other kinds are one page),
+//! then records the page with [`SyncStore::complete_page`]: counts, next cursor and page count in ONE
+//! conditional write on the page number, and only then sends the message for the next page. So:
+//!
+//! - a page that fails before its write (a fault, a killed function) is redone from the same cursor
+//!   when SQS redelivers its message; what it had already queued is in flight at the gate and is
+//!   coalesced, so each SKU is pushed once;
+//! - a duplicate message, or a page raced by two consumers, finds the page recorded: nothing is
+//!   counted twice, and the earlier message re-sends its successor in case the function died between
+//!   the write and the send;
+//! - a page that keeps failing goes to the `SyncDLQ`; redriven, it resumes from the run's cursor.
+
+use chrono::{DateTime, Utc};
+use manifold_domain::config::{AccountConfig, ChannelConfig};
+use manifold_ledger::fanout::PushQueue;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{
+    PageDone, RunStatus, SLOT_LEASE, Slot, SyncKind, SyncRun, Trigger, due_before, is_due,
+    store::{Claim, SyncStore},
+};
+use crate::{App, outcome::Failure};
+
+/// One page of a run, as the `SyncQueue` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageMessage {
+    pub run: String,
+    pub page: u32,
+}
+
+/// What handling one page message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// The page was done and recorded.
+    Recorded(PageDone),
+    /// The page was already recorded, or the run is over: nothing changed.
+    AlreadyDone,
+    /// No such run (it expired, or the message is not ours).
+    UnknownRun,
+}
+
+/// What one scheduler tick started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// The runs started, one per due slot this tick claimed.
+    pub started: Vec<StartedRun>,
+    /// Due slots another tick claimed first.
+    pub contended: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StartedRun {
+    pub slot: String,
+    pub run: String,
+}
+
+/// Claims every slot of `config`'s enabled accounts that is due at `now` and creates its run. Two
+/// ticks at once each claim a slot at most once between them (the claim is a conditional write).
+pub async fn claim_due(
+    config: &ChannelConfig,
+    store: &dyn SyncStore,
+    now: DateTime<Utc>,
+) -> Result<(Vec<SyncRun>, usize), Failure> {
+    let states: std::collections::HashMap<Slot, super::SlotState> = store.slots().await?.into_iter().collect();
+    let mut runs = Vec::new();
+    let mut contended = 0;
+    for account in config.enabled_accounts() {
+        for kind in SyncKind::ALL {
+            let cadence = kind.cadence(&account.sync);
+            let slot = Slot::new(account.channel, account.account.clone(), kind);
+            if !is_due(cadence, states.get(&slot), now) {
+                continue;
+            }
+            let manifold_domain::config::Cadence::Every(period) = cadence else { continue };
+            // Scheduled stock runs walk the whole catalog: the push gate keeps them to what changed.
+            let run = SyncRun::new(&slot, Trigger::Scheduled, true, None, now);
+            let claim = Claim {
+                now,
+                due_before: due_before(period, now),
+                lease_until: now + SLOT_LEASE,
+                run_id: run.id.clone(),
+            };
+            if store.claim(&slot, &claim).await? {
+                store.create_run(&run).await?;
+                runs.push(run);
+            } else {
+                contended += 1;
+            }
+        }
+    }
+    Ok((runs, contended))
+}
+
+/// The body of `POST /v1/sync/{channel}/{account}/{kind}` (may be empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The whole catalog rather than what changed since the last scheduled run.
+    #[serde(default)]
+    pub full: bool,
+}
+
+impl SyncRequest {
+    /// The slot a request's path names and its body; a permanent failure names what is wrong.
+    pub fn parse(channel: &str, account: &str, kind: &str, body: &str) -> Result<(Slot, Self), Failure> {
+        let bad = |m: String| Failure::permanent("sync", m);
+        let channel = channel.parse().map_err(|_| bad(format!("unknown channel {channel:?}")))?;
+        let account = manifold_domain::AccountId::new(account).map_err(|e| bad(format!("bad account: {e}")))?;
+        let kind = kind.parse().map_err(bad)?;
+        let request = if body.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_json::from_str(body).map_err(|e| bad(format!("body must be {{\"full\": true|false}}: {e}")))?
+        };
+        Ok((Slot::new(channel, account, kind), request))
+    }
+}
+
+impl App {
+    fn sync_queue_url(&self) -> Result<&str, Failure> {
+        self.settings
+            .sync_queue_url
+            .as_deref()
+            .ok_or_else(|| Failure::permanent("sync", "SYNC_QUEUE_URL is not set: the template sets it"))
+    }
+
+    async fn send_page(&self, run: &str, page: u32, trace_id: &str) -> Result<(), Failure> {
+        let body = serde_json::to_string(&PageMessage { run: run.to_owned(), page })
+            .map_err(|e| Failure::permanent("sync", e.to_string()))?;
+        self.queue.send(self.sync_queue_url()?, &body, trace_id, None).await?;
+        Ok(())
+    }
+
+    /// One scheduler tick: starts a run for every (account, kind) whose cadence is due. A run whose
+    /// first page cannot be queued is ended as failed (visible in `manifold sync runs`) and its slot
+    /// freed, so the next period tries again; the others still start.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, Failure> {
+        let config = self.config().await;
+        let store = &**self.sync_store;
+        let (runs, contended) = claim_due(&config, store, now).await?;
+        let mut report = TickReport { contended, ..TickReport::default() };
+        let mut first_error = None;
+        for run in runs {
+            if let Err(e) = self.send_page(&run.id, 0, &crate::trace::mint()).await {
+                warn!(run = %run.id, error = %e, "could not queue a scheduled run's first page");
+                let failed = PageDone {
+                    errors: 1,
+                    note: Some(format!("its first page could not be queued: {e}")),
+                    end: Some(RunStatus::Failed),
+                    ..PageDone::default()
+                };
+                store.complete_page(&run.id, 0, &failed, now).await?;
+                store.release(&run.slot(), &run.id, now).await?;
+                first_error.get_or_insert(e);
+                continue;
+            }
+            report.started.push(StartedRun { slot: run.slot().to_string(), run: run.id });
+        }
+        info!(started = report.started.len(), contended, "scheduler tick");
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Starts a run on demand (`POST /v1/sync/...`, `manifold sync`): the whole catalog with `full`,
+    /// else what changed since the slot's last scheduled run (the whole catalog if it never ran).
+    pub async fn start_sync(
+        &self,
+        slot: Slot,
+        trigger: Trigger,
+        full: bool,
+        now: DateTime<Utc>,
+    ) -> Result<SyncRun, Failure> {
+        self.account(slot.channel, slot.account.as_str()).await?;
+        let since = if full {
+            None
+        } else {
+            self.sync_store.slots().await?.into_iter().find(|(s, _)| *s == slot).and_then(|(_, st)| st.last_started)
+        };
+        let run = SyncRun::new(&slot, trigger, since.is_none(), since, now);
+        self.sync_store.create_run(&run).await?;
+        self.send_page(&run.id, 0, &crate::trace::mint()).await?;
+        info!(run = %run.id, slot = %slot, trigger = trigger.as_str(), full = run.full, "sync started");
+        Ok(run)
+    }
+
+    /// `POST /v1/sync/{channel}/{account}/{kind}`: 202 with the job id (the run's id), 400 for a
+    /// request that names no configured account or kind, 503 when the run could not be started.
+    pub async fn sync_http(
+        &self,
+        channel: &str,
+        account: &str,
+        kind: &str,
+        body: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<lambda_http::Response<lambda_http::Body>, http::Error> {
+        let started = match SyncRequest::parse(channel, account, kind, body) {
+            Ok((slot, request)) => self.start_sync(slot, Trigger::Api, request.full, now).await,
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(run) => {
+                let mut r = crate::http::json_response(202, "accepted", trace_id)?;
+                *r.body_mut() = serde_json::json!({ "job_id": run.id, "run": run }).to_string().into();
+                Ok(r)
+            }
+            Err(Failure::Permanent { reason, .. }) => crate::http::json_response(400, &reason, trace_id),
+            Err(e) => crate::http::json_response(503, &format!("retry later: {e}"), trace_id),
+        }
+    }
+
+    /// The `SyncQueue` consumer: one page per message, pushes through the channels' push queues.
+    pub async fn sync_batch(
+        &self,
+        event: aws_lambda_events::event::sqs::SqsEvent,
+    ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+        // One message at a time: pages of one run follow each other anyway, and a page already runs
+        // its gate writes and enqueues concurrently.
+        crate::sqs::process_batch(event, 1, |m| async move {
+            let body = m.body.unwrap_or_default();
+            let message: PageMessage = serde_json::from_str(&body)
+                .map_err(|e| Failure::permanent("sync", format!("not a sync page message: {e}")))?;
+            self.sync_page(&message, Utc::now()).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Does one page of a run and records it (see the module docs).
+    pub async fn sync_page(&self, message: &PageMessage, now: DateTime<Utc>) -> Result<PageOutcome, Failure> {
+        self.sync_page_with(message, &*self.push_queue, now).await
+    }
+
+    /// [`App::sync_page`] with the push queue given (tests count what a run queues).
+    pub async fn sync_page_with<Q: PushQueue>(
+        &self,
+        message: &PageMessage,
+        queue: &Q,
+        now: DateTime<Utc>,
+    ) -> Result<PageOutcome, Failure> {
+        let store = &**self.sync_store;
+        let Some(run) = store.run(&message.run).await? else {
+            warn!(run = %message.run, "page of an unknown sync run: dropped");
+            return Ok(PageOutcome::UnknownRun);
+        };
+        if run.status != RunStatus::Running || message.page > run.pages {
+            return Ok(PageOutcome::AlreadyDone);
+        }
+        if message.page < run.pages {
+            // Recorded already; its successor may not have been sent if the function died in between.
+            if message.page + 1 == run.pages {
+                self.send_page(&run.id, run.pages, &crate::trace::mint()).await?;
+            }
+            return Ok(PageOutcome::AlreadyDone);
+        }
+        let done = match self.page_work(&run, queue, now).await {
+            Ok(done) => done,
+            Err(Failure::Permanent { reason, .. }) => {
+                warn!(run = %run.id, reason, "sync run failed");
+                PageDone { errors: 1, note: Some(reason), end: Some(RunStatus::Failed), ..PageDone::default() }
+            }
+            Err(e) => return Err(e),
+        };
+        if !store.complete_page(&run.id, message.page, &done, now).await? {
+            return Ok(PageOutcome::AlreadyDone);
+        }
+        match done.end {
+            None => self.send_page(&run.id, message.page + 1, &crate::trace::mint()).await?,
+            Some(status) => {
+                if run.trigger == Trigger::Scheduled {
+                    store.release(&run.slot(), &run.id, now).await?;
+                }
+                info!(run = %run.id, kind = %run.kind, status = status.as_str(), pages = message.page + 1, "sync run ended");
+            }
+        }
+        Ok(PageOutcome::Recorded(done))
+    }
+
+    /// The work of the run's next page.
+    async fn page_work<Q: PushQueue>(&self, run: &SyncRun, queue: &Q, now: DateTime<Utc>) -> Result<PageDone, Failure> {
+        let account = self.account(run.channel, run.account.as_str()).await?;
+        let finished = Some(RunStatus::Finished);
+        Ok(match run.kind {
+            SyncKind::Stock => {
+                let page = self.catalog.page(run.cursor.as_deref(), run.since).await?;
+                let pushed = self.offer_to_account(&account, &page.positions, queue).await?;
+                PageDone {
+                    end: page.next.is_none().then_some(RunStatus::Finished),
+                    cursor: page.next,
+                    examined: page.positions.len() as u64,
+                    pushed,
+                    ..PageDone::default()
+                }
+            }
+            SyncKind::Reconcile | SyncKind::Orders => {
+                let cadence = run.kind.cadence(&account.sync);
+                let poll = self.reconcile_account(&account, cadence, now).await?;
+                PageDone {
+                    examined: poll.orders_seen as u64,
+                    drift: poll.drift as u64,
+                    errors: u64::from(poll.failed),
+                    note: poll.note,
+                    end: finished,
+                    ..PageDone::default()
+                }
+            }
+            SyncKind::Prices | SyncKind::Images => PageDone {
+                note: Some(format!("no {} source is connected; nothing to sync", run.kind)),
+                end: finished,
+                ..PageDone::default()
+            },
+        })
+    }
+
+    /// Hands `positions` to the push gate for this one account and queues what it takes; returns how
+    /// many were queued (the others were unchanged or already in flight).
+    async fn offer_to_account<Q: PushQueue>(
+        &self,
+        account: &AccountConfig,
+        positions: &[manifold_ledger::Position],
+        queue: &Q,
+    ) -> Result<u64, Failure> {
+        let config = self.config().await;
+        let only = ChannelConfig { accounts: vec![account.clone()], ..(*config).clone() };
+        // Bundles whose components are on this page go with it (their other components read).
+        let fanned = self.fan_out_with_bundles(&only, positions, queue, None).await?;
+        Ok(fanned.enqueued.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeDelta;
+    use manifold_domain::{Channel, config::Cadence};
+
+    use super::*;
+    use crate::sync::store::MemorySyncStore;
+
+    const EXAMPLE: &str = include_str!("../../../../infra/channels.example.toml");
+
+    fn at(mins: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + TimeDelta::minutes(mins)
+    }
+
+    /// Two accounts with cadences the test controls.
+    fn config() -> ChannelConfig {
+        let mut config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        config.accounts.retain(|a| matches!(a.channel, Channel::Shopify | Channel::Etsy));
+        let every = |m: u64| Cadence::Every(Duration::from_mins(m));
+        for a in &mut config.accounts {
+            a.sync.orders = Cadence::Realtime;
+            a.sync.stock = every(5);
+            a.sync.prices = every(60);
+            a.sync.images = Cadence::OnDemand;
+            a.sync.reconcile = every(15);
+        }
+        config
+    }
+
+    /// Records a finished run of `slot` started at `started`.
+    async fn seed(store: &MemorySyncStore, slot: &Slot, started: DateTime<Utc>) {
+        let claim = Claim { now: started, due_before: started, lease_until: started, run_id: "seed".into() };
+        assert!(store.claim(slot, &claim).await.unwrap());
+        store.release(slot, "seed", started).await.unwrap();
+    }
+
+    fn names(runs: &[SyncRun]) -> Vec<String> {
+        let mut v: Vec<String> = runs.iter().map(|r| r.slot().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_tick_claims_exactly_the_due_slots_and_the_next_tick_none() {
+        let config = config();
+        let store = MemorySyncStore::default();
+        let shop = |k| Slot::new(Channel::Shopify, config.accounts[0].account.clone(), k);
+        let etsy = |k| Slot::new(Channel::Etsy, config.accounts[1].account.clone(), k);
+        assert_eq!(config.accounts[1].channel, Channel::Etsy);
+        seed(&store, &shop(SyncKind::Stock), at(-6)).await; // due
+        seed(&store, &shop(SyncKind::Reconcile), at(-1)).await; // not due
+        seed(&store, &shop(SyncKind::Prices), at(-30)).await; // not due
+        seed(&store, &etsy(SyncKind::Stock), at(-2)).await; // not due
+        seed(&store, &etsy(SyncKind::Reconcile), at(-15)).await; // due
+        // etsy prices: never ran, due. Orders (realtime) and images (on demand): never.
+        let (runs, contended) = claim_due(&config, &store, at(0)).await.unwrap();
+        let mut expected = vec![
+            shop(SyncKind::Stock).to_string(),
+            etsy(SyncKind::Reconcile).to_string(),
+            etsy(SyncKind::Prices).to_string(),
+        ];
+        expected.sort();
+        assert_eq!(names(&runs), expected);
+        assert_eq!(contended, 0);
+        assert!(runs.iter().all(|r| r.trigger == Trigger::Scheduled && r.status == RunStatus::Running));
+        for r in &runs {
+            assert_eq!(store.run(&r.id).await.unwrap().as_ref(), Some(r), "each run is recorded");
+        }
+        let (again, _) = claim_due(&config, &store, at(0) + TimeDelta::seconds(5)).await.unwrap();
+        assert!(again.is_empty(), "a second tick right after runs none: {:?}", names(&again));
+        // Five minutes on, the stock slot is still held by its unfinished run until the lease expires...
+        let (held, _) = claim_due(&config, &store, at(5)).await.unwrap();
+        assert!(held.iter().all(|r| r.kind != SyncKind::Stock || r.channel != Channel::Shopify));
+        // ...and due again at once when that run finishes.
+        let stock = runs.iter().find(|r| r.slot() == shop(SyncKind::Stock)).unwrap();
+        store.release(&stock.slot(), &stock.id, at(1)).await.unwrap();
+        let (next, _) = claim_due(&config, &store, at(5)).await.unwrap();
+        assert!(names(&next).contains(&shop(SyncKind::Stock).to_string()), "{:?}", names(&next));
+    }
+
+    #[tokio::test]
+    async fn two_overlapping_ticks_start_each_slot_once() {
+        let config = config();
+        let store = MemorySyncStore::default();
+        let (a, b) = tokio::join!(claim_due(&config, &store, at(0)), claim_due(&config, &store, at(0)));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all = names(&a.0);
+        all.extend(names(&b.0));
+        let total = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), total, "no slot started twice");
+        assert_eq!(total, 2 * 3, "stock, prices and reconcile of both accounts");
+        assert_eq!(a.1 + b.1, total, "the other tick found each one claimed");
+    }
+
+    #[tokio::test]
+    async fn a_page_is_recorded_once() {
+        let store = MemorySyncStore::default();
+        let slot = Slot::new(Channel::Shopify, manifold_domain::AccountId::new("s").unwrap(), SyncKind::Stock);
+        let run = SyncRun::new(&slot, Trigger::Api, true, None, at(0));
+        store.create_run(&run).await.unwrap();
+        let page = PageDone { cursor: Some("c1".into()), examined: 10, pushed: 3, ..PageDone::default() };
+        assert!(store.complete_page(&run.id, 0, &page, at(1)).await.unwrap());
+        assert!(!store.complete_page(&run.id, 0, &page, at(1)).await.unwrap(), "a duplicate changes nothing");
+        let last = PageDone { examined: 5, end: Some(RunStatus::Finished), ..PageDone::default() };
+        assert!(store.complete_page(&run.id, 1, &last, at(2)).await.unwrap());
+        let stored = store.run(&run.id).await.unwrap().unwrap();
+        assert_eq!((stored.pages, stored.examined, stored.pushed, stored.cursor), (2, 15, 3, None));
+        assert_eq!((stored.status, stored.finished_at), (RunStatus::Finished, Some(at(2))));
+    }
+}
