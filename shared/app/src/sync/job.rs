@@ -310,6 +310,7 @@ impl App {
                     ..PageDone::default()
                 }
             }
+            }
             SyncKind::Prices | SyncKind::Images => PageDone {
                 note: Some(format!("no {} source is connected; nothing to sync", run.kind)),
                 end: finished,
@@ -416,20 +417,55 @@ mod tests {
         assert!(names(&next).contains(&shop(SyncKind::Stock).to_string()), "{:?}", names(&next));
     }
 
+    /// A tick that read the slots before the other tick's claims landed: every slot looks due to it.
+    struct StaleReads<'a>(&'a MemorySyncStore);
+
+    #[async_trait::async_trait]
+    impl SyncStore for StaleReads<'_> {
+        async fn slots(&self) -> Result<Vec<(Slot, crate::sync::SlotState)>, manifold_aws::StoreError> {
+            Ok(Vec::new())
+        }
+        async fn claim(&self, slot: &Slot, claim: &Claim) -> Result<bool, manifold_aws::StoreError> {
+            self.0.claim(slot, claim).await
+        }
+        async fn release(&self, slot: &Slot, run: &str, at: DateTime<Utc>) -> Result<(), manifold_aws::StoreError> {
+            self.0.release(slot, run, at).await
+        }
+        async fn create_run(&self, run: &SyncRun) -> Result<(), manifold_aws::StoreError> {
+            self.0.create_run(run).await
+        }
+        async fn run(&self, id: &str) -> Result<Option<SyncRun>, manifold_aws::StoreError> {
+            self.0.run(id).await
+        }
+        async fn complete_page(
+            &self,
+            id: &str,
+            page: u32,
+            done: &PageDone,
+            now: DateTime<Utc>,
+        ) -> Result<bool, manifold_aws::StoreError> {
+            self.0.complete_page(id, page, done, now).await
+        }
+        async fn runs(
+            &self,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<SyncRun>, manifold_aws::StoreError> {
+            self.0.runs(from, to).await
+        }
+    }
+
     #[tokio::test]
     async fn two_overlapping_ticks_start_each_slot_once() {
         let config = config();
         let store = MemorySyncStore::default();
-        let (a, b) = tokio::join!(claim_due(&config, &store, at(0)), claim_due(&config, &store, at(0)));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        let mut all = names(&a.0);
-        all.extend(names(&b.0));
-        let total = all.len();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), total, "no slot started twice");
-        assert_eq!(total, 2 * 3, "stock, prices and reconcile of both accounts");
-        assert_eq!(a.1 + b.1, total, "the other tick found each one claimed");
+        let (first, _) = claim_due(&config, &store, at(0)).await.unwrap();
+        assert_eq!(first.len(), 2 * 3, "stock, prices and reconcile of both accounts");
+        // The overlapping tick saw every slot due, and lost every claim: the conditional write decides.
+        let (second, contended) = claim_due(&config, &StaleReads(&store), at(0)).await.unwrap();
+        assert!(second.is_empty(), "started twice: {:?}", names(&second));
+        assert_eq!(contended, first.len());
+        assert_eq!(store.runs(at(0).date_naive(), at(0).date_naive()).await.unwrap().len(), first.len());
     }
 
     #[tokio::test]
