@@ -20,6 +20,7 @@ mod push;
 mod records;
 mod recovery;
 mod startup;
+mod sweeps;
 mod sync;
 mod template;
 mod tokens;

@@ -164,7 +164,9 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
         self.fetch_order(resource_id, ctx).await.map(FetchedShipment::Order)
     }
-    /// Orders changed since `since`, each in the [`fetch_order`](Self::fetch_order) shape.
+    /// Orders changed at or after `since`, every page of them, each in the
+    /// [`fetch_order`](Self::fetch_order) shape. The bound is inclusive, whatever the channel's own
+    /// filter does, so sweeps whose windows meet (or overlap) miss no order updated at the seam.
     async fn list_orders_since(
         &self,
         since: DateTime<Utc>,

@@ -1,7 +1,8 @@
 //! Test doubles of the sales channels' APIs, served on loopback.
 //!
 //! **This is not the real thing.** Each simulated channel accepts the request shapes the channel
-//! documents for the endpoints Manifold uses (stock, price and tracking writes; order reads; the account's
+//! documents for the endpoints Manifold uses (stock, price and tracking writes; order reads, and order lists
+//! filtered by last update and paged as each channel does, see `channels::orders`; the account's
 //! listings, paged as each channel pages them and served from the seeded catalog; Zalando's
 //! exported flag; Etsy inventory reads; eBay's notification public keys), rejects wrong shapes with the
 //! channel's own error body, keeps state (stock per channel item, seeded orders) and enforces the
@@ -185,6 +186,12 @@ impl SimHandle {
 
     pub fn seed_order(&self, channel: Channel, doc: Value) -> Result<String, String> {
         seed(&self.state, channel, doc)
+    }
+
+    /// Every order list serves at most `per_page` orders a page from now on, whatever page size was
+    /// asked (a channel may answer with fewer), so a client's paging is walked with few orders.
+    pub fn cap_order_pages(&self, per_page: usize) {
+        self.state.lock().order_page_cap = Some(per_page.max(1));
     }
 
     pub fn seed_catalog(&self, channel: Channel, items: Vec<CatalogItem>) {
@@ -427,7 +434,10 @@ fn seed(state: &SimState, channel: Channel, doc: Value) -> Result<String, String
     let mut s = state.lock();
     let orders = s.orders.entry(channel).or_default();
     orders.retain(|o| o.id != id);
-    orders.push(SeededOrder { id: id.clone(), doc, exported: false });
+    // A Zalando order seeded as already exported (its `exported` attribute) is not listed as new.
+    let exported = channel == Channel::Zalando
+        && doc.pointer("/data/attributes/exported").and_then(Value::as_bool).unwrap_or(false);
+    orders.push(SeededOrder { id: id.clone(), doc, exported });
     Ok(id)
 }
 

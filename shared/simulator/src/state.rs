@@ -116,6 +116,8 @@ pub struct Inner {
     pub refresh_tokens: BTreeMap<String, Channel>,
     pub token_requests: BTreeMap<Channel, u64>,
     pub unauthorized: BTreeMap<Channel, u64>,
+    /// At most this many orders per page of any order list (`SimHandle::cap_order_pages`).
+    pub order_page_cap: Option<usize>,
 }
 
 #[derive(Debug)]

@@ -210,18 +210,16 @@ impl ChannelConnector for BigCommerce {
                 Value::Array(a) => a,
                 _ => Vec::new(),
             };
+            // v2 answers past the last page with 204 No Content; a short page is not proof of the
+            // end (the store may serve fewer than `limit`), so the walk stops at an empty one.
             if listed.is_empty() {
                 break;
             }
-            let full = listed.len() == 250;
             for order in listed {
                 let Some(id) = order.get("id").map(|v| v.to_string().trim_matches('"').to_owned()) else { continue };
                 let products = self.get(format!("/v2/orders/{id}/products"), ctx).await?;
                 let shipping_addresses = self.get(format!("/v2/orders/{id}/shipping_addresses"), ctx).await?;
                 out.push(json!({ "order": order, "products": products, "shipping_addresses": shipping_addresses }));
-            }
-            if !full {
-                break;
             }
         }
         Ok(out)

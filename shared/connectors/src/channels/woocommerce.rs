@@ -211,9 +211,12 @@ impl ChannelConnector for WooCommerce {
 
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
         let mut orders = Vec::new();
+        // `modified_after` excludes its bound (WordPress's date query `after`) and reads whole
+        // seconds: a second earlier keeps an order modified exactly at `since` in the sweep.
+        let after = since - chrono::Duration::seconds(1);
         for page in 1.. {
             let req = Req::get(self.path("orders"))
-                .query("modified_after", since.format("%Y-%m-%dT%H:%M:%S").to_string())
+                .query("modified_after", after.format("%Y-%m-%dT%H:%M:%S").to_string())
                 .query("dates_are_gmt", "true")
                 .query("per_page", "100")
                 .query("page", page.to_string());

@@ -212,13 +212,50 @@ async fn create_feed(State(state): St, body: Bytes) -> Response {
     (StatusCode::ACCEPTED, axum::Json(json!({ "feedId": fresh_id() }))).into_response()
 }
 
+/// `getOrders`: `MarketplaceIds` always; `LastUpdatedAfter` (inclusive, "after or at") or
+/// `CreatedAfter` unless a `NextToken` continues a listing (which then carries its filter);
+/// `LastUpdatedBefore` (exclusive); `MaxResultsPerPage` (100, at most 100). `NextToken` in the payload
+/// while more follow.
 async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    use super::orders::{Bound, parse_time, read_token, token};
     if !q.contains_key("MarketplaceIds") {
         return bad("Missing required parameter MarketplaceIds");
     }
+    let (filter, offset) = match q.get("NextToken") {
+        Some(t) => match read_token(t) {
+            Some(f) => f,
+            None => return bad("Invalid NextToken"),
+        },
+        None if q.contains_key("LastUpdatedAfter") || q.contains_key("CreatedAfter") => (
+            format!(
+                "{}|{}",
+                q.get("LastUpdatedAfter").map_or("", String::as_str),
+                q.get("LastUpdatedBefore").map_or("", String::as_str)
+            ),
+            0,
+        ),
+        None => return bad("Either CreatedAfter or LastUpdatedAfter must be specified"),
+    };
+    let (after, before) = filter.split_once('|').unwrap_or((filter.as_str(), ""));
+    let time = |t: &str| if t.is_empty() { Ok(None) } else { parse_time(t).map(Some).ok_or(()) };
+    let (Ok(after), Ok(before)) = (time(after), time(before)) else {
+        return bad("LastUpdatedAfter and LastUpdatedBefore must be ISO 8601 dates");
+    };
     let s = state.lock();
-    let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc["order"].clone()).collect();
-    ok(json!({ "payload": { "Orders": orders } }))
+    let size = match super::orders::page_size(&s, q.get("MaxResultsPerPage"), 100, 100) {
+        Ok(n) => n,
+        Err(e) => return bad(&e),
+    };
+    let matching: Vec<Value> = super::orders::updated_since(&s, C, after.map(|t| (t, Bound::AtOrAfter)), before)
+        .into_iter()
+        .map(|o| o.doc["order"].clone())
+        .collect();
+    let (page, more) = super::orders::page(&matching, offset, size);
+    let mut payload = json!({ "Orders": page });
+    if more {
+        payload["NextToken"] = json!(token(&filter, offset + size));
+    }
+    ok(json!({ "payload": payload }))
 }
 
 async fn order(State(state): St, Path(id): Path<String>) -> Response {

@@ -176,9 +176,24 @@ fn order_part(state: &St, id: &str, part: &str) -> Response {
         .map_or_else(|| not_found(C, "order"), |o| ok(o.doc.get(part).cloned().unwrap_or(json!([]))))
 }
 
-async fn orders(State(state): St) -> Response {
+/// `GET /v2/orders`: `min_date_modified` (inclusive; RFC 2822 or ISO 8601), `limit` (50, at most 250)
+/// and `page` (from 1); a page with no orders is `204 No Content`, as v2 answers past the last page.
+async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let invalid = |m: &str| channel_error(C, StatusCode::BAD_REQUEST, m);
+    let since = match q.get("min_date_modified").map(|m| super::orders::parse_time(m)) {
+        None => None,
+        Some(Some(t)) => Some((t, super::orders::Bound::AtOrAfter)),
+        Some(None) => return invalid("The field 'min_date_modified' is invalid."),
+    };
     let s = state.lock();
-    let list: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc["order"].clone()).collect();
+    let size = match super::orders::page_size(&s, q.get("limit"), 50, 250) {
+        Ok(n) => n,
+        Err(e) => return invalid(&e),
+    };
+    let page = super::num(&q, "page", 1).max(1);
+    let matching: Vec<Value> =
+        super::orders::updated_since(&s, C, since, None).into_iter().map(|o| o.doc["order"].clone()).collect();
+    let (list, _) = super::orders::page(&matching, (page - 1) * size, size);
     if list.is_empty() { StatusCode::NO_CONTENT.into_response() } else { ok(Value::Array(list)) }
 }
 

@@ -135,10 +135,44 @@ async fn offers(State(state): St, Query(q): Query<std::collections::HashMap<Stri
     ok(json!({ "total": 1, "size": 1, "offers": [offer] }))
 }
 
-async fn orders(State(state): St) -> Response {
+/// `getOrders`: `filter=lastmodifieddate:[from..to]` (inclusive; `to` optional), `limit` (50, at most
+/// 200) and `offset`; the answer carries `href`, `total`, `limit`, `offset` and, while more follow,
+/// `next`: the URL of the next page.
+async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    use super::orders::{Bound, encode, parse_time, updated_since};
+    let filter = q.get("filter").cloned().unwrap_or_default();
+    let range = filter.strip_prefix("lastmodifieddate:[").and_then(|r| r.strip_suffix(']'));
+    let (since, until) = match range.map(|r| r.split_once("..")) {
+        None if filter.is_empty() => (None, None),
+        Some(Some((from, to))) => match (parse_time(from), to) {
+            (Some(from), "") => (Some((from, Bound::AtOrAfter)), None),
+            (Some(from), to) => match parse_time(to) {
+                Some(to) => (Some((from, Bound::AtOrAfter)), Some(to + chrono::Duration::milliseconds(1))),
+                None => return bad("Invalid filter: lastmodifieddate"),
+            },
+            (None, _) => return bad("Invalid filter: lastmodifieddate"),
+        },
+        _ => return bad("Invalid filter: only lastmodifieddate:[from..to] is simulated"),
+    };
+    let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
     let s = state.lock();
-    let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
-    ok(json!({ "orders": orders, "total": orders.len() }))
+    let limit = match super::orders::page_size(&s, q.get("limit"), 50, 200) {
+        Ok(n) => n,
+        Err(e) => return bad(&e),
+    };
+    let offset = super::num(&q, "offset", 0);
+    let matching: Vec<Value> = updated_since(&s, C, since, until).into_iter().map(|o| o.doc).collect();
+    let (orders, more) = super::orders::page(&matching, offset, limit);
+    let url = |offset: usize| {
+        let filter = if filter.is_empty() { String::new() } else { format!("filter={}&", encode(&filter)) };
+        format!("{base}/ebay/sell/fulfillment/v1/order?{filter}limit={limit}&offset={offset}")
+    };
+    let mut body =
+        json!({ "href": url(offset), "total": matching.len(), "limit": limit, "offset": offset, "orders": orders });
+    if more {
+        body["next"] = json!(url(offset + limit));
+    }
+    ok(body)
 }
 
 async fn order(State(state): St, Path(id): Path<String>) -> Response {

@@ -171,10 +171,31 @@ fn apply(state: &std::sync::Arc<crate::state::SimState>, listing: &str, req: &Re
     Ok(())
 }
 
-async fn receipts(State(state): St) -> Response {
+/// `getShopReceipts`: `min_last_modified` (inclusive) and `max_last_modified` (unix seconds),
+/// `limit` (25, at most 100) and `offset`; `count` is every receipt the filter matches.
+async fn receipts(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    use chrono::TimeZone as _;
+    let second = |k: &str| match q.get(k) {
+        None => Ok(None),
+        Some(v) => v.parse::<i64>().ok().and_then(|t| chrono::Utc.timestamp_opt(t, 0).single()).map(Some).ok_or(()),
+    };
+    let (Ok(min), Ok(max)) = (second("min_last_modified"), second("max_last_modified")) else {
+        return bad("min_last_modified and max_last_modified must be unix timestamps");
+    };
     let s = state.lock();
-    let results: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
-    ok(json!({ "count": results.len(), "results": results }))
+    let size = match super::orders::page_size(&s, q.get("limit"), 25, 100) {
+        Ok(n) => n,
+        Err(e) => return bad(&e),
+    };
+    // `max_last_modified` is inclusive too: the bound before the next second.
+    let until = max.map(|t| t + chrono::Duration::seconds(1));
+    let matching: Vec<Value> =
+        super::orders::updated_since(&s, C, min.map(|t| (t, super::orders::Bound::AtOrAfter)), until)
+            .into_iter()
+            .map(|o| o.doc)
+            .collect();
+    let (results, _) = super::orders::page(&matching, super::num(&q, "offset", 0), size);
+    ok(json!({ "count": matching.len(), "results": results }))
 }
 
 async fn receipt(State(state): St, Path((_shop, id)): Path<(String, String)>) -> Response {

@@ -4,6 +4,7 @@ mod amazon;
 mod bigcommerce;
 mod ebay;
 mod etsy;
+mod orders;
 mod shopify;
 mod tiktok;
 mod woocommerce;

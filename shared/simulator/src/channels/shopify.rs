@@ -2,10 +2,12 @@
 //! `THROTTLED` beyond) and the REST order reads. GraphQL documents are recognised by the root field
 //! they call, not parsed: the simulator checks variables, not query syntax.
 
+use std::collections::HashMap;
+
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::Response,
     routing::{get, post},
@@ -14,7 +16,7 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{St, fresh_id, not_found, ok, parse};
+use super::{St, fresh_id, not_found, ok, orders, parse};
 use crate::{limits::Verdict, state::Inner};
 
 const C: Channel = Channel::Shopify;
@@ -33,16 +35,72 @@ struct Gql {
     variables: Value,
 }
 
-async fn rest(State(state): St, Path((_version, rest)): Path<(String, String)>) -> Response {
-    let s = state.lock();
+async fn rest(
+    State(state): St,
+    Path((version, rest)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if rest == "orders.json" {
-        let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
-        return ok(json!({ "orders": orders }));
+        return list_orders(&state, &version, &q);
     }
+    let s = state.lock();
     match rest.strip_prefix("orders/").and_then(|r| r.strip_suffix(".json")) {
         Some(id) => s.order(C, id).map_or_else(|| not_found(C, "order"), |o| ok(json!({ "order": o.doc }))),
         None => not_found(C, "resource"),
     }
+}
+
+/// `GET orders.json`: `status` (default `open`), `updated_at_min` (inclusive), `limit` (50, at most
+/// 250); further pages by the `page_info` of the `Link` header's `rel="next"` URL, which may only be
+/// combined with `limit`, as Shopify's cursor pagination requires.
+fn list_orders(state: &crate::state::SimState, version: &str, q: &HashMap<String, String>) -> Response {
+    let bad = |m: &str| crate::channel_error(C, StatusCode::BAD_REQUEST, m);
+    let (filter, offset) = if let Some(info) = q.get("page_info") {
+        if q.keys().any(|k| k != "page_info" && k != "limit" && k != "fields") {
+            return bad("page_info cannot be combined with other filters than limit");
+        }
+        let Some(f) = orders::read_token(info) else { return bad("Invalid page_info") };
+        f
+    } else {
+        let status = q.get("status").map_or("open", String::as_str);
+        (format!("{status}|{}", q.get("updated_at_min").map_or("", String::as_str)), 0)
+    };
+    let (status, min) = filter.split_once('|').unwrap_or((filter.as_str(), ""));
+    let since = match min {
+        "" => None,
+        m => match orders::parse_time(m) {
+            Some(t) => Some((t, orders::Bound::AtOrAfter)),
+            None => return bad("updated_at_min is not a valid date"),
+        },
+    };
+    let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
+    let s = state.lock();
+    let size = match orders::page_size(&s, q.get("limit"), 50, 250) {
+        Ok(n) => n,
+        Err(e) => return bad(&e),
+    };
+    let set = |o: &Value, k: &str| o.get(k).is_some_and(|v| !v.is_null());
+    let matching: Vec<Value> = orders::updated_since(&s, C, since, None)
+        .into_iter()
+        .map(|o| o.doc)
+        .filter(|o| match status {
+            "open" => !set(o, "closed_at") && !set(o, "cancelled_at"),
+            "closed" => set(o, "closed_at"),
+            "cancelled" => set(o, "cancelled_at"),
+            _ => true,
+        })
+        .collect();
+    let (page, more) = orders::page(&matching, offset, size);
+    let mut response = ok(json!({ "orders": page }));
+    if more {
+        let next = orders::token(&filter, offset + size);
+        let link =
+            format!("<{base}/shopify/admin/api/{version}/orders.json?limit={size}&page_info={next}>; rel=\"next\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&link) {
+            response.headers_mut().insert("link", value);
+        }
+    }
+    response
 }
 
 fn cost_of(q: &Gql) -> f64 {

@@ -135,10 +135,36 @@ async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<Stri
     success(&json!({ "orders": orders }))
 }
 
-async fn search(State(state): St) -> Response {
+/// `POST /order/{v}/orders/search`: body filters `update_time_ge` (inclusive) and `update_time_lt`
+/// (unix seconds), `page_size` (1 to 100, required) and `page_token` in the query; the same filter
+/// must come with every page of a search; `next_page_token` is empty on the last page.
+async fn search(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>, body: Bytes) -> Response {
+    use chrono::TimeZone as _;
+    let Ok(filter) = serde_json::from_slice::<Value>(&body).map(|b| if b.is_object() { b } else { Value::Null }) else {
+        return fail(36_009_003, "invalid request body: expected a search filter object");
+    };
+    let second = |k: &str| filter.get(k).and_then(Value::as_i64).and_then(|t| chrono::Utc.timestamp_opt(t, 0).single());
+    let since = second("update_time_ge").map(|t| (t, super::orders::Bound::AtOrAfter));
+    let until = second("update_time_lt");
+    let key = format!("{}|{}", filter["update_time_ge"], filter["update_time_lt"]);
+    let offset = match q.get("page_token").filter(|t| !t.is_empty()) {
+        Some(t) => match super::orders::read_token(t) {
+            Some((k, offset)) if k == key => offset,
+            _ => return fail(36_009_003, "invalid page_token for this search"),
+        },
+        None => 0,
+    };
     let s = state.lock();
-    let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
-    success(&json!({ "orders": orders, "next_page_token": "", "total_count": orders.len() }))
+    if !(1..=100).contains(&super::num(&q, "page_size", 0)) {
+        return fail(36_009_003, "page_size must be between 1 and 100");
+    }
+    let Ok(size) = super::orders::page_size(&s, q.get("page_size"), 100, 100) else {
+        return fail(36_009_003, "page_size must be between 1 and 100");
+    };
+    let matching: Vec<Value> = super::orders::updated_since(&s, C, since, until).into_iter().map(|o| o.doc).collect();
+    let (orders, more) = super::orders::page(&matching, offset, size);
+    let next = if more { super::orders::token(&key, offset + size) } else { String::new() };
+    success(&json!({ "orders": orders, "next_page_token": next, "total_count": matching.len() }))
 }
 
 async fn ship(Path((_v, _pkg)): Path<(String, String)>, body: Bytes) -> Response {

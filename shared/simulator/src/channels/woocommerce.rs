@@ -165,12 +165,27 @@ async fn products(State(state): St, Query(q): Query<ProductQuery>) -> Response {
     ok(Value::Array(found))
 }
 
-async fn orders(State(state): St) -> Response {
+/// `GET orders`: `modified_after` (exclusive: WordPress's date query `after`; read in GMT with
+/// `dates_are_gmt=true`, which is how the simulated site's zone is set anyway), `per_page` (10, at
+/// most 100) and `page` (from 1); the totals in `X-WP-Total` and `X-WP-TotalPages`.
+async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let invalid = |m: &str| channel_error(C, StatusCode::BAD_REQUEST, m);
+    let since = match q.get("modified_after").map(|m| super::orders::parse_time(m)) {
+        None => None,
+        Some(Some(t)) => Some((t, super::orders::Bound::After)),
+        Some(None) => return invalid("Invalid parameter(s): modified_after"),
+    };
     let s = state.lock();
-    let orders: Vec<Value> = s.orders.get(&C).into_iter().flatten().map(|o| o.doc.clone()).collect();
+    let Ok(size) = super::orders::page_size(&s, q.get("per_page"), 10, 100) else {
+        return invalid("Invalid parameter(s): per_page");
+    };
+    let page = super::num(&q, "page", 1).max(1);
+    let matching: Vec<Value> = super::orders::updated_since(&s, C, since, None).into_iter().map(|o| o.doc).collect();
+    let (orders, _) = super::orders::page(&matching, (page - 1) * size, size);
+    let pages = matching.len().div_ceil(size);
     (
         StatusCode::OK,
-        [("x-wp-totalpages", "1"), ("x-wp-total", &orders.len().to_string())],
+        [("x-wp-totalpages", pages.to_string()), ("x-wp-total", matching.len().to_string())],
         axum::Json(Value::Array(orders)),
     )
         .into_response()

@@ -115,16 +115,50 @@ fn json_api(body: &Value) -> Response {
     (StatusCode::OK, [("content-type", "application/vnd.api+json")], body.to_string()).into_response()
 }
 
-async fn orders(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+/// The orders list: `exported=false` keeps the ones not yet marked exported (the poller's filter);
+/// `page[size]` and `page[number]` (from 0) page it, `links.next` names the next page (page size
+/// limits unverified: 100 by default and at most 1000 assumed, as for stocks). Resources included by
+/// several orders are included once, as JSON:API requires.
+async fn orders(
+    State(state): St,
+    Path(mid): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let only_new = q.get("exported").map(String::as_str) == Some("false");
+    let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
     let s = state.lock();
+    let size = match super::orders::page_size(&s, q.get("page[size]"), 100, MAX_ITEMS) {
+        Ok(n) => n,
+        Err(e) => return bad(&e),
+    };
+    let number = super::num(&q, "page[number]", 0);
+    let matching: Vec<Value> = super::orders::updated_since(&s, C, None, None)
+        .into_iter()
+        .filter(|o| !only_new || !o.exported)
+        .map(|o| o.doc)
+        .collect();
+    let (page, more) = super::orders::page(&matching, number * size, size);
     let mut data = Vec::new();
-    let mut included = Vec::new();
-    for o in s.orders.get(&C).into_iter().flatten().filter(|o| !only_new || !o.exported) {
-        data.push(o.doc["data"].clone());
-        included.extend(o.doc["included"].as_array().cloned().unwrap_or_default());
+    let mut included: Vec<Value> = Vec::new();
+    for doc in page {
+        data.push(doc["data"].clone());
+        for resource in doc["included"].as_array().into_iter().flatten() {
+            if !included.iter().any(|r| r["type"] == resource["type"] && r["id"] == resource["id"]) {
+                included.push(resource.clone());
+            }
+        }
     }
-    json_api(&json!({ "data": data, "included": included, "links": {} }))
+    let next = more.then(|| {
+        let mut query: Vec<String> = q
+            .iter()
+            .filter(|(k, _)| !k.starts_with("page["))
+            .map(|(k, v)| format!("{}={}", super::orders::encode(k), super::orders::encode(v)))
+            .collect();
+        query.sort();
+        query.push(format!("page%5Bsize%5D={size}&page%5Bnumber%5D={}", number + 1));
+        format!("{base}/zalando/merchants/{mid}/orders?{}", query.join("&"))
+    });
+    json_api(&json!({ "data": data, "included": included, "links": { "next": next } }))
 }
 
 async fn order(State(state): St, Path((_mid, oid)): Path<(String, String)>) -> Response {
