@@ -63,10 +63,12 @@ pub const MARKER_TTL_DAYS: i64 = 15;
 
 /// The shared queues: (name, channel, DLQ URL variable, source URL variable). Push queues, one per
 /// channel, follow in [`Routes::from_lookup`].
-const ROUTES: [(&str, Option<Channel>, &str, &str); 3] = [
+const ROUTES: [(&str, Option<Channel>, &str, &str); 4] = [
     ("ingest", None, "INGEST_DLQ_URL", "INGEST_QUEUE_URL"),
     ("amazon-notifications", Some(Channel::Amazon), "AMAZON_NOTIFICATIONS_DLQ_URL", "AMAZON_NOTIFICATIONS_QUEUE_URL"),
     ("ledger", None, "LEDGER_DLQ_URL", "LEDGER_QUEUE_URL"),
+    // Sync run pages: redriven, a run resumes from its cursor.
+    ("sync", None, "SYNC_DLQ_URL", "SYNC_QUEUE_URL"),
 ];
 
 #[derive(Debug, Clone, clap::Subcommand)]
