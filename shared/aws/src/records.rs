@@ -296,40 +296,46 @@ impl RecordStore for DynamoRecords {
     }
 
     async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<bool, StoreError> {
-        let guard = self.emulator_guard().await;
-        let pk = Self::order_pk(id);
-        let req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .key("sk", AttributeValue::S("CURRENT".into()))
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_names("#o", "oversold");
+        let _guard = self.emulator_guard().await;
+        let update = || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(Self::order_pk(id)))
+                .key("sk", AttributeValue::S("CURRENT".into()))
+                .expression_attribute_names("#r", "record")
+                .expression_attribute_names("#o", "oversold")
+        };
         let Some(o) = oversold else {
-            req.condition_expression("attribute_exists(pk)")
+            update()
+                .condition_expression("attribute_exists(pk)")
                 .update_expression("REMOVE #r.#o")
                 .send()
                 .await
                 .map_err(|e| StoreError::service("dynamodb", "UpdateItem", e))?;
             return Ok(true);
         };
-        let v = serde_dynamo::to_attribute_value(o)
+        let v: AttributeValue = serde_dynamo::to_attribute_value(o)
             .map_err(|e| StoreError::Invalid { what: "oversell", reason: e.to_string() })?;
-        let result = req
+        let first = update()
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(#r.#o)")
             .update_expression("SET #r.#o = :o")
-            .expression_attribute_values(":o", v)
+            .expression_attribute_values(":o", v.clone())
             .send()
             .await;
-        drop(guard);
-        match result {
+        match first {
             Ok(_) => Ok(true),
-            // Marked before (a replay, or a concurrent delivery won): the first mark stands.
-            Err(SdkError::ServiceError(e))
-                if e.err().is_conditional_check_failed_exception()
-                    && self.get_order(id).await?.is_some_and(|o| o.oversold.is_some()) =>
-            {
+            // Marked before (a replay, or a concurrent delivery won): the first mark stands. Whether
+            // the order exists at all is told by an update that keeps any mark (UpdateItem is all the
+            // ledger's role may do on the records table): a missing order stays an error.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                update()
+                    .condition_expression("attribute_exists(pk)")
+                    .update_expression("SET #r.#o = if_not_exists(#r.#o, :o)")
+                    .expression_attribute_values(":o", v)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::service("dynamodb", "UpdateItem", e))?;
                 Ok(false)
             }
             Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),

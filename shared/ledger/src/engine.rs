@@ -590,6 +590,8 @@ impl<S: Store> StockLedger<S> {
         if source_ref.trim().is_empty() {
             return Err(LedgerError::Invalid("an on-hand update needs a source reference".into()));
         }
+        // The location is part of the position's key: refuse a name that is not one (`#`, blanks).
+        manifold_domain::config::validate_location(&key.location).map_err(LedgerError::Invalid)?;
         // A count is what is on the shelf: never below zero (the import refuses such rows the same way).
         if on_hand < 0 {
             return Err(LedgerError::Invalid(format!("on_hand {on_hand} is negative; a count cannot be below zero")));
@@ -1247,6 +1249,9 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
         let ledger = stocked(&[("A", 5)]).await;
         let err = ledger.set_on_hand(&key("A"), -1, "erp-2").await.unwrap_err();
         assert!(!err.is_retryable() && err.to_string().contains("on_hand -1 is negative"), "{err}");
+        let bad_location = PositionKey::new(sku("A"), "wh#2");
+        let err = ledger.set_on_hand(&bad_location, 1, "erp-3").await.unwrap_err();
+        assert!(!err.is_retryable() && err.to_string().contains("not a location name"), "{err}");
         assert_eq!(avail(&ledger, "A").await, (5, 0, 5));
     }
 
