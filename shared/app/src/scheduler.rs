@@ -161,8 +161,9 @@ pub struct OrderPoll {
 
 impl App {
     /// What the scheduler function does with one invocation: an SQS batch from the `SyncQueue` (a
-    /// `Records` array) runs its pages, `{"tier": kind}` runs that kind for every account, anything
-    /// else (the schedule's event) is a tick.
+    /// `Records` array) runs its pages, `{"tier": kind}` runs that kind for every account
+    /// (`{"tier": "deadlines"}` the shipping deadline check), anything else (the schedule's event) is
+    /// a tick, followed by the deadline check.
     pub async fn scheduler_event(
         &self,
         event: serde_json::Value,
@@ -177,9 +178,20 @@ impl App {
             return encode(serde_json::to_value(self.sync_batch(batch).await));
         }
         if let Some(tier) = event.get("tier").and_then(|t| t.as_str()) {
+            if tier == "deadlines" {
+                return encode(serde_json::to_value(self.check_deadlines(now).await?));
+            }
             let report = self.run_tier(tier, now).await?;
             return encode(serde_json::to_value(report));
         }
-        encode(serde_json::to_value(self.tick(now).await?))
+        // Every tick also settles the shipping deadlines that passed (`crate::late`): a few queries
+        // when nothing is due. Its failure does not hold back the syncs, nor theirs it.
+        let tick = self.tick(now).await;
+        match self.check_deadlines(now).await {
+            Ok(deadlines) if deadlines.due > 0 => info!(?deadlines, "deadlines settled"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "deadline check failed: the next tick retries"),
+        }
+        encode(serde_json::to_value(tick?))
     }
 }
