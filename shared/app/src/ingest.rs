@@ -362,6 +362,7 @@ mod tests {
             billing_address: None,
             source_version: 1,
             warnings: Vec::new(),
+            ship_by: None,
             oversold: None,
         }
     }
