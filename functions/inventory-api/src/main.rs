@@ -2,7 +2,8 @@
 //! `PUT /v1/inventory/{sku}` sets one absolute on-hand count (`as_of`, an RFC 3339 time, orders counts:
 //! one older than the count already applied answers 409 and changes nothing); `POST /v1/inventory/import`
 //! takes a JSON array or a CSV file (open reservations are always kept; rows honour `as_of` the same
-//! way); `POST /v1/shipments` takes a canonical Shipment from the WMS: stock leaves the warehouse and the tracking goes back to the selling channel.
+//! way); `POST /v1/shipments` takes a canonical Shipment from the WMS: stock leaves the warehouse and
+//! the tracking goes back to the selling channel.
 //! `POST /v1/sync/{channel}/{account}/{kind}` (body `{"full": true}` optional) starts a sync run and
 //! answers 202 with its job id (`manifold sync runs` lists it).
 
