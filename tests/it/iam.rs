@@ -512,6 +512,7 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             prices: Cadence::Every(Duration::from_hours(1)),
             images: Cadence::OnDemand,
             reconcile: Cadence::OnDemand,
+            listings: Cadence::OnDemand,
         };
     }
     let per_minute = s.app_with("SchedulerFunction", ticked).await;
@@ -520,6 +521,27 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     let page = PageMessage { run: tick.started[0].run.clone(), page: 0 };
     let done = per_minute.sync_page(&page, Utc::now()).await.expect("page");
     assert!(matches!(done, PageOutcome::Recorded(_)), "{done:?}");
+    // And a listings run, on another account of this run's own: its one page walks the simulator's
+    // Shopify listings into the listings store (StateTable) and publishes what is new there.
+    let mut listed = s.config.clone();
+    listed.accounts.retain(|a| a.channel == Channel::Shopify);
+    for a in &mut listed.accounts {
+        a.account = AccountId::new(format!("{}-listings", s.run)).unwrap();
+        a.sync = SyncCadences {
+            orders: Cadence::Realtime,
+            stock: Cadence::OnDemand,
+            prices: Cadence::OnDemand,
+            images: Cadence::OnDemand,
+            reconcile: Cadence::OnDemand,
+            listings: Cadence::Every(Duration::from_hours(24)),
+        };
+    }
+    let lister = s.app_with("SchedulerFunction", listed).await;
+    let tick = lister.tick(Utc::now()).await.expect("tick");
+    assert_eq!(tick.started.len(), 1, "{tick:?}");
+    let page = PageMessage { run: tick.started[0].run.clone(), page: 0 };
+    let done = lister.sync_page(&page, Utc::now()).await.expect("listings page");
+    assert!(matches!(&done, PageOutcome::Recorded(d) if d.examined >= 2 && d.errors == 0), "{done:?}");
 
     s.proxy.calls()
 }

@@ -194,6 +194,7 @@ async fn a_tick_starts_exactly_the_due_slots_and_a_second_tick_none() {
         prices: every(60),
         images: Cadence::OnDemand,
         reconcile,
+        listings: Cadence::OnDemand,
     };
     let rig = Rig::new(vec![
         account(None, Channel::Shopify, "tick-a", cadences(every(5), every(15))),

@@ -137,7 +137,18 @@ pub struct SyncCadences {
     pub images: Cadence,
     /// Reconciliation by polling, to catch lost webhooks.
     pub reconcile: Cadence,
+    /// The account's listings read back from the channel: which SKUs it sells, under which of the
+    /// channel's ids (daily by default; a period of at least an hour, or `on_demand`).
+    #[serde(default = "default_listings")]
+    pub listings: Cadence,
 }
+
+fn default_listings() -> Cadence {
+    Cadence::Every(Duration::from_hours(24))
+}
+
+/// A listing sync walks the whole catalog: not more often than this.
+pub const MIN_LISTINGS_PERIOD: Duration = Duration::from_hours(1);
 
 impl Default for SyncCadences {
     fn default() -> Self {
@@ -147,6 +158,7 @@ impl Default for SyncCadences {
             prices: Cadence::Every(Duration::from_hours(1)),
             images: Cadence::Every(Duration::from_hours(24)),
             reconcile: Cadence::Every(Duration::from_mins(15)),
+            listings: default_listings(),
         }
     }
 }
@@ -380,6 +392,21 @@ impl ChannelConfig {
             {
                 return Err((at("sync.stock"), format!("{} exceeds Zalando's 10 minute stock SLA", a.sync.stock)));
             }
+            match a.sync.listings {
+                Cadence::Realtime => {
+                    return Err((at("sync.listings"), "listings cannot be realtime: use a period or on_demand".into()));
+                }
+                Cadence::Every(d) if d < MIN_LISTINGS_PERIOD => {
+                    return Err((
+                        at("sync.listings"),
+                        format!(
+                            "{} is too often: a listing sync walks the whole catalog (at least 1h)",
+                            a.sync.listings
+                        ),
+                    ));
+                }
+                _ => {}
+            }
             for key in required_settings(a.channel) {
                 if !a.settings.contains_key(*key) {
                     return Err((at("settings"), format!("missing `{key}`, required for {}", a.channel)));
@@ -553,6 +580,21 @@ mod tests {
         let text = EXAMPLE.replace("orders = \"5m\", stock = \"5m\"", "orders = \"5m\", stock = \"15m\"");
         let err = ChannelConfig::parse("x.toml", &text).unwrap_err().to_string();
         assert!(err.contains("Zalando") && err.contains("sync.stock"), "{err}");
+    }
+
+    #[test]
+    fn listings_sync_daily_by_default_and_never_realtime_or_too_often() {
+        let cfg = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        assert!(cfg.accounts.iter().all(|a| a.sync.listings == Cadence::Every(Duration::from_hours(24))));
+        for (cadence, ok) in [("\"on_demand\"", true), ("\"6h\"", true), ("\"realtime\"", false), ("\"10m\"", false)] {
+            let text =
+                EXAMPLE.replacen("reconcile = \"15m\" }", &format!("reconcile = \"15m\", listings = {cadence} }}"), 1);
+            let parsed = ChannelConfig::parse("x.toml", &text);
+            assert_eq!(parsed.is_ok(), ok, "{cadence}: {parsed:?}");
+            if let Err(e) = parsed {
+                assert!(e.to_string().contains("sync.listings"), "{e}");
+            }
+        }
     }
 
     #[test]

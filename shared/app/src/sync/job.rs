@@ -310,6 +310,16 @@ impl App {
                     ..PageDone::default()
                 }
             }
+            SyncKind::Listings => {
+                // One page: the listing sync walks the channel's own pages itself.
+                let report = self.sync_listings(&account).await?;
+                PageDone {
+                    examined: report.listed as u64,
+                    pushed: report.pushed as u64,
+                    drift: (report.new + report.gone) as u64,
+                    end: finished,
+                    ..PageDone::default()
+                }
             }
             SyncKind::Prices | SyncKind::Images => PageDone {
                 note: Some(format!("no {} source is connected; nothing to sync", run.kind)),
@@ -362,6 +372,7 @@ mod tests {
             a.sync.prices = every(60);
             a.sync.images = Cadence::OnDemand;
             a.sync.reconcile = every(15);
+            a.sync.listings = Cadence::OnDemand;
         }
         config
     }

@@ -42,11 +42,19 @@ pub enum SyncKind {
     Prices,
     Images,
     Reconcile,
+    /// The account's listings (what it sells, under which ids: [`crate::listings`]).
+    Listings,
 }
 
 impl SyncKind {
-    pub const ALL: [SyncKind; 5] =
-        [SyncKind::Orders, SyncKind::Stock, SyncKind::Prices, SyncKind::Images, SyncKind::Reconcile];
+    pub const ALL: [SyncKind; 6] = [
+        SyncKind::Orders,
+        SyncKind::Stock,
+        SyncKind::Prices,
+        SyncKind::Images,
+        SyncKind::Reconcile,
+        SyncKind::Listings,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +63,7 @@ impl SyncKind {
             SyncKind::Prices => "prices",
             SyncKind::Images => "images",
             SyncKind::Reconcile => "reconcile",
+            SyncKind::Listings => "listings",
         }
     }
 
@@ -66,6 +75,7 @@ impl SyncKind {
             SyncKind::Prices => sync.prices,
             SyncKind::Images => sync.images,
             SyncKind::Reconcile => sync.reconcile,
+            SyncKind::Listings => sync.listings,
         }
     }
 }
