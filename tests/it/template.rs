@@ -116,6 +116,10 @@ fn oversell_signature_config_and_ingest_age_alarms_have_their_thresholds() {
     let ingest_age = the_alarm(&t, "AWS/SQS", "ApproximateAgeOfOldestMessage", &age);
     assert_eq!(ingest_age["Threshold"].as_f64(), Some(300.0));
     assert_eq!(ingest_age["ComparisonOperator"], "GreaterThanThreshold");
+    // Shipping deadlines (`late`): the first late order or unconfirmed tracking notifies.
+    for metric in ["OrderLate", "TrackingUnconfirmed"] {
+        assert_alarm(the_alarm(&t, "Manifold", metric, &json!([])), "Sum", 300, 1.0, "GreaterThanOrEqualToThreshold");
+    }
 }
 
 #[test]
