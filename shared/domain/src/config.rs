@@ -68,7 +68,8 @@ pub struct AccountConfig {
     pub sku_map: BTreeMap<ChannelSku, Sku>,
     /// Channel SKU -> the channel's own item id, for channels whose stock and price writes key by id
     /// rather than SKU: WooCommerce product id (or `product_id/variation_id`), Etsy listing id, TikTok
-    /// `product_id/sku_id`, Shopify inventory item gid (optional: looked up by SKU otherwise).
+    /// `product_id/sku_id`, Shopify inventory item gid. Overrides only: the listing sync reads these ids
+    /// from the channel itself; an id here wins over the listing's.
     #[serde(default)]
     pub item_ids: BTreeMap<String, String>,
     /// Channel-specific identifiers the connector needs (location id, sales channel id, shop id,
