@@ -156,7 +156,11 @@ fn zalando(n: u32, at: DateTime<Utc>) -> (String, Value) {
 async fn sweep(h: &Harness, now: DateTime<Utc>) -> (usize, usize) {
     let tier = h.app.run_tier("reconcile", now).await.expect("reconcile tier");
     let poll = h.app.poll_zalando(now).await.expect("zalando poll");
-    assert_eq!(poll.failed, 0, "{poll:?}");
+    if poll.failed > 0 {
+        let quarantined: Vec<String> =
+            h.app.quarantine.list(false).await.unwrap().into_iter().map(|q| q.reason).collect();
+        panic!("{poll:?}; quarantined: {quarantined:?}");
+    }
     (tier.drift, poll.fetched)
 }
 
