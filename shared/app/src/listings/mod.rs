@@ -222,7 +222,7 @@ impl crate::App {
     /// account through the push gate and its push queue.
     pub async fn sync_listings(&self, account: &AccountConfig) -> Result<ListingSyncReport, crate::outcome::Failure> {
         use futures::{StreamExt, TryStreamExt, stream};
-        use manifold_ledger::{DEFAULT_LOCATION, Ledger, PositionKey, fanout::fan_out};
+        use manifold_ledger::{Ledger, PositionKey, fanout::fan_out};
 
         let trace_id = crate::trace::mint();
         let ctx = CallContext::new(trace_id.clone());
@@ -236,16 +236,20 @@ impl crate::App {
             }
         })?;
         let masters: BTreeSet<Sku> = new.into_iter().filter_map(|l| l.master).collect();
-        let positions: Vec<manifold_ledger::Position> = stream::iter(masters)
-            .map(|sku| async move { self.ledger.position(&PositionKey::new(sku, DEFAULT_LOCATION)).await })
-            .buffer_unordered(16)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| crate::outcome::Failure::Transient(e.to_string().into()))?
-            .into_iter()
-            // Version 0: the ledger never heard of the SKU (`manifold listings unknown` reports it).
-            .filter(|p| p.version > 0)
-            .collect();
+        let positions: Vec<manifold_ledger::Position> =
+            stream::iter(masters)
+                // The account sells from its own location: that position is what it is published.
+                .map(|sku| async move {
+                    self.ledger.position(&PositionKey::new(sku, account.stock.location.as_str())).await
+                })
+                .buffer_unordered(16)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| crate::outcome::Failure::Transient(e.to_string().into()))?
+                .into_iter()
+                // Version 0: the ledger never heard of the SKU (`manifold listings unknown` reports it).
+                .filter(|p| p.version > 0)
+                .collect();
         if !positions.is_empty() {
             let mut only = (*self.config().await).clone();
             only.accounts.retain(|a| a.channel == account.channel && a.account == account.account);
