@@ -543,6 +543,16 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     let done = lister.sync_page(&page, Utc::now()).await.expect("listings page");
     assert!(matches!(&done, PageOutcome::Recorded(d) if d.examined >= 2 && d.errors == 0), "{done:?}");
 
+    // A second sweep finds the order the first one stored: a duplicate ingest, which reads the outbox
+    // of its ingest key back (as a webhook delivered before the sweep would be).
+    let again = scheduler.run_tier("reconcile", Utc::now()).await.expect("second sweep");
+    assert_eq!(again.drift, 0, "{again:?}");
+
+    // And the shipping deadlines, as every tick settles them: a month from now the orders the ledger
+    // took above are past their ship-by time; each is read (record, reservation), settled and forgotten.
+    let deadlines = scheduler.check_deadlines(Utc::now() + chrono::Duration::days(30)).await.expect("deadlines");
+    assert!(deadlines.due >= 1 && deadlines.errors == 0, "{deadlines:?}");
+
     s.proxy.calls()
 }
 
