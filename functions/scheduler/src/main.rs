@@ -12,7 +12,12 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
-        async move { Ok::<_, Error>(app.scheduler_event(event.payload, chrono::Utc::now()).await?) }
+        async move {
+            // Type-erased: the handler's future is too deep for the compiler to lay out inline.
+            let handled: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+                Box::pin(app.scheduler_event(event.payload, chrono::Utc::now()));
+            Ok::<_, Error>(handled.await?)
+        }
     }))
     .await
 }
