@@ -21,3 +21,38 @@ pub const AMAZON_ITEMS: &str =
 pub const SECRET: &str = "test-webhook-secret";
 /// Etsy's Standard Webhooks secret (base64 after `whsec_`).
 pub const ETSY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The token entered with the eBay notification destination (32 to 80 of `[A-Za-z0-9_-]`).
+pub const EBAY_VERIFICATION_TOKEN: &str = "manifold_verification_token_0123456789";
+
+/// The secret every test account of `channel` is created with: its webhook secret and credentials the
+/// simulators accept.
+pub fn account_secret(channel: manifold_domain::Channel) -> String {
+    let webhook_secret = if channel == manifold_domain::Channel::Etsy { ETSY_SECRET } else { SECRET };
+    serde_json::json!({
+        "webhook_secret": webhook_secret,
+        "access_token": "token",
+        "client_id": "ck_test",
+        "client_secret": "cs_test",
+        "api_key": "keystring",
+        "verification_token": EBAY_VERIFICATION_TOKEN
+    })
+    .to_string()
+}
+
+/// The headers Shopify sends with a webhook delivery of `body`, signed with [`SECRET`].
+pub fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> http::HeaderMap {
+    use http::HeaderValue;
+    let mut h = manifold_connectors::verify::sign(
+        manifold_domain::Channel::Shopify,
+        SECRET,
+        &std::collections::BTreeMap::default(),
+        event_id,
+        body,
+        chrono::Utc::now(),
+    )
+    .expect("sign a Shopify delivery");
+    h.insert("x-shopify-event-id", HeaderValue::from_str(event_id).expect("event id header"));
+    h.insert("x-shopify-topic", HeaderValue::from_str(topic).expect("topic header"));
+    h
+}

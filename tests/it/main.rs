@@ -20,6 +20,7 @@ mod push;
 mod records;
 mod recovery;
 mod startup;
+mod storm;
 mod sweeps;
 mod sync;
 mod template;

@@ -7,7 +7,6 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use chrono::Utc;
 use manifold_app::{
     App,
@@ -24,7 +23,7 @@ use manifold_ledger::fanout::PushJob;
 use manifold_simulator::{CatalogItem, FaultKind, FaultSpec, SimConfig, SimHandle, Simulator};
 use serde_json::json;
 
-use crate::support::{self, Stack};
+use crate::support::{self, DeadLetters, Polled, Stack};
 
 const ACCOUNT: &str = "it-account";
 
@@ -45,7 +44,8 @@ impl Rig {
         let mut stack = Stack::new().await;
         let mut dlqs = BTreeMap::new();
         for channel in channels {
-            let (queue, dlq) = queue_with_dlq(&stack.sqs, &format!("push-{channel}"), push.max_receive_count).await;
+            let dead_letters = DeadLetters { max_receive: push.max_receive_count, visibility_secs: 5 };
+            let (queue, dlq) = support::queue_with_dlq(&stack.sqs, &format!("push-{channel}"), dead_letters).await;
             stack.env.push_queues.insert(*channel, queue);
             dlqs.insert(*channel, dlq);
         }
@@ -92,7 +92,8 @@ impl Rig {
     }
 
     async fn poll_batch(&self, channel: Channel, batch_size: i32) -> Polled {
-        poll_once(&self.app, &self.stack.sqs, channel, self.queue(channel), batch_size).await
+        let app = &self.app;
+        support::poll_once(&self.stack.sqs, self.queue(channel), batch_size, |e| app.push_batch(channel, e)).await
     }
 
     fn requests(&self, channel: Channel) -> u64 {
@@ -101,7 +102,7 @@ impl Rig {
 
     /// Messages still on the queue, visible or in flight.
     async fn pending(&self, channel: Channel) -> u64 {
-        queue_depth(&self.stack.sqs, self.queue(channel)).await
+        support::queue_depth(&self.stack.sqs, self.queue(channel)).await
     }
 
     /// Polls `channel` until its queue is empty (everything delivered, dropped or dead-lettered).
@@ -140,82 +141,6 @@ impl Rig {
             .and_then(|s| s.as_s().ok().cloned())
             .unwrap_or_else(|| "closed".into())
     }
-}
-
-/// What one poll did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Polled {
-    received: usize,
-    failed: usize,
-}
-
-/// Plays the Lambda SQS poller once: receive (all attributes, up to `batch_size`), hand the batch to
-/// `push_batch`, delete every message not reported as a batch item failure. Long-polls for a second
-/// when the queue is empty, so callers can loop on it without sleeping.
-async fn poll_once(app: &App, sqs: &aws_sdk_sqs::Client, channel: Channel, url: &str, batch_size: i32) -> Polled {
-    let received = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(batch_size)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("receive");
-    let messages = received.messages.unwrap_or_default();
-    if messages.is_empty() {
-        return Polled { received: 0, failed: 0 };
-    }
-    let response = app.push_batch(channel, support::lambda_event(&messages)).await;
-    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-    for m in &messages {
-        if !failed.contains(&m.message_id().unwrap_or_default()) {
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-    Polled { received: messages.len(), failed: failed.len() }
-}
-
-/// A queue whose messages go to their own DLQ after `max_receive` deliveries, with a short visibility
-/// timeout so a lost poller does not stall a test.
-async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, prefix: &str, max_receive: u32) -> (String, String) {
-    let dlq = support::create_queue(sqs, &format!("{prefix}-dlq")).await;
-    let dlq_arn = support::queue_arn(sqs, &dlq).await;
-    let queue = sqs
-        .create_queue()
-        .queue_name(support::unique(prefix))
-        .attributes(QueueAttributeName::VisibilityTimeout, "5")
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive.to_string() }).to_string(),
-        )
-        .send()
-        .await
-        .expect("create queue with DLQ")
-        .queue_url
-        .expect("queue url");
-    (queue, dlq)
-}
-
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .unwrap_or_default();
-    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
 }
 
 fn secret_name(channel: Channel) -> String {

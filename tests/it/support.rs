@@ -99,10 +99,30 @@ pub struct Stack {
     pub events_queue: String,
     pub ddb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Each queue's dead-letter queue, by queue URL (empty unless built [`Stack::with_dead_letters`]).
+    pub dlqs: std::collections::BTreeMap<String, String>,
+}
+
+/// How the queues of a [`Stack`] dead-letter, as the template's redrive policies do.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetters {
+    /// Receives before SQS moves a message to its DLQ (the template's `MaxReceiveCount`).
+    pub max_receive: u32,
+    /// The queues' visibility timeout in seconds: how long a failed message waits before its retry.
+    pub visibility_secs: u32,
 }
 
 impl Stack {
     pub async fn new() -> Self {
+        Self::build(None).await
+    }
+
+    /// A stack whose ingest, ledger (event capture) and push queues each have their own DLQ.
+    pub async fn with_dead_letters(dead_letters: DeadLetters) -> Self {
+        Self::build(Some(dead_letters)).await
+    }
+
+    async fn build(dead_letters: Option<DeadLetters>) -> Self {
         let sdk = aws().await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -110,7 +130,16 @@ impl Stack {
         let records_table = create_records_table(&ddb).await;
         let bus = unique("bus");
         eb.create_event_bus().name(&bus).send().await.expect("create bus");
-        let events_queue = create_queue(&sqs, "events").await;
+        let mut dlqs = std::collections::BTreeMap::new();
+        let mut queue = async |prefix: &str| match dead_letters {
+            Some(d) => {
+                let (queue, dlq) = queue_with_dlq(&sqs, prefix, d).await;
+                dlqs.insert(queue.clone(), dlq);
+                queue
+            }
+            None => create_queue(&sqs, prefix).await,
+        };
+        let events_queue = queue("events").await;
         let arn = queue_arn(&sqs, &events_queue).await;
         let rule = unique("rule");
         eb.put_rule()
@@ -129,7 +158,7 @@ impl Stack {
             .expect("put targets");
         let mut push_queues = std::collections::BTreeMap::new();
         for c in manifold_domain::Channel::ALL {
-            push_queues.insert(c, create_queue(&sqs, &format!("push-{c}")).await);
+            push_queues.insert(c, queue(&format!("push-{c}")).await);
         }
         let env = manifold_aws::AwsEnv {
             records_table,
@@ -138,10 +167,10 @@ impl Stack {
             state_table: create_table(&ddb, "state").await,
             quarantine_table: create_table(&ddb, "quarantine").await,
             event_bus: bus,
-            ingest_queue_url: create_queue(&sqs, "ingest").await,
+            ingest_queue_url: queue("ingest").await,
             push_queues,
         };
-        Self { sdk, env, events_queue, ddb, sqs }
+        Self { sdk, env, events_queue, ddb, sqs, dlqs }
     }
 
     /// Receives (and deletes) everything currently on a queue, polling until `quiet` passes empty.
@@ -236,4 +265,104 @@ pub async fn create_records_table(ddb: &aws_sdk_dynamodb::Client) -> String {
         .await
         .expect("create records table");
     name
+}
+
+/// A queue whose messages go to their own DLQ after `max_receive` deliveries, with the visibility
+/// timeout of `dead_letters` (short, so a retried message comes back within a test). Returns the queue
+/// URL and its DLQ's.
+pub async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, prefix: &str, dead_letters: DeadLetters) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq = create_queue(sqs, &format!("{prefix}-dlq")).await;
+    let dlq_arn = queue_arn(sqs, &dlq).await;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": dead_letters.max_receive.to_string(),
+    });
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique(prefix))
+        .attributes(QueueAttributeName::VisibilityTimeout, dead_letters.visibility_secs.to_string())
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .expect("create queue with DLQ")
+        .queue_url
+        .expect("queue url");
+    (queue, dlq)
+}
+
+/// Messages on a queue: visible, in flight and delayed.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polled {
+    pub received: usize,
+    pub failed: usize,
+}
+
+/// Plays the Lambda SQS poller once: receives up to `batch_size` messages with all their attributes
+/// (long-polling for a second when the queue is empty, so callers can loop on it without sleeping),
+/// hands them to `handler` as one Lambda batch, deletes every message not reported as a batch item
+/// failure. The failures come back after the queue's visibility timeout, as in AWS.
+pub async fn poll_once<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, batch_size: i32, handler: F) -> Polled
+where
+    F: FnOnce(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
+{
+    use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
+    let received = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(batch_size)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let messages = received.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Polled { received: 0, failed: 0 };
+    }
+    let response = handler(lambda_event(&messages)).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    for m in &messages {
+        if !failed.contains(&m.message_id().unwrap_or_default()) {
+            let receipt = m.receipt_handle().unwrap_or_default();
+            if let Err(e) = sqs.delete_message().queue_url(url).receipt_handle(receipt).send().await {
+                // The batch outlived the visibility timeout and another poller holds the message now:
+                // it comes back and is handled again, as the mapping would redeliver it.
+                let stale = e.as_service_error().is_some_and(DeleteMessageError::is_receipt_handle_is_invalid);
+                assert!(stale, "delete: {e:?}");
+            }
+        }
+    }
+    Polled { received: messages.len(), failed: failed.len() }
+}
+
+/// SDK configuration whose calls go through `endpoint` (a fault proxy listener in front of moto), with
+/// one attempt per call: the code under test decides what is retried, not the SDK.
+pub async fn sdk_via(endpoint: String) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
 }

@@ -835,8 +835,12 @@ impl App {
                     RetryReason::CircuitOpen | RetryReason::Auth => Disposition::Park { delay: *delay },
                     RetryReason::RateLimited | RetryReason::Transient => {
                         if s.delivery.attempt >= self.settings.push.max_receive_count {
-                            self.record_last_error(channel, s, reason.as_str(), error, now).await;
-                            // Bound for the DLQ: the gate must not count this version as on its way.
+                            // Bound for the DLQ, and only with its reason: a message whose reason
+                            // cannot be written is parked instead (a fresh copy, tried again later).
+                            if !self.record_last_error(channel, s, reason.as_str(), error, now).await {
+                                return Disposition::Park { delay: *delay };
+                            }
+                            // The gate must not count this version as on its way.
                             if let Ok(PushMessage::Stock(job)) = PushMessage::from_body(&s.delivery.body)
                                 && let Err(e) = self.push_gate.withdraw(&job).await
                             {
@@ -851,7 +855,15 @@ impl App {
     }
 
     /// Annotates a message about to be dead-lettered: `LAST_ERROR#{message id}` in the `StateTable`.
-    async fn record_last_error(&self, channel: Channel, s: &Settled, class: &str, error: &str, now: DateTime<Utc>) {
+    /// Returns whether the reason was written.
+    async fn record_last_error(
+        &self,
+        channel: Channel,
+        s: &Settled,
+        class: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
         let last = LastError {
             message_id: s.delivery.id.clone(),
             channel,
@@ -865,7 +877,7 @@ impl App {
             Ok(i) => i,
             Err(e) => {
                 warn!(error = %e, "cannot encode the last error");
-                return;
+                return false;
             }
         };
         item.insert("pk".into(), AttributeValue::S(LastError::pk(&last.message_id)));
@@ -873,8 +885,14 @@ impl App {
         item.insert("expires_at".into(), AttributeValue::N((now + LAST_ERROR_RETENTION).timestamp().to_string()));
         let put = self.ddb.put_item().table_name(&self.env.state_table).set_item(Some(item)).send().await;
         match put {
-            Ok(_) => warn!(error_class = class, "last attempt failed: the message goes to the dead-letter queue"),
-            Err(e) => warn!(error = %e, "could not record the last error of a message bound for the DLQ"),
+            Ok(_) => {
+                warn!(error_class = class, "last attempt failed: the message goes to the dead-letter queue");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "could not record the last error of a message bound for the DLQ: parking it");
+                false
+            }
         }
     }
 }

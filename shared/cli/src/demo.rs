@@ -99,7 +99,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .map_err(|source| CliError::Read { path: args.config.display().to_string(), source })?;
     let (text, _) = seed::config_for_simulators(&example, &sim)?;
     let (text, config) = with_demo_item_ids(&text)?;
-    let catalog = seed_catalogs(&sim, &config);
+    let catalog = seed_catalogs(&sim, &config, &DEMO_SKUS);
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| manifold_localrt::binary_dir(&root));
     let logs = root.join(".local/logs");
     let _ = std::fs::remove_dir_all(&logs);
@@ -428,13 +428,14 @@ fn with_demo_item_ids(text: &str) -> Result<(String, ChannelConfig), CliError> {
     Ok((text, config))
 }
 
-/// Seeds every simulator's catalog with the demo SKUs; returns (channel, channel SKU) -> the key its
+/// Seeds every simulator's catalog with `skus` (master SKUs, mapped to each account's channel SKU,
+/// under its item id where the configuration gives one); returns (channel, channel SKU) -> the key its
 /// stock writes use (its item id where it has one).
-fn seed_catalogs(sim: &SimHandle, config: &ChannelConfig) -> BTreeMap<(Channel, String), String> {
+pub fn seed_catalogs(sim: &SimHandle, config: &ChannelConfig, skus: &[&str]) -> BTreeMap<(Channel, String), String> {
     let mut keys = BTreeMap::new();
     for channel in Channel::ALL {
         let account = config.enabled_accounts().find(|a| a.channel == channel);
-        let items = DEMO_SKUS
+        let items = skus
             .iter()
             .enumerate()
             .filter_map(|(n, s)| {
