@@ -273,6 +273,7 @@ async fn a_10000_sku_sync_interrupted_halfway_resumes_from_its_cursor_and_queues
     let ended = rig.run(&run.id).await;
     assert_eq!(ended.status, RunStatus::Finished, "{ended:?}");
     assert_eq!(ended.examined, SKUS as u64, "each position examined once, the redone page counted once");
+    assert_eq!(ended.pushed, SKUS as u64, "what the interrupted attempt queued is counted too");
     assert!(ended.pages > 2, "the run went in pages: {}", ended.pages);
     assert_eq!(ended.cursor, None);
     println!(

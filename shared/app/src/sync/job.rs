@@ -14,6 +14,8 @@
 //!   the write and the send;
 //! - a page that keeps failing goes to the `SyncDLQ`; redriven, it resumes from the run's cursor.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chrono::{DateTime, Utc};
 use manifold_domain::config::{AccountConfig, ChannelConfig};
 use manifold_ledger::fanout::PushQueue;
@@ -25,6 +27,21 @@ use super::{
     store::{Claim, SyncStore},
 };
 use crate::{App, outcome::Failure};
+
+/// Counts what a page attempt hands to the push queue, so an attempt that fails halfway still
+/// counts the jobs it queued.
+struct Counted<'a, Q> {
+    inner: &'a Q,
+    queued: AtomicU64,
+}
+
+impl<Q: PushQueue> PushQueue for Counted<'_, Q> {
+    async fn enqueue(&self, job: &manifold_ledger::fanout::PushJob) -> Result<(), manifold_ledger::fanout::PushError> {
+        self.inner.enqueue(job).await?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 /// One page of a run, as the `SyncQueue` carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,13 +276,23 @@ impl App {
             }
             return Ok(PageOutcome::AlreadyDone);
         }
-        let done = match self.page_work(&run, queue, now).await {
+        let counted = Counted { inner: queue, queued: AtomicU64::new(0) };
+        let done = match self.page_work(&run, &counted, now).await {
             Ok(done) => done,
             Err(Failure::Permanent { reason, .. }) => {
                 warn!(run = %run.id, reason, "sync run failed");
                 PageDone { errors: 1, note: Some(reason), end: Some(RunStatus::Failed), ..PageDone::default() }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // The page is redone from the same cursor; what this attempt queued is out all the same.
+                let queued = counted.queued.load(Ordering::Relaxed);
+                if queued > 0
+                    && let Err(count) = store.add_pushed(&run.id, queued).await
+                {
+                    warn!(run = %run.id, error = %count, "could not count the jobs a failed page attempt queued");
+                }
+                return Err(e);
+            }
         };
         if !store.complete_page(&run.id, message.page, &done, now).await? {
             return Ok(PageOutcome::AlreadyDone);
@@ -456,6 +483,9 @@ mod tests {
             now: DateTime<Utc>,
         ) -> Result<bool, manifold_aws::StoreError> {
             self.0.complete_page(id, page, done, now).await
+        }
+        async fn add_pushed(&self, id: &str, pushed: u64) -> Result<(), manifold_aws::StoreError> {
+            self.0.add_pushed(id, pushed).await
         }
         async fn runs(
             &self,

@@ -51,6 +51,10 @@ pub trait SyncStore: Send + Sync {
     async fn complete_page(&self, id: &str, page: u32, done: &PageDone, now: DateTime<Utc>)
     -> Result<bool, StoreError>;
 
+    /// Counts `pushed` jobs that an attempt of a page queued before it failed: the page is redone and
+    /// recorded once, but those jobs went out (its redo finds them in flight at the gate).
+    async fn add_pushed(&self, id: &str, pushed: u64) -> Result<(), StoreError>;
+
     /// The runs started on the days `from` to `to` inclusive, oldest first.
     async fn runs(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<SyncRun>, StoreError>;
 }
@@ -315,6 +319,23 @@ impl SyncStore for DynamoSyncStore {
         }
     }
 
+    async fn add_pushed(&self, id: &str, pushed: u64) -> Result<(), StoreError> {
+        let Some(day) = SyncRun::day_of(id) else { return Ok(()) };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(run_pk(&day)))
+            .key("sk", AttributeValue::S(id.to_owned()))
+            .update_expression("ADD #pushed :p")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#pushed", "pushed")
+            .expression_attribute_values(":p", AttributeValue::N(pushed.to_string()))
+            .send()
+            .await
+            .map_err(|e| service("UpdateItem", e))?;
+        Ok(())
+    }
+
     async fn runs(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<SyncRun>, StoreError> {
         let mut out = Vec::new();
         let mut day = from;
@@ -422,6 +443,13 @@ impl SyncStore for MemorySyncStore {
             run.finished_at = Some(now);
         }
         Ok(true)
+    }
+
+    async fn add_pushed(&self, id: &str, pushed: u64) -> Result<(), StoreError> {
+        if let Some(run) = self.runs_lock().get_mut(id) {
+            run.pushed += pushed;
+        }
+        Ok(())
     }
 
     async fn runs(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<SyncRun>, StoreError> {
