@@ -206,3 +206,14 @@ async fn the_cli_reports_skus_nobody_lists_and_listings_the_ledger_does_not_know
         unknown.listings.iter().map(|l| (l.channel.as_str(), l.channel_sku.as_str())).collect();
     assert_eq!(rows, vec![("shopify", rig.sku("NOT-COUNTED").as_str())]);
 }
+
+#[tokio::test]
+async fn the_listings_tier_syncs_every_account() {
+    let rig = Rig::new().await;
+    rig.list(Channel::Shopify, &[("TIER", 51)]);
+    rig.list(Channel::Woocommerce, &[("TIER", 901), ("TIER-2", 902)]);
+    let report = rig.app.run_tier("listings", Utc::now()).await.expect("listings tier");
+    assert_eq!((report.positions, report.drift, report.note.as_deref()), (3, 3, None), "{report:?}");
+    let again = rig.app.run_tier("listings", Utc::now()).await.expect("listings tier");
+    assert_eq!((again.positions, again.drift), (3, 0), "nothing new, nothing gone");
+}

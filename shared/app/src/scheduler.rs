@@ -41,12 +41,13 @@ pub struct TierReport {
 }
 
 impl App {
-    /// Runs one sync tier (`stock`, `reconcile`, `prices`, `images`).
+    /// Runs one sync tier (`stock`, `reconcile`, `listings`, `prices`, `images`).
     pub async fn run_tier(&self, tier: &str, now: DateTime<Utc>) -> Result<TierReport, Failure> {
         let mut report = TierReport { tier: tier.to_owned(), ..TierReport::default() };
         match tier {
             "stock" => self.refresh_stock(&mut report).await?,
             "reconcile" => self.reconcile(&mut report, now).await?,
+            "listings" => self.sync_every_listing(&mut report).await,
             "prices" | "images" => report.note = Some(format!("no {tier} source is connected; nothing to sync")),
             other => return Err(Failure::permanent("scheduler", format!("unknown tier {other:?}"))),
         }

@@ -277,6 +277,32 @@ impl crate::App {
     }
 }
 
+impl crate::App {
+    /// The `listings` tier ([`App::run_tier`](crate::App::run_tier)): every enabled account's listing
+    /// sync, one after the other; an account that fails is logged and counted in the note, the others
+    /// still run.
+    pub(crate) async fn sync_every_listing(&self, report: &mut crate::scheduler::TierReport) {
+        let accounts: Vec<AccountConfig> = self.config().await.enabled_accounts().cloned().collect();
+        let mut failed = Vec::new();
+        for account in &accounts {
+            match self.sync_listings(account).await {
+                Ok(r) => {
+                    report.positions += r.listed;
+                    report.push_jobs += r.pushed;
+                    report.drift += r.new + r.gone;
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %account.channel, account = %account.account, error = %e, "listing sync failed");
+                    failed.push(format!("{}:{}", account.channel, account.account));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            report.note = Some(format!("listing sync failed for {}", failed.join(", ")));
+        }
+    }
+}
+
 /// The sources of an error, for a permanent failure's reason.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = Vec::new();
