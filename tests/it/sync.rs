@@ -281,7 +281,7 @@ async fn a_10000_sku_sync_interrupted_halfway_resumes_from_its_cursor_and_queues
         ended.pages,
         ended.pushed,
         elapsed.as_secs_f64(),
-        SKUS as f64 / elapsed.as_secs_f64()
+        f64::from(u32::try_from(SKUS).unwrap_or(u32::MAX)) / elapsed.as_secs_f64()
     );
 
     // The same page message again (SQS delivers at least once): nothing is redone.
@@ -345,6 +345,15 @@ async fn a_second_full_sync_with_nothing_changed_calls_no_channel_and_sync_runs_
             (second.id.as_str(), Trigger::Cli, RunStatus::Finished, 20, 0),
         ]
     );
+    // `manifold sync` follows a run until it ends, one progress line per page.
+    let mut lines = Vec::new();
+    let followed = manifold_cli::commands::sync::follow(&rig.store, &second.id, Duration::from_millis(50), |run| {
+        lines.push(manifold_cli::commands::sync::progress_line(run));
+    })
+    .await
+    .expect("follow");
+    assert_eq!(followed.status, RunStatus::Finished);
+    assert!(lines.last().is_some_and(|l| l.contains("finished") && l.contains("examined 20, pushed 0")), "{lines:?}");
     let text = manifold_cli::output::Human::human(&report);
     assert!(text.contains("TRIGGER") && text.contains("cli") && text.contains(&second.id), "{text}");
     assert!(report.runs.iter().all(|r| r.finished_at.is_some()));
