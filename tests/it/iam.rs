@@ -536,11 +536,11 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             listings: Cadence::Every(Duration::from_hours(24)),
         };
     }
-    let lister = s.app_with("SchedulerFunction", listed).await;
-    let tick = lister.tick(Utc::now()).await.expect("tick");
+    let listings_sync = s.app_with("SchedulerFunction", listed).await;
+    let tick = listings_sync.tick(Utc::now()).await.expect("tick");
     assert_eq!(tick.started.len(), 1, "{tick:?}");
     let page = PageMessage { run: tick.started[0].run.clone(), page: 0 };
-    let done = lister.sync_page(&page, Utc::now()).await.expect("listings page");
+    let done = listings_sync.sync_page(&page, Utc::now()).await.expect("listings page");
     assert!(matches!(&done, PageOutcome::Recorded(d) if d.examined >= 2 && d.errors == 0), "{done:?}");
 
     // A second sweep finds the order the first one stored: a duplicate ingest, which reads the outbox

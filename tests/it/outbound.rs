@@ -61,7 +61,7 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         max_concurrency: 2,
         sync: manifold_domain::config::SyncCadences::default(),
         stock: manifold_domain::config::StockRules::default(),
-        shipping: Default::default(),
+        shipping: manifold_domain::config::ShippingRules::default(),
         sku_map: BTreeMap::new(),
         item_ids: BTreeMap::new(),
         settings: all,

@@ -165,7 +165,7 @@ fn account(sim: &SimHandle, channel: Channel) -> AccountConfig {
         max_concurrency: 2,
         sync: SyncCadences::default(),
         stock: StockRules::default(),
-        shipping: Default::default(),
+        shipping: manifold_domain::config::ShippingRules::default(),
         sku_map: BTreeMap::new(),
         item_ids: BTreeMap::new(),
         settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),

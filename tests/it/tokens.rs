@@ -220,7 +220,7 @@ fn account(sim: &SimHandle, channel: Channel, secret: &str) -> AccountConfig {
         max_concurrency: 2,
         sync: SyncCadences::default(),
         stock: StockRules::default(),
-        shipping: Default::default(),
+        shipping: manifold_domain::config::ShippingRules::default(),
         sku_map: BTreeMap::new(),
         item_ids,
         settings,

@@ -33,7 +33,7 @@ fn account(
         max_concurrency: 1,
         sync: manifold_domain::config::SyncCadences::default(),
         stock: manifold_domain::config::StockRules::default(),
-        shipping: Default::default(),
+        shipping: manifold_domain::config::ShippingRules::default(),
         sku_map: BTreeMap::new(),
         item_ids: BTreeMap::new(),
         settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),

@@ -77,7 +77,9 @@ fn item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
             )
         }
         // Every third product is simple, the others variations of a variable product.
-        Channel::Woocommerce if n % 3 == 0 => (format!("{}", 100 + n), None, None, Some(format!("{}", 100 + n))),
+        Channel::Woocommerce if n.is_multiple_of(3) => {
+            (format!("{}", 100 + n), None, None, Some(format!("{}", 100 + n)))
+        }
         Channel::Woocommerce => {
             let id = format!("{}/{variant}", 5000 + n / 3);
             (id.clone(), None, None, Some(id))
@@ -112,13 +114,13 @@ async fn all_listings(connector: &dyn ChannelConnector) -> (Vec<Listing>, usize)
 
 #[tokio::test]
 async fn every_connector_lists_its_catalog_with_the_ids_its_writes_take() {
+    // More than one page everywhere the page is small (Amazon 20, Shopify, WooCommerce and eBay 100).
+    const N: usize = 230;
     let mut config = SimConfig::default();
     for channel in Channel::ALL {
         config = config.unlimited(channel);
     }
     let sim = Simulator::start(config).await.unwrap();
-    // More than one page everywhere the page is small (Amazon 20, Shopify, WooCommerce and eBay 100).
-    const N: usize = 230;
     for channel in Channel::ALL {
         let seeded: Vec<(CatalogItem, Option<String>)> = (0..N).map(|n| item(channel, n)).collect();
         sim.seed_catalog(channel, seeded.iter().map(|(i, _)| i.clone()).collect());
