@@ -217,3 +217,33 @@ async fn the_listings_tier_syncs_every_account() {
     let again = rig.app.run_tier("listings", Utc::now()).await.expect("listings tier");
     assert_eq!((again.positions, again.drift), (3, 0), "nothing new, nothing gone");
 }
+
+#[tokio::test]
+async fn a_listings_run_walks_a_page_per_invocation_and_ends_the_walk_on_its_last_page() {
+    use manifold_app::listings::{ListingKey, Lookup};
+    let rig = Rig::new().await;
+    let names: Vec<String> = (0..150).map(|n| format!("PAGED-{n}")).collect();
+    let items: Vec<(&str, u32)> = names.iter().zip(1000..).map(|(n, id)| (n.as_str(), id)).collect();
+    rig.list(Channel::Woocommerce, &items);
+    let account = rig.account(Channel::Woocommerce);
+    let key = |name: &str| ListingKey {
+        channel: Channel::Woocommerce,
+        account: account.account.clone(),
+        channel_sku: rig.sku(name),
+    };
+    let started = Utc::now();
+
+    let (first, next) = rig.app.sync_listings_page(&account, None, started, Utc::now()).await.expect("page 1");
+    assert_eq!((first.listed, first.gone), (100, 0));
+    let next = next.expect("WooCommerce pages by 100: a second page");
+    let unknown = rig.app.listings.lookup(&[key("NOT-SOLD")]).await.unwrap();
+    assert_eq!(unknown, vec![Lookup::Unsynced], "mid-walk the account still gets every SKU");
+
+    let (last, after) = rig.app.sync_listings_page(&account, Some(&next), started, Utc::now()).await.expect("page 2");
+    assert_eq!((last.listed, after), (50, None));
+    let found = rig.app.listings.lookup(&[key("NOT-SOLD"), key("PAGED-149")]).await.unwrap();
+    assert_eq!(found[0], Lookup::NotListed, "the walk ended: the account is synced");
+    assert!(
+        matches!(&found[1], Lookup::Listed(l) if l.listing.ids.item_id(Channel::Woocommerce).as_deref() == Some("1149"))
+    );
+}

@@ -63,11 +63,99 @@ impl ListingSyncError {
     }
 }
 
-/// Pages per sync at most: a runaway cursor ends the walk instead of the function's time.
+/// Pages per walk at most ([`sync_account`]): a runaway cursor ends the walk instead of the function's time.
 const MAX_PAGES: usize = 100_000;
 
-/// Walks the account's listings into `store` (see the module docs) and returns the report and the
-/// listings new to the store, for the caller to publish their availability.
+/// What one page of a listing walk did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkPage {
+    /// Listings the page showed (a SKU twice on one page counts once).
+    pub listed: usize,
+    /// Of those, new to the store (never seen, or back after being gone; every one on an account's
+    /// first walk): the caller publishes their availability.
+    pub new: Vec<StoredListing>,
+    /// The cursor of the next page; `None`: this was the last one and the walk is [finished](finish_walk).
+    pub next: Option<String>,
+}
+
+/// One page of the account's listing walk: reads the channel's page at `cursor` and writes it to
+/// `store`, each listing seen at `now`. A walk is its pages in order (a Lambda invocation each, in a
+/// sync run), so no invocation has to walk a whole catalog; [`finish_walk`] ends it.
+pub async fn walk_page(
+    store: &dyn ListingStore,
+    connector: &dyn ChannelConnector,
+    account: &AccountConfig,
+    cursor: Option<&str>,
+    ctx: &CallContext,
+    now: DateTime<Utc>,
+) -> Result<WalkPage, ListingSyncError> {
+    let page = connector.list_listings(cursor, ctx).await?;
+    // A cursor that repeats would walk forever, and end no walk: refuse.
+    if let Some(next) = page.next.as_deref()
+        && Some(next) == cursor
+    {
+        return Err(ConnectorError::permanent(format!("{} listing cursor {next:?} repeats", account.channel)).into());
+    }
+    let mut seen = BTreeSet::new();
+    let listings: Vec<_> = page.listings.into_iter().filter(|l| seen.insert(l.sku.clone())).collect();
+    let keys: Vec<ListingKey> = listings
+        .iter()
+        .map(|l| ListingKey { channel: account.channel, account: account.account.clone(), channel_sku: l.sku.clone() })
+        .collect();
+    let before = if keys.is_empty() { Vec::new() } else { store.lookup(&keys).await? };
+    let mut out = WalkPage { listed: listings.len(), next: page.next, ..WalkPage::default() };
+    let mut batch = Vec::with_capacity(listings.len());
+    for (mut listing, before) in listings.into_iter().zip(before) {
+        listing.seen_at = now;
+        let master = account.master_sku(&listing.sku).cloned().or_else(|| Sku::new(listing.sku.clone()).ok());
+        let (first_seen, new) = match &before {
+            Lookup::Listed(previous) => (previous.first_seen, false),
+            Lookup::Unsynced | Lookup::NotListed => (now, true),
+        };
+        let stored = StoredListing {
+            channel: account.channel,
+            account: account.account.clone(),
+            master,
+            first_seen,
+            gone_at: None,
+            listing,
+        };
+        if new {
+            out.new.push(stored.clone());
+        }
+        batch.push(stored);
+    }
+    store.put_listings(&batch).await?;
+    Ok(out)
+}
+
+/// Ends a complete walk that started at `started`: every stored listing it did not see is marked gone
+/// at `now`, and the account is marked synced (from then on its pushes follow its listings). Returns
+/// how many went. Only a walk that reached its last page may end, so a failed one marks nothing gone.
+pub async fn finish_walk(
+    store: &dyn ListingStore,
+    account: &AccountConfig,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let gone: Vec<StoredListing> = store
+        .account_listings(account.channel, &account.account)
+        .await?
+        .into_iter()
+        .filter(|l| l.is_listed() && l.listing.seen_at < started)
+        .map(|mut l| {
+            l.gone_at = Some(now);
+            l
+        })
+        .collect();
+    store.put_listings(&gone).await?;
+    store.mark_synced(account.channel, &account.account, now).await?;
+    Ok(gone.len())
+}
+
+/// Walks all of the account's listings at `now` (see the module docs): [`walk_page`] until the last
+/// page, then [`finish_walk`]. Returns the report and the listings new to the store, for the caller to
+/// publish their availability.
 pub async fn sync_account(
     store: &dyn ListingStore,
     connector: &dyn ChannelConnector,
@@ -80,45 +168,17 @@ pub async fn sync_account(
         account: account.account.to_string(),
         ..ListingSyncReport::default()
     };
-    let before: BTreeMap<String, StoredListing> = store
-        .account_listings(account.channel, &account.account)
-        .await?
-        .into_iter()
-        .map(|l| (l.listing.sku.clone(), l))
-        .collect();
-    let mut seen = BTreeSet::new();
     let mut new = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = connector.list_listings(cursor.as_deref(), ctx).await?;
+        let page = walk_page(store, connector, account, cursor.as_deref(), ctx, now).await?;
         report.pages += 1;
-        let mut batch = Vec::with_capacity(page.listings.len());
-        for listing in page.listings {
-            if !seen.insert(listing.sku.clone()) {
-                continue; // the same SKU twice (two variants sharing it): the first one keys it
-            }
-            let previous = before.get(&listing.sku);
-            let master = account.master_sku(&listing.sku).cloned().or_else(|| Sku::new(listing.sku.clone()).ok());
-            let stored = StoredListing {
-                channel: account.channel,
-                account: account.account.clone(),
-                master,
-                first_seen: previous.map_or(now, |p| p.first_seen),
-                gone_at: None,
-                listing,
-            };
-            if previous.is_none_or(|p| !p.is_listed()) {
-                new.push(stored.clone());
-            }
-            batch.push(stored);
-        }
-        report.listed += batch.len();
-        store.put_listings(&batch).await?;
+        report.listed += page.listed;
+        new.extend(page.new);
         match page.next {
-            // A cursor that repeats (or never ends) would mark everything after it gone: refuse.
-            Some(next) if Some(&next) == cursor.as_ref() || report.pages >= MAX_PAGES => {
+            Some(_) if report.pages >= MAX_PAGES => {
                 return Err(ConnectorError::permanent(format!(
-                    "{} listing cursor {next:?} repeats or runs past {MAX_PAGES} pages",
+                    "{} listings run past {MAX_PAGES} pages",
                     account.channel
                 ))
                 .into());
@@ -127,17 +187,7 @@ pub async fn sync_account(
             None => break,
         }
     }
-    let gone: Vec<StoredListing> = before
-        .into_values()
-        .filter(|l| l.is_listed() && !seen.contains(&l.listing.sku))
-        .map(|mut l| {
-            l.gone_at = Some(now);
-            l
-        })
-        .collect();
-    report.gone = gone.len();
-    store.put_listings(&gone).await?;
-    store.mark_synced(account.channel, &account.account, now).await?;
+    report.gone = finish_walk(store, account, now, now).await?;
     report.new = new.len();
     Ok((report, new))
 }
@@ -217,25 +267,97 @@ pub async fn item_ids(
 mod tests;
 
 impl crate::App {
-    /// The account's listing sync (see the module docs): walks its listings into the store, marks
-    /// the ones no longer shown gone, and publishes the current availability of the new ones to this
-    /// account through the push gate and its push queue.
+    /// The account's listing sync in one go (see the module docs): every page of its walk, then the
+    /// walk's end. [`App::sync_listings_page`](crate::App::sync_listings_page) is the same a page at a
+    /// time, as a sync run does it.
     pub async fn sync_listings(&self, account: &AccountConfig) -> Result<ListingSyncReport, crate::outcome::Failure> {
-        use futures::{StreamExt, TryStreamExt, stream};
-        use manifold_ledger::{Ledger, PositionKey, fanout::fan_out};
+        let started = Utc::now();
+        let mut report = ListingSyncReport {
+            channel: account.channel.to_string(),
+            account: account.account.to_string(),
+            ..ListingSyncReport::default()
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) = self.sync_listings_page(account, cursor.as_deref(), started, Utc::now()).await?;
+            report.pages += 1;
+            report.listed += page.listed;
+            report.new += page.new;
+            report.gone += page.gone;
+            report.pushed += page.pushed;
+            match next {
+                Some(_) if report.pages >= MAX_PAGES => {
+                    return Err(crate::outcome::Failure::permanent(
+                        "listings",
+                        format!("{} listings run past {MAX_PAGES} pages", account.channel),
+                    ));
+                }
+                Some(next) => cursor = Some(next),
+                None => return Ok(report),
+            }
+        }
+    }
 
+    /// One page of the account's listing walk that started at `started`: the channel's page at
+    /// `cursor` into the store, the current availability of the listings new there published to this
+    /// account (push gate and queue), and on the last page the walk's end (gone listings, the sync
+    /// marker). Returns what the page did and the next cursor.
+    pub async fn sync_listings_page(
+        &self,
+        account: &AccountConfig,
+        cursor: Option<&str>,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(ListingSyncReport, Option<String>), crate::outcome::Failure> {
         let trace_id = crate::trace::mint();
         let ctx = CallContext::new(trace_id.clone());
         let connector = self.connector(account).await?;
-        let now = Utc::now();
-        let (mut report, new) = sync_account(&**self.listings, &*connector, account, &ctx, now).await.map_err(|e| {
+        let failure = |e: ListingSyncError| {
             if e.is_retryable() {
                 crate::outcome::Failure::Transient(Box::new(e))
             } else {
                 crate::outcome::Failure::permanent("listings", format!("{e}: {}", error_chain(&e)))
             }
-        })?;
+        };
+        let page = walk_page(&**self.listings, &*connector, account, cursor, &ctx, now).await.map_err(failure)?;
+        let mut report = ListingSyncReport {
+            channel: account.channel.to_string(),
+            account: account.account.to_string(),
+            pages: 1,
+            listed: page.listed,
+            new: page.new.len(),
+            ..ListingSyncReport::default()
+        };
+        report.pushed = self.publish_new(account, page.new, &trace_id).await?;
+        if page.next.is_none() {
+            report.gone = finish_walk(&**self.listings, account, started, now).await?;
+            tracing::info!(channel = %account.channel, account = %account.account, gone = report.gone, "listing walk done");
+        }
+        manifold_telemetry::MetricSet::new()
+            .dim("Channel", account.channel.as_str())
+            .dim("Operation", "listings")
+            .count("ListingsNew", report.new as u64)
+            .count("ListingsGone", report.gone as u64)
+            .emit();
+        Ok((report, page.next))
+    }
+
+    /// Publishes the current availability of `new` listings to their account alone: the positions of
+    /// their master SKUs at the account's location, through the push gate and queue. Returns the jobs
+    /// queued.
+    async fn publish_new(
+        &self,
+        account: &AccountConfig,
+        new: Vec<StoredListing>,
+        trace_id: &str,
+    ) -> Result<usize, crate::outcome::Failure> {
+        use futures::{StreamExt, TryStreamExt, stream};
+        use manifold_ledger::{Ledger, PositionKey, fanout::fan_out};
+
         let masters: BTreeSet<Sku> = new.into_iter().filter_map(|l| l.master).collect();
+        if masters.is_empty() {
+            return Ok(0);
+        }
         let positions: Vec<manifold_ledger::Position> =
             stream::iter(masters)
                 // The account sells from its own location: that position is what it is published.
@@ -250,30 +372,15 @@ impl crate::App {
                 // Version 0: the ledger never heard of the SKU (`manifold listings unknown` reports it).
                 .filter(|p| p.version > 0)
                 .collect();
-        if !positions.is_empty() {
-            let mut only = (*self.config().await).clone();
-            only.accounts.retain(|a| a.channel == account.channel && a.account == account.account);
-            let fanned = fan_out(&only, &positions, &self.push_gate, &*self.push_queue, Some(&trace_id))
-                .await
-                .map_err(|e| crate::outcome::Failure::Transient(Box::new(e)))?;
-            report.pushed = fanned.enqueued.len();
+        if positions.is_empty() {
+            return Ok(0);
         }
-        tracing::info!(
-            channel = %account.channel,
-            account = %account.account,
-            listed = report.listed,
-            new = report.new,
-            gone = report.gone,
-            pushed = report.pushed,
-            "listing sync done"
-        );
-        manifold_telemetry::MetricSet::new()
-            .dim("Channel", account.channel.as_str())
-            .dim("Operation", "listings")
-            .count("ListingsNew", report.new as u64)
-            .count("ListingsGone", report.gone as u64)
-            .emit();
-        Ok(report)
+        let mut only = (*self.config().await).clone();
+        only.accounts.retain(|a| a.channel == account.channel && a.account == account.account);
+        let fanned = fan_out(&only, &positions, &self.push_gate, &*self.push_queue, Some(trace_id))
+            .await
+            .map_err(|e| crate::outcome::Failure::Transient(Box::new(e)))?;
+        Ok(fanned.enqueued.len())
     }
 }
 

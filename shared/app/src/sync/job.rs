@@ -338,13 +338,15 @@ impl App {
                 }
             }
             SyncKind::Listings => {
-                // One page: the listing sync walks the channel's own pages itself.
-                let report = self.sync_listings(&account).await?;
+                // A page of the channel's listings per page of the run, from the run's cursor.
+                let (page, next) =
+                    self.sync_listings_page(&account, run.cursor.as_deref(), run.started_at, now).await?;
                 PageDone {
-                    examined: report.listed as u64,
-                    pushed: report.pushed as u64,
-                    drift: (report.new + report.gone) as u64,
-                    end: finished,
+                    end: next.is_none().then_some(RunStatus::Finished),
+                    cursor: next,
+                    examined: page.listed as u64,
+                    pushed: page.pushed as u64,
+                    drift: (page.new + page.gone) as u64,
                     ..PageDone::default()
                 }
             }
