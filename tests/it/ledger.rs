@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use manifold_domain::{AccountId, Channel, OrderId, OversellAction, Sku, config::ChannelConfig};
+use manifold_domain::{AccountId, Channel, ChannelSku, OrderId, OversellAction, Sku, config::ChannelConfig};
 use manifold_ledger::{
     DynamoLedger, Ledger, OrderReservation, Position, PositionKey, ReleaseOutcome, ReservationState, ReserveLine,
     ReserveOutcome, Scope,
@@ -380,6 +380,18 @@ async fn fan_out_coalesces_and_never_pushes_a_stale_value() {
     let versions: std::collections::BTreeSet<u64> = jobs.iter().map(|j| j.version).collect();
     assert_eq!(versions, [2, 3].into_iter().collect());
     assert!(jobs.iter().all(|j| j.channel_sku == "SHOP-TEE-BLK-M"));
+
+    // The merchant remaps the SKU on Shopify: the same quantity at the same version goes out under the
+    // new channel SKU (a full sync after a mapping change), and to no other channel.
+    let mut remapped = config.clone();
+    let shop = remapped.accounts.iter_mut().find(|a| a.channel == Channel::Shopify).unwrap();
+    shop.sku_map.retain(|_, master| master.as_str() != "TEE-BLK-M");
+    shop.sku_map.insert(ChannelSku::new("SHOP-TEE-BLK-M-V2").unwrap(), Sku::new("TEE-BLK-M").unwrap());
+    let again = fan_out(&remapped, &[position("TEE-BLK-M", 19, 3)], &gate, &queue, None).await.unwrap();
+    assert_eq!((again.enqueued.len(), again.coalesced), (1, 7), "{again:?}");
+    assert_eq!(again.enqueued[0].channel_sku, "SHOP-TEE-BLK-M-V2");
+    let twice = fan_out(&remapped, &[position("TEE-BLK-M", 19, 3)], &gate, &queue, None).await.unwrap();
+    assert_eq!(twice.enqueued.len(), 0, "then coalesced like any value the channel has");
 }
 
 #[tokio::test]

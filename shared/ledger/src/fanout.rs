@@ -294,6 +294,7 @@ impl PushGate {
             .update_expression("SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now")
             .condition_expression(
                 "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
+                 OR (version <= :v AND (attribute_not_exists(channel_sku) OR channel_sku <> :c)) \
                  OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version) \
                      AND (withdrawn = version OR attribute_not_exists(offered_at) OR offered_at < :lost))",
             )
@@ -379,11 +380,13 @@ impl PushGate {
 
 /// What the gate holds for one channel SKU: the rule its DynamoDB condition implements, in one place
 /// a test can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateState {
     /// The latest version handed to the queue, its quantity and when.
     pub version: u64,
     pub quantity: u32,
+    /// The channel SKU it was written under (`None`: recorded before the gate kept it).
+    pub channel_sku: Option<String>,
     pub offered_at: chrono::DateTime<chrono::Utc>,
     /// The latest version the channel confirmed.
     pub delivered: Option<u64>,
@@ -393,14 +396,18 @@ pub struct GateState {
 
 impl GateState {
     /// Whether an offer of `job` at `now` goes to the queue: nothing recorded yet; a newer version that
-    /// changes the quantity; or the same or a newer version while the one offered never reached the
-    /// channel (withdrawn, or undelivered for longer than [`PRESUMED_LOST_AFTER`]). An offer still in
-    /// flight is not duplicated.
+    /// changes the quantity; the same or a newer version under another channel SKU (a mapping change:
+    /// the new SKU never got this quantity); or the same or a newer version while the one offered never
+    /// reached the channel (withdrawn, or undelivered for longer than [`PRESUMED_LOST_AFTER`]). An offer
+    /// still in flight is not duplicated.
     pub fn accepts(stored: Option<&GateState>, job: &PushJob, now: chrono::DateTime<chrono::Utc>) -> bool {
         stored.is_none_or(|s| {
             let undelivered = s.delivered.is_none_or(|d| d < s.version);
             let lost = s.withdrawn == Some(s.version) || s.offered_at < now - PRESUMED_LOST_AFTER;
-            (s.version < job.version && s.quantity != job.quantity) || (s.version <= job.version && undelivered && lost)
+            let remapped = s.channel_sku.as_deref() != Some(job.channel_sku.as_str());
+            (s.version < job.version && s.quantity != job.quantity)
+                || (s.version <= job.version && remapped)
+                || (s.version <= job.version && undelivered && lost)
         })
     }
 }
@@ -623,6 +630,7 @@ mod tests {
         let state = |version, quantity, delivered, withdrawn, offered_at| GateState {
             version,
             quantity,
+            channel_sku: Some("TEE".to_owned()),
             offered_at,
             delivered,
             withdrawn,
@@ -649,5 +657,12 @@ mod tests {
         assert!(accepts(&long_ago, &job(3, 5)));
         // A withdrawal of an older version says nothing about the current one.
         assert!(!accepts(&state(3, 5, None, Some(2), just), &job(3, 5)));
+        // A mapping change: the same quantity under another channel SKU goes out, never an older one.
+        let remapped = |version, quantity| PushJob { channel_sku: "TEE-V2".into(), ..job(version, quantity) };
+        assert!(accepts(&delivered, &remapped(3, 5)), "the new channel SKU never got it");
+        assert!(accepts(&in_flight, &remapped(4, 5)));
+        assert!(!accepts(&delivered, &remapped(2, 5)), "never an older version");
+        let unknown = GateState { channel_sku: None, ..delivered.clone() };
+        assert!(accepts(&unknown, &job(3, 5)), "a state recorded before the gate kept the SKU: sent once");
     }
 }
