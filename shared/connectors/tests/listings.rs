@@ -23,6 +23,10 @@ fn version(channel: Channel) -> &'static str {
 
 /// The account as a configuration file would give it (parsed, so fields added later keep their defaults).
 fn account(sim: &SimHandle, channel: Channel) -> AccountConfig {
+    account_limited(sim, channel, r#"{ kind = "unlimited" }"#)
+}
+
+fn account_limited(sim: &SimHandle, channel: Channel, rate_limit: &str) -> AccountConfig {
     let location = if channel == Channel::Bigcommerce { "1" } else { "gid://shopify/Location/1" };
     let text = format!(
         r#"version = 1
@@ -32,7 +36,7 @@ account = "listings-test"
 api_version = "{version}"
 secret = "manifold/{channel}/listings"
 endpoint = "{endpoint}"
-rate_limit = {{ kind = "unlimited" }}
+rate_limit = {rate_limit}
 [accounts.settings]
 location_id = "{location}"
 seller_id = "A2EUQ1WTGCTBG2"
@@ -44,6 +48,7 @@ sales_channel_id = "bf48ba35-149d-4b76-8ac9-d08d126b517f"
 "#,
         version = version(channel),
         endpoint = sim.base_url(channel),
+        rate_limit = rate_limit,
     );
     ChannelConfig::parse("listings-test.toml", &text).unwrap().accounts.remove(0)
 }
@@ -160,4 +165,20 @@ async fn every_connector_lists_its_catalog_with_the_ids_its_writes_take() {
             assert_eq!(stock.get(&catalog.id), Some(&42), "{channel}: {} under its own key", catalog.id);
         }
     }
+}
+
+/// Amazon's `searchListingsItems` pages are 20 listings: a catalog of 200 is 10 calls, paced by the
+/// account's limiter within the simulator's documented bucket (5/s, burst 10), so none is refused.
+#[tokio::test]
+async fn a_listing_walk_stays_within_the_channels_limit() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.seed_catalog(Channel::Amazon, (0..200).map(|n| item(Channel::Amazon, n).0).collect());
+    let account =
+        account_limited(&sim, Channel::Amazon, r#"{ kind = "token_bucket", rate_per_second = 5.0, burst = 5 }"#);
+    let creds: Credentials = [("access_token", "sim-token")].into_iter().collect();
+    let connector = build(&account, creds, http_client(Duration::from_secs(5)).unwrap());
+    let (listings, pages) = all_listings(&*connector).await;
+    assert_eq!((listings.len(), pages), (200, 10));
+    let snapshot = sim.snapshot();
+    assert_eq!(snapshot.throttled.get(&Channel::Amazon).copied().unwrap_or(0), 0, "no 429 from the channel");
 }
