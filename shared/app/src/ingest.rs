@@ -463,6 +463,8 @@ mod tests {
             K::ShipmentCreated,
             K::RefundCreated,
             K::ProductChanged,
+            K::OrderLate,
+            K::TrackingUnconfirmed,
         ];
         let record = |kind, r: Record| serde_json::to_string(&EventDetail::new(kind, "t", now, &r));
         kinds
@@ -529,6 +531,17 @@ mod tests {
                             created_at: now,
                         }),
                     ),
+                    K::OrderLate | K::TrackingUnconfirmed => {
+                        let data = manifold_domain::events::DeadlineV1 {
+                            order_id: order.id.clone(),
+                            channel: order.channel,
+                            account: order.account.clone(),
+                            shipment_id: None,
+                            deadline: now,
+                            reason: "still paid on the channel, not shipped".into(),
+                        };
+                        serde_json::to_string(&EventDetail::new(kind, "t", now, data))
+                    }
                     // Positions and products are about SKUs, not orders: what they carry of an order is
                     // its SKUs, as here.
                     K::InventoryChanged | K::ProductChanged => {
