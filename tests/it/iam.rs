@@ -143,6 +143,18 @@ impl Scenario {
                 .await
                 .expect("create the account's secret in moto");
         }
+        // The example's accounts are every run's on this stack: a listing sync another run made (a local
+        // pipeline's tick) would keep this run's SKUs from them. Forget it, as the breakers are reset.
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        for a in &config.accounts {
+            ddb.delete_item()
+                .table_name(&env.state_table)
+                .key("pk", AttributeValue::S(format!("LISTING#{}#{}", a.channel, a.account)))
+                .key("sk", AttributeValue::S("SYNC".into()))
+                .send()
+                .await
+                .expect("forget the account's listing sync");
+        }
         let direct =
             App::build(config.clone(), env.clone(), settings(), &sdk, Arc::new(StaticSecrets::default())).unwrap();
         Self { proxy, sim, env, config, sdk, direct, run }
