@@ -15,7 +15,8 @@
 //!   configuration stay as overrides). An account never synced keeps getting every SKU.
 //!
 //! A walk that fails part-way marks nothing gone and leaves the marker as it was: the next run starts
-//! over, and what was written so far is only refreshed.
+//! over, and what was written so far is only refreshed. A walk that finds no listing at all changes
+//! nothing either (a missing API scope looks the same as an empty store): pushes stay unfiltered.
 
 pub mod store;
 
@@ -131,18 +132,28 @@ pub async fn walk_page(
 
 /// Ends a complete walk that started at `started`: every stored listing it did not see is marked gone
 /// at `now`, and the account is marked synced (from then on its pushes follow its listings). Returns
-/// how many went. Only a walk that reached its last page may end, so a failed one marks nothing gone.
+/// how many went. Only a walk that reached its last page may end, so a failed one marks nothing gone;
+/// and a walk that saw no listing at all ends nothing (see below).
 pub async fn finish_walk(
     store: &dyn ListingStore,
     account: &AccountConfig,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let gone: Vec<StoredListing> = store
+    let (seen, unseen): (Vec<StoredListing>, Vec<StoredListing>) = store
         .account_listings(account.channel, &account.account)
         .await?
         .into_iter()
-        .filter(|l| l.is_listed() && l.listing.seen_at < started)
+        .filter(StoredListing::is_listed)
+        .partition(|l| l.listing.seen_at >= started);
+    if seen.is_empty() {
+        // A walk that found nothing at all is likelier a missing API scope or an empty test store
+        // than an account selling nothing: it ends no walk, so the account keeps getting every SKU.
+        tracing::warn!(channel = %account.channel, account = %account.account, "the channel listed nothing: the account stays unfiltered");
+        return Ok(0);
+    }
+    let gone: Vec<StoredListing> = unseen
+        .into_iter()
         .map(|mut l| {
             l.gone_at = Some(now);
             l

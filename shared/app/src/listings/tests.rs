@@ -144,3 +144,15 @@ async fn pushes_use_the_configured_override_then_the_listing_id() {
     assert_eq!(ids.get("HOODIE-M").map(String::as_str), Some("20/21"));
     assert!(!ids.contains_key("UNLISTED"));
 }
+
+#[tokio::test]
+async fn a_walk_that_finds_nothing_leaves_the_account_unfiltered() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let account = account(&sim, &[], &[]);
+    let store = MemoryListings::default();
+    let (report, new) =
+        sync_account(&store, &*connector(&sim, &account), &account, &CallContext::new("t"), Utc::now()).await.unwrap();
+    assert_eq!((report.listed, report.gone, new.len()), (0, 0, 0));
+    let key = ListingKey { channel: Channel::Woocommerce, account: account.account.clone(), channel_sku: "ANY".into() };
+    assert_eq!(store.lookup(&[key]).await.unwrap(), vec![Lookup::Unsynced], "an empty catalog filters nothing");
+}
