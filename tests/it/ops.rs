@@ -263,9 +263,23 @@ async fn quarantine_replay_stores_the_record_and_marks_only_successes() {
         matches!(outcome(&good.id), Replay::Succeeded { detail } if detail.contains("shopify:shop-eu:1073459981")),
         "{report:?}"
     );
-    assert!(matches!(outcome(&broken.id), Replay::FailedAgain { .. }), "{report:?}");
+    let Replay::FailedAgain { requarantined_as: Some(kept), .. } = outcome(&broken.id) else {
+        panic!("the broken payload fails again and is kept: {report:?}")
+    };
     assert!(quarantine.get(&good.id).await.unwrap().unwrap().replayed_at.is_some());
-    assert!(quarantine.get(&broken.id).await.unwrap().unwrap().replayed_at.is_none());
+    // It failed at another stage than recorded (parsing, not the configuration): the new item
+    // supersedes the old one, so the broken payload is listed once.
+    assert_ne!(kept, broken.id);
+    assert!(quarantine.get(&broken.id).await.unwrap().unwrap().replayed_at.is_some());
+    assert!(quarantine.get(&kept).await.unwrap().unwrap().replayed_at.is_none());
+    // Replayed again, it fails the same way and is kept under the same id: nothing new is listed.
+    let again = quarantine::replay(&app, Some(&kept), Utc::now()).await.expect("replay the kept item");
+    assert!(
+        matches!(&again.items[0].replay, Replay::FailedAgain { requarantined_as: Some(id), .. } if *id == kept),
+        "{again:?}"
+    );
+    let listed = quarantine.list(false).await.unwrap();
+    assert_eq!(listed.iter().filter(|q| q.trace_id == broken.trace_id).count(), 1, "{listed:?}");
 
     // And the trace shows the stored order and the (replayed) quarantine entry
     let aws = Aws::new(stack.env.clone(), &stack.sdk);
@@ -398,14 +412,16 @@ async fn quarantined_payloads_expire_by_ttl_and_the_cli_says_when() {
     let shown = QuarantineItem(app.quarantine.get_stored(&id).await.unwrap().expect("shown")).human();
     assert!(shown.contains("expires   2026-03-08T12:00:00Z"), "{shown}");
 
-    // And a replay that fails again keeps the original's expiry, its new item gets its own
+    // And a replay that fails the same way is the same failure: kept once, under its id, with the
+    // original's expiry (a replay does not extend the retention)
     let report = quarantine::replay(&app, Some(&id), now + chrono::Duration::days(2)).await.expect("replay");
     let Replay::FailedAgain { requarantined_as: Some(again), .. } = &report.items[0].replay else {
         panic!("{report:?}")
     };
-    assert_eq!(app.quarantine.get_stored(&id).await.unwrap().unwrap().expires_at, Some(expires));
-    let requarantined = app.quarantine.get_stored(again).await.unwrap().unwrap();
-    assert!(requarantined.expires_at.is_some_and(|t| t > expires), "{requarantined:?}");
+    assert_eq!(again, &id);
+    let kept = app.quarantine.get_stored(&id).await.unwrap().unwrap();
+    assert_eq!((kept.expires_at, kept.payload.replayed_at), (Some(expires), None));
+    assert_eq!(app.quarantine.list(true).await.unwrap().len(), 1);
 
     // And the QuarantineTable of the stack created from template.yaml expires items on that attribute
     let table = std::env::var("QUARANTINE_TABLE")

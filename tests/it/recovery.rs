@@ -219,3 +219,47 @@ async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malform
     let err = app.set_on_hand("IPOD2009BLACK", &update, "t", Utc::now()).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
 }
+
+#[tokio::test]
+async fn a_malformed_payload_is_kept_once_however_often_it_arrives_and_never_dropped_unkept() {
+    let h = Harness::new().await;
+    let proxy = AwsProxy::new(&support::endpoint(), "123456789012");
+    let sdk = sdk_via(proxy.listen("WebhookFunction").await).await;
+    let mut app = h.app.clone();
+    let quarantine = manifold_aws::quarantine::DynamoQuarantine::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &h.stack.env.quarantine_table,
+    );
+    app.quarantine = app.ports.ready("quarantine", Arc::new(quarantine));
+    let kept = async |trace: &str| {
+        let all = h.app.quarantine.list(false).await.unwrap();
+        all.into_iter().filter(|q| q.payload.contains(trace)).count()
+    };
+
+    // Not JSON, and the quarantine cannot keep it: the sender is told to retry, not 400.
+    let event_id = support::unique("evt-broken");
+    let body = format!("{{\"id\": \"{event_id}\", truncated");
+    let headers = shopify_headers(body.as_bytes(), &event_id, "orders/create");
+    let unavailable = AwsFault::Fail { status: 500, code: "InternalServerError".into() };
+    proxy.faults.add("dynamodb:PutItem", None, Trigger::Nth(1), unavailable);
+    let first = app.handle_webhook("shopify", "shop-eu", &headers, body.as_bytes(), Utc::now()).await;
+    assert_eq!(first.status, 503, "{}", first.message);
+    assert_eq!(kept(&event_id).await, 0);
+    let retried = app.handle_webhook("shopify", "shop-eu", &headers, body.as_bytes(), Utc::now()).await;
+    assert_eq!(retried.status, 400, "{}", retried.message);
+    assert_eq!(kept(&event_id).await, 1);
+
+    // JSON the normalizer cannot read, accepted and then delivered to ingest three times (its ack
+    // lost twice): kept once, under one id.
+    let mut order: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
+    order["order"]["line_items"][0]["quantity"] = serde_json::json!("many");
+    let body = serde_json::to_vec(&order["order"]).unwrap();
+    let event_id = support::unique("evt-unreadable");
+    let headers = shopify_headers(&body, &event_id, "orders/create");
+    assert_eq!(app.handle_webhook("shopify", "shop-eu", &headers, &body, Utc::now()).await.status, 200);
+    let messages = h.stack.drain(&h.stack.env.ingest_queue_url.clone()).await;
+    for _ in 0..3 {
+        assert!(app.ingest_batch(lambda_event(&messages)).await.batch_item_failures.is_empty());
+    }
+    assert_eq!(kept(&event_id).await, 1);
+}

@@ -777,7 +777,11 @@ impl App {
                 tracing::Span::current().record("error_class", "permanent");
                 sync_failed(channel, s, "permanent");
                 let item = QuarantinedPayload {
-                    id: QuarantinedPayload::new_id(),
+                    // Keyed by the SQS message: a redelivery after a lost ack is kept once.
+                    id: QuarantinedPayload::id_for(
+                        &format!("push:{channel}:{}", s.delivery.id),
+                        s.delivery.sent_at.unwrap_or(now),
+                    ),
                     channel: channel.as_str().to_owned(),
                     account: s.account.clone(),
                     stage: "push".into(),

@@ -176,7 +176,10 @@ impl App {
             document: None,
         };
         if let Err(reason) = check_shape(channel, envelope.topic.as_deref(), &parsed) {
-            self.quarantine_envelope(&envelope, "webhook", &reason, now).await;
+            if self.quarantine_envelope(&envelope, "webhook", &reason, now).await.is_none() {
+                // Not kept: the sender's retry is the only copy left.
+                return WebhookResponse::new(503, "quarantine unavailable, retry later", trace_id);
+            }
             metrics().count("Quarantined", 1).emit();
             return WebhookResponse::new(400, format!("not a {channel} notification: {reason}"), trace_id);
         }
@@ -212,8 +215,9 @@ impl App {
         WebhookResponse::new(200, "accepted", trace_id)
     }
 
-    /// Keeps a payload that cannot be processed, with its reason. Never fails the caller: if even the
-    /// quarantine is down, the error is logged with the trace id (and the queue path retries).
+    /// Keeps a payload that cannot be processed, with its reason, under an id of the delivery and the
+    /// stage (so a redelivery of the same failure is kept once). Returns `None` when even the
+    /// quarantine is down: the error is logged with the trace id and the caller has the sender retry.
     pub async fn quarantine_envelope(
         &self,
         envelope: &IngestEnvelope,
@@ -222,7 +226,7 @@ impl App {
         now: DateTime<Utc>,
     ) -> Option<String> {
         let item = QuarantinedPayload {
-            id: QuarantinedPayload::new_id(),
+            id: QuarantinedPayload::id_for(&format!("{stage}:{}", envelope.ingest_key()), envelope.received_at),
             channel: envelope.channel.to_string(),
             account: envelope.account.clone(),
             stage: stage.to_owned(),

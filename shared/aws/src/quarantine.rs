@@ -86,8 +86,22 @@ pub struct QuarantinedPayload {
 }
 
 impl QuarantinedPayload {
+    /// A fresh time-ordered id, for a payload that has no identity of its own (an operator's import).
     pub fn new_id() -> String {
         uuid::Uuid::now_v7().to_string()
+    }
+
+    /// The id of the payload `key` (what failed and where: the stage and the delivery's ingest key,
+    /// or the push message's id) first seen at `first_seen`. The same failure met again (an SQS
+    /// redelivery after the ack was lost, a sender retrying after a 5xx) gets the same id, so it is
+    /// kept once; the id is still a UUID v7 ordered by `first_seen`.
+    pub fn id_for(key: &str, first_seen: DateTime<Utc>) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(key.as_bytes());
+        let mut random = [0_u8; 10];
+        random.copy_from_slice(&digest[..10]);
+        let millis = u64::try_from(first_seen.timestamp_millis()).unwrap_or_default();
+        uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid().to_string()
     }
 }
 
@@ -104,7 +118,9 @@ pub struct StoredPayload {
 /// `received_at`, the time it was put).
 #[async_trait]
 pub trait Quarantine: Send + Sync {
-    /// Keeps `item` until its retention runs out.
+    /// Keeps `item` until its retention runs out. Putting an id that is already kept and not yet
+    /// replayed changes nothing (the same failure met twice); an id that was replayed and failed
+    /// again is kept anew, with its new reason.
     async fn put(&self, item: &QuarantinedPayload) -> Result<(), StoreError>;
     /// One item with its expiry.
     async fn get_stored(&self, id: &str) -> Result<Option<StoredPayload>, StoreError>;
@@ -178,14 +194,27 @@ impl Quarantine for DynamoQuarantine {
         attrs.insert("sk".into(), sk);
         let expires_at = self.retention.expiry(item.received_at).timestamp();
         attrs.insert(EXPIRES_AT.into(), AttributeValue::N(expires_at.to_string()));
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(attrs))
+            // `replayed_at` is stored as NULL until a replay sets the time (a string).
+            .condition_expression("attribute_not_exists(pk) OR attribute_type(replayed_at, :time)")
+            .expression_attribute_values(":time", AttributeValue::S("S".into()))
             .send()
-            .await
-            .map_err(|e| StoreError::service("dynamodb", "PutItem", e))?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::service("dynamodb", "PutItem", e)),
+        }
     }
 
     async fn get_stored(&self, id: &str) -> Result<Option<StoredPayload>, StoreError> {
@@ -262,6 +291,9 @@ impl Quarantine for MemoryQuarantine {
     async fn put(&self, item: &QuarantinedPayload) -> Result<(), StoreError> {
         let stored = StoredPayload { payload: item.clone(), expires_at: Some(self.retention.expiry(item.received_at)) };
         let mut items = self.items();
+        if items.iter().any(|q| q.payload.id == item.id && q.payload.replayed_at.is_none()) {
+            return Ok(());
+        }
         items.retain(|q| q.payload.id != item.id);
         items.push(stored);
         Ok(())
@@ -318,6 +350,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_same_failure_met_again_gets_the_same_time_ordered_id() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let id = QuarantinedPayload::id_for("normalize:shopify:shop-eu:evt-1", at);
+        assert_eq!(id, QuarantinedPayload::id_for("normalize:shopify:shop-eu:evt-1", at));
+        assert_ne!(id, QuarantinedPayload::id_for("normalize:shopify:shop-eu:evt-2", at));
+        let parsed = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        let later = QuarantinedPayload::id_for("normalize:shopify:shop-eu:evt-0", at + Duration::milliseconds(1));
+        assert!(id < later, "ordered by when the failure was first seen");
+    }
+
     #[tokio::test]
     async fn every_item_expires_its_retention_after_it_was_quarantined_and_replays_keep_the_expiry() {
         let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
@@ -343,5 +387,17 @@ mod tests {
         let json = serde_json::to_value(&replayed).unwrap();
         assert_eq!(json["id"], "q-2");
         assert_eq!(json["expires_at"], "2026-03-08T12:00:00Z");
+
+        // The same failure met again is kept once: the first reason stays until it is replayed.
+        week.put(&item("q-3", at)).await.unwrap();
+        let q3 = week.get("q-3").await.unwrap().unwrap();
+        week.put(&QuarantinedPayload { reason: "again".into(), ..q3.clone() }).await.unwrap();
+        assert_eq!(week.get("q-3").await.unwrap().unwrap(), q3, "an unreplayed item is not overwritten");
+        // A replayed item that fails again is kept anew, unreplayed, with its new reason.
+        week.put(&QuarantinedPayload { reason: "a redelivery".into(), ..item("q-2", at + Duration::days(3)) })
+            .await
+            .unwrap();
+        let requarantined = week.get("q-2").await.unwrap().unwrap();
+        assert_eq!((requarantined.reason.as_str(), requarantined.replayed_at), ("a redelivery", None));
     }
 }

@@ -210,6 +210,14 @@ impl SimHandle {
         self.state.lock().faults.clear();
     }
 
+    /// Makes probabilistic faults repeatable: each channel draws from a generator seeded from
+    /// `seed` (restarted here), so a run's pattern of faults per channel follows its seed.
+    pub fn seed_faults(&self, seed: u64) {
+        let mut s = self.state.lock();
+        s.fault_seed = Some(seed);
+        s.fault_rngs.clear();
+    }
+
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -108,6 +108,10 @@ pub struct Inner {
     pub idempotent_replies: BTreeMap<String, Value>,
     pub writes: BTreeMap<Channel, Vec<Write>>,
     pub faults: BTreeMap<Channel, FaultSpec>,
+    /// Set by `SimHandle::seed_faults`: each channel's probabilistic faults draw from their own
+    /// generator seeded from it, so a run's fault pattern per channel repeats with its seed.
+    pub fault_seed: Option<u64>,
+    pub fault_rngs: BTreeMap<Channel, rand::rngs::StdRng>,
     pub limiters: BTreeMap<Channel, SimLimiter>,
     pub public_keys: BTreeMap<String, String>,
     pub feed_documents: BTreeSet<String>,
@@ -180,7 +184,17 @@ impl Inner {
                 true
             }
             (Some(_), _) => false,
-            (None, Some(p)) => rand::random::<f64>() < p,
+            (None, Some(p)) => match (self.fault_seed, &mut self.fault_rngs) {
+                (Some(seed), rngs) => {
+                    use rand::{Rng as _, SeedableRng as _};
+                    let rng = rngs.entry(channel).or_insert_with(|| {
+                        let salt = Channel::ALL.iter().position(|c| *c == channel).unwrap_or_default() as u64;
+                        rand::rngs::StdRng::seed_from_u64(seed ^ (salt << 32))
+                    });
+                    rng.random::<f64>() < p
+                }
+                (None, _) => rand::random::<f64>() < p,
+            },
             (None, None) => true,
         };
         if fault.next_n == Some(0) {

@@ -169,7 +169,14 @@ pub async fn replay_one(app: &App, item: &QuarantinedPayload, now: DateTime<Utc>
     // recognised, never applied twice.
     envelope.source = Source::Replay;
     let replay = match app.ingest(&envelope, now).await {
-        Ok(IngestOutcome::Quarantined { id, reason }) => Replay::FailedAgain { reason, requarantined_as: id },
+        Ok(IngestOutcome::Quarantined { id, reason }) => {
+            // The same failure is kept under the same id; a failure at another stage is a new item,
+            // which supersedes this one (so the unreplayed list holds each payload once).
+            if id.as_deref().is_some_and(|new| new != item.id) {
+                app.quarantine.mark_replayed(&item.id, now).await?;
+            }
+            Replay::FailedAgain { reason, requarantined_as: id }
+        }
         Ok(outcome) => {
             let detail = match outcome {
                 IngestOutcome::Stored { record_id, event } => format!(
