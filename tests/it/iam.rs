@@ -525,6 +525,7 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             images: Cadence::OnDemand,
             reconcile: Cadence::OnDemand,
             listings: Cadence::OnDemand,
+            ..SyncCadences::default()
         };
     }
     let per_minute = s.app_with("SchedulerFunction", ticked).await;
@@ -546,6 +547,7 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             images: Cadence::OnDemand,
             reconcile: Cadence::OnDemand,
             listings: Cadence::Every(Duration::from_hours(24)),
+            ..SyncCadences::default()
         };
     }
     let listings_sync = s.app_with("SchedulerFunction", listed).await;

@@ -195,6 +195,7 @@ async fn a_tick_starts_exactly_the_due_slots_and_a_second_tick_none() {
         images: Cadence::OnDemand,
         reconcile,
         listings: Cadence::OnDemand,
+        ..SyncCadences::default()
     };
     let rig = Rig::new(vec![
         account(None, Channel::Shopify, "tick-a", cadences(every(5), every(15))),
@@ -357,4 +358,77 @@ async fn a_second_full_sync_with_nothing_changed_calls_no_channel_and_sync_runs_
     let text = manifold_cli::output::Human::human(&report);
     assert!(text.contains("TRIGGER") && text.contains("cli") && text.contains(&second.id), "{text}");
     assert!(report.runs.iter().all(|r| r.finished_at.is_some()));
+}
+
+#[tokio::test]
+async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every_sku_within_its_period() {
+    // An account whose stock tier runs every 5 minutes and verifies every SKU within 15 minutes: three
+    // slices of the catalog, one per run after the first.
+    let sim = Simulator::start(SimConfig::default().unlimited(Channel::Shopify)).await.expect("simulator");
+    let id = support::unique("drift").to_lowercase();
+    let cadences = SyncCadences {
+        orders: Cadence::Realtime,
+        stock: every(5),
+        prices: Cadence::OnDemand,
+        images: Cadence::OnDemand,
+        reconcile: Cadence::OnDemand,
+        listings: Cadence::OnDemand,
+        verify_within: every(15),
+    };
+    let rig = Rig::new(vec![account(Some(&sim), Channel::Shopify, &id, cadences)]).await;
+    // The ledger publishes 4 of each SKU; the channel shows 7 of the first (edited in its admin).
+    let skus: Vec<String> = (0..3).map(|i| format!("DRIFT-{i}")).collect();
+    let shown = [7, 4, 4];
+    sim.seed_catalog(
+        Channel::Shopify,
+        skus.iter()
+            .zip(shown)
+            .enumerate()
+            .map(|(i, (sku, quantity))| CatalogItem {
+                id: format!("gid://shopify/InventoryItem/{}", 2000 + i),
+                sku: sku.clone(),
+                quantity,
+                product_id: Some(format!("gid://shopify/Product/{}", 2000 + i)),
+                variant_id: Some(format!("gid://shopify/ProductVariant/{}", 2000 + i)),
+                price_minor: None,
+            })
+            .collect(),
+    );
+    seed_positions(&rig.stack, &skus, 4).await;
+    let push_queue = rig.stack.env.push_queues[&Channel::Shopify].clone();
+    let recorder = manifold_telemetry::Recorder::start();
+    let start = Utc::now() + TimeDelta::seconds(2);
+
+    // The tier's first run walks the whole catalog, reads the channel, and queues only the drifted SKU.
+    let tick = rig.app.tick(start).await.expect("tick");
+    assert_eq!(tick.started.len(), 1, "{tick:?}");
+    assert_eq!(rig.run_pages(&*rig.app.push_queue).await, 0);
+    let first = rig.run(&tick.started[0].run).await;
+    assert_eq!((first.status, first.examined, first.pushed, first.drift), (RunStatus::Finished, 3, 1, 3), "{first:?}");
+    let jobs = rig.stack.drain(&push_queue).await;
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].body().unwrap_or_default().contains("\"DRIFT-0\""), "{jobs:?}");
+    let response = rig.app.push_batch(Channel::Shopify, support::lambda_event(&jobs)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let on_channel = sim.snapshot().stock.get(&Channel::Shopify).cloned().unwrap_or_default();
+    let drifted = on_channel.get("gid://shopify/InventoryItem/2000");
+    assert_eq!(drifted, Some(&4), "the channel shows what the ledger publishes: {on_channel:?}");
+    let is_account = |d: &serde_json::Value| d["Account"] == id.as_str();
+    let metric = recorder.sum("StockDrift", is_account);
+    assert!((metric - 3.0).abs() < 1e-9, "StockDrift per account counted 3 units, counted {metric}");
+
+    // The next three runs each walk what changed (nothing) and one slice: together every SKU once,
+    // all verified, nothing queued.
+    let mut examined = 0;
+    for run in 1..=3 {
+        let now = start + TimeDelta::minutes(5 * run + 1);
+        let tick = rig.app.tick(now).await.expect("tick");
+        assert_eq!(tick.started.len(), 1, "run {run}: {tick:?}");
+        assert_eq!(rig.run_pages(&*rig.app.push_queue).await, 0);
+        let done = rig.run(&tick.started[0].run).await;
+        assert_eq!((done.status, done.pushed, done.drift), (RunStatus::Finished, 0, 0), "run {run}: {done:?}");
+        examined += done.examined;
+    }
+    assert_eq!(examined, 3, "the slices of one period cover the catalog once");
+    assert!(rig.stack.drain(&push_queue).await.is_empty(), "nothing queued without drift");
 }

@@ -414,13 +414,22 @@ impl App {
         queue: &Q,
         trace_id: Option<&str>,
     ) -> Result<FanoutReport, Failure> {
-        let component_keys = bundle_component_keys(config, positions);
-        let reads: Vec<_> = component_keys.iter().map(|k| self.ledger.position(k)).collect();
-        let components: Vec<Position> =
-            stream::iter(reads).buffered(FANOUT_CONCURRENCY).try_collect().await.map_err(|e| failure(&e))?;
+        let components = self.bundle_components(config, positions).await?;
         fan_out_with_bundles(config, positions, &components, &self.push_gate, queue, trace_id).await.map_err(|e| {
             if e.is_retryable() { Failure::Transient(Box::new(e)) } else { Failure::permanent("fanout", e.to_string()) }
         })
+    }
+
+    /// The positions of the bundles' components that `positions` hold some of (what a bundle's value
+    /// is computed from).
+    pub(crate) async fn bundle_components(
+        &self,
+        config: &ChannelConfig,
+        positions: &[Position],
+    ) -> Result<Vec<Position>, Failure> {
+        let component_keys = bundle_component_keys(config, positions);
+        let reads: Vec<_> = component_keys.iter().map(|k| self.ledger.position(k)).collect();
+        stream::iter(reads).buffered(FANOUT_CONCURRENCY).try_collect().await.map_err(|e| failure(&e))
     }
 
     /// `InventoryChanged` for one position version (its id names the version: stable on a replay).

@@ -142,6 +142,15 @@ pub struct SyncCadences {
     /// channel's ids (daily by default; a period of at least an hour, or `on_demand`).
     #[serde(default = "default_listings")]
     pub listings: Cadence,
+    /// The stock tier reads what the channel shows for every SKU at least this often (24h by
+    /// default): each scheduled stock run checks the positions changed since the last one plus a
+    /// slice of the catalog, the slices of one period covering all of it.
+    #[serde(default = "default_verify_within")]
+    pub verify_within: Cadence,
+}
+
+fn default_verify_within() -> Cadence {
+    Cadence::Every(Duration::from_hours(24))
 }
 
 fn default_listings() -> Cadence {
@@ -160,6 +169,7 @@ impl Default for SyncCadences {
             images: Cadence::Every(Duration::from_hours(24)),
             reconcile: Cadence::Every(Duration::from_mins(15)),
             listings: default_listings(),
+            verify_within: default_verify_within(),
         }
     }
 }
@@ -408,6 +418,21 @@ impl ChannelConfig {
                 }
                 _ => {}
             }
+            match (a.sync.verify_within, a.sync.stock) {
+                (Cadence::Every(verify), Cadence::Every(stock)) if verify < stock => {
+                    return Err((
+                        at("sync.verify_within"),
+                        format!("{} is shorter than the stock cadence ({})", a.sync.verify_within, a.sync.stock),
+                    ));
+                }
+                (Cadence::Every(_), _) => {}
+                _ => {
+                    return Err((
+                        at("sync.verify_within"),
+                        format!("{} is not a period: use one such as \"24h\"", a.sync.verify_within),
+                    ));
+                }
+            }
             for key in required_settings(a.channel) {
                 if !a.settings.contains_key(*key) {
                     return Err((at("settings"), format!("missing `{key}`, required for {}", a.channel)));
@@ -594,6 +619,24 @@ mod tests {
             assert_eq!(parsed.is_ok(), ok, "{cadence}: {parsed:?}");
             if let Err(e) = parsed {
                 assert!(e.to_string().contains("sync.listings"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_sku_is_verified_daily_by_default_and_never_more_often_than_stock_runs() {
+        let cfg = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
+        assert!(cfg.accounts.iter().all(|a| a.sync.verify_within == Cadence::Every(Duration::from_hours(24))));
+        for (cadence, ok) in [("\"6h\"", true), ("\"5m\"", true), ("\"1m\"", false), ("\"on_demand\"", false)] {
+            let text = EXAMPLE.replacen(
+                "reconcile = \"15m\" }",
+                &format!("reconcile = \"15m\", verify_within = {cadence} }}"),
+                1,
+            );
+            let parsed = ChannelConfig::parse("x.toml", &text);
+            assert_eq!(parsed.is_ok(), ok, "{cadence}: {parsed:?}");
+            if let Err(e) = parsed {
+                assert!(e.to_string().contains("sync.verify_within"), "{e}");
             }
         }
     }

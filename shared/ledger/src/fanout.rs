@@ -357,6 +357,57 @@ impl PushGate {
         }
     }
 
+    /// What the gate holds for `job`'s channel SKU (`None`: never offered).
+    pub async fn state(&self, job: &PushJob) -> Result<Option<GateState>, PushError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(job)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        let un = |k: &str| n(k).and_then(|v| u64::try_from(v).ok());
+        Ok(Some(GateState {
+            version: un("version").unwrap_or_default(),
+            quantity: n("quantity").and_then(|q| u32::try_from(q).ok()).unwrap_or_default(),
+            channel_sku: item.get("channel_sku").and_then(|v| v.as_s().ok()).cloned(),
+            offered_at: n("offered_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)).unwrap_or_default(),
+            delivered: un("delivered"),
+            withdrawn: un("withdrawn"),
+        }))
+    }
+
+    /// Records `job` as offered whatever was delivered before: the channel was seen showing another
+    /// quantity than the one it confirmed (an edit on the channel, a lost write), so its delivered
+    /// version no longer holds. Never over a newer offer: `false` when one was made since.
+    pub async fn resend(&self, job: &PushJob) -> Result<bool, PushError> {
+        let now = chrono::Utc::now();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(job)))
+            .update_expression(
+                "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now REMOVE delivered, withdrawn",
+            )
+            .condition_expression("attribute_not_exists(pk) OR version <= :v")
+            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
+            .expression_attribute_values(":q", AttributeValue::N(job.quantity.to_string()))
+            .expression_attribute_values(":c", AttributeValue::S(job.channel_sku.clone()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(aws_error("UpdateItem", e)),
+        }
+    }
+
     /// For the push consumer: is `job` still the latest value for its channel SKU?
     pub async fn is_current(&self, job: &PushJob) -> Result<bool, PushError> {
         let out = self
@@ -400,6 +451,15 @@ impl GateState {
     /// the new SKU never got this quantity); or the same or a newer version while the one offered never
     /// reached the channel (withdrawn, or undelivered for longer than [`PRESUMED_LOST_AFTER`]). An offer
     /// still in flight is not duplicated.
+    /// Whether a value for `job`'s channel SKU is on its way at `now`: a newer version was offered,
+    /// or this one was offered, not withdrawn, not yet delivered and not yet presumed lost. What the
+    /// channel shows then may simply not have caught up, which is not drift.
+    pub fn in_flight(&self, job: &PushJob, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let undelivered = self.delivered.is_none_or(|d| d < self.version);
+        let lost = self.withdrawn == Some(self.version) || self.offered_at < now - PRESUMED_LOST_AFTER;
+        self.version > job.version || (undelivered && !lost)
+    }
+
     pub fn accepts(stored: Option<&GateState>, job: &PushJob, now: chrono::DateTime<chrono::Utc>) -> bool {
         stored.is_none_or(|s| {
             let undelivered = s.delivered.is_none_or(|d| d < s.version);
@@ -423,10 +483,28 @@ pub struct FanoutReport {
 }
 
 /// Offers one job to the gate and enqueues it if the gate takes it (`None`: coalesced).
-async fn hand_over<Q: PushQueue>(gate: &PushGate, queue: &Q, job: PushJob) -> Result<Option<PushJob>, PushError> {
+pub async fn hand_over<Q: PushQueue>(gate: &PushGate, queue: &Q, job: PushJob) -> Result<Option<PushJob>, PushError> {
     if !gate.offer(&job).await? {
         return Ok(None);
     }
+    enqueue_offered(gate, queue, job).await
+}
+
+/// [`hand_over`] for a value the channel was seen not to show ([`PushGate::resend`]): it goes out
+/// even though its version was delivered before (`None`: a newer offer was made since).
+pub async fn hand_over_again<Q: PushQueue>(
+    gate: &PushGate,
+    queue: &Q,
+    job: PushJob,
+) -> Result<Option<PushJob>, PushError> {
+    if !gate.resend(&job).await? {
+        return Ok(None);
+    }
+    enqueue_offered(gate, queue, job).await
+}
+
+/// Enqueues a job the gate took, withdrawing the offer when the enqueue fails.
+async fn enqueue_offered<Q: PushQueue>(gate: &PushGate, queue: &Q, job: PushJob) -> Result<Option<PushJob>, PushError> {
     if let Err(e) = queue.enqueue(&job).await {
         // The gate holds a version the channel will never get from this offer: say so, so the retry
         // (or the stock tier) re-sends it instead of coalescing it away.
@@ -458,6 +536,14 @@ pub async fn fan_out<Q: PushQueue>(
     fan_out_with_bundles(config, positions, &[], gate, queue, trace_id).await
 }
 
+/// What is published for `positions`: each one that is not a bundle's own position, and the bundles
+/// they are components of (computed with `components`, see [`bundle_positions`]).
+pub fn publishable_positions(config: &ChannelConfig, positions: &[Position], components: &[Position]) -> Vec<Position> {
+    let mut all: Vec<Position> = positions.iter().filter(|p| config.bundle(&p.sku).is_none()).cloned().collect();
+    all.extend(bundle_positions(config, positions, components));
+    all
+}
+
 /// [`fan_out`], with the bundles' other component positions (`components`, as read by the caller
 /// from [`bundle_component_keys`]) so a bundle's value counts every component. A bundle SKU's own
 /// position, if one was ever written, is not published: a bundle is what its components allow.
@@ -469,9 +555,8 @@ pub async fn fan_out_with_bundles<Q: PushQueue>(
     queue: &Q,
     trace_id: Option<&str>,
 ) -> Result<FanoutReport, PushError> {
-    let mut all: Vec<Position> = positions.iter().filter(|p| config.bundle(&p.sku).is_none()).cloned().collect();
-    all.extend(bundle_positions(config, positions, components));
-    let positions = all.as_slice();
+    let positions = publishable_positions(config, positions, components);
+    let positions = positions.as_slice();
     let mut report = FanoutReport::default();
     // Page by page (bounded memory and in-flight work for any order size), each page concurrently;
     // a failure stops the fan-out and the caller's retry redoes it: what was already handed over is
@@ -664,5 +749,12 @@ mod tests {
         assert!(!accepts(&delivered, &remapped(2, 5)), "never an older version");
         let unknown = GateState { channel_sku: None, ..delivered.clone() };
         assert!(accepts(&unknown, &job(3, 5)), "a state recorded before the gate kept the SKU: sent once");
+
+        // Reconciliation: a channel showing another quantity is drift unless a value is on its way.
+        assert!(!delivered.in_flight(&job(3, 5), now), "delivered: what the channel shows is drift");
+        assert!(in_flight.in_flight(&job(3, 5), now), "offered moments ago: that push settles it");
+        assert!(delivered.in_flight(&job(2, 5), now), "a newer version was offered than the page read");
+        assert!(!withdrawn.in_flight(&job(3, 5), now), "withdrawn: nothing is on its way");
+        assert!(!long_ago.in_flight(&job(3, 5), now), "presumed lost: nothing is on its way");
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! [`LedgerCatalog`] pages a `Scan` of the `LedgerTable` (positions only; the cursor is the scan's
 //! last evaluated key), reading each position from the page itself: one request per page, not one
-//! per SKU. A delta run adds `updated_at >= since`.
+//! per SKU. A delta run adds `updated_at >= since`. A slice is one segment of a parallel scan: the
+//! segments partition the table, so the stock tier verifies the catalog a slice per run.
 
 use std::collections::HashMap;
 
@@ -15,6 +16,9 @@ use manifold_ledger::Position;
 
 /// Ledger items evaluated per page: what one page message covers.
 pub const PAGE_ITEMS: i32 = 500;
+
+/// At most this many slices (DynamoDB's limit on a scan's segments is 1,000,000).
+pub const MAX_SLICES: u32 = 1_000_000;
 
 /// One page of positions and where the next one starts (`None`: that was the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +33,10 @@ pub trait Catalog: Send + Sync {
     /// The page starting at `cursor` (`None`: the beginning); with `since`, only positions changed
     /// since then.
     async fn page(&self, cursor: Option<&str>, since: Option<DateTime<Utc>>) -> Result<CatalogPage, StoreError>;
+
+    /// The page starting at `cursor` of slice `slice` of `slices` (0-based): the slices partition
+    /// the catalog, so walking each once covers every position once.
+    async fn slice_page(&self, cursor: Option<&str>, slice: u32, slices: u32) -> Result<CatalogPage, StoreError>;
 }
 
 /// The `LedgerTable`'s positions (`SKU#{sku}` / `LOC#{location}`).
@@ -69,8 +77,44 @@ fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreE
     Ok(HashMap::from([("pk".to_owned(), field("pk")?), ("sk".to_owned(), field("sk")?)]))
 }
 
+impl LedgerCatalog {
+    /// One page of `scan` (positions only), decoded.
+    async fn positions(
+        scan: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
+    ) -> Result<CatalogPage, StoreError> {
+        let out = scan.send().await.map_err(|e| StoreError::service("dynamodb", "Scan", e))?;
+        let positions = out
+            .items()
+            .iter()
+            .map(|item| {
+                serde_dynamo::aws_sdk_dynamodb_1::from_item::<Position>(item.clone()).map_err(|e| {
+                    let key = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                    StoreError::Corrupt { key, what: "ledger position", source: Box::new(e) }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CatalogPage { positions, next: out.last_evaluated_key().and_then(encode_cursor) })
+    }
+}
+
 #[async_trait::async_trait]
 impl Catalog for LedgerCatalog {
+    async fn slice_page(&self, cursor: Option<&str>, slice: u32, slices: u32) -> Result<CatalogPage, StoreError> {
+        // DynamoDB's parallel scan segments: disjoint, together the whole table, each read on its own.
+        let slices = slices.clamp(1, MAX_SLICES);
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(self.page_items)
+            .segment(i32::try_from(slice % slices).unwrap_or_default())
+            .total_segments(i32::try_from(slices).unwrap_or(1))
+            .filter_expression("begins_with(sk, :loc)")
+            .expression_attribute_values(":loc", AttributeValue::S("LOC#".into()))
+            .set_exclusive_start_key(cursor.map(decode_cursor).transpose()?);
+        Self::positions(scan).await
+    }
+
     async fn page(&self, cursor: Option<&str>, since: Option<DateTime<Utc>>) -> Result<CatalogPage, StoreError> {
         let mut scan = self
             .client
@@ -89,17 +133,6 @@ impl Catalog for LedgerCatalog {
             }
             None => scan.filter_expression("begins_with(sk, :loc)"),
         };
-        let out = scan.send().await.map_err(|e| StoreError::service("dynamodb", "Scan", e))?;
-        let positions = out
-            .items()
-            .iter()
-            .map(|item| {
-                serde_dynamo::aws_sdk_dynamodb_1::from_item::<Position>(item.clone()).map_err(|e| {
-                    let key = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                    StoreError::Corrupt { key, what: "ledger position", source: Box::new(e) }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CatalogPage { positions, next: out.last_evaluated_key().and_then(encode_cursor) })
+        Self::positions(scan).await
     }
 }

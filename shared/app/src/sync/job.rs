@@ -17,16 +17,34 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use manifold_domain::config::{AccountConfig, ChannelConfig};
+use manifold_domain::config::{AccountConfig, Cadence, ChannelConfig};
 use manifold_ledger::fanout::PushQueue;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{
-    PageDone, RunStatus, SLOT_LEASE, Slot, SyncKind, SyncRun, Trigger, due_before, is_due,
+    PageDone, RunStatus, SLOT_LEASE, Slot, SyncKind, SyncRun, Trigger,
+    catalog::{CatalogPage, MAX_SLICES},
+    due_before, is_due,
     store::{Claim, SyncStore},
 };
 use crate::{App, outcome::Failure};
+
+/// Prefix of a stock run's cursor once it walks its slice of the catalog.
+const SLICE_CURSOR: &str = "slice:";
+
+/// Which slice of how many a scheduled stock run walks: `verify_within` over the stock cadence
+/// slices (at least one), and the run's start in stock periods, modulo that, picks one; consecutive
+/// runs take consecutive slices.
+fn slice_of(run: &SyncRun, account: &AccountConfig) -> (u32, u32) {
+    let (Cadence::Every(stock), Cadence::Every(verify)) = (account.sync.stock, account.sync.verify_within) else {
+        return (0, 1);
+    };
+    let period = stock.as_secs().max(1);
+    let slices = verify.as_secs().div_ceil(period).clamp(1, u64::from(MAX_SLICES));
+    let index = u64::try_from(run.started_at.timestamp()).unwrap_or_default() / period % slices;
+    (u32::try_from(index).unwrap_or_default(), u32::try_from(slices).unwrap_or(1))
+}
 
 /// Counts what a page attempt hands to the push queue, so an attempt that fails halfway still
 /// counts the jobs it queued.
@@ -94,8 +112,10 @@ pub async fn claim_due(
                 continue;
             }
             let manifold_domain::config::Cadence::Every(period) = cadence else { continue };
-            // Scheduled stock runs walk the whole catalog: the push gate keeps them to what changed.
-            let run = SyncRun::new(&slot, Trigger::Scheduled, true, None, now);
+            // A stock run after the slot's first walks what changed since the previous one plus a
+            // slice of the catalog (`App::stock_page`); the first, and other kinds, walk everything.
+            let since = states.get(&slot).and_then(|s| s.last_started).filter(|_| kind == SyncKind::Stock);
+            let run = SyncRun::new(&slot, Trigger::Scheduled, since.is_none(), since, now);
             let claim = Claim {
                 now,
                 due_before: due_before(period, now),
@@ -315,14 +335,32 @@ impl App {
         let finished = Some(RunStatus::Finished);
         Ok(match run.kind {
             SyncKind::Stock => {
-                let page = self.catalog.page(run.cursor.as_deref(), run.since).await?;
-                let pushed = self.offer_to_account(&account, &page.positions, queue).await?;
-                PageDone {
-                    end: page.next.is_none().then_some(RunStatus::Finished),
-                    cursor: page.next,
-                    examined: page.positions.len() as u64,
-                    pushed,
-                    ..PageDone::default()
+                let page = self.stock_page(run, &account).await?;
+                let end = page.next.is_none().then_some(RunStatus::Finished);
+                if run.trigger == Trigger::Scheduled {
+                    // The tier's own runs read what the channel shows and correct drift
+                    // (`drift`); a triggered run pushes what changed, calling the channel only
+                    // for that.
+                    let trace_id = crate::trace::mint();
+                    let d = self.reconcile_stock(&account, &page.positions, queue, &trace_id, now).await?;
+                    PageDone {
+                        end,
+                        cursor: page.next,
+                        examined: page.positions.len() as u64,
+                        pushed: d.pushed,
+                        drift: d.drift_units,
+                        errors: u64::from(d.read_error.is_some()),
+                        note: d.read_error,
+                    }
+                } else {
+                    let pushed = self.offer_to_account(&account, &page.positions, queue).await?;
+                    PageDone {
+                        end,
+                        cursor: page.next,
+                        examined: page.positions.len() as u64,
+                        pushed,
+                        ..PageDone::default()
+                    }
                 }
             }
             SyncKind::Reconcile | SyncKind::Orders => {
@@ -356,6 +394,24 @@ impl App {
                 ..PageDone::default()
             },
         })
+    }
+
+    /// The next page of a stock run. A run with `since` (a scheduled run after the slot's first)
+    /// walks the positions changed since then, and then, when it is the tier's own run, one slice of
+    /// the whole catalog (`SLICE_CURSOR` marks that walk's cursor): the slice is the run's place in
+    /// the account's `verify_within` period, so the runs of one period read every SKU from the
+    /// channel, while no run walks the whole catalog.
+    async fn stock_page(&self, run: &SyncRun, account: &AccountConfig) -> Result<CatalogPage, Failure> {
+        if let Some(inner) = run.cursor.as_deref().and_then(|c| c.strip_prefix(SLICE_CURSOR)) {
+            let (slice, slices) = slice_of(run, account);
+            let page = self.catalog.slice_page(Some(inner).filter(|c| !c.is_empty()), slice, slices).await?;
+            return Ok(CatalogPage { next: page.next.map(|c| format!("{SLICE_CURSOR}{c}")), ..page });
+        }
+        let mut page = self.catalog.page(run.cursor.as_deref(), run.since).await?;
+        if page.next.is_none() && run.since.is_some() && run.trigger == Trigger::Scheduled {
+            page.next = Some(SLICE_CURSOR.to_owned());
+        }
+        Ok(page)
     }
 
     /// Hands `positions` to the push gate for this one account and queues what it takes; returns how

@@ -13,6 +13,11 @@
 //! quantity last handed over and the version the channel confirmed (`delivered`), so an unchanged
 //! SKU is coalesced there and a second full sync with nothing changed calls no channel.
 //!
+//! Reconciliation: the stock tier's scheduled runs also read what the channel shows and correct
+//! drift ([`drift`]); after its first run, each walks the positions changed since the previous one
+//! plus one slice of the catalog, the slices of the account's `verify_within` period covering it
+//! all ([`catalog::Catalog::slice_page`]).
+//!
 //! State in the `StateTable` ([`store::DynamoSyncStore`]):
 //! - slot `SYNCSLOT` / `{channel}#{account}#{kind}`: `last_started`, `last_finished`, `lease_until`
 //!   (epoch milliseconds) and `last_run` (the run id; the run holds the cursor);
@@ -21,6 +26,7 @@
 //!   by start and a run is found from its id alone.
 
 pub mod catalog;
+pub mod drift;
 pub mod job;
 pub mod store;
 
