@@ -29,7 +29,10 @@ use manifold_app::{
     app::Settings,
     config::{ConfigSource, LiveConfig},
     push::PushMessage,
-    sync::job::{PageMessage, PageOutcome},
+    sync::{
+        Slot, SyncKind, SyncRun, Trigger as RunTrigger,
+        job::{PageMessage, PageOutcome},
+    },
 };
 use manifold_aws::{
     AwsEnv,
@@ -534,6 +537,22 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     let page = PageMessage { run: tick.started[0].run.clone(), page: 0 };
     let done = per_minute.sync_page(&page, Utc::now()).await.expect("page");
     assert!(matches!(done, PageOutcome::Recorded(_)), "{done:?}");
+    // And a delta stock run (what changed in the last ten minutes, as a scheduled run after the first
+    // walks it): the ledger's `Changed` index is queried for this scenario's recent changes. The account
+    // sells from a location nothing is stocked at, so nothing is offered on the shared queues.
+    let mut changed = s.config.clone();
+    changed.accounts.retain(|a| a.channel == Channel::Shopify);
+    for a in &mut changed.accounts {
+        a.account = AccountId::new(format!("{}-changed", s.run)).unwrap();
+        a.stock.location = "iam-nowhere".into();
+    }
+    let delta = s.app_with("SchedulerFunction", changed).await;
+    let slot = Slot::new(Channel::Shopify, AccountId::new(format!("{}-changed", s.run)).unwrap(), SyncKind::Stock);
+    let now = Utc::now();
+    let run = SyncRun::new(&slot, RunTrigger::Cli, false, Some(now - chrono::Duration::minutes(10)), now);
+    delta.sync_store.create_run(&run).await.expect("create the delta run");
+    let done = delta.sync_page(&PageMessage { run: run.id.clone(), page: 0 }, Utc::now()).await.expect("page");
+    assert!(matches!(&done, PageOutcome::Recorded(d) if d.examined >= 1 && d.pushed == 0), "{done:?}");
     // And a listings run, on another account of this run's own: its one page walks the simulator's
     // Shopify listings into the listings store (StateTable) and publishes what is new there.
     let mut listed = s.config.clone();

@@ -50,7 +50,7 @@ fn order(channel: Channel, id: &str, lines: &[(&str, u32)], oversell: OversellAc
 async fn ledger() -> Arc<DynamoLedger> {
     let aws = support::aws().await;
     let ddb = aws_sdk_dynamodb::Client::new(&aws);
-    let table = support::create_table(&ddb, "ledger").await;
+    let table = support::create_ledger_table(&ddb).await;
     // moto's transactions are not isolated from each other: the ledger serialises its own writes to it
     // (reads, decisions, retries and conflicts stay concurrent). See `DynamoStore::emulator_safe`.
     Arc::new(DynamoLedger::dynamo_emulator(ddb, table))

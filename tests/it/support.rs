@@ -63,6 +63,36 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, prefix: &str) -> Strin
     name
 }
 
+/// Creates a ledger table as template.yaml's `LedgerTable`: the key schema and the `Changed` index
+/// of positions by the hour they changed in.
+pub async fn create_ledger_table(ddb: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    let name = unique("ledger");
+    let attribute =
+        |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build();
+    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build();
+    let changed = GlobalSecondaryIndex::builder()
+        .index_name(manifold_ledger::dynamo::CHANGED_INDEX)
+        .key_schema(key("changed", KeyType::Hash).unwrap())
+        .key_schema(key("updated_at", KeyType::Range).unwrap())
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .unwrap();
+    ddb.create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(
+            ["pk", "sk", "changed", "updated_at"].into_iter().map(|n| attribute(n).unwrap()).collect(),
+        ))
+        .key_schema(key("pk", KeyType::Hash).unwrap())
+        .key_schema(key("sk", KeyType::Range).unwrap())
+        .global_secondary_indexes(changed)
+        .send()
+        .await
+        .expect("create ledger table in moto");
+    name
+}
+
 /// Creates a standard queue and returns its URL.
 pub async fn create_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
     sqs.create_queue()
@@ -163,7 +193,7 @@ impl Stack {
         let env = manifold_aws::AwsEnv {
             records_table,
             idempotency_table: create_table(&ddb, "idem").await,
-            ledger_table: create_table(&ddb, "ledger").await,
+            ledger_table: create_ledger_table(&ddb).await,
             state_table: create_table(&ddb, "state").await,
             quarantine_table: create_table(&ddb, "quarantine").await,
             event_bus: bus,

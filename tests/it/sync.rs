@@ -20,6 +20,7 @@ use futures::{StreamExt, stream};
 use manifold_app::{
     App,
     app::Settings,
+    ledger::OnHandUpdate,
     sync::{
         RunStatus, SLOT_LEASE, Slot, SyncKind, SyncRun, Trigger,
         job::{PageMessage, PageOutcome},
@@ -397,7 +398,7 @@ async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every
     seed_positions(&rig.stack, &skus, 4).await;
     let push_queue = rig.stack.env.push_queues[&Channel::Shopify].clone();
     let recorder = manifold_telemetry::Recorder::start();
-    let start = Utc::now() + TimeDelta::seconds(2);
+    let start = Utc::now() - TimeDelta::seconds(10);
 
     // The tier's first run walks the whole catalog, reads the channel, and queues only the drifted SKU.
     let tick = rig.app.tick(start).await.expect("tick");
@@ -417,8 +418,17 @@ async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every
     let metric = recorder.sum("StockDrift", is_account);
     assert!((metric - 3.0).abs() < 1e-9, "StockDrift per account counted 3 units, counted {metric}");
 
-    // The next three runs each walk what changed (nothing) and one slice: together every SKU once,
-    // all verified, nothing queued.
+    // The ERP recounts one SKU: the ledger publishes it at once (and the push delivers it).
+    let recount =
+        OnHandUpdate { on_hand: 6, location: None, source_ref: Some(support::unique("recount")), as_of: None };
+    rig.app.set_on_hand("DRIFT-1", &recount, "t-recount", Utc::now()).await.expect("recount");
+    let jobs = rig.stack.drain(&push_queue).await;
+    assert_eq!(jobs.len(), 1);
+    assert!(rig.app.push_batch(Channel::Shopify, support::lambda_event(&jobs)).await.batch_item_failures.is_empty());
+
+    // The next three runs each walk what changed since the previous one (the recount, found in the
+    // ledger's Changed index, in the first of them) and one slice: together every SKU once plus the
+    // changed one, all verified, nothing queued.
     let mut examined = 0;
     for run in 1..=3 {
         let now = start + TimeDelta::minutes(5 * run + 1);
@@ -429,6 +439,6 @@ async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every
         assert_eq!((done.status, done.pushed, done.drift), (RunStatus::Finished, 0, 0), "run {run}: {done:?}");
         examined += done.examined;
     }
-    assert_eq!(examined, 3, "the slices of one period cover the catalog once");
+    assert_eq!(examined, 3 + 1, "the slices of one period cover the catalog once, plus what changed");
     assert!(rig.stack.drain(&push_queue).await.is_empty(), "nothing queued without drift");
 }

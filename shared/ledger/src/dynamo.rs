@@ -84,6 +84,28 @@ struct PositionItem {
     updated_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
+    /// The position's change bucket ([`change_bucket`]): the `Changed` index's key, so the stock tier
+    /// finds what changed since its last run without scanning the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    changed: Option<String>,
+}
+
+/// The `LedgerTable` index of positions by when they changed: partition [`change_bucket`], sort key
+/// `updated_at`.
+pub const CHANGED_INDEX: &str = "Changed";
+
+/// Change buckets per hour: a hot hour's position writes spread over this many index partitions.
+pub const CHANGE_SHARDS: u32 = 4;
+
+/// `CHG#{yyyy-mm-ddThh}#{shard}`: the hour a position changed in and a shard of its SKU.
+pub fn change_bucket(sku: &str, at: DateTime<Utc>) -> String {
+    format!("CHG#{}#{}", at.format("%Y-%m-%dT%H"), change_shard(sku))
+}
+
+/// A stable shard of `sku` in `0..CHANGE_SHARDS` (FNV-1a: the same on every build and platform).
+fn change_shard(sku: &str) -> u32 {
+    let hash = sku.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash % CHANGE_SHARDS
 }
 
 #[derive(Serialize, Deserialize)]
@@ -268,6 +290,7 @@ impl DynamoStore {
             let item = encode(
                 "position",
                 &PositionItem {
+                    changed: Some(change_bucket(p.sku.as_str(), now)),
                     pk: position_pk(&p.sku),
                     sk: position_sk(&p.location),
                     sku: p.sku,

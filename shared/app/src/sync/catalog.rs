@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 use manifold_aws::StoreError;
-use manifold_ledger::Position;
+use manifold_ledger::{Position, dynamo::CHANGE_SHARDS};
 
 /// Ledger items evaluated per page: what one page message covers.
 pub const PAGE_ITEMS: i32 = 500;
@@ -37,6 +37,40 @@ pub trait Catalog: Send + Sync {
     /// The page starting at `cursor` of slice `slice` of `slices` (0-based): the slices partition
     /// the catalog, so walking each once covers every position once.
     async fn slice_page(&self, cursor: Option<&str>, slice: u32, slices: u32) -> Result<CatalogPage, StoreError>;
+
+    /// The page starting at `cursor` of the positions changed since `since` (up to `until`, the
+    /// run's start: later changes may appear too), found through the ledger's `Changed` index.
+    async fn changed_page(
+        &self,
+        cursor: Option<&str>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<CatalogPage, StoreError>;
+}
+
+/// The change buckets (hour and shard, see `manifold_ledger::dynamo::change_bucket`) a changed walk
+/// from `since` to `until` queries, in order.
+pub fn change_buckets(since: DateTime<Utc>, until: DateTime<Utc>) -> Vec<String> {
+    let hour = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
+    let mut out = Vec::new();
+    let mut at = since;
+    loop {
+        for shard in 0..CHANGE_SHARDS {
+            out.push(format!("CHG#{}#{shard}", hour(at)));
+        }
+        if hour(at) >= hour(until) {
+            return out;
+        }
+        at += chrono::TimeDelta::hours(1);
+    }
+}
+
+/// A changed walk's cursor: which bucket it is in and where in it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ChangedCursor {
+    bucket: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<HashMap<String, String>>,
 }
 
 /// The `LedgerTable`'s positions (`SKU#{sku}` / `LOC#{location}`).
@@ -77,28 +111,77 @@ fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreE
     Ok(HashMap::from([("pk".to_owned(), field("pk")?), ("sk".to_owned(), field("sk")?)]))
 }
 
+fn decode_positions(items: &[HashMap<String, AttributeValue>]) -> Result<Vec<Position>, StoreError> {
+    items
+        .iter()
+        .map(|item| {
+            serde_dynamo::aws_sdk_dynamodb_1::from_item::<Position>(item.clone()).map_err(|e| {
+                let key = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                StoreError::Corrupt { key, what: "ledger position", source: Box::new(e) }
+            })
+        })
+        .collect()
+}
+
 impl LedgerCatalog {
     /// One page of `scan` (positions only), decoded.
     async fn positions(
         scan: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
     ) -> Result<CatalogPage, StoreError> {
         let out = scan.send().await.map_err(|e| StoreError::service("dynamodb", "Scan", e))?;
-        let positions = out
-            .items()
-            .iter()
-            .map(|item| {
-                serde_dynamo::aws_sdk_dynamodb_1::from_item::<Position>(item.clone()).map_err(|e| {
-                    let key = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                    StoreError::Corrupt { key, what: "ledger position", source: Box::new(e) }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let positions = decode_positions(out.items())?;
         Ok(CatalogPage { positions, next: out.last_evaluated_key().and_then(encode_cursor) })
     }
 }
 
 #[async_trait::async_trait]
 impl Catalog for LedgerCatalog {
+    async fn changed_page(
+        &self,
+        cursor: Option<&str>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<CatalogPage, StoreError> {
+        let buckets = change_buckets(since, until);
+        let mut at = match cursor {
+            Some(c) => serde_json::from_str::<ChangedCursor>(c).map_err(|e| corrupt(c, e.to_string()))?,
+            None => ChangedCursor { bucket: 0, key: None },
+        };
+        let since =
+            AttributeValue::S(since.to_rfc3339_opts(SecondsFormat::Secs, true).trim_end_matches('Z').to_owned());
+        // Empty buckets are skipped within one page: a quiet hour costs a query, not a page message.
+        while let Some(bucket) = buckets.get(at.bucket) {
+            let start = at.key.take().map(|k| k.into_iter().map(|(n, v)| (n, AttributeValue::S(v))).collect());
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(manifold_ledger::dynamo::CHANGED_INDEX)
+                .limit(self.page_items)
+                .key_condition_expression("changed = :b AND updated_at >= :since")
+                .expression_attribute_values(":b", AttributeValue::S(bucket.clone()))
+                .expression_attribute_values(":since", since.clone())
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::service("dynamodb", "Query", e))?;
+            let positions = decode_positions(out.items())?;
+            let next_key: Option<HashMap<String, String>> = out
+                .last_evaluated_key()
+                .map(|k| k.iter().filter_map(|(n, v)| v.as_s().ok().map(|s| (n.clone(), s.clone()))).collect());
+            at = match next_key {
+                Some(key) => ChangedCursor { bucket: at.bucket, key: Some(key) },
+                None => ChangedCursor { bucket: at.bucket + 1, key: None },
+            };
+            let more = at.key.is_some() || at.bucket < buckets.len();
+            if !positions.is_empty() || !more {
+                let next = more.then(|| serde_json::to_string(&at).unwrap_or_default());
+                return Ok(CatalogPage { positions, next });
+            }
+        }
+        Ok(CatalogPage::default())
+    }
+
     async fn slice_page(&self, cursor: Option<&str>, slice: u32, slices: u32) -> Result<CatalogPage, StoreError> {
         // DynamoDB's parallel scan segments: disjoint, together the whole table, each read on its own.
         let slices = slices.clamp(1, MAX_SLICES);
@@ -134,5 +217,30 @@ impl Catalog for LedgerCatalog {
             None => scan.filter_expression("begins_with(sk, :loc)"),
         };
         Self::positions(scan).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn a_changed_walk_queries_every_shard_of_every_hour_from_since_to_until_and_matches_the_ledgers_buckets() {
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 11, 30, h, m, 0).unwrap();
+        let within = change_buckets(at(6, 10), at(6, 15));
+        assert_eq!(within, (0..CHANGE_SHARDS).map(|s| format!("CHG#2026-11-30T06#{s}")).collect::<Vec<_>>());
+        let across = change_buckets(at(6, 58), at(8, 1));
+        assert_eq!(across.len(), 3 * CHANGE_SHARDS as usize);
+        assert_eq!(
+            (across.first().unwrap().as_str(), across.last().unwrap().as_str()),
+            ("CHG#2026-11-30T06#0", "CHG#2026-11-30T08#3")
+        );
+        // Every bucket the ledger writes a position under in that window is queried.
+        for sku in ["TEE-BLK-M", "IPOD2009BLACK", "x"] {
+            let bucket = manifold_ledger::dynamo::change_bucket(sku, at(7, 30));
+            assert!(across.contains(&bucket), "{bucket}");
+        }
     }
 }

@@ -30,6 +30,10 @@ use super::{
 };
 use crate::{App, outcome::Failure};
 
+/// The longest gap since the previous run that a stock run walks through the `Changed` index (an
+/// index query per hour and shard); a longer one is a filtered scan.
+const MAX_CHANGED_WALK: chrono::TimeDelta = chrono::TimeDelta::hours(48);
+
 /// Prefix of a stock run's cursor once it walks its slice of the catalog.
 const SLICE_CURSOR: &str = "slice:";
 
@@ -407,7 +411,14 @@ impl App {
             let page = self.catalog.slice_page(Some(inner).filter(|c| !c.is_empty()), slice, slices).await?;
             return Ok(CatalogPage { next: page.next.map(|c| format!("{SLICE_CURSOR}{c}")), ..page });
         }
-        let mut page = self.catalog.page(run.cursor.as_deref(), run.since).await?;
+        let mut page = match run.since {
+            // What changed, from the ledger's index of positions by the hour they changed in; a
+            // run whose last one is long past (its slot paused for days) scans for it instead.
+            Some(since) if run.started_at - since <= MAX_CHANGED_WALK => {
+                self.catalog.changed_page(run.cursor.as_deref(), since, run.started_at).await?
+            }
+            since => self.catalog.page(run.cursor.as_deref(), since).await?,
+        };
         if page.next.is_none() && run.since.is_some() && run.trigger == Trigger::Scheduled {
             page.next = Some(SLICE_CURSOR.to_owned());
         }
