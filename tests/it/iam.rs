@@ -490,6 +490,10 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     s.sim
         .seed_order(Channel::Amazon, json!({"order": payload.clone(), "order_items": items["payload"]["OrderItems"]}))
         .unwrap();
+    // And a Shopify order whose webhook was lost: Shopify lists whole orders, so the second sweep below
+    // finds it held through a duplicate ingest (Amazon's held orders are not even read again).
+    let (_, shopify_missed) = crate::sweeps::shopify(u32::try_from((base + 7) % 10_000_000).unwrap(), Utc::now());
+    s.sim.seed_order(Channel::Shopify, shopify_missed).unwrap();
     // And one it cannot normalize: quarantined by the reconcile tier.
     payload["AmazonOrderId"] = json!(format!("{missed}-bad"));
     payload["PurchaseDate"] = json!("not a date");

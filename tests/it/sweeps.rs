@@ -65,7 +65,7 @@ fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn shopify(n: u32, at: DateTime<Utc>) -> (String, Value) {
+pub(crate) fn shopify(n: u32, at: DateTime<Utc>) -> (String, Value) {
     let mut o = fixture(SHOPIFY_ORDER)["order"].take();
     let id = 6_100_000_000 + u64::from(n);
     o["id"] = json!(id);
@@ -240,9 +240,18 @@ async fn one_sweep_stores_each_channels_missed_orders_and_a_second_stores_none()
         assert_eq!(events.get(&case.channel), Some(want), "{}: each stored order is published once", case.channel);
     }
 
-    // The next run's window overlaps this one: everything it finds is already held.
+    // The next run's window overlaps this one: everything it finds is already held, and where the
+    // channel lists summaries (Amazon's items, BigCommerce's products and addresses: a call each per
+    // order) no held order's details are read again: the second sweep makes the list calls only.
+    let requests = |c: Channel| h.sim.snapshot().requests.get(&c).copied().unwrap_or(0);
+    let before: Vec<u64> = [Channel::Amazon, Channel::Bigcommerce].into_iter().map(requests).collect();
     let (drift, fetched) = sweep(&h, now + Duration::minutes(1)).await;
     assert_eq!((drift, fetched), (0, 0), "a second sweep stores nothing");
+    let pages = u64::from(ORDERS).div_ceil(PAGE_CAP as u64) + 1;
+    for (channel, before) in [Channel::Amazon, Channel::Bigcommerce].into_iter().zip(before) {
+        let calls = requests(channel) - before;
+        assert!(calls <= pages, "{channel}: the second sweep made {calls} calls, more than its {pages} list pages");
+    }
     let again = published(&h).await;
     assert!(again.is_empty(), "a second sweep publishes nothing: {again:?}");
 }

@@ -28,6 +28,29 @@ use tracing::{info, warn};
 
 use crate::{App, IngestEnvelope, Source, envelope::body_hash, ingest::IngestOutcome, outcome::Failure};
 
+/// The orders of one account the records store holds, as a sweep's listing asks before it reads an
+/// order's details.
+struct StoredOrders<'a> {
+    records: std::sync::Arc<dyn manifold_aws::records::RecordStore>,
+    account: &'a AccountConfig,
+}
+
+#[async_trait::async_trait]
+impl manifold_connectors::HeldOrders for StoredOrders<'_> {
+    async fn holds(&self, channel_order_id: &str, updated_at: DateTime<Utc>) -> bool {
+        let id = format!("{}:{}:{channel_order_id}", self.account.channel, self.account.account);
+        let Ok(id) = manifold_domain::OrderId::new(id) else { return false };
+        match self.records.get_order(&id).await {
+            Ok(Some(order)) => order.updated_at >= updated_at,
+            Ok(None) => false,
+            Err(e) => {
+                warn!(error = %e, order_id = %id, "records unavailable: the listed order is read in full");
+                false
+            }
+        }
+    }
+}
+
 /// What a scheduled run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct TierReport {
@@ -107,7 +130,8 @@ impl App {
             _ => Duration::hours(1),
         };
         let connector = self.connector(account).await?;
-        let orders = match connector.list_orders_since(now - window, &ctx).await {
+        let held = StoredOrders { records: self.records.get().clone(), account };
+        let orders = match connector.list_orders_since_unheld(now - window, &held, &ctx).await {
             Ok(o) => o,
             Err(e) => {
                 warn!(channel = %account.channel, account = %account.account, error = %e, "reconciliation poll failed");

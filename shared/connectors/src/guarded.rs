@@ -70,6 +70,15 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.list_orders_since(since, ctx)).await
     }
 
+    async fn list_orders_since_unheld(
+        &self,
+        since: DateTime<Utc>,
+        held: &dyn crate::HeldOrders,
+        ctx: &CallContext,
+    ) -> Result<Vec<Value>, ConnectorError> {
+        self.breaker.call(self.inner.list_orders_since_unheld(since, held, ctx)).await
+    }
+
     async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
         self.breaker.call(self.inner.acknowledge_order(channel_order_id, ctx)).await
     }

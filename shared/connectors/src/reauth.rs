@@ -115,6 +115,15 @@ impl ChannelConnector for Reauthorizing {
         self.run(|c| async move { c.list_orders_since(since, ctx).await }).await
     }
 
+    async fn list_orders_since_unheld(
+        &self,
+        since: DateTime<Utc>,
+        held: &dyn crate::HeldOrders,
+        ctx: &CallContext,
+    ) -> Result<Vec<Value>, ConnectorError> {
+        self.run(|c| async move { c.list_orders_since_unheld(since, held, ctx).await }).await
+    }
+
     async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
         self.run(|c| async move { c.acknowledge_order(channel_order_id, ctx).await }).await
     }

@@ -290,6 +290,16 @@ impl ChannelConnector for Amazon {
 
     /// getOrders, then getOrderItems per order (paced by the limiter: the classic throttling trap).
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        self.list_orders_since_unheld(since, &crate::NoneHeld, ctx).await
+    }
+
+    /// `getOrders` gives summaries; the items of an order held at its `LastUpdateDate` are not read.
+    async fn list_orders_since_unheld(
+        &self,
+        since: DateTime<Utc>,
+        held: &dyn crate::HeldOrders,
+        ctx: &CallContext,
+    ) -> Result<Vec<Value>, ConnectorError> {
         let (_, marketplace) = self.ids()?;
         let mut out = Vec::new();
         let mut next: Option<String> = None;
@@ -302,6 +312,12 @@ impl ChannelConnector for Amazon {
             let body = self.api.send(req, ctx).await?.body;
             for order in field(&body, "/payload/Orders")?.as_array().cloned().unwrap_or_default() {
                 let Some(id) = order.get("AmazonOrderId").and_then(Value::as_str).map(str::to_owned) else { continue };
+                let updated = order.get("LastUpdateDate").and_then(Value::as_str).and_then(|t| t.parse().ok());
+                if let Some(updated) = updated
+                    && held.holds(&id, updated).await
+                {
+                    continue;
+                }
                 let order_items = self.items(&id, ctx).await?;
                 out.push(json!({ "order": order, "order_items": order_items }));
             }

@@ -200,6 +200,17 @@ impl ChannelConnector for BigCommerce {
     /// Lists changed orders, then fetches each one's products and addresses (BigCommerce's list is
     /// thin); the rate limiter paces the extra calls.
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        self.list_orders_since_unheld(since, &crate::NoneHeld, ctx).await
+    }
+
+    /// v2 orders are summaries; the products and addresses of an order held at its
+    /// `date_modified` are not read.
+    async fn list_orders_since_unheld(
+        &self,
+        since: DateTime<Utc>,
+        held: &dyn crate::HeldOrders,
+        ctx: &CallContext,
+    ) -> Result<Vec<Value>, ConnectorError> {
         let mut out = Vec::new();
         for page in 1.. {
             let req = Req::get("/v2/orders")
@@ -217,6 +228,16 @@ impl ChannelConnector for BigCommerce {
             }
             for order in listed {
                 let Some(id) = order.get("id").map(|v| v.to_string().trim_matches('"').to_owned()) else { continue };
+                let updated = order
+                    .get("date_modified")
+                    .and_then(Value::as_str)
+                    .and_then(|t| DateTime::parse_from_rfc2822(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if let Some(updated) = updated
+                    && held.holds(&id, updated).await
+                {
+                    continue;
+                }
                 let products = self.get(format!("/v2/orders/{id}/products"), ctx).await?;
                 let shipping_addresses = self.get(format!("/v2/orders/{id}/shipping_addresses"), ctx).await?;
                 out.push(json!({ "order": order, "products": products, "shipping_addresses": shipping_addresses }));
