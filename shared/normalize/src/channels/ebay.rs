@@ -86,7 +86,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     let currency = pricing.at("total.currency").currency()?;
     let money = |n: &Node<'_>| n.money_or_zero(MONEY, currency);
     let mut lines = Vec::new();
+    // The order ships by its earliest line's `shipByDate` (the seller's handling time; shipping
+    // later is a late-shipment defect on eBay).
+    let mut ship_by: Option<chrono::DateTime<chrono::Utc>> = None;
     for item in doc.field("lineItems").required_items()? {
+        if let Some(by) = item.at("lineItemFulfillmentInstructions.shipByDate").opt_datetime()? {
+            ship_by = Some(ship_by.map_or(by, |s| s.min(by)));
+        }
         let quantity = item.field("quantity").quantity()?;
         let taxes_node = item.field("taxes");
         let taxes = taxes_node.items()?.iter().map(|t| money(&t.field("amount"))).collect::<Result<Vec<_>, _>>()?;
@@ -146,7 +152,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         },
         shipping_address,
         billing_address: None,
-        ship_by: None,
+        ship_by,
     }
     .build(CHANNEL, ctx)
 }

@@ -358,4 +358,22 @@ fn ebay_line_item_cost_is_a_line_total() {
     assert_eq!(order.customer.email.as_deref(), Some("max.beispiel@example.com"));
     assert_eq!(country(&order), Some("DE"));
     assert_eq!(order.shipping_address.as_ref().unwrap().name.as_deref(), Some("Max Beispiel"));
+    assert_eq!(order.ship_by, None, "no line gives a shipByDate: the account's hours apply");
+}
+
+#[test]
+fn ebay_orders_ship_by_their_earliest_lines_ship_by_date() {
+    let acct = account(Channel::Ebay);
+    let mut doc = fixture!("ebay/getorder-written-from-docs.json");
+    let mut second = doc["lineItems"][0].clone();
+    second["lineItemId"] = serde_json::json!("10000000000002");
+    doc["lineItems"].as_array_mut().unwrap().push(second);
+    doc["lineItems"][0]["lineItemFulfillmentInstructions"] = serde_json::json!({
+        "shipByDate": "2026-03-04T22:59:59.000Z",
+        "maxEstimatedDeliveryDate": "2026-03-09T08:00:00.000Z"
+    });
+    doc["lineItems"][1]["lineItemFulfillmentInstructions"] =
+        serde_json::json!({ "shipByDate": "2026-03-03T22:59:59.000Z" });
+    let order = normalize_order(Channel::Ebay, &doc, &ctx(&acct)).unwrap();
+    assert_eq!(order.ship_by.map(|t| t.to_rfc3339()), Some("2026-03-03T22:59:59+00:00".to_owned()));
 }
