@@ -282,30 +282,23 @@ impl PushGate {
         ])
     }
 
-    /// Records `job` as the latest offered value when [`GateState::accepts`] it (the condition below
-    /// is that rule). `true`: enqueue it; `false`: it is stale or the channel already has it, drop it.
-    pub async fn offer(&self, job: &PushJob) -> Result<bool, PushError> {
-        let now = chrono::Utc::now();
+    /// One conditional update of `job`'s gate item: `true` when it was written, `false` when its
+    /// condition did not hold.
+    async fn update_if(
+        &self,
+        job: &PushJob,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, PushError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(job)))
-            .update_expression("SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now")
-            .condition_expression(
-                "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
-                 OR (version <= :v AND (attribute_not_exists(channel_sku) OR channel_sku <> :c)) \
-                 OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version) \
-                     AND (withdrawn = version OR attribute_not_exists(offered_at) OR offered_at < :lost))",
-            )
-            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
-            .expression_attribute_values(":q", AttributeValue::N(job.quantity.to_string()))
-            .expression_attribute_values(":c", AttributeValue::S(job.channel_sku.clone()))
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
-            .expression_attribute_values(
-                ":lost",
-                AttributeValue::N((now - PRESUMED_LOST_AFTER).timestamp().to_string()),
-            )
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
             .send()
             .await;
         match result {
@@ -315,46 +308,62 @@ impl PushGate {
         }
     }
 
-    /// `job` was offered but will never reach the channel (its enqueue failed, or it is about to be
-    /// dead-lettered): the next offer of its version or a newer one goes out. Best effort by nature:
-    /// if this fails too, the offer is presumed lost after [`PRESUMED_LOST_AFTER`].
-    pub async fn withdraw(&self, job: &PushJob) -> Result<(), PushError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(job)))
-            .update_expression("SET withdrawn = :v")
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A newer version was offered since: it is the one that matters now.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(aws_error("UpdateItem", e)),
-        }
+    /// The values of an offer of `job` made now: version, quantity, channel SKU and time.
+    fn offered(job: &PushJob, now: chrono::DateTime<chrono::Utc>) -> Vec<(&'static str, AttributeValue)> {
+        vec![
+            (":v", AttributeValue::N(job.version.to_string())),
+            (":q", AttributeValue::N(job.quantity.to_string())),
+            (":c", AttributeValue::S(job.channel_sku.clone())),
+            (":now", AttributeValue::N(now.timestamp().to_string())),
+        ]
     }
 
-    /// For the push consumer: the channel took `job`, so re-offering its version is coalesced.
+    /// Records `job` as the latest offered value when [`GateState::accepts`] it (the condition below
+    /// is that rule). `true`: enqueue it; `false`: it is stale or the channel already has it, drop it.
+    pub async fn offer(&self, job: &PushJob) -> Result<bool, PushError> {
+        let now = chrono::Utc::now();
+        let mut values = Self::offered(job, now);
+        values.push((":lost", AttributeValue::N((now - PRESUMED_LOST_AFTER).timestamp().to_string())));
+        self.update_if(
+            job,
+            "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now",
+            "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
+             OR (version <= :v AND (attribute_not_exists(channel_sku) OR channel_sku <> :c)) \
+             OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version) \
+                 AND (withdrawn = version OR attribute_not_exists(offered_at) OR offered_at < :lost))",
+            values,
+        )
+        .await
+    }
+
+    /// Records `job` as offered whatever was delivered before: the channel was seen showing another
+    /// quantity than the one it confirmed (an edit on the channel, a lost write), so its delivered
+    /// version no longer holds. Never over a newer offer: `false` when one was made since.
+    pub async fn resend(&self, job: &PushJob) -> Result<bool, PushError> {
+        self.update_if(
+            job,
+            "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now REMOVE delivered, withdrawn",
+            "attribute_not_exists(pk) OR version <= :v",
+            Self::offered(job, chrono::Utc::now()),
+        )
+        .await
+    }
+
+    /// `job` was offered but will never reach the channel (its enqueue failed, or it is about to be
+    /// dead-lettered): the next offer of its version or a newer one goes out. Best effort by nature:
+    /// if this fails too, the offer is presumed lost after [`PRESUMED_LOST_AFTER`]. A newer version
+    /// offered since is the one that matters now: nothing to withdraw then.
+    pub async fn withdraw(&self, job: &PushJob) -> Result<(), PushError> {
+        let version = vec![(":v", AttributeValue::N(job.version.to_string()))];
+        self.update_if(job, "SET withdrawn = :v", "version = :v", version).await.map(drop)
+    }
+
+    /// For the push consumer: the channel took `job`, so re-offering its version is coalesced. A
+    /// newer version delivered already (or a gate never written) leaves nothing to record.
     pub async fn delivered(&self, job: &PushJob) -> Result<(), PushError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(job)))
-            .update_expression("SET delivered = :v")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(delivered) OR delivered < :v)")
-            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A newer version was delivered already (or the gate was never written): nothing to record.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(aws_error("UpdateItem", e)),
-        }
+        let version = vec![(":v", AttributeValue::N(job.version.to_string()))];
+        let condition = "attribute_exists(pk) AND (attribute_not_exists(delivered) OR delivered < :v)";
+        self.update_if(job, "SET delivered = :v", condition, version).await.map(drop)
     }
 
     /// What the gate holds for `job`'s channel SKU (`None`: never offered).
@@ -381,51 +390,9 @@ impl PushGate {
         }))
     }
 
-    /// Records `job` as offered whatever was delivered before: the channel was seen showing another
-    /// quantity than the one it confirmed (an edit on the channel, a lost write), so its delivered
-    /// version no longer holds. Never over a newer offer: `false` when one was made since.
-    pub async fn resend(&self, job: &PushJob) -> Result<bool, PushError> {
-        let now = chrono::Utc::now();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(job)))
-            .update_expression(
-                "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now REMOVE delivered, withdrawn",
-            )
-            .condition_expression("attribute_not_exists(pk) OR version <= :v")
-            .expression_attribute_values(":v", AttributeValue::N(job.version.to_string()))
-            .expression_attribute_values(":q", AttributeValue::N(job.quantity.to_string()))
-            .expression_attribute_values(":c", AttributeValue::S(job.channel_sku.clone()))
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(aws_error("UpdateItem", e)),
-        }
-    }
-
     /// For the push consumer: is `job` still the latest value for its channel SKU?
     pub async fn is_current(&self, job: &PushJob) -> Result<bool, PushError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(job)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_error("GetItem", e))?;
-        let stored = out
-            .item
-            .as_ref()
-            .and_then(|i| i.get("version"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u64>().ok());
-        Ok(stored.is_none_or(|v| v == job.version))
+        Ok(self.state(job).await?.is_none_or(|s| s.version == job.version))
     }
 }
 
