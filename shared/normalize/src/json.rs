@@ -47,7 +47,13 @@ impl<'a> Node<'a> {
 
     /// The member `key` (a null node when absent or when this is not an object).
     pub fn field(&self, key: &str) -> Node<'a> {
-        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
+        // Built by pushing, not `format!`: this runs for every field a normalizer reads.
+        let mut path = String::with_capacity(self.path.len() + 1 + key.len());
+        if !self.path.is_empty() {
+            path.push_str(&self.path);
+            path.push('.');
+        }
+        path.push_str(key);
         Node { value: self.value.get(key).unwrap_or(&NULL), path }
     }
 
