@@ -2,16 +2,19 @@
 # THE main job: moto with the stack created from template.yaml, then every function of the template run as its
 # own built binary under the local Lambda runtime (`manifold demo`, shared/localrt): the HTTP API on
 # 127.0.0.1:${MANIFOLD_API_PORT:-9000}, the SQS event source mappings, the schedules (60x faster), and the
-# scenario played over HTTP and SQS against them. `--keep-running` leaves it all up (Ctrl-C stops).
+# scenario played over HTTP and SQS against them, then each function's cold start, peak memory and binary
+# size beside a hello-world Lambda's. `--keep-running` leaves it all up (Ctrl-C stops).
 # Stops moto on exit unless KEEP_MOTO=1 (then `source .local/stack.env` gives a shell the same stack).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 infra/local/bootstrap.sh
 
-# The functions' real binaries and the CLI: one workspace compile, debug profile, the shared target dir.
-cargo build --workspace --bins
-bin_dir="${CARGO_TARGET_DIR:-target}/debug"
+# The functions' real binaries and the CLI: one workspace compile, the shared target dir; the debug profile
+# unless MANIFOLD_PROFILE=release (what the cold start and memory figures are measured with).
+profile="${MANIFOLD_PROFILE:-debug}"
+if [[ "$profile" == release ]]; then cargo build --release --workspace --bins; else cargo build --workspace --bins; fi
+bin_dir="${CARGO_TARGET_DIR:-target}/$profile"
 
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:${MOTO_PORT:-4566}}"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1

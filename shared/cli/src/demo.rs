@@ -377,6 +377,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         s.messages_failed.load(Ordering::Relaxed),
         s.schedule_fires.load(Ordering::Relaxed)
     );
+    report_footprint(&runtime, &bin_dir).await;
     println!("\nDone in {:.1}s.", started.elapsed().as_secs_f64());
 
     if args.keep_running {
@@ -541,6 +542,97 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// Each function's cold starts (spawn to first `GET next`), peak memory and binary size, beside a
+/// hello-world `lambda_runtime` binary of the same build started here three times.
+async fn report_footprint(runtime: &Runtime, bin_dir: &std::path::Path) {
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    // Tenths of a MiB, in integers (sizes here are far below 2^52 bytes, but integers say so).
+    let mib = |bytes: u64| {
+        let tenths = bytes * 10 / (1024 * 1024);
+        format!("{}.{} MiB", tenths / 10, tenths % 10)
+    };
+    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let hello = manifold_localrt::Function::new(manifold_localrt::FunctionConfig {
+        logical_id: "hello-lambda".into(),
+        name: "hello-lambda".into(),
+        arn: "arn:aws:lambda:us-east-1:000000000000:function:hello-lambda".into(),
+        // Absolute: the process starts in a task root of its own.
+        binary: std::fs::canonicalize(bin_dir.join("hello-lambda")).unwrap_or_else(|_| bin_dir.join("hello-lambda")),
+        timeout: Duration::from_secs(3),
+        memory_mb: 128,
+        handler: "bootstrap".into(),
+        // What Lambda sets for any function (a function of the stack's, renamed): the runtime needs it.
+        env: runtime
+            .functions
+            .values()
+            .next()
+            .map(|f| {
+                let mut env = f.config.env.clone();
+                env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "hello-lambda".into());
+                env
+            })
+            .unwrap_or_default(),
+        max_concurrency: 1,
+        logs: manifold_localrt::LogSink::Discard,
+    });
+    let mut failed = None;
+    for _ in 0..3 {
+        if let Err(e) = hello.invoke(&serde_json::json!({"hello": "world"})).await {
+            failed = Some(e.to_string());
+            break;
+        }
+        hello.shutdown();
+    }
+    let baseline = hello.stats.init_times();
+    let base_p50 = baseline.get(baseline.len() / 2).copied();
+    println!(
+        "\n    cold start and memory (spawn to first `GET next`, three starts one at a time; peak RSS while handling\n    the pipeline's events):\n    {:<32} {:>6} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "function", "starts", "init p50", "init max", "x hello", "peak RSS", "binary"
+    );
+    let mut rows: Vec<_> = runtime.functions.values().map(|f| (f.config.logical_id.clone(), f)).collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, f) in rows {
+        // Three more cold starts one at a time, as the baseline's: the pipeline's own started all
+        // functions at once on a machine with few cores.
+        let mut inits = Vec::new();
+        for _ in 0..3 {
+            let at = Instant::now();
+            if f.start().await.is_ok() {
+                inits.push(at.elapsed());
+            }
+            f.shutdown();
+        }
+        inits.sort();
+        let (Some(p50), Some(max)) = (inits.get(inits.len() / 2).copied(), inits.last().copied()) else { continue };
+        let ratio = base_p50.map_or_else(|| "-".to_owned(), |b| format!("{:.2}", p50.as_secs_f64() / b.as_secs_f64()));
+        println!(
+            "    {name:<32} {:>6} {:>9} {:>9} {ratio:>7} {:>10} {:>10}",
+            inits.len(),
+            ms(p50),
+            ms(max),
+            mib(f.stats.peak_rss_kib.load(Ordering::Relaxed) * 1024),
+            mib(size(&f.config.binary))
+        );
+    }
+    match (base_p50, baseline.last()) {
+        (Some(p50), Some(max)) => println!(
+            "    {:<32} {:>6} {:>9} {:>9} {:>7} {:>10} {:>10}",
+            "hello-lambda (baseline)",
+            baseline.len(),
+            ms(p50),
+            ms(*max),
+            "1.00",
+            mib(hello.stats.peak_rss_kib.load(Ordering::Relaxed) * 1024),
+            mib(size(&hello.config.binary))
+        ),
+        _ => println!(
+            "    (no baseline: {} did not start: {})",
+            hello.config.binary.display(),
+            failed.unwrap_or_default()
+        ),
+    }
 }
 
 fn report_functions(runtime: &Runtime) {

@@ -96,6 +96,26 @@ pub struct Stats {
     pub invocations: AtomicU64,
     pub errors: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Each environment's init phase: from the process's spawn to its first `GET next`.
+    pub inits: StdMutex<Vec<Duration>>,
+    /// The largest resident set any environment reached (Linux `VmHWM`, KiB; 0 where unknown),
+    /// read after each invocation.
+    pub peak_rss_kib: AtomicU64,
+}
+
+impl Stats {
+    /// The init phases measured so far, shortest first.
+    pub fn init_times(&self) -> Vec<Duration> {
+        let mut inits = self.inits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        inits.sort();
+        inits
+    }
+
+    fn started(&self, env: &Environment) {
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        self.inits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(env.init);
+        self.peak_rss_kib.fetch_max(env.peak_rss_kib(), Ordering::Relaxed);
+    }
 }
 
 /// A function with its pool of warm environments.
@@ -118,7 +138,7 @@ impl Function {
     pub async fn start(&self) -> Result<(), FunctionError> {
         let _slot = self.slots.acquire().await.map_err(|e| self.runtime_error(e))?;
         let env = Environment::start(&self.config).await?;
-        self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+        self.stats.started(&env);
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(env);
         Ok(())
     }
@@ -135,11 +155,12 @@ impl Function {
             env
         } else {
             let env = Environment::start(&self.config).await?;
-            self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+            self.stats.started(&env);
             env
         };
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let result = env.invoke(&self.config, payload).await;
+        self.stats.peak_rss_kib.fetch_max(env.peak_rss_kib(), Ordering::Relaxed);
         match &result {
             Err(FunctionError::Timeout { .. }) => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +228,9 @@ struct Environment {
     kill: StdMutex<Option<oneshot::Sender<()>>>,
     log_tail: Arc<StdMutex<VecDeque<String>>>,
     server: tokio::task::JoinHandle<()>,
+    /// The process id, and how long its init phase took.
+    pid: Option<u32>,
+    init: Duration,
 }
 
 impl std::fmt::Debug for Environment {
@@ -284,6 +308,7 @@ impl Environment {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let spawned = std::time::Instant::now();
         let mut child = command.spawn().map_err(|e| {
             init_failed(
                 "Runtime.InvalidEntrypoint",
@@ -298,6 +323,7 @@ impl Environment {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(pump(err, sink, log_tail.clone()));
         }
+        let pid = child.id();
         let (exited_tx, exited) = watch::channel(None);
         let (kill, kill_rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -312,7 +338,8 @@ impl Environment {
             let _ = std::fs::remove_dir_all(&task_root);
         });
 
-        let env = Self { id, sender, exited, kill: StdMutex::new(Some(kill)), log_tail, server };
+        let mut env =
+            Self { id, sender, exited, kill: StdMutex::new(Some(kill)), log_tail, server, pid, init: Duration::ZERO };
         let mut exited = env.exited.clone();
         let outcome = tokio::time::timeout(INIT_TIMEOUT, async {
             tokio::select! {
@@ -324,7 +351,10 @@ impl Environment {
         let reported = api.init_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         match (outcome, reported) {
             (_, Some((kind, message))) => Err(init_failed(&kind, message, &env.log_tail)),
-            (Ok(true), None) => Ok(env),
+            (Ok(true), None) => {
+                env.init = spawned.elapsed();
+                Ok(env)
+            }
             (Ok(false), None) => {
                 // Give the log pumps a moment to read the last lines the process wrote.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -340,6 +370,18 @@ impl Environment {
                 Err(init_failed("Sandbox.Timedout", format!("no `next` within {INIT_TIMEOUT:?}"), &env.log_tail))
             }
         }
+    }
+
+    /// The process's peak resident set so far (`VmHWM` in `/proc/{pid}/status`, KiB; 0 where that
+    /// is not readable, as off Linux).
+    fn peak_rss_kib(&self) -> u64 {
+        let Some(pid) = self.pid else { return 0 };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn alive(&self) -> bool {
