@@ -75,6 +75,15 @@ async fn main() {
         "  AWS calls:          {calls} = {:.1} per order (as IAM authorizes them: a transaction counts each item)",
         per(calls, orders)
     );
+    // By action: where the per-order calls go (the webhook's claim, enqueue and completion, ingest's
+    // reads, transaction items and event, the ledger's reservation).
+    let mut by_action: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for call in &proxy.calls()[before..] {
+        *by_action.entry(call.action.clone()).or_default() += 1;
+    }
+    for (action, n) in &by_action {
+        println!("    {action:<32} {:.2} per order", per(*n, orders));
+    }
     println!(
         "  ingest to reserved: p50 {:.2?}, p99 {:.2?} (first accepted delivery to the ledger batch that reserved it)",
         storm::quantile(&report.latencies, 0.5),
