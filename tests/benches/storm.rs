@@ -43,7 +43,8 @@ async fn main() {
     let proxy = awsproxy::AwsProxy::new(&support::endpoint(), "123456789012");
     let sdk = support::sdk_via(proxy.listen("Functions").await).await;
     let channels = [manifold_domain::Channel::Shopify];
-    let rig = storm::Rig::new(support::Stack::new().await, &sdk, Settings::default(), &channels).await;
+    let mut rig = storm::Rig::new(support::Stack::new().await, &sdk, Settings::default(), &channels).await;
+    rig.as_functions(&proxy).await;
     let plan = storm::Plan::new(orders, storm::SKUS, 9_000_000, storm::SEED);
     println!(
         "storm bench: {orders} orders, {} deliveries ({} distinct), {} senders, {} pollers per queue",
@@ -75,14 +76,20 @@ async fn main() {
         "  AWS calls:          {calls} = {:.1} per order (as IAM authorizes them: a transaction counts each item)",
         per(calls, orders)
     );
-    // By action: where the per-order calls go (the webhook's claim, enqueue and completion, ingest's
-    // reads, transaction items and event, the ledger's reservation).
-    let mut by_action: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    // Per function and action: where each order's calls go (the webhook's claim, enqueue and
+    // completion; ingest's reads, transaction items and event; the ledger's reservation).
+    let mut by_action: std::collections::BTreeMap<(String, String), usize> = std::collections::BTreeMap::new();
     for call in &proxy.calls()[before..] {
-        *by_action.entry(call.action.clone()).or_default() += 1;
+        *by_action.entry((call.function.clone(), call.action.clone())).or_default() += 1;
     }
-    for (action, n) in &by_action {
-        println!("    {action:<32} {:.2} per order", per(*n, orders));
+    let mut function = String::new();
+    for ((f, action), n) in &by_action {
+        if *f != function {
+            let total: usize = by_action.iter().filter(|((g, _), _)| g == f).map(|(_, n)| n).sum();
+            println!("    {f}: {:.2} per order", per(total, orders));
+            function.clone_from(f);
+        }
+        println!("      {action:<32} {:.2}", per(*n, orders));
     }
     println!(
         "  ingest to reserved: p50 {:.2?}, p99 {:.2?} (first accepted delivery to the ledger batch that reserved it)",

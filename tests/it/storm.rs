@@ -190,6 +190,13 @@ pub(crate) fn sku(n: usize) -> String {
     format!("STORM-{n:02}")
 }
 
+/// The functions of the order path, each with its own `App` ([`Rig::as_functions`]).
+struct Functions {
+    webhook: App,
+    ingest: App,
+    ledger: App,
+}
+
 /// A private stack, the channel simulators, and an `App` on the example configuration's accounts of
 /// `channels` (each pointed at its simulator, no rate limits, every storm SKU listed on it) built with
 /// `sdk`.
@@ -198,6 +205,13 @@ pub(crate) struct Rig {
     pub(crate) sim: SimHandle,
     pub(crate) config: ChannelConfig,
     pub(crate) app: App,
+    /// With [`Rig::as_functions`]: the webhook, ingest and ledger functions' own `App`s.
+    functions: Option<Functions>,
+    // What `as_functions` builds the functions' apps from: only the storm bench calls it.
+    #[allow(dead_code)]
+    settings: Settings,
+    #[allow(dead_code)]
+    secrets: HashMap<String, String>,
     /// (channel, channel SKU) -> the key the channel's simulator keeps its stock under.
     catalog: BTreeMap<(Channel, String), String>,
     /// The ledger as the test reads it: straight from moto, past any fault the app's calls meet.
@@ -237,10 +251,45 @@ impl Rig {
         let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
         let catalog = manifold_cli::demo::seed_catalogs(&sim, &config, &skus);
         let settings = Settings { emulator_safe_ledger: true, ..settings };
-        let app = App::build(config.clone(), stack.env.clone(), settings, sdk, Arc::new(StaticSecrets(secrets)))
-            .expect("app builds");
+        let app = App::build(
+            config.clone(),
+            stack.env.clone(),
+            settings.clone(),
+            sdk,
+            Arc::new(StaticSecrets(secrets.clone())),
+        )
+        .expect("app builds");
         let ledger = DynamoLedger::dynamo_emulator(stack.ddb.clone(), &stack.env.ledger_table);
-        Self { stack, sim, config, app, catalog, ledger }
+        Self { stack, sim, config, app, functions: None, settings, secrets, catalog, ledger }
+    }
+
+    /// Gives the webhook, ingest and ledger functions an `App` each whose AWS calls go through
+    /// `proxy` under the function's template name, so a run's calls are counted per function (as
+    /// deployed, each function is its own process). Only the storm bench calls it.
+    #[allow(dead_code)]
+    pub(crate) async fn as_functions(&mut self, proxy: &Arc<crate::awsproxy::AwsProxy>) {
+        let mut apps = Vec::new();
+        for function in ["WebhookFunction", "IngestFunction", "LedgerFunction"] {
+            let sdk = support::sdk_via(proxy.listen(function).await).await;
+            let secrets = Arc::new(StaticSecrets(self.secrets.clone()));
+            let app = App::build(self.config.clone(), self.stack.env.clone(), self.settings.clone(), &sdk, secrets)
+                .expect("app builds");
+            apps.push(app);
+        }
+        let [webhook, ingest, ledger] = <[App; 3]>::try_from(apps).unwrap_or_else(|_| unreachable!("three apps"));
+        self.functions = Some(Functions { webhook, ingest, ledger });
+    }
+
+    fn webhook(&self) -> &App {
+        self.functions.as_ref().map_or(&self.app, |f| &f.webhook)
+    }
+
+    fn ingest(&self) -> &App {
+        self.functions.as_ref().map_or(&self.app, |f| &f.ingest)
+    }
+
+    fn ledger(&self) -> &App {
+        self.functions.as_ref().map_or(&self.app, |f| &f.ledger)
     }
 
     /// The ERP counts `on_hand` of the first `skus` storm SKUs, under `reference`, and retries a
@@ -473,10 +522,11 @@ pub(crate) async fn run(rig: &Rig, plan: &Plan, push: bool) -> Report {
     let tally = &counts;
     let (sent, ingested, applied) = (AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false));
     let app = &rig.app;
+    let (webhook, ingest_app, ledger_app) = (rig.webhook(), rig.ingest(), rig.ledger());
     let senders = async {
         stream::iter(&plan.deliveries)
             .for_each_concurrent(SENDERS, |d| async {
-                let (answer, retries) = deliver(app, d).await;
+                let (answer, retries) = deliver(webhook, d).await;
                 let now = Instant::now();
                 if let (Answer::Accepted, Some(order)) = (&answer, d.order) {
                     tally.accepted_at.lock().unwrap().entry(order).or_insert(now);
@@ -496,7 +546,7 @@ pub(crate) async fn run(rig: &Rig, plan: &Plan, push: bool) -> Report {
     };
     let ingest = async {
         drain(&rig.stack.sqs, &rig.stack.env.ingest_queue_url, &sent, started, |event| async move {
-            let response = app.ingest_batch(event.clone()).await;
+            let response = ingest_app.ingest_batch(event.clone()).await;
             let (acked, failed) = settled(&event, &response);
             let fresh = acked.iter().filter(|id| tally.ingested.lock().unwrap().insert((*id).clone())).count();
             tally.update(|r| {
@@ -513,7 +563,7 @@ pub(crate) async fn run(rig: &Rig, plan: &Plan, push: bool) -> Report {
     let index: &HashMap<&str, usize> = &plan.orders.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
     let ledger = async {
         drain(&rig.stack.sqs, &rig.stack.events_queue, &ingested, started, |event| async move {
-            let response = app.ledger_batch(event.clone()).await;
+            let response = ledger_app.ledger_batch(event.clone()).await;
             let done = Instant::now();
             let (acked, failed) = settled(&event, &response);
             let accepted_at = tally.accepted_at.lock().unwrap().clone();
