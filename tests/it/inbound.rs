@@ -45,19 +45,7 @@ impl Harness {
         let mut secrets = HashMap::new();
         for a in &mut config.accounts {
             a.endpoint = sim.base_url(a.channel);
-            let webhook_secret = if a.channel == Channel::Etsy { ETSY_SECRET } else { SECRET };
-            secrets.insert(
-                a.secret.clone(),
-                serde_json::json!({
-                    "webhook_secret": webhook_secret,
-                    "access_token": "token",
-                    "client_id": "ck_test",
-                    "client_secret": "cs_test",
-                    "api_key": "keystring",
-                    "verification_token": EBAY_VERIFICATION_TOKEN
-                })
-                .to_string(),
-            );
+            secrets.insert(a.secret.clone(), crate::fixtures::account_secret(a.channel));
         }
         let app = Self::build(&stack, &config, &secrets);
         Self { stack, app, sim, config, secrets }

@@ -176,23 +176,11 @@ async fn an_erp_count_retried_after_a_failed_fan_out_finishes_the_fan_out() {
     assert_eq!((job["quantity"].as_u64(), job["version"].as_u64()), (Some(3), Some(1)), "4 minus eBay's buffer of 1");
 }
 
-/// SDK configuration whose calls go through `endpoint` (a fault proxy listener in front of moto).
-async fn sdk_via(endpoint: String) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"))
-        // One attempt per call: the test decides what is retried, not the SDK.
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await
-}
-
 #[tokio::test]
 async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malformed_one_is_not() {
     let h = Harness::new().await;
     let proxy = AwsProxy::new(&support::endpoint(), "123456789012");
-    let sdk = sdk_via(proxy.listen("InventoryApiFunction").await).await;
+    let sdk = support::sdk_via(proxy.listen("InventoryApiFunction").await).await;
     let mut app = h.app.clone();
     app.ledger = app.ports.ready(
         "ledger",
@@ -224,7 +212,7 @@ async fn a_ledger_transaction_cancelled_by_throttling_is_retryable_and_a_malform
 async fn a_malformed_payload_is_kept_once_however_often_it_arrives_and_never_dropped_unkept() {
     let h = Harness::new().await;
     let proxy = AwsProxy::new(&support::endpoint(), "123456789012");
-    let sdk = sdk_via(proxy.listen("WebhookFunction").await).await;
+    let sdk = support::sdk_via(proxy.listen("WebhookFunction").await).await;
     let mut app = h.app.clone();
     let quarantine = manifold_aws::quarantine::DynamoQuarantine::new(
         aws_sdk_dynamodb::Client::new(&sdk),
