@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = app.clone();
-        async move { Ok::<SqsBatchResponse, Error>(app.amazon_batch(event.payload).await) }
+        async move { Ok::<SqsBatchResponse, Error>(manifold_app::usage::invocation(app.amazon_batch(event.payload)).await) }
     }))
     .await
 }

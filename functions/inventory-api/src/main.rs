@@ -18,7 +18,11 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
-        async move { handle(&app, req).await }
+        async move {
+            // Type-erased: the handler's future is too deep for the compiler to lay out inline.
+            let handled: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(handle(&app, req));
+            manifold_app::usage::invocation(handled).await
+        }
     }))
     .await
 }

@@ -19,7 +19,11 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = app.clone();
-        async move { Ok::<SqsBatchResponse, Error>(app.push_batch(channel, event.payload).await) }
+        async move {
+            Ok::<SqsBatchResponse, Error>(
+                manifold_app::usage::invocation(Box::pin(app.push_batch(channel, event.payload))).await,
+            )
+        }
     }))
     .await
 }

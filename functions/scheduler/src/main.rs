@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
             // Type-erased: the handler's future is too deep for the compiler to lay out inline.
             let handled: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
                 Box::pin(app.scheduler_event(event.payload, chrono::Utc::now()));
-            Ok::<_, Error>(handled.await?)
+            Ok::<_, Error>(manifold_app::usage::invocation(handled).await?)
         }
     }))
     .await

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
-        async move { handle(&app, req).await }
+        async move { manifold_app::usage::invocation(handle(&app, req)).await }
     }))
     .await
 }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::from_env().await?);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
         let app = app.clone();
-        async move { app.poll_zalando(chrono::Utc::now()).await.map_err(Error::from) }
+        async move { manifold_app::usage::invocation(app.poll_zalando(chrono::Utc::now())).await.map_err(Error::from) }
     }))
     .await
 }

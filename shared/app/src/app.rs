@@ -26,7 +26,7 @@ use manifold_domain::{
     config::{AccountConfig, ChannelConfig},
 };
 use manifold_ledger::{
-    DynamoLedger, DynamoStore, StockLedger,
+    DynamoLedger, DynamoStore,
     fanout::{PushGate, SqsPushQueue},
 };
 use tokio::sync::RwLock;
@@ -167,7 +167,7 @@ impl App {
         let sdk = manifold_aws::sdk_config().await;
         let config = LiveConfig::load(ConfigSource::from_env(&sdk)?).await?;
         let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecrets::new(
-            SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+            SecretsManager::new(manifold_aws::usage::secrets(&sdk)),
             StdDuration::from_mins(5),
         ));
         Self::build_live(config, env, Settings::from_env(), &sdk, secrets)
@@ -199,11 +199,11 @@ impl App {
         let ports = Registry::default();
         let ddb = ports.lazy("ddb", {
             let sdk = sdk.clone();
-            move || aws_sdk_dynamodb::Client::new(&sdk)
+            move || manifold_aws::usage::dynamodb(&sdk)
         });
         let sqs = ports.lazy("sqs", {
             let sdk = sdk.clone();
-            move || aws_sdk_sqs::Client::new(&sdk)
+            move || manifold_aws::usage::sqs(&sdk)
         });
         let http = ports.lazy("http", || {
             reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().expect("the same builder succeeded at startup")
@@ -250,7 +250,7 @@ impl App {
             bus: ports.lazy("bus", {
                 let (sdk, bus) = (sdk.clone(), env.event_bus.clone());
                 move || -> Arc<dyn EventPublisher> {
-                    Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &bus))
+                    Arc::new(EventBridgeBus::new(manifold_aws::usage::eventbridge(&sdk), &bus))
                 }
             }),
             secrets,
@@ -268,9 +268,12 @@ impl App {
             }),
             ledger: ports.lazy("ledger", {
                 let (ddb, table) = (ddb.clone(), env.ledger_table.clone());
+                // Hot SKUs as configured when the function started (shard counts only grow, and the
+                // sum includes the whole position, so a process on an older count never oversells).
+                let shards = manifold_ledger::shard::Shards::from_config(&snapshot);
                 move || {
                     let store = DynamoStore::new(ddb.get().clone(), &table);
-                    Arc::new(StockLedger::new(if emulator_safe { store.emulator_safe() } else { store }))
+                    Arc::new(DynamoLedger::sharded(if emulator_safe { store.emulator_safe() } else { store }, shards))
                 }
             }),
             push_gate: ports.lazy("push_gate", {

@@ -52,7 +52,7 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// `MANIFOLD_CONFIG_FILE` if set, else `CONFIG_BUCKET`/`CONFIG_KEY`/`CONFIG_REFRESH_SECONDS`.
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, ConfigLoadError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()), || aws_sdk_s3::Client::new(sdk))
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()), || manifold_aws::usage::s3(sdk))
     }
 
     fn from_lookup(

@@ -22,10 +22,7 @@ use manifold_domain::{
     events::{EventDetail, EventKind, OrderEventV1, event_id},
 };
 use manifold_normalize::{Context, DocKind, Inbound};
-use manifold_telemetry::{
-    MetricSet,
-    cost::{Billable, CostMeter},
-};
+use manifold_telemetry::{MetricSet, cost::CostMeter};
 use tracing::{Instrument, info};
 
 use crate::{App, IngestEnvelope, outcome::Failure};
@@ -53,8 +50,10 @@ impl App {
         span.record("channel", envelope.channel.as_str());
         span.record("account", envelope.account.as_str());
         async {
-            // Boxed: the whole ingest future is deep, and every caller nests it further.
-            match Box::pin(self.ingest_inner(envelope, now)).await {
+            // Boxed: the whole ingest future is deep, and every caller nests it further. Scoped: the AWS
+            // calls this envelope makes are counted on their own, for its order's cost.
+            let counted = manifold_aws::usage::scoped(std::sync::Arc::default(), self.ingest_inner(envelope, now));
+            match Box::pin(counted).await {
                 Err(Failure::Permanent { stage, reason }) => {
                     let id = self.quarantine_envelope(envelope, stage, &reason, now).await;
                     MetricSet::new()
@@ -156,19 +155,16 @@ impl App {
         }
     }
 
-    /// What taking one order in costs, estimated from the requests this path makes: published as EMF
-    /// metrics and added to the per-channel daily usage that `manifold usage` reports. Best effort: a
-    /// usage counter that cannot be written never fails the order.
+    /// What taking one order in cost ingest, counted: the AWS calls this envelope made (as the SDK
+    /// interceptor counted them, DynamoDB units as DynamoDB reported them) and the channel API calls of
+    /// a thin notification's fetch; published as EMF metrics and added to the per-channel daily usage
+    /// that `manifold usage` reports. Best effort: a usage counter that cannot be written never fails
+    /// the order. The webhook's, the ledger's and the pushes' work is counted by their own functions
+    /// (their `aws usage` log lines), which is what the bench adds up per order.
     async fn count_order_cost(&self, order: &Order, api_calls: u64, now: DateTime<Utc>) {
         let meter = CostMeter::new();
-        // Webhook: Lambda, claim + complete, enqueue. Ingest: Lambda, receive + delete, read, the
-        // two-item transaction, the event.
-        meter.record(Billable::LambdaInvoke, 2);
-        meter.record(Billable::DynamoWrite, 2 + 2);
-        meter.record(Billable::DynamoRead, 1);
-        meter.record(Billable::SqsRequest, 3);
-        meter.record(Billable::EventBridgeEvent, 1);
-        meter.record(Billable::ChannelApiCall, api_calls);
+        meter.add_usage(&manifold_aws::usage::in_scope().unwrap_or_default());
+        meter.add_api_calls(api_calls);
         meter.to_metrics(order.channel.as_str(), "order").emit();
         if let Err(e) = self
             .state

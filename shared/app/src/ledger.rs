@@ -113,7 +113,7 @@ fn followup_marker(order: &Order, step: &str) -> String {
     format!("followup#{}#{step}", order.id)
 }
 
-fn failure(e: &manifold_ledger::LedgerError) -> Failure {
+pub(crate) fn failure(e: &manifold_ledger::LedgerError) -> Failure {
     if matches!(e, manifold_ledger::LedgerError::Stale { .. }) {
         Failure::permanent(STALE_COUNT, e.to_string())
     } else if e.is_retryable() {

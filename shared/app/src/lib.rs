@@ -27,3 +27,5 @@ pub mod webhook;
 
 pub use app::App;
 pub use envelope::{IngestEnvelope, Source};
+/// Counting of every AWS call (the functions wrap each invocation in `usage::invocation`).
+pub use manifold_aws::usage;

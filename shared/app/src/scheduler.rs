@@ -68,7 +68,10 @@ impl App {
     pub async fn run_tier(&self, tier: &str, now: DateTime<Utc>) -> Result<TierReport, Failure> {
         let mut report = TierReport { tier: tier.to_owned(), ..TierReport::default() };
         match tier {
-            "stock" => self.refresh_stock(&mut report).await?,
+            "stock" => {
+                self.rebalance_hot_skus().await;
+                self.refresh_stock(&mut report).await?;
+            }
             "reconcile" => self.reconcile(&mut report, now).await?,
             "listings" => self.sync_every_listing(&mut report).await,
             "prices" | "images" => report.note = Some(format!("no {tier} source is connected; nothing to sync")),
@@ -84,11 +87,39 @@ impl App {
         Ok(report)
     }
 
+    /// Evens out each hot SKU's shards at every location an account publishes from
+    /// (`manifold_ledger::shard::rebalance`); returns the units moved. Best effort: a shard that
+    /// changed meanwhile, or a failed read, leaves it to the next tick.
+    pub async fn rebalance_hot_skus(&self) -> i64 {
+        use manifold_ledger::shard::{Rebalanced, rebalance};
+        let config = self.config().await;
+        if config.hot_skus.is_empty() {
+            return 0;
+        }
+        let locations: std::collections::BTreeSet<String> =
+            config.enabled_accounts().map(|a| a.stock.location.clone()).collect();
+        let mut moved = 0;
+        for hot in &config.hot_skus {
+            for location in &locations {
+                let key = manifold_ledger::PositionKey::new(hot.sku.clone(), location.clone());
+                match rebalance(self.ledger.store().inner(), &key, hot.shards).await {
+                    Ok(Rebalanced::Moved(n)) => {
+                        info!(sku = %hot.sku, location = %location, moved = n, "hot SKU shards rebalanced");
+                        moved += n;
+                    }
+                    Ok(Rebalanced::Even | Rebalanced::Conflict) => {}
+                    Err(e) => warn!(sku = %hot.sku, error = %e, "hot SKU rebalance failed: the next tick retries"),
+                }
+            }
+        }
+        moved
+    }
+
     async fn refresh_stock(&self, report: &mut TierReport) -> Result<(), Failure> {
         let config = self.config().await;
         let mut cursor = None;
         loop {
-            let page = self.catalog.page(cursor.as_deref(), None).await?;
+            let page = self.whole_positions(self.catalog.page(cursor.as_deref(), None).await?).await?;
             report.positions += page.positions.len();
             // Bundles whose components are on this page are re-sent too (their other components read).
             let fanned = self.fan_out_with_bundles(&config, &page.positions, &*self.push_queue, None).await?;
@@ -210,8 +241,10 @@ impl App {
             return encode(serde_json::to_value(report));
         }
         // Every tick also settles the shipping deadlines that passed (`crate::late`): a few queries
-        // when nothing is due. Its failure does not hold back the syncs, nor theirs it.
+        // when nothing is due. Its failure does not hold back the syncs, nor theirs it. And it evens
+        // out the hot SKUs' shards: one read per hot SKU when they are even.
         let tick = self.tick(now).await;
+        self.rebalance_hot_skus().await;
         match self.check_deadlines(now).await {
             Ok(deadlines) if deadlines.due > 0 => info!(?deadlines, "deadlines settled"),
             Ok(_) => {}

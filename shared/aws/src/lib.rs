@@ -17,6 +17,7 @@ pub mod queue;
 pub mod records;
 pub mod secrets;
 pub mod state;
+pub mod usage;
 pub mod watch;
 
 pub use env::AwsEnv;

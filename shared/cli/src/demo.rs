@@ -83,7 +83,7 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn usage(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CliError + '_ {
+pub(crate) fn usage(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CliError + '_ {
     move |e| CliError::Usage(format!("{what}: {e}"))
 }
 
@@ -98,7 +98,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let example = std::fs::read_to_string(&args.config)
         .map_err(|source| CliError::Read { path: args.config.display().to_string(), source })?;
     let (text, _) = seed::config_for_simulators(&example, &sim)?;
-    let (text, config) = with_demo_item_ids(&text)?;
+    let (text, config) = with_item_ids(&text, &DEMO_SKUS)?;
     let catalog = seed_catalogs(&sim, &config, &DEMO_SKUS);
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| manifold_localrt::binary_dir(&root));
     let logs = root.join(".local/logs");
@@ -377,7 +377,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         s.messages_failed.load(Ordering::Relaxed),
         s.schedule_fires.load(Ordering::Relaxed)
     );
-    report_footprint(&runtime, &bin_dir).await;
+    crate::bench::footprint::measure(&runtime, &bin_dir).await.print();
     println!("\nDone in {:.1}s.", started.elapsed().as_secs_f64());
 
     if args.keep_running {
@@ -402,22 +402,25 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
 }
 
 /// The channels that write stock by their own item ids (WooCommerce product, Etsy listing, TikTok
-/// `product/sku`) get one for every demo SKU the example configuration leaves without, so every
-/// channel lists every SKU.
-fn with_demo_item_ids(text: &str) -> Result<(String, ChannelConfig), CliError> {
+/// `product/sku`) get one for every one of `skus` the configuration leaves without, so every channel
+/// lists every SKU.
+pub(crate) fn with_item_ids(text: &str, skus: &[&str]) -> Result<(String, ChannelConfig), CliError> {
     let parsed = ChannelConfig::parse(seed::CONFIG_KEY, text)?;
     let mut doc: toml::Table = toml::from_str(text).map_err(|e| usage("configuration")(&e))?;
     let accounts = doc.get_mut("accounts").and_then(toml::Value::as_array_mut);
     for (n, (entry, account)) in accounts.into_iter().flatten().zip(&parsed.accounts).enumerate() {
+        // Room for 100,000 SKUs per account.
         let id_of: fn(usize, usize) -> String = match account.channel {
-            Channel::Woocommerce => |n: usize, i: usize| format!("{}", 3000 + 100 * n + i),
-            Channel::Etsy => |n: usize, i: usize| format!("{}", 1_000_000 + 100 * n + i),
-            Channel::Tiktok => |n: usize, i: usize| format!("{}/{}", 1_729_000 + 100 * n + i, 1_729_500 + 100 * n + i),
+            Channel::Woocommerce => |n: usize, i: usize| format!("{}", 3000 + 100_000 * n + i),
+            Channel::Etsy => |n: usize, i: usize| format!("{}", 1_000_000 + 100_000 * n + i),
+            Channel::Tiktok => {
+                |n: usize, i: usize| format!("{}/{}", 1_729_000_000 + 100_000 * n + i, 1_829_000_000 + 100_000 * n + i)
+            }
             _ => continue,
         };
         let Some(table) = entry.as_table_mut() else { continue };
         let ids = table.entry("item_ids").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        for (i, sku) in DEMO_SKUS.iter().enumerate() {
+        for (i, sku) in skus.iter().enumerate() {
             let Ok(sku) = Sku::new(*sku) else { continue };
             if let Some(ids) = ids.as_table_mut() {
                 ids.entry(account.channel_sku_for(&sku)).or_insert_with(|| toml::Value::String(id_of(n, i)));
@@ -509,7 +512,7 @@ async fn compare(
 }
 
 /// Waits until every queue the mappings read is empty and no function is busy, three checks in a row.
-async fn wait_idle(sqs: &aws_sdk_sqs::Client, queues: &[(String, String)]) -> Result<(), CliError> {
+pub(crate) async fn wait_idle(sqs: &aws_sdk_sqs::Client, queues: &[(String, String)]) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_mins(3);
     let mut quiet = 0;
     while quiet < 3 {
@@ -544,97 +547,6 @@ where
     Ok(())
 }
 
-/// Each function's cold starts (spawn to first `GET next`), peak memory and binary size, beside a
-/// hello-world `lambda_runtime` binary of the same build started here three times.
-async fn report_footprint(runtime: &Runtime, bin_dir: &std::path::Path) {
-    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
-    // Tenths of a MiB, in integers (sizes here are far below 2^52 bytes, but integers say so).
-    let mib = |bytes: u64| {
-        let tenths = bytes * 10 / (1024 * 1024);
-        format!("{}.{} MiB", tenths / 10, tenths % 10)
-    };
-    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    let hello = manifold_localrt::Function::new(manifold_localrt::FunctionConfig {
-        logical_id: "hello-lambda".into(),
-        name: "hello-lambda".into(),
-        arn: "arn:aws:lambda:us-east-1:000000000000:function:hello-lambda".into(),
-        // Absolute: the process starts in a task root of its own.
-        binary: std::fs::canonicalize(bin_dir.join("hello-lambda")).unwrap_or_else(|_| bin_dir.join("hello-lambda")),
-        timeout: Duration::from_secs(3),
-        memory_mb: 128,
-        handler: "bootstrap".into(),
-        // What Lambda sets for any function (a function of the stack's, renamed): the runtime needs it.
-        env: runtime
-            .functions
-            .values()
-            .next()
-            .map(|f| {
-                let mut env = f.config.env.clone();
-                env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "hello-lambda".into());
-                env
-            })
-            .unwrap_or_default(),
-        max_concurrency: 1,
-        logs: manifold_localrt::LogSink::Discard,
-    });
-    let mut failed = None;
-    for _ in 0..3 {
-        if let Err(e) = hello.invoke(&serde_json::json!({"hello": "world"})).await {
-            failed = Some(e.to_string());
-            break;
-        }
-        hello.shutdown();
-    }
-    let baseline = hello.stats.init_times();
-    let base_p50 = baseline.get(baseline.len() / 2).copied();
-    println!(
-        "\n    cold start and memory (spawn to first `GET next`, three starts one at a time; peak RSS while handling\n    the pipeline's events):\n    {:<32} {:>6} {:>9} {:>9} {:>7} {:>10} {:>10}",
-        "function", "starts", "init p50", "init max", "x hello", "peak RSS", "binary"
-    );
-    let mut rows: Vec<_> = runtime.functions.values().map(|f| (f.config.logical_id.clone(), f)).collect();
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, f) in rows {
-        // Three more cold starts one at a time, as the baseline's: the pipeline's own started all
-        // functions at once on a machine with few cores.
-        let mut inits = Vec::new();
-        for _ in 0..3 {
-            let at = Instant::now();
-            if f.start().await.is_ok() {
-                inits.push(at.elapsed());
-            }
-            f.shutdown();
-        }
-        inits.sort();
-        let (Some(p50), Some(max)) = (inits.get(inits.len() / 2).copied(), inits.last().copied()) else { continue };
-        let ratio = base_p50.map_or_else(|| "-".to_owned(), |b| format!("{:.2}", p50.as_secs_f64() / b.as_secs_f64()));
-        println!(
-            "    {name:<32} {:>6} {:>9} {:>9} {ratio:>7} {:>10} {:>10}",
-            inits.len(),
-            ms(p50),
-            ms(max),
-            mib(f.stats.peak_rss_kib.load(Ordering::Relaxed) * 1024),
-            mib(size(&f.config.binary))
-        );
-    }
-    match (base_p50, baseline.last()) {
-        (Some(p50), Some(max)) => println!(
-            "    {:<32} {:>6} {:>9} {:>9} {:>7} {:>10} {:>10}",
-            "hello-lambda (baseline)",
-            baseline.len(),
-            ms(p50),
-            ms(*max),
-            "1.00",
-            mib(hello.stats.peak_rss_kib.load(Ordering::Relaxed) * 1024),
-            mib(size(&hello.config.binary))
-        ),
-        _ => println!(
-            "    (no baseline: {} did not start: {})",
-            hello.config.binary.display(),
-            failed.unwrap_or_default()
-        ),
-    }
-}
-
 fn report_functions(runtime: &Runtime) {
     let busy: Vec<String> = runtime
         .functions
@@ -655,7 +567,7 @@ fn report_functions(runtime: &Runtime) {
 }
 
 /// The headers a channel sends with a signed webhook body.
-fn channel_headers(channel: Channel, body: &[u8]) -> Result<Vec<(String, String)>, CliError> {
+pub(crate) fn channel_headers(channel: Channel, body: &[u8]) -> Result<Vec<(String, String)>, CliError> {
     let h = manifold_connectors::verify::sign(
         channel,
         seed::webhook_secret(channel),
@@ -688,7 +600,7 @@ async fn post(http: &reqwest::Client, what: &str, url: &str, headers: &[(String,
 }
 
 /// Sends a SigV4-signed JSON request to an IAM-authorized route; returns the status and the body.
-async fn signed(
+pub(crate) async fn signed(
     http: &reqwest::Client,
     aws: &LocalAws,
     method: &str,

@@ -7,6 +7,7 @@
 //! URLs `infra/local/stack.py` writes to `.local/stack.env`).
 
 pub mod aws;
+pub mod bench;
 pub mod commands;
 pub mod demo;
 pub mod error;
@@ -59,6 +60,9 @@ pub enum Command {
     Sign(commands::sign::SignArgs),
     /// Run the local end-to-end demo: every function's real binary under the local Lambda runtime.
     Demo(demo::DemoArgs),
+    /// Measure the product end to end: oversell window, work and cost per order, cold starts,
+    /// normalization, AWS calls per hot path (`infra/local/bench.sh` runs it on release binaries).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs one command and prints its report.
@@ -80,5 +84,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Demo(args) => Box::pin(demo::run(args)).await,
+        Command::Bench(args) => Box::pin(bench::run(args)).await,
     }
 }

@@ -36,6 +36,19 @@ pub struct ChannelConfig {
     /// Bundles and kits: selling one bundle reserves its components.
     #[serde(default)]
     pub bundles: Vec<Bundle>,
+    /// SKUs sold faster than one ledger position can take (a flash sale, a live-shopping drop): their
+    /// position is split into shards (see `manifold_ledger::shard`).
+    #[serde(default)]
+    pub hot_skus: Vec<HotSku>,
+}
+
+/// A SKU whose ledger position is split into `shards` positions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotSku {
+    pub sku: Sku,
+    /// 2 to 64. Only ever raised: stock in a shard above a lowered count would not be seen.
+    pub shards: u32,
 }
 
 /// One merchant account on one channel.
@@ -454,6 +467,21 @@ impl ChannelConfig {
                 if c.sku == b.sku {
                     return Err((format!("bundles[{i}].components[{j}].sku"), "a bundle cannot contain itself".into()));
                 }
+            }
+        }
+        let mut hot = std::collections::BTreeSet::new();
+        for (i, h) in self.hot_skus.iter().enumerate() {
+            if !hot.insert(h.sku.clone()) {
+                return Err((format!("hot_skus[{i}].sku"), format!("duplicate hot SKU {}", h.sku)));
+            }
+            if !(2..=64).contains(&h.shards) {
+                return Err((format!("hot_skus[{i}].shards"), format!("{} shards: between 2 and 64", h.shards)));
+            }
+            if bundles.contains(&h.sku) {
+                return Err((
+                    format!("hot_skus[{i}].sku"),
+                    format!("{} is a bundle: it has no position of its own; shard its components", h.sku),
+                ));
             }
         }
         for (i, b) in self.bundles.iter().enumerate() {

@@ -245,6 +245,8 @@ pub enum AdjustmentReason {
     Ship,
     SetOnHand,
     Backorder,
+    /// Units moved between the shards of a hot SKU's position; the SKU's total does not change.
+    Rebalance,
 }
 
 /// A change to one SKU's stock position (the ledger's immutable entry).

@@ -31,11 +31,18 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use crate::{
     engine::StockLedger,
     model::{LedgerError, Position, PositionKey, ReservationRecord},
+    shard::{ShardedStore, Shards},
     store::{Commit, CommitError, RecordWrite, SourceMarker, Store},
 };
 
-/// The production ledger.
-pub type DynamoLedger = StockLedger<DynamoStore>;
+/// The production ledger: positions in DynamoDB, hot SKUs' in shards.
+pub type DynamoLedger = StockLedger<ShardedStore<DynamoStore>>;
+
+impl From<DynamoStore> for ShardedStore<DynamoStore> {
+    fn from(store: DynamoStore) -> Self {
+        ShardedStore::new(store, Shards::default())
+    }
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -132,8 +139,13 @@ struct MarkerItem {
     at: DateTime<Utc>,
 }
 
-fn position_pk(sku: &Sku) -> String {
-    format!("SKU#{sku}")
+/// A position's partition: `SKU#{sku}`, and `SKU#{sku}#S{k}` for shard `k` of a hot SKU's position,
+/// so each shard has a partition (and its throughput) of its own.
+fn position_pk(sku: &Sku, location: &str) -> String {
+    match crate::shard::shard_of(location) {
+        Some((_, k)) => format!("SKU#{sku}#S{k}"),
+        None => format!("SKU#{sku}"),
+    }
 }
 
 fn position_sk(location: &str) -> String {
@@ -231,7 +243,7 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(position_pk(&position.sku)))
+                .expression_attribute_values(":pk", AttributeValue::S(position_pk(&position.sku, &position.location)))
                 .expression_attribute_values(":prefix", AttributeValue::S(format!("ENTRY#{}#", position.location)))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
@@ -291,7 +303,7 @@ impl DynamoStore {
                 "position",
                 &PositionItem {
                     changed: Some(change_bucket(p.sku.as_str(), now)),
-                    pk: position_pk(&p.sku),
+                    pk: position_pk(&p.sku, &p.location),
                     sk: position_sk(&p.location),
                     sku: p.sku,
                     location: p.location,
@@ -314,7 +326,7 @@ impl DynamoStore {
             let item = encode(
                 "entry",
                 &EntryItem {
-                    pk: position_pk(&a.sku),
+                    pk: position_pk(&a.sku, &a.location),
                     sk: entry_sk(&a.location, e.version),
                     version: e.version,
                     adjustment: a,
@@ -325,7 +337,12 @@ impl DynamoStore {
         if let Some(m) = commit.marker {
             let item = encode(
                 "marker",
-                &MarkerItem { pk: position_pk(&m.key.sku), sk: marker_sk(&m), source_ref: m.source_ref, at: now },
+                &MarkerItem {
+                    pk: position_pk(&m.key.sku, &m.key.location),
+                    sk: marker_sk(&m),
+                    source_ref: m.source_ref,
+                    at: now,
+                },
             )?;
             puts.push(put(item, "attribute_not_exists(pk)", None)?);
         }
@@ -376,7 +393,9 @@ impl Store for DynamoStore {
     async fn positions(&self, keys: &[PositionKey]) -> Result<Vec<Position>, LedgerError> {
         let mut found: HashMap<PositionKey, Position> = HashMap::new();
         if let [only] = keys {
-            if let Some(item) = self.get(key(position_pk(&only.sku), position_sk(&only.location))).await? {
+            if let Some(item) =
+                self.get(key(position_pk(&only.sku, &only.location), position_sk(&only.location))).await?
+            {
                 let p: PositionItem = decode("position", item)?;
                 found.insert(only.clone(), to_position(p));
             }
@@ -385,7 +404,10 @@ impl Store for DynamoStore {
                 let mut pending = Some(
                     KeysAndAttributes::builder()
                         .set_keys(Some(
-                            chunk.iter().map(|k| key(position_pk(&k.sku), position_sk(&k.location))).collect(),
+                            chunk
+                                .iter()
+                                .map(|k| key(position_pk(&k.sku, &k.location), position_sk(&k.location)))
+                                .collect(),
                         ))
                         .consistent_read(true)
                         .build()
@@ -422,7 +444,7 @@ impl Store for DynamoStore {
     }
 
     async fn has_marker(&self, marker: &SourceMarker) -> Result<bool, LedgerError> {
-        Ok(self.get(key(position_pk(&marker.key.sku), marker_sk(marker))).await?.is_some())
+        Ok(self.get(key(position_pk(&marker.key.sku, &marker.key.location), marker_sk(marker))).await?.is_some())
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
@@ -485,6 +507,11 @@ impl DynamoLedger {
     /// The ledger on `table` (a table with the standard `pk`/`sk` string key).
     pub fn dynamo(client: Client, table: impl Into<String>) -> Self {
         StockLedger::new(DynamoStore::new(client, table))
+    }
+
+    /// The ledger on `store` with `shards` for the hot SKUs.
+    pub fn sharded(store: DynamoStore, shards: Shards) -> Self {
+        StockLedger::new(ShardedStore::new(store, shards))
     }
 
     /// The ledger on a local emulator (see [`DynamoStore::emulator_safe`]).

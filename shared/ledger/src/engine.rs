@@ -76,8 +76,10 @@ pub struct StockLedger<S> {
 }
 
 impl<S: Store> StockLedger<S> {
-    pub fn new(store: S) -> Self {
-        Self { store, chunk: POSITIONS_PER_COMMIT }
+    /// The ledger over `store` (a [`DynamoStore`](crate::DynamoStore) becomes a
+    /// [`ShardedStore`](crate::shard::ShardedStore) without hot SKUs).
+    pub fn new(store: impl Into<S>) -> Self {
+        Self { store: store.into(), chunk: POSITIONS_PER_COMMIT }
     }
 
     /// Uses smaller chunks than a transaction allows (tests exercise the chunked path cheaply).
@@ -85,6 +87,11 @@ impl<S: Store> StockLedger<S> {
     pub fn with_chunk_size(mut self, positions_per_commit: usize) -> Self {
         self.chunk = positions_per_commit.clamp(1, POSITIONS_PER_COMMIT);
         self
+    }
+
+    /// The store, for a ledger over it with other rules (a SKU that becomes hot).
+    pub fn into_store(self) -> S {
+        self.store
     }
 
     pub fn store(&self) -> &S {
@@ -655,9 +662,24 @@ impl<S: Store> StockLedger<S> {
     }
 }
 
+impl<S: Store> StockLedger<S> {
+    /// The positions a change reports, read back when the store keeps some as sums of others (a hot
+    /// SKU's shards): concurrent commits on different shards each computed the whole from their own
+    /// read, and the fan-out must see what is there.
+    async fn settled<O>(&self, change: Change<O>) -> Result<Change<O>, LedgerError> {
+        if !self.store.sums_positions() || change.positions.is_empty() {
+            return Ok(change);
+        }
+        let keys: Vec<PositionKey> = change.positions.iter().map(Position::key).collect();
+        let positions = self.store.positions(&keys).await?;
+        Ok(Change { outcome: change.outcome, positions })
+    }
+}
+
 impl<S: Store> Ledger for StockLedger<S> {
     async fn reserve_order(&self, order: &OrderReservation) -> Result<Change<ReserveOutcome>, LedgerError> {
-        self.reserve(order).await
+        let change = self.reserve(order).await?;
+        self.settled(change).await
     }
 
     async fn release_order(
@@ -666,7 +688,8 @@ impl<S: Store> Ledger for StockLedger<S> {
         scope: &Scope,
         release_ref: &str,
     ) -> Result<Change<ReleaseOutcome>, LedgerError> {
-        self.release_or_ship(order, scope, release_ref, Movement::Release).await
+        let change = self.release_or_ship(order, scope, release_ref, Movement::Release).await?;
+        self.settled(change).await
     }
 
     async fn ship_order(
@@ -675,7 +698,8 @@ impl<S: Store> Ledger for StockLedger<S> {
         scope: &Scope,
         shipment_ref: &str,
     ) -> Result<Change<ReleaseOutcome>, LedgerError> {
-        self.release_or_ship(order, scope, shipment_ref, Movement::Ship).await
+        let change = self.release_or_ship(order, scope, shipment_ref, Movement::Ship).await?;
+        self.settled(change).await
     }
 
     async fn set_on_hand_as_of(
@@ -685,7 +709,8 @@ impl<S: Store> Ledger for StockLedger<S> {
         source_ref: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Change<SetOutcome>, LedgerError> {
-        self.set(key, on_hand, source_ref, as_of).await
+        let change = self.set(key, on_hand, source_ref, as_of).await?;
+        self.settled(change).await
     }
 
     async fn position(&self, key: &PositionKey) -> Result<Position, LedgerError> {

@@ -177,7 +177,24 @@ where
 /// Where push jobs go: SQS in production, memory in tests.
 pub trait PushQueue: Send + Sync {
     fn enqueue(&self, job: &PushJob) -> impl Future<Output = Result<(), PushError>> + Send;
+
+    /// Enqueues every one of `jobs`; returns those that could not be, with why. One at a time unless
+    /// the queue can do better.
+    fn enqueue_all(&self, jobs: &[PushJob]) -> impl Future<Output = Vec<(PushJob, PushError)>> + Send {
+        async move {
+            let mut failed = Vec::new();
+            for job in jobs {
+                if let Err(e) = self.enqueue(job).await {
+                    failed.push((job.clone(), e));
+                }
+            }
+            failed
+        }
+    }
 }
+
+/// SQS takes at most this many messages per `SendMessageBatch`.
+const SQS_BATCH: usize = 10;
 
 /// One SQS queue per channel (the channel's push consumer drains it at the channel's rate).
 #[derive(Debug, Clone)]
@@ -207,6 +224,101 @@ impl PushQueue for SqsPushQueue {
         }
         send.send().await.map_err(|e| aws_error("SendMessage", e))?;
         Ok(())
+    }
+
+    /// Per channel queue, ten jobs per `SendMessageBatch` (an order's three SKUs reach each channel's
+    /// queue in one request, not three).
+    async fn enqueue_all(&self, jobs: &[PushJob]) -> Vec<(PushJob, PushError)> {
+        let mut by_channel: BTreeMap<Channel, Vec<PushJob>> = BTreeMap::new();
+        for job in jobs {
+            by_channel.entry(job.channel).or_default().push(job.clone());
+        }
+        let mut failed = Vec::new();
+        let mut sends = Vec::new();
+        for (channel, jobs) in &by_channel {
+            let Some(url) = self.urls.get(channel) else {
+                failed.extend(jobs.iter().map(|j| (j.clone(), PushError::NoQueue(*channel))));
+                continue;
+            };
+            for chunk in jobs.chunks(SQS_BATCH) {
+                sends.push(self.send_batch(url, chunk));
+            }
+        }
+        for batch in futures::future::join_all(sends).await {
+            failed.extend(batch);
+        }
+        failed
+    }
+}
+
+impl SqsPushQueue {
+    /// One `SendMessageBatch` of up to ten jobs for one channel's queue; the jobs it did not take.
+    async fn send_batch(&self, url: &str, jobs: &[PushJob]) -> Vec<(PushJob, PushError)> {
+        let entries: Result<Vec<_>, PushError> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let body = serde_json::to_string(job).map_err(PushError::Encode)?;
+                let mut entry =
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body);
+                if let Some(trace) = &job.trace_id {
+                    let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(trace)
+                        .build()
+                        .map_err(|e| PushError::Aws {
+                            operation: "SendMessageBatch",
+                            retryable: false,
+                            source: Box::new(e),
+                        })?;
+                    entry = entry.message_attributes("trace_id", attr);
+                }
+                entry.build().map_err(|e| PushError::Aws {
+                    operation: "SendMessageBatch",
+                    retryable: false,
+                    source: Box::new(e),
+                })
+            })
+            .collect();
+        let all_failed = |e: &dyn Fn() -> PushError| jobs.iter().map(|j| (j.clone(), e())).collect::<Vec<_>>();
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(e) => {
+                let message = e.to_string();
+                return all_failed(&|| PushError::Aws {
+                    operation: "SendMessageBatch",
+                    retryable: false,
+                    source: message.clone().into(),
+                });
+            }
+        };
+        match self.client.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await {
+            Ok(out) => out
+                .failed()
+                .iter()
+                .filter_map(|f| {
+                    let job = jobs.get(f.id().parse::<usize>().ok()?)?.clone();
+                    let reason = format!("{}: {}", f.code(), f.message().unwrap_or_default());
+                    Some((
+                        job,
+                        PushError::Aws {
+                            operation: "SendMessageBatch",
+                            retryable: !f.sender_fault(),
+                            source: reason.into(),
+                        },
+                    ))
+                })
+                .collect(),
+            Err(e) => {
+                let e = aws_error("SendMessageBatch", e);
+                let (retryable, message) = (e.is_retryable(), e.to_string());
+                all_failed(&|| PushError::Aws {
+                    operation: "SendMessageBatch",
+                    retryable,
+                    source: message.clone().into(),
+                })
+            }
+        }
     }
 }
 
@@ -532,14 +644,33 @@ pub async fn fan_out_with_bundles<Q: PushQueue>(
         let jobs: Vec<PushJob> = page.iter().flat_map(|p| push_jobs(config, p, trace_id)).collect();
         let (jobs, unlisted) = gate.listed_only(jobs).await?;
         report.unlisted += unlisted;
-        let handovers: Vec<_> = jobs.into_iter().map(|job| hand_over(gate, queue, job)).collect();
-        let results: Vec<Result<Option<PushJob>, PushError>> =
-            stream::iter(handovers).buffer_unordered(FANOUT_CONCURRENCY).collect().await;
-        for result in results {
-            match result? {
-                Some(job) => report.enqueued.push(job),
-                None => report.coalesced += 1,
+        // The gate first, job by job; then what it took, batched per channel queue.
+        let offers: Vec<_> =
+            jobs.into_iter().map(|job| async move { gate.offer(&job).await.map(|taken| (job, taken)) }).collect();
+        let offered: Vec<Result<(PushJob, bool), PushError>> =
+            stream::iter(offers).buffer_unordered(FANOUT_CONCURRENCY).collect().await;
+        let mut taken = Vec::new();
+        let mut first_error = None;
+        for result in offered {
+            match result {
+                Ok((job, true)) => taken.push(job),
+                Ok((_, false)) => report.coalesced += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
+        }
+        let failed = queue.enqueue_all(&taken).await;
+        for (job, _) in &failed {
+            // The gate holds versions the channel will never get from these offers: say so, so the
+            // retry (or the stock tier) re-sends them instead of coalescing them away.
+            if let Err(w) = gate.withdraw(job).await {
+                tracing::warn!(error = %w, "could not withdraw a failed offer: it is re-sent once presumed lost");
+            }
+        }
+        report.enqueued.extend(taken.into_iter().filter(|j| !failed.iter().any(|(f, _)| f == j)));
+        if let Some(e) = first_error.or_else(|| failed.into_iter().next().map(|(_, e)| e)) {
+            return Err(e);
         }
     }
     Ok(report)

@@ -32,6 +32,7 @@ pub mod fanout;
 pub mod import;
 pub mod memory;
 pub mod model;
+pub mod shard;
 pub mod store;
 
 pub use dynamo::{DynamoLedger, DynamoStore};

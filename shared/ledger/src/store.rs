@@ -91,4 +91,10 @@ pub trait Store: Send + Sync {
 
     /// Applies every write of `commit`, or none of them.
     fn commit(&self, commit: Commit) -> impl Future<Output = Result<(), CommitError>> + Send;
+
+    /// Whether some positions are sums of others ([`crate::shard::ShardedStore`]): a position's
+    /// value after a commit is then read back, not computed from the one read before it.
+    fn sums_positions(&self) -> bool {
+        false
+    }
 }

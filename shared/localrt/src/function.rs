@@ -101,6 +101,9 @@ pub struct Stats {
     /// The largest resident set any environment reached (Linux `VmHWM`, KiB; 0 where unknown),
     /// read after each invocation.
     pub peak_rss_kib: AtomicU64,
+    /// Billed duration as Lambda bills an OS-only runtime: each invocation rounded up to the
+    /// millisecond, plus each environment's init phase.
+    pub billed_ms: AtomicU64,
 }
 
 impl Stats {
@@ -114,8 +117,14 @@ impl Stats {
     fn started(&self, env: &Environment) {
         self.cold_starts.fetch_add(1, Ordering::Relaxed);
         self.inits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(env.init);
+        self.billed_ms.fetch_add(billed_ms(env.init), Ordering::Relaxed);
         self.peak_rss_kib.fetch_max(env.peak_rss_kib(), Ordering::Relaxed);
     }
+}
+
+/// A duration in whole milliseconds, rounded up (Lambda's billing granularity).
+fn billed_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
 /// A function with its pool of warm environments.
@@ -159,7 +168,9 @@ impl Function {
             env
         };
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let began = std::time::Instant::now();
         let result = env.invoke(&self.config, payload).await;
+        self.stats.billed_ms.fetch_add(billed_ms(began.elapsed()), Ordering::Relaxed);
         self.stats.peak_rss_kib.fetch_max(env.peak_rss_kib(), Ordering::Relaxed);
         match &result {
             Err(FunctionError::Timeout { .. }) => {

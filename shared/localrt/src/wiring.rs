@@ -57,6 +57,24 @@ pub struct WiringStats {
     pub messages_deleted: AtomicU64,
     pub messages_failed: AtomicU64,
     pub schedule_fires: AtomicU64,
+    /// Receives that returned messages, and their billed 64 KB units (an event source mapping's
+    /// receives, which SQS bills to the account; its idle long polls are a fixed cost per queue).
+    pub receives_with_messages: AtomicU64,
+    pub received_units: AtomicU64,
+    /// Per message, from its `SentTimestamp` to the poll that received it, in milliseconds: the delay
+    /// this emulation's polling adds at each queue hop.
+    pub poll_delays_ms: std::sync::Mutex<Vec<u64>>,
+    /// Messages received per queue (the mapping's queue logical id), redeliveries included.
+    pub received_messages: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl WiringStats {
+    /// The poll delays measured so far, shortest first.
+    pub fn poll_delays(&self) -> Vec<u64> {
+        let mut d = self.poll_delays_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        d.sort_unstable();
+        d
+    }
 }
 
 /// The running wiring; stops when dropped.
@@ -396,6 +414,25 @@ impl SqsPoller {
         }
     }
 
+    fn count_received(&self, received: &[aws_sdk_sqs::types::Message]) {
+        let bytes: usize = received.iter().map(|m| m.body().map_or(0, str::len)).sum();
+        self.stats.receives_with_messages.fetch_add(1, Ordering::Relaxed);
+        self.stats.received_units.fetch_add(bytes.div_ceil(64 * 1024).max(1) as u64, Ordering::Relaxed);
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+        let delays = received.iter().filter_map(|m| {
+            let sent = m.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?.parse::<u64>().ok()?;
+            Some(now.saturating_sub(sent))
+        });
+        self.stats.poll_delays_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(delays);
+        *self
+            .stats
+            .received_messages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(self.mapping.queue.clone())
+            .or_default() += received.len() as u64;
+    }
+
     /// Receives one batch (up to BatchSize, waiting up to the batching window to fill it), invokes the
     /// function, deletes what succeeded. Returns how many messages the batch had.
     pub async fn batch(&self) -> Result<usize, String> {
@@ -415,6 +452,9 @@ impl SqsPoller {
                 .map_err(|e| e.into_service_error().to_string())?;
             let received = got.messages.unwrap_or_default();
             let empty = received.is_empty();
+            if !empty {
+                self.count_received(&received);
+            }
             for m in received {
                 // A message seen again within the window (its visibility timeout ran out): keep the
                 // latest receipt handle, once.

@@ -7,49 +7,16 @@
 
 use chrono::{TimeZone as _, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use manifold_domain::{Channel, config::ChannelConfig};
-use manifold_normalize::{Context, DocKind, normalize};
-use serde_json::{Value, json};
+use manifold_domain::config::ChannelConfig;
+use manifold_normalize::{Context, DocKind, normalize, samples};
+use serde_json::Value;
 
 const EXAMPLE: &str = include_str!("../../../infra/channels.example.toml");
-
-fn fixture(text: &str) -> Value {
-    serde_json::from_str(text).expect("fixture is JSON")
-}
-
-/// Each channel's order document as ingest receives it (Amazon and BigCommerce: the order with the
-/// parts their connectors fetch beside it).
-fn orders() -> Vec<(Channel, Vec<u8>)> {
-    let shopify = fixture(include_str!("../fixtures/shopify/order-1073459981-rest-2026-07-create-paid.json"));
-    let amazon_order = fixture(include_str!("../fixtures/amazon/orders-v0-getOrder-response-example.json"));
-    let amazon_items = fixture(include_str!("../fixtures/amazon/orders-v0-getOrderItems-response-example.json"));
-    let docs = [
-        (Channel::Shopify, shopify["order"].clone()),
-        (Channel::Woocommerce, fixture(include_str!("../fixtures/woocommerce/order-727-rest-v3-retrieve.json"))),
-        (
-            Channel::Bigcommerce,
-            json!({
-                "order": fixture(include_str!("../fixtures/bigcommerce/v2-order-218-get.json")),
-                "products": fixture(include_str!("../fixtures/bigcommerce/v2-order-products-list.json")),
-                "shipping_addresses": fixture(include_str!("../fixtures/bigcommerce/v2-order-shipping-addresses-list.json")),
-            }),
-        ),
-        (
-            Channel::Amazon,
-            json!({"order": amazon_order["payload"], "order_items": amazon_items["payload"]["OrderItems"]}),
-        ),
-        (Channel::Etsy, fixture(include_str!("../fixtures/etsy/receipt-written-from-v3-schema.json"))),
-        (Channel::Tiktok, fixture(include_str!("../fixtures/tiktok/order-detail-202309-written-from-docs.json"))),
-        (Channel::Zalando, fixture(include_str!("../fixtures/zalando/order-jsonapi-written-from-docs.json"))),
-        (Channel::Ebay, fixture(include_str!("../fixtures/ebay/getorder-written-from-docs.json"))),
-    ];
-    docs.into_iter().map(|(c, d)| (c, serde_json::to_vec(&d).expect("serializable"))).collect()
-}
 
 fn bench(c: &mut Criterion) {
     let config = ChannelConfig::parse("channels.example.toml", EXAMPLE).expect("example config");
     let received_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    for (channel, bytes) in orders() {
+    for (channel, bytes) in samples::orders() {
         let account = config.accounts.iter().find(|a| a.channel == channel).expect("an example account");
         let ctx = Context { account, received_at };
         // Every fixture must normalize: a bench of an error path would measure the wrong thing.

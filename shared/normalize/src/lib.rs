@@ -18,6 +18,7 @@ pub mod channels;
 mod dates;
 mod error;
 mod json;
+pub mod samples;
 
 use chrono::{DateTime, Utc};
 use manifold_domain::{Channel, Order, Record, config::AccountConfig};

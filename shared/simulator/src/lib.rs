@@ -184,6 +184,16 @@ impl SimHandle {
         self.state.lock().snapshot()
     }
 
+    /// Sets what the channel shows for one item, as its own admin would (logged as a stock change).
+    pub fn set_stock(&self, channel: Channel, key: &str, quantity: i64) {
+        self.state.lock().set_stock(channel, key, quantity);
+    }
+
+    /// Every stock write accepted so far, in order, with when it landed.
+    pub fn stock_changes(&self) -> Vec<state::StockChange> {
+        self.state.lock().stock_changes.clone()
+    }
+
     pub fn seed_order(&self, channel: Channel, doc: Value) -> Result<String, String> {
         seed(&self.state, channel, doc)
     }

@@ -122,6 +122,18 @@ pub struct Inner {
     pub unauthorized: BTreeMap<Channel, u64>,
     /// At most this many orders per page of any order list (`SimHandle::cap_order_pages`).
     pub order_page_cap: Option<usize>,
+    /// Every stock write through the channel's API, in order, with when it landed (the bench's
+    /// oversell window ends when every channel holds an order's new quantity).
+    pub stock_changes: Vec<StockChange>,
+}
+
+/// One stock write the channel accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockChange {
+    pub at: std::time::Instant,
+    pub channel: Channel,
+    pub key: String,
+    pub quantity: i64,
 }
 
 #[derive(Debug)]
@@ -146,6 +158,7 @@ impl Inner {
 
     pub fn set_stock(&mut self, channel: Channel, key: &str, quantity: i64) {
         self.stock.entry(channel).or_default().insert(key.to_owned(), quantity);
+        self.stock_changes.push(StockChange { at: std::time::Instant::now(), channel, key: key.to_owned(), quantity });
         if let Some(item) = self.catalog.get_mut(&channel).and_then(|c| c.get_mut(key)) {
             item.quantity = quantity;
         }

@@ -19,7 +19,8 @@ pub fn init(service: &'static str) {
 
 /// The JSON subscriber every function uses, writing scrubbed lines to `writer`. Each line carries the
 /// fields of every enclosing span (`spans`), so the trace id and business keys set on an outer span
-/// show on lines logged deep inside it. Filter from `RUST_LOG`, default `info`.
+/// show on lines logged deep inside it; the innermost span is the list's last entry, not repeated
+/// on its own (CloudWatch Logs bills every byte). Filter from `RUST_LOG`, default `info`.
 pub fn subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -27,7 +28,7 @@ where
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(true)
+        .with_current_span(false)
         .with_span_list(true)
         .with_target(false)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))

@@ -422,7 +422,32 @@ impl App {
         if page.next.is_none() && run.since.is_some() && run.trigger == Trigger::Scheduled {
             page.next = Some(SLICE_CURSOR.to_owned());
         }
-        Ok(page)
+        self.whole_positions(page).await
+    }
+
+    /// `page` with each hot SKU's shards replaced by the position they are shards of, read as their
+    /// sum (`manifold_ledger::shard`): channels list the SKU, not its shards.
+    pub async fn whole_positions(&self, page: CatalogPage) -> Result<CatalogPage, Failure> {
+        use manifold_ledger::{Ledger, shard};
+        let shards = self.ledger.store().shards().clone();
+        let is_part = |p: &manifold_ledger::Position| shard::shard_of(&p.location).is_some() || shards.of(&p.sku) > 1;
+        if !page.positions.iter().any(is_part) {
+            return Ok(page);
+        }
+        let CatalogPage { positions, next } = page;
+        let mut wholes = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            if is_part(&p) {
+                wholes.insert(shard::logical(&p.key()));
+            } else {
+                out.push(p);
+            }
+        }
+        for key in wholes {
+            out.push(self.ledger.position(&key).await.map_err(|e| crate::ledger::failure(&e))?);
+        }
+        Ok(CatalogPage { positions: out, next })
     }
 
     /// Hands `positions` to the push gate for this one account and queues what it takes; returns how

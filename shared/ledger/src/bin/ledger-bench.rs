@@ -82,7 +82,7 @@ async fn main() -> Result<(), Error> {
         .send()
         .await?;
     let store = DynamoStore::new(ddb.clone(), &table);
-    let ledger = Arc::new(StockLedger::new(if emulator { store.emulator_safe() } else { store }));
+    let ledger: Arc<DynamoLedger> = Arc::new(StockLedger::new(if emulator { store.emulator_safe() } else { store }));
     println!("ledger-bench: {orders} single-line orders per run, concurrency {concurrency}, table {table}");
     if emulator {
         println!("  (emulator: commits are serialised in-process; these figures measure moto, not DynamoDB)");
