@@ -577,3 +577,72 @@ while True:
     function.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `manifold bench` on a small run, through the same binaries and stack: every figure is measured
+/// from the run (no figure is asserted, but each must have been counted). The windows of every order
+/// close, the work is counted in the functions (DynamoDB units as the emulator reports them), the
+/// hot SKU sells exactly its units on hand whole and in shards, and the JSON copy reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bench_measures_every_figure_from_a_run() {
+    let _one_at_a_time = STACK.lock().await;
+    // The stack's queues as a fresh stack has them: what another test left would be the bench's work.
+    let stack_name = std::env::var("MANIFOLD_STACK").expect("MANIFOLD_STACK names the local stack");
+    let sqs = aws_sdk_sqs::Client::new(&crate::support::aws().await);
+    let queues = sqs.list_queues().queue_name_prefix(&stack_name).send().await.expect("list queues");
+    for url in queues.queue_urls() {
+        sqs.purge_queue().queue_url(url).send().await.expect("purge");
+    }
+    let out = std::env::temp_dir().join(crate::support::unique("manifold-bench"));
+    let args = manifold_cli::bench::BenchArgs {
+        config: root().join("infra/channels.example.toml"),
+        template: root().join(".local/template.json"),
+        stack: stack_name,
+        bin_dir: Some(manifold_localrt::binary_dir(&root())),
+        port: 0,
+        orders: 6,
+        lines: 3,
+        rate: 6.0,
+        on_hand: 10,
+        hot_orders: 24,
+        hot_shards: 4,
+        json_out: out.join("bench.json"),
+        logs: out.join("logs"),
+    };
+    manifold_cli::bench::run(args).await.expect("the bench runs");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).expect("the JSON copy")).expect("json");
+
+    let window = &report["oversell_window"]["windows"];
+    assert_eq!(window["refused"], 0, "{window}");
+    assert_eq!(window["unfinished"], 0, "every order's new quantities reached every other channel: {window}");
+    assert_eq!(window["window"]["count"], 6);
+    assert!(window["updates"].as_u64().unwrap() >= 6 * 3 * 5, "3 SKUs x at least 5 other channels: {window}");
+    assert!(report["oversell_window"]["poll_delay"]["count"].as_u64().unwrap() > 0);
+
+    let per_order = &report["work_and_cost"]["per_order"];
+    for counted in
+        ["lambda_invocations", "lambda_billed_ms", "dynamodb_write_units", "dynamodb_read_units", "sqs_requests"]
+    {
+        assert!(per_order[counted].as_f64().unwrap() > 0.0, "{counted} was counted: {per_order}");
+    }
+    assert_eq!(per_order["http_api_requests"], 1.0, "one webhook POST per order");
+    assert!(report["work_and_cost"]["cost_per_million_orders"]["total"].as_f64().unwrap() > 0.0);
+
+    let paths: BTreeMap<String, f64> = report["hot_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["path"].as_str().unwrap().to_owned(), p["calls"].as_f64().unwrap()))
+        .collect();
+    assert!(paths["webhook"] >= 2.0 && paths["ingest"] >= 2.0 && paths["ledger"] >= 2.0, "{paths:?}");
+
+    let cold = &report["cold_start"];
+    assert!(cold["functions"].as_array().unwrap().len() >= 15);
+    assert!(cold["hello"]["init_p50_ms"].as_f64().unwrap() > 0.0, "the hello-world baseline started: {cold}");
+    assert_eq!(report["normalization"].as_array().unwrap().len(), 8);
+
+    for run in report["hot_sku"]["runs"].as_array().unwrap() {
+        assert_eq!(run["sold"], run["on_hand"], "exactly the units on hand are sold: {run}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// Where the JSON copy goes.
     #[arg(long, default_value = ".local/bench/latest.json")]
     pub json_out: PathBuf,
+    /// Where the functions' logs go (the work is counted from them).
+    #[arg(long, default_value = ".local/bench/logs")]
+    pub logs: PathBuf,
 }
 
 /// Where and when the figures were taken.
@@ -169,14 +172,18 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     println!("\n    setting up: simulators, configuration, {} SKUs, functions", args.orders * args.lines);
     let sim = Simulator::start(SimConfig::default()).await.map_err(|e| usage("cannot start the simulators")(&e))?;
     let (plain_text, _) = seed::config_for_simulators(&example, &sim)?;
-    let skus: Vec<String> = (0..args.orders * args.lines).map(|i| format!("BENCH-{i:05}")).collect();
+    // A run's SKUs, order ids and delivery ids are its own, so a second run on the same stack
+    // (`KEEP_MOTO=1`) measures new orders, not duplicates of the first run's.
+    let run_tag = chrono::Utc::now().timestamp() % 1_000_000;
+    let skus: Vec<String> = (0..args.orders * args.lines).map(|i| format!("BENCH-{run_tag}-{i:05}")).collect();
+    let first_order = usize::try_from(run_tag).unwrap_or(0) * 10_000;
     let sku_refs: Vec<&str> = skus.iter().map(String::as_str).collect();
     let (text, config) = demo::with_item_ids(&plain_text, &sku_refs)?;
     let catalog = demo::seed_catalogs(&sim, &config, &sku_refs);
     for ((channel, key), q) in window::initial_listing(&config, &catalog, &skus, args.on_hand) {
         sim.set_stock(channel, &key, q);
     }
-    let logs = root.join(".local/bench/logs");
+    let logs = root.join(&args.logs);
     let _ = std::fs::remove_dir_all(&logs);
     let runtime = Runtime::load(
         &args.template,
@@ -252,7 +259,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     wiring.stats.poll_delays_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     let before = work::snapshot(&runtime, &wiring.stats, &logs);
     let run_started = Instant::now();
-    let posted = window::post_orders(&api, &skus, args.orders, args.lines, args.rate).await?;
+    let posted = window::post_orders(&api, &skus, first_order, args.orders, args.lines, args.rate).await?;
     let limit = Duration::from_mins(2);
     let deadline = Instant::now() + limit;
     while !window::settled(&config, &catalog, &sim, &posted, args.on_hand) && Instant::now() < deadline {

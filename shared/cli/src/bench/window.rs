@@ -81,11 +81,12 @@ pub fn order_headers(origin: Channel, n: usize, body: &[u8]) -> Result<Vec<(Stri
     Ok(h)
 }
 
-/// Posts `orders` webhooks to `api` at `rate` per second, `lines` fresh SKUs each (from `skus`, in
-/// order); returns when every POST was answered.
+/// Posts `orders` webhooks to `api` at `rate` per second, numbered from `first`, `lines` fresh SKUs
+/// each (from `skus`, in order); returns when every POST was answered.
 pub async fn post_orders(
     api: &str,
     skus: &[String],
+    first: usize,
     orders: usize,
     lines: usize,
     rate: f64,
@@ -98,8 +99,8 @@ pub async fn post_orders(
         ticker.tick().await;
         let (origin, account) = ORIGINS[n % ORIGINS.len()];
         let basket: Vec<String> = skus[n * lines..(n + 1) * lines].to_vec();
-        let body = order_body(origin, n, &basket);
-        let headers = order_headers(origin, n, &body)?;
+        let body = order_body(origin, first + n, &basket);
+        let headers = order_headers(origin, first + n, &body)?;
         let url = format!("{api}/v1/webhooks/{origin}/{account}");
         let http = http.clone();
         sends.push(tokio::spawn(async move {
