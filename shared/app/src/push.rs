@@ -390,7 +390,12 @@ impl AccountPush<'_> {
     async fn push_stock(&self, jobs: Vec<(Job, PushJob)>) -> Vec<Settled> {
         let mut settled = Vec::new();
         let gate = &self.app.push_gate;
-        let checks = join_all(jobs.iter().map(|(_, j)| gate.is_current(j))).await;
+        // One read of the gate for the whole batch; when it fails, every job of it waits for a retry.
+        let stocks: Vec<PushJob> = jobs.iter().map(|(_, j)| j.clone()).collect();
+        let checks: Vec<Result<bool, String>> = match gate.are_current(&stocks).await {
+            Ok(current) => current.into_iter().map(Ok).collect(),
+            Err(e) => stocks.iter().map(|_| Err(e.to_string())).collect(),
+        };
         // Latest version per channel SKU and location; everything older in the batch is superseded.
         let mut latest: BTreeMap<(String, String), (Job, PushJob)> = BTreeMap::new();
         for ((job, stock), current) in jobs.into_iter().zip(checks) {
