@@ -54,7 +54,7 @@ pub enum Command {
     Stock(commands::stock::StockArgs),
     /// Start a sync run for one account and follow it (`sync runs`: every run and what it did).
     Sync(commands::sync::SyncArgs),
-    /// API calls, AWS requests, orders and estimated cost per channel and day.
+    /// API calls, AWS requests, orders and counted cost per channel and day.
     Usage(commands::usage::UsageArgs),
     /// Print the headers a channel sends with a webhook body, signed (for curl against the local API).
     Sign(commands::sign::SignArgs),

@@ -40,11 +40,18 @@ pub struct WiringOptions {
     pub speedup: u32,
     /// Pause between receives of an SQS poller that found its queue empty.
     pub idle_poll: Duration,
+    /// Whether the schedules fire at all (a benchmark of the order path leaves them off).
+    pub schedules: bool,
 }
 
 impl Default for WiringOptions {
     fn default() -> Self {
-        Self { http_addr: SocketAddr::from(([127, 0, 0, 1], 0)), speedup: 1, idle_poll: Duration::from_millis(250) }
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            speedup: 1,
+            idle_poll: Duration::from_millis(250),
+            schedules: true,
+        }
     }
 }
 
@@ -139,7 +146,8 @@ impl Wiring {
             }
         }
 
-        for schedule in runtime.template.schedules()? {
+        let schedules = if options.schedules { runtime.template.schedules()? } else { Vec::new() };
+        for schedule in schedules {
             let function = runtime
                 .function(&schedule.function)
                 .ok_or_else(|| RuntimeError::Other(format!("{}: no function {}", schedule.rule, schedule.function)))?

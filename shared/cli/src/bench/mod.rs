@@ -127,8 +127,6 @@ pub struct CostFigure {
     pub metric_series: usize,
     pub cost_per_million_orders: work::CostPerMillion,
     pub prices: Prices,
-    /// Scheduled functions' work during the run (per hour, not per order): invocations and billed ms.
-    pub scheduled: BTreeMap<String, (u64, u64)>,
 }
 
 /// Everything one run measured.
@@ -230,6 +228,8 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     let runtime = Arc::new(runtime);
     let options = WiringOptions {
         http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
+        // The order path alone: the scheduled syncs' work is per hour, not per order.
+        schedules: false,
         ..WiringOptions::default()
     };
     let idle_poll_ms = u64::try_from(options.idle_poll.as_millis()).unwrap_or(u64::MAX);
@@ -284,18 +284,11 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     print_window(&oversell_window);
 
     let prices = Prices::US_EAST_1;
-    let scheduled = counted
-        .functions
-        .iter()
-        .filter(|(id, _)| work::SCHEDULED.contains(&id.as_str()))
-        .map(|(id, w)| (id.clone(), (w.invocations, w.billed_ms)))
-        .collect();
     let work_and_cost = CostFigure {
         per_order: counted.per_order(args.orders),
         metric_series: counted.metric_series,
         cost_per_million_orders: counted.cost_per_million(args.orders, &prices),
         prices,
-        scheduled,
     };
     print_cost(&work_and_cost, &counted, args.lines, oversell_window.channels.len());
     let hot_paths = counted.hot_paths(args.orders);
@@ -416,11 +409,6 @@ fn print_cost(f: &CostFigure, counted: &work::Work, lines: usize, channels: usiz
                 w.aws.requests(),
                 w.log_bytes
             );
-        }
-    }
-    for (id, (n, ms)) in &f.scheduled {
-        if *n > 0 {
-            println!("      ({id}: {n} scheduled runs, {ms} billed ms during the run: per hour, not per order)");
         }
     }
 }

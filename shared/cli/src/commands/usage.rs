@@ -1,5 +1,6 @@
 //! `manifold usage`: what each channel cost, per day: channel API calls, AWS requests, orders and the
-//! estimated AWS cost the functions metered into the StateTable (`StateStore::add_usage`).
+//! AWS cost ingest counted for them (its own calls, as the SDK interceptor counted them, priced at
+//! us-east-1 list prices) into the StateTable (`StateStore::add_usage`).
 
 use chrono::{Days, NaiveDate, Utc};
 use manifold_aws::state::{StateStore, Usage};
