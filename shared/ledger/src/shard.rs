@@ -147,8 +147,16 @@ struct Part {
 
 /// How a movement of `on_hand` and `reserved` at a sharded position is taken from its parts (read
 /// just now: the whole position first, then the shards), walking the shards from `start` (in
-/// `1..parts`) and the whole position last; `None` when they cannot cover a reservation.
-fn allocate(shards: &[Position], start: usize, on_hand_delta: i64, reserved_delta: i64) -> Option<Vec<Part>> {
+/// `1..parts`) and the whole position last; `None` when they cannot cover a reservation, unless
+/// `backorder` (the ledger decided to reserve beyond what is on hand: the rest goes to the first
+/// shard, as it would on a whole position).
+fn allocate(
+    shards: &[Position],
+    start: usize,
+    on_hand_delta: i64,
+    reserved_delta: i64,
+    backorder: bool,
+) -> Option<Vec<Part>> {
     let n = shards.len();
     let order: Vec<usize> = if n > 1 {
         (0..n - 1).map(|i| 1 + (start - 1 + i) % (n - 1)).chain(std::iter::once(0)).collect()
@@ -167,6 +175,10 @@ fn allocate(shards: &[Position], start: usize, on_hand_delta: i64, reserved_delt
             let take = left.min(free(i, &parts).max(0));
             parts[i].reserved += take;
             left -= take;
+        }
+        if left > 0 && backorder {
+            parts[order[0]].reserved += left;
+            left = 0;
         }
         return (left == 0).then_some(parts);
     }
@@ -198,9 +210,10 @@ fn allocate(shards: &[Position], start: usize, on_hand_delta: i64, reserved_delt
             parts[i].reserved += take;
             more -= take;
         }
-        if more > 0 {
+        if more > 0 && !backorder {
             return None;
         }
+        parts[order[0]].reserved += more;
     }
     // What on-hand still has to move: a count, or units shipped that the order never held.
     let mut rest = on_hand_delta + shipped_held;
@@ -261,7 +274,8 @@ impl<S: Store> ShardedStore<S> {
                 .and_then(|a| a.order_id.as_ref().map(ToString::to_string))
                 .unwrap_or_else(|| format!("{}:{}", key, write.position.version));
             let start = 1 + (fnv(&salt) % n) as usize;
-            let Some(mut parts) = allocate(&current, start, on_hand_delta, reserved_delta) else {
+            let backorder = adjustment.is_some_and(|a| a.reason == AdjustmentReason::Backorder);
+            let Some(mut parts) = allocate(&current, start, on_hand_delta, reserved_delta, backorder) else {
                 return Err(CommitError::Conflict);
             };
             if parts.iter().all(|p| p.on_hand == 0 && p.reserved == 0) {

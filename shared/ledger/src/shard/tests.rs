@@ -146,3 +146,15 @@ async fn stock_on_the_whole_position_before_sharding_stays_sellable_and_moves_in
     assert_eq!(p[1..].iter().map(|s| s.available).sum::<i64>(), 4);
     assert_eq!(ledger.position(&key()).await.unwrap().available, 4);
 }
+
+#[tokio::test]
+async fn a_backorder_account_reserves_beyond_the_shards_as_on_a_whole_position() {
+    let ledger = ledger(4);
+    uneven(&ledger, &[1, 0, 1, 0]).await;
+    let mut o = order(1, 5);
+    o.oversell = OversellAction::Backorder;
+    let change = ledger.reserve_order(&o).await.unwrap();
+    assert!(matches!(change.outcome, ReserveOutcome::Oversold { action: OversellAction::Backorder, .. }), "{change:?}");
+    let total = ledger.position(&key()).await.unwrap();
+    assert_eq!((total.on_hand, total.reserved, total.available), (2, 5, -3));
+}
