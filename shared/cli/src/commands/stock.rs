@@ -78,7 +78,11 @@ impl Human for StockReport {
 
 /// The position of `key` and every enabled account's published state.
 pub async fn stock(aws: &Aws, config: &ChannelConfig, key: &PositionKey) -> Result<StockReport, CliError> {
-    let ledger = DynamoLedger::dynamo(aws.ddb.clone(), &aws.env.ledger_table);
+    // A hot SKU's position is the sum of its shards, as the functions read it.
+    let ledger = DynamoLedger::sharded(
+        manifold_ledger::DynamoStore::new(aws.ddb.clone(), &aws.env.ledger_table),
+        manifold_ledger::shard::Shards::from_config(config),
+    );
     let position = ledger.position(key).await?;
     let mut channels = Vec::new();
     for job in push_jobs(config, &position, None) {
