@@ -111,7 +111,7 @@ impl App {
                         Failure::permanent("fetch", format!("fetching {resource_id}: {e}"))
                     }
                 })?;
-                api_calls = fetch_calls(envelope.channel);
+                api_calls = envelope.channel.spec().fetch_calls;
                 fetched
             }
             Inbound::Ignore { reason } => {
@@ -311,18 +311,6 @@ pub async fn publish_pending(
         publish_outbox(records, bus, ingest_key, &pending).await?;
     }
     Ok(pending.len())
-}
-
-/// API calls a thin notification costs to complete: the requests each connector's `fetch_order` makes.
-fn fetch_calls(channel: manifold_domain::Channel) -> u64 {
-    use manifold_domain::Channel;
-    match channel {
-        // Order, products, shipping addresses.
-        Channel::Bigcommerce => 3,
-        // getOrder and getOrderItems.
-        Channel::Amazon => 2,
-        _ => 1,
-    }
 }
 
 #[cfg(test)]

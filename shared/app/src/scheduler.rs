@@ -18,7 +18,7 @@
 use chrono::{DateTime, Duration, Utc};
 use manifold_connectors::CallContext;
 use manifold_domain::{
-    Channel,
+    channel::Inbound,
     config::{AccountConfig, Cadence},
 };
 use manifold_normalize::DocKind;
@@ -150,8 +150,8 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<OrderPoll, Failure> {
         let mut poll = OrderPoll::default();
-        if account.channel == Channel::Zalando {
-            poll.note = Some("Zalando orders are polled by their own function".into());
+        if account.channel.spec().inbound == Inbound::Poll {
+            poll.note = Some(format!("{} orders are polled by their own function", account.channel.title()));
             return Ok(poll);
         }
         let trace_id = crate::trace::mint();

@@ -59,29 +59,6 @@ pub fn ebay_challenge_response(challenge_code: &str, verification_token: &str, e
     hex::encode(hash.finalize())
 }
 
-/// Header names that carry a per-delivery id, by channel.
-fn header_event_id(channel: Channel, headers: &HeaderMap) -> Option<String> {
-    let names: &[&str] = match channel {
-        Channel::Shopify => &["x-shopify-event-id", "x-shopify-webhook-id"],
-        Channel::Woocommerce => &["x-wc-webhook-delivery-id"],
-        Channel::Etsy => &["webhook-id"],
-        _ => &[],
-    };
-    names
-        .iter()
-        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_owned))
-}
-
-/// Header carrying the event name, by channel.
-fn header_topic(channel: Channel, headers: &HeaderMap) -> Option<String> {
-    let name = match channel {
-        Channel::Shopify => "x-shopify-topic",
-        Channel::Woocommerce => "x-wc-webhook-topic",
-        _ => return None,
-    };
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
 impl App {
     /// Handles one webhook delivery. `now` is injected so replay windows are testable.
     pub async fn handle_webhook(
@@ -159,8 +136,11 @@ impl App {
         }
         // Parsed once: for the body's own event id, then for the shape check.
         let parsed = serde_json::from_slice::<serde_json::Value>(body);
-        let topic = header_topic(channel, headers);
-        let event_id = header_event_id(channel, headers)
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let topic = channel.spec().topic_header.and_then(header).map(str::to_owned);
+        let event_id = channel
+            .spec()
+            .header_event_id(header)
             .or_else(|| parsed.as_ref().ok().and_then(|v| manifold_normalize::body_event_id(channel, v)))
             .unwrap_or_else(|| body_hash(body));
         let envelope = IngestEnvelope {

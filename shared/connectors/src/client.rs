@@ -125,19 +125,7 @@ impl ListingIds {
     /// The id a stock or price write of `channel` keys by ([`StockUpdate::channel_item_id`]), or `None`
     /// where the channel keys by SKU (Amazon, Zalando by EAN = its channel SKU).
     pub fn item_id(&self, channel: Channel) -> Option<String> {
-        let compound = |a: &Option<String>, b: &Option<String>| match (a, b) {
-            (Some(a), Some(b)) => Some(format!("{a}/{b}")),
-            (Some(a), None) => Some(a.clone()),
-            _ => None,
-        };
-        match channel {
-            Channel::Shopify => self.inventory_item.clone(),
-            Channel::Woocommerce | Channel::Tiktok => compound(&self.product, &self.variant),
-            Channel::Bigcommerce => self.variant.clone(),
-            Channel::Etsy => self.listing.clone(),
-            Channel::Ebay => self.offer.clone(),
-            Channel::Amazon | Channel::Zalando => None,
-        }
+        (crate::channels::module(channel).item_id)(self)
     }
 }
 
@@ -260,14 +248,5 @@ fn connector(
 ) -> Arc<dyn ChannelConnector> {
     let tokens = crate::token::provider(account, creds, &http, write_back);
     let api = crate::transport::ApiParts::new(account, http, tokens);
-    match account.channel {
-        Channel::Shopify => Arc::new(channels::shopify::Shopify::new(account, creds, api)),
-        Channel::Woocommerce => Arc::new(channels::woocommerce::WooCommerce::new(account, creds, api)),
-        Channel::Bigcommerce => Arc::new(channels::bigcommerce::BigCommerce::new(account, creds, api)),
-        Channel::Amazon => Arc::new(channels::amazon::Amazon::new(account, creds, api)),
-        Channel::Etsy => Arc::new(channels::etsy::Etsy::new(account, creds, api)),
-        Channel::Tiktok => Arc::new(channels::tiktok::TikTok::new(account, creds, api)),
-        Channel::Zalando => Arc::new(channels::zalando::Zalando::new(account, creds, api)),
-        Channel::Ebay => Arc::new(channels::ebay::Ebay::new(account, creds, api)),
-    }
+    (channels::module(account.channel).build)(account, creds, api)
 }

@@ -2,7 +2,7 @@
 //!
 //! Amazon (Login with Amazon, 1 h), eBay (2 h), Etsy (1 h), TikTok Shop and Zalando hand out access
 //! tokens that expire within hours; Shopify offline tokens, BigCommerce `X-Auth-Token`s and WooCommerce
-//! keys do not. Each channel's lifecycle is one row of [`lifecycle`], not code per channel: the grant,
+//! keys do not. Each channel's lifecycle is one value in its connector module (see [`lifecycle`]), not code per channel: the grant,
 //! the documented production token endpoint, how the client authenticates and how the answer reads.
 //!
 //! A [`TokenProvider`] gives the dialects a token that is valid now. [`RefreshingTokens`] caches it
@@ -333,61 +333,12 @@ pub enum Lifecycle {
     Flow(Flow),
 }
 
-const CLIENT_ID: Source = Source::Credential("client_id");
+pub(crate) const CLIENT_ID: Source = Source::Credential("client_id");
 
-/// Each channel's token lifecycle for its Sell/Admin API calls, as the channel documents it.
+/// Each channel's token lifecycle for its Sell/Admin API calls, as the channel documents it (its
+/// connector module's `tokens`).
 pub const fn lifecycle(channel: Channel) -> Lifecycle {
-    match channel {
-        Channel::Woocommerce => Lifecycle::None,
-        Channel::Shopify | Channel::Bigcommerce => Lifecycle::Stored,
-        // Login with Amazon: access tokens live 1 h; the refresh token does not rotate.
-        Channel::Amazon => Lifecycle::Flow(Flow {
-            grant: Grant::RefreshToken,
-            endpoint: "https://api.amazon.com/auth/o2/token",
-            auth: ClientAuth::SecretInBody,
-            client_id: CLIENT_ID,
-            client_secret: "client_secret",
-            scope: None,
-        }),
-        // User token (2 h) from the user's refresh token (18 months); the scopes of the original consent.
-        Channel::Ebay => Lifecycle::Flow(Flow {
-            grant: Grant::RefreshToken,
-            endpoint: "/identity/v1/oauth2/token",
-            auth: ClientAuth::Basic,
-            client_id: CLIENT_ID,
-            client_secret: "client_secret",
-            scope: None,
-        }),
-        // OAuth 2 with PKCE (public client: the keystring is the client id); access tokens live 1 h and
-        // every refresh returns a new refresh token.
-        Channel::Etsy => Lifecycle::Flow(Flow {
-            grant: Grant::RefreshToken,
-            endpoint: "/v3/public/oauth/token",
-            auth: ClientAuth::PublicClient,
-            client_id: Source::Credential("api_key"),
-            client_secret: "client_secret",
-            scope: None,
-        }),
-        // TikTok Shop: app key (a setting) and app secret; the answer carries new access and refresh tokens.
-        Channel::Tiktok => Lifecycle::Flow(Flow {
-            grant: Grant::RefreshToken,
-            endpoint: "https://auth.tiktok-shops.com/api/v2/token/refresh",
-            auth: ClientAuth::TikTok,
-            client_id: Source::Setting("app_key"),
-            client_secret: "client_secret",
-            scope: None,
-        }),
-        // zDirect: client credentials (unverified: path and Basic client authentication from the
-        // partner portal's examples).
-        Channel::Zalando => Lifecycle::Flow(Flow {
-            grant: Grant::ClientCredentials,
-            endpoint: "/auth/token",
-            auth: ClientAuth::Basic,
-            client_id: CLIENT_ID,
-            client_secret: "client_secret",
-            scope: None,
-        }),
-    }
+    crate::channels::module(channel).tokens
 }
 
 /// eBay's application token (client credentials, public scope): what the Notification API's

@@ -410,11 +410,14 @@ impl ChannelConfig {
                     format!("{} is not a percentage between 1 and 100", a.stock.percent),
                 ));
             }
-            if a.channel == Channel::Zalando
+            if let Some(sla) = a.channel.spec().stock_sla
                 && let Cadence::Every(d) = a.sync.stock
-                && d > Duration::from_mins(10)
+                && d > sla
             {
-                return Err((at("sync.stock"), format!("{} exceeds Zalando's 10 minute stock SLA", a.sync.stock)));
+                return Err((
+                    at("sync.stock"),
+                    format!("{} exceeds {}'s {} minute stock SLA", a.sync.stock, a.channel.title(), sla.as_secs() / 60),
+                ));
             }
             match a.sync.listings {
                 Cadence::Realtime => {
@@ -531,32 +534,15 @@ impl AccountConfig {
 
 /// Settings keys each connector cannot work without.
 pub fn required_settings(channel: Channel) -> &'static [&'static str] {
-    match channel {
-        Channel::Shopify | Channel::Bigcommerce => &["location_id"],
-        Channel::Amazon => &["seller_id", "marketplace_id"],
-        Channel::Etsy => &["shop_id"],
-        Channel::Tiktok => &["warehouse_id", "app_key"],
-        Channel::Zalando => &["sales_channel_id"],
-        Channel::Woocommerce | Channel::Ebay => &[],
-    }
+    channel.spec().required_settings
 }
 
 fn validate_api_version(channel: Channel, v: &str) -> Result<(), String> {
-    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    let ok = match channel {
-        // Quarterly YYYY-MM.
-        Channel::Shopify => {
-            v.len() == 7 && digits(&v[..4]) && &v[4..5] == "-" && matches!(&v[5..], "01" | "04" | "07" | "10")
-        }
-        Channel::Woocommerce => matches!(v, "v1" | "v2" | "v3"),
-        Channel::Bigcommerce => matches!(v, "v2" | "v3"),
-        // Per-API dated versions; pin the Orders API version here (v0 or a date).
-        Channel::Amazon => v == "v0" || (v.len() == 10 && digits(&v[..4]) && &v[4..5] == "-"),
-        Channel::Etsy => v == "v3",
-        Channel::Tiktok => v.len() == 6 && digits(v),
-        Channel::Zalando | Channel::Ebay => v.starts_with('v') && digits(&v[1..]),
-    };
-    if ok { Ok(()) } else { Err(format!("{v:?} is not a valid pinned {channel} API version")) }
+    if (channel.spec().api_version)(v) {
+        Ok(())
+    } else {
+        Err(format!("{v:?} is not a valid pinned {channel} API version"))
+    }
 }
 
 fn validate_rate_limit(r: &RateLimit) -> Result<(), String> {

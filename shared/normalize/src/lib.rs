@@ -86,16 +86,7 @@ pub fn normalize_all(
     ctx: &Context,
 ) -> Result<Vec<Record>, NormalizeError> {
     let root = Node::root(doc);
-    match channel {
-        Channel::Shopify => channels::shopify::normalize(kind, &root, ctx),
-        Channel::Woocommerce => channels::woocommerce::normalize(kind, &root, ctx),
-        Channel::Bigcommerce => channels::bigcommerce::normalize(kind, &root, ctx),
-        Channel::Amazon => channels::amazon::normalize(kind, &root, ctx),
-        Channel::Etsy => channels::etsy::normalize(kind, &root, ctx),
-        Channel::Tiktok => channels::tiktok::normalize(kind, &root, ctx),
-        Channel::Zalando => channels::zalando::normalize(kind, &root, ctx),
-        Channel::Ebay => channels::ebay::normalize(kind, &root, ctx),
-    }
+    (channels::module(channel).normalize)(kind, &root, ctx)
 }
 
 /// Normalizes an order document (see each channel module for the exact input it expects).
@@ -114,28 +105,13 @@ pub fn normalize_order(channel: Channel, doc: &Value, ctx: &Context) -> Result<O
 pub fn classify(channel: Channel, topic: Option<&str>, body: &Value) -> Result<Inbound, NormalizeError> {
     let root = Node::root(body);
     let topic = topic.map(str::trim).filter(|t| !t.is_empty());
-    match channel {
-        Channel::Shopify => channels::shopify::classify(topic, &root),
-        Channel::Woocommerce => channels::woocommerce::classify(topic, &root),
-        Channel::Bigcommerce => channels::bigcommerce::classify(&root),
-        Channel::Amazon => channels::amazon::classify(&root),
-        Channel::Etsy => channels::etsy::classify(&root),
-        Channel::Tiktok => channels::tiktok::classify(&root),
-        Channel::Zalando => channels::zalando::classify(&root),
-        Channel::Ebay => channels::ebay::classify(&root),
-    }
+    (channels::module(channel).classify)(topic, &root)
 }
 
 /// The id the channel gives this delivery/event when it is in the body (BigCommerce hash, TikTok
 /// tts_notification_id, Amazon NotificationMetadata.NotificationId, eBay notification.notificationId),
 /// for deduplication. Channels that put it in a header (Shopify, WooCommerce, Etsy) return `None`.
 pub fn body_event_id(channel: Channel, body: &Value) -> Option<String> {
-    let path = match channel {
-        Channel::Bigcommerce => "hash",
-        Channel::Tiktok => "tts_notification_id",
-        Channel::Amazon => "NotificationMetadata.NotificationId",
-        Channel::Ebay => "notification.notificationId",
-        Channel::Shopify | Channel::Woocommerce | Channel::Etsy | Channel::Zalando => return None,
-    };
+    let path = channel.spec().body_event_id?;
     Node::root(body).at(path).opt_text().ok().flatten()
 }

@@ -38,7 +38,7 @@ use axum::{
     Json, Router,
     body::{Body, Bytes},
     extract::{Path, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode},
+    http::{HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
@@ -47,7 +47,7 @@ use manifold_domain::Channel;
 use serde_json::{Value, json};
 
 pub use limits::SimLimit;
-use limits::{SimLimiter, Status, Verdict};
+use limits::{SimLimiter, Verdict};
 pub use state::{CatalogItem, FaultKind, FaultSpec, Snapshot, Write};
 use state::{Inner, SeededOrder, SimState};
 pub use tokens::TokenPolicy;
@@ -65,17 +65,11 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// The documented figures: Shopify 1000 points restoring 50/s (older docs; current plans restore
-    /// 100-2000/s), BigCommerce 150 per 30 s, Amazon 5/s burst 10, Etsy 10/s, TikTok 50/s, Zalando 60/min.
+    /// The documented figures, from each channel's module: Shopify 1000 points restoring 50/s (older
+    /// docs; current plans restore 100-2000/s), BigCommerce 150 per 30 s, Amazon 5/s burst 10, Etsy
+    /// 10/s, TikTok 50/s, Zalando 60/min.
     fn default() -> Self {
-        let limits = BTreeMap::from([
-            (Channel::Shopify, SimLimit::Points { capacity: 1000.0, restore_per_second: 50.0 }),
-            (Channel::Bigcommerce, SimLimit::Window { requests: 150, window_ms: 30_000 }),
-            (Channel::Amazon, SimLimit::TokenBucket { rate_per_second: 5.0, burst: 10.0 }),
-            (Channel::Etsy, SimLimit::TokenBucket { rate_per_second: 10.0, burst: 10.0 }),
-            (Channel::Tiktok, SimLimit::TokenBucket { rate_per_second: 50.0, burst: 50.0 }),
-            (Channel::Zalando, SimLimit::Window { requests: 60, window_ms: 60_000 }),
-        ]);
+        let limits = Channel::ALL.into_iter().filter_map(|c| channels::module(c).limit.map(|l| (c, l))).collect();
         Self {
             limits,
             timeout_delay: Duration::from_secs(30),
@@ -256,7 +250,7 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/faults", delete(control_clear_faults))
         .route("/_sim/ebay/public_key/{kid}", put(control_public_key));
     for channel in Channel::ALL {
-        let routes = channels::routes(channel)
+        let routes = (channels::module(channel).routes)()
             .layer(middleware::from_fn_with_state((state.clone(), channel), gate))
             .merge(tokens::routes(channel));
         app = app.nest(&format!("/{channel}"), routes);
@@ -291,7 +285,12 @@ async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> 
         }
         None => {}
     }
-    if !authorized(channel, req.headers(), req.uri().query().unwrap_or_default(), req.uri().path()) {
+    let access = channels::Access {
+        headers: req.headers(),
+        query: req.uri().query().unwrap_or_default(),
+        path: req.uri().path(),
+    };
+    if !(channels::module(channel).authorized)(&access) {
         return channel_error(channel, StatusCode::UNAUTHORIZED, "missing or invalid credentials");
     }
     if !req.uri().path().starts_with("/_upload/")
@@ -300,13 +299,15 @@ async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> 
         return refused;
     }
     let mut status = None;
-    if channel != Channel::Shopify {
+    // A cost-based limit is charged by the handler that knows the cost.
+    let per_request = !matches!(channels::module(channel).limit, Some(SimLimit::Points { .. }));
+    if per_request {
         let verdict = state.lock().limiters.get_mut(&channel).map(|l| l.take(1.0));
         match verdict {
             Some(Verdict::Refused { retry_after, status }) => {
                 *state.lock().throttled.entry(channel).or_default() += 1;
                 let mut resp = channel_error(channel, StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
-                rate_headers(channel, &status, resp.headers_mut());
+                (channels::module(channel).rate_headers)(&status, resp.headers_mut());
                 let secs = retry_after.as_secs_f64().ceil().max(1.0);
                 resp.headers_mut().insert("retry-after", HeaderValue::from(secs_u64(secs)));
                 return resp;
@@ -333,7 +334,7 @@ async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> 
     };
     let mut resp = next.run(req).await;
     if let Some(s) = status {
-        rate_headers(channel, &s, resp.headers_mut());
+        (channels::module(channel).rate_headers)(&s, resp.headers_mut());
     }
     resp
 }
@@ -345,106 +346,15 @@ fn secs_u64(secs: f64) -> u64 {
     s
 }
 
-/// Each channel's credential header must be present (expiring access tokens are checked by
-/// `SimState::check_token`; other values are not: this is a test double).
-fn authorized(channel: Channel, headers: &HeaderMap, query: &str, path: &str) -> bool {
-    let has = |h: &str| headers.get(h).is_some_and(|v| !v.is_empty());
-    match channel {
-        Channel::Shopify => has("x-shopify-access-token"),
-        Channel::Woocommerce => {
-            headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Basic "))
-        }
-        Channel::Bigcommerce => has("x-auth-token"),
-        // Feed document uploads go to a pre-signed URL.
-        Channel::Amazon => has("x-amz-access-token") || path.starts_with("/_upload/"),
-        Channel::Etsy => has("x-api-key") && has("authorization"),
-        Channel::Tiktok => has("x-tts-access-token") && query.contains("sign=") && query.contains("app_key="),
-        Channel::Zalando | Channel::Ebay => {
-            headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Bearer "))
-        }
-    }
-}
-
-/// The allowance headers each channel documents.
-fn rate_headers(channel: Channel, s: &Status, headers: &mut HeaderMap) {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let int = |x: f64| HeaderValue::from(x.max(0.0).floor() as u64);
-    let ms = HeaderValue::from(u64::try_from(s.reset_in.as_millis()).unwrap_or(u64::MAX));
-    match channel {
-        Channel::Bigcommerce => {
-            headers.insert("x-rate-limit-requests-left", int(s.remaining));
-            headers.insert("x-rate-limit-requests-quota", int(s.limit));
-            headers.insert("x-rate-limit-time-reset-ms", ms);
-        }
-        Channel::Etsy => {
-            headers.insert("x-remaining-this-second", int(s.remaining));
-            headers.insert("x-limit-per-second", int(s.limit));
-        }
-        Channel::Amazon => {
-            if let Ok(v) = HeaderValue::from_str(&s.rate.to_string()) {
-                headers.insert("x-amzn-ratelimit-limit", v);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// An error in the channel's own documented shape.
 pub(crate) fn channel_error(channel: Channel, status: StatusCode, message: &str) -> Response {
-    let code = status.as_u16();
-    let body = match channel {
-        Channel::Shopify => json!({ "errors": message }),
-        Channel::Woocommerce => json!({ "code": woo_code(code), "message": message, "data": { "status": code } }),
-        Channel::Bigcommerce => json!({
-            "status": code,
-            "title": message,
-            "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
-            "errors": {},
-        }),
-        Channel::Amazon => {
-            let c = match code {
-                429 => "QuotaExceeded",
-                401 | 403 => "Unauthorized",
-                400..=499 => "InvalidInput",
-                _ => "InternalFailure",
-            };
-            json!({ "errors": [{ "code": c, "message": message, "details": "" }] })
-        }
-        Channel::Etsy => json!({ "error": message }),
-        Channel::Tiktok => {
-            json!({ "code": 36_009_000 + u32::from(code), "message": message, "request_id": "sim", "data": {} })
-        }
-        Channel::Zalando => {
-            json!({ "type": "about:blank", "title": status.canonical_reason().unwrap_or("Error"), "status": code, "detail": message })
-        }
-        Channel::Ebay => {
-            json!({ "errors": [{ "errorId": 25_001, "domain": "API_INVENTORY", "category": "REQUEST", "message": message }] })
-        }
-    };
+    let body = (channels::module(channel).error_body)(status, message);
     (status, Json(body)).into_response()
-}
-
-fn woo_code(status: u16) -> &'static str {
-    match status {
-        401 => "woocommerce_rest_cannot_view",
-        404 => "woocommerce_rest_invalid_id",
-        429 => "too_many_requests",
-        500..=599 => "internal_server_error",
-        _ => "rest_invalid_param",
-    }
 }
 
 /// The id a seeded order is served under.
 fn order_id(channel: Channel, doc: &Value) -> Option<String> {
-    let pointer = match channel {
-        Channel::Shopify | Channel::Woocommerce | Channel::Tiktok => "/id",
-        Channel::Bigcommerce => "/order/id",
-        Channel::Amazon => "/order/AmazonOrderId",
-        Channel::Etsy => "/receipt_id",
-        Channel::Zalando => "/data/id",
-        Channel::Ebay => "/orderId",
-    };
-    doc.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+    doc.pointer(channels::module(channel).order_id).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
 }
 
 fn seed(state: &SimState, channel: Channel, doc: Value) -> Result<String, String> {
@@ -452,9 +362,10 @@ fn seed(state: &SimState, channel: Channel, doc: Value) -> Result<String, String
     let mut s = state.lock();
     let orders = s.orders.entry(channel).or_default();
     orders.retain(|o| o.id != id);
-    // A Zalando order seeded as already exported (its `exported` attribute) is not listed as new.
-    let exported = channel == Channel::Zalando
-        && doc.pointer("/data/attributes/exported").and_then(Value::as_bool).unwrap_or(false);
+    // An order seeded as already taken (Zalando's `exported` attribute) is not listed as new.
+    let exported = channels::module(channel)
+        .exported
+        .is_some_and(|flag| doc.pointer(flag).and_then(Value::as_bool).unwrap_or(false));
     orders.push(SeededOrder { id: id.clone(), doc, exported });
     Ok(id)
 }

@@ -31,6 +31,28 @@ use crate::{
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, field, header, required},
 };
+use crate::{
+    token::{CLIENT_ID, ClientAuth, Flow, Grant, Lifecycle},
+    verify::scheme::Scheme,
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(Amazon::new(account, creds, api)),
+    // Login with Amazon: access tokens live 1 h; the refresh token does not rotate.
+    tokens: Lifecycle::Flow(Flow {
+        grant: Grant::RefreshToken,
+        endpoint: "https://api.amazon.com/auth/o2/token",
+        auth: ClientAuth::SecretInBody,
+        client_id: CLIENT_ID,
+        client_secret: "client_secret",
+        scope: None,
+    }),
+    // Notifications arrive on SQS / EventBridge, not over HTTP.
+    webhooks: Scheme::NoWebhooks,
+    // Keyed by SKU.
+    item_id: |_| None,
+};
 
 const DEFAULT_FEED_THRESHOLD: usize = 50;
 

@@ -34,6 +34,18 @@ use crate::{
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, header, required},
 };
+use crate::{
+    token::Lifecycle,
+    verify::scheme::{HeaderToken, Scheme},
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(BigCommerce::new(account, creds, api)),
+    tokens: Lifecycle::Stored,
+    webhooks: Scheme::Token(HeaderToken { name_setting: "webhook_header", default_header: "X-Manifold-Webhook-Token" }),
+    item_id: |ids| ids.variant.clone(),
+};
 
 /// Splits the `"{order_id}/{shipment_id}"` of a shipment notification. Both are BigCommerce integer ids;
 /// anything else is refused before it can reach a URL path.

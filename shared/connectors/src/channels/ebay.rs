@@ -22,6 +22,27 @@ use crate::{
     error::{ConnectorError, class_of_status},
     transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
+use crate::{
+    token::{CLIENT_ID, ClientAuth, Flow, Grant, Lifecycle},
+    verify::scheme::Scheme,
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(Ebay::new(account, creds, api)),
+    // User token (2 h) from the user's refresh token (18 months); the scopes of the original consent.
+    tokens: Lifecycle::Flow(Flow {
+        grant: Grant::RefreshToken,
+        endpoint: "/identity/v1/oauth2/token",
+        auth: ClientAuth::Basic,
+        client_id: CLIENT_ID,
+        client_secret: "client_secret",
+        scope: None,
+    }),
+    // ECDSA over the body with a key fetched by id (`crate::verify::ebay`).
+    webhooks: Scheme::Ecdsa,
+    item_id: |ids| ids.offer.clone(),
+};
 
 const MAX_BATCH: usize = 25;
 /// Inventory items per listing page (`getInventoryItems` allows up to 200).

@@ -32,6 +32,27 @@ use crate::{
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, credential, field, header, required},
 };
+use crate::{
+    token::{ClientAuth, Flow, Grant, Lifecycle, Source},
+    verify::scheme::{Scheme, StandardWebhooks},
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(Etsy::new(account, creds, api)),
+    // OAuth 2 with PKCE (public client: the keystring is the client id); access tokens live 1 h and
+    // every refresh returns a new refresh token.
+    tokens: Lifecycle::Flow(Flow {
+        grant: Grant::RefreshToken,
+        endpoint: "/v3/public/oauth/token",
+        auth: ClientAuth::PublicClient,
+        client_id: Source::Credential("api_key"),
+        client_secret: "client_secret",
+        scope: None,
+    }),
+    webhooks: Scheme::StandardWebhooks(StandardWebhooks { tolerance_seconds: 5 * 60 }),
+    item_id: |ids| ids.listing.clone(),
+};
 
 #[derive(Debug)]
 struct EtsyDialect {

@@ -1,5 +1,6 @@
-//! One module per channel. Each holds the channel's wire shapes and nothing else: sending, limits and
-//! failure classes come from [`crate::transport`].
+//! One module per channel. Each holds the channel's wire shapes and its [`ConnectorModule`] (how its
+//! client is built, how it gets access tokens, how it signs webhooks, which id its writes key by);
+//! sending, limits and failure classes come from [`crate::transport`]. [`module`] is the registry.
 
 pub mod amazon;
 pub mod bigcommerce;
@@ -10,13 +11,56 @@ pub mod tiktok;
 pub mod woocommerce;
 pub mod zalando;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
-use manifold_domain::Amount;
+use manifold_domain::{Amount, Channel, config::AccountConfig};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::{client::PushOutcome, error::ConnectorError};
+use crate::{
+    Credentials,
+    client::{ChannelConnector, ListingIds, PushOutcome},
+    error::ConnectorError,
+    token::Lifecycle,
+    transport::ApiParts,
+    verify::scheme::Scheme,
+};
+
+/// What the connectors crate knows of one channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectorModule {
+    /// The channel's API client for an account.
+    pub(crate) build: fn(&AccountConfig, &Credentials, ApiParts) -> Arc<dyn ChannelConnector>,
+    /// How its access tokens are obtained and renewed.
+    pub(crate) tokens: Lifecycle,
+    /// How it signs the webhooks it delivers.
+    pub(crate) webhooks: Scheme,
+    /// The listing id its stock and price writes key by, or `None` where they key by SKU.
+    pub(crate) item_id: fn(&ListingIds) -> Option<String>,
+}
+
+/// The registry: every channel's connector module.
+pub(crate) const fn module(channel: Channel) -> &'static ConnectorModule {
+    match channel {
+        Channel::Shopify => &shopify::MODULE,
+        Channel::Woocommerce => &woocommerce::MODULE,
+        Channel::Bigcommerce => &bigcommerce::MODULE,
+        Channel::Amazon => &amazon::MODULE,
+        Channel::Etsy => &etsy::MODULE,
+        Channel::Tiktok => &tiktok::MODULE,
+        Channel::Zalando => &zalando::MODULE,
+        Channel::Ebay => &ebay::MODULE,
+    }
+}
+
+/// `a/b` of two ids, or `a` alone (a product without variations).
+pub(crate) fn compound(a: Option<&String>, b: Option<&String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}/{b}")),
+        (Some(a), None) => Some(a.clone()),
+        _ => None,
+    }
+}
 
 /// An id the channel sends as a number or a string, as text (`null` and `""` are no id).
 pub(crate) fn id_text(v: Option<&Value>) -> Option<String> {

@@ -31,6 +31,23 @@ use crate::{
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, field, header, required},
 };
+use crate::{
+    token::Lifecycle,
+    verify::scheme::{Encoding, HmacHeader, Scheme},
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(Shopify::new(account, creds, api)),
+    tokens: Lifecycle::Stored,
+    webhooks: Scheme::Hmac(HmacHeader {
+        header: "X-Shopify-Hmac-Sha256",
+        encoding: Encoding::Base64,
+        prefix_setting: None,
+        ping: None,
+    }),
+    item_id: |ids| ids.inventory_item.clone(),
+};
 
 const MAX_QUANTITIES: usize = 250;
 /// Shopify's documented cost of a mutation.

@@ -32,6 +32,32 @@ use crate::{
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, field, required},
 };
+use crate::{
+    token::{ClientAuth, Flow, Grant, Lifecycle, Source},
+    verify::scheme::{Encoding, HmacHeader, Scheme},
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(TikTok::new(account, creds, api)),
+    // App key (a setting) and app secret; the answer carries new access and refresh tokens.
+    tokens: Lifecycle::Flow(Flow {
+        grant: Grant::RefreshToken,
+        endpoint: "https://auth.tiktok-shops.com/api/v2/token/refresh",
+        auth: ClientAuth::TikTok,
+        client_id: Source::Setting("app_key"),
+        client_secret: "client_secret",
+        scope: None,
+    }),
+    // Message = app key ++ raw body (community SDKs; TikTok publishes no vector).
+    webhooks: Scheme::Hmac(HmacHeader {
+        header: "Authorization",
+        encoding: Encoding::Hex,
+        prefix_setting: Some("app_key"),
+        ping: None,
+    }),
+    item_id: |ids| super::compound(ids.product.as_ref(), ids.variant.as_ref()),
+};
 
 /// Business error codes that mean "slow down" (unverified: from SDK error tables).
 const THROTTLE_CODES: &[i64] = &[36_009_004, 429];

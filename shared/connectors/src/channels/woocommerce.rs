@@ -25,6 +25,24 @@ use crate::{
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, header},
 };
+use crate::{
+    token::Lifecycle,
+    verify::scheme::{Encoding, HmacHeader, Ping, Scheme},
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(WooCommerce::new(account, creds, api)),
+    tokens: Lifecycle::None,
+    // WooCommerce posts `webhook_id=N` (no signature header) when a webhook is created.
+    webhooks: Scheme::Hmac(HmacHeader {
+        header: "X-WC-Webhook-Signature",
+        encoding: Encoding::Base64,
+        prefix_setting: None,
+        ping: Some(Ping { field: "webhook_id" }),
+    }),
+    item_id: |ids| super::compound(ids.product.as_ref(), ids.variant.as_ref()),
+};
 
 const MAX_BATCH: usize = 100;
 

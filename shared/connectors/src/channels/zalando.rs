@@ -27,6 +27,29 @@ use crate::{
     error::ConnectorError,
     transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
+use crate::{
+    token::{CLIENT_ID, ClientAuth, Flow, Grant, Lifecycle},
+    verify::scheme::Scheme,
+};
+
+/// This channel in the connector registry ([`super::module`]).
+pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
+    build: |account, creds, api| std::sync::Arc::new(Zalando::new(account, creds, api)),
+    // zDirect: client credentials (unverified: path and Basic client authentication from the partner
+    // portal's examples).
+    tokens: Lifecycle::Flow(Flow {
+        grant: Grant::ClientCredentials,
+        endpoint: "/auth/token",
+        auth: ClientAuth::Basic,
+        client_id: CLIENT_ID,
+        client_secret: "client_secret",
+        scope: None,
+    }),
+    // Orders are polled.
+    webhooks: Scheme::NoWebhooks,
+    // Keyed by EAN, which is its channel SKU.
+    item_id: |_| None,
+};
 
 const MAX_STOCK_BATCH: usize = 1000;
 const JSON_API: &str = "application/vnd.api+json";

@@ -1,4 +1,4 @@
-//! The table of signing schemes: which channel signs how, and the shared-secret schemes themselves.
+//! The signing schemes channels share; which channel signs how is its connector module's `webhooks`.
 //!
 //! Signing and verifying live side by side on the same scheme values, so the simulator's deliveries and
 //! the webhook handler's checks cannot drift apart. eBay's public-key scheme lives in `ebay.rs`.
@@ -19,7 +19,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// How a channel proves a delivery came from it.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Scheme {
+pub(crate) enum Scheme {
     Hmac(HmacHeader),
     Token(HeaderToken),
     StandardWebhooks(StandardWebhooks),
@@ -29,39 +29,13 @@ pub(super) enum Scheme {
     NoWebhooks,
 }
 
-/// The whole table. Adding a channel is one arm here (the compiler checks it is there).
+/// A channel's scheme, from its connector module (the registry in `crate::channels`).
 pub(super) const fn scheme(channel: Channel) -> Scheme {
-    match channel {
-        Channel::Shopify => Scheme::Hmac(HmacHeader {
-            header: "X-Shopify-Hmac-Sha256",
-            encoding: Encoding::Base64,
-            prefix_setting: None,
-            ping: None,
-        }),
-        Channel::Woocommerce => Scheme::Hmac(HmacHeader {
-            header: "X-WC-Webhook-Signature",
-            encoding: Encoding::Base64,
-            prefix_setting: None,
-            ping: Some(Ping::WOOCOMMERCE),
-        }),
-        // Message = app key ++ raw body (community SDKs; TikTok publishes no vector).
-        Channel::Tiktok => Scheme::Hmac(HmacHeader {
-            header: "Authorization",
-            encoding: Encoding::Hex,
-            prefix_setting: Some("app_key"),
-            ping: None,
-        }),
-        Channel::Bigcommerce => {
-            Scheme::Token(HeaderToken { name_setting: "webhook_header", default_header: "X-Manifold-Webhook-Token" })
-        }
-        Channel::Etsy => Scheme::StandardWebhooks(StandardWebhooks { tolerance_seconds: 5 * 60 }),
-        Channel::Ebay => Scheme::Ecdsa,
-        Channel::Amazon | Channel::Zalando => Scheme::NoWebhooks,
-    }
+    crate::channels::module(channel).webhooks
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Encoding {
+pub(crate) enum Encoding {
     Base64,
     Hex,
 }
@@ -84,14 +58,11 @@ impl Encoding {
 
 /// An unsigned body that the channel sends to test a new subscription: `{field}=<digits>` as a form body.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Ping {
-    field: &'static str,
+pub(crate) struct Ping {
+    pub(crate) field: &'static str,
 }
 
 impl Ping {
-    /// WooCommerce posts `webhook_id=N` (no signature header) when a webhook is created.
-    const WOOCOMMERCE: Self = Self { field: "webhook_id" };
-
     fn matches(self, body: &[u8]) -> bool {
         body.strip_prefix(self.field.as_bytes())
             .and_then(|rest| rest.strip_prefix(b"="))
@@ -101,11 +72,11 @@ impl Ping {
 
 /// `header` = encoding(HMAC-SHA256(key = secret, message = settings[prefix_setting] ++ body)).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct HmacHeader {
-    pub(super) header: &'static str,
-    encoding: Encoding,
-    prefix_setting: Option<&'static str>,
-    ping: Option<Ping>,
+pub(crate) struct HmacHeader {
+    pub(crate) header: &'static str,
+    pub(crate) encoding: Encoding,
+    pub(crate) prefix_setting: Option<&'static str>,
+    pub(crate) ping: Option<Ping>,
 }
 
 impl HmacHeader {
@@ -153,9 +124,9 @@ impl HmacHeader {
 
 /// A header set at subscription time whose value is the shared secret (BigCommerce has no HMAC).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct HeaderToken {
-    name_setting: &'static str,
-    pub(super) default_header: &'static str,
+pub(crate) struct HeaderToken {
+    pub(crate) name_setting: &'static str,
+    pub(crate) default_header: &'static str,
 }
 
 impl HeaderToken {
@@ -194,8 +165,8 @@ impl HeaderToken {
 /// Standard Webhooks (<https://www.standardwebhooks.com>): `webhook-signature` holds space-separated
 /// `v1,<base64>` entries, each HMAC-SHA256(key = base64-decoded `whsec_` secret, `id.timestamp.body`).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct StandardWebhooks {
-    pub(super) tolerance_seconds: i64,
+pub(crate) struct StandardWebhooks {
+    pub(crate) tolerance_seconds: i64,
 }
 
 const WEBHOOK_ID: &str = "webhook-id";

@@ -106,6 +106,9 @@ const V2026_ADDRESS: AddressKeys = AddressKeys {
     country: "countryCode",
 };
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
@@ -306,7 +309,7 @@ fn mfn_quantity(body: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::I
 }
 
 /// SP-API notifications (SQS message bodies) keyed by `NotificationType`.
-pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let kind = body.field("NotificationType").text()?;
     let event_time = body.field("EventTime").opt_datetime()?;
     match kind.as_str() {

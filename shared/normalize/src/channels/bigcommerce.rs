@@ -78,6 +78,9 @@ const ADDRESS: AddressKeys = AddressKeys {
     country: "country_iso2",
 };
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
@@ -220,7 +223,7 @@ fn inventory(body: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Inve
 ///
 /// Thin resource ids: the order id for order scopes (including `store/order/refund/created`, whose
 /// effect shows in the refetched order), `"{order_id}/{shipment_id}"` for `store/shipment/*`.
-pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let scope = body.field("scope").text()?;
     let event_time = body.field("created_at").opt_datetime()?;
     let data = body.field("data");

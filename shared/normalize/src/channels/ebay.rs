@@ -53,6 +53,9 @@ const ADDRESS: AddressKeys = AddressKeys {
 
 const ORDER_TOPICS: &[&str] = &["ORDER_CONFIRMATION", "ITEM_MARKED_SHIPPED", "ORDER_CANCELLATION", "ITEM_SOLD"];
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
@@ -157,7 +160,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     .build(CHANNEL, ctx)
 }
 
-pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let topic = body.at("metadata.topic").text()?;
     if !ORDER_TOPICS.contains(&topic.as_str()) {
         return Ok(ignore(format!("ebay topic {topic} is not ingested")));

@@ -56,6 +56,9 @@ const ADDRESS: AddressKeys = AddressKeys {
     country: "country_iso",
 };
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
@@ -175,7 +178,7 @@ fn shipments(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Shipment>, Normali
 }
 
 /// Etsy webhooks are thin: `{event_type, resource_url, shop_id}`; the receipt id ends `resource_url`.
-pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let event = body.field("event_type").text()?;
     if !event.starts_with("order.") {
         return Ok(ignore(format!("etsy event {event} is not ingested")));

@@ -1,5 +1,6 @@
-//! One module per sales channel. Each exposes `normalize(kind, doc, ctx)` and `classify(...)` and
-//! documents, in its `//!` docs, the exact input documents it accepts and its status mapping table.
+//! One module per sales channel. Each exposes its [`Normalizer`] (`normalize(kind, doc, ctx)` and
+//! `classify(topic, body)`) as `MODULE`, and documents, in its `//!` docs, the exact input documents it
+//! accepts and its status mapping table. [`module`] is the registry.
 
 pub mod amazon;
 pub mod bigcommerce;
@@ -12,7 +13,30 @@ pub mod zalando;
 
 use manifold_domain::{Channel, Record};
 
-use crate::{DocKind, Inbound, NormalizeError};
+use crate::{Context, DocKind, Inbound, NormalizeError, json::Node};
+
+/// What the normalizer knows of one channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Normalizer {
+    /// Every record of `kind` the document holds.
+    pub normalize: fn(DocKind, &Node<'_>, &Context<'_>) -> Result<Vec<Record>, NormalizeError>,
+    /// What a notification body is; `topic` is the event name where the channel sends it in a header.
+    pub classify: fn(Option<&str>, &Node<'_>) -> Result<Inbound, NormalizeError>,
+}
+
+/// The registry: every channel's normalizer.
+pub(crate) const fn module(channel: Channel) -> Normalizer {
+    match channel {
+        Channel::Shopify => shopify::MODULE,
+        Channel::Woocommerce => woocommerce::MODULE,
+        Channel::Bigcommerce => bigcommerce::MODULE,
+        Channel::Amazon => amazon::MODULE,
+        Channel::Etsy => etsy::MODULE,
+        Channel::Tiktok => tiktok::MODULE,
+        Channel::Zalando => zalando::MODULE,
+        Channel::Ebay => ebay::MODULE,
+    }
+}
 
 /// The error for a document kind a channel never sends.
 pub(crate) fn unsupported(channel: Channel, kind: DocKind) -> NormalizeError {

@@ -50,6 +50,9 @@ const ADDRESS: AddressKeys = AddressKeys {
     country: "country_code",
 };
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(&unwrap(doc, "order")?, ctx)?)))),

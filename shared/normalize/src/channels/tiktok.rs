@@ -60,6 +60,9 @@ const ADDRESS: AddressKeys = AddressKeys {
     country: "region_code",
 };
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
@@ -163,7 +166,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     .build(CHANNEL, ctx)
 }
 
-pub(crate) fn classify(body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let kind = body.field("type").i64()?;
     let event_time = match body.at("data.update_time").opt_datetime()? {
         Some(t) => Some(t),

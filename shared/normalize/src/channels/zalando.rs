@@ -55,6 +55,9 @@ const ADDRESS: AddressKeys = AddressKeys {
     country: "country_code",
 };
 
+/// This channel in the normalizer registry ([`super::module`]).
+pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
@@ -186,6 +189,6 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
 }
 
 /// Zalando pushes nothing: any body claiming to be a Zalando notification is refused.
-pub(crate) fn classify(_body: &Node<'_>) -> Result<Inbound, NormalizeError> {
+pub(crate) fn classify(_topic: Option<&str>, _body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     Err(NormalizeError::new("", "zalando sends no notifications; its orders are polled"))
 }

@@ -14,8 +14,36 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
+use crate::limits::SimLimit;
 use crate::{channel_error, state::Inner};
+use axum::http::HeaderValue;
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: Some(SimLimit::TokenBucket { rate_per_second: 5.0, burst: 10.0 }),
+    // Feed document uploads go to a pre-signed URL.
+    authorized: |a| a.has("x-amz-access-token") || a.path.starts_with("/_upload/"),
+    error_body: |status, message| {
+        let code = match status.as_u16() {
+            429 => "QuotaExceeded",
+            401 | 403 => "Unauthorized",
+            400..=499 => "InvalidInput",
+            _ => "InternalFailure",
+        };
+        json!({ "errors": [{ "code": code, "message": message, "details": "" }] })
+    },
+    rate_headers: |s, headers| {
+        if let Ok(v) = HeaderValue::from_str(&s.rate.to_string()) {
+            headers.insert("x-amzn-ratelimit-limit", v);
+        }
+    },
+    order_id: "/order/AmazonOrderId",
+    updated_at: |doc| text(doc, "/order/LastUpdateDate"),
+    exported: None,
+};
 
 const C: Channel = Channel::Amazon;
 

@@ -19,8 +19,33 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
 use crate::channel_error;
+use crate::limits::SimLimit;
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: Some(SimLimit::Window { requests: 150, window_ms: 30_000 }),
+    authorized: |a| a.has("x-auth-token"),
+    error_body: |status, message| {
+        json!({
+            "status": status.as_u16(),
+            "title": message,
+            "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
+            "errors": {},
+        })
+    },
+    rate_headers: |s, headers| {
+        headers.insert("x-rate-limit-requests-left", super::whole(s.remaining));
+        headers.insert("x-rate-limit-requests-quota", super::whole(s.limit));
+        headers.insert("x-rate-limit-time-reset-ms", super::millis(s.reset_in));
+    },
+    order_id: "/order/id",
+    updated_at: |doc| text(doc, "/order/date_modified"),
+    exported: None,
+};
 
 const C: Channel = Channel::Bigcommerce;
 const MAX_ITEMS: usize = 2000;

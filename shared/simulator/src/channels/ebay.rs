@@ -12,8 +12,21 @@ use axum::{
 use manifold_domain::Channel;
 use serde_json::{Value, json};
 
+use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
 use crate::channel_error;
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: None,
+    authorized: |a| a.scheme("authorization", "Bearer "),
+    error_body: |_, message| json!({ "errors": [{ "errorId": 25_001, "domain": "API_INVENTORY", "category": "REQUEST", "message": message }] }),
+    rate_headers: super::no_rate_headers,
+    order_id: "/orderId",
+    updated_at: |doc| text(doc, "/lastModifiedDate"),
+    exported: None,
+};
 
 const C: Channel = Channel::Ebay;
 const MAX_REQUESTS: usize = 25;

@@ -13,8 +13,25 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::seconds;
 use super::{St, not_found, ok, parse};
+use crate::limits::SimLimit;
 use crate::{channel_error, state::CatalogItem};
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: Some(SimLimit::TokenBucket { rate_per_second: 10.0, burst: 10.0 }),
+    authorized: |a| a.has("x-api-key") && a.has("authorization"),
+    error_body: |_, message| json!({ "error": message }),
+    rate_headers: |s, headers| {
+        headers.insert("x-remaining-this-second", super::whole(s.remaining));
+        headers.insert("x-limit-per-second", super::whole(s.limit));
+    },
+    order_id: "/receipt_id",
+    updated_at: |doc| seconds(doc, "/updated_timestamp").or_else(|| seconds(doc, "/update_timestamp")),
+    exported: None,
+};
 
 const C: Channel = Channel::Etsy;
 

@@ -1,4 +1,6 @@
-//! One module per simulated channel, each a router of that channel's endpoints.
+//! One module per simulated channel: its endpoints, and as its [`SimChannel`] the rest of what the
+//! simulator knows of it (credentials, error bodies, rate limit, order fields). [`module`] is the
+//! registry.
 
 mod amazon;
 mod bigcommerce;
@@ -15,28 +17,91 @@ use std::sync::Arc;
 use axum::{
     Json, Router,
     body::Bytes,
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use chrono::{DateTime, Utc};
 use manifold_domain::Channel;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{channel_error, state::SimState};
+use crate::{
+    channel_error,
+    limits::{SimLimit, Status},
+    state::SimState,
+};
 
 pub(crate) type St = axum::extract::State<Arc<SimState>>;
 
-pub(crate) fn routes(channel: Channel) -> Router<Arc<SimState>> {
+/// What the simulator knows of one channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SimChannel {
+    /// The channel's endpoints, below `/{channel}`.
+    pub(crate) routes: fn() -> Router<Arc<SimState>>,
+    /// The documented rate limit by default (request-based ones are enforced in front of every
+    /// endpoint; a cost-based [`SimLimit::Points`] is charged by the handler that knows the cost).
+    pub(crate) limit: Option<SimLimit>,
+    /// Whether the request carries the channel's credentials (expiring tokens are checked apart).
+    pub(crate) authorized: fn(&Access<'_>) -> bool,
+    /// An error in the channel's own documented shape.
+    pub(crate) error_body: fn(StatusCode, &str) -> Value,
+    /// The allowance headers the channel documents.
+    pub(crate) rate_headers: fn(&Status, &mut HeaderMap),
+    /// The JSON pointer of a seeded order's id.
+    pub(crate) order_id: &'static str,
+    /// When a seeded order was last updated, read from the field the channel's list filter compares.
+    pub(crate) updated_at: fn(&Value) -> Option<DateTime<Utc>>,
+    /// The pointer of a flag that marks a seeded order as already taken (Zalando's `exported`).
+    pub(crate) exported: Option<&'static str>,
+}
+
+/// The registry: every simulated channel.
+pub(crate) const fn module(channel: Channel) -> &'static SimChannel {
     match channel {
-        Channel::Shopify => shopify::routes(),
-        Channel::Woocommerce => woocommerce::routes(),
-        Channel::Bigcommerce => bigcommerce::routes(),
-        Channel::Amazon => amazon::routes(),
-        Channel::Etsy => etsy::routes(),
-        Channel::Tiktok => tiktok::routes(),
-        Channel::Zalando => zalando::routes(),
-        Channel::Ebay => ebay::routes(),
+        Channel::Shopify => &shopify::MODULE,
+        Channel::Woocommerce => &woocommerce::MODULE,
+        Channel::Bigcommerce => &bigcommerce::MODULE,
+        Channel::Amazon => &amazon::MODULE,
+        Channel::Etsy => &etsy::MODULE,
+        Channel::Tiktok => &tiktok::MODULE,
+        Channel::Zalando => &zalando::MODULE,
+        Channel::Ebay => &ebay::MODULE,
     }
+}
+
+/// What a request shows of its credentials.
+#[derive(Debug)]
+pub(crate) struct Access<'a> {
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) query: &'a str,
+    pub(crate) path: &'a str,
+}
+
+impl Access<'_> {
+    /// The header is present and not empty.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.headers.get(name).is_some_and(|v| !v.is_empty())
+    }
+
+    /// The header's value starts with `prefix` (`Bearer `, `Basic `).
+    pub(crate) fn scheme(&self, name: &str, prefix: &str) -> bool {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(prefix))
+    }
+}
+
+/// For channels that document no allowance headers.
+pub(crate) fn no_rate_headers(_: &Status, _: &mut HeaderMap) {}
+
+/// A header value of a whole, non-negative figure.
+pub(crate) fn whole(x: f64) -> HeaderValue {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = x.max(0.0).floor() as u64;
+    HeaderValue::from(n)
+}
+
+/// A header value of a duration in milliseconds.
+pub(crate) fn millis(d: std::time::Duration) -> HeaderValue {
+    HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Parses a request body into the documented shape, or answers with the channel's error body.

@@ -16,22 +16,19 @@ use serde_json::Value;
 
 use crate::state::{Inner, SeededOrder};
 
-/// When a seeded order was last updated, read from the field the channel's filter compares.
+/// A time field of a document (see [`parse_time`]).
+pub(crate) fn text(doc: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    doc.pointer(pointer).and_then(Value::as_str).and_then(parse_time)
+}
+
+/// A Unix-seconds field of a document.
+pub(crate) fn seconds(doc: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    doc.pointer(pointer).and_then(Value::as_i64).and_then(|s| Utc.timestamp_opt(s, 0).single())
+}
+
+/// When a seeded order was last updated (its channel module's `updated_at`).
 pub(crate) fn updated_at(channel: Channel, doc: &Value) -> Option<DateTime<Utc>> {
-    let text = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str).and_then(parse_time);
-    let seconds =
-        |pointer: &str| doc.pointer(pointer).and_then(Value::as_i64).and_then(|s| Utc.timestamp_opt(s, 0).single());
-    match channel {
-        Channel::Shopify => text("/updated_at"),
-        // The GMT twin: `date_modified` is in the site's zone and carries none.
-        Channel::Woocommerce => text("/date_modified_gmt"),
-        Channel::Bigcommerce => text("/order/date_modified"),
-        Channel::Amazon => text("/order/LastUpdateDate"),
-        Channel::Etsy => seconds("/updated_timestamp").or_else(|| seconds("/update_timestamp")),
-        Channel::Tiktok => seconds("/update_time"),
-        Channel::Zalando => text("/data/attributes/modified_at").or_else(|| text("/data/attributes/order_date")),
-        Channel::Ebay => text("/lastModifiedDate"),
-    }
+    (super::module(channel).updated_at)(doc)
 }
 
 /// A time as the channels write it: RFC 3339, RFC 2822 (BigCommerce), or RFC 3339 without a zone

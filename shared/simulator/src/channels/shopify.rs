@@ -16,8 +16,22 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::text;
 use super::{St, fresh_id, not_found, ok, orders, parse};
+use crate::limits::SimLimit;
 use crate::{limits::Verdict, state::Inner};
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: Some(SimLimit::Points { capacity: 1000.0, restore_per_second: 50.0 }),
+    authorized: |a| a.has("x-shopify-access-token"),
+    error_body: |_, message| json!({ "errors": message }),
+    rate_headers: super::no_rate_headers,
+    order_id: "/id",
+    updated_at: |doc| text(doc, "/updated_at"),
+    exported: None,
+};
 
 const C: Channel = Channel::Shopify;
 const MAX_QUANTITIES: usize = 250;

@@ -12,7 +12,21 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::seconds;
 use super::{St, ok};
+use crate::limits::SimLimit;
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: Some(SimLimit::TokenBucket { rate_per_second: 50.0, burst: 50.0 }),
+    authorized: |a| a.has("x-tts-access-token") && a.query.contains("sign=") && a.query.contains("app_key="),
+    error_body: |status, message| json!({ "code": 36_009_000 + u32::from(status.as_u16()), "message": message, "request_id": "sim", "data": {} }),
+    rate_headers: super::no_rate_headers,
+    order_id: "/id",
+    updated_at: |doc| seconds(doc, "/update_time"),
+    exported: None,
+};
 
 const C: Channel = Channel::Tiktok;
 

@@ -13,8 +13,32 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::text;
 use super::{St, not_found, ok, parse};
 use crate::{channel_error, state::Inner};
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: None,
+    authorized: |a| a.scheme("authorization", "Basic "),
+    error_body: |status, message| json!({ "code": woo_code(status.as_u16()), "message": message, "data": { "status": status.as_u16() } }),
+    rate_headers: super::no_rate_headers,
+    order_id: "/id",
+    // The GMT twin: `date_modified` is in the site's zone and carries none.
+    updated_at: |doc| text(doc, "/date_modified_gmt"),
+    exported: None,
+};
+
+fn woo_code(status: u16) -> &'static str {
+    match status {
+        401 => "woocommerce_rest_cannot_view",
+        404 => "woocommerce_rest_invalid_id",
+        429 => "too_many_requests",
+        500..=599 => "internal_server_error",
+        _ => "rest_invalid_param",
+    }
+}
 
 const C: Channel = Channel::Woocommerce;
 const MAX_BATCH: usize = 100;

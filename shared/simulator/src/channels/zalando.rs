@@ -13,8 +13,22 @@ use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::orders::text;
 use super::{St, not_found, parse};
 use crate::channel_error;
+use crate::limits::SimLimit;
+
+/// This channel in the simulator's registry ([`super::module`]).
+pub(crate) const MODULE: super::SimChannel = super::SimChannel {
+    routes,
+    limit: Some(SimLimit::Window { requests: 60, window_ms: 60_000 }),
+    authorized: |a| a.scheme("authorization", "Bearer "),
+    error_body: |status, message| json!({ "type": "about:blank", "title": status.canonical_reason().unwrap_or("Error"), "status": status.as_u16(), "detail": message }),
+    rate_headers: super::no_rate_headers,
+    order_id: "/data/id",
+    updated_at: |doc| text(doc, "/data/attributes/modified_at").or_else(|| text(doc, "/data/attributes/order_date")),
+    exported: Some("/data/attributes/exported"),
+};
 
 const C: Channel = Channel::Zalando;
 const MAX_ITEMS: usize = 1000;

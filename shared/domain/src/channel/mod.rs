@@ -1,12 +1,27 @@
-//! The closed set of sales channels Manifold integrates.
+//! The closed set of sales channels Manifold integrates, and each one's static facts.
 //!
-//! Adding a channel means adding a variant here; every `match` on [`Channel`] in the workspace then
-//! fails to compile until the new channel's normalizer, verifier and connector are wired.
+//! A channel is one module per crate that has something to say about it: its facts here (one file per
+//! channel, [`ChannelSpec`]), its normalizer in `manifold-normalize`, its connector and signature
+//! scheme in `manifold-connectors`, its simulator in `manifold-simulator`. Each crate has one
+//! exhaustive registry `match` over [`Channel`] with no wildcard arm, so adding a variant here fails to
+//! compile until every part of the new channel exists.
+
+mod amazon;
+mod bigcommerce;
+mod ebay;
+mod etsy;
+mod shopify;
+mod spec;
+mod tiktok;
+mod woocommerce;
+mod zalando;
 
 use std::{fmt, str::FromStr};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use spec::{ChannelSpec, Inbound};
 
 use crate::DomainError;
 
@@ -44,6 +59,32 @@ impl Channel {
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+
+    /// The channel's static facts: the registry of channels.
+    pub const fn spec(self) -> &'static ChannelSpec {
+        match self {
+            Channel::Shopify => &shopify::SPEC,
+            Channel::Woocommerce => &woocommerce::SPEC,
+            Channel::Bigcommerce => &bigcommerce::SPEC,
+            Channel::Amazon => &amazon::SPEC,
+            Channel::Etsy => &etsy::SPEC,
+            Channel::Tiktok => &tiktok::SPEC,
+            Channel::Zalando => &zalando::SPEC,
+            Channel::Ebay => &ebay::SPEC,
+        }
+    }
+
+    /// The channel's name as people write it ("WooCommerce").
+    pub fn title(self) -> &'static str {
+        self.spec().title
+    }
+
+    /// The name's first letter in capitals, the rest as is (`Woocommerce`): how template resources
+    /// are named (`PushWoocommerceQueue`).
+    pub fn pascal(self) -> String {
+        let name = self.as_str();
+        name[..1].to_ascii_uppercase() + &name[1..]
+    }
 }
 
 impl fmt::Display for Channel {
@@ -73,6 +114,14 @@ mod tests {
         for c in Channel::ALL {
             assert_eq!(c.as_str().parse::<Channel>().unwrap(), c);
             assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{c}\""));
+        }
+    }
+
+    #[test]
+    fn every_spec_describes_its_own_channel() {
+        for c in Channel::ALL {
+            assert_eq!(c.spec().channel, c, "{c}'s registry arm points at another channel's facts");
+            assert!(!c.title().is_empty());
         }
     }
 
