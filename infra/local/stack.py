@@ -52,7 +52,8 @@ TABLE_ENV = {
     "STATE_TABLE": "StateTable",
     "QUARANTINE_TABLE": "QuarantineTable",
 }
-CHANNELS = ["Shopify", "Woocommerce", "Bigcommerce", "Amazon", "Etsy", "Tiktok", "Zalando", "Ebay"]
+# One push queue per channel, as the template (generated from Channel::ALL) declares them.
+CHANNELS = re.findall(r"^  Push([A-Z][a-z]+)Queue:$", TEMPLATE.read_text(), re.M)
 QUEUE_ENV = {
     "INGEST_QUEUE_URL": "IngestQueue",
     "AMAZON_NOTIFICATIONS_QUEUE_URL": "AmazonNotificationsQueue",

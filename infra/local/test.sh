@@ -22,6 +22,9 @@ step "cargo build --workspace --bins (the functions' real binaries, for the star
 # starts each function's binary from target/debug (or $CARGO_TARGET_DIR/debug) under a local Runtime API.
 cargo build --workspace --bins
 
+step "template.yaml is what infra/template.src.yaml makes for Channel::ALL"
+cargo run -q -p manifold-cli -- template --check
+
 step "template lint"
 infra/local/lint.sh
 

@@ -58,6 +58,8 @@ pub enum Command {
     Usage(commands::usage::UsageArgs),
     /// Print the headers a channel sends with a webhook body, signed (for curl against the local API).
     Sign(commands::sign::SignArgs),
+    /// Write template.yaml from infra/template.src.yaml for every channel (`--check`: fail if stale).
+    Template(commands::template::TemplateArgs),
     /// Run the local end-to-end demo: every function's real binary under the local Lambda runtime.
     Demo(demo::DemoArgs),
     /// Measure the product end to end: oversell window, work and cost per order, cold starts,
@@ -83,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             commands::sign::print(&commands::sign::run(&args)?, json);
             Ok(())
         }
+        Command::Template(args) => output::print(&commands::template::run(&args)?, json),
         Command::Demo(args) => Box::pin(demo::run(args)).await,
         Command::Bench(args) => Box::pin(bench::run(args)).await,
     }

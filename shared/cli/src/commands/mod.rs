@@ -10,6 +10,7 @@ pub mod quarantine;
 pub mod sign;
 pub mod stock;
 pub mod sync;
+pub mod template;
 pub mod trace;
 pub mod usage;
 

@@ -15,4 +15,5 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     // Per-API dated versions; the Orders API version is pinned (v0 or a date).
     api_version: |v| v == "v0" || (v.len() == 10 && digits(&v[..4]) && &v[4..5] == "-"),
     stock_sla: None,
+    push_concurrency: 2,
 };

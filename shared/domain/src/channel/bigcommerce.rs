@@ -14,4 +14,5 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     required_settings: &["location_id"],
     api_version: |v| matches!(v, "v2" | "v3"),
     stock_sla: None,
+    push_concurrency: 2,
 };

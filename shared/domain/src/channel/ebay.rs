@@ -13,4 +13,5 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     required_settings: &[],
     api_version: v_number,
     stock_sla: None,
+    push_concurrency: 2,
 };

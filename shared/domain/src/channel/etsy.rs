@@ -13,4 +13,5 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     required_settings: &["shop_id"],
     api_version: |v| v == "v3",
     stock_sla: None,
+    push_concurrency: 2,
 };

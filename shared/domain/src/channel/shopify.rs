@@ -14,4 +14,5 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     // Quarterly YYYY-MM.
     api_version: |v| v.len() == 7 && digits(&v[..4]) && &v[4..5] == "-" && matches!(&v[5..], "01" | "04" | "07" | "10"),
     stock_sla: None,
+    push_concurrency: 2,
 };

@@ -41,6 +41,9 @@ pub struct ChannelSpec {
     pub api_version: fn(&str) -> bool,
     /// The longest stock cadence the channel's terms allow (Zalando: 10 minutes).
     pub stock_sla: Option<Duration>,
+    /// How many push functions may run at once for the channel (its queue's maximum concurrency in
+    /// the template): the channel's API budget, not Lambda's, bounds the parallelism.
+    pub push_concurrency: u8,
 }
 
 impl ChannelSpec {

@@ -13,4 +13,6 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     required_settings: &["warehouse_id", "app_key"],
     api_version: |v| v.len() == 6 && digits(v),
     stock_sla: None,
+    // 50 requests per second per shop.
+    push_concurrency: 5,
 };

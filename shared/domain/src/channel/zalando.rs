@@ -15,4 +15,5 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     required_settings: &["sales_channel_id"],
     api_version: v_number,
     stock_sla: Some(Duration::from_mins(10)),
+    push_concurrency: 2,
 };
