@@ -142,7 +142,8 @@ impl App {
     }
 
     /// Polls one account's orders of the last two `cadence` periods (so one missed run leaves no gap)
-    /// and ingests them; the ones no webhook had delivered are drift.
+    /// and ingests them; the ones no webhook had delivered are drift. For a channel that pushes nothing
+    /// ([`Inbound::Poll`]) this poll is how its orders arrive, so what it stores is not drift.
     pub async fn reconcile_account(
         &self,
         account: &AccountConfig,
@@ -150,7 +151,8 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<OrderPoll, Failure> {
         let mut poll = OrderPoll::default();
-        if account.channel.spec().inbound == Inbound::Poll {
+        let inbound = account.channel.spec().inbound;
+        if inbound == Inbound::ExportPoll {
             poll.note = Some(format!("{} orders are polled by their own function", account.channel.title()));
             return Ok(poll);
         }
@@ -191,7 +193,9 @@ impl App {
                 body,
                 document: Some(DocKind::Order),
             };
-            if let Ok(IngestOutcome::Stored { .. }) = self.ingest(&envelope, now).await {
+            if let Ok(IngestOutcome::Stored { .. }) = self.ingest(&envelope, now).await
+                && inbound != Inbound::Poll
+            {
                 poll.drift += 1;
             }
         }

@@ -16,8 +16,12 @@ pub enum Inbound {
     Webhooks,
     /// Notifications on an SQS queue (Amazon's SP-API notifications, through EventBridge or SQS).
     Queue,
-    /// No push at all: a scheduled poll lists new orders (Zalando's `exported=false`).
+    /// No push at all: the scheduler's orders tier lists the orders changed since its last runs, at the
+    /// account's `sync.orders` cadence (OTTO Market). Every order it stores is a delivery, not drift.
     Poll,
+    /// No push at all: a function of its own polls the orders not yet exported and marks each one
+    /// exported once stored (Zalando's `exported=false`).
+    ExportPoll,
 }
 
 /// The static facts of one channel.

@@ -7,7 +7,7 @@ use super::{Channel, ChannelSpec, Inbound, spec::v_number};
 pub(super) const SPEC: ChannelSpec = ChannelSpec {
     channel: Channel::Zalando,
     title: "Zalando",
-    inbound: Inbound::Poll,
+    inbound: Inbound::ExportPoll,
     event_id_headers: &[],
     topic_header: None,
     body_event_id: None,
