@@ -76,12 +76,19 @@ pub struct Address {
 
 impl Address {
     /// Checks and upper-cases an ISO 3166-1 alpha-2 code.
+    /// An ISO 3166-1 country code as the alpha-2 code records keep: alpha-2 as given (upper-cased),
+    /// alpha-3 (OTTO's `DEU`, Kaufland's addresses) mapped through the standard's table.
     pub fn country(code: &str) -> Result<String, DomainError> {
         let c = code.trim();
-        if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
-            Ok(c.to_ascii_uppercase())
-        } else {
-            Err(DomainError::InvalidCountry(code.to_owned()))
+        if !c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+            return Err(DomainError::InvalidCountry(code.to_owned()));
+        }
+        match c.len() {
+            2 => Ok(c.to_ascii_uppercase()),
+            3 => celes::Country::from_alpha3(&c.to_ascii_uppercase())
+                .map(|country| country.alpha2.to_owned())
+                .map_err(|_| DomainError::InvalidCountry(code.to_owned())),
+            _ => Err(DomainError::InvalidCountry(code.to_owned())),
         }
     }
 
@@ -385,4 +392,20 @@ pub enum Record {
     Shipment(Shipment),
     Refund(Refund),
     Customer(Customer),
+}
+
+#[cfg(test)]
+mod country_tests {
+    use super::Address;
+
+    #[test]
+    fn alpha_2_and_alpha_3_codes_become_alpha_2_and_anything_else_is_refused() {
+        assert_eq!(Address::country(" de ").unwrap(), "DE");
+        assert_eq!(Address::country("DEU").unwrap(), "DE");
+        assert_eq!(Address::country("aut").unwrap(), "AT");
+        assert_eq!(Address::country("CZE").unwrap(), "CZ");
+        for bad in ["XYZ", "Deutschland", "D", "D3", ""] {
+            assert!(Address::country(bad).is_err(), "{bad:?} is not a country code");
+        }
+    }
 }
