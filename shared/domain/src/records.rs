@@ -85,7 +85,7 @@ impl Address {
         }
         match c.len() {
             2 => Ok(c.to_ascii_uppercase()),
-            3 => celes::Country::from_alpha3(&c.to_ascii_uppercase())
+            3 => celes::Country::from_alpha3(c.to_ascii_uppercase())
                 .map(|country| country.alpha2.to_owned())
                 .map_err(|_| DomainError::InvalidCountry(code.to_owned())),
             _ => Err(DomainError::InvalidCountry(code.to_owned())),
