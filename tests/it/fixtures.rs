@@ -35,7 +35,9 @@ pub fn account_secret(channel: manifold_domain::Channel) -> String {
         "client_id": "ck_test",
         "client_secret": "cs_test",
         "api_key": "keystring",
-        "verification_token": EBAY_VERIFICATION_TOKEN
+        "verification_token": EBAY_VERIFICATION_TOKEN,
+        "client_key": manifold_simulator::KAUFLAND_KEYS.0,
+        "secret_key": manifold_simulator::KAUFLAND_KEYS.1
     })
     .to_string()
 }

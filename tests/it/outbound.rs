@@ -28,6 +28,7 @@ fn version(channel: Channel) -> &'static str {
         Channel::Amazon => "v0",
         Channel::Tiktok => "202309",
         Channel::Zalando | Channel::Ebay => "v1",
+        Channel::Kaufland => "v2",
     }
 }
 
@@ -40,6 +41,7 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         ("warehouse_id", "7068517275539793707"),
         ("app_key", "sim-app-key"),
         ("sales_channel_id", "bf48ba35-149d-4b76-8ac9-d08d126b517f"),
+        ("storefront", "de"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -69,9 +71,17 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
 }
 
 fn creds() -> Credentials {
-    [("access_token", "sim-token"), ("client_id", "ck_sim"), ("client_secret", "cs_sim"), ("api_key", "sim-keystring")]
-        .into_iter()
-        .collect()
+    let (client_key, secret_key) = manifold_simulator::KAUFLAND_KEYS;
+    [
+        ("access_token", "sim-token"),
+        ("client_id", "ck_sim"),
+        ("client_secret", "cs_sim"),
+        ("api_key", "sim-keystring"),
+        ("client_key", client_key),
+        ("secret_key", secret_key),
+    ]
+    .into_iter()
+    .collect()
 }
 
 fn connector(
@@ -498,4 +508,137 @@ async fn prices_and_tracking_use_each_channels_endpoint() {
     let sent = &writes_to(&snap, Channel::Ebay, "shipping_fulfillment")[0].body;
     assert_eq!(sent["lineItems"], json!([{ "lineItemId": "L1", "quantity": 2 }]));
     assert_eq!(sent["shippingCarrierCode"], "USPS");
+}
+
+/// A Kaufland order of three units (two of one offer) as `GET /v2/orders/{id}` serves it.
+fn kaufland_order(id: &str, updated: &str) -> Value {
+    let unit = |n: u64, offer: &str, price: i64| {
+        json!({ "id_order_unit": n, "id_order": id, "status": "need_to_be_sent", "ts_created_iso": "2026-11-20T09:15:02Z",
+                "ts_updated_iso": updated, "price": price, "shipping_rate": 0, "currency": "EUR", "id_offer": offer,
+                "product": { "id_product": 1, "eans": [], "title": offer } })
+    };
+    let n = id.bytes().map(u64::from).sum::<u64>() * 10;
+    json!({ "data": { "id_order": id, "ts_created_iso": "2026-11-20T09:15:02Z", "storefront": "de",
+                      "buyer": { "id_buyer": 1, "email": null }, "billing_address": null, "shipping_address": null,
+                      "order_units": [unit(n + 1, "TEE-BLK-M", 2499), unit(n + 2, "TEE-BLK-M", 2499), unit(n + 3, "MUG-WHITE", 1299)] } })
+}
+
+#[tokio::test]
+async fn kaufland_writes_units_in_signed_bulk_calls_of_150_read_per_unit() {
+    let sim = start(SimConfig::default()).await;
+    let units: Vec<CatalogItem> = (0..320)
+        .map(|i| CatalogItem {
+            id: (5000 + i).to_string(),
+            sku: format!("SKU-{i:05}"),
+            quantity: 0,
+            product_id: Some("77".into()),
+            variant_id: None,
+            price_minor: Some(1000),
+        })
+        .collect();
+    sim.seed_catalog(Channel::Kaufland, units);
+    let kaufland = connector(&sim, Channel::Kaufland, RateLimit::Unlimited, &[]);
+    // 330 updates: 320 known units, 5 unknown ones, 4 without a unit id, and one unit written twice.
+    let mut push = items(329, |i| (i < 325).then(|| (5000 + i).to_string()));
+    push.push(StockUpdate { quantity: 44, ..push[7].clone() });
+    let outcome = kaufland.push_stock(&push, &ctx("trace-kaufland-bulk")).await.unwrap();
+    assert_eq!(outcome.delivered.len(), 321, "320 units, the superseded write of unit 5007 included");
+    assert_eq!(outcome.rejected.len(), 9);
+    assert!(outcome.rejected.iter().all(|(_, e)| e.class == FailureClass::Permanent), "{:?}", outcome.rejected);
+    let snap = sim.snapshot();
+    let calls = writes_to(&snap, Channel::Kaufland, "/units/bulk");
+    let sizes: Vec<usize> = calls.iter().map(|w| w.body.as_array().unwrap().len()).collect();
+    assert_eq!(sizes, [150, 150, 25], "no call above 150 units, none with a unit twice");
+    assert_eq!(calls[0].query, "storefront=de");
+    assert_eq!(calls[0].body[1], json!({ "id_unit": 5001, "unit_data": { "amount": 1 } }));
+    assert_eq!(snap.stock[&Channel::Kaufland]["5007"], 44, "the last write of a unit wins");
+    assert_eq!(snap.unauthorized.get(&Channel::Kaufland).copied().unwrap_or(0), 0);
+
+    // Prices: integer cents of the storefront's currency; another currency is refused before any call.
+    let price = |currency: &str, amount: &str| PriceUpdate {
+        sku: Sku::new("SKU-00001").unwrap(),
+        channel_sku: "SKU-00001".into(),
+        amount: Amount::parse(amount, Currency::new(currency).unwrap()).unwrap(),
+        currency: Currency::new(currency).unwrap(),
+        channel_item_id: Some("5001".into()),
+    };
+    let outcome = kaufland.push_prices(&[price("EUR", "19.99")], &ctx("t")).await.unwrap();
+    assert_eq!(outcome.delivered, ["SKU-00001"]);
+    let snap = sim.snapshot();
+    let last = writes_to(&snap, Channel::Kaufland, "/units/bulk").pop().unwrap().body.clone();
+    assert_eq!(last, json!([{ "id_unit": 5001, "unit_data": { "listing_price": 1999 } }]));
+    let outcome = kaufland.push_prices(&[price("CZK", "499.00")], &ctx("t")).await.unwrap();
+    assert!(outcome.rejected[0].1.to_string().contains("EUR"), "{:?}", outcome.rejected);
+
+    // Listings: every unit with its id, offer and amount, paged by offset.
+    let mut cursor = None;
+    let mut listed = Vec::new();
+    loop {
+        let page = kaufland.list_listings(cursor.as_deref(), &ctx("t")).await.unwrap();
+        listed.extend(page.listings);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), 320);
+    assert_eq!(listed[7].ids.listing.as_deref(), Some("5007"));
+    assert_eq!(listed[7].quantity, Some(44));
+    assert_eq!(kaufland.read_stock(&["SKU-00007".into()], &ctx("t")).await.unwrap(), [("SKU-00007".to_owned(), 44)]);
+}
+
+#[tokio::test]
+async fn kaufland_orders_are_read_by_unit_listed_by_update_sent_and_cancelled_per_unit() {
+    let sim = start(SimConfig::default()).await;
+    sim.cap_order_pages(1);
+    for (id, at) in [("KA1", "2026-11-20T09:16:00Z"), ("KA2", "2026-11-20T10:00:00Z"), ("KA3", "2026-11-19T10:00:00Z")]
+    {
+        sim.seed_order(Channel::Kaufland, kaufland_order(id, at)).unwrap();
+    }
+    let kaufland = connector(&sim, Channel::Kaufland, RateLimit::Unlimited, &[]);
+    let doc = kaufland.fetch_order("KA1", &ctx("t")).await.unwrap();
+    assert_eq!(doc["data"]["id_order"], "KA1");
+    let unit = doc["data"]["order_units"][2]["id_order_unit"].to_string();
+    assert_eq!(kaufland.fetch_order(&format!("unit:{unit}"), &ctx("t")).await.unwrap(), doc, "a unit names its order");
+
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-20T09:16:00Z").unwrap().with_timezone(&Utc);
+    let listed = kaufland.list_orders_since(since, &ctx("t")).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|d| d["data"]["id_order"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["KA1", "KA2"], "inclusive bound, one order per page");
+
+    // One tee ships: one of its two units is marked sent with the tracking number as one string.
+    let shipment = Shipment {
+        id: "s-1".into(),
+        order_id: manifold_domain::OrderId::new("kaufland:it-account:KA1").unwrap(),
+        channel: Channel::Kaufland,
+        account: AccountId::new("it-account").unwrap(),
+        channel_order_id: "KA1".into(),
+        carrier: Some("DHL".into()),
+        tracking_number: Some("00340434161094015902".into()),
+        tracking_url: None,
+        lines: vec![ShipmentLine { line_id: Some("TEE-BLK-M".into()), sku: None, quantity: 1 }],
+        shipped_at: Utc::now(),
+    };
+    kaufland.push_tracking(&shipment, &ctx("t")).await.unwrap();
+    let sent: Vec<Value> = {
+        let snap = sim.snapshot();
+        writes_to(&snap, Channel::Kaufland, "/send").iter().map(|w| w.body.clone()).collect()
+    };
+    assert_eq!(sent, [json!({ "tracking_numbers": "00340434161094015902", "carrier_code": "DHL" })]);
+
+    // Cancelling takes the units not yet sent, with a reason from Kaufland's list.
+    kaufland.cancel_order("KA1", "out of stock", &ctx("t")).await.unwrap();
+    let snap = sim.snapshot();
+    let cancels = writes_to(&snap, Channel::Kaufland, "/cancel");
+    assert_eq!(cancels.len(), 2);
+    assert!(cancels.iter().all(|w| w.body == json!({ "reason": "NoInventory" })));
+    let statuses: Vec<&str> = snap.orders[&Channel::Kaufland][0].doc["data"]["order_units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["sent", "cancelled", "cancelled"]);
+    let err = kaufland.cancel_order("KA1", "out of stock", &ctx("t")).await.unwrap_err();
+    assert_eq!(err.class, FailureClass::Permanent, "nothing left to cancel: {err}");
 }

@@ -48,7 +48,7 @@ async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
 
     let applied = shopify_order_through_ledger(&h, "evt-p1").await;
     assert!(
-        matches!(applied.as_slice(), [(k, LedgerOutcome::Reserved { jobs: 8 })] if k == "OrderAccepted"),
+        matches!(applied.as_slice(), [(k, LedgerOutcome::Reserved { jobs })] if k == "OrderAccepted" && *jobs == Channel::ALL.len()),
         "{applied:?}"
     );
     let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
@@ -549,4 +549,84 @@ async fn bundles_publish_what_their_scarcest_component_allows() {
     let gift: Vec<_> = ebay.iter().filter(|j| j.0 == "GIFT-SET").collect();
     assert_eq!(gift.len(), 1, "{ebay:?}");
     assert_eq!((gift[0].2, gift[0].3), (0, 3), "1 set minus eBay's buffer of 1");
+}
+
+/// Kaufland end to end: a signed, thin `order_new` notification, the order fetched from the channel
+/// (units grouped into lines), the reservation, the new availability written to the unit in a signed
+/// bulk call, then the WMS's shipment marking the shipped unit sent with its tracking number.
+#[tokio::test]
+async fn a_kaufland_notification_becomes_a_reservation_a_unit_write_and_a_sent_unit() {
+    let h = Harness::with_config(|c| {
+        let k = c.accounts.iter_mut().find(|a| a.channel == Channel::Kaufland).expect("the example sells on Kaufland");
+        k.item_ids.insert("TEE-BLK-M".into(), "7001".into());
+    })
+    .await;
+    h.sim.seed_catalog(
+        Channel::Kaufland,
+        vec![manifold_simulator::CatalogItem {
+            id: "7001".into(),
+            sku: "TEE-BLK-M".into(),
+            quantity: 0,
+            product_id: Some("391823311".into()),
+            variant_id: None,
+            price_minor: Some(2499),
+        }],
+    );
+    for (sku, n) in [("TEE-BLK-M", 10), ("MUG-WHITE", 5)] {
+        h.app.set_on_hand(sku, &count(n, None, Some("erp-k"), None), "t-erp", Utc::now()).await.unwrap();
+    }
+    let _ = h.stack.events().await;
+    for c in Channel::ALL {
+        h.stack.drain(&h.stack.env.push_queues[&c]).await;
+    }
+    let order: serde_json::Value =
+        serde_json::from_str(include_str!("../../shared/normalize/fixtures/kaufland/order-two-units-one-offer.json"))
+            .unwrap();
+    h.sim.seed_order(Channel::Kaufland, order).unwrap();
+
+    let body = br#"{"event_name":"order_new","id_order":"MB7UWLD","ts_created_iso":"2026-11-20T09:15:03Z"}"#;
+    let settings = h.app.config().await.account(Channel::Kaufland, "kaufland-de").unwrap().settings.clone();
+    let secret = manifold_simulator::KAUFLAND_KEYS.1;
+    let headers =
+        manifold_connectors::verify::sign(Channel::Kaufland, secret, &settings, "", body, Utc::now()).unwrap();
+    let forged =
+        manifold_connectors::verify::sign(Channel::Kaufland, "not-the-key", &settings, "", body, Utc::now()).unwrap();
+    assert_eq!(h.app.handle_webhook("kaufland", "kaufland-de", &forged, body, Utc::now()).await.status, 401);
+    assert_eq!(h.app.handle_webhook("kaufland", "kaufland-de", &headers, body, Utc::now()).await.status, 200);
+    assert_eq!(h.run_ingest().await, 1);
+    let id = manifold_domain::OrderId::new("kaufland:kaufland-de:MB7UWLD").unwrap();
+    let stored = h.app.records.get_order(&id).await.unwrap().expect("fetched from Kaufland and stored");
+    assert_eq!(stored.lines.iter().map(|l| l.quantity).collect::<Vec<_>>(), [2, 1], "three units, two lines");
+
+    let applied = run_ledger(&h).await;
+    assert!(matches!(applied.as_slice(), [(_, LedgerOutcome::Reserved { .. })]), "{applied:?}");
+    assert_eq!(triple(&h, &key("TEE-BLK-M")).await, (10, 2, 8));
+
+    // The fan-out's job for Kaufland: 8 available minus its buffer of 1, written to unit 7001.
+    let url = h.stack.env.push_queues[&Channel::Kaufland].clone();
+    let polled =
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Kaufland, e)).await.unwrap();
+    assert!(polled >= 1, "the fan-out queued Kaufland's new availability");
+    assert_eq!(h.sim.snapshot().stock[&Channel::Kaufland]["7001"], 7);
+
+    // The WMS ships one tee: the shipment's tracking goes back to Kaufland as one unit sent.
+    let shipment: manifold_domain::Shipment = serde_json::from_value(serde_json::json!({
+        "id": "wms-k-1", "order_id": "kaufland:kaufland-de:MB7UWLD", "channel": "kaufland", "account": "kaufland-de",
+        "channel_order_id": "MB7UWLD", "carrier": "DHL", "tracking_number": "00340434161094015902",
+        "tracking_url": null, "lines": [{"line_id": "TEE-BLK-M", "sku": "TEE-BLK-M", "quantity": 1}],
+        "shipped_at": "2026-11-21T12:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert_eq!(triple(&h, &key("TEE-BLK-M")).await, (9, 1, 8), "one unit left the warehouse");
+    for _ in 0..3 {
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Kaufland, e)).await.unwrap();
+    }
+    let snap = h.sim.snapshot();
+    let units = snap.orders[&Channel::Kaufland][0].doc["data"]["order_units"].as_array().unwrap().clone();
+    let statuses: Vec<&str> = units.iter().map(|u| u["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["sent", "need_to_be_sent", "need_to_be_sent"], "exactly one tee unit marked sent");
+    let sends: Vec<&manifold_simulator::Write> =
+        snap.writes[&Channel::Kaufland].iter().filter(|w| w.path.ends_with("/send")).collect();
+    assert_eq!(sends[0].body["tracking_numbers"], "00340434161094015902");
 }

@@ -70,6 +70,8 @@ const AMAZON_ORDER: &str =
 const AMAZON_ITEMS: &str =
     include_str!("../../normalize/fixtures/amazon/orders-v0-getOrderItems-sandbox-TEST_CASE_200.json");
 const ZALANDO_ORDER: &str = include_str!("../../normalize/fixtures/zalando/order-jsonapi-written-from-docs.json");
+const KAUFLAND_ORDER: &str = include_str!("../../normalize/fixtures/kaufland/order-two-units-one-offer.json");
+const KAUFLAND_NOTE: &str = include_str!("../../normalize/fixtures/kaufland/notification-order-new.json");
 
 /// The master SKUs the demo's orders sell, known before they arrive.
 const DEMO_SKUS: [&str; 7] =
@@ -183,9 +185,11 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
 
     step(2, "The ERP sets on-hand stock: PUT /v1/inventory/{sku}, SigV4-signed (IAM-authorized route)");
     let mut stocked: Vec<String> = Vec::new();
-    for (channel, doc) in
-        [(Channel::Shopify, json(SHOPIFY_ORDER)["order"].clone()), (Channel::Woocommerce, json(WOO_ORDER))]
-    {
+    for (channel, doc) in [
+        (Channel::Shopify, json(SHOPIFY_ORDER)["order"].clone()),
+        (Channel::Woocommerce, json(WOO_ORDER)),
+        (Channel::Kaufland, json(KAUFLAND_ORDER)),
+    ] {
         if let Some(account) = config.enabled_accounts().find(|a| a.channel == channel) {
             let ctx = manifold_normalize::Context { account, received_at: Utc::now() };
             if let Ok(order) = manifold_normalize::normalize_order(channel, &doc, &ctx) {
@@ -252,6 +256,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let hbc = channel_headers(Channel::Bigcommerce, &bc_body)?;
     post(&http, "bigcommerce store/order/created (thin)", &format!("{hook}/bigcommerce/store-abc123"), &hbc, &bc_body)
         .await;
+
+    let _ = sim.seed_order(Channel::Kaufland, json(KAUFLAND_ORDER));
+    if let Some(kaufland) = config.enabled_accounts().find(|a| a.channel == Channel::Kaufland) {
+        let body = KAUFLAND_NOTE.trim().as_bytes();
+        let hk = signed_headers(Channel::Kaufland, &kaufland.settings, body)?;
+        let url = format!("{hook}/kaufland/{}", kaufland.account);
+        post(&http, "kaufland order_new (thin, signed)", &url, &hk, body).await;
+    }
 
     let amazon_order = json(AMAZON_ORDER);
     let _ = sim.seed_order(
@@ -416,6 +428,8 @@ pub(crate) fn with_item_ids(text: &str, skus: &[&str]) -> Result<(String, Channe
             Channel::Tiktok => {
                 |n: usize, i: usize| format!("{}/{}", 1_729_000_000 + 100_000 * n + i, 1_829_000_000 + 100_000 * n + i)
             }
+            // Units (id_unit) per storefront.
+            Channel::Kaufland => |n: usize, i: usize| format!("{}", 7_000_000 + 100_000 * n + i),
             _ => continue,
         };
         let Some(table) = entry.as_table_mut() else { continue };
@@ -568,15 +582,17 @@ fn report_functions(runtime: &Runtime) {
 
 /// The headers a channel sends with a signed webhook body.
 pub(crate) fn channel_headers(channel: Channel, body: &[u8]) -> Result<Vec<(String, String)>, CliError> {
-    let h = manifold_connectors::verify::sign(
-        channel,
-        seed::webhook_secret(channel),
-        &BTreeMap::new(),
-        "",
-        body,
-        Utc::now(),
-    )
-    .map_err(|e| usage("sign")(&e))?;
+    signed_headers(channel, &BTreeMap::new(), body)
+}
+
+/// [`channel_headers`] for a scheme that signs over the account's settings (Kaufland: its callback URL).
+pub(crate) fn signed_headers(
+    channel: Channel,
+    settings: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, CliError> {
+    let h = manifold_connectors::verify::sign(channel, seed::webhook_secret(channel), settings, "", body, Utc::now())
+        .map_err(|e| usage("sign")(&e))?;
     let mut out: Vec<(String, String)> =
         h.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned())).collect();
     out.push(("content-type".into(), "application/json".into()));

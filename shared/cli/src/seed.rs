@@ -16,9 +16,14 @@ pub const CONFIG_KEY: &str = "channels.toml";
 /// eBay's endpoint verification token (32 to 80 characters), as entered in its developer portal.
 pub const EBAY_VERIFICATION_TOKEN: &str = "demo-verification-token-0123456789abcdef";
 
-/// The webhook secret the demo gives `channel`'s account.
+/// The webhook secret the demo gives `channel`'s account (Kaufland signs notifications with the
+/// seller's secret key, the one the simulator knows).
 pub fn webhook_secret(channel: Channel) -> &'static str {
-    if channel == Channel::Etsy { ETSY_WEBHOOK_SECRET } else { WEBHOOK_SECRET }
+    match channel {
+        Channel::Etsy => ETSY_WEBHOOK_SECRET,
+        Channel::Kaufland => manifold_simulator::KAUFLAND_KEYS.1,
+        _ => WEBHOOK_SECRET,
+    }
 }
 
 /// `example` (a channels.toml) with each account's `endpoint` pointed at its simulator; validated.
@@ -68,7 +73,9 @@ pub async fn put_secrets(sdk: &aws_config::SdkConfig, config: &ChannelConfig) ->
             "client_id": "ck_demo",
             "client_secret": "cs_demo",
             "api_key": "demo-keystring",
-            "verification_token": EBAY_VERIFICATION_TOKEN
+            "verification_token": EBAY_VERIFICATION_TOKEN,
+            "client_key": manifold_simulator::KAUFLAND_KEYS.0,
+            "secret_key": manifold_simulator::KAUFLAND_KEYS.1
         })
         .to_string();
         if sm.create_secret().name(&a.secret).secret_string(&value).send().await.is_err() {

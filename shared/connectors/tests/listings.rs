@@ -18,6 +18,7 @@ fn version(channel: Channel) -> &'static str {
         Channel::Amazon => "v0",
         Channel::Tiktok => "202309",
         Channel::Zalando | Channel::Ebay => "v1",
+        Channel::Kaufland => "v2",
     }
 }
 
@@ -45,6 +46,7 @@ shop_id = "12345678"
 warehouse_id = "7068517275539793707"
 app_key = "sim-app-key"
 sales_channel_id = "bf48ba35-149d-4b76-8ac9-d08d126b517f"
+storefront = "de"
 "#,
         version = version(channel),
         endpoint = sim.base_url(channel),
@@ -59,6 +61,8 @@ fn connector(sim: &SimHandle, channel: Channel) -> std::sync::Arc<dyn ChannelCon
         ("client_id", "ck_sim"),
         ("client_secret", "cs_sim"),
         ("api_key", "sim-keystring"),
+        ("client_key", manifold_simulator::KAUFLAND_KEYS.0),
+        ("secret_key", manifold_simulator::KAUFLAND_KEYS.1),
     ]
     .into_iter()
     .collect();
@@ -95,6 +99,8 @@ fn item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
         Channel::Tiktok => (variant.clone(), Some(product.clone()), None, Some(format!("{product}/{variant}"))),
         Channel::Zalando => (format!("40000000{n:05}"), None, None, None),
         Channel::Ebay => (sku.clone(), Some(format!("11{n:08}")), Some(variant.clone()), Some(variant)),
+        // Units: id_unit, keyed by the seller's id_offer (the SKU).
+        Channel::Kaufland => (variant.clone(), Some(product), None, Some(variant)),
     };
     let sku = if channel == Channel::Zalando { id.clone() } else { sku };
     let quantity = i64::try_from(n % 17).unwrap();

@@ -11,7 +11,9 @@ const ZONELESS: &[&str] = &["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-
 
 /// Parses RFC 3339, RFC 2822 or a zone-less ISO 8601 date-time (as UTC).
 pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
+    // Kaufland's own examples end some timestamps in a stray `T` (`2019-07-19T17:24:05T`).
     let s = text.trim();
+    let s = s.strip_suffix('T').filter(|rest| rest.contains('T')).unwrap_or(s);
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.with_timezone(&Utc));
     }
@@ -38,6 +40,7 @@ mod tests {
             "Tue, 05 Mar 2019 21:40:11 +0000",
             "2019-03-05T21:40:11",
             "2019-03-05 21:40:11",
+            "2019-03-05T21:40:11T",
         ] {
             assert_eq!(parse(s), Some(want), "{s}");
         }

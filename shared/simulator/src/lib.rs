@@ -46,6 +46,7 @@ use axum::{
 use manifold_domain::Channel;
 use serde_json::{Value, json};
 
+pub use channels::kaufland::KEYS as KAUFLAND_KEYS;
 pub use limits::SimLimit;
 use limits::{SimLimiter, Verdict};
 pub use state::{CatalogItem, FaultKind, FaultSpec, Snapshot, Write};

@@ -54,7 +54,8 @@ pub(crate) fn path(channel: Channel) -> Option<&'static str> {
         Channel::Etsy => Some("/v3/public/oauth/token"),
         Channel::Tiktok => Some("/api/v2/token/refresh"),
         Channel::Zalando => Some("/auth/token"),
-        Channel::Shopify | Channel::Woocommerce | Channel::Bigcommerce => None,
+        // Stored tokens, keys, or (Kaufland) signed requests: no token endpoint.
+        Channel::Shopify | Channel::Woocommerce | Channel::Bigcommerce | Channel::Kaufland => None,
     }
 }
 

@@ -5,8 +5,33 @@ use manifold_domain::Channel;
 use manifold_simulator::{SimConfig, SimLimit, Simulator};
 use serde_json::Value;
 
-/// Path, method and credential headers of one write endpoint per channel.
-fn endpoint(channel: Channel) -> (&'static str, reqwest::Method, Vec<(&'static str, &'static str)>) {
+/// Kaufland's request signature: hex HMAC-SHA256 of `METHOD\nURL\nBODY\nTIMESTAMP`.
+fn kaufland_headers(method: &str, url: &str, body: &str, secret: &str) -> Vec<(&'static str, String)> {
+    use hmac::{Hmac, Mac};
+    let timestamp = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{method}\n{url}\n{body}\n{timestamp}").as_bytes());
+    vec![
+        ("shop-client-key", manifold_simulator::KAUFLAND_KEYS.0.to_owned()),
+        ("shop-timestamp", timestamp.to_string()),
+        ("shop-signature", hex::encode(mac.finalize().into_bytes())),
+    ]
+}
+
+/// Path, method and credential headers of one write endpoint per channel (`base`: the channel's URL,
+/// `body`: what is sent, for channels that sign it).
+fn endpoint(channel: Channel, base: &str, body: &str) -> (&'static str, reqwest::Method, Vec<(&'static str, String)>) {
+    let (path, method, headers) = static_endpoint(channel);
+    let headers = match channel {
+        Channel::Kaufland => {
+            kaufland_headers("POST", &format!("{base}{path}"), body, manifold_simulator::KAUFLAND_KEYS.1)
+        }
+        _ => headers.into_iter().map(|(k, v)| (k, v.to_owned())).collect(),
+    };
+    (path, method, headers)
+}
+
+fn static_endpoint(channel: Channel) -> (&'static str, reqwest::Method, Vec<(&'static str, &'static str)>) {
     use reqwest::Method;
     let bearer = vec![("authorization", "Bearer t")];
     match channel {
@@ -28,6 +53,8 @@ fn endpoint(channel: Channel) -> (&'static str, reqwest::Method, Vec<(&'static s
         ),
         Channel::Zalando => ("/merchants/m/stocks", Method::POST, bearer),
         Channel::Ebay => ("/sell/inventory/v1/bulk_update_price_quantity", Method::POST, bearer),
+        // Signed per request: see `endpoint`.
+        Channel::Kaufland => ("/v2/units/bulk?storefront=de", Method::POST, Vec::new()),
     }
 }
 
@@ -36,7 +63,7 @@ async fn unparseable_bodies_get_the_channels_error_shape() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let http = reqwest::Client::new();
     for channel in Channel::ALL {
-        let (path, method, headers) = endpoint(channel);
+        let (path, method, headers) = endpoint(channel, &sim.base_url(channel), "{not json");
         let mut req = http.request(method, format!("{}{path}", sim.base_url(channel))).body("{not json");
         for (k, v) in headers {
             req = req.header(k, v);
@@ -55,6 +82,7 @@ async fn unparseable_bodies_get_the_channels_error_shape() {
             Channel::Tiktok => status == 200 && body["code"].as_i64().is_some_and(|c| c != 0),
             Channel::Zalando => status == 400 && body["status"] == 400 && body["detail"].is_string(),
             Channel::Ebay => status == 400 && body["errors"][0]["errorId"].is_number(),
+            Channel::Kaufland => status == 400 && body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")),
         };
         assert!(shaped, "{channel}: {status} {body}");
     }
@@ -93,4 +121,40 @@ async fn a_full_window_answers_429_with_retry_after_and_allowance_headers() {
     assert_eq!(last.headers()["x-rate-limit-requests-left"], "0");
     assert!(last.headers().contains_key("retry-after") && last.headers().contains_key("x-rate-limit-time-reset-ms"));
     assert_eq!(sim.snapshot().throttled[&Channel::Bigcommerce], 1);
+}
+
+#[tokio::test]
+async fn kaufland_refuses_a_request_not_signed_over_its_exact_url_body_and_time() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = sim.base_url(Channel::Kaufland);
+    let url = format!("{base}/v2/units?storefront=de&limit=10");
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut req = http.get(&url);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let (key, secret) = manifold_simulator::KAUFLAND_KEYS;
+    let ok = send(kaufland_headers("GET", &url, "", secret)).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let page: Value = ok.json().await.unwrap();
+    assert!(page["data"].is_array() && page["pagination"]["total"].is_number(), "{page}");
+    for (why, headers) in [
+        ("another URL", kaufland_headers("GET", &format!("{base}/v2/units?storefront=cz&limit=10"), "", secret)),
+        ("another method", kaufland_headers("POST", &url, "", secret)),
+        ("another secret", kaufland_headers("GET", &url, "", "not-the-secret")),
+    ] {
+        let resp = send(headers).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{why}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["type"], "/problems/corrupted-signature", "{why}");
+    }
+    let mut stale = kaufland_headers("GET", &url, "", secret);
+    stale[1].1 = (chrono::Utc::now().timestamp() - 3600).to_string();
+    assert_eq!(send(stale).await.unwrap().status().as_u16(), 401, "an hour-old timestamp");
+    let mut stranger = kaufland_headers("GET", &url, "", secret);
+    stranger[0].1 = format!("{key}-other");
+    assert_eq!(send(stranger).await.unwrap().status().as_u16(), 401, "an unknown client key");
 }

@@ -12,6 +12,8 @@
 //! | BigCommerce     | a header set at subscription time equals the secret (no HMAC exists)     |
 //! | Etsy            | Standard Webhooks, 5 minute timestamp tolerance both ways                |
 //! | eBay            | ECDSA P-256 over the body, key fetched by `kid` and cached               |
+//! | Kaufland        | `Shop-Signature` = hex(HMAC-SHA256(secret key, `POST\nURL\nbody\nts`)), the |
+//! |                 | request signature over the registered callback URL (unverified)          |
 //! | Amazon, Zalando | no HTTP webhooks (SQS / polling): [`VerifyError::NotSupported`]          |
 //!
 //! [`sign`] and [`sign_ebay`] produce genuinely signed deliveries from the same table, for the simulator,
@@ -112,6 +114,7 @@ impl Verifier {
             Scheme::Token(s) => s.verify(headers, webhook_secret(creds)?, settings),
             Scheme::StandardWebhooks(s) => s.verify(headers, body, webhook_secret(creds)?, now),
             Scheme::Ecdsa => ebay::verify(&self.keys, headers, body, creds.get("access_token")).await,
+            Scheme::Signed(s) => (s.verify)(headers, body, creds, settings, now),
             Scheme::NoWebhooks => Err(VerifyError::NotSupported(channel)),
         }
     }
@@ -138,6 +141,7 @@ pub fn sign(
         Scheme::Hmac(s) => s.sign(secret, settings, body),
         Scheme::Token(s) => s.sign(secret, settings),
         Scheme::StandardWebhooks(_) => StandardWebhooks::sign(secret, message_id, body, now),
+        Scheme::Signed(s) => (s.sign)(secret, settings, body, now),
         Scheme::Ecdsa | Scheme::NoWebhooks => Err(VerifyError::NotSupported(channel)),
     }
 }

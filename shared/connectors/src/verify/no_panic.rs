@@ -81,7 +81,10 @@ fn secret_of(channel: Channel) -> &'static str {
 }
 
 fn good_settings() -> BTreeMap<String, String> {
-    [("app_key".to_owned(), APP_KEY.to_owned())].into_iter().collect()
+    [("app_key", APP_KEY), ("callback_url", "https://hooks.example.com/v1/webhooks/kaufland/k")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// The headers `channel` sends with `body`, genuinely signed (none for channels without webhooks).
@@ -112,6 +115,8 @@ fn header_name() -> impl Strategy<Value = HeaderName> {
             "webhook-timestamp",
             "webhook-signature",
             "x-ebay-signature",
+            "shop-timestamp",
+            "shop-signature",
         ])
         .prop_map(HeaderName::from_static),
         "[a-z][a-z0-9-]{0,20}".prop_map(|n| HeaderName::from_bytes(n.as_bytes()).expect("a valid name")),

@@ -25,6 +25,9 @@ pub(crate) enum Scheme {
     StandardWebhooks(StandardWebhooks),
     /// eBay: ECDSA over the body with a key fetched by id.
     Ecdsa,
+    /// A scheme of the channel's own, implemented in its connector module (Kaufland: the request
+    /// signature over method, URL, body and timestamp).
+    Signed(SignedDelivery),
     /// The channel pushes nothing over HTTP (Amazon: SQS / EventBridge; Zalando: polling).
     NoWebhooks,
 }
@@ -32,6 +35,24 @@ pub(crate) enum Scheme {
 /// A channel's scheme, from its connector module (the registry in `crate::channels`).
 pub(super) const fn scheme(channel: Channel) -> Scheme {
     crate::channels::module(channel).webhooks
+}
+
+/// Checks a delivery: headers, raw body, the account's credentials and settings, now.
+pub(crate) type VerifyFn = fn(
+    Headers<'_>,
+    &[u8],
+    &crate::Credentials,
+    &BTreeMap<String, String>,
+    DateTime<Utc>,
+) -> Result<Verified, VerifyError>;
+/// Signs a body as the channel would: secret, settings, body, now.
+pub(crate) type SignFn = fn(&str, &BTreeMap<String, String>, &[u8], DateTime<Utc>) -> Result<HeaderMap, VerifyError>;
+
+/// A channel's own delivery signature: how a delivery is checked and how one is signed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignedDelivery {
+    pub(crate) verify: VerifyFn,
+    pub(crate) sign: SignFn,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -233,7 +254,7 @@ impl StandardWebhooks {
     }
 }
 
-fn header_map<const N: usize>(pairs: [(&str, String); N]) -> Result<HeaderMap, VerifyError> {
+pub(crate) fn header_map<const N: usize>(pairs: [(&str, String); N]) -> Result<HeaderMap, VerifyError> {
     pairs
         .into_iter()
         .map(|(name, value)| {

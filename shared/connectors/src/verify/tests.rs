@@ -629,3 +629,39 @@ fn etsy_signature_equals_the_standard_webhooks_reference_library() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn kaufland_notifications_are_checked_against_the_registered_callback_url() {
+    let secret = "b3575f222f7b768c25160b879699118b331c0883e26a03d46f23ab4e7e1b9cf1";
+    let url = "https://hooks.example.com/v1/webhooks/kaufland/kaufland-de";
+    let good = settings(&[("callback_url", url)]);
+    let body = br#"{"event_name":"order_new","id_order":"MB7UWLD"}"#;
+    let headers = sign(Channel::Kaufland, secret, &good, "", body, now()).unwrap();
+    // The signature is the request signature of `POST` to the callback URL: computed apart here.
+    let ts = now().timestamp();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("POST\n{url}\n{}\n{ts}", std::str::from_utf8(body).unwrap()).as_bytes());
+    assert_eq!(headers["shop-signature"].to_str().unwrap(), hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(headers["shop-timestamp"].to_str().unwrap(), ts.to_string());
+
+    let check = |headers: HeaderMap, body: &'static [u8], settings: BTreeMap<String, String>, at: DateTime<Utc>| async move {
+        let creds: Credentials = [("secret_key", secret)].into_iter().collect();
+        verifier().verify(Channel::Kaufland, &headers, body, &creds, &settings, at).await
+    };
+    assert_eq!(check(headers.clone(), body, good.clone(), now()).await.unwrap(), Verified::Authentic);
+    let other_body: &'static [u8] = br#"{"event_name":"order_new","id_order":"OTHER"}"#;
+    assert!(matches!(check(headers.clone(), other_body, good.clone(), now()).await, Err(VerifyError::Mismatch)));
+    let elsewhere = settings(&[("callback_url", "https://hooks.example.com/v1/webhooks/kaufland/other")]);
+    assert!(matches!(check(headers.clone(), body, elsewhere, now()).await, Err(VerifyError::Mismatch)));
+    let later = now() + chrono::Duration::minutes(6);
+    assert!(matches!(check(headers.clone(), body, good.clone(), later).await, Err(VerifyError::Expired { .. })));
+    let patient = settings(&[("callback_url", url), ("signature_tolerance_seconds", "600")]);
+    assert!(check(headers.clone(), body, patient, later).await.is_ok(), "the tolerance is configurable");
+    assert!(matches!(
+        check(headers.clone(), body, settings(&[]), now()).await,
+        Err(VerifyError::Unconfigured("callback_url"))
+    ));
+    let mut unsigned = headers;
+    unsigned.remove("shop-signature");
+    assert!(matches!(check(unsigned, body, good, now()).await, Err(VerifyError::Missing("Shop-Signature"))));
+}

@@ -107,7 +107,16 @@ const V2026_ADDRESS: AddressKeys = AddressKeys {
 };
 
 /// This channel in the normalizer registry ([`super::module`]).
-pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+pub(crate) const MODULE: super::Normalizer = super::Normalizer {
+    normalize,
+    classify,
+    // The order document ingest receives, for the benchmarks (`crate::samples`).
+    sample: || {
+        let order = super::fixture(include_str!("../../fixtures/amazon/orders-v0-getOrder-response-example.json"));
+        let items = super::fixture(include_str!("../../fixtures/amazon/orders-v0-getOrderItems-response-example.json"));
+        serde_json::json!({ "order": order["payload"], "order_items": items["payload"]["OrderItems"] })
+    },
+};
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {

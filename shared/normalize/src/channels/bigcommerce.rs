@@ -79,7 +79,18 @@ const ADDRESS: AddressKeys = AddressKeys {
 };
 
 /// This channel in the normalizer registry ([`super::module`]).
-pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+pub(crate) const MODULE: super::Normalizer = super::Normalizer {
+    normalize,
+    classify,
+    // The order document ingest receives, for the benchmarks (`crate::samples`).
+    sample: || {
+        serde_json::json!({
+            "order": super::fixture(include_str!("../../fixtures/bigcommerce/v2-order-218-get.json")),
+            "products": super::fixture(include_str!("../../fixtures/bigcommerce/v2-order-products-list.json")),
+            "shipping_addresses": super::fixture(include_str!("../../fixtures/bigcommerce/v2-order-shipping-addresses-list.json")),
+        })
+    },
+};
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {

@@ -57,7 +57,12 @@ const ADDRESS: AddressKeys = AddressKeys {
 };
 
 /// This channel in the normalizer registry ([`super::module`]).
-pub(crate) const MODULE: super::Normalizer = super::Normalizer { normalize, classify };
+pub(crate) const MODULE: super::Normalizer = super::Normalizer {
+    normalize,
+    classify,
+    // The order document ingest receives, for the benchmarks (`crate::samples`).
+    sample: || super::fixture(include_str!("../../fixtures/etsy/receipt-written-from-v3-schema.json")),
+};
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {

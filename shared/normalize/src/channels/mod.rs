@@ -6,6 +6,7 @@ pub mod amazon;
 pub mod bigcommerce;
 pub mod ebay;
 pub mod etsy;
+pub mod kaufland;
 pub mod shopify;
 pub mod tiktok;
 pub mod woocommerce;
@@ -22,6 +23,13 @@ pub(crate) struct Normalizer {
     pub normalize: fn(DocKind, &Node<'_>, &Context<'_>) -> Result<Vec<Record>, NormalizeError>,
     /// What a notification body is; `topic` is the event name where the channel sends it in a header.
     pub classify: fn(Option<&str>, &Node<'_>) -> Result<Inbound, NormalizeError>,
+    /// An order document as ingest receives it, from the channel's fixtures (the benchmarks' input).
+    pub sample: fn() -> serde_json::Value,
+}
+
+/// A fixture's JSON (fixtures are checked by the tests that read them).
+pub(crate) fn fixture(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// The registry: every channel's normalizer.
@@ -35,6 +43,7 @@ pub(crate) const fn module(channel: Channel) -> Normalizer {
         Channel::Tiktok => tiktok::MODULE,
         Channel::Zalando => zalando::MODULE,
         Channel::Ebay => ebay::MODULE,
+        Channel::Kaufland => kaufland::MODULE,
     }
 }
 

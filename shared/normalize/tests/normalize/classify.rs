@@ -149,3 +149,18 @@ fn tiktok_ebay_and_zalando() {
 
     assert!(classify(Channel::Zalando, None, &json!({})).is_err(), "Zalando pushes nothing");
 }
+
+#[test]
+fn kaufland_notifications_name_an_order_or_a_unit_and_nothing_else() {
+    let got = classify(Channel::Kaufland, None, &fixture!("kaufland/notification-order-new.json")).unwrap();
+    assert!(thin(DocKind::Order, "MB7UWLD")(&got), "{got:?}");
+    assert!(matches!(got, Inbound::Thin { event_time: Some(t), .. } if t == at("2026-11-20T09:15:03Z")));
+    let unit = json!({ "event_name": "order_unit_status_changed", "resource": { "id_order_unit": 740_011_001 } });
+    assert!(thin(DocKind::Order, "unit:740011001")(&classify(Channel::Kaufland, None, &unit).unwrap()));
+    let item = json!({ "event_name": "item_unit_changed", "id_unit": 12 });
+    assert!(matches!(classify(Channel::Kaufland, None, &item).unwrap(), Inbound::Ignore { .. }));
+    let err = classify(Channel::Kaufland, None, &json!({ "event_name": "order_new" })).unwrap_err();
+    assert!(err.message.contains("names no order"), "{err}");
+    assert!(classify(Channel::Kaufland, None, &json!({ "id_order": "X" })).is_err(), "no event name");
+    assert_eq!(body_event_id(Channel::Kaufland, &fixture!("kaufland/notification-order-new.json")), None);
+}

@@ -377,3 +377,70 @@ fn ebay_orders_ship_by_their_earliest_lines_ship_by_date() {
     let order = normalize_order(Channel::Ebay, &doc, &ctx(&acct)).unwrap();
     assert_eq!(order.ship_by.map(|t| t.to_rfc3339()), Some("2026-03-03T22:59:59+00:00".to_owned()));
 }
+
+#[test]
+fn kaufland_units_of_one_offer_become_one_line_with_their_count() {
+    let acct = account(Channel::Kaufland);
+    let order =
+        normalize_order(Channel::Kaufland, &fixture!("kaufland/order-two-units-one-offer.json"), &ctx(&acct)).unwrap();
+    assert_eq!(order.id.as_str(), "kaufland:kaufland-de:MB7UWLD");
+    assert_eq!(order.status, OrderStatus::Paid, "every unit need_to_be_sent");
+    assert_eq!(order.currency.as_str(), "EUR");
+    assert_eq!(order.lines.len(), 2, "three units, two offers");
+    assert_line(&order.lines[0], Some("TEE-BLK-M"), false, 2, "24.99", "EUR");
+    assert_eq!(order.lines[0].line_id, "TEE-BLK-M");
+    assert_line(&order.lines[1], Some("MUG-WHITE"), false, 1, "12.99", "EUR");
+    // Subtotal 2 x 24.99 + 12.99, shipping 4.95 (cents, per unit), no tax or discount on top.
+    assert_totals(&order, ["62.97", "4.95", "0.00", "0.00", "67.92"]);
+    assert_eq!(country(&order), Some("DE"));
+    let address = order.shipping_address.as_ref().unwrap();
+    assert_eq!(address.line1.as_deref(), Some("Heidestraße 17"), "street and house number joined");
+    assert_eq!(order.customer.name.as_deref(), Some("Erika Musterfrau"));
+    assert_eq!(order.source_version, at("2026-11-20T09:17:05Z").timestamp_millis(), "the latest unit update");
+}
+
+#[test]
+fn kaufland_cancelled_czk_order_reads_alpha_3_countries_and_the_docs_odd_timestamps() {
+    let acct = account(Channel::Kaufland);
+    let order =
+        normalize_order(Channel::Kaufland, &fixture!("kaufland/order-czk-cancelled.json"), &ctx(&acct)).unwrap();
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.currency.as_str(), "CZK");
+    assert_line(&order.lines[0], Some("8594001234567"), false, 1, "499.00", "CZK");
+    assert_eq!(order.billing_address.as_ref().unwrap().country_code.as_deref(), Some("CZ"), "CZE");
+    assert_eq!(order.created_at, at("2016-05-06T23:07:41Z"));
+    assert_eq!(order.updated_at, at("2019-07-19T17:24:05Z"));
+    assert_eq!(order.customer.email, None);
+}
+
+#[test]
+fn kaufland_unit_statuses_decide_the_order_status() {
+    let acct = account(Channel::Kaufland);
+    let base = fixture!("kaufland/order-two-units-one-offer.json");
+    let with = |statuses: [&str; 3]| {
+        let mut doc = base.clone();
+        for (i, s) in statuses.iter().enumerate() {
+            doc["data"]["order_units"][i]["status"] = json!(s);
+        }
+        normalize_order(Channel::Kaufland, &doc, &ctx(&acct)).map(|o| o.status)
+    };
+    assert_eq!(with(["sent", "received", "cancelled"]).unwrap(), OrderStatus::Fulfilled);
+    assert_eq!(with(["sent", "need_to_be_sent", "need_to_be_sent"]).unwrap(), OrderStatus::PartiallyFulfilled);
+    assert_eq!(with(["returned", "returned_paid", "cancelled"]).unwrap(), OrderStatus::Refunded);
+    assert_eq!(with(["returned", "sent", "sent"]).unwrap(), OrderStatus::PartiallyRefunded);
+    assert_eq!(with(["open", "need_to_be_sent", "need_to_be_sent"]).unwrap(), OrderStatus::Pending);
+    let err = with(["lost", "sent", "sent"]).unwrap_err();
+    assert_eq!(err.path, "data.order_units[0].status");
+}
+
+#[test]
+fn every_channels_benchmark_sample_is_an_order_it_normalizes() {
+    let samples = manifold_normalize::samples::orders();
+    assert_eq!(samples.len(), Channel::ALL.len(), "one sample per channel");
+    for (channel, bytes) in samples {
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let order = normalize_order(channel, &doc, &ctx(&account(channel)))
+            .unwrap_or_else(|e| panic!("{channel}'s sample does not normalize: {e}"));
+        assert!(!order.lines.is_empty(), "{channel}");
+    }
+}

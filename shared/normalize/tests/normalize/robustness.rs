@@ -124,6 +124,11 @@ fixtures! {
         "woocommerce/product-rest-v3-retrieve.json",
     ],
     Zalando: ["zalando/order-jsonapi-written-from-docs.json"],
+    Kaufland: [
+        "kaufland/order-two-units-one-offer.json",
+        "kaufland/order-czk-cancelled.json",
+        "kaufland/notification-order-new.json",
+    ],
 }
 
 fn fixture(path: &str) -> Value {
@@ -513,6 +518,7 @@ targets! {
     bigcommerce => Bigcommerce,
     ebay => Ebay,
     etsy => Etsy,
+    kaufland => Kaufland,
     shopify => Shopify,
     tiktok => Tiktok,
     woocommerce => Woocommerce,

@@ -6,6 +6,7 @@ mod amazon;
 mod bigcommerce;
 mod ebay;
 mod etsy;
+pub(crate) mod kaufland;
 mod orders;
 mod shopify;
 mod tiktok;
@@ -66,6 +67,7 @@ pub(crate) const fn module(channel: Channel) -> &'static SimChannel {
         Channel::Tiktok => &tiktok::MODULE,
         Channel::Zalando => &zalando::MODULE,
         Channel::Ebay => &ebay::MODULE,
+        Channel::Kaufland => &kaufland::MODULE,
     }
 }
 
