@@ -75,11 +75,6 @@ fn repo() -> PathBuf {
 }
 
 /// `shopify` -> `Shopify`, the spelling of logical ids.
-fn title(channel: Channel) -> String {
-    let name = channel.as_str();
-    name[..1].to_uppercase() + &name[1..]
-}
-
 /// The stack's names, the proxy, the simulator and the configuration every function shares.
 struct Scenario {
     proxy: Arc<AwsProxy>,
@@ -136,7 +131,9 @@ impl Scenario {
                 "access_token": "token",
                 "client_id": "ck_test",
                 "client_secret": "cs_test",
-                "api_key": "keystring"
+                "api_key": "keystring",
+                "client_key": manifold_simulator::KAUFLAND_KEYS.0,
+                "secret_key": manifold_simulator::KAUFLAND_KEYS.1
             });
             secrets
                 .create_secret()
@@ -443,7 +440,7 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             .expect("reset the breaker");
     }
     for channel in Channel::ALL {
-        let function = format!("Push{}Function", title(channel));
+        let function = format!("Push{}Function", channel.pascal());
         let push = s.app(&function).await;
         let account = s.config.accounts.iter().find(|a| a.channel == channel).expect("an account per channel");
         let job = |sku: &str, version: u64| {

@@ -243,6 +243,7 @@ impl Rig {
                     Channel::Woocommerce => format!("{}", 3000 + i),
                     Channel::Etsy => format!("{}", 1_000_000 + i),
                     Channel::Tiktok => format!("{}/{}", 1_729_000 + i, 1_729_500 + i),
+                    Channel::Kaufland => format!("{}", 7_000_000 + i),
                     _ => continue,
                 };
                 a.item_ids.entry(channel_sku).or_insert(id);

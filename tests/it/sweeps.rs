@@ -55,6 +55,7 @@ const CASES: &[Case] = &[
     Case { channel: Channel::Tiktok, sweep: Sweep::Reconcile, order: tiktok },
     Case { channel: Channel::Ebay, sweep: Sweep::Reconcile, order: ebay },
     Case { channel: Channel::Zalando, sweep: Sweep::ZalandoPoll, order: zalando },
+    Case { channel: Channel::Kaufland, sweep: Sweep::Reconcile, order: kaufland },
 ];
 
 fn fixture(text: &str) -> Value {
@@ -148,6 +149,18 @@ fn zalando(n: u32, at: DateTime<Utc>) -> (String, Value) {
     attributes["order_id"] = json!(id);
     attributes["order_number"] = json!(format!("1010544455{n:04}"));
     attributes["modified_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    (id, o)
+}
+
+fn kaufland(n: u32, at: DateTime<Utc>) -> (String, Value) {
+    let mut o = fixture(include_str!("../../shared/normalize/fixtures/kaufland/order-two-units-one-offer.json"));
+    let id = format!("SWP{n:04}");
+    o["data"]["id_order"] = json!(id);
+    for (k, unit) in o["data"]["order_units"].as_array_mut().into_iter().flatten().enumerate() {
+        unit["id_order"] = json!(id);
+        unit["id_order_unit"] = json!(880_000_000 + u64::from(n) * 10 + k as u64);
+        unit["ts_updated_iso"] = json!(iso(at));
+    }
     (id, o)
 }
 
