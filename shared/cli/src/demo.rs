@@ -73,9 +73,10 @@ const ZALANDO_ORDER: &str = include_str!("../../normalize/fixtures/zalando/order
 const KAUFLAND_ORDER: &str = include_str!("../../normalize/fixtures/kaufland/order-two-units-one-offer.json");
 const KAUFLAND_NOTE: &str = include_str!("../../normalize/fixtures/kaufland/notification-order-new.json");
 
-/// The master SKUs the demo's orders sell, known before they arrive.
-const DEMO_SKUS: [&str; 7] =
-    ["IPOD2009BLACK", "IPOD2008PINK", "woo-tee-black-m", "TEE-BLK-M", "SKU-1234", "MUG-WHITE", "Bar3"];
+/// The master SKUs the demo's orders sell, known before they arrive, and the bundle two of them make
+/// (the example's GIFT-SET): every channel lists them all.
+const DEMO_SKUS: [&str; 8] =
+    ["IPOD2009BLACK", "IPOD2008PINK", "woo-tee-black-m", "TEE-BLK-M", "SKU-1234", "MUG-WHITE", "Bar3", "GIFT-SET"];
 
 fn step(n: u32, what: &str) {
     println!("\n[{n}] {what}");
@@ -330,7 +331,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let env = manifold_aws::AwsEnv::from_env()?;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let records = manifold_aws::records::DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table);
-    for id in ["shopify:shop-eu:1073459981", "woocommerce:woo-main:727", "bigcommerce:store-abc123:218"] {
+    for id in [
+        "shopify:shop-eu:1073459981",
+        "woocommerce:woo-main:727",
+        "bigcommerce:store-abc123:218",
+        "kaufland:kaufland-de:MB7UWLD",
+    ] {
         if let Ok(order_id) = manifold_domain::OrderId::new(id) {
             use manifold_aws::records::RecordStore;
             match records.get_order(&order_id).await {
