@@ -140,6 +140,21 @@ pub(crate) fn number(amount: &Amount) -> serde_json::Value {
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
+/// A URL path segment (a SKU, a seller id) percent-encoded: unreserved characters kept, every other
+/// byte escaped.
+pub(crate) fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The `id` of a `product/variation`-style compound channel item id.
 pub(crate) fn split_item_id(id: &str) -> (&str, Option<&str>) {
     match id.split_once('/') {
