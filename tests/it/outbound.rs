@@ -28,6 +28,7 @@ fn version(channel: Channel) -> &'static str {
         Channel::Amazon => "v0",
         Channel::Tiktok => "202309",
         Channel::Zalando | Channel::Ebay => "v1",
+        Channel::Otto => "v4",
     }
 }
 
@@ -40,6 +41,9 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         ("warehouse_id", "7068517275539793707"),
         ("app_key", "sim-app-key"),
         ("sales_channel_id", "bf48ba35-149d-4b76-8ac9-d08d126b517f"),
+        ("ship_from_city", "Hamburg"),
+        ("ship_from_zip_code", "22179"),
+        ("ship_from_country", "DEU"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -756,6 +756,28 @@ mod tests {
     }
 
     #[test]
+    fn otto_sends_its_client_credentials_and_the_configured_scope_in_the_form() {
+        let Lifecycle::Flow(otto) = lifecycle(Channel::Otto) else { panic!("otto mints tokens") };
+        let mut account = account("otto", "https://api.otto.market");
+        assert_eq!(token_endpoint(&account, &otto), "https://api.otto.market/v1/token");
+        let creds: Credentials = [("client_id", "app-1"), ("client_secret", "s3cret")].into_iter().collect();
+        let form = |account: &AccountConfig| {
+            let exchange = HttpExchange::new(account, &creds, reqwest::Client::new(), otto);
+            let request = exchange.request(None).unwrap().build().unwrap();
+            String::from_utf8(request.body().and_then(reqwest::Body::as_bytes).unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(
+            form(&account),
+            "grant_type=client_credentials&scope=orders%20shipments%20availability%20products&client_id=app-1&client_secret=s3cret"
+        );
+        account.settings.insert("scope".into(), "  orders   quantities ".into());
+        assert!(form(&account).contains("&scope=orders%20quantities&"), "the setting wins, spaces tidied");
+        // A flow without a scope never sends one, whatever the account says.
+        let Lifecycle::Flow(amazon) = lifecycle(Channel::Amazon) else { panic!("amazon refreshes") };
+        assert_eq!(scope(&account, &amazon), None);
+    }
+
+    #[test]
     fn a_secret_without_refresh_material_keeps_its_stored_token() {
         let account = account("amazon", "https://sellingpartnerapi-eu.amazon.com");
         let http = reqwest::Client::new();

@@ -33,6 +33,7 @@ pub fn orders() -> Vec<(Channel, Vec<u8>)> {
         (Channel::Tiktok, fixture(include_str!("../fixtures/tiktok/order-detail-202309-written-from-docs.json"))),
         (Channel::Zalando, fixture(include_str!("../fixtures/zalando/order-jsonapi-written-from-docs.json"))),
         (Channel::Ebay, fixture(include_str!("../fixtures/ebay/getorder-written-from-docs.json"))),
+        (Channel::Otto, fixture(include_str!("../fixtures/otto/order-processable-written-from-docs.json"))),
     ];
     docs.into_iter().map(|(c, d)| (c, serde_json::to_vec(&d).unwrap_or_default())).collect()
 }

@@ -28,6 +28,7 @@ fn endpoint(channel: Channel) -> (&'static str, reqwest::Method, Vec<(&'static s
         ),
         Channel::Zalando => ("/merchants/m/stocks", Method::POST, bearer),
         Channel::Ebay => ("/sell/inventory/v1/bulk_update_price_quantity", Method::POST, bearer),
+        Channel::Otto => ("/v1/availability/quantities", Method::POST, bearer),
     }
 }
 
@@ -55,6 +56,9 @@ async fn unparseable_bodies_get_the_channels_error_shape() {
             Channel::Tiktok => status == 200 && body["code"].as_i64().is_some_and(|c| c != 0),
             Channel::Zalando => status == 400 && body["status"] == 400 && body["detail"].is_string(),
             Channel::Ebay => status == 400 && body["errors"][0]["errorId"].is_number(),
+            Channel::Otto => {
+                status == 400 && body["errors"][0]["title"].is_string() && body["errors"][0]["detail"].is_string()
+            }
         };
         assert!(shaped, "{channel}: {status} {body}");
     }

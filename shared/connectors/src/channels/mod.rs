@@ -6,6 +6,7 @@ pub mod amazon;
 pub mod bigcommerce;
 pub mod ebay;
 pub mod etsy;
+pub mod otto;
 pub mod shopify;
 pub mod tiktok;
 pub mod woocommerce;
@@ -50,6 +51,7 @@ pub(crate) const fn module(channel: Channel) -> &'static ConnectorModule {
         Channel::Tiktok => &tiktok::MODULE,
         Channel::Zalando => &zalando::MODULE,
         Channel::Ebay => &ebay::MODULE,
+        Channel::Otto => &otto::MODULE,
     }
 }
 

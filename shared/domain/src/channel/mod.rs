@@ -10,6 +10,7 @@ mod amazon;
 mod bigcommerce;
 mod ebay;
 mod etsy;
+mod otto;
 mod shopify;
 mod spec;
 mod tiktok;
@@ -37,11 +38,12 @@ pub enum Channel {
     Tiktok,
     Zalando,
     Ebay,
+    Otto,
 }
 
 impl Channel {
     /// Every channel, in a stable order.
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 9] = [
         Channel::Shopify,
         Channel::Woocommerce,
         Channel::Bigcommerce,
@@ -50,11 +52,12 @@ impl Channel {
         Channel::Tiktok,
         Channel::Zalando,
         Channel::Ebay,
+        Channel::Otto,
     ];
 
     /// The wire names of [`Channel::ALL`], as used in URLs, ids and configuration.
-    pub const NAMES: [&'static str; 8] =
-        ["shopify", "woocommerce", "bigcommerce", "amazon", "etsy", "tiktok", "zalando", "ebay"];
+    pub const NAMES: [&'static str; 9] =
+        ["shopify", "woocommerce", "bigcommerce", "amazon", "etsy", "tiktok", "zalando", "ebay", "otto"];
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
@@ -71,6 +74,7 @@ impl Channel {
             Channel::Tiktok => &tiktok::SPEC,
             Channel::Zalando => &zalando::SPEC,
             Channel::Ebay => &ebay::SPEC,
+            Channel::Otto => &otto::SPEC,
         }
     }
 

@@ -124,6 +124,11 @@ fixtures! {
         "woocommerce/product-rest-v3-retrieve.json",
     ],
     Zalando: ["zalando/order-jsonapi-written-from-docs.json"],
+    Otto: [
+        "otto/order-announced-written-from-docs.json",
+        "otto/order-cancelled-written-from-docs.json",
+        "otto/order-processable-written-from-docs.json",
+    ],
 }
 
 fn fixture(path: &str) -> Value {
@@ -517,6 +522,7 @@ targets! {
     tiktok => Tiktok,
     woocommerce => Woocommerce,
     zalando => Zalando,
+    otto => Otto,
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod bigcommerce;
 mod ebay;
 mod etsy;
 mod orders;
+mod otto;
 mod shopify;
 mod tiktok;
 mod woocommerce;
@@ -66,6 +67,7 @@ pub(crate) const fn module(channel: Channel) -> &'static SimChannel {
         Channel::Tiktok => &tiktok::MODULE,
         Channel::Zalando => &zalando::MODULE,
         Channel::Ebay => &ebay::MODULE,
+        Channel::Otto => &otto::MODULE,
     }
 }
 
