@@ -373,6 +373,7 @@ fn publishable_quantities_follow_each_channels_buffer_cap_and_threshold() {
         (Channel::Tiktok, ("TEE-BLK-M", 14)),            // (20 - 2) * 80%
         (Channel::Zalando, ("TEE-BLK-M", 18)),           // buffer 2
         (Channel::Ebay, ("TEE-BLK-M", 10)),              // capped at 10
+        (Channel::Otto, ("OTTO-TEE-BLK-M", 19)),         // buffer 1
     ]
     .into_iter()
     .map(|(c, (s, n))| (c, (s.to_owned(), n)))
@@ -402,13 +403,13 @@ async fn fan_out_coalesces_and_never_pushes_a_stale_value() {
     let queue = SqsPushQueue::new(sqs.clone(), urls.clone());
 
     let v2 = fan_out(&config, &[position("TEE-BLK-M", 20, 2)], &gate, &queue, None).await.unwrap();
-    assert_eq!((v2.enqueued.len(), v2.coalesced), (8, 0));
+    assert_eq!((v2.enqueued.len(), v2.coalesced), (9, 0));
     // A late, older change arrives after the newer one: dropped for every channel.
     let stale = fan_out(&config, &[position("TEE-BLK-M", 25, 1)], &gate, &queue, None).await.unwrap();
-    assert_eq!((stale.enqueued.len(), stale.coalesced), (0, 8));
-    // One unit fewer: eBay stays capped at 10, so only the other seven channels change.
+    assert_eq!((stale.enqueued.len(), stale.coalesced), (0, 9));
+    // One unit fewer: eBay stays capped at 10, so only the other eight channels change.
     let v3 = fan_out(&config, &[position("TEE-BLK-M", 19, 3)], &gate, &queue, None).await.unwrap();
-    assert_eq!((v3.enqueued.len(), v3.coalesced), (7, 1));
+    assert_eq!((v3.enqueued.len(), v3.coalesced), (8, 1));
     assert!(v3.enqueued.iter().all(|j| j.channel != Channel::Ebay));
 
     // The consumer skips the superseded Shopify job but still pushes eBay's (still current) one.
@@ -445,7 +446,7 @@ async fn fan_out_coalesces_and_never_pushes_a_stale_value() {
     shop.sku_map.retain(|_, master| master.as_str() != "TEE-BLK-M");
     shop.sku_map.insert(ChannelSku::new("SHOP-TEE-BLK-M-V2").unwrap(), Sku::new("TEE-BLK-M").unwrap());
     let again = fan_out(&remapped, &[position("TEE-BLK-M", 19, 3)], &gate, &queue, None).await.unwrap();
-    assert_eq!((again.enqueued.len(), again.coalesced), (1, 7), "{again:?}");
+    assert_eq!((again.enqueued.len(), again.coalesced), (1, 8), "{again:?}");
     assert_eq!(again.enqueued[0].channel_sku, "SHOP-TEE-BLK-M-V2");
     let twice = fan_out(&remapped, &[position("TEE-BLK-M", 19, 3)], &gate, &queue, None).await.unwrap();
     assert_eq!(twice.enqueued.len(), 0, "then coalesced like any value the channel has");

@@ -48,7 +48,7 @@ async fn an_order_reserves_stock_and_every_channel_gets_the_new_availability() {
 
     let applied = shopify_order_through_ledger(&h, "evt-p1").await;
     assert!(
-        matches!(applied.as_slice(), [(k, LedgerOutcome::Reserved { jobs: 8 })] if k == "OrderAccepted"),
+        matches!(applied.as_slice(), [(k, LedgerOutcome::Reserved { jobs: 9 })] if k == "OrderAccepted"),
         "{applied:?}"
     );
     let p = h.app.ledger.position(&key("IPOD2009BLACK")).await.unwrap();
