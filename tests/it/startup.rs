@@ -639,7 +639,11 @@ async fn the_bench_measures_every_figure_from_a_run() {
     let cold = &report["cold_start"];
     assert!(cold["functions"].as_array().unwrap().len() >= 15);
     assert!(cold["hello"]["init_p50_ms"].as_f64().unwrap() > 0.0, "the hello-world baseline started: {cold}");
-    assert_eq!(report["normalization"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        report["normalization"].as_array().unwrap().len(),
+        manifold_domain::Channel::ALL.len(),
+        "every channel's order fixture is measured"
+    );
 
     for run in report["hot_sku"]["runs"].as_array().unwrap() {
         assert_eq!(run["sold"], run["on_hand"], "exactly the units on hand are sold: {run}");
