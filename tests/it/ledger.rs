@@ -374,6 +374,7 @@ fn publishable_quantities_follow_each_channels_buffer_cap_and_threshold() {
         (Channel::Zalando, ("TEE-BLK-M", 18)),           // buffer 2
         (Channel::Ebay, ("TEE-BLK-M", 10)),              // capped at 10
         (Channel::Kaufland, ("TEE-BLK-M", 19)),          // buffer 1
+        (Channel::Otto, ("OTTO-TEE-BLK-M", 19)),         // buffer 1
     ]
     .into_iter()
     .map(|(c, (s, n))| (c, (s.to_owned(), n)))

@@ -13,6 +13,7 @@ mod inbound;
 mod ledger;
 mod listings;
 mod ops;
+mod otto;
 mod outbound;
 mod pipeline;
 mod ports;

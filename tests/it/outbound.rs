@@ -29,6 +29,7 @@ fn version(channel: Channel) -> &'static str {
         Channel::Tiktok => "202309",
         Channel::Zalando | Channel::Ebay => "v1",
         Channel::Kaufland => "v2",
+        Channel::Otto => "v4",
     }
 }
 
@@ -42,6 +43,9 @@ fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &
         ("app_key", "sim-app-key"),
         ("sales_channel_id", "bf48ba35-149d-4b76-8ac9-d08d126b517f"),
         ("storefront", "de"),
+        ("ship_from_city", "Hamburg"),
+        ("ship_from_zip_code", "22179"),
+        ("ship_from_country", "DEU"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -24,7 +24,8 @@ use crate::support::{self, Stack};
 
 const ACCOUNT: &str = "tok-account";
 /// Every channel whose access tokens expire.
-const EXPIRING: [Channel; 5] = [Channel::Amazon, Channel::Ebay, Channel::Etsy, Channel::Tiktok, Channel::Zalando];
+const EXPIRING: [Channel; 6] =
+    [Channel::Amazon, Channel::Ebay, Channel::Etsy, Channel::Tiktok, Channel::Zalando, Channel::Otto];
 
 /// A private stack, simulators with short-lived tokens, one account per channel whose secret lives in
 /// moto, and an `App` wired as in production (cached Secrets Manager secrets).
@@ -179,7 +180,7 @@ fn secret_value(channel: Channel, refresh_token: &str) -> Value {
         }
         Channel::Etsy => json!({ "refresh_token": refresh_token, "api_key": "sim-keystring" }),
         Channel::Tiktok => json!({ "refresh_token": refresh_token, "client_secret": "sim-app-secret" }),
-        Channel::Zalando => json!({ "client_id": "sim-client", "client_secret": "sim-secret" }),
+        Channel::Zalando | Channel::Otto => json!({ "client_id": "sim-client", "client_secret": "sim-secret" }),
         other => panic!("{other} tokens do not expire"),
     }
 }
@@ -195,6 +196,9 @@ fn account(sim: &SimHandle, channel: Channel, secret: &str) -> AccountConfig {
         Channel::Etsy => ("v3", &[("shop_id", "12345678")]),
         Channel::Tiktok => ("202309", &[("app_key", "sim-app-key"), ("warehouse_id", "7068517275539793707")]),
         Channel::Zalando => ("v1", &[("sales_channel_id", "bf48ba35-149d-4b76-8ac9-d08d126b517f")]),
+        Channel::Otto => {
+            ("v4", &[("ship_from_city", "Hamburg"), ("ship_from_zip_code", "22179"), ("ship_from_country", "DEU")])
+        }
         _ => ("v1", &[]),
     };
     let mut settings: BTreeMap<String, String> =

@@ -418,6 +418,11 @@ mod tests {
             "zalando/order-jsonapi-written-from-docs.json",
             include_str!("../../normalize/fixtures/zalando/order-jsonapi-written-from-docs.json"),
         ),
+        (
+            Channel::Otto,
+            "otto/order-processable-written-from-docs.json",
+            include_str!("../../normalize/fixtures/otto/order-processable-written-from-docs.json"),
+        ),
     ];
 
     /// The contact data an order holds: every buyer and address value long enough not to match by

@@ -7,7 +7,8 @@
 //! 2. the ERP sets on-hand stock through the IAM-authorized inventory route (SigV4-signed);
 //! 3. signed webhooks are posted to the HTTP API (Shopify, plus a duplicate, a forged signature and a
 //!    malformed body; WooCommerce; a thin BigCommerce notification), an Amazon notification lands on
-//!    its SQS queue, and Zalando is polled by its schedule;
+//!    its SQS queue, Zalando is polled by its schedule, and OTTO Market (which pushes nothing) by the
+//!    scheduler's orders tier;
 //! 4. the event source mappings run ingest, the bus rule routes events to the ledger queue, the ledger
 //!    reserves and fans out, each channel's push function sends the new quantities;
 //! 5. the WMS ships the Shopify order (`POST /v1/shipments`, signed), the tracking reaches Shopify;
@@ -21,7 +22,7 @@ use std::{
 };
 
 use chrono::Utc;
-use manifold_domain::{Channel, Sku, config::ChannelConfig};
+use manifold_domain::{Channel, Sku, channel::Inbound, config::ChannelConfig};
 use manifold_ledger::{DEFAULT_LOCATION, DynamoLedger, Ledger, PositionKey, fanout::push_jobs};
 use manifold_localrt::{
     LocalAws, Logs, Options, Runtime,
@@ -72,6 +73,10 @@ const AMAZON_ITEMS: &str =
 const ZALANDO_ORDER: &str = include_str!("../../normalize/fixtures/zalando/order-jsonapi-written-from-docs.json");
 const KAUFLAND_ORDER: &str = include_str!("../../normalize/fixtures/kaufland/order-two-units-one-offer.json");
 const KAUFLAND_NOTE: &str = include_str!("../../normalize/fixtures/kaufland/notification-order-new.json");
+const OTTO_ORDER: &str = include_str!("../../normalize/fixtures/otto/order-processable-written-from-docs.json");
+/// The orders cadence of a channel without push here (5 minutes in the example configuration): with the
+/// tick's 30 s slack its orders tier runs every 30 s or so, each run reading the last two minutes.
+const DEMO_ORDERS_CADENCE: &str = "1m";
 
 /// The master SKUs the demo's orders sell, known before they arrive, and the bundle two of them make
 /// (the example's GIFT-SET): every channel lists them all.
@@ -102,6 +107,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .map_err(|source| CliError::Read { path: args.config.display().to_string(), source })?;
     let (text, _) = seed::config_for_simulators(&example, &sim)?;
     let (text, config) = with_item_ids(&text, &DEMO_SKUS)?;
+    let (text, config) = with_polled_orders(&text, &config)?;
     let catalog = seed_catalogs(&sim, &config, &DEMO_SKUS);
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| manifold_localrt::binary_dir(&root));
     let logs = root.join(".local/logs");
@@ -216,7 +222,11 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         );
     }
 
-    step(3, "Channels deliver orders: signed webhooks to the HTTP API, Amazon on SQS, Zalando polled by its schedule");
+    step(
+        3,
+        "Channels deliver orders: signed webhooks to the HTTP API, Amazon on SQS, Zalando polled by its schedule, \
+         OTTO Market by the orders tier",
+    );
     let _ = sim.seed_order(Channel::Shopify, json(SHOPIFY_ORDER)["order"].clone());
     let shopify_body = serde_json::to_vec(&json(SHOPIFY_ORDER)["order"]).unwrap_or_default();
     let mut h = channel_headers(Channel::Shopify, &shopify_body)?;
@@ -287,6 +297,17 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let zalando = runtime.function("ZalandoPollFunction").cloned();
     let polls_before = zalando.as_ref().map_or(0, |f| f.stats.invocations.load(Ordering::Relaxed));
     println!("    {:<40} -> seeded; ZalandoPollFunction polls it on its schedule", "zalando order (exported=false)");
+    let otto_order = otto_order();
+    let otto_id =
+        format!("otto:{}:{}", account_of(&config, Channel::Otto), otto_order["salesOrderId"].as_str().unwrap_or(""));
+    let _ = sim.seed_order(Channel::Otto, otto_order);
+    println!(
+        "    {:<40} -> seeded; the scheduler's orders tier lists it (cadence {DEMO_ORDERS_CADENCE} here)",
+        "otto order (PROCESSABLE, nothing pushed)"
+    );
+    let env = manifold_aws::AwsEnv::from_env()?;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let records = manifold_aws::records::DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table);
 
     step(4, "The event source mappings run ingest, ledger and every channel's push function");
     let queues: Vec<(String, String)> = tpl
@@ -298,6 +319,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     if let Some(f) = &zalando {
         wait_until("the Zalando poll", Duration::from_mins(2), || async {
             f.stats.invocations.load(Ordering::Relaxed) > polls_before
+        })
+        .await?;
+    }
+    if let Ok(otto_id) = manifold_domain::OrderId::new(otto_id.as_str()) {
+        use manifold_aws::records::RecordStore;
+        wait_until("the OTTO orders tier", Duration::from_mins(2), || async {
+            matches!(records.get_order(&otto_id).await, Ok(Some(_)))
         })
         .await?;
     }
@@ -328,14 +356,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     println!("    shopify received {fulfilments} fulfillment call(s) carrying the tracking number");
 
     step(6, "Result: for each SKU, the ledger and what each simulator now lists");
-    let env = manifold_aws::AwsEnv::from_env()?;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let records = manifold_aws::records::DynamoRecords::new(ddb.clone(), &env.records_table, &env.idempotency_table);
     for id in [
         "shopify:shop-eu:1073459981",
         "woocommerce:woo-main:727",
         "bigcommerce:store-abc123:218",
         "kaufland:kaufland-de:MB7UWLD",
+        &otto_id,
     ] {
         if let Ok(order_id) = manifold_domain::OrderId::new(id) {
             use manifold_aws::records::RecordStore;
@@ -417,6 +443,47 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         return Err(CliError::Usage(format!("{mismatches} listing(s) do not match the ledger (see above)")));
     }
     Ok(())
+}
+
+/// The OTTO order the demo seeds, changed now: the fixture's two units of one SKU, selling the iPod the
+/// ERP counts (the fixture's tee and mug are components of the GIFT-SET bundle, which no demo channel
+/// lists: counting them would make it publishable everywhere, and refused), its mug left out.
+fn otto_order() -> serde_json::Value {
+    let mut doc = json(OTTO_ORDER);
+    if let Some(units) = doc["positionItems"].as_array_mut() {
+        units.retain(|u| u["product"]["sku"] != "MUG-WHITE");
+        for unit in units {
+            unit["product"]["sku"] = serde_json::json!("IPOD2009BLACK");
+            unit["product"]["productTitle"] = serde_json::json!("iPod Nano, schwarz");
+        }
+    }
+    doc["lastModifiedDate"] = serde_json::json!(Utc::now().to_rfc3339());
+    doc
+}
+
+/// The account id of `channel` in the configuration (empty when it has none).
+fn account_of(config: &ChannelConfig, channel: Channel) -> String {
+    config.enabled_accounts().find(|a| a.channel == channel).map(|a| a.account.to_string()).unwrap_or_default()
+}
+
+/// Accounts of channels that push nothing ([`Inbound::Poll`]) get their orders polled every
+/// [`DEMO_ORDERS_CADENCE`], so the orders tier finds the demo's order within the run, as the schedules'
+/// speed-up makes Zalando's poll do.
+fn with_polled_orders(text: &str, parsed: &ChannelConfig) -> Result<(String, ChannelConfig), CliError> {
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| usage("configuration")(&e))?;
+    let accounts = doc.get_mut("accounts").and_then(toml::Value::as_array_mut);
+    for (entry, account) in accounts.into_iter().flatten().zip(&parsed.accounts) {
+        if account.channel.spec().inbound != Inbound::Poll {
+            continue;
+        }
+        // An account without `sync` keeps the default cadences, whose orders are never polled.
+        if let Some(sync) = entry.get_mut("sync").and_then(toml::Value::as_table_mut) {
+            sync.insert("orders".into(), toml::Value::String(DEMO_ORDERS_CADENCE.into()));
+        }
+    }
+    let text = toml::to_string(&doc).map_err(|e| usage("configuration")(&e))?;
+    let config = ChannelConfig::parse(seed::CONFIG_KEY, &text)?;
+    Ok((text, config))
 }
 
 /// The channels that write stock by their own item ids (WooCommerce product, Etsy listing, TikTok
@@ -658,4 +725,29 @@ fn metric_totals(logs: &Path) -> String {
     }
     let shown: BTreeSet<String> = totals.iter().map(|(k, v)| format!("{k}={v}")).collect();
     shown.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use manifold_domain::config::Cadence;
+
+    use super::*;
+
+    #[test]
+    fn only_channels_without_push_have_their_orders_polled_within_the_demo() {
+        let example = include_str!("../../../infra/channels.example.toml");
+        let parsed = ChannelConfig::parse("channels.example.toml", example).unwrap();
+        let (_, config) = with_polled_orders(example, &parsed).unwrap();
+        for (before, after) in parsed.accounts.iter().zip(&config.accounts) {
+            if after.channel == Channel::Otto {
+                assert_eq!(before.sync.orders, Cadence::Every(Duration::from_mins(5)));
+                assert_eq!(after.sync.orders, Cadence::Every(Duration::from_mins(1)), "the demo's cadence");
+            } else {
+                assert_eq!(after.sync, before.sync, "{}: untouched", after.channel);
+            }
+            assert_eq!(after.settings, before.settings);
+        }
+    }
 }

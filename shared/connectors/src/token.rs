@@ -12,8 +12,10 @@
 //! through the narrow [`SecretWriter`] port, so the next cold start does not hold a revoked one.
 //!
 //! The token endpoint of an account is the documented default, or its `token_endpoint` setting (the
-//! simulators, sandboxes). Endpoints on the API host (eBay, Etsy, Zalando) are a path below the account's
-//! `endpoint`; Amazon's and TikTok's live on their own hosts.
+//! simulators, sandboxes). Endpoints on the API host (eBay, Etsy, Zalando, OTTO) are a path below the
+//! account's `endpoint`; Amazon's and TikTok's live on their own hosts. A flow that sends a scope sends
+//! the account's `scope` setting instead of its default when one is set (OTTO: the scopes its app was
+//! granted, space separated).
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -317,7 +319,8 @@ pub struct Flow {
     pub client_id: Source,
     /// Credential holding the client secret (unused by public clients).
     pub client_secret: &'static str,
-    /// `scope` sent with the request, if the channel wants one.
+    /// `scope` sent with the request, if the channel wants one (the account's `scope` setting, when
+    /// set, replaces it).
     pub scope: Option<&'static str>,
 }
 
@@ -405,6 +408,14 @@ pub fn token_endpoint(account: &AccountConfig, flow: &Flow) -> String {
     }
 }
 
+/// The scope an account's token requests send: its `scope` setting, else the flow's default; `None`
+/// for flows that send none.
+pub fn scope(account: &AccountConfig, flow: &Flow) -> Option<String> {
+    let default = flow.scope?;
+    let configured = account.settings.get("scope").map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+    Some(configured.filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_owned()))
+}
+
 /// A channel's token endpoint over HTTP.
 pub struct HttpExchange {
     channel: Channel,
@@ -413,6 +424,7 @@ pub struct HttpExchange {
     flow: Flow,
     client_id: Option<String>,
     client_secret: Option<String>,
+    scope: Option<String>,
 }
 
 impl fmt::Debug for HttpExchange {
@@ -438,6 +450,7 @@ impl HttpExchange {
             flow,
             client_id: client_id.filter(|v| !v.is_empty()).map(str::to_owned),
             client_secret: creds.get(flow.client_secret).filter(|v| !v.is_empty()).map(str::to_owned),
+            scope: scope(account, &flow),
         }
     }
 
@@ -456,7 +469,7 @@ impl HttpExchange {
             Grant::RefreshToken => form.extend([("grant_type", "refresh_token"), ("refresh_token", refresh()?)]),
             Grant::ClientCredentials => form.push(("grant_type", "client_credentials")),
         }
-        if let Some(scope) = self.flow.scope {
+        if let Some(scope) = &self.scope {
             form.push(("scope", scope));
         }
         let post = |form: &[(&str, &str)]| {
@@ -740,6 +753,28 @@ mod tests {
         assert_eq!(token_endpoint(&account, &amazon), "https://api.amazon.com/auth/o2/token");
         account.settings.insert("token_endpoint".into(), "http://127.0.0.1:9/amazon/auth/o2/token".into());
         assert_eq!(token_endpoint(&account, &amazon), "http://127.0.0.1:9/amazon/auth/o2/token");
+    }
+
+    #[test]
+    fn otto_sends_its_client_credentials_and_the_configured_scope_in_the_form() {
+        let Lifecycle::Flow(otto) = lifecycle(Channel::Otto) else { panic!("otto mints tokens") };
+        let mut account = account("otto", "https://api.otto.market");
+        assert_eq!(token_endpoint(&account, &otto), "https://api.otto.market/v1/token");
+        let creds: Credentials = [("client_id", "app-1"), ("client_secret", "s3cret")].into_iter().collect();
+        let form = |account: &AccountConfig| {
+            let exchange = HttpExchange::new(account, &creds, reqwest::Client::new(), otto);
+            let request = exchange.request(None).unwrap().build().unwrap();
+            String::from_utf8(request.body().and_then(reqwest::Body::as_bytes).unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(
+            form(&account),
+            "grant_type=client_credentials&scope=orders%20shipments%20availability%20products&client_id=app-1&client_secret=s3cret"
+        );
+        account.settings.insert("scope".into(), "  orders   quantities ".into());
+        assert!(form(&account).contains("&scope=orders%20quantities&"), "the setting wins, spaces tidied");
+        // A flow without a scope never sends one, whatever the account says.
+        let Lifecycle::Flow(amazon) = lifecycle(Channel::Amazon) else { panic!("amazon refreshes") };
+        assert_eq!(scope(&account, &amazon), None);
     }
 
     #[test]

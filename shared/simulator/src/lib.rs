@@ -17,7 +17,7 @@
 //! - `POST /_sim/faults` `{channel, kind, probability | next_n}`, `DELETE /_sim/faults`;
 //! - `PUT /_sim/ebay/public_key/{kid}` `{key}`: a PEM public key served by the notification API.
 //!
-//! Token endpoints (LWA, eBay, Etsy, TikTok, Zalando) issue access tokens that expire; see `tokens`.
+//! Token endpoints (LWA, eBay, Etsy, TikTok, Zalando, OTTO) issue access tokens that expire; see `tokens`.
 
 // Handlers answer early with a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -68,7 +68,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     /// The documented figures, from each channel's module: Shopify 1000 points restoring 50/s (older
     /// docs; current plans restore 100-2000/s), BigCommerce 150 per 30 s, Amazon 5/s burst 10, Etsy
-    /// 10/s, TikTok 50/s, Zalando 60/min.
+    /// 10/s, TikTok 50/s, Zalando 60/min, OTTO 20/s (its 2024 figure, unverified now).
     fn default() -> Self {
         let limits = Channel::ALL.into_iter().filter_map(|c| channels::module(c).limit.map(|l| (c, l))).collect();
         Self {

@@ -115,6 +115,8 @@ pub struct Inner {
     pub limiters: BTreeMap<Channel, SimLimiter>,
     pub public_keys: BTreeMap<String, String>,
     pub feed_documents: BTreeSet<String>,
+    /// Work a channel finishes after answering (OTTO's price update processes), by id.
+    pub tasks: BTreeMap<String, Value>,
     pub access_tokens: BTreeMap<String, crate::tokens::IssuedToken>,
     /// Refresh tokens the token endpoints accept, with their channel.
     pub refresh_tokens: BTreeMap<String, Channel>,

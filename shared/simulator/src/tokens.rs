@@ -3,7 +3,8 @@
 //!
 //! Each token endpoint lives at the channel's documented path below `/{channel}` (Login with Amazon
 //! `POST /auth/o2/token`, eBay `POST /identity/v1/oauth2/token`, Etsy `POST /v3/public/oauth/token`,
-//! TikTok `GET /api/v2/token/refresh`, Zalando `POST /auth/token`), outside the API's rate limit, faults
+//! TikTok `GET /api/v2/token/refresh`, Zalando `POST /auth/token`, OTTO `POST /v1/token`), outside the
+//! API's rate limit, faults
 //! and request counts (they have their own, `token_requests`). Access tokens live
 //! [`TokenPolicy::lifetime`] (the documented lifetime by default); an expired one is refused with the
 //! channel's documented 401 (Amazon: 403) and counted in `unauthorized`. Refresh tokens are minted by
@@ -54,17 +55,26 @@ pub(crate) fn path(channel: Channel) -> Option<&'static str> {
         Channel::Etsy => Some("/v3/public/oauth/token"),
         Channel::Tiktok => Some("/api/v2/token/refresh"),
         Channel::Zalando => Some("/auth/token"),
+        Channel::Otto => Some("/v1/token"),
         // Stored tokens, keys, or (Kaufland) signed requests: no token endpoint.
         Channel::Shopify | Channel::Woocommerce | Channel::Bigcommerce | Channel::Kaufland => None,
     }
 }
 
-/// The documented access token lifetimes (Zalando's is unverified).
+/// The documented access token lifetimes (Zalando's is unverified; channels without a token endpoint
+/// never get here).
 fn documented_lifetime(channel: Channel) -> Duration {
     match channel {
         Channel::Ebay => Duration::from_hours(2),
         Channel::Tiktok => Duration::from_hours(7 * 24),
-        _ => Duration::from_hours(1),
+        Channel::Otto => Duration::from_mins(30),
+        Channel::Amazon
+        | Channel::Etsy
+        | Channel::Zalando
+        | Channel::Shopify
+        | Channel::Woocommerce
+        | Channel::Bigcommerce
+        | Channel::Kaufland => Duration::from_hours(1),
     }
 }
 
@@ -226,23 +236,29 @@ fn basic_client(headers: &HeaderMap) -> bool {
         .is_some_and(|d| d.split_once(':').is_some_and(|(id, secret)| !id.is_empty() && !secret.is_empty()))
 }
 
-/// RFC 6749 token endpoints: Login with Amazon, eBay, Etsy, Zalando.
+/// RFC 6749 token endpoints: Login with Amazon, eBay, Etsy, Zalando, OTTO.
 fn oauth(state: &SimState, channel: Channel, headers: &HeaderMap, body: &Bytes) -> Response {
     let f = form(body);
     let has = |k: &str| f.get(k).is_some_and(|v| !v.is_empty());
     let client_ok = match channel {
-        // LWA: client id and secret in the body.
-        Channel::Amazon => has("client_id") && has("client_secret"),
+        // LWA and OTTO: client id and secret in the body.
+        Channel::Amazon | Channel::Otto => has("client_id") && has("client_secret"),
         // Etsy: a public client, identified by its keystring.
         Channel::Etsy => has("client_id"),
-        _ => basic_client(headers),
+        Channel::Zalando | Channel::Ebay => basic_client(headers),
+        // No OAuth token endpoint (TikTok's has its own handler).
+        Channel::Shopify | Channel::Woocommerce | Channel::Bigcommerce | Channel::Kaufland | Channel::Tiktok => false,
     };
     if !client_ok {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
     }
+    // OTTO's client credentials carry the app's scopes, space separated.
+    if channel == Channel::Otto && !has("scope") {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope is required");
+    }
     let grant = f.get("grant_type").map_or("", String::as_str);
     let refresh = match (channel, grant) {
-        (Channel::Zalando | Channel::Ebay, "client_credentials") => None,
+        (Channel::Zalando | Channel::Ebay | Channel::Otto, "client_credentials") => None,
         (Channel::Amazon | Channel::Ebay | Channel::Etsy, "refresh_token") => {
             Some(f.get("refresh_token").map_or("", String::as_str))
         }
@@ -261,6 +277,9 @@ fn oauth(state: &SimState, channel: Channel, headers: &HeaderMap, body: &Bytes) 
         _ => "Bearer",
     };
     let mut body = json!({ "access_token": access, "token_type": token_type, "expires_in": lifetime.as_secs() });
+    if let Some(scope) = f.get("scope").filter(|_| channel == Channel::Otto) {
+        body["scope"] = Value::String(scope.clone());
+    }
     // eBay's refresh answer carries no refresh token; LWA repeats it; Etsy sends the new one.
     if let Some(r) = next_refresh.filter(|_| channel != Channel::Ebay) {
         body["refresh_token"] = Value::String(r);

@@ -55,6 +55,7 @@ fn static_endpoint(channel: Channel) -> (&'static str, reqwest::Method, Vec<(&'s
         Channel::Ebay => ("/sell/inventory/v1/bulk_update_price_quantity", Method::POST, bearer),
         // Signed per request: see `endpoint`.
         Channel::Kaufland => ("/v2/units/bulk?storefront=de", Method::POST, Vec::new()),
+        Channel::Otto => ("/v1/availability/quantities", Method::POST, bearer),
     }
 }
 
@@ -83,6 +84,9 @@ async fn unparseable_bodies_get_the_channels_error_shape() {
             Channel::Zalando => status == 400 && body["status"] == 400 && body["detail"].is_string(),
             Channel::Ebay => status == 400 && body["errors"][0]["errorId"].is_number(),
             Channel::Kaufland => status == 400 && body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")),
+            Channel::Otto => {
+                status == 400 && body["errors"][0]["title"].is_string() && body["errors"][0]["detail"].is_string()
+            }
         };
         assert!(shaped, "{channel}: {status} {body}");
     }
@@ -157,4 +161,96 @@ async fn kaufland_refuses_a_request_not_signed_over_its_exact_url_body_and_time(
     let mut stranger = kaufland_headers("GET", &url, "", secret);
     stranger[0].1 = format!("{key}-other");
     assert_eq!(send(stranger).await.unwrap().status().as_u16(), 401, "an unknown client key");
+}
+
+#[tokio::test]
+async fn otto_refuses_beyond_20_a_second_and_wrong_shapes_with_its_error_body() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/availability/quantities/SKU-1", sim.base_url(Channel::Otto));
+    // The documented 20 requests/s token bucket starts full: twenty pass, then a burst runs it dry.
+    for _ in 0..20 {
+        let resp = http.get(&url).header("authorization", "Bearer t").send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404, "allowed (no stock for SKU-1)");
+    }
+    let burst: Vec<_> =
+        (0..60).map(|_| tokio::spawn(http.get(&url).header("authorization", "Bearer t").send())).collect();
+    let mut refused = None;
+    for task in burst {
+        let resp = task.await.unwrap().unwrap();
+        if resp.status().as_u16() == 429 {
+            refused = Some(resp);
+        }
+    }
+    let refused = refused.expect("a burst beyond the bucket is refused");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "429", "{body}");
+    assert!(body["errors"][0]["title"].is_string() && body["errors"][0]["detail"].is_string(), "{body}");
+
+    let sim = Simulator::start(SimConfig::default().unlimited(Channel::Otto)).await.unwrap();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", sim.base_url(Channel::Otto)))
+            .header("authorization", "Bearer t")
+            .json(&body)
+            .send()
+    };
+    let refused = |status: u16, detail: &'static str| {
+        move |(got, body): (u16, Value)| {
+            assert_eq!(got, status, "{body}");
+            let text = body["errors"][0]["detail"].as_str().unwrap_or_default().to_owned();
+            assert!(text.contains(detail), "{text}");
+        }
+    };
+    let answer = |r: reqwest::Response| async move { (r.status().as_u16(), r.json::<Value>().await.unwrap()) };
+
+    let prices = serde_json::json!([{ "sku": "A", "standardPrice": { "amount": 9.99, "currency": "CHF" } }]);
+    refused(400, "only EUR")(answer(post("/v4/products/prices", prices).await.unwrap()).await);
+    let prices = serde_json::json!([{ "sku": "A", "standardPrice": { "amount": 9.999, "currency": "EUR" } }]);
+    refused(400, "at most 2 decimals")(answer(post("/v4/products/prices", prices).await.unwrap()).await);
+    let too_many: Vec<Value> = (0..201).map(|i| serde_json::json!({ "sku": format!("S{i}"), "quantity": 1 })).collect();
+    refused(413, "at most 200")(
+        answer(post("/v1/availability/quantities", Value::Array(too_many)).await.unwrap()).await,
+    );
+    let shipment = serde_json::json!({
+        "trackingKey": { "carrier": "POSTKUTSCHE", "trackingNumber": "1" },
+        "shipDate": "2026-03-03T14:30:00Z",
+        "shipFromAddress": { "city": "Hamburg", "countryCode": "DEU", "zipCode": "22179" },
+        "positionItems": [{ "positionItemId": "p", "salesOrderId": "s" }],
+    });
+    refused(400, "carrier \"POSTKUTSCHE\"")(answer(post("/v1/shipments", shipment).await.unwrap()).await);
+    let list = http
+        .get(format!("{}/v4/orders?nextcursor=abc&fromDate=2026-01-01T00:00:00Z", sim.base_url(Channel::Otto)))
+        .header("authorization", "Bearer t")
+        .send()
+        .await
+        .unwrap();
+    refused(400, "only limit")(answer(list).await);
+}
+
+#[tokio::test]
+async fn otto_issues_30_minute_client_credentials_tokens_for_the_scopes_asked() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let endpoint = sim.token_endpoint(Channel::Otto).unwrap();
+    assert!(endpoint.ends_with("/otto/v1/token"), "{endpoint}");
+    let http = reqwest::Client::new();
+    let token = |form: &'static str| {
+        http.post(&endpoint).header("content-type", "application/x-www-form-urlencoded").body(form).send()
+    };
+
+    let ok =
+        token("client_id=app&client_secret=s&grant_type=client_credentials&scope=orders%20availability").await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["expires_in"], 1800);
+    assert_eq!(body["scope"], "orders availability");
+    assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()));
+
+    let no_scope = token("client_id=app&client_secret=s&grant_type=client_credentials").await.unwrap();
+    assert_eq!(no_scope.status().as_u16(), 400);
+    let no_secret = token("client_id=app&grant_type=client_credentials&scope=orders").await.unwrap();
+    assert_eq!(no_secret.status().as_u16(), 401);
+    let password = token("client_id=app&client_secret=s&grant_type=password&scope=orders").await.unwrap();
+    assert_eq!(password.status().as_u16(), 400, "the legacy password grant is not simulated");
+    assert_eq!(sim.snapshot().token_requests[&Channel::Otto], 1);
 }

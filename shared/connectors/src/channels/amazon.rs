@@ -22,7 +22,7 @@ use http::HeaderMap;
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{id_text, number, price_of, settle};
+use super::{encode, id_text, number, price_of, settle};
 use crate::{
     Credentials,
     client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
@@ -223,19 +223,6 @@ fn listing(item: &Value, marketplace: &str, now: DateTime<Utc>) -> Option<Listin
             .and_then(|c| c.parse().ok()),
         seen_at: now,
     })
-}
-
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[async_trait]

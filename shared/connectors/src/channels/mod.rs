@@ -7,6 +7,7 @@ pub mod bigcommerce;
 pub mod ebay;
 pub mod etsy;
 pub mod kaufland;
+pub mod otto;
 pub mod shopify;
 pub mod tiktok;
 pub mod woocommerce;
@@ -52,6 +53,7 @@ pub(crate) const fn module(channel: Channel) -> &'static ConnectorModule {
         Channel::Zalando => &zalando::MODULE,
         Channel::Ebay => &ebay::MODULE,
         Channel::Kaufland => &kaufland::MODULE,
+        Channel::Otto => &otto::MODULE,
     }
 }
 
@@ -140,6 +142,21 @@ pub(crate) fn decimal(amount: &Amount) -> String {
 pub(crate) fn number(amount: &Amount) -> serde_json::Value {
     serde_json::from_str::<serde_json::Number>(&amount.to_string())
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// A URL path segment (a SKU, a seller id) percent-encoded: unreserved characters kept, every other
+/// byte escaped.
+pub(crate) fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The `id` of a `product/variation`-style compound channel item id.

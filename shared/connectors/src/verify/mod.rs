@@ -15,6 +15,7 @@
 //! | Kaufland        | `Shop-Signature` = hex(HMAC-SHA256(secret key, `POST\nURL\nbody\nts`)), the |
 //! |                 | request signature over the registered callback URL (unverified)          |
 //! | Amazon, Zalando | no HTTP webhooks (SQS / polling): [`VerifyError::NotSupported`]          |
+//! | OTTO Market     | no HTTP webhooks (polling): [`VerifyError::NotSupported`]                |
 //!
 //! [`sign`] and [`sign_ebay`] produce genuinely signed deliveries from the same table, for the simulator,
 //! the local demo and tests.
@@ -127,7 +128,7 @@ fn webhook_secret(creds: &Credentials) -> Result<&str, VerifyError> {
 /// The headers `channel` would send with `body`, signed with the account's `secret` (its `webhook_secret`)
 /// and `settings`. `message_id` is used where the scheme signs one (Etsy's `webhook-id`).
 ///
-/// eBay signs with a private key: use [`sign_ebay`]. Amazon and Zalando give
+/// eBay signs with a private key: use [`sign_ebay`]. Amazon, Zalando and OTTO give
 /// [`VerifyError::NotSupported`]; a missing setting gives [`VerifyError::Unconfigured`].
 pub fn sign(
     channel: Channel,

@@ -350,8 +350,8 @@ async fn bigcommerce_compares_the_subscription_header_with_the_secret() {
 }
 
 #[tokio::test]
-async fn amazon_and_zalando_have_no_webhooks() {
-    for channel in [Channel::Amazon, Channel::Zalando] {
+async fn amazon_zalando_and_otto_have_no_webhooks() {
+    for channel in [Channel::Amazon, Channel::Zalando, Channel::Otto] {
         let outcome = verifier().verify(channel, &HeaderMap::new(), BODY, &creds("x"), &settings(&[]), now()).await;
         assert!(matches!(outcome, Err(VerifyError::NotSupported(c)) if c == channel), "{outcome:?}");
         assert!(!outcome.unwrap_err().is_retryable());

@@ -11,6 +11,7 @@ mod bigcommerce;
 mod ebay;
 mod etsy;
 mod kaufland;
+mod otto;
 mod shopify;
 mod spec;
 mod tiktok;
@@ -39,11 +40,12 @@ pub enum Channel {
     Zalando,
     Ebay,
     Kaufland,
+    Otto,
 }
 
 impl Channel {
     /// Every channel, in a stable order.
-    pub const ALL: [Channel; 9] = [
+    pub const ALL: [Channel; 10] = [
         Channel::Shopify,
         Channel::Woocommerce,
         Channel::Bigcommerce,
@@ -53,11 +55,12 @@ impl Channel {
         Channel::Zalando,
         Channel::Ebay,
         Channel::Kaufland,
+        Channel::Otto,
     ];
 
     /// The wire names of [`Channel::ALL`], as used in URLs, ids and configuration.
-    pub const NAMES: [&'static str; 9] =
-        ["shopify", "woocommerce", "bigcommerce", "amazon", "etsy", "tiktok", "zalando", "ebay", "kaufland"];
+    pub const NAMES: [&'static str; 10] =
+        ["shopify", "woocommerce", "bigcommerce", "amazon", "etsy", "tiktok", "zalando", "ebay", "kaufland", "otto"];
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
@@ -75,6 +78,7 @@ impl Channel {
             Channel::Zalando => &zalando::SPEC,
             Channel::Ebay => &ebay::SPEC,
             Channel::Kaufland => &kaufland::SPEC,
+            Channel::Otto => &otto::SPEC,
         }
     }
 

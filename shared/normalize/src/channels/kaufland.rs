@@ -148,7 +148,9 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     let data = doc.field("data");
     data.object()?;
     let units = data.field("order_units").required_items()?;
-    let first = &units[0];
+    let Some(first) = units.first() else {
+        return Err(data.field("order_units").error("an order needs at least one order unit"));
+    };
     let currency = first.field("currency").currency()?;
     let mut lines: Vec<LineDraft> = Vec::new();
     let mut subtotal = zero(currency);

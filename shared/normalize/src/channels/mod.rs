@@ -7,6 +7,7 @@ pub mod bigcommerce;
 pub mod ebay;
 pub mod etsy;
 pub mod kaufland;
+pub mod otto;
 pub mod shopify;
 pub mod tiktok;
 pub mod woocommerce;
@@ -44,6 +45,7 @@ pub(crate) const fn module(channel: Channel) -> Normalizer {
         Channel::Zalando => zalando::MODULE,
         Channel::Ebay => ebay::MODULE,
         Channel::Kaufland => kaufland::MODULE,
+        Channel::Otto => otto::MODULE,
     }
 }
 

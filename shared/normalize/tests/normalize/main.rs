@@ -4,6 +4,7 @@
 mod classify;
 mod errors;
 mod orders;
+mod otto;
 mod records;
 mod robustness;
 mod support;

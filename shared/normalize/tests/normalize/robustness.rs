@@ -129,6 +129,11 @@ fixtures! {
         "kaufland/order-czk-cancelled.json",
         "kaufland/notification-order-new.json",
     ],
+    Otto: [
+        "otto/order-announced-written-from-docs.json",
+        "otto/order-cancelled-written-from-docs.json",
+        "otto/order-processable-written-from-docs.json",
+    ],
 }
 
 fn fixture(path: &str) -> Value {
@@ -523,6 +528,7 @@ targets! {
     tiktok => Tiktok,
     woocommerce => Woocommerce,
     zalando => Zalando,
+    otto => Otto,
 }
 
 #[test]
@@ -572,4 +578,15 @@ fn lines_that_add_up_past_decimal_are_an_error() {
     let err = normalize_order(Channel::Shopify, &doc, &ctx(&acct)).unwrap_err();
     assert_eq!(err.path, "order.line_items");
     assert!(err.message.contains("decimal range"), "{err}");
+}
+
+/// Found by `kaufland::mutated_fixtures_never_panic`: an order whose `order_units` is an empty list
+/// indexed its first unit. It is an error naming the list now.
+#[test]
+fn a_kaufland_order_without_units_is_an_error_naming_them() {
+    let acct = account(Channel::Kaufland);
+    let mut doc = fixture("kaufland/order-two-units-one-offer.json");
+    doc["data"]["order_units"] = json!([]);
+    let err = normalize_order(Channel::Kaufland, &doc, &ctx(&acct)).unwrap_err();
+    assert_eq!(err.path, "data.order_units");
 }

@@ -8,6 +8,7 @@ mod ebay;
 mod etsy;
 pub(crate) mod kaufland;
 mod orders;
+mod otto;
 mod shopify;
 mod tiktok;
 mod woocommerce;
@@ -68,6 +69,7 @@ pub(crate) const fn module(channel: Channel) -> &'static SimChannel {
         Channel::Zalando => &zalando::MODULE,
         Channel::Ebay => &ebay::MODULE,
         Channel::Kaufland => &kaufland::MODULE,
+        Channel::Otto => &otto::MODULE,
     }
 }
 

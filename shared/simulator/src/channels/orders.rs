@@ -1,9 +1,10 @@
 //! Order lists as the channels serve them to a poller. A sweep for orders whose webhook never came is
 //! only as good as the list it reads, so each channel's list endpoint filters the seeded orders by
 //! their last update as that channel documents the filter (Shopify `updated_at_min`, BigCommerce
-//! `min_date_modified`, Amazon `LastUpdatedAfter`, Etsy `min_last_modified`, TikTok `update_time_ge`
-//! and eBay `lastmodifieddate:[..]` include the bound; WooCommerce `modified_after` does not) and pages
-//! in its own shape (page numbers, offsets, opaque tokens, `Link` headers, JSON:API links). Lists are
+//! `min_date_modified`, Amazon `LastUpdatedAfter`, Etsy `min_last_modified`, TikTok `update_time_ge`,
+//! eBay `lastmodifieddate:[..]` and OTTO `fromDate` include the bound; WooCommerce `modified_after` does
+//! not) and pages in its own shape (page numbers, offsets, opaque tokens, `Link` headers, JSON:API links,
+//! OTTO's `nextcursor`). Lists are
 //! served oldest update first, ties by order id, so a page boundary is stable while nothing changes.
 //!
 //! [`crate::SimHandle::cap_order_pages`] makes every list serve at most that many orders per page,

@@ -1,0 +1,26 @@
+//! OTTO Market (api.otto.market): no push at all, so the scheduler's orders tier polls its orders at the
+//! account's `sync.orders` cadence ([`Inbound::Poll`]); OAuth 2 client-credentials tokens; every resource
+//! carries its own major version in the path (`/v1/availability`, `/v4/orders`, `/v4/products`), so a
+//! pin is `v` and digits (the account's `api_version` pins the Orders API).
+//!
+//! The `ship_from_*` settings are required: OTTO's shipment confirmation (`POST /v1/shipments`) takes a
+//! ship-from city, zip code and ISO 3166-1 alpha-3 country, and OTTO releases a seller's revenue only
+//! once an order is confirmed shipped. That no push interface exists is unverified (it rests on its
+//! absence from OTTO's interface index); polling is what OTTO's own guide describes.
+
+use super::{Channel, ChannelSpec, Inbound, spec::v_number};
+
+pub(super) const SPEC: ChannelSpec = ChannelSpec {
+    channel: Channel::Otto,
+    title: "OTTO Market",
+    inbound: Inbound::Poll,
+    event_id_headers: &[],
+    topic_header: None,
+    body_event_id: None,
+    fetch_calls: 1,
+    required_settings: &["ship_from_city", "ship_from_zip_code", "ship_from_country"],
+    api_version: v_number,
+    stock_sla: None,
+    // 20 requests/s per partner (unverified current figure): two consumers keep well within it.
+    push_concurrency: 2,
+};
