@@ -35,6 +35,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
+use manifold_domain::channel::kaufland::CANCEL_REASONS;
 use manifold_domain::{Channel, Currency, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -74,20 +75,6 @@ const SHOP_SIGNATURE: &str = "Shop-Signature";
 const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 /// Units that can still be sent or cancelled.
 const UNSENT: &[&str] = &["open", "need_to_be_sent"];
-/// Kaufland's cancellation reasons (`PATCH /order-units/{id}/cancel`).
-const CANCEL_REASONS: &[&str] = &[
-    "BuyerCancelled",
-    "ShippingAddressUndeliverable",
-    "WrongCatalogData",
-    "GeneralAdjustment",
-    "MerchandiseNotReceived",
-    "NoInventory",
-    "DelayedInventory",
-    "WrongPrice",
-    "NoReactionBuyer",
-    "UndeliverableRegion",
-];
-
 /// Lowercase hex HMAC-SHA256 of `METHOD\nURL\nBODY\nTIMESTAMP` with the secret key as text.
 pub(crate) fn signature(secret: &str, method: &str, url: &str, body: &[u8], timestamp: i64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");

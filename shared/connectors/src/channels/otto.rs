@@ -47,6 +47,7 @@ use std::{collections::BTreeSet, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::Method;
+use manifold_domain::channel::otto::CARRIERS;
 use manifold_domain::{Channel, Shipment, ShipmentLine, config::AccountConfig};
 use serde_json::{Value, json};
 
@@ -95,45 +96,6 @@ pub const PRICE_POLLS: u32 = 5;
 const MAX_PING_WAIT: Duration = Duration::from_secs(2);
 /// The wait when a pending process gives no `pingAfter`.
 const DEFAULT_PING_WAIT: Duration = Duration::from_millis(500);
-
-/// OTTO's carrier codes (`TrackingKey.carrier`): parcel carriers first, then freight forwarders.
-pub const CARRIERS: &[&str] = &[
-    "DHL",
-    "DHL_EXPRESS",
-    "DHL_FREIGHT",
-    "DHL_HOME_DELIVERY",
-    "GLS",
-    "HERMES",
-    "DPD",
-    "UPS",
-    "BTW",
-    "BURSPED",
-    "CARGOLINE",
-    "DACHSER",
-    "DB_SCHENKER",
-    "DSV",
-    "EMONS",
-    "EPH_DIREKT",
-    "IDS",
-    "GEIS",
-    "GEL",
-    "GUETTLER",
-    "HES",
-    "HELLMANN",
-    "HEUEL",
-    "KOCH",
-    "KUEHNE_NAGEL",
-    "LOGWIN",
-    "MEYER_JUMBO",
-    "RABEN_LOGISTIK",
-    "RHENUS",
-    "REIMER",
-    "REITHMEIER",
-    "SCHOCKEMOEHLE",
-    "SCHMIDT_GEVELSBERG",
-    "ZUFALL",
-    "OTHER_FORWARDER",
-];
 
 /// Other spellings a WMS uses for OTTO's parcel carriers (after upper-casing, separators as `_`).
 const CARRIER_ALIASES: &[(&str, &str)] = &[

@@ -21,3 +21,18 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     // 111 requests per second per seller, across every endpoint.
     push_concurrency: 2,
 };
+
+/// Kaufland's cancellation reasons (`PATCH /v2/order-units/{id}/cancel`), read by the connector and
+/// its simulator.
+pub const CANCEL_REASONS: &[&str] = &[
+    "BuyerCancelled",
+    "ShippingAddressUndeliverable",
+    "WrongCatalogData",
+    "GeneralAdjustment",
+    "MerchandiseNotReceived",
+    "NoInventory",
+    "DelayedInventory",
+    "WrongPrice",
+    "NoReactionBuyer",
+    "UndeliverableRegion",
+];

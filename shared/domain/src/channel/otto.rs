@@ -24,3 +24,43 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     // 20 requests/s per partner (unverified current figure): two consumers keep well within it.
     push_concurrency: 2,
 };
+
+/// OTTO's carrier codes (`TrackingKey.carrier` of `POST /v1/shipments`): parcel carriers first, then
+/// freight forwarders; read by the connector and its simulator.
+pub const CARRIERS: &[&str] = &[
+    "DHL",
+    "DHL_EXPRESS",
+    "DHL_FREIGHT",
+    "DHL_HOME_DELIVERY",
+    "GLS",
+    "HERMES",
+    "DPD",
+    "UPS",
+    "BTW",
+    "BURSPED",
+    "CARGOLINE",
+    "DACHSER",
+    "DB_SCHENKER",
+    "DSV",
+    "EMONS",
+    "EPH_DIREKT",
+    "IDS",
+    "GEIS",
+    "GEL",
+    "GUETTLER",
+    "HES",
+    "HELLMANN",
+    "HEUEL",
+    "KOCH",
+    "KUEHNE_NAGEL",
+    "LOGWIN",
+    "MEYER_JUMBO",
+    "RABEN_LOGISTIK",
+    "RHENUS",
+    "REIMER",
+    "REITHMEIER",
+    "SCHOCKEMOEHLE",
+    "SCHMIDT_GEVELSBERG",
+    "ZUFALL",
+    "OTHER_FORWARDER",
+];

@@ -20,6 +20,7 @@ use axum::{
 };
 use hmac::{Hmac, Mac};
 use manifold_domain::Channel;
+use manifold_domain::channel::kaufland::CANCEL_REASONS;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -62,19 +63,6 @@ pub const KEYS: (&str, &str) =
 
 const C: Channel = Channel::Kaufland;
 const MAX_BULK: usize = 150;
-const CANCEL_REASONS: &[&str] = &[
-    "BuyerCancelled",
-    "ShippingAddressUndeliverable",
-    "WrongCatalogData",
-    "GeneralAdjustment",
-    "MerchandiseNotReceived",
-    "NoInventory",
-    "DelayedInventory",
-    "WrongPrice",
-    "NoReactionBuyer",
-    "UndeliverableRegion",
-];
-
 pub(crate) fn routes() -> Router<std::sync::Arc<SimState>> {
     Router::new()
         .route("/v2/orders", get(list_orders))

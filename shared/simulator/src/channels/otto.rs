@@ -21,6 +21,7 @@ use axum::{
 };
 use chrono::{SecondsFormat, Utc};
 use manifold_domain::Channel;
+use manifold_domain::channel::otto::CARRIERS;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -50,45 +51,6 @@ const MAX_QUANTITIES: usize = 200;
 const MAX_PRICES: usize = 500;
 const ORDER_PAGE: usize = 128;
 const QUANTITY_PAGE: usize = 200;
-
-/// OTTO's carrier codes (`TrackingKey__Shipments-V1.carrier`).
-const CARRIERS: &[&str] = &[
-    "DHL",
-    "DHL_EXPRESS",
-    "DHL_FREIGHT",
-    "DHL_HOME_DELIVERY",
-    "GLS",
-    "HERMES",
-    "DPD",
-    "UPS",
-    "BTW",
-    "BURSPED",
-    "CARGOLINE",
-    "DACHSER",
-    "DB_SCHENKER",
-    "DSV",
-    "EMONS",
-    "EPH_DIREKT",
-    "IDS",
-    "GEIS",
-    "GEL",
-    "GUETTLER",
-    "HES",
-    "HELLMANN",
-    "HEUEL",
-    "KOCH",
-    "KUEHNE_NAGEL",
-    "LOGWIN",
-    "MEYER_JUMBO",
-    "RABEN_LOGISTIK",
-    "RHENUS",
-    "REIMER",
-    "REITHMEIER",
-    "SCHOCKEMOEHLE",
-    "SCHMIDT_GEVELSBERG",
-    "ZUFALL",
-    "OTHER_FORWARDER",
-];
 
 pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
