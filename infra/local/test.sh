@@ -25,6 +25,9 @@ cargo build --workspace --bins
 step "template.yaml is what infra/template.src.yaml makes for Channel::ALL"
 cargo run -q -p manifold-cli -- template --check
 
+step "README.md's capability matrix is the channel registry's"
+cargo run -q -p manifold-cli -- channels --check
+
 step "template lint"
 infra/local/lint.sh
 

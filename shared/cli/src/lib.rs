@@ -31,6 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// What every channel does for each job (the capability matrix); `--readme` writes it into README.md.
+    Channels(commands::channels::ChannelsArgs),
     /// Validate, diff, push, list and roll back the channel configuration the functions load.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -71,6 +73,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     match cli.command {
+        Command::Channels(args) => output::print(&commands::channels::run(&args)?, json),
         Command::Config(cmd) => commands::config::run(cmd, json).await,
         Command::Normalize(args) => output::print(&commands::normalize::run(&args)?, json),
         Command::Dlq(cmd) => commands::dlq::run(cmd, json).await,

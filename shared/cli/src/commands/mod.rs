@@ -1,6 +1,7 @@
 //! One module per command group. Each exposes its clap arguments, a core function returning a typed,
 //! serializable report (what the tests call), and the report's text rendering.
 
+pub mod channels;
 pub mod config;
 pub mod dlq;
 pub mod listings;

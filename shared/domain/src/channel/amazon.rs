@@ -1,6 +1,6 @@
 //! Amazon SP-API: notifications on SQS, completed by fetching the order.
 
-use super::{Channel, ChannelSpec, Inbound, spec::digits};
+use super::{Capabilities, Cell, Channel, ChannelSpec, Inbound, spec::digits};
 
 pub(super) const SPEC: ChannelSpec = ChannelSpec {
     channel: Channel::Amazon,
@@ -16,4 +16,19 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     api_version: |v| v == "v0" || (v.len() == 10 && digits(&v[..4]) && &v[4..5] == "-"),
     stock_sla: None,
     push_concurrency: 2,
+    capabilities: Capabilities {
+        orders_in: Cell::Supported(
+            "SP-API ORDER_CHANGE notifications on SQS, completed with getOrder and getOrderItems",
+        ),
+        order_updates_in: Cell::Supported("ORDER_CHANGE notifications (status changes, cancellations)"),
+        returns_in: Cell::NotBuilt("returns and refunds (the returns report, financial events) are not read yet"),
+        stock_out: Cell::Supported("Listings Items patchListingsItem; JSON_LISTINGS_FEED in bulk"),
+        price_out: Cell::Supported("patchListingsItem purchasable_offer; JSON_LISTINGS_FEED in bulk"),
+        tracking_out: Cell::Supported("Orders v0 confirmShipment"),
+        cancel_out: Cell::NotBuilt("POST_ORDER_ACKNOWLEDGEMENT_DATA feed with StatusCode Failure"),
+        acknowledge: Cell::NotBuilt("POST_ORDER_ACKNOWLEDGEMENT_DATA feed with StatusCode Success"),
+        list_orders_since: Cell::Supported("Orders v0 getOrders LastUpdatedAfter, NextToken"),
+        read_stock: Cell::Supported("Listings Items getListingsItem fulfillmentAvailability"),
+        listing_sync: Cell::Supported("Listings Items searchListingsItems, 20 per page"),
+    },
 };

@@ -1,6 +1,6 @@
 //! Etsy: Standard Webhooks, Open API v3.
 
-use super::{Channel, ChannelSpec, Inbound};
+use super::{Capabilities, Cell, Channel, ChannelSpec, Inbound};
 
 pub(super) const SPEC: ChannelSpec = ChannelSpec {
     channel: Channel::Etsy,
@@ -14,4 +14,23 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     api_version: |v| v == "v3",
     stock_sla: None,
     push_concurrency: 2,
+    capabilities: Capabilities {
+        orders_in: Cell::Supported(
+            "webhook order.paid (Standard Webhooks), completed with GET shops/{shop_id}/receipts/{id}",
+        ),
+        order_updates_in: Cell::Supported("webhooks order.* re-read the receipt (status, cancellation)"),
+        returns_in: Cell::NotBuilt("the receipt's refunds are not yet read as Refunds"),
+        stock_out: Cell::Supported("PUT listings/{id}/inventory: the whole product set, read first"),
+        price_out: Cell::Supported("the same inventory write with the offerings' price"),
+        tracking_out: Cell::Supported("POST shops/{shop_id}/receipts/{id}/tracking"),
+        cancel_out: Cell::NotOffered(
+            "Open API v3 has no operation that cancels a receipt (updateShopReceipt sets was_shipped and was_paid only); sellers cancel in Shop Manager",
+        ),
+        acknowledge: Cell::NotOffered("Etsy has no acknowledgement step (Open API v3 receipts)"),
+        list_orders_since: Cell::Supported("GET shops/{shop_id}/receipts?min_last_modified"),
+        read_stock: Cell::NotBuilt(
+            "stock is read per listing (GET listings/{id}/inventory); reconciliation passes SKUs without listing ids",
+        ),
+        listing_sync: Cell::Supported("GET shops/{shop_id}/listings?state=active&includes=Inventory"),
+    },
 };

@@ -8,6 +8,7 @@
 
 mod amazon;
 mod bigcommerce;
+pub mod capability;
 mod ebay;
 mod etsy;
 pub mod kaufland;
@@ -23,6 +24,7 @@ use std::{fmt, str::FromStr};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use capability::{Capabilities, Cell, Operation};
 pub use spec::{ChannelSpec, Inbound};
 
 use crate::DomainError;

@@ -8,7 +8,7 @@
 //! once an order is confirmed shipped. That no push interface exists is unverified (it rests on its
 //! absence from OTTO's interface index); polling is what OTTO's own guide describes.
 
-use super::{Channel, ChannelSpec, Inbound, spec::v_number};
+use super::{Capabilities, Cell, Channel, ChannelSpec, Inbound, spec::v_number};
 
 pub(super) const SPEC: ChannelSpec = ChannelSpec {
     channel: Channel::Otto,
@@ -23,6 +23,19 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     stock_sla: None,
     // 20 requests/s per partner (unverified current figure): two consumers keep well within it.
     push_concurrency: 2,
+    capabilities: Capabilities {
+        orders_in: Cell::Supported("GET /v4/orders?fromDate, polled by the orders tier"),
+        order_updates_in: Cell::Supported("the same poll: changed orders come back with their new states"),
+        returns_in: Cell::NotBuilt("returns (GET /v3/returns) are not read yet"),
+        stock_out: Cell::Supported("POST /v1/availability/quantities"),
+        price_out: Cell::Supported("POST /v4/products/prices, the update task polled"),
+        tracking_out: Cell::Supported("POST /v1/shipments"),
+        cancel_out: Cell::Supported("POST /v4/orders/{id}/cancellation"),
+        acknowledge: Cell::NotOffered("OTTO has no acknowledgement step (Orders v4)"),
+        list_orders_since: Cell::Supported("GET /v4/orders?fromDate, nextcursor"),
+        read_stock: Cell::Supported("GET /v1/availability/quantities/{sku}"),
+        listing_sync: Cell::Supported("GET /v1/availability/quantities, 200 per page"),
+    },
 };
 
 /// OTTO's carrier codes (`TrackingKey.carrier` of `POST /v1/shipments`): parcel carriers first, then

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::Channel;
+use super::{Capabilities, Channel};
 
 /// How a channel hands Manifold its orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct ChannelSpec {
     /// How many push functions may run at once for the channel (its queue's maximum concurrency in
     /// the template): the channel's API budget, not Lambda's, bounds the parallelism.
     pub push_concurrency: u8,
+    /// What the channel does for each job a merchant expects of it (the capability matrix).
+    pub capabilities: Capabilities,
 }
 
 impl ChannelSpec {

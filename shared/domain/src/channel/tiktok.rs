@@ -1,6 +1,6 @@
 //! TikTok Shop: signed webhooks, API versions named by month (`202309`).
 
-use super::{Channel, ChannelSpec, Inbound, spec::digits};
+use super::{Capabilities, Cell, Channel, ChannelSpec, Inbound, spec::digits};
 
 pub(super) const SPEC: ChannelSpec = ChannelSpec {
     channel: Channel::Tiktok,
@@ -15,4 +15,19 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     stock_sla: None,
     // 50 requests per second per shop.
     push_concurrency: 5,
+    capabilities: Capabilities {
+        orders_in: Cell::Supported("webhook type 1 (order status change), signed; GET /order/202309/orders?ids="),
+        order_updates_in: Cell::Supported("webhook types 1 and 3 (status change, cancellation)"),
+        returns_in: Cell::NotBuilt(
+            "reverse orders (webhook type 2, POST /return_refund/202309/returns/search) are not read yet",
+        ),
+        stock_out: Cell::Supported("POST /product/202309/products/{id}/inventory/update"),
+        price_out: Cell::Supported("POST /product/202309/products/{id}/prices/update"),
+        tracking_out: Cell::Supported("POST /fulfillment/202309/packages/{id}/ship"),
+        cancel_out: Cell::Supported("POST /return_refund/202309/cancellations"),
+        acknowledge: Cell::NotOffered("TikTok Shop has no acknowledgement step (Order API 202309)"),
+        list_orders_since: Cell::Supported("POST /order/202309/orders/search update_time_ge"),
+        read_stock: Cell::Supported("POST /product/202309/inventory/search by seller SKU"),
+        listing_sync: Cell::Supported("POST /product/202309/products/search status ACTIVATE"),
+    },
 };

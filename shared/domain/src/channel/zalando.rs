@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Channel, ChannelSpec, Inbound, spec::v_number};
+use super::{Capabilities, Cell, Channel, ChannelSpec, Inbound, spec::v_number};
 
 pub(super) const SPEC: ChannelSpec = ChannelSpec {
     channel: Channel::Zalando,
@@ -16,4 +16,17 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     api_version: v_number,
     stock_sla: Some(Duration::from_mins(10)),
     push_concurrency: 2,
+    capabilities: Capabilities {
+        orders_in: Cell::Supported("zDirect GET /merchants/{id}/orders?exported=false, polled"),
+        order_updates_in: Cell::NotBuilt("orders already exported are not polled again for line status changes"),
+        returns_in: Cell::NotBuilt("returned order lines are not yet read as Returns"),
+        stock_out: Cell::Supported("POST /merchants/{id}/stocks, 1000 per call"),
+        price_out: Cell::Supported("POST /merchants/{id}/prices (shape unverified)"),
+        tracking_out: Cell::Supported("PATCH the order lines to shipped with the tracking number"),
+        cancel_out: Cell::Supported("PATCH the order lines to canceled"),
+        acknowledge: Cell::Supported("PATCH /merchants/{id}/orders/{id} exported: true"),
+        list_orders_since: Cell::Supported("GET /merchants/{id}/orders?exported=false"),
+        read_stock: Cell::NotOffered("zDirect documents stock writes only (POST .../stocks), no read per EAN"),
+        listing_sync: Cell::Supported("GET /merchants/{id}/stocks read back (unverified)"),
+    },
 };
