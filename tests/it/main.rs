@@ -20,6 +20,7 @@ mod ports;
 mod push;
 mod records;
 mod recovery;
+mod returns;
 mod startup;
 mod storm;
 mod sweeps;

@@ -94,6 +94,9 @@ impl App {
                     DocKind::Order | DocKind::Refund => {
                         connector.fetch_order(&resource_id, &ctx).await.map(|doc| (DocKind::Order, doc))
                     }
+                    DocKind::Return => {
+                        connector.fetch_returns(&resource_id, &ctx).await.map(|doc| (DocKind::Return, doc))
+                    }
                     DocKind::Shipment => connector.fetch_shipment(&resource_id, &ctx).await.map(|f| match f {
                         FetchedShipment::Shipment(doc) => (DocKind::Shipment, doc),
                         FetchedShipment::Order(doc) => (DocKind::Order, doc),
@@ -120,9 +123,27 @@ impl App {
             }
         };
         let ctx = Context { account: &account, received_at: envelope.received_at };
+        let key = envelope.ingest_key();
+        if kind == DocKind::Return {
+            // An order's returns and refunds: every record the document holds, each under its own
+            // ingest key (derived from the delivery's), so a repeated delivery stores none twice.
+            let records = manifold_normalize::normalize_all(envelope.channel, kind, &doc, &ctx)
+                .map_err(|e| Failure::permanent("normalize", e.to_string()))?;
+            if records.is_empty() {
+                return Ok(IngestOutcome::Ignored { reason: "the order has no returns or refunds".into() });
+            }
+            let mut first = None;
+            for (i, record) in records.into_iter().enumerate() {
+                let record_key = if i == 0 { key.clone() } else { format!("{key}#{i}") };
+                let outcome = self.store_record(record, &record_key, &envelope.trace_id, now).await?;
+                if first.is_none() || matches!(outcome, IngestOutcome::Stored { .. }) {
+                    first.get_or_insert(outcome);
+                }
+            }
+            return Ok(first.unwrap_or(IngestOutcome::Ignored { reason: "nothing to store".into() }));
+        }
         let record = manifold_normalize::normalize(envelope.channel, kind, &doc, &ctx)
             .map_err(|e| Failure::permanent("normalize", e.to_string()))?;
-        let key = envelope.ingest_key();
         match record {
             Record::Order(order) => {
                 let outcome = self.store_order(&order, &key, &envelope.trace_id, now).await?;
@@ -131,28 +152,37 @@ impl App {
                 }
                 Ok(outcome)
             }
-            other => {
-                let (kind_name, id) = manifold_aws::records::record_key(&other);
-                // The event's data is the record itself (a Shipment, a Refund, a Product), as the ledger and
-                // every other consumer read it, not the `Record` envelope around it.
-                let trace = envelope.trace_id.as_str();
-                let (event, outbox) = match &other {
-                    Record::Shipment(r) => record_event(EventKind::ShipmentCreated, &key, trace, now, r)?,
-                    Record::Refund(r) => record_event(EventKind::RefundCreated, &key, trace, now, r)?,
-                    Record::Product(r) => record_event(EventKind::ProductChanged, &key, trace, now, r)?,
-                    _ => (None, None),
-                };
-                let outbox = outbox.as_slice();
-                let written = self.records.put_record(&other, &key, &envelope.trace_id, now, outbox).await?;
-                if !written {
-                    let finished = publish_pending(self.records.as_ref(), self.bus.as_ref(), &key).await?;
-                    return Ok(IngestOutcome::Unchanged { record_id: id, why: unchanged_why(finished) });
-                }
-                publish_outbox(self.records.as_ref(), self.bus.as_ref(), &key, outbox).await?;
-                info!(record = kind_name, record_id = %id, "record stored");
-                Ok(IngestOutcome::Stored { record_id: id, event })
-            }
+            other => self.store_record(other, &key, &envelope.trace_id, now).await,
         }
+    }
+
+    /// Stores a record other than an order under `key` with its event in the outbox, and publishes it.
+    async fn store_record(
+        &self,
+        record: Record,
+        key: &str,
+        trace: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome, Failure> {
+        let (kind_name, id) = manifold_aws::records::record_key(&record);
+        // The event's data is the record itself (a Shipment, a Refund, a Return, a Product), as the
+        // ledger and every other consumer read it, not the `Record` envelope around it.
+        let (event, outbox) = match &record {
+            Record::Shipment(r) => record_event(EventKind::ShipmentCreated, key, trace, now, r)?,
+            Record::Refund(r) => record_event(EventKind::RefundCreated, key, trace, now, r)?,
+            Record::Return(r) => record_event(EventKind::ReturnUpdated, key, trace, now, r)?,
+            Record::Product(r) => record_event(EventKind::ProductChanged, key, trace, now, r)?,
+            _ => (None, None),
+        };
+        let outbox = outbox.as_slice();
+        let written = self.records.put_record(&record, key, trace, now, outbox).await?;
+        if !written {
+            let finished = publish_pending(self.records.as_ref(), self.bus.as_ref(), key).await?;
+            return Ok(IngestOutcome::Unchanged { record_id: id, why: unchanged_why(finished) });
+        }
+        publish_outbox(self.records.as_ref(), self.bus.as_ref(), key, outbox).await?;
+        info!(record = kind_name, record_id = %id, "record stored");
+        Ok(IngestOutcome::Stored { record_id: id, event })
     }
 
     /// What taking one order in cost ingest, counted: the AWS calls this envelope made (as the SDK
@@ -440,7 +470,8 @@ mod tests {
     /// match is exhaustive: a new kind does not compile until it is covered here.
     fn every_event(order: &Order) -> Vec<(EventKind, String)> {
         use manifold_domain::{
-            Oversell, OversellAction, Refund, RefundLine, Shipment, ShipmentLine, ShortLine, events::EventKind as K,
+            Oversell, OversellAction, Refund, RefundLine, Return, ReturnLine, ReturnState, Shipment, ShipmentLine,
+            ShortLine, events::EventKind as K,
         };
         let now = Utc::now();
         let kinds = [
@@ -451,6 +482,7 @@ mod tests {
             K::InventoryChanged,
             K::ShipmentCreated,
             K::RefundCreated,
+            K::ReturnUpdated,
             K::ProductChanged,
             K::OrderLate,
             K::TrackingUnconfirmed,
@@ -518,6 +550,31 @@ mod tests {
                                 })
                                 .collect(),
                             created_at: now,
+                        }),
+                    ),
+                    K::ReturnUpdated => record(
+                        kind,
+                        Record::Return(Return {
+                            id: "woocommerce:shop:refund-1".into(),
+                            order_id: order.id.clone(),
+                            channel: order.channel,
+                            account: order.account.clone(),
+                            channel_order_id: order.channel_order_id.clone(),
+                            channel_return_id: "refund-1".into(),
+                            state: ReturnState::Received,
+                            reason: Some("too small".into()),
+                            lines: order
+                                .lines
+                                .iter()
+                                .map(|l| ReturnLine {
+                                    line_id: l.line_id.clone(),
+                                    sku: l.sku.clone(),
+                                    quantity: l.quantity,
+                                    reason: None,
+                                })
+                                .collect(),
+                            created_at: now,
+                            updated_at: now,
                         }),
                     ),
                     K::OrderLate | K::TrackingUnconfirmed => {

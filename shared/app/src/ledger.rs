@@ -20,8 +20,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use manifold_aws::{StoreError, events::publish};
 use manifold_connectors::CallContext;
 use manifold_domain::{
-    Order, OrderId, OrderStatus, Oversell, OversellAction, Refund, Shipment, Sku,
-    config::ChannelConfig,
+    Order, OrderId, OrderStatus, Oversell, OversellAction, Refund, Return, Shipment, Sku,
+    config::{ChannelConfig, RestockPolicy},
     events::{EventDetail, EventKind, OrderEventV1, event_id},
 };
 use manifold_ledger::{
@@ -55,6 +55,10 @@ pub enum LedgerOutcome {
         jobs: usize,
     },
     Shipped {
+        jobs: usize,
+    },
+    /// Returned units taken back onto on-hand (sellable or damaged), per the restock policy.
+    Restocked {
         jobs: usize,
     },
     Ignored(&'static str),
@@ -181,6 +185,12 @@ impl App {
                     let jobs = self.after_movement(&refund.order_id, &refund_ref, &change, &trace_id, now).await?;
                     Ok(LedgerOutcome::Released { jobs })
                 }
+                "ReturnUpdated" => {
+                    let ret: Return = serde_json::from_value(data).map_err(decode("return"))?;
+                    tracing::Span::current().record("order_id", ret.order_id.as_str());
+                    tracing::Span::current().record("channel", ret.channel.as_str());
+                    self.apply_return(&ret, &trace_id, now).await
+                }
                 "ShipmentCreated" => {
                     let shipment: Shipment = serde_json::from_value(data).map_err(decode("shipment"))?;
                     let lines: Vec<(String, u32)> =
@@ -200,6 +210,33 @@ impl App {
         }
         .instrument(span)
         .await
+    }
+
+    /// A return under its account's restock policy: once the policy says the goods are back, the
+    /// returned units go onto on-hand (sellable, or the damaged location under `restock = "never"`),
+    /// exactly once per return whatever its later states and however often it is delivered.
+    async fn apply_return(&self, ret: &Return, trace_id: &str, now: DateTime<Utc>) -> Result<LedgerOutcome, Failure> {
+        let account = self.account(ret.channel, ret.account.as_str()).await?;
+        let rules = &account.stock;
+        if !rules.restock.takes_back(ret.state) {
+            info!(state = ?ret.state, policy = ?rules.restock, "return not taken back yet");
+            return Ok(LedgerOutcome::Ignored("the restock policy takes this return back at a later state"));
+        }
+        let location = (rules.restock == RestockPolicy::Never).then_some(rules.damaged_location.as_str());
+        let lines: Vec<(String, u32)> = ret.lines.iter().map(|l| (l.line_id.clone(), l.quantity)).collect();
+        let return_ref = format!("return:{}", ret.id);
+        let change =
+            self.ledger.return_units(&ret.order_id, &lines, location, &return_ref).await.map_err(|e| failure(&e))?;
+        if change.outcome == ReleaseOutcome::NothingHeld {
+            info!("return names nothing the ledger shipped for this order");
+            return Ok(LedgerOutcome::Ignored("the return names nothing the ledger shipped"));
+        }
+        let jobs = self.after_movement(&ret.order_id, &return_ref, &change, trace_id, now).await?;
+        if change.outcome == ReleaseOutcome::AlreadyApplied {
+            return Ok(LedgerOutcome::AlreadyApplied);
+        }
+        info!(jobs, damaged = location.is_some(), "returned units taken back");
+        Ok(LedgerOutcome::Restocked { jobs })
     }
 
     async fn apply_order(&self, order: &Order, trace_id: &str, now: DateTime<Utc>) -> Result<LedgerOutcome, Failure> {

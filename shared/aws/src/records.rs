@@ -472,6 +472,7 @@ pub fn record_key(record: &Record) -> (&'static str, String) {
         Record::Price(p) => ("price", format!("{}:{}", p.channel.map_or("all", |c| c.as_str()), p.sku)),
         Record::Shipment(s) => ("shipment", s.id.clone()),
         Record::Refund(r) => ("refund", r.id.clone()),
+        Record::Return(r) => ("return", r.id.clone()),
         Record::Customer(c) => ("customer", c.id.clone()),
     }
 }

@@ -171,6 +171,13 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
         self.fetch_order(resource_id, ctx).await.map(FetchedShipment::Order)
     }
+    /// The returns and refunds a thin notification names (`resource_id` as the channel's `classify`
+    /// builds it: usually the order), in the shape the channel's normalizer reads as
+    /// `DocKind::Return`. Channels that report returns otherwise do not implement it.
+    async fn fetch_returns(&self, resource_id: &str, ctx: &CallContext) -> Result<serde_json::Value, ConnectorError> {
+        let _ = (resource_id, ctx);
+        Err(ConnectorError::unsupported(self.channel(), "fetch returns"))
+    }
     /// Orders changed at or after `since`, every page of them, each in the
     /// [`fetch_order`](Self::fetch_order) shape. The bound is inclusive, whatever the channel's own
     /// filter does, so sweeps whose windows meet (or overlap) miss no order updated at the seam.

@@ -66,6 +66,10 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.fetch_shipment(resource_id, ctx)).await
     }
 
+    async fn fetch_returns(&self, resource_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        self.breaker.call(self.inner.fetch_returns(resource_id, ctx)).await
+    }
+
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
         self.breaker.call(self.inner.list_orders_since(since, ctx)).await
     }

@@ -111,6 +111,10 @@ impl ChannelConnector for Reauthorizing {
         self.run(|c| async move { c.fetch_shipment(resource_id, ctx).await }).await
     }
 
+    async fn fetch_returns(&self, resource_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        self.run(|c| async move { c.fetch_returns(resource_id, ctx).await }).await
+    }
+
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
         self.run(|c| async move { c.list_orders_since(since, ctx).await }).await
     }

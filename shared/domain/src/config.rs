@@ -279,6 +279,46 @@ pub struct StockRules {
     /// What to do with an order that cannot be fully reserved.
     #[serde(default)]
     pub oversell: OversellAction,
+    /// When goods a buyer returns count as sellable again.
+    #[serde(default)]
+    pub restock: RestockPolicy,
+    /// Where returned goods go under `restock = "never"` (kept, counted, never published: no account
+    /// sells from it unless one names it).
+    #[serde(default = "default_damaged_location")]
+    pub damaged_location: String,
+}
+
+/// When returned goods go back on sale. The ledger applies a return once, whatever the policy and
+/// however often the return's notifications arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestockPolicy {
+    /// When the goods are back: the return is `received` (or `refunded`, on channels whose returns
+    /// skip a receipt step, such as WooCommerce's refunds).
+    #[default]
+    OnReceipt,
+    /// Only once the buyer is refunded for them.
+    OnRefund,
+    /// Never on sale again: the units go to `damaged_location` when they come back.
+    Never,
+}
+
+impl RestockPolicy {
+    /// Whether a return in `state` brings its units back now, under this policy (to the sellable
+    /// location, or to the damaged one under [`RestockPolicy::Never`]).
+    pub fn takes_back(self, state: crate::ReturnState) -> bool {
+        match self {
+            RestockPolicy::OnReceipt | RestockPolicy::Never => state.goods_back(),
+            RestockPolicy::OnRefund => state == crate::ReturnState::Refunded,
+        }
+    }
+}
+
+/// Where returned goods go under [`RestockPolicy::Never`] by default.
+pub const DAMAGED_LOCATION: &str = "damaged";
+
+fn default_damaged_location() -> String {
+    DAMAGED_LOCATION.to_owned()
 }
 
 fn default_percent() -> u8 {
@@ -313,6 +353,8 @@ impl Default for StockRules {
             percent: 100,
             end_when_below: 0,
             oversell: OversellAction::Hold,
+            restock: RestockPolicy::OnReceipt,
+            damaged_location: default_damaged_location(),
         }
     }
 }
@@ -396,6 +438,14 @@ impl ChannelConfig {
                 return Err((at("max_concurrency"), "must be between 1 and 1000".into()));
             }
             validate_location(&a.stock.location).map_err(|m| (at("stock.location"), m))?;
+            validate_location(&a.stock.damaged_location).map_err(|m| (at("stock.damaged_location"), m))?;
+            if a.stock.restock == RestockPolicy::Never && a.stock.damaged_location == a.stock.location {
+                return Err((
+                    at("stock.damaged_location"),
+                    "is the location the account sells from: returns under restock = \"never\" would be sold again"
+                        .into(),
+                ));
+            }
             for (field, hours) in [
                 ("shipping.ship_within_hours", a.shipping.ship_within_hours),
                 ("shipping.confirm_within_hours", a.shipping.confirm_within_hours),
@@ -662,6 +712,34 @@ mod tests {
         }
         assert!("5 minutes".parse::<Cadence>().is_err());
         assert!("0m".parse::<Cadence>().is_err());
+    }
+
+    #[test]
+    fn the_restock_policy_says_when_a_return_comes_back_and_never_sends_it_to_the_selling_location() {
+        use crate::ReturnState as S;
+        let cfg = ChannelConfig::parse("example.toml", EXAMPLE).unwrap();
+        assert!(cfg.accounts.iter().all(|a| a.stock.restock == RestockPolicy::OnReceipt), "the default");
+        assert!(cfg.accounts.iter().all(|a| a.stock.damaged_location == DAMAGED_LOCATION));
+        for (policy, back) in [
+            (RestockPolicy::OnReceipt, [false, false, true, true, false]),
+            (RestockPolicy::OnRefund, [false, false, false, true, false]),
+            (RestockPolicy::Never, [false, false, true, true, false]),
+        ] {
+            let states = [S::Requested, S::Approved, S::Received, S::Refunded, S::Rejected];
+            assert_eq!(states.map(|s| policy.takes_back(s)), back, "{policy:?}");
+        }
+        let never = EXAMPLE.replacen("stock = { buffer = 2,", "stock = { restock = \"never\", buffer = 2,", 1);
+        let parsed = ChannelConfig::parse("example.toml", &never).unwrap();
+        assert!(parsed.accounts.iter().any(|a| a.stock.restock == RestockPolicy::Never));
+        let onto_sale = EXAMPLE.replacen(
+            "stock = { buffer = 2,",
+            "stock = { restock = \"never\", damaged_location = \"default\", buffer = 2,",
+            1,
+        );
+        let err = ChannelConfig::parse("example.toml", &onto_sale).unwrap_err().to_string();
+        assert!(err.contains("stock.damaged_location") && err.contains("sold again"), "{err}");
+        let typo = EXAMPLE.replacen("stock = { buffer = 2,", "stock = { restock = \"sometimes\", buffer = 2,", 1);
+        assert!(ChannelConfig::parse("example.toml", &typo).is_err());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum EventKind {
     InventoryChanged,
     ShipmentCreated,
     RefundCreated,
+    /// A return was created or moved to another state (its data: the [`crate::Return`]).
+    ReturnUpdated,
     ProductChanged,
     /// An order not shipped by its deadline ([`DeadlineV1`]).
     OrderLate,
@@ -45,6 +47,7 @@ impl EventKind {
             EventKind::InventoryChanged => "InventoryChanged",
             EventKind::ShipmentCreated => "ShipmentCreated",
             EventKind::RefundCreated => "RefundCreated",
+            EventKind::ReturnUpdated => "ReturnUpdated",
             EventKind::ProductChanged => "ProductChanged",
             EventKind::OrderLate => "OrderLate",
             EventKind::TrackingUnconfirmed => "TrackingUnconfirmed",

@@ -1,4 +1,4 @@
-//! Canonical records v1: orders, inventory, products, prices, shipments, refunds and customers.
+//! Canonical records v1: orders, inventory, products, prices, shipments, refunds, returns and customers.
 //!
 //! Field names are the public contract (the event bus payloads, the DynamoDB items, the JSON Schemas in
 //! `schemas/`). Renaming one is a breaking change and needs a `v2`.
@@ -254,6 +254,8 @@ pub enum AdjustmentReason {
     Backorder,
     /// Units moved between the shards of a hot SKU's position; the SKU's total does not change.
     Rebalance,
+    /// Shipped units a buyer sent back, taken onto on-hand (sellable, or a damaged location).
+    Return,
 }
 
 /// A change to one SKU's stock position (the ledger's immutable entry).
@@ -366,6 +368,61 @@ pub struct Refund {
     pub created_at: DateTime<Utc>,
 }
 
+/// Where a return is. The states are ordered: a return only moves forward, and `rejected` ends it
+/// without goods coming back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnState {
+    /// The buyer asked to send goods back.
+    Requested,
+    /// The seller or the marketplace accepted the request.
+    Approved,
+    /// The goods arrived back at the seller.
+    Received,
+    /// The buyer got the money back for the returned goods.
+    Refunded,
+    /// The request was refused or cancelled: nothing comes back.
+    Rejected,
+}
+
+impl ReturnState {
+    /// Whether the goods are back (or, where the channel has no receipt step, refunded as returned):
+    /// the point the default restock policy restocks at.
+    pub fn goods_back(self) -> bool {
+        matches!(self, ReturnState::Received | ReturnState::Refunded)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnLine {
+    /// The order line the units were sold on.
+    pub line_id: String,
+    pub sku: Option<Sku>,
+    pub quantity: u32,
+    /// The buyer's or channel's reason for this line, as the channel words or codes it.
+    pub reason: Option<String>,
+}
+
+/// Goods a buyer sends back, from request to refund: what the restock policy acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Return {
+    /// `{channel}:{account}:{channel_return_id}`.
+    pub id: String,
+    pub order_id: OrderId,
+    pub channel: Channel,
+    pub account: AccountId,
+    pub channel_order_id: String,
+    pub channel_return_id: String,
+    pub state: ReturnState,
+    /// The reason for the whole return, where the channel gives one.
+    pub reason: Option<String>,
+    pub lines: Vec<ReturnLine>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A buyer known to a channel. Personal data: never logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -391,6 +448,7 @@ pub enum Record {
     Price(Price),
     Shipment(Shipment),
     Refund(Refund),
+    Return(Return),
     Customer(Customer),
 }
 

@@ -5,7 +5,7 @@
 use schemars::{JsonSchema, Schema, schema_for};
 
 use crate::{
-    Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, Record, Refund, Shipment,
+    Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, Record, Refund, Return, Shipment,
     events::{DeadlineV1, EventDetail, OrderEventV1},
 };
 
@@ -22,6 +22,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("price.v1", one::<Price>()),
         ("shipment.v1", one::<Shipment>()),
         ("refund.v1", one::<Refund>()),
+        ("return.v1", one::<Return>()),
         ("customer.v1", one::<Customer>()),
         ("record.v1", one::<Record>()),
         // The detail of OrderAccepted, OrderUpdated, OrderCancelled and OrderOversold on the bus.

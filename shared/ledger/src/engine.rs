@@ -587,6 +587,114 @@ impl<S: Store> StockLedger<S> {
         Err(LedgerError::Contention { what: format!("moving stock of {order}"), attempts: MAX_ATTEMPTS })
     }
 
+    /// [`Ledger::return_units`]: one conditional commit of the record (lines' `returned`, the applied
+    /// reference) and the positions the units go back to, so a return is taken back exactly once even
+    /// when its notifications race.
+    async fn take_back(
+        &self,
+        order: &OrderId,
+        lines: &[(String, u32)],
+        location: Option<&str>,
+        return_ref: &str,
+    ) -> Result<Change<ReleaseOutcome>, LedgerError> {
+        if return_ref.trim().is_empty() {
+            return Err(LedgerError::Invalid("a return needs a reference".into()));
+        }
+        if let Some(l) = location {
+            manifold_domain::config::validate_location(l).map_err(LedgerError::Invalid)?;
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(rec) = self.store.reservation(order).await? else {
+                return Ok(Change { outcome: ReleaseOutcome::NothingHeld, positions: vec![] });
+            };
+            if rec.applied_refs.iter().any(|r| r == return_ref) {
+                return Ok(Change { outcome: ReleaseOutcome::AlreadyApplied, positions: vec![] });
+            }
+            if rec.state == ReservationState::Reserving {
+                return Err(LedgerError::InProgress(order.clone()));
+            }
+            let to = location.unwrap_or(&rec.location);
+            let mut next = rec.clone();
+            next.rev += 1;
+            next.updated_at = Utc::now();
+            next.applied_refs.push(return_ref.to_owned());
+            let mut deltas: BTreeMap<PositionKey, i64> = BTreeMap::new();
+            for (line_id, units) in lines {
+                if rec.stockless_lines.contains(line_id) {
+                    continue;
+                }
+                let line = next
+                    .lines
+                    .iter_mut()
+                    .find(|l| &l.line_id == line_id)
+                    .ok_or_else(|| LedgerError::Invalid(format!("line {line_id} is not on order {order}")))?;
+                let back = (*units).min(line.shipped.saturating_sub(line.returned));
+                line.returned += back;
+                for c in &line.components {
+                    *deltas.entry(PositionKey::new(c.sku.clone(), to)).or_insert(0) +=
+                        i64::from(back) * i64::from(c.per_unit);
+                }
+            }
+            deltas.retain(|_, d| *d != 0);
+            if deltas.len() > self.chunk {
+                return Err(LedgerError::Invalid(format!(
+                    "a return may touch at most {} positions at once; split it",
+                    self.chunk
+                )));
+            }
+            let keys: Vec<PositionKey> = deltas.keys().cloned().collect();
+            let positions = self.store.positions(&keys).await?;
+            let mut commit = Commit { record: Some(RecordWrite::Replace(next)), ..Commit::default() };
+            for old in &positions {
+                let delta = deltas[&old.key()];
+                let new = Position {
+                    on_hand: old.on_hand + delta,
+                    available: old.available + delta,
+                    version: old.version + 1,
+                    ..old.clone()
+                };
+                commit.entries.push(Entry {
+                    version: new.version,
+                    adjustment: InventoryAdjustment {
+                        sku: new.sku.clone(),
+                        location: new.location.clone(),
+                        reason: AdjustmentReason::Return,
+                        on_hand_delta: delta,
+                        reserved_delta: 0,
+                        on_hand_after: new.on_hand,
+                        reserved_after: new.reserved,
+                        order_id: Some(order.clone()),
+                        channel: Some(rec.channel),
+                        trace_id: None,
+                        at: Utc::now(),
+                    },
+                });
+                commit.positions.push(PositionWrite { expected_version: old.version, position: new });
+            }
+            let changed: Vec<Position> = commit.positions.iter().map(|w| w.position.clone()).collect();
+            match self.store.commit(commit).await {
+                Ok(()) if changed.is_empty() => {
+                    return Ok(Change { outcome: ReleaseOutcome::NothingHeld, positions: vec![] });
+                }
+                Ok(()) => {
+                    let moved = deltas
+                        .iter()
+                        .map(|(k, d)| Held {
+                            sku: k.sku.clone(),
+                            location: k.location.clone(),
+                            quantity: d.unsigned_abs(),
+                        })
+                        .collect();
+                    debug!(order_id = %order, "returned units taken back");
+                    return Ok(Change { outcome: ReleaseOutcome::Applied { moved }, positions: changed });
+                }
+                Err(CommitError::Conflict) => backoff(attempt).await,
+                Err(CommitError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(LedgerError::Contention { what: format!("taking back a return of {order}"), attempts: MAX_ATTEMPTS })
+    }
+
     async fn set(
         &self,
         key: &PositionKey,
@@ -702,6 +810,17 @@ impl<S: Store> Ledger for StockLedger<S> {
         self.settled(change).await
     }
 
+    async fn return_units(
+        &self,
+        order: &OrderId,
+        lines: &[(String, u32)],
+        location: Option<&str>,
+        return_ref: &str,
+    ) -> Result<Change<ReleaseOutcome>, LedgerError> {
+        let change = self.take_back(order, lines, location, return_ref).await?;
+        self.settled(change).await
+    }
+
     async fn set_on_hand_as_of(
         &self,
         key: &PositionKey,
@@ -744,6 +863,7 @@ fn to_line_records(req: &OrderReservation) -> Vec<LineRecord> {
             components: l.components.clone(),
             released: 0,
             shipped: 0,
+            returned: 0,
         })
         .collect()
 }
@@ -849,7 +969,7 @@ fn amended_lines(rec: &ReservationRecord, req: &OrderReservation) -> Vec<LineRec
         .iter()
         .map(|l| {
             let old = rec.lines.iter().find(|o| o.line_id == l.line_id);
-            let (released, shipped) = old.map_or((0, 0), |o| (o.released, o.shipped));
+            let (released, shipped, returned) = old.map_or((0, 0, 0), |o| (o.released, o.shipped, o.returned));
             LineRecord {
                 line_id: l.line_id.clone(),
                 sku: l.sku.clone(),
@@ -857,6 +977,7 @@ fn amended_lines(rec: &ReservationRecord, req: &OrderReservation) -> Vec<LineRec
                 components: l.components.clone(),
                 released,
                 shipped,
+                returned,
             }
         })
         .collect();
@@ -1346,6 +1467,42 @@ components = [{ sku = "A", quantity = 2 }, { sku = "B", quantity = 1 }]
         assert_eq!(avail(&ledger, "B").await, (9, 0, 9));
         let rec = ledger.reservation(&o2.order_id).await.unwrap().unwrap();
         assert_eq!(rec.state, ReservationState::Shipped);
+    }
+
+    #[tokio::test]
+    async fn a_return_takes_back_shipped_units_once_to_the_location_it_names() {
+        let ledger = stocked(&[("A", 10), ("B", 10)]).await;
+        let o = order("1", &[("A", 3), ("KIT", 1)], OversellAction::Hold);
+        ledger.reserve_order(&o).await.unwrap();
+        ledger.ship_order(&o.order_id, &Scope::WholeOrder, "ship-1").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (5, 0, 5), "3 A and the kit's 2 A left");
+
+        // Two of the three A come back; asking for more than shipped is capped.
+        let back = vec![("L0".to_owned(), 2)];
+        let change = ledger.return_units(&o.order_id, &back, None, "return:r1").await.unwrap();
+        assert!(matches!(change.outcome, ReleaseOutcome::Applied { .. }));
+        assert_eq!(avail(&ledger, "A").await, (7, 0, 7));
+        let again = ledger.return_units(&o.order_id, &back, None, "return:r1").await.unwrap();
+        assert_eq!(again.outcome, ReleaseOutcome::AlreadyApplied, "the same return is taken back once");
+        let more = vec![("L0".to_owned(), 5)];
+        ledger.return_units(&o.order_id, &more, None, "return:r2").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (8, 0, 8), "only the one shipped A not yet back");
+
+        // The kit comes back damaged: its components go to the damaged location, not on sale.
+        let kit = vec![("L1".to_owned(), 1)];
+        ledger.return_units(&o.order_id, &kit, Some("damaged"), "return:r3").await.unwrap();
+        assert_eq!(avail(&ledger, "A").await, (8, 0, 8));
+        let damaged = ledger.position(&PositionKey::new(sku("A"), "damaged")).await.unwrap();
+        assert_eq!((damaged.on_hand, damaged.available), (2, 2));
+
+        let unknown = vec![("L9".to_owned(), 1)];
+        assert!(matches!(
+            ledger.return_units(&o.order_id, &unknown, None, "return:r4").await,
+            Err(LedgerError::Invalid(m)) if m.contains("L9")
+        ));
+        let none = OrderId::new("shopify:shop:never").unwrap();
+        let nothing = ledger.return_units(&none, &back, None, "return:r5").await.unwrap();
+        assert_eq!(nothing.outcome, ReleaseOutcome::NothingHeld, "an order the ledger never held");
     }
 
     #[tokio::test]

@@ -73,6 +73,17 @@ pub trait Ledger: Send + Sync {
         shipment_ref: &str,
     ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send;
 
+    /// Goods a buyer sent back: each `(line id, units)` line takes at most the units it shipped and
+    /// did not have back onto on-hand, at `location` (the order's own when `None`: a restock; another
+    /// one, such as a damaged-goods location, keeps them off sale), once per `return_ref`.
+    fn return_units(
+        &self,
+        order: &OrderId,
+        lines: &[(String, u32)],
+        location: Option<&str>,
+        return_ref: &str,
+    ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send;
+
     /// Sets on-hand from the source of truth, keeping open reservations; once per `source_ref`. A
     /// count with an `as_of` time applies only if it is newer than the count the position last
     /// applied: an older one fails with [`LedgerError::Stale`] and changes nothing (one as of the same

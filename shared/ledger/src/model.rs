@@ -196,6 +196,9 @@ pub struct LineRecord {
     pub released: u32,
     #[serde(default)]
     pub shipped: u32,
+    /// Shipped units the buyer sent back and the ledger took back (at most `shipped`).
+    #[serde(default)]
+    pub returned: u32,
 }
 
 impl LineRecord {

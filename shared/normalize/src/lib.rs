@@ -42,16 +42,29 @@ pub struct Context<'a> {
 pub enum DocKind {
     Order,
     Refund,
+    /// An order's returns and refunds, read together (each becomes a Return and, where money went
+    /// back, a Refund).
+    Return,
     Shipment,
     InventoryLevel,
     Product,
 }
 
 impl DocKind {
+    pub const ALL: [DocKind; 6] = [
+        DocKind::Order,
+        DocKind::Refund,
+        DocKind::Return,
+        DocKind::Shipment,
+        DocKind::InventoryLevel,
+        DocKind::Product,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DocKind::Order => "order",
             DocKind::Refund => "refund",
+            DocKind::Return => "return",
             DocKind::Shipment => "shipment",
             DocKind::InventoryLevel => "inventory_level",
             DocKind::Product => "product",
@@ -68,17 +81,34 @@ pub enum Inbound {
     Ignore { reason: String },
 }
 
-/// Normalizes one channel document of `kind` into a canonical record.
+/// Normalizes one channel document of `kind` into a canonical record of that kind.
 ///
 /// A few documents hold several records of a kind (an Etsy receipt with several shipments, a BigCommerce
-/// shipments list): this returns the last one, the most recent; use [`normalize_all`] for all of them.
+/// shipments list): this returns the last one, the most recent. An order document may also hold the
+/// returns its units report (Kaufland, OTTO): they are left out here; use [`normalize_all`] for every
+/// record.
 pub fn normalize(channel: Channel, kind: DocKind, doc: &Value, ctx: &Context) -> Result<Record, NormalizeError> {
     normalize_all(channel, kind, doc, ctx)?
-        .pop()
+        .into_iter()
+        .rfind(|r| is_kind(r, kind))
         .ok_or_else(|| NormalizeError::new("", format!("the {channel} document holds no {}", kind.as_str())))
 }
 
-/// Normalizes every record of `kind` a channel document holds (usually exactly one).
+/// Whether `record` is what a document of `kind` is about.
+fn is_kind(record: &Record, kind: DocKind) -> bool {
+    matches!(
+        (kind, record),
+        (DocKind::Order, Record::Order(_))
+            | (DocKind::Refund, Record::Refund(_))
+            | (DocKind::Return, Record::Return(_) | Record::Refund(_))
+            | (DocKind::Shipment, Record::Shipment(_))
+            | (DocKind::InventoryLevel, Record::InventoryLevel(_))
+            | (DocKind::Product, Record::Product(_))
+    )
+}
+
+/// Normalizes every record a channel document of `kind` holds (usually exactly one; an order
+/// document first gives its order, then any returns its lines report).
 pub fn normalize_all(
     channel: Channel,
     kind: DocKind,

@@ -115,6 +115,8 @@ pub struct Inner {
     pub limiters: BTreeMap<Channel, SimLimiter>,
     pub public_keys: BTreeMap<String, String>,
     pub feed_documents: BTreeSet<String>,
+    /// Returns and refunds each channel holds, per order id, in the channel's own shape.
+    pub returns: BTreeMap<Channel, BTreeMap<String, Vec<Value>>>,
     /// Work a channel finishes after answering (OTTO's price update processes), by id.
     pub tasks: BTreeMap<String, Value>,
     pub access_tokens: BTreeMap<String, crate::tokens::IssuedToken>,

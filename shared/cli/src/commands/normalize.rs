@@ -27,8 +27,7 @@ pub struct NormalizeArgs {
     pub file: PathBuf,
 }
 
-const KINDS: [DocKind; 5] =
-    [DocKind::Order, DocKind::Refund, DocKind::Shipment, DocKind::InventoryLevel, DocKind::Product];
+const KINDS: [DocKind; 6] = DocKind::ALL;
 
 fn parse_kind(s: &str) -> Result<DocKind, String> {
     KINDS

@@ -8,6 +8,9 @@
 //! - Tracking: WooCommerce core has no tracking field. This assumes the "Shipment Tracking" plugin and
 //!   writes its `_wc_shipment_tracking_items` order meta with `PUT orders/{id}`, completing the order
 //!   (unverified against every plugin version: kept in [`tracking_body`]).
+//! - `fetch_returns`: the order and its refunds (`GET orders/{id}/refunds`), for the
+//!   `action.woocommerce_order_refunded` webhook (WooCommerce core has no returns: a refund with line
+//!   items is how goods come back).
 //! - `fetch_order`: the REST v3 order. No platform rate limit (host dependent): the configured limit.
 //! - Listings: `GET products` 100 per page (`X-WP-TotalPages`); a `variable` product's variations come
 //!   from `GET products/{id}/variations` (each a listing with `product/variation` as its item id).
@@ -225,6 +228,15 @@ impl ChannelConnector for WooCommerce {
 
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
         Ok(self.api.send(Req::get(self.path(&format!("orders/{channel_order_id}"))), ctx).await?.body)
+    }
+
+    /// `{"order": GET orders/{id}, "refunds": GET orders/{id}/refunds}`: the refunds carry neither
+    /// their order's currency nor its lines, which the normalizer reads from the order.
+    async fn fetch_returns(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let order = self.fetch_order(channel_order_id, ctx).await?;
+        let path = self.path(&format!("orders/{channel_order_id}/refunds"));
+        let refunds = self.api.send(Req::get(path).query("per_page", "100"), ctx).await?.body;
+        Ok(json!({ "order": order, "refunds": refunds }))
     }
 
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {

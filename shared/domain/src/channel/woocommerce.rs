@@ -17,7 +17,9 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     capabilities: Capabilities {
         orders_in: Cell::Supported("webhook order.created (X-WC-Webhook-Signature), the REST v3 order in the body"),
         order_updates_in: Cell::Supported("webhooks order.updated and order.restored"),
-        returns_in: Cell::NotBuilt("refunds (GET orders/{id}/refunds) do not yet reach ingest from order.updated"),
+        returns_in: Cell::Supported(
+            "webhook action.woocommerce_order_refunded; GET orders/{id}/refunds (a refund with lines is a Return)",
+        ),
         stock_out: Cell::Supported("POST products/batch and products/{id}/variations/batch, 100 per call"),
         price_out: Cell::Supported("the same batch endpoints with regular_price"),
         tracking_out: Cell::Supported("PUT orders/{id}: Shipment Tracking plugin meta, status completed"),

@@ -122,7 +122,7 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
         DocKind::InventoryLevel => Ok(one(Record::InventoryLevel(mfn_quantity(doc, ctx)?))),
-        DocKind::Refund | DocKind::Shipment | DocKind::Product => Err(unsupported(CHANNEL, kind)),
+        DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
 }
 

@@ -100,7 +100,7 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
             shipments.iter().map(|s| shipment(s, ctx).map(Record::Shipment)).collect()
         }
         DocKind::InventoryLevel => Ok(one(Record::InventoryLevel(inventory(doc, ctx)?))),
-        DocKind::Refund | DocKind::Product => Err(unsupported(CHANNEL, kind)),
+        DocKind::Refund | DocKind::Return | DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
 }
 

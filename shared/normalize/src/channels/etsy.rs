@@ -68,7 +68,9 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
         DocKind::Shipment => Ok(shipments(doc, ctx)?.into_iter().map(Record::Shipment).collect()),
-        DocKind::Refund | DocKind::InventoryLevel | DocKind::Product => Err(unsupported(CHANNEL, kind)),
+        DocKind::Refund | DocKind::Return | DocKind::InventoryLevel | DocKind::Product => {
+            Err(unsupported(CHANNEL, kind))
+        }
     }
 }
 

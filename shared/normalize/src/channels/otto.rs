@@ -121,7 +121,7 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
-        DocKind::Refund | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
+        DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
             Err(unsupported(CHANNEL, kind))
         }
     }

@@ -32,7 +32,7 @@ use manifold_domain::{
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
-    channels::{ignore, one},
+    channels::{ignore, one, unsupported},
     json::{Node, sum},
 };
 
@@ -70,6 +70,7 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
             Ok(one(Record::InventoryLevel(inventory_level(&unwrap(doc, "inventory_level")?, ctx)?)))
         }
         DocKind::Product => Ok(one(Record::Product(product(&unwrap(doc, "product")?, ctx)?))),
+        DocKind::Return => Err(unsupported(CHANNEL, kind)),
     }
 }
 

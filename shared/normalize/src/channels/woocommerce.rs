@@ -4,6 +4,13 @@
 //! * Order: the order object (`GET /wc/v3/orders/{id}`, or an `order.*` webhook body).
 //! * Refund: `{"order": <the order, at least {id, currency}>, "refund": <GET /wc/v3/orders/{id}/refunds/{rid}>}`
 //!   because a refund object carries neither its order id nor its currency.
+//! * Return: `{"order": <the order>, "refunds": <GET /wc/v3/orders/{id}/refunds>}`, what the connector's
+//!   `fetch_returns` reads when a `action.woocommerce_order_refunded` webhook names the order.
+//!   WooCommerce core has no returns: a refund with line items is how a merchant takes goods back, so
+//!   each such refund is a Return in state `refunded` (whose units the default restock policy takes
+//!   back) beside its Refund; a refund of money only is a Refund alone. A refund line names the order
+//!   line it refunds by `refunded_item_id` (or the `_refunded_item_id` meta), else by product and
+//!   variation.
 //! * Product: the product object (`GET /wc/v3/products/{id}`); one variant for the product itself.
 //!
 //! Traps: `line_items[].price` is a JSON number (read through its shortest decimal form, so no cent is
@@ -24,7 +31,8 @@
 //! = `total_tax`. Refund lines: `restock` is false, since the API does not say whether stock came back.
 
 use manifold_domain::{
-    Channel, Currency, Order, OrderCustomer, OrderStatus, Product, Record, Refund, RefundLine, Variant,
+    Channel, Currency, Order, OrderCustomer, OrderStatus, Product, Record, Refund, RefundLine, Return, ReturnLine,
+    ReturnState, Variant,
 };
 
 use crate::{
@@ -71,7 +79,8 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
-        DocKind::Refund => Ok(one(Record::Refund(refund(doc, ctx)?))),
+        DocKind::Refund => Ok(one(Record::Refund(refund(&doc.field("order"), &doc.field("refund"), ctx)?))),
+        DocKind::Return => returns(doc, ctx),
         DocKind::Product => Ok(one(Record::Product(product(doc, ctx)?))),
         DocKind::Shipment | DocKind::InventoryLevel => Err(unsupported(CHANNEL, kind)),
     }
@@ -154,24 +163,15 @@ fn order_line(line: &Node<'_>, currency: Currency) -> Result<(LineDraft, manifol
     ))
 }
 
-fn refund(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Refund, NormalizeError> {
-    let order = doc.field("order");
+fn refund(order: &Node<'_>, refund: &Node<'_>, ctx: &Context<'_>) -> Result<Refund, NormalizeError> {
     order.object()?;
-    let refund = doc.field("refund");
     refund.object()?;
     let currency = order.field("currency").currency()?;
     let (order_id, _) = build::order_id(CHANNEL, ctx, &order.field("id"))?;
     let mut lines = Vec::new();
     for l in refund.field("line_items").items()? {
-        // Refunded quantities are negative in WooCommerce.
-        let q = l.field("quantity");
-        let quantity = u32::try_from(q.i64()?.unsigned_abs()).map_err(|_| q.error("quantity out of range"))?;
-        lines.push(RefundLine {
-            line_id: l.field("id").text()?,
-            sku: build::sku_at(ctx, &l.field("sku"))?.sku,
-            quantity,
-            restock: false,
-        });
+        let (line_id, quantity) = refunded_line(order, &l)?;
+        lines.push(RefundLine { line_id, sku: build::sku_at(ctx, &l.field("sku"))?.sku, quantity, restock: false });
     }
     Ok(Refund {
         id: refund.field("id").text()?,
@@ -181,9 +181,67 @@ fn refund(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Refund, NormalizeError> {
         currency,
         amount: abs(refund.field("amount").amount(currency)?, currency),
         lines,
-        created_at: gmt(&refund, "date_created")?
+        created_at: gmt(refund, "date_created")?
             .ok_or_else(|| refund.field("date_created_gmt").error("required date is missing"))?,
     })
+}
+
+/// The order line a refund line refunds, and how many units (refunded quantities are negative).
+fn refunded_line(order: &Node<'_>, line: &Node<'_>) -> Result<(String, u32), NormalizeError> {
+    let q = line.field("quantity");
+    let quantity = u32::try_from(q.i64()?.unsigned_abs()).map_err(|_| q.error("quantity out of range"))?;
+    if let Some(id) = line.field("refunded_item_id").opt_text()? {
+        return Ok((id, quantity));
+    }
+    for meta in line.field("meta_data").items()? {
+        if meta.field("key").opt_text()?.as_deref() == Some("_refunded_item_id") {
+            return Ok((meta.field("value").text()?, quantity));
+        }
+    }
+    let product = (line.field("product_id").opt_text()?, line.field("variation_id").opt_text()?);
+    for candidate in order.field("line_items").items()? {
+        if (candidate.field("product_id").opt_text()?, candidate.field("variation_id").opt_text()?) == product {
+            return Ok((candidate.field("id").text()?, quantity));
+        }
+    }
+    Err(line.error("names no line of its order (no refunded_item_id, and no line of the same product)"))
+}
+
+/// Every refund of the order as a Refund, and each one with line items as a Return as well.
+fn returns(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    let order = doc.field("order");
+    let channel_order_id = order.field("id").text()?;
+    let mut out = Vec::new();
+    for r in doc.field("refunds").items()? {
+        let refund = refund(&order, &r, ctx)?;
+        if !refund.lines.is_empty() {
+            let channel_return_id = format!("refund-{}", refund.id);
+            out.push(Record::Return(Return {
+                id: format!("{CHANNEL}:{}:{channel_return_id}", ctx.account.account),
+                order_id: refund.order_id.clone(),
+                channel: CHANNEL,
+                account: ctx.account.account.clone(),
+                channel_order_id: channel_order_id.clone(),
+                channel_return_id,
+                state: ReturnState::Refunded,
+                reason: r.field("reason").opt_text()?.filter(|s| !s.is_empty()),
+                lines: refund
+                    .lines
+                    .iter()
+                    .map(|l| ReturnLine {
+                        line_id: l.line_id.clone(),
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        reason: None,
+                    })
+                    .collect(),
+                created_at: refund.created_at,
+                updated_at: refund.created_at,
+            }));
+        }
+        out.push(Record::Refund(refund));
+    }
+    Ok(out)
 }
 
 fn product(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Product, NormalizeError> {
@@ -228,6 +286,10 @@ pub(crate) fn classify(topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, 
     match topic {
         "order.created" | "order.updated" | "order.restored" => full(DocKind::Order),
         "product.created" | "product.updated" | "product.restored" => full(DocKind::Product),
+        // An action webhook: `{"action": "woocommerce_order_refunded", "arg": <order id>}`.
+        "action.woocommerce_order_refunded" => {
+            Ok(Inbound::Thin { kind: DocKind::Return, resource_id: body.field("arg").text()?, event_time: None })
+        }
         other => Ok(ignore(format!("woocommerce topic {other} is not ingested"))),
     }
 }

@@ -96,6 +96,12 @@ fn shopify_topics() {
             Inbound::Full { kind: DocKind::Order, doc: order.clone() }
         );
     }
+    let refunded = json!({ "action": "woocommerce_order_refunded", "arg": 727 });
+    assert_eq!(
+        classify(Channel::Woocommerce, Some("action.woocommerce_order_refunded"), &refunded).unwrap(),
+        Inbound::Thin { kind: DocKind::Return, resource_id: "727".into(), event_time: None },
+        "WooCommerce's refund action names the order whose refunds are read"
+    );
     let refund = fixture!("shopify/refund-929361472-rest-2026-07-create.json")["refund"].clone();
     assert!(matches!(
         classify(Channel::Shopify, Some("refunds/create"), &refund).unwrap(),

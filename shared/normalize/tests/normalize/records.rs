@@ -92,6 +92,53 @@ fn woocommerce_refund_combines_with_its_order() {
 }
 
 #[test]
+fn woocommerce_refunds_with_lines_are_returns_of_the_order_lines_they_name() {
+    let acc = account(Channel::Woocommerce);
+    let order = fixture!("woocommerce/order-727-rest-v3-retrieve.json");
+    // As `GET orders/727/refunds` lists them: one refund of money only, one of a line named by its
+    // product and variation, one naming the order line by `refunded_item_id`.
+    let refund = |id: u64, lines: serde_json::Value| {
+        let mut r = fixture!("woocommerce/order-refund-rest-v3-create.json");
+        r["id"] = json!(id);
+        r["reason"] = json!("too small");
+        r["line_items"] = lines;
+        r
+    };
+    let doc = json!({ "order": order, "refunds": [
+        refund(801, json!([])),
+        refund(802, json!([{ "id": 9001, "product_id": 22, "variation_id": 23, "sku": "Bar3", "quantity": -1 }])),
+        refund(803, json!([{ "id": 9002, "product_id": 93, "variation_id": 0, "sku": "", "quantity": -2,
+                             "refunded_item_id": 315 }])),
+    ]});
+    let records = normalize_all(Channel::Woocommerce, DocKind::Return, &doc, &ctx(&acc)).unwrap();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| match r {
+            Record::Return(_) => "return",
+            Record::Refund(_) => "refund",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["refund", "return", "refund", "return", "refund"], "money-only refunds are no return");
+    let Record::Return(by_product) = &records[1] else { unreachable!() };
+    assert_eq!(by_product.id, "woocommerce:woo-main:refund-802");
+    assert_eq!(by_product.order_id.as_str(), "woocommerce:woo-main:727");
+    assert_eq!(by_product.state, manifold_domain::ReturnState::Refunded);
+    assert_eq!(by_product.reason.as_deref(), Some("too small"));
+    assert_eq!((by_product.lines[0].line_id.as_str(), by_product.lines[0].quantity), ("316", 1));
+    let Record::Return(by_item) = &records[3] else { unreachable!() };
+    assert_eq!((by_item.lines[0].line_id.as_str(), by_item.lines[0].quantity), ("315", 2));
+    let Record::Refund(refund_line) = &records[2] else { unreachable!() };
+    assert_eq!(refund_line.lines[0].line_id, "316", "a Refund names the order line too, not its own item");
+
+    let stray = json!({ "order": doc["order"], "refunds": [
+        refund(804, json!([{ "id": 9003, "product_id": 999, "variation_id": 0, "quantity": -1 }])),
+    ]});
+    let err = normalize_all(Channel::Woocommerce, DocKind::Return, &stray, &ctx(&acc)).unwrap_err();
+    assert!(err.to_string().contains("names no line of its order"), "{err}");
+}
+
+#[test]
 fn woocommerce_product_is_one_variant() {
     let acct = account(Channel::Woocommerce);
     let doc = fixture!("woocommerce/product-rest-v3-retrieve.json");

@@ -1,5 +1,6 @@
 //! WooCommerce REST v3: product and variation batches (100 per call, per-item errors), product reads
-//! by SKU, and orders.
+//! by SKU, orders, and order refunds (`POST` as the merchant's shop does when goods come back, with
+//! line items naming order lines; `GET` lists them, newest first, as WooCommerce does).
 
 use axum::{
     Router,
@@ -52,6 +53,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/wc/{v}/orders", get(orders))
         .route("/wc/{v}/orders/{id}", get(order).put(update_order))
         .route("/wc/{v}/orders/{id}/notes", post(note))
+        .route("/wc/{v}/orders/{id}/refunds", get(refunds).post(create_refund))
 }
 
 #[derive(Deserialize)]
@@ -244,4 +246,87 @@ async fn note(State(state): St, Path((_v, id)): Path<(String, String)>, body: By
         return not_found(C, "order");
     }
     (StatusCode::CREATED, axum::Json(json!({ "id": 1, "note": n["note"] }))).into_response()
+}
+
+async fn refunds(State(state): St, Path((_v, id)): Path<(String, String)>) -> Response {
+    let s = state.lock();
+    if s.order(C, &id).is_none() {
+        return not_found(C, "order");
+    }
+    let mut list = s.returns.get(&C).and_then(|r| r.get(&id)).cloned().unwrap_or_default();
+    list.reverse();
+    ok(Value::Array(list))
+}
+
+/// `POST /orders/{id}/refunds` `{amount?, reason?, line_items: [{id, quantity, refund_total}]}`: the
+/// refund object as WooCommerce answers it (negative quantities and totals, its own line ids), and
+/// the order's `refunds` summary extended. A line refunds at most what it sold less earlier refunds.
+async fn create_refund(State(state): St, Path((_v, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let invalid = |m: &str| channel_error(C, StatusCode::BAD_REQUEST, m);
+    let mut s = state.lock();
+    let Some(order) = s.order(C, &id).map(|o| o.doc.clone()) else { return not_found(C, "order") };
+    let earlier = s.returns.get(&C).and_then(|r| r.get(&id)).cloned().unwrap_or_default();
+    let refunded = |line: &Value| -> i64 {
+        earlier
+            .iter()
+            .flat_map(|r| r["line_items"].as_array().cloned().unwrap_or_default())
+            .filter(|l| l["product_id"] == line["product_id"] && l["variation_id"] == line["variation_id"])
+            .map(|l| -l["quantity"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    let mut line_items = Vec::new();
+    let mut total = 0.0_f64;
+    let next_item = 9000 + earlier.len() * 100;
+    for (n, item) in req["line_items"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        let Some(line) = order["line_items"].as_array().and_then(|ls| ls.iter().find(|l| l["id"] == item["id"])) else {
+            return invalid("Invalid line item ID.");
+        };
+        let quantity = item["quantity"].as_i64().unwrap_or(0);
+        let sold = line["quantity"].as_i64().unwrap_or(0);
+        if quantity <= 0 || quantity > sold - refunded(line) {
+            return invalid("Invalid refund amount.");
+        }
+        let amount =
+            item["refund_total"].as_f64().or_else(|| item["refund_total"].as_str()?.parse().ok()).unwrap_or(0.0);
+        total += amount;
+        line_items.push(json!({
+            "id": next_item + n,
+            "name": line["name"],
+            "product_id": line["product_id"],
+            "variation_id": line["variation_id"],
+            "quantity": -quantity,
+            "tax_class": "",
+            "subtotal": format!("{:.2}", -amount),
+            "total": format!("{:.2}", -amount),
+            "sku": line["sku"],
+            "meta_data": [],
+        }));
+    }
+    let amount = req["amount"].as_str().map_or(format!("{total:.2}"), str::to_owned);
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+    let refund_id = 700 + s.returns.get(&C).map_or(0, |r| r.values().map(Vec::len).sum::<usize>()) + 1;
+    let refund = json!({
+        "id": refund_id,
+        "date_created": now,
+        "date_created_gmt": now,
+        "amount": amount,
+        "reason": req["reason"].as_str().unwrap_or(""),
+        "refunded_by": 1,
+        "refunded_payment": req["api_refund"].as_bool().unwrap_or(false),
+        "meta_data": [],
+        "line_items": line_items,
+    });
+    s.returns.entry(C).or_default().entry(id.clone()).or_default().push(refund.clone());
+    if let Some(o) = s.order_mut(C, &id) {
+        let summary = json!({ "id": refund_id, "reason": refund["reason"], "total": format!("-{amount}") });
+        match o.doc["refunds"].as_array_mut() {
+            Some(list) => list.push(summary),
+            None => o.doc["refunds"] = json!([summary]),
+        }
+    }
+    (StatusCode::CREATED, axum::Json(refund)).into_response()
 }

@@ -1,0 +1,170 @@
+//! The seed merchant's own path, against moto and the channel simulators: an order is shipped by the
+//! WMS and the selling channel receives the tracking in its own documented shape; goods that come
+//! back are taken back onto stock once under the account's restock policy, however often the channel
+//! says so.
+
+use chrono::Utc;
+use http::HeaderValue;
+use manifold_app::ledger::{LedgerOutcome, OnHandUpdate};
+use manifold_connectors::verify::sign;
+use manifold_domain::{Channel, OrderId, config::RestockPolicy};
+use manifold_ledger::{Ledger, PositionKey};
+use serde_json::{Value, json};
+
+use crate::{fixtures::SECRET, inbound::Harness};
+
+const WOO_ORDER: &str = include_str!("../../shared/normalize/fixtures/woocommerce/order-727-rest-v3-retrieve.json");
+
+fn key(sku: &str, location: &str) -> PositionKey {
+    PositionKey::new(manifold_domain::Sku::new(sku).unwrap(), location)
+}
+
+async fn on_hand(h: &Harness, sku: &str, location: &str) -> (i64, i64, i64) {
+    let p = h.app.ledger.position(&key(sku, location)).await.unwrap();
+    (p.on_hand, p.reserved, p.available)
+}
+
+/// What the ledger did with one bus event: its kind, its detail, the outcome.
+type Applied = Vec<(String, Value, LedgerOutcome)>;
+
+/// Delivers a signed WooCommerce webhook with `topic`, runs ingest, then the ledger over every event
+/// the bus got.
+async fn woo_webhook(h: &Harness, topic: &'static str, delivery: &'static str, body: &[u8]) -> Applied {
+    let settings = h.app.config().await.account(Channel::Woocommerce, "woo-main").unwrap().settings.clone();
+    let mut headers = sign(Channel::Woocommerce, SECRET, &settings, "", body, Utc::now()).unwrap();
+    headers.insert("x-wc-webhook-topic", HeaderValue::from_static(topic));
+    headers.insert("x-wc-webhook-delivery-id", HeaderValue::from_static(delivery));
+    let response = h.app.handle_webhook("woocommerce", "woo-main", &headers, body, Utc::now()).await;
+    assert_eq!(response.status, 200, "{topic}: {response:?}");
+    h.run_ingest().await;
+    let mut out = Vec::new();
+    for e in h.stack.events().await {
+        let kind = e["detail-type"].as_str().unwrap_or_default().to_owned();
+        let outcome = h.app.apply_event(&kind, &e["detail"], Utc::now()).await.expect("the ledger applies the event");
+        out.push((kind, e["detail"].clone(), outcome));
+    }
+    out
+}
+
+/// The merchant refunds `quantity` of order line `line` in WooCommerce (what the shop's admin does
+/// through the same REST endpoint when goods come back).
+async fn refund_in_woocommerce(h: &Harness, order: &str, line: u64, quantity: u32) -> Value {
+    let url = format!("{}/wc/v3/orders/{order}/refunds", h.sim.base_url(Channel::Woocommerce));
+    let body = json!({ "reason": "too small", "api_refund": false,
+                       "line_items": [{ "id": line, "quantity": quantity, "refund_total": 12.0 }] });
+    let reply = reqwest::Client::new().post(url).basic_auth("ck_sim", Some("cs_sim")).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "the simulator took the refund");
+    reply.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_woocommerce_order_ships_with_tracking_and_its_returned_unit_is_restocked_once() {
+    let h = Harness::new().await;
+    let order: Value = serde_json::from_str(WOO_ORDER).unwrap();
+    h.sim.seed_order(Channel::Woocommerce, order).unwrap();
+    let count = OnHandUpdate { on_hand: 5, location: None, source_ref: Some("erp-bar3".into()), as_of: None };
+    h.app.set_on_hand("Bar3", &count, "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+
+    let placed = woo_webhook(&h, "order.created", "woo-d-1", WOO_ORDER.as_bytes()).await;
+    assert!(
+        placed.iter().any(|(k, _, o)| k == "OrderAccepted" && matches!(o, LedgerOutcome::Reserved { .. })),
+        "{placed:?}"
+    );
+    assert_eq!(on_hand(&h, "Bar3", "default").await, (5, 1, 4));
+
+    // The WMS ships the order: the unit leaves the warehouse and WooCommerce gets the tracking as the
+    // Shipment Tracking plugin's order meta, the order completed.
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": "wms-woo-1", "order_id": "woocommerce:woo-main:727", "channel": "woocommerce", "account": "woo-main",
+        "channel_order_id": "727", "carrier": "DHL", "tracking_number": "00340434161094042557", "tracking_url": null,
+        "lines": [{"line_id": "316", "sku": "Bar3", "quantity": 1}], "shipped_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap();
+    let shipped = h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert!(matches!(shipped, LedgerOutcome::Shipped { .. }), "{shipped:?}");
+    assert_eq!(on_hand(&h, "Bar3", "default").await, (4, 0, 4));
+    let url = h.stack.env.push_queues[&Channel::Woocommerce].clone();
+    for _ in 0..3 {
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Woocommerce, e)).await.unwrap();
+    }
+    let snap = h.sim.snapshot();
+    let woo = &snap.orders[&Channel::Woocommerce][0].doc;
+    assert_eq!(woo["status"], "completed");
+    let tracking = &woo["meta_data"][0];
+    assert_eq!(tracking["key"], "_wc_shipment_tracking_items");
+    assert_eq!(tracking["value"][0]["tracking_number"], "00340434161094042557");
+    assert_eq!(tracking["value"][0]["tracking_provider"], "DHL");
+
+    // The bar comes back: the merchant refunds it with its line in WooCommerce, and WooCommerce's
+    // refund action webhook names the order. It arrives twice (two deliveries): one unit back, once.
+    let refund = refund_in_woocommerce(&h, "727", 316, 1).await;
+    let note = json!({ "action": "woocommerce_order_refunded", "arg": 727 }).to_string();
+    let first = woo_webhook(&h, "action.woocommerce_order_refunded", "woo-d-2", note.as_bytes()).await;
+    assert!(
+        first.iter().any(|(k, _, o)| k == "ReturnUpdated" && matches!(o, LedgerOutcome::Restocked { .. })),
+        "{first:?}"
+    );
+    assert!(first.iter().any(|(k, _, o)| k == "RefundCreated" && matches!(o, LedgerOutcome::Ignored(_))), "{first:?}");
+    assert_eq!(on_hand(&h, "Bar3", "default").await, (5, 0, 5), "the returned bar is sellable again");
+    let second = woo_webhook(&h, "action.woocommerce_order_refunded", "woo-d-3", note.as_bytes()).await;
+    assert!(
+        second.iter().all(|(_, _, o)| !matches!(o, LedgerOutcome::Restocked { .. })),
+        "a second delivery takes nothing back: {second:?}"
+    );
+    assert_eq!(on_hand(&h, "Bar3", "default").await, (5, 0, 5));
+
+    // The canonical Return, published as it is stored (under the latest delivery's trace), with its
+    // order line and state.
+    let published = first.iter().find(|(k, _, _)| k == "ReturnUpdated").map(|(_, d, _)| d).unwrap();
+    let latest = second.iter().find(|(k, _, _)| k == "ReturnUpdated").map_or(published, |(_, d, _)| d);
+    let trace = latest["trace_id"].as_str().unwrap();
+    let stored: Vec<Value> = h
+        .app
+        .records
+        .by_trace(trace)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "return")
+        .map(|r| r.record)
+        .collect();
+    assert_eq!(stored.len(), 1, "one Return stored under the delivery's trace");
+    let ret = &published["data"];
+    assert!(stored[0].to_string().contains(ret["id"].as_str().unwrap()), "{stored:?}");
+    assert_eq!(ret["id"], format!("woocommerce:woo-main:refund-{}", refund["id"]));
+    assert_eq!(ret["state"], "refunded");
+    assert_eq!(ret["reason"], "too small");
+    assert_eq!(ret["lines"], json!([{ "line_id": "316", "sku": "Bar3", "quantity": 1, "reason": null }]));
+    assert_eq!(ret["order_id"], OrderId::new("woocommerce:woo-main:727").unwrap().as_str());
+}
+
+#[tokio::test]
+async fn under_restock_never_returned_goods_go_to_the_damaged_location_and_never_on_sale() {
+    let h = Harness::with_config(|c| {
+        let woo = c.accounts.iter_mut().find(|a| a.account.as_str() == "woo-main").unwrap();
+        woo.stock.restock = RestockPolicy::Never;
+    })
+    .await;
+    let order: Value = serde_json::from_str(WOO_ORDER).unwrap();
+    h.sim.seed_order(Channel::Woocommerce, order).unwrap();
+    let count = OnHandUpdate { on_hand: 5, location: None, source_ref: Some("erp-bar3".into()), as_of: None };
+    h.app.set_on_hand("Bar3", &count, "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    woo_webhook(&h, "order.created", "woo-n-1", WOO_ORDER.as_bytes()).await;
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": "wms-woo-n", "order_id": "woocommerce:woo-main:727", "channel": "woocommerce", "account": "woo-main",
+        "channel_order_id": "727", "carrier": "DHL", "tracking_number": "00340434161094042558", "tracking_url": null,
+        "lines": [], "shipped_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert_eq!(on_hand(&h, "Bar3", "default").await, (4, 0, 4));
+
+    refund_in_woocommerce(&h, "727", 316, 1).await;
+    let note = json!({ "action": "woocommerce_order_refunded", "arg": 727 }).to_string();
+    let applied = woo_webhook(&h, "action.woocommerce_order_refunded", "woo-n-2", note.as_bytes()).await;
+    assert!(applied.iter().any(|(k, _, o)| k == "ReturnUpdated" && matches!(o, LedgerOutcome::Restocked { .. })));
+    assert_eq!(on_hand(&h, "Bar3", "default").await, (4, 0, 4), "nothing back on sale");
+    assert_eq!(on_hand(&h, "Bar3", "damaged").await, (1, 0, 1), "counted where damaged goods are kept");
+}
