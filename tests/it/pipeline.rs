@@ -629,4 +629,28 @@ async fn a_kaufland_notification_becomes_a_reservation_a_unit_write_and_a_sent_u
     let sends: Vec<&manifold_simulator::Write> =
         snap.writes[&Channel::Kaufland].iter().filter(|w| w.path.ends_with("/send")).collect();
     assert_eq!(sends[0].body["tracking_numbers"], "00340434161094015902");
+
+    // The buyer sends the tee back: Kaufland marks its unit returned and says so. The order is read
+    // again, its returned unit becomes a Return, and the tee is back on sale once, however often the
+    // notification comes.
+    let mut doc = snap.orders[&Channel::Kaufland][0].doc.clone();
+    doc["data"]["order_units"][0]["status"] = serde_json::json!("returned");
+    doc["data"]["order_units"][0]["ts_updated_iso"] = serde_json::json!("2026-11-25T10:00:00Z");
+    let unit = doc["data"]["order_units"][0]["id_order_unit"].clone();
+    h.sim.seed_order(Channel::Kaufland, doc).unwrap();
+    for (n, expected) in [(1, (10, 1, 9)), (2, (10, 1, 9))] {
+        let body = serde_json::json!({ "event_name": "return_unit_status_changed", "id_order_unit": unit,
+                                       "ts_created_iso": format!("2026-11-25T10:00:0{n}Z") })
+        .to_string();
+        let headers =
+            manifold_connectors::verify::sign(Channel::Kaufland, secret, &settings, "", body.as_bytes(), Utc::now())
+                .unwrap();
+        let response = h.app.handle_webhook("kaufland", "kaufland-de", &headers, body.as_bytes(), Utc::now()).await;
+        assert_eq!(response.status, 200);
+        h.run_ingest().await;
+        let applied = run_ledger(&h).await;
+        let restocked = applied.iter().filter(|(_, o)| matches!(o, LedgerOutcome::Restocked { .. })).count();
+        assert_eq!(restocked, usize::from(n == 1), "delivery {n}: {applied:?}");
+        assert_eq!(triple(&h, &key("TEE-BLK-M")).await, expected, "delivery {n}");
+    }
 }

@@ -142,18 +142,29 @@ impl App {
             }
             return Ok(first.unwrap_or(IngestOutcome::Ignored { reason: "nothing to store".into() }));
         }
+        if kind == DocKind::Order {
+            // The order, then any returns its lines report (Kaufland units, OTTO position items
+            // returned), each under a key derived from the delivery's.
+            let mut records = manifold_normalize::normalize_all(envelope.channel, kind, &doc, &ctx)
+                .map_err(|e| Failure::permanent("normalize", e.to_string()))?
+                .into_iter();
+            let Some(Record::Order(order)) = records.next() else {
+                return Err(Failure::permanent("normalize", "an order document gave no order first"));
+            };
+            let outcome = self.store_order(&order, &key, &envelope.trace_id, now).await?;
+            if matches!(outcome, IngestOutcome::Stored { .. }) {
+                self.count_order_cost(&order, api_calls, now).await;
+            }
+            if matches!(outcome, IngestOutcome::Stored { .. } | IngestOutcome::Unchanged { .. }) {
+                for (i, record) in records.enumerate() {
+                    self.store_record(record, &format!("{key}#{}", i + 1), &envelope.trace_id, now).await?;
+                }
+            }
+            return Ok(outcome);
+        }
         let record = manifold_normalize::normalize(envelope.channel, kind, &doc, &ctx)
             .map_err(|e| Failure::permanent("normalize", e.to_string()))?;
-        match record {
-            Record::Order(order) => {
-                let outcome = self.store_order(&order, &key, &envelope.trace_id, now).await?;
-                if matches!(outcome, IngestOutcome::Stored { .. }) {
-                    self.count_order_cost(&order, api_calls, now).await;
-                }
-                Ok(outcome)
-            }
-            other => self.store_record(other, &key, &envelope.trace_id, now).await,
-        }
+        self.store_record(record, &key, &envelope.trace_id, now).await
     }
 
     /// Stores a record other than an order under `key` with its event in the outbox, and publishes it.

@@ -26,7 +26,7 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     capabilities: Capabilities {
         orders_in: Cell::Supported("GET /v4/orders?fromDate, polled by the orders tier"),
         order_updates_in: Cell::Supported("the same poll: changed orders come back with their new states"),
-        returns_in: Cell::NotBuilt("returns (GET /v3/returns) are not read yet"),
+        returns_in: Cell::Supported("position items RETURNED on the polled GET /v4/orders (one Return per item)"),
         stock_out: Cell::Supported("POST /v1/availability/quantities"),
         price_out: Cell::Supported("POST /v4/products/prices, the update task polled"),
         tracking_out: Cell::Supported("POST /v1/shipments"),

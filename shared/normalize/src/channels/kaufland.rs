@@ -35,12 +35,12 @@
 //!
 //! Notifications ([`classify`]) carry no order data: the order they name is fetched (thin).
 
-use manifold_domain::{Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record};
+use manifold_domain::{Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record, ReturnState};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
-    channels::{ignore, one, unsupported},
+    channels::{ReturnedUnit, ignore, unsupported, with_unit_returns},
     json::{self as j, Node, zero},
 };
 
@@ -72,7 +72,10 @@ const UNIT_STATUSES: &[&str] =
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
-        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
+        DocKind::Order => {
+            let (order, returned) = order(doc, ctx)?;
+            Ok(with_unit_returns(order, returned))
+        }
         DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
             Err(unsupported(CHANNEL, kind))
         }
@@ -144,7 +147,7 @@ fn address(node: &Node<'_>) -> Result<Option<manifold_domain::Address>, Normaliz
     Ok(Some(address))
 }
 
-fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<(Order, Vec<ReturnedUnit>), NormalizeError> {
     let data = doc.field("data");
     data.object()?;
     let units = data.field("order_units").required_items()?;
@@ -153,6 +156,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
     };
     let currency = first.field("currency").currency()?;
     let mut lines: Vec<LineDraft> = Vec::new();
+    let mut returned = Vec::new();
     let mut subtotal = zero(currency);
     let mut shipping = zero(currency);
     let mut updated_at = None;
@@ -175,14 +179,28 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         let unit_id = unit.field("id_order_unit").text()?;
         let (offer, sku_path) = offer_of(unit)?;
         let key = offer.clone().unwrap_or_else(|| format!("unit-{unit_id}"));
+        let state = match unit.field("status").opt_text()?.as_deref() {
+            Some("returned") => Some(ReturnState::Received),
+            Some("returned_paid") => Some(ReturnState::Refunded),
+            _ => None,
+        };
+        let mut returned_on = |line_id: &str| {
+            if let Some(state) = state {
+                let at = unit.field("ts_updated_iso").opt_datetime().ok().flatten();
+                returned.push(ReturnedUnit { unit_id: unit_id.clone(), line_id: line_id.to_owned(), state, at });
+            }
+        };
         let same = |l: &&mut LineDraft| l.channel_sku == offer && l.unit_price == price && l.line_id.starts_with(&key);
         if let Some(line) = lines.iter_mut().find(same) {
             line.quantity += 1;
+            returned_on(&line.line_id);
             continue;
         }
         let split = lines.iter().any(|l| l.channel_sku == offer);
+        let line_id = if split { format!("{key}:{unit_id}") } else { key };
+        returned_on(&line_id);
         lines.push(LineDraft {
-            line_id: if split { format!("{key}:{unit_id}") } else { key },
+            line_id,
             sku_path,
             channel_sku: offer,
             title: unit.at("product.title").text_or_empty()?,
@@ -220,11 +238,16 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         ship_by: None,
     }
     .build(CHANNEL, ctx)
+    .map(|order| (order, returned))
 }
 
 /// The events that change an order (`SubscriptionEventName`); item and catalogue events are
 /// acknowledged and left to the listing sync.
 const ORDER_EVENTS: &[&str] = &["order_new", "order_unit_new", "order_unit_status_changed"];
+
+/// Return events: a returned unit shows on its order (`returned`, `returned_paid`), which the
+/// normalizer turns into Returns, so a return event naming its order or unit re-reads the order.
+const RETURN_EVENTS: &[&str] = &["return_new", "return_status_changed", "return_unit_status_changed"];
 
 /// A push notification names an event and the resource it concerns, nothing else ("the notification
 /// does not contain the changed data"). Its exact body is unverified: the event is read from
@@ -232,8 +255,9 @@ const ORDER_EVENTS: &[&str] = &["order_new", "order_unit_new", "order_unit_statu
 /// `id_order_unit`, which the connector resolves to its order (`unit:{id}`).
 pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let event = body.field("event_name").text()?;
-    if !ORDER_EVENTS.contains(&event.as_str()) {
-        return Ok(ignore(format!("{event} changes no order; listings and returns are synced by the scheduler")));
+    let returns = RETURN_EVENTS.contains(&event.as_str());
+    if !returns && !ORDER_EVENTS.contains(&event.as_str()) {
+        return Ok(ignore(format!("{event} changes no order; listings are synced by the scheduler")));
     }
     let event_time = body.field("ts_created_iso").opt_datetime()?;
     for scope in [None, Some("resource"), Some("data")] {
@@ -247,6 +271,11 @@ pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound,
         if let Some(unit) = node("id_order_unit").opt_text()? {
             return Ok(Inbound::Thin { kind: DocKind::Order, resource_id: format!("unit:{unit}"), event_time });
         }
+    }
+    if returns {
+        // A return named by its own id only: its units' new statuses reach the order, which the
+        // orders sweep (`ts_units_updated_iso`) reads again.
+        return Ok(ignore(format!("{event} names no order or unit; the orders sweep reads the returned units")));
     }
     Err(body.field("id_order").error(format!("the {event} notification names no order (id_order or id_order_unit)")))
 }

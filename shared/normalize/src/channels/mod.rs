@@ -61,3 +61,40 @@ pub(crate) fn ignore(reason: impl Into<String>) -> Inbound {
 pub(crate) fn one(record: Record) -> Vec<Record> {
     vec![record]
 }
+
+/// A unit a marketplace reports as returned on the order itself (a Kaufland order unit, an OTTO
+/// position item: one unit each), with the canonical line it was sold on.
+pub(crate) struct ReturnedUnit {
+    pub unit_id: String,
+    pub line_id: String,
+    pub state: manifold_domain::ReturnState,
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The order, then one Return per returned unit (`{channel}:{account}:unit-{unit id}`, one unit of its
+/// line): a unit is its own return, so each is taken back once whatever the order's later states.
+pub(crate) fn with_unit_returns(order: manifold_domain::Order, units: Vec<ReturnedUnit>) -> Vec<Record> {
+    let returns: Vec<Record> = units
+        .into_iter()
+        .map(|u| {
+            let at = u.at.unwrap_or(order.updated_at);
+            let sku = order.lines.iter().find(|l| l.line_id == u.line_id).and_then(|l| l.sku.clone());
+            Record::Return(manifold_domain::Return {
+                id: format!("{}:{}:unit-{}", order.channel, order.account, u.unit_id),
+                order_id: order.id.clone(),
+                channel: order.channel,
+                account: order.account.clone(),
+                channel_order_id: order.channel_order_id.clone(),
+                channel_return_id: format!("unit-{}", u.unit_id),
+                state: u.state,
+                reason: None,
+                lines: vec![manifold_domain::ReturnLine { line_id: u.line_id, sku, quantity: 1, reason: None }],
+                created_at: at,
+                updated_at: at,
+            })
+        })
+        .collect();
+    let mut out = one(Record::Order(Box::new(order)));
+    out.extend(returns);
+    out
+}

@@ -45,12 +45,12 @@
 //! `source_version` comes from `lastModifiedDate`, else `orderLifecycleInformation.lifecycleChangeDate`,
 //! else `orderDate`.
 
-use manifold_domain::{Address, Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record};
+use manifold_domain::{Address, Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record, ReturnState};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, LineDraft, OrderDraft, full_name},
-    channels::{one, unsupported},
+    channels::{ReturnedUnit, unsupported, with_unit_returns},
     json::{self, MoneyShape, Node, zero},
 };
 
@@ -120,7 +120,10 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
-        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
+        DocKind::Order => {
+            let (order, returned) = order(doc, ctx)?;
+            Ok(with_unit_returns(order, returned))
+        }
         DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
             Err(unsupported(CHANNEL, kind))
         }
@@ -217,7 +220,7 @@ struct Group<'a> {
     units: Vec<(Node<'a>, bool)>,
 }
 
-fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<(Order, Vec<ReturnedUnit>), NormalizeError> {
     doc.object()?;
     let items = doc.field("positionItems");
     let units = items.required_items()?;
@@ -240,6 +243,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         }
     }
     let mut lines = Vec::with_capacity(groups.len());
+    let mut returned = Vec::new();
     let mut discount = zero(currency);
     for group in &groups {
         let (first, _) = &group.units[0];
@@ -255,8 +259,21 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             }
         }
         discount = json::add(discount, line_discount, currency, items.path())?;
+        let line_id = ids.join(",");
+        for ((unit, _), id) in group.units.iter().zip(&ids) {
+            // RETURNED: the item came back to the partner (OTTO's returns are received, then refunded).
+            if unit_status(unit)? == "RETURNED" {
+                let at = unit.field("returnedDate").opt_datetime()?;
+                returned.push(ReturnedUnit {
+                    unit_id: id.clone(),
+                    line_id: line_id.clone(),
+                    state: ReturnState::Received,
+                    at,
+                });
+            }
+        }
         lines.push(LineDraft {
-            line_id: ids.join(","),
+            line_id,
             sku_path: first.at("product.sku").path().to_owned(),
             channel_sku: group.sku.clone(),
             title: first.at("product.productTitle").text_or_empty()?,
@@ -304,6 +321,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         ship_by: None,
     }
     .build(CHANNEL, ctx)
+    .map(|order| (order, returned))
 }
 
 /// OTTO pushes nothing: any body claiming to be an OTTO notification is refused.

@@ -96,6 +96,14 @@ fn shopify_topics() {
             Inbound::Full { kind: DocKind::Order, doc: order.clone() }
         );
     }
+    let unit_back = json!({ "event_name": "return_unit_status_changed", "id_order_unit": 9_133_017 });
+    assert_eq!(
+        classify(Channel::Kaufland, None, &unit_back).unwrap(),
+        Inbound::Thin { kind: DocKind::Order, resource_id: "unit:9133017".into(), event_time: None },
+        "a Kaufland return re-reads the order whose unit came back"
+    );
+    let bare = json!({ "event_name": "return_new", "id_return": 55 });
+    assert!(matches!(classify(Channel::Kaufland, None, &bare).unwrap(), Inbound::Ignore { .. }));
     let refunded = json!({ "action": "woocommerce_order_refunded", "arg": 727 });
     assert_eq!(
         classify(Channel::Woocommerce, Some("action.woocommerce_order_refunded"), &refunded).unwrap(),

@@ -1,7 +1,7 @@
 //! Every order fixture normalizes, with id, currency, lines, totals, email and country checked by hand.
 
 use manifold_domain::{Channel, OrderStatus, OrderWarning};
-use manifold_normalize::normalize_order;
+use manifold_normalize::{DocKind, normalize_order};
 use serde_json::json;
 
 use crate::support::{account, assert_line, assert_totals, at, country, ctx, json, money};
@@ -443,4 +443,37 @@ fn every_channels_benchmark_sample_is_an_order_it_normalizes() {
             .unwrap_or_else(|e| panic!("{channel}'s sample does not normalize: {e}"));
         assert!(!order.lines.is_empty(), "{channel}");
     }
+}
+
+#[test]
+fn kaufland_returned_units_are_returns_of_their_lines_one_unit_each() {
+    let acct = account(Channel::Kaufland);
+    let mut doc = fixture!("kaufland/order-two-units-one-offer.json");
+    doc["data"]["order_units"][0]["status"] = json!("returned");
+    doc["data"]["order_units"][1]["status"] = json!("returned_paid");
+    let records = manifold_normalize::normalize_all(Channel::Kaufland, DocKind::Order, &doc, &ctx(&acct)).unwrap();
+    let Some(manifold_domain::Record::Order(order)) = records.first() else { panic!("the order comes first") };
+    let returns: Vec<&manifold_domain::Return> = records
+        .iter()
+        .filter_map(|r| if let manifold_domain::Record::Return(r) = r { Some(r) } else { None })
+        .collect();
+    assert_eq!(returns.len(), 2, "one return per returned unit");
+    let units: Vec<String> =
+        doc["data"]["order_units"].as_array().unwrap().iter().map(|u| u["id_order_unit"].to_string()).collect();
+    for (ret, (unit, state)) in returns
+        .iter()
+        .zip([(&units[0], manifold_domain::ReturnState::Received), (&units[1], manifold_domain::ReturnState::Refunded)])
+    {
+        assert_eq!(ret.id, format!("kaufland:{}:unit-{unit}", acct.account));
+        assert_eq!(ret.order_id, order.id);
+        assert_eq!(ret.state, state);
+        assert_eq!(ret.lines.len(), 1);
+        assert_eq!(ret.lines[0].quantity, 1);
+        assert!(order.lines.iter().any(|l| l.line_id == ret.lines[0].line_id), "names a line of its order");
+    }
+    assert_eq!(
+        normalize_order(Channel::Kaufland, &doc, &ctx(&acct)).unwrap().id,
+        order.id,
+        "the order alone is still what normalize_order gives"
+    );
 }

@@ -164,3 +164,24 @@ fn otto_pushes_nothing_and_sends_orders_only() {
     let err = normalize(Channel::Otto, DocKind::Shipment, &json(PROCESSABLE), &ctx(&acct)).unwrap_err();
     assert!(err.message.contains("shipment"), "{err}");
 }
+
+#[test]
+fn returned_position_items_are_returns_received_one_unit_each() {
+    let acct = account(Channel::Otto);
+    let mut doc = json(PROCESSABLE);
+    doc["positionItems"][2]["fulfillmentStatus"] = json!("RETURNED");
+    doc["positionItems"][2]["returnedDate"] = json!("2026-11-28T10:00:00.000Z");
+    let records = manifold_normalize::normalize_all(Channel::Otto, DocKind::Order, &doc, &ctx(&acct)).unwrap();
+    let order = match &records[0] {
+        manifold_domain::Record::Order(o) => o,
+        other => panic!("the order comes first, not {other:?}"),
+    };
+    let [_, manifold_domain::Record::Return(ret)] = records.as_slice() else { panic!("one return: {records:?}") };
+    let item = doc["positionItems"][2]["positionItemId"].as_str().unwrap();
+    assert_eq!(ret.id, format!("otto:{}:unit-{item}", acct.account));
+    assert_eq!(ret.state, manifold_domain::ReturnState::Received);
+    assert_eq!(ret.created_at, at("2026-11-28T10:00:00Z"));
+    let line = order.lines.iter().find(|l| l.line_id == ret.lines[0].line_id).expect("a line of its order");
+    assert!(line.line_id.contains(item));
+    assert_eq!(ret.lines[0].sku, line.sku);
+}
