@@ -4,9 +4,9 @@
 //!
 //! Feeds: an uploaded document is checked against its content type (`JSON_LISTINGS_FEED` JSON with
 //! `header.sellerId` and `messages`; the XML `AmazonEnvelope` of `OrderAcknowledgement` messages,
-//! malformed XML refused with 400). `createFeed` applies it and writes its processing report; the
-//! first `getFeed` answers `IN_PROGRESS`, later ones `DONE` with the `resultFeedDocumentId` whose
-//! `getFeedDocument` url serves the report: JSON (`header`, `issues`, `summary`) for the listings
+//! malformed XML refused with 400). `createFeed` queues it: the first `getFeed` answers `IN_PROGRESS`,
+//! the second processes the feed (applies it, writes its report) and answers `DONE`, as later ones do,
+//! with the `resultFeedDocumentId` whose `getFeedDocument` url serves the report: JSON (`header`, `issues`, `summary`) for the listings
 //! feed, a gzip-compressed XML `ProcessingReport` for the order feed. Per message: an unknown SKU is
 //! an `ERROR` issue (`4000001`); an unknown order is a `Result` `Error` 18028, a `Failure` for an order
 //! already `Shipped` one of code 25; otherwise `Failure` sets the order's `OrderStatus` to `Canceled`
@@ -24,6 +24,7 @@ use axum::{
 use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 
 use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
@@ -314,7 +315,7 @@ fn order_feed(xml: &str) -> Result<Vec<OrderAck>, String> {
     Ok(acks)
 }
 
-/// `createFeed`: the document is applied now and its report kept for `getFeed` to hand out.
+/// `createFeed`: the document is queued for processing, which `getFeed` finishes.
 async fn create_feed(State(state): St, body: Bytes) -> Response {
     let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
         Ok(r) => r,
@@ -332,19 +333,15 @@ async fn create_feed(State(state): St, body: Bytes) -> Response {
     let Some(content) = s.tasks.get(&doc_key(doc)).and_then(|d| d["content"].as_str()).map(str::to_owned) else {
         return bad("the feed document was never uploaded");
     };
+    if !matches!(feed_type.as_str(), "JSON_LISTINGS_FEED" | "POST_ORDER_ACKNOWLEDGEMENT_DATA") {
+        return bad(&format!("feedType {feed_type} is not simulated"));
+    }
     let feed_id = fresh_id();
-    let report = match feed_type.as_str() {
-        "JSON_LISTINGS_FEED" => listings_report(&mut s, &feed_id, content.as_bytes()),
-        "POST_ORDER_ACKNOWLEDGEMENT_DATA" => order_report(&mut s, &feed_id, &content),
-        other => return bad(&format!("feedType {other} is not simulated")),
-    };
-    let report_doc = format!("amzn1.tortuga.4.sim.report.{}", fresh_id());
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    s.tasks.insert(report_key(&report_doc), report);
     s.tasks.insert(
         feed_key(&feed_id),
         json!({ "feedId": feed_id, "feedType": feed_type, "marketplaceIds": req["marketplaceIds"], "createdTime": now,
-                "polls": 0, "resultFeedDocumentId": report_doc }),
+                "polls": 0, "content": content }),
     );
     drop(s);
     (StatusCode::ACCEPTED, axum::Json(json!({ "feedId": feed_id }))).into_response()
@@ -413,12 +410,13 @@ fn order_report(s: &mut Inner, feed_id: &str, content: &str) -> Value {
         };
         if let Some((code, description)) = refused {
             errors += 1;
-            results.push_str(&format!(
+            let _ = write!(
+                results,
                 "<Result><MessageID>{}</MessageID><ResultCode>Error</ResultCode><ResultMessageCode>{code}</ResultMessageCode><ResultDescription>{}</ResultDescription><AdditionalInfo><AmazonOrderID>{}</AmazonOrderID></AdditionalInfo></Result>",
                 escape(&ack.message_id),
                 escape(&description),
                 escape(&ack.order_id)
-            ));
+            );
         }
     }
     let report = format!(
@@ -441,21 +439,40 @@ fn order_report(s: &mut Inner, feed_id: &str, content: &str) -> Value {
     json!({ "content": report, "gzip": true })
 }
 
-/// `getFeed`: `IN_PROGRESS` on the first look, `DONE` with the report's document after.
+/// `getFeed`: `IN_PROGRESS` on the first look; the second look processes the feed (applies it and
+/// writes its report) and answers `DONE` with the report's document, as do later ones.
 async fn get_feed(State(state): St, Path(id): Path<String>) -> Response {
     let mut s = state.lock();
     let Some(feed) = s.tasks.get_mut(&feed_key(&id)) else { return not_found(C, "feed") };
     let polls = feed["polls"].as_u64().unwrap_or(0) + 1;
     feed["polls"] = json!(polls);
+    let feed = feed.clone();
     let mut body = json!({ "feedId": id, "feedType": feed["feedType"], "marketplaceIds": feed["marketplaceIds"],
                            "createdTime": feed["createdTime"], "processingStartTime": feed["createdTime"] });
     if polls < 2 {
         body["processingStatus"] = json!("IN_PROGRESS");
-    } else {
-        body["processingStatus"] = json!("DONE");
-        body["processingEndTime"] = feed["createdTime"].clone();
-        body["resultFeedDocumentId"] = feed["resultFeedDocumentId"].clone();
+        return ok(body);
     }
+    let report_doc = if let Some(doc) = feed.get("resultFeedDocumentId").and_then(Value::as_str) {
+        doc.to_owned()
+    } else {
+        let content = feed["content"].as_str().unwrap_or_default();
+        let report = if feed["feedType"] == "JSON_LISTINGS_FEED" {
+            listings_report(&mut s, &id, content.as_bytes())
+        } else {
+            order_report(&mut s, &id, content)
+        };
+        let doc = format!("amzn1.tortuga.4.sim.report.{}", fresh_id());
+        s.tasks.insert(report_key(&doc), report);
+        if let Some(f) = s.tasks.get_mut(&feed_key(&id)) {
+            f["resultFeedDocumentId"] = json!(doc);
+            f["processingEndTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        doc
+    };
+    body["processingStatus"] = json!("DONE");
+    body["processingEndTime"] = s.tasks[&feed_key(&id)]["processingEndTime"].clone();
+    body["resultFeedDocumentId"] = json!(report_doc);
     ok(body)
 }
 
