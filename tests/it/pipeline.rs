@@ -701,3 +701,46 @@ fn amazon_order(h: &Harness, id: &str) -> (String, serde_json::Value) {
     let o = snap.orders[&Channel::Amazon].iter().find(|o| o.id == id).expect("seeded");
     (o.doc["order"]["OrderStatus"].as_str().unwrap_or_default().to_owned(), o.doc["_sim"].clone())
 }
+
+/// A cancel Amazon refuses (the order already shipped) comes back in the feed's report: the push
+/// consumer quarantines that order with the report's reason, and the order stays shipped.
+#[tokio::test]
+async fn a_cancel_amazon_refuses_in_its_report_is_quarantined_by_the_feed_check() {
+    let h = Harness::with_settings(|_| {}, |s| s.push.feed_check_delay = std::time::Duration::from_secs(1)).await;
+    let order: serde_json::Value = serde_json::from_str(crate::fixtures::AMAZON_ORDER).unwrap();
+    let items: serde_json::Value = serde_json::from_str(crate::fixtures::AMAZON_ITEMS).unwrap();
+    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
+    let mut shipped = order["payload"].clone();
+    shipped["OrderStatus"] = serde_json::json!("Shipped");
+    h.sim
+        .seed_order(
+            Channel::Amazon,
+            serde_json::json!({"order": shipped, "order_items": items["payload"]["OrderItems"]}),
+        )
+        .unwrap();
+    let account = h.app.config().await.account(Channel::Amazon, "A2EUQ1WTGCTBG2").unwrap().clone();
+    let connector = h.app.connector(&account).await.unwrap();
+    let ctx = manifold_connectors::CallContext::new("t-refused");
+    let manifold_connectors::Accepted::Submitted(submission) =
+        connector.cancel_order(&order_id, "out of stock", &ctx).await.unwrap()
+    else {
+        panic!("Amazon cancels through a feed");
+    };
+    h.app.enqueue_feed_check(Channel::Amazon, &account.account, &submission, 1, "t-refused").await.unwrap();
+
+    let url = h.stack.env.push_queues[&Channel::Amazon].clone();
+    let quarantined =
+        crate::support::eventually("the refused cancel quarantined", std::time::Duration::from_secs(90), || async {
+            manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
+            let all = h.app.quarantine.list(false).await.unwrap();
+            all.into_iter().find(|q| q.channel == "amazon" && q.payload.contains(&order_id))
+        })
+        .await;
+    assert_eq!(quarantined.stage, "push");
+    assert!(quarantined.reason.contains("already shipped"), "{}", quarantined.reason);
+    assert!(quarantined.reason.starts_with("permanent"), "{}", quarantined.reason);
+    let payload: serde_json::Value = serde_json::from_str(&quarantined.payload).unwrap();
+    assert_eq!(payload, serde_json::json!({ "submission": submission.id, "operation": "cancel", "item": order_id }));
+    assert_eq!(amazon_order(&h, &order_id).0, "Shipped");
+    assert_eq!(crate::support::queue_depth(&h.stack.sqs, &url).await, 0, "the check is settled");
+}

@@ -1143,6 +1143,19 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_check_round_trips_with_its_submission_and_starts_at_round_one() {
+        let body = r#"{"type":"feed_check","channel":"amazon","account":"A2EUQ1WTGCTBG2","submission":{"id":"50001018822","operation":"cancel","items":["171-1-1"]}}"#;
+        let message = PushMessage::from_body(body).unwrap();
+        let PushMessage::FeedCheck { channel, submission, round, .. } = &message else { panic!("{message:?}") };
+        assert_eq!(
+            (*channel, submission.id.as_str(), submission.items.len(), *round),
+            (Channel::Amazon, "50001018822", 1, 1)
+        );
+        assert_eq!(message.account().as_str(), "A2EUQ1WTGCTBG2");
+        assert_eq!(PushMessage::from_body(&message.to_body().unwrap()).unwrap(), message);
+    }
+
+    #[test]
     fn unknown_types_and_garbage_are_errors() {
         assert!(PushMessage::from_body(r#"{"type":"image","sku":"X"}"#).is_err());
         assert!(PushMessage::from_body("not json").is_err());
@@ -1164,12 +1177,20 @@ mod tests {
 
     #[test]
     fn settings_come_from_the_environment() {
-        let env: HashMap<&str, &str> =
-            [("MAX_RECEIVE_COUNT", "3"), ("BREAKER_FAILURE_THRESHOLD", "7"), ("BREAKER_COOL_DOWN_SECS", "60")].into();
+        let env: HashMap<&str, &str> = [
+            ("MAX_RECEIVE_COUNT", "3"),
+            ("BREAKER_FAILURE_THRESHOLD", "7"),
+            ("BREAKER_COOL_DOWN_SECS", "60"),
+            ("FEED_CHECK_DELAY_SECS", "3600"),
+            ("FEED_CHECK_ROUNDS", "10"),
+        ]
+        .into();
         let s = PushSettings::from_lookup(|k| env.get(k).map(|v| (*v).to_owned()));
         assert_eq!(s.max_receive_count, 3);
         assert_eq!(s.breaker.failure_threshold, 7);
         assert_eq!(s.breaker.cool_down, Duration::from_mins(1));
+        assert_eq!(s.feed_check_delay, Duration::from_mins(15), "within SQS's delay limit");
+        assert_eq!(s.feed_check_rounds, 10);
         assert_eq!(PushSettings::from_lookup(|_| None), PushSettings::default());
     }
 }
