@@ -29,6 +29,7 @@ pub(crate) struct Harness {
     /// What `app` was built from, so a test can cold-start another context on the same stack.
     config: ChannelConfig,
     secrets: HashMap<String, String>,
+    settings: Settings,
 }
 
 impl Harness {
@@ -38,6 +39,14 @@ impl Harness {
 
     /// A harness whose example configuration is first adjusted by `adjust`.
     pub(crate) async fn with_config(adjust: impl FnOnce(&mut ChannelConfig)) -> Self {
+        Self::with_settings(adjust, |_| {}).await
+    }
+
+    /// A harness whose example configuration and application settings are first adjusted.
+    pub(crate) async fn with_settings(
+        adjust: impl FnOnce(&mut ChannelConfig),
+        tune: impl FnOnce(&mut Settings),
+    ) -> Self {
         let stack = Stack::new().await;
         let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
         let mut config = ChannelConfig::parse("channels.example.toml", EXAMPLE).unwrap();
@@ -47,20 +56,21 @@ impl Harness {
             a.endpoint = sim.base_url(a.channel);
             secrets.insert(a.secret.clone(), crate::fixtures::account_secret(a.channel));
         }
-        let app = Self::build(&stack, &config, &secrets);
-        Self { stack, app, sim, config, secrets }
+        let mut settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
+        tune(&mut settings);
+        let app = Self::build(&stack, &config, &secrets, &settings);
+        Self { stack, app, sim, config, secrets, settings }
     }
 
-    fn build(stack: &Stack, config: &ChannelConfig, secrets: &HashMap<String, String>) -> App {
-        let settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
+    fn build(stack: &Stack, config: &ChannelConfig, secrets: &HashMap<String, String>, settings: &Settings) -> App {
         let secrets = Arc::new(StaticSecrets(secrets.clone()));
-        App::build(config.clone(), stack.env.clone(), settings, &stack.sdk, secrets).unwrap()
+        App::build(config.clone(), stack.env.clone(), settings.clone(), &stack.sdk, secrets).unwrap()
     }
 
     /// A new application context on the same stack, simulator and configuration, as a function's
     /// cold start builds it: no port built yet.
     pub(crate) fn cold_start(&self) -> App {
-        Self::build(&self.stack, &self.config, &self.secrets)
+        Self::build(&self.stack, &self.config, &self.secrets, &self.settings)
     }
 
     /// Runs the ingest consumer over what the webhook enqueued, as the event source mapping would.

@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use manifold_connectors::{
-    CallContext, ChannelConnector, ConnectorError, Credentials, FailureClass, PriceUpdate, StockUpdate,
+    Accepted, CallContext, ChannelConnector, ConnectorError, Credentials, FailureClass, PriceUpdate, PushOutcome,
+    StockUpdate, Submission, SubmissionState,
     breaker::{BreakerPolicy, MemoryBreakerStore, Phase},
     build,
     guarded::Guarded,
@@ -398,6 +399,9 @@ async fn amazon_patches_few_skus_and_feeds_many() {
 
     let outcome = amazon.push_stock(&items(200, |_| None), &ctx("trace-amazon-feed")).await.unwrap();
     assert_eq!(outcome.delivered.len(), 200);
+    // Amazon applies a feed while processing it: the stock is there once the feed is done.
+    let report = processed(&amazon, &outcome.submitted[0]).await;
+    assert_eq!((report.delivered.len(), report.rejected.len()), (200, 0));
     let snap = sim.snapshot();
     assert_eq!(writes_to(&snap, Channel::Amazon, "/feeds/2021-06-30/feeds").len(), 1);
     assert_eq!(writes_to(&snap, Channel::Amazon, "/listings/").len(), 8, "bulk went through the feed");
@@ -645,4 +649,178 @@ async fn kaufland_orders_are_read_by_unit_listed_by_update_sent_and_cancelled_pe
     assert_eq!(statuses, ["sent", "cancelled", "cancelled"]);
     let err = kaufland.cancel_order("KA1", "out of stock", &ctx("t")).await.unwrap_err();
     assert_eq!(err.class, FailureClass::Permanent, "nothing left to cancel: {err}");
+}
+
+/// An Amazon order from the Orders v0 fixtures, under `id`, with `status`.
+fn amazon_order(id: &str, status: &str) -> Value {
+    let order: Value = serde_json::from_str(include_str!(
+        "../../shared/connectors/fixtures/outbound/orders-v0-getOrder-response-example.json"
+    ))
+    .unwrap();
+    let items: Value = serde_json::from_str(include_str!(
+        "../../shared/connectors/fixtures/outbound/orders-v0-getOrderItems-response-example.json"
+    ))
+    .unwrap();
+    let mut order = order["payload"].clone();
+    order["AmazonOrderId"] = json!(id);
+    order["OrderStatus"] = json!(status);
+    json!({ "order": order, "order_items": items["payload"]["OrderItems"] })
+}
+
+/// Asks about `submission` until Amazon has processed it; the simulator answers `IN_PROGRESS` once.
+async fn processed(amazon: &Arc<dyn ChannelConnector>, submission: &Submission) -> PushOutcome {
+    let mut pending = 0;
+    loop {
+        match amazon.submission_result(submission, &ctx("t-check")).await.unwrap() {
+            SubmissionState::Pending => pending += 1,
+            SubmissionState::Done(outcome) => {
+                assert_eq!(pending, 1, "the simulator reports the feed in progress once, then done");
+                return outcome;
+            }
+        }
+        assert!(pending < 5, "the feed never finished processing");
+    }
+}
+
+fn amazon_order_status(sim: &SimHandle, id: &str) -> (String, Value) {
+    let snap = sim.snapshot();
+    let order = snap.orders[&Channel::Amazon].iter().find(|o| o.id == id).expect("seeded").clone();
+    (order.doc["order"]["OrderStatus"].as_str().unwrap().to_owned(), order.doc["_sim"].clone())
+}
+
+#[tokio::test]
+async fn amazon_cancels_an_order_through_an_acknowledgement_feed_and_reads_its_report() {
+    let sim = start(SimConfig::default()).await;
+    sim.seed_order(Channel::Amazon, amazon_order("171-0000001-0000001", "Unshipped")).unwrap();
+    let amazon = connector(&sim, Channel::Amazon, RateLimit::Unlimited, &[("cancel_reason", "GeneralAdjustment")]);
+
+    let accepted = amazon.cancel_order("171-0000001-0000001", "out of stock", &ctx("t-cancel")).await.unwrap();
+    let Accepted::Submitted(submission) = accepted else { panic!("Amazon cancels asynchronously: {accepted:?}") };
+    assert_eq!(
+        (submission.operation.as_str(), submission.items.as_slice()),
+        ("cancel", &["171-0000001-0000001".to_owned()][..])
+    );
+
+    // What reached Amazon: the documented sequence, and the envelope naming every item with the reason.
+    let snap = sim.snapshot();
+    let document = writes_to(&snap, Channel::Amazon, "/feeds/2021-06-30/documents");
+    assert_eq!(document[0].body, json!({ "contentType": "text/xml; charset=UTF-8" }));
+    let upload = writes_to(&snap, Channel::Amazon, "/_upload/");
+    let xml = upload[0].body.as_str().expect("the XML document as text");
+    for part in [
+        "<MessageType>OrderAcknowledgement</MessageType>",
+        "<MerchantIdentifier>A2EUQ1WTGCTBG2</MerchantIdentifier>",
+        "<AmazonOrderID>171-0000001-0000001</AmazonOrderID><StatusCode>Failure</StatusCode>",
+        "<Item><AmazonOrderItemCode>68828574383266</AmazonOrderItemCode><CancelReason>GeneralAdjustment</CancelReason></Item>",
+        "<Item><AmazonOrderItemCode>79039765272157</AmazonOrderItemCode><CancelReason>GeneralAdjustment</CancelReason></Item>",
+    ] {
+        assert!(xml.contains(part), "{part} missing from {xml}");
+    }
+    let feed = writes_to(&snap, Channel::Amazon, "/feeds/2021-06-30/feeds");
+    assert_eq!(feed[0].body["feedType"], "POST_ORDER_ACKNOWLEDGEMENT_DATA");
+    assert!(upload[0].path.ends_with(feed[0].body["inputFeedDocumentId"].as_str().unwrap()), "the uploaded document");
+
+    let outcome = processed(&amazon, &submission).await;
+    assert_eq!(outcome.delivered, ["171-0000001-0000001"]);
+    assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+    let (status, sim_notes) = amazon_order_status(&sim, "171-0000001-0000001");
+    assert_eq!(status, "Canceled");
+    assert_eq!(sim_notes["cancel_reason"], "GeneralAdjustment");
+}
+
+#[tokio::test]
+async fn amazon_refuses_to_cancel_a_shipped_order_per_item_and_permanently() {
+    let sim = start(SimConfig::default()).await;
+    sim.seed_order(Channel::Amazon, amazon_order("171-0000002-0000001", "Shipped")).unwrap();
+    let amazon = connector(&sim, Channel::Amazon, RateLimit::Unlimited, &[]);
+    let Accepted::Submitted(submission) =
+        amazon.cancel_order("171-0000002-0000001", "out of stock", &ctx("t")).await.unwrap()
+    else {
+        panic!("a feed is submitted");
+    };
+    let outcome = processed(&amazon, &submission).await;
+    assert!(outcome.delivered.is_empty());
+    let [(item, e)] = outcome.rejected.as_slice() else { panic!("one rejection: {:?}", outcome.rejected) };
+    assert_eq!(item, "171-0000002-0000001");
+    assert_eq!(e.class, FailureClass::Permanent, "{e}");
+    assert!(e.message.contains("already shipped"), "{e}");
+    assert_eq!(amazon_order_status(&sim, "171-0000002-0000001").0, "Shipped", "nothing changed");
+
+    // A setting outside Amazon's list is refused before anything is sent.
+    let writes = sim.snapshot().writes[&Channel::Amazon].len();
+    let wrong = connector(&sim, Channel::Amazon, RateLimit::Unlimited, &[("cancel_reason", "OutOfStock")]);
+    let e = wrong.cancel_order("171-0000002-0000001", "out of stock", &ctx("t")).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::Permanent);
+    assert_eq!(sim.snapshot().writes[&Channel::Amazon].len(), writes);
+}
+
+#[tokio::test]
+async fn amazon_acknowledges_many_orders_in_one_feed_and_an_unknown_order_is_rejected_alone() {
+    let sim = start(SimConfig::default()).await;
+    sim.seed_order(Channel::Amazon, amazon_order("171-0000003-0000001", "Unshipped")).unwrap();
+    sim.seed_order(Channel::Amazon, amazon_order("171-0000003-0000002", "Unshipped")).unwrap();
+    let amazon = connector(&sim, Channel::Amazon, RateLimit::Unlimited, &[]);
+    let ids: Vec<String> =
+        ["171-0000003-0000001", "171-0000009-0000009", "171-0000003-0000002"].map(str::to_owned).into();
+    let submitted = amazon.acknowledge_orders(&ids, &ctx("t-ack")).await.unwrap();
+    let [submission] = submitted.as_slice() else { panic!("one feed for all orders: {submitted:?}") };
+    assert_eq!(writes_to(&sim.snapshot(), Channel::Amazon, "/feeds/2021-06-30/feeds").len(), 1);
+    let outcome = processed(&amazon, submission).await;
+    assert_eq!(outcome.delivered, ["171-0000003-0000001", "171-0000003-0000002"]);
+    assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(
+        (outcome.rejected[0].0.as_str(), outcome.rejected[0].1.class),
+        ("171-0000009-0000009", FailureClass::Permanent)
+    );
+    let (status, notes) = amazon_order_status(&sim, "171-0000003-0000002");
+    assert_eq!((status.as_str(), &notes["acknowledged"]), ("Unshipped", &json!(true)));
+}
+
+#[tokio::test]
+async fn an_amazon_listings_feed_with_an_unknown_sku_rejects_only_that_sku() {
+    let sim = start(SimConfig::default()).await;
+    let catalog: Vec<CatalogItem> = (0..12)
+        .filter(|i| *i != 7)
+        .map(|i| CatalogItem {
+            id: format!("SKU-{i:05}"),
+            sku: format!("SKU-{i:05}"),
+            quantity: 0,
+            product_id: None,
+            variant_id: None,
+            price_minor: None,
+        })
+        .collect();
+    sim.seed_catalog(Channel::Amazon, catalog);
+    let amazon = connector(&sim, Channel::Amazon, RateLimit::Unlimited, &[("feed_threshold", "10")]);
+    let pushed = amazon.push_stock(&items(12, |_| None), &ctx("t-feed")).await.unwrap();
+    assert_eq!(pushed.delivered.len(), 12, "accepted with the feed");
+    let [submission] = pushed.submitted.as_slice() else { panic!("the feed is reported: {pushed:?}") };
+    assert_eq!(submission.operation, "stock");
+    let outcome = processed(&amazon, submission).await;
+    assert_eq!(outcome.delivered.len(), 11);
+    let [(sku, e)] = outcome.rejected.as_slice() else { panic!("one rejection: {:?}", outcome.rejected) };
+    assert_eq!((sku.as_str(), e.class), ("SKU-00007", FailureClass::Permanent));
+    assert!(e.message.contains("4000001"), "{e}");
+}
+
+#[tokio::test]
+async fn the_amazon_simulator_refuses_a_malformed_order_feed() {
+    let sim = start(SimConfig::default()).await;
+    let http = reqwest::Client::new();
+    let base = sim.base_url(Channel::Amazon);
+    let doc: Value = http
+        .post(format!("{base}/feeds/2021-06-30/documents"))
+        .header("x-amz-access-token", "t")
+        .json(&json!({ "contentType": "text/xml; charset=UTF-8" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = doc["url"].as_str().unwrap();
+    let put = |body: &'static str| http.put(url).header("content-type", "text/xml; charset=UTF-8").body(body).send();
+    assert_eq!(put("<AmazonEnvelope><Header>").await.unwrap().status(), 400, "not well-formed");
+    assert_eq!(put("<AmazonEnvelope><Header><MerchantIdentifier>A</MerchantIdentifier></Header><MessageType>Inventory</MessageType></AmazonEnvelope>").await.unwrap().status(), 400, "not an order acknowledgement");
+    assert_eq!(put("<AmazonEnvelope><Header><MerchantIdentifier>A</MerchantIdentifier></Header><MessageType>OrderAcknowledgement</MessageType><Message><MessageID>1</MessageID><OrderAcknowledgement><AmazonOrderID>1</AmazonOrderID><StatusCode>Success</StatusCode></OrderAcknowledgement></Message></AmazonEnvelope>").await.unwrap().status(), 200);
 }

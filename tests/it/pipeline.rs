@@ -654,3 +654,117 @@ async fn a_kaufland_notification_becomes_a_reservation_a_unit_write_and_a_sent_u
         assert_eq!(triple(&h, &key("TEE-BLK-M")).await, expected, "delivery {n}");
     }
 }
+
+/// Amazon cancels asynchronously: the ledger submits the order-acknowledgement feed, the feed check
+/// it queues runs through the push consumer (in progress, checked again after its delay, done), and
+/// the simulator's order ends `Canceled`.
+#[tokio::test]
+async fn an_oversold_amazon_order_is_cancelled_through_a_feed_checked_by_the_push_consumer() {
+    use crate::fixtures::{AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER};
+    let h = Harness::with_settings(
+        |c| {
+            for a in c.accounts.iter_mut().filter(|a| a.channel == Channel::Amazon) {
+                a.stock.oversell = OversellAction::Cancel;
+            }
+        },
+        // The simulator finishes a feed on the second look; the checks need not wait a minute.
+        |s| s.push.feed_check_delay = std::time::Duration::from_secs(1),
+    )
+    .await;
+    let order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
+    let items: serde_json::Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
+    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
+    h.sim
+        .seed_order(
+            Channel::Amazon,
+            serde_json::json!({"order": order["payload"], "order_items": items["payload"]["OrderItems"]}),
+        )
+        .unwrap();
+    let mut note: serde_json::Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
+    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = serde_json::json!(order_id);
+    note["Payload"]["OrderChangeNotification"]["SellerId"] = serde_json::json!("A2EUQ1WTGCTBG2");
+    let queue = crate::support::create_queue(&h.stack.sqs, "amazon").await;
+    h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
+    let messages = h.stack.drain(&queue).await;
+    assert!(h.app.amazon_batch(crate::support::lambda_event(&messages)).await.batch_item_failures.is_empty());
+
+    let applied = run_ledger(&h).await;
+    assert!(
+        applied.iter().any(|(_, o)| matches!(o, LedgerOutcome::Oversold { action: OversellAction::Cancel, .. })),
+        "{applied:?}"
+    );
+    let snap = h.sim.snapshot();
+    let feeds: Vec<_> =
+        snap.writes[&Channel::Amazon].iter().filter(|w| w.path.ends_with("/feeds/2021-06-30/feeds")).collect();
+    assert_eq!(feeds.len(), 1, "the ledger submitted one feed");
+    assert_eq!(feeds[0].body["feedType"], "POST_ORDER_ACKNOWLEDGEMENT_DATA");
+
+    let (status, _) = amazon_order(&h, &order_id);
+    assert_ne!(status, "Canceled", "Amazon applies a feed while processing it, not when it is submitted");
+
+    // The feed check waits on the Amazon push queue (delayed); the consumer asks until the feed is
+    // done, which is when the simulator applies it.
+    let url = h.stack.env.push_queues[&Channel::Amazon].clone();
+    crate::support::eventually("the order cancelled on Amazon", std::time::Duration::from_secs(90), || async {
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
+        (amazon_order(&h, &order_id).0 == "Canceled").then_some(())
+    })
+    .await;
+    let (_, notes) = amazon_order(&h, &order_id);
+    assert_eq!(notes["cancel_reason"], "NoInventory", "the account's default reason");
+    // The poll that saw the feed done read its report and settled the check: nothing is left to check,
+    // and nothing was quarantined (the cancel went through).
+    assert_eq!(crate::support::queue_depth(&h.stack.sqs, &url).await, 0, "no feed check left");
+    let quarantined = h.app.quarantine.list(false).await.unwrap();
+    assert!(quarantined.iter().all(|q| q.channel != "amazon"), "{quarantined:?}");
+}
+
+/// The seeded Amazon order's `OrderStatus` and what the simulator noted of it.
+fn amazon_order(h: &Harness, id: &str) -> (String, serde_json::Value) {
+    let snap = h.sim.snapshot();
+    let o = snap.orders[&Channel::Amazon].iter().find(|o| o.id == id).expect("seeded");
+    (o.doc["order"]["OrderStatus"].as_str().unwrap_or_default().to_owned(), o.doc["_sim"].clone())
+}
+
+/// A cancel Amazon refuses (the order already shipped) comes back in the feed's report: the push
+/// consumer quarantines that order with the report's reason, and the order stays shipped.
+#[tokio::test]
+async fn a_cancel_amazon_refuses_in_its_report_is_quarantined_by_the_feed_check() {
+    let h = Harness::with_settings(|_| {}, |s| s.push.feed_check_delay = std::time::Duration::from_secs(1)).await;
+    let order: serde_json::Value = serde_json::from_str(crate::fixtures::AMAZON_ORDER).unwrap();
+    let items: serde_json::Value = serde_json::from_str(crate::fixtures::AMAZON_ITEMS).unwrap();
+    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
+    let mut shipped = order["payload"].clone();
+    shipped["OrderStatus"] = serde_json::json!("Shipped");
+    h.sim
+        .seed_order(
+            Channel::Amazon,
+            serde_json::json!({"order": shipped, "order_items": items["payload"]["OrderItems"]}),
+        )
+        .unwrap();
+    let account = h.app.config().await.account(Channel::Amazon, "A2EUQ1WTGCTBG2").unwrap().clone();
+    let connector = h.app.connector(&account).await.unwrap();
+    let ctx = manifold_connectors::CallContext::new("t-refused");
+    let manifold_connectors::Accepted::Submitted(submission) =
+        connector.cancel_order(&order_id, "out of stock", &ctx).await.unwrap()
+    else {
+        panic!("Amazon cancels through a feed");
+    };
+    h.app.enqueue_feed_check(Channel::Amazon, &account.account, &submission, 1, "t-refused").await.unwrap();
+
+    let url = h.stack.env.push_queues[&Channel::Amazon].clone();
+    let quarantined =
+        crate::support::eventually("the refused cancel quarantined", std::time::Duration::from_secs(90), || async {
+            manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
+            let all = h.app.quarantine.list(false).await.unwrap();
+            all.into_iter().find(|q| q.channel == "amazon" && q.payload.contains(&order_id))
+        })
+        .await;
+    assert_eq!(quarantined.stage, "push");
+    assert!(quarantined.reason.contains("already shipped"), "{}", quarantined.reason);
+    assert!(quarantined.reason.starts_with("permanent"), "{}", quarantined.reason);
+    let payload: serde_json::Value = serde_json::from_str(&quarantined.payload).unwrap();
+    assert_eq!(payload, serde_json::json!({ "submission": submission.id, "operation": "cancel", "item": order_id }));
+    assert_eq!(amazon_order(&h, &order_id).0, "Shipped");
+    assert_eq!(crate::support::queue_depth(&h.stack.sqs, &url).await, 0, "the check is settled");
+}

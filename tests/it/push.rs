@@ -193,6 +193,7 @@ fn fast(max_receive_count: u32, failure_threshold: u32, cool_down: Duration) -> 
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(2),
         auth_delay: Duration::from_secs(2),
+        ..PushSettings::default()
     }
 }
 

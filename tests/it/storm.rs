@@ -710,6 +710,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(2),
             auth_delay: Duration::from_secs(2),
+            ..PushSettings::default()
         };
         // A delivery whose completion mark failed is taken over after 2 s, not the default minute.
         let settings = Settings { push, claim_lease: chrono::Duration::seconds(2), ..Settings::default() };

@@ -166,6 +166,7 @@ fn app(stack: &Stack, sm: &aws_sdk_secretsmanager::Client, config: ChannelConfig
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(2),
         auth_delay: Duration::from_secs(2),
+        ..PushSettings::default()
     };
     let secrets = Arc::new(CachedSecrets::new(SecretsManager::new(sm.clone()), Duration::from_mins(5)));
     let settings = Settings { push, ..Settings::default() };

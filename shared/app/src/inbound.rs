@@ -126,7 +126,7 @@ impl App {
                         report.stored += 1;
                         if let Some(id) = order_id {
                             match connector.acknowledge_order(&id, &ctx).await {
-                                Ok(()) => report.acknowledged += 1,
+                                Ok(_) => report.acknowledged += 1,
                                 Err(e) => warn!(error = %e, order = %id, "could not mark exported; next poll retries"),
                             }
                         }

@@ -5,7 +5,9 @@
 //! orders reserve (idempotently), cancellations and refunds release exactly what was reserved,
 //! shipments and fulfilled orders turn reservations into on-hand decrements. An order that cannot be
 //! fully reserved is marked `oversold` on the canonical record, announced as `OrderOversold`, counted,
-//! and handled per the channel's policy (hold, backorder, cancel through the connector).
+//! and handled per the channel's policy (hold, backorder, cancel through the connector; a channel that
+//! cancels asynchronously, Amazon through a feed, gets a feed check on its push queue that reports
+//! the cancel's outcome).
 //!
 //! Everything after the ledger commit is a follow-up that must not be lost when the function fails
 //! half-way: marking the order oversold, the `OrderOversold` event, the channel cancel, the push gate
@@ -18,7 +20,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 use manifold_aws::{StoreError, events::publish};
-use manifold_connectors::CallContext;
+use manifold_connectors::{Accepted, CallContext};
 use manifold_domain::{
     Order, OrderId, OrderStatus, Oversell, OversellAction, Refund, Return, Shipment, Sku,
     config::{ChannelConfig, RestockPolicy},
@@ -412,7 +414,7 @@ impl App {
         if action == OversellAction::Cancel && self.state.get_marker(&cancelled).await?.is_none() {
             let account = self.account(order.channel, order.account.as_str()).await?;
             let connector = self.connector(&account).await?;
-            connector
+            let accepted = connector
                 .cancel_order(&order.channel_order_id, "out of stock", &CallContext { trace_id: trace_id.to_owned() })
                 .await
                 .map_err(|e| {
@@ -422,8 +424,13 @@ impl App {
                         Failure::permanent("cancel", e.to_string())
                     }
                 })?;
+            // Queued before the done-marker: a crash in between cancels again (harmless: the order is
+            // cancelled either way) rather than leaving a cancel nobody checks.
+            if let Accepted::Submitted(submission) = &accepted {
+                self.enqueue_feed_check(order.channel, &order.account, submission, 1, trace_id).await?;
+            }
             self.state.set_marker(&cancelled, &now.to_rfc3339()).await?;
-            info!("oversold order cancelled on the channel");
+            info!(submitted = matches!(accepted, Accepted::Submitted(_)), "oversold order cancelled on the channel");
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! without losing a job and without hammering a channel that is down.
 //!
 //! Each SQS message is a [`PushMessage`]: a stock job from the ledger fan-out (the ledger's own
-//! `PushJob` JSON, untagged, exactly what `SqsPushQueue` sends), a price job or a tracking push-back.
-//! A batch is handled per account:
+//! `PushJob` JSON, untagged, exactly what `SqsPushQueue` sends), a price job, a tracking push-back, or
+//! a feed check. A batch is handled per account:
 //!
 //! - stale stock jobs (a newer version went to the queue, `PushGate::is_current` on [`App::push_gate`]) and older jobs for
 //!   the same SKU in the same batch are dropped; what is left goes out in ONE connector call, which
@@ -16,7 +16,14 @@
 //!   `retry_after` and transient backs off exponentially with jitter (retries, visibility set to the
 //!   wait), permanent is quarantined (stage `push`) and acknowledged; an open breaker and refused
 //!   credentials park the message (re-sent with a delay, the original acknowledged), so waiting for a
-//!   channel or a person never burns receives and an outage alone never fills the DLQ.
+//!   channel or a person never burns receives and an outage alone never fills the DLQ;
+//! - work a channel accepted and finishes later (an Amazon feed: an order cancel, a bulk stock push)
+//!   is followed by a [`PushMessage::FeedCheck`] holding its [`Submission`]. The check asks the
+//!   channel; while it is still processing, the next check is queued with a delay
+//!   ([`PushSettings::feed_check_delay`], up to [`PushSettings::feed_check_rounds`] checks, then the
+//!   check is quarantined); once done, every rejected item is quarantined with its class and reason
+//!   (a retryable one says it can be replayed: its original payload is gone) and counted as a failed
+//!   sync. A failure to ask takes the usual retry, backoff and breaker path.
 //!
 //! Dead letters: SQS cannot annotate a message, so on the last allowed attempt the error is written to
 //! the `StateTable` under `LAST_ERROR#{message id}` before the message fails again; SQS then moves the
@@ -35,7 +42,8 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, future::join_all, stream};
 use manifold_aws::{StoreError, breaker::DynamoBreakerStore, quarantine::QuarantinedPayload};
 use manifold_connectors::{
-    CallContext, ChannelConnector, ConnectorError, FailureClass, PriceUpdate, PushOutcome, StockUpdate,
+    CallContext, ChannelConnector, ConnectorError, FailureClass, PriceUpdate, PushOutcome, StockUpdate, Submission,
+    SubmissionState,
     breaker::{Admission, BreakerPolicy, CircuitBreaker},
 };
 use manifold_domain::{AccountId, Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
@@ -66,6 +74,12 @@ pub struct PushSettings {
     pub backoff_cap: Duration,
     /// How long a message waits after an auth failure (a human has to fix the credentials).
     pub auth_delay: Duration,
+    /// How long after a channel accepted work it is first asked about it, and between checks while
+    /// it is still processing (`FEED_CHECK_DELAY_SECS`; SQS delays at most 15 minutes).
+    pub feed_check_delay: Duration,
+    /// How many checks a submission gets before it is given up and quarantined
+    /// (`FEED_CHECK_ROUNDS`): with the default delay, an hour.
+    pub feed_check_rounds: u32,
 }
 
 impl Default for PushSettings {
@@ -76,6 +90,8 @@ impl Default for PushSettings {
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_mins(15),
             auth_delay: Duration::from_mins(15),
+            feed_check_delay: Duration::from_mins(1),
+            feed_check_rounds: 60,
         }
     }
 }
@@ -92,6 +108,12 @@ impl PushSettings {
         }
         if let Some(n) = num("BREAKER_COOL_DOWN_SECS") {
             s.breaker.cool_down = Duration::from_secs(n);
+        }
+        if let Some(n) = num("FEED_CHECK_DELAY_SECS") {
+            s.feed_check_delay = Duration::from_secs(n).min(crate::sqs::MAX_DELAY);
+        }
+        if let Some(n) = num("FEED_CHECK_ROUNDS").and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+            s.feed_check_rounds = n;
         }
         s
     }
@@ -139,6 +161,16 @@ pub enum PushMessage {
         #[serde(default = "first_attempt")]
         attempt: u32,
     },
+    /// Asks the channel what became of work it accepted for later ([`Submission`]): an order
+    /// cancellation or acknowledgement, a bulk push.
+    FeedCheck {
+        channel: Channel,
+        account: AccountId,
+        submission: Submission,
+        /// 1 for the first check; each check of a submission still processing queues the next.
+        #[serde(default = "first_attempt")]
+        round: u32,
+    },
 }
 
 fn first_attempt() -> u32 {
@@ -166,6 +198,7 @@ impl PushMessage {
             PushMessage::Stock(j) => j.channel,
             PushMessage::Price(j) => j.channel,
             PushMessage::Tracking { shipment, .. } => shipment.channel,
+            PushMessage::FeedCheck { channel, .. } => *channel,
         }
     }
 
@@ -174,15 +207,17 @@ impl PushMessage {
             PushMessage::Stock(j) => &j.account,
             PushMessage::Price(j) => &j.account,
             PushMessage::Tracking { shipment, .. } => &shipment.account,
+            PushMessage::FeedCheck { account, .. } => account,
         }
     }
 
-    /// What the message is about, for logs: the SKU, or the order.
+    /// What the message is about, for logs: the SKU, the order, or the submission.
     fn subject(&self) -> String {
         match self {
             PushMessage::Stock(j) => j.sku.to_string(),
             PushMessage::Price(j) => j.sku.to_string(),
             PushMessage::Tracking { shipment, .. } => shipment.order_id.to_string(),
+            PushMessage::FeedCheck { submission, .. } => format!("{} {}", submission.operation, submission.id),
         }
     }
 }
@@ -224,6 +259,26 @@ pub enum MessageOutcome {
         delay: Duration,
         error: String,
     },
+    /// The channel is still processing the checked submission: check `round` is queued.
+    Awaiting {
+        round: u32,
+    },
+    /// The checked submission is processed: `delivered` items went through, each of `rejected` is
+    /// quarantined on its own.
+    Checked {
+        delivered: usize,
+        rejected: Vec<ItemRejection>,
+    },
+}
+
+/// One item a channel rejected while processing a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRejection {
+    pub submission: String,
+    pub operation: String,
+    pub item: String,
+    pub class: FailureClass,
+    pub reason: String,
 }
 
 /// The error recorded for a message on its last allowed attempt, found again by its message id once
@@ -453,6 +508,7 @@ impl AccountPush<'_> {
             metrics(self.channel, "push_stock")
                 .count("ItemsPushed", u64::try_from(outcome.delivered.len()).unwrap_or(u64::MAX))
                 .emit();
+            self.follow(&outcome.submitted).await;
         }
         let mut pushed: HashMap<String, PushJob> = HashMap::new();
         let sent = latest
@@ -511,6 +567,9 @@ impl AccountPush<'_> {
             .collect();
         let api_calls = updates.len().div_ceil(self.connector.max_batch().max(1));
         let result = self.call("push_prices", api_calls, self.connector.push_prices(&updates, &self.ctx)).await;
+        if let Ok(outcome) = &result {
+            self.follow(&outcome.submitted).await;
+        }
         let sent = latest.into_values().map(|(job, price)| (job, price.channel_sku)).collect();
         settled.extend(self.settle_items(sent, result));
         settled
@@ -531,6 +590,79 @@ impl AccountPush<'_> {
                     MessageOutcome::Delivered
                 }
                 Err(e) => self.app.on_call_error(&e, job.delivery.attempt),
+            };
+            settled.push(Settled::of(job, outcome));
+        }
+        settled
+    }
+}
+
+impl AccountPush<'_> {
+    /// Queues the first check of each submission a push made. The push itself succeeded either way:
+    /// a check that cannot be queued loses only the channel's per-item verdict, so it is logged.
+    async fn follow(&self, submitted: &[Submission]) {
+        for submission in submitted {
+            let queued = self
+                .app
+                .enqueue_feed_check(self.channel, &self.account.account, submission, 1, &self.ctx.trace_id)
+                .await;
+            if let Err(e) = queued {
+                warn!(feed = %submission.id, error = %e, "could not queue the check of a submission: its report will not be read");
+            }
+        }
+    }
+
+    /// Asks the channel about each checked submission (see the module docs).
+    async fn check_feeds(&self, jobs: Vec<(Job, Submission, u32)>) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        for (job, submission, round) in jobs {
+            let ctx = CallContext::new(job.delivery.trace_id.clone());
+            let result = self.call("feed_check", 1, self.connector.submission_result(&submission, &ctx)).await;
+            let outcome = match result {
+                Err(e) => self.app.on_call_error(&e, job.delivery.attempt),
+                Ok(SubmissionState::Pending) if round >= self.app.settings.push.feed_check_rounds => {
+                    MessageOutcome::Rejected {
+                        reason: format!(
+                            "{} submission {} still processing after {round} checks: its outcome is unknown, check it on the channel",
+                            submission.operation, submission.id
+                        ),
+                    }
+                }
+                Ok(SubmissionState::Pending) => {
+                    let next = round + 1;
+                    match self
+                        .app
+                        .enqueue_feed_check(self.channel, &self.account.account, &submission, next, &ctx.trace_id)
+                        .await
+                    {
+                        Ok(()) => MessageOutcome::Awaiting { round: next },
+                        Err(e) => self.app.on_failure(
+                            &ConnectorError::transient(format!("cannot queue the next check: {e}")),
+                            job.delivery.attempt,
+                        ),
+                    }
+                }
+                Ok(SubmissionState::Done(outcome)) => MessageOutcome::Checked {
+                    delivered: outcome.delivered.len(),
+                    rejected: outcome
+                        .rejected
+                        .into_iter()
+                        .map(|(item, e)| ItemRejection {
+                            submission: submission.id.clone(),
+                            operation: submission.operation.clone(),
+                            item,
+                            class: e.class,
+                            reason: if e.is_retryable() {
+                                format!(
+                                    "{e}; retryable: send the {} for this item again (its original payload is gone)",
+                                    submission.operation
+                                )
+                            } else {
+                                e.to_string()
+                            },
+                        })
+                        .collect(),
+                },
             };
             settled.push(Settled::of(job, outcome));
         }
@@ -638,6 +770,31 @@ impl App {
         Ok(())
     }
 
+    /// Queues check `round` of `submission` on `channel`'s push queue, delayed by
+    /// [`PushSettings::feed_check_delay`] (a channel's processing takes minutes).
+    pub async fn enqueue_feed_check(
+        &self,
+        channel: Channel,
+        account: &AccountId,
+        submission: &Submission,
+        round: u32,
+        trace_id: &str,
+    ) -> Result<(), Failure> {
+        let url = self
+            .env
+            .push_queues
+            .get(&channel)
+            .ok_or_else(|| Failure::permanent("push", format!("no push queue is configured for {channel}")))?;
+        let message =
+            PushMessage::FeedCheck { channel, account: account.clone(), submission: submission.clone(), round };
+        let body =
+            message.to_body().map_err(|e| Failure::permanent("push", format!("cannot encode the feed check: {e}")))?;
+        let delay = sqs::whole_seconds(self.settings.push.feed_check_delay, sqs::MAX_DELAY);
+        self.queue.send(url, &body, trace_id, Some(delay)).await?;
+        info!(channel = channel.as_str(), feed = %submission.id, operation = %submission.operation, round, "feed check queued");
+        Ok(())
+    }
+
     /// The error recorded for a dead-lettered push message (`manifold dlq show`).
     pub async fn last_error(&self, message_id: &str) -> Result<Option<LastError>, StoreError> {
         let out = self
@@ -683,12 +840,13 @@ impl App {
                 breaker: self.breaker(&config),
                 ctx: CallContext::new(trace_id),
             };
-            let (mut stock, mut prices, mut tracking) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut stock, mut prices, mut tracking, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for job in jobs {
                 match job.message.clone() {
                     PushMessage::Stock(s) => stock.push((job, s)),
                     PushMessage::Price(p) => prices.push((job, p)),
                     PushMessage::Tracking { shipment, attempt } => tracking.push((job, shipment, attempt)),
+                    PushMessage::FeedCheck { submission, round, .. } => checks.push((job, submission, round)),
                 }
             }
             let mut settled = Vec::new();
@@ -700,6 +858,9 @@ impl App {
             }
             if !tracking.is_empty() {
                 settled.extend(pusher.push_tracking(tracking).await);
+            }
+            if !checks.is_empty() {
+                settled.extend(pusher.check_feeds(checks).await);
             }
             settled
         }
@@ -776,6 +937,26 @@ impl App {
             MessageOutcome::Superseded => {
                 metrics(channel, "push").count("Superseded", 1).emit();
                 debug!("superseded by a newer value: dropped");
+                Disposition::Ack
+            }
+            MessageOutcome::Awaiting { round } => {
+                info!(round, "the channel is still processing the submission: checking again later");
+                Disposition::Ack
+            }
+            MessageOutcome::Checked { delivered, rejected } => {
+                if *delivered > 0 {
+                    metrics(channel, "feed_check")
+                        .count("SyncSucceeded", u64::try_from(*delivered).unwrap_or(u64::MAX))
+                        .property("trace_id", s.delivery.trace_id.as_str())
+                        .emit();
+                }
+                for r in rejected {
+                    if !self.quarantine_item(channel, s, r, now).await {
+                        // Could not keep it: the check is asked again rather than the verdict lost.
+                        return Disposition::Retry { delay: None };
+                    }
+                }
+                info!(delivered, rejected = rejected.len(), "the channel processed the submission");
                 Disposition::Ack
             }
             MessageOutcome::Rejected { reason } => {
@@ -863,6 +1044,43 @@ impl App {
         }
     }
 
+    /// Quarantines one item a processed submission rejected (keyed by submission and item, so a
+    /// repeated check keeps it once) and counts it as a failed sync of its class.
+    async fn quarantine_item(&self, channel: Channel, s: &Settled, r: &ItemRejection, now: DateTime<Utc>) -> bool {
+        let class = match r.class {
+            FailureClass::Permanent => "permanent",
+            FailureClass::Transient => "transient",
+            FailureClass::RateLimited => "rate_limited",
+            FailureClass::Auth => "auth",
+        };
+        sync_failed(channel, s, class);
+        let item = QuarantinedPayload {
+            id: QuarantinedPayload::id_for(
+                &format!("submission:{channel}:{}:{}", r.submission, r.item),
+                s.delivery.sent_at.unwrap_or(now),
+            ),
+            channel: channel.as_str().to_owned(),
+            account: s.account.clone(),
+            stage: "push".into(),
+            reason: r.reason.clone(),
+            trace_id: s.delivery.trace_id.clone(),
+            received_at: now,
+            payload: serde_json::json!({ "submission": r.submission, "operation": r.operation, "item": r.item })
+                .to_string(),
+            replayed_at: None,
+        };
+        match self.quarantine.put(&item).await {
+            Ok(()) => {
+                warn!(error_class = class, item = %r.item, reason = %r.reason, quarantine_id = %item.id, "item rejected by the channel: quarantined");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, item = %r.item, "item rejected and the quarantine is unavailable: checking again");
+                false
+            }
+        }
+    }
+
     /// Annotates a message about to be dead-lettered: `LAST_ERROR#{message id}` in the `StateTable`.
     /// Returns whether the reason was written.
     async fn record_last_error(
@@ -925,6 +1143,19 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_check_round_trips_with_its_submission_and_starts_at_round_one() {
+        let body = r#"{"type":"feed_check","channel":"amazon","account":"A2EUQ1WTGCTBG2","submission":{"id":"50001018822","operation":"cancel","items":["171-1-1"]}}"#;
+        let message = PushMessage::from_body(body).unwrap();
+        let PushMessage::FeedCheck { channel, submission, round, .. } = &message else { panic!("{message:?}") };
+        assert_eq!(
+            (*channel, submission.id.as_str(), submission.items.len(), *round),
+            (Channel::Amazon, "50001018822", 1, 1)
+        );
+        assert_eq!(message.account().as_str(), "A2EUQ1WTGCTBG2");
+        assert_eq!(PushMessage::from_body(&message.to_body().unwrap()).unwrap(), message);
+    }
+
+    #[test]
     fn unknown_types_and_garbage_are_errors() {
         assert!(PushMessage::from_body(r#"{"type":"image","sku":"X"}"#).is_err());
         assert!(PushMessage::from_body("not json").is_err());
@@ -946,12 +1177,20 @@ mod tests {
 
     #[test]
     fn settings_come_from_the_environment() {
-        let env: HashMap<&str, &str> =
-            [("MAX_RECEIVE_COUNT", "3"), ("BREAKER_FAILURE_THRESHOLD", "7"), ("BREAKER_COOL_DOWN_SECS", "60")].into();
+        let env: HashMap<&str, &str> = [
+            ("MAX_RECEIVE_COUNT", "3"),
+            ("BREAKER_FAILURE_THRESHOLD", "7"),
+            ("BREAKER_COOL_DOWN_SECS", "60"),
+            ("FEED_CHECK_DELAY_SECS", "3600"),
+            ("FEED_CHECK_ROUNDS", "10"),
+        ]
+        .into();
         let s = PushSettings::from_lookup(|k| env.get(k).map(|v| (*v).to_owned()));
         assert_eq!(s.max_receive_count, 3);
         assert_eq!(s.breaker.failure_threshold, 7);
         assert_eq!(s.breaker.cool_down, Duration::from_mins(1));
+        assert_eq!(s.feed_check_delay, Duration::from_mins(15), "within SQS's delay limit");
+        assert_eq!(s.feed_check_rounds, 10);
         assert_eq!(PushSettings::from_lookup(|_| None), PushSettings::default());
     }
 }

@@ -3,6 +3,13 @@
 //! Callers (the push consumers, the order poller, reconciliation) hold an `Arc<dyn ChannelConnector>`
 //! and never learn a channel's wire format. Each channel lives in its own folder under `channels/`;
 //! adding a channel is one folder plus one arm in [`build`], which the compiler checks is exhaustive.
+//!
+//! Most channels answer a write with its result. Some only accept it and finish later (Amazon's feeds:
+//! an order cancellation, an acknowledgement, a bulk stock push are applied minutes after the call).
+//! Such a write answers with a [`Submission`], the handle the caller keeps (on a queue, since a Lambda
+//! does not wait minutes) and later asks [`ChannelConnector::submission_result`] about, until the
+//! channel says per item what became of it. A write that can be either says so in its type
+//! ([`Accepted`]); a push reports the submissions it made in [`PushOutcome::submitted`].
 
 use std::sync::Arc;
 
@@ -70,10 +77,56 @@ pub struct PriceUpdate {
 
 /// What happened to each item of a push. A retryable failure of a whole call is an `Err` of the push
 /// instead, so the caller retries (absolute quantities make a repeat harmless).
+///
+/// Items the channel accepted for later processing count as delivered (the call succeeded); the
+/// submissions carrying them are in `submitted`, and their per-item verdict comes later from
+/// [`ChannelConnector::submission_result`].
 #[derive(Debug, Default)]
 pub struct PushOutcome {
     pub delivered: Vec<String>,
     pub rejected: Vec<(String, ConnectorError)>,
+    /// Work the channel accepted but has not finished (Amazon's `JSON_LISTINGS_FEED`).
+    pub submitted: Vec<Submission>,
+}
+
+/// Work a channel accepted and finishes later: what the caller keeps to ask
+/// [`ChannelConnector::submission_result`] about it. Serializable, since it waits on a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The channel's id of the work (Amazon: the feed id).
+    pub id: String,
+    /// What it does: one of [`Submission::CANCEL`], [`Submission::ACKNOWLEDGE`], [`Submission::STOCK`],
+    /// [`Submission::PRICE`]; it decides how the result is read.
+    pub operation: String,
+    /// The items it carries (order ids or channel SKUs), in message order: the channel's per-message
+    /// verdicts are matched back to them by position.
+    pub items: Vec<String>,
+}
+
+impl Submission {
+    pub const CANCEL: &'static str = "cancel";
+    pub const ACKNOWLEDGE: &'static str = "acknowledge";
+    pub const STOCK: &'static str = "stock";
+    pub const PRICE: &'static str = "price";
+}
+
+/// How a channel took an order state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Applied: nothing left to check.
+    Done,
+    /// Accepted for later processing: ask [`ChannelConnector::submission_result`] until it is done.
+    Submitted(Submission),
+}
+
+/// What became of a [`Submission`] so far.
+#[derive(Debug)]
+pub enum SubmissionState {
+    /// The channel is still processing it: ask again later.
+    Pending,
+    /// Processed: every item of the submission is delivered or rejected with a classified error (a
+    /// retryable class means the same item may succeed when sent again).
+    Done(PushOutcome),
 }
 
 impl PushOutcome {
@@ -84,6 +137,7 @@ impl PushOutcome {
     pub(crate) fn merge(&mut self, other: PushOutcome) {
         self.delivered.extend(other.delivered);
         self.rejected.extend(other.rejected);
+        self.submitted.extend(other.submitted);
     }
 }
 
@@ -199,12 +253,42 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<serde_json::Value>, ConnectorError> {
         self.list_orders_since(since, ctx).await
     }
-    /// Tells the channel the order has been taken over (Zalando: mark exported); a no-op elsewhere.
-    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
+    /// Tells the channel the order has been taken over (Zalando: mark exported; Amazon: an
+    /// order-acknowledgement feed); a no-op elsewhere.
+    async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<Accepted, ConnectorError> {
+        Ok(Accepted::Done)
     }
-    async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext)
-    -> Result<(), ConnectorError>;
+    /// [`acknowledge_order`](Self::acknowledge_order) for many orders at once, for channels whose
+    /// acknowledgement is a quota-bound batch (Amazon: one feed for all of them). Answers the
+    /// submissions still to be checked (none when the channel applied them). By default one
+    /// `acknowledge_order` per id, stopping at the first failure.
+    async fn acknowledge_orders(&self, ids: &[String], ctx: &CallContext) -> Result<Vec<Submission>, ConnectorError> {
+        let mut submitted = Vec::new();
+        for id in ids {
+            if let Accepted::Submitted(s) = self.acknowledge_order(id, ctx).await? {
+                submitted.push(s);
+            }
+        }
+        Ok(submitted)
+    }
+    /// Cancels the order on the channel, wholly. `reason` is free text for channels that take one;
+    /// channels with a fixed list of reasons use their account's setting (see the channel's docs).
+    async fn cancel_order(
+        &self,
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<Accepted, ConnectorError>;
+    /// What became of work the channel accepted for later ([`Accepted::Submitted`],
+    /// [`PushOutcome::submitted`]). A failure to ask is an `Err` (retry the question); per-item
+    /// failures are in the [`SubmissionState::Done`] outcome. By default the channel has no such work.
+    async fn submission_result(
+        &self,
+        _submission: &Submission,
+        _ctx: &CallContext,
+    ) -> Result<SubmissionState, ConnectorError> {
+        Err(ConnectorError::unsupported(self.channel(), "report on submitted work"))
+    }
     /// The channel's current sellable quantity per channel SKU (reconciliation).
     async fn read_stock(
         &self,

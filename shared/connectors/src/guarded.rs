@@ -10,7 +10,10 @@ use serde_json::Value;
 
 use crate::{
     breaker::{BreakerPolicy, BreakerStore, CircuitBreaker},
-    client::{CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate,
+        Submission, SubmissionState,
+    },
     error::ConnectorError,
 };
 
@@ -83,7 +86,7 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.list_orders_since_unheld(since, held, ctx)).await
     }
 
-    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {
         self.breaker.call(self.inner.acknowledge_order(channel_order_id, ctx)).await
     }
 
@@ -92,8 +95,20 @@ impl ChannelConnector for Guarded {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         self.breaker.call(self.inner.cancel_order(channel_order_id, reason, ctx)).await
+    }
+
+    async fn acknowledge_orders(&self, ids: &[String], ctx: &CallContext) -> Result<Vec<Submission>, ConnectorError> {
+        self.breaker.call(self.inner.acknowledge_orders(ids, ctx)).await
+    }
+
+    async fn submission_result(
+        &self,
+        submission: &Submission,
+        ctx: &CallContext,
+    ) -> Result<SubmissionState, ConnectorError> {
+        self.breaker.call(self.inner.submission_result(submission, ctx)).await
     }
 
     async fn read_stock(

@@ -16,8 +16,8 @@ pub mod transport;
 pub mod verify;
 
 pub use client::{
-    CallContext, ChannelConnector, FetchedShipment, HeldOrders, Listing, ListingIds, ListingPage, NoneHeld,
-    PriceUpdate, PushOutcome, StockUpdate, build, build_writing_back, http_client,
+    Accepted, CallContext, ChannelConnector, FetchedShipment, HeldOrders, Listing, ListingIds, ListingPage, NoneHeld,
+    PriceUpdate, PushOutcome, StockUpdate, Submission, SubmissionState, build, build_writing_back, http_client,
 };
 pub use credentials::Credentials;
 pub use error::{ConnectorError, FailureClass};

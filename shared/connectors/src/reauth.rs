@@ -15,7 +15,10 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::{
-    client::{CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate,
+        Submission, SubmissionState,
+    },
     error::{ConnectorError, FailureClass},
 };
 
@@ -128,7 +131,7 @@ impl ChannelConnector for Reauthorizing {
         self.run(|c| async move { c.list_orders_since_unheld(since, held, ctx).await }).await
     }
 
-    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
+    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {
         self.run(|c| async move { c.acknowledge_order(channel_order_id, ctx).await }).await
     }
 
@@ -137,8 +140,20 @@ impl ChannelConnector for Reauthorizing {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         self.run(|c| async move { c.cancel_order(channel_order_id, reason, ctx).await }).await
+    }
+
+    async fn acknowledge_orders(&self, ids: &[String], ctx: &CallContext) -> Result<Vec<Submission>, ConnectorError> {
+        self.run(|c| async move { c.acknowledge_orders(ids, ctx).await }).await
+    }
+
+    async fn submission_result(
+        &self,
+        submission: &Submission,
+        ctx: &CallContext,
+    ) -> Result<SubmissionState, ConnectorError> {
+        self.run(|c| async move { c.submission_result(submission, ctx).await }).await
     }
 
     async fn read_stock(
@@ -180,7 +195,10 @@ mod tests {
             if self.stale {
                 return Err(ConnectorError::new(FailureClass::Auth, "invalid_token").with_status(401));
             }
-            Ok(PushOutcome { delivered: items.iter().map(|i| i.channel_sku.clone()).collect(), rejected: Vec::new() })
+            Ok(PushOutcome {
+                delivered: items.iter().map(|i| i.channel_sku.clone()).collect(),
+                ..PushOutcome::default()
+            })
         }
         async fn push_prices(&self, _: &[PriceUpdate], _: &CallContext) -> Result<PushOutcome, ConnectorError> {
             Err(ConnectorError::transient("down"))
@@ -194,8 +212,8 @@ mod tests {
         async fn list_orders_since(&self, _: DateTime<Utc>, _: &CallContext) -> Result<Vec<Value>, ConnectorError> {
             Ok(Vec::new())
         }
-        async fn cancel_order(&self, _: &str, _: &str, _: &CallContext) -> Result<(), ConnectorError> {
-            Ok(())
+        async fn cancel_order(&self, _: &str, _: &str, _: &CallContext) -> Result<Accepted, ConnectorError> {
+            Ok(Accepted::Done)
         }
         async fn read_stock(&self, _: &[String], _: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
             Ok(Vec::new())

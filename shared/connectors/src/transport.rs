@@ -32,13 +32,26 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<Value>,
+    /// A body sent as is instead of `body`, with its content type (a feed document).
+    pub raw: Option<(String, bytes::Bytes)>,
+    /// Whether the reply is a document kept as bytes ([`Reply::raw`]) rather than JSON to parse.
+    pub raw_reply: bool,
     /// Points for points-based limits (Shopify); 1 for everything else.
     pub cost: f64,
 }
 
 impl Req {
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Self { method, path: path.into(), query: Vec::new(), headers: Vec::new(), body: None, cost: 1.0 }
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            raw: None,
+            raw_reply: false,
+            cost: 1.0,
+        }
     }
     pub fn get(path: impl Into<String>) -> Self {
         Self::new(Method::GET, path)
@@ -55,6 +68,18 @@ impl Req {
     #[must_use]
     pub fn json(mut self, body: Value) -> Self {
         self.body = Some(body);
+        self
+    }
+    /// Sends `bytes` as the body, with `content_type`.
+    #[must_use]
+    pub fn raw(mut self, content_type: impl Into<String>, bytes: impl Into<bytes::Bytes>) -> Self {
+        self.raw = Some((content_type.into(), bytes.into()));
+        self
+    }
+    /// Keeps the reply's body as bytes ([`Reply::raw`]): a downloaded document, not a JSON answer.
+    #[must_use]
+    pub fn raw_reply(mut self) -> Self {
+        self.raw_reply = true;
         self
     }
     #[must_use]
@@ -79,7 +104,10 @@ impl Req {
 pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
+    /// The JSON body (`Null` when empty, or when the request asked for [`Req::raw_reply`]).
     pub body: Value,
+    /// The body as received, for [`Req::raw_reply`] requests (empty otherwise).
+    pub raw: bytes::Bytes,
 }
 
 /// The per-channel parts of talking HTTP.
@@ -231,25 +259,32 @@ impl Api {
         for (name, value) in &req.headers {
             builder = builder.header(*name, value);
         }
-        if let Some(body) = &req.body {
+        if let Some((content_type, bytes)) = &req.raw {
+            builder = builder.header(http::header::CONTENT_TYPE, content_type).body(bytes.clone());
+        } else if let Some(body) = &req.body {
             builder = builder.json(body);
         }
         let response = builder.send().await.map_err(error::classify_transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(error::classify_transport)?;
+        let ok = (200..300).contains(&status);
+        if req.raw_reply && ok {
+            let signals = self.dialect.signals(&headers, &Value::Null);
+            return Ok((Reply { status, headers, body: Value::Null, raw: bytes }, signals));
+        }
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
             match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
-                Err(e) if (200..300).contains(&status) => return Err(error::malformed(status, e)),
+                Err(e) if ok => return Err(error::malformed(status, e)),
                 Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
             }
         };
         let signals = self.dialect.signals(&headers, &body);
         tracing::debug!(channel = %self.parts.channel, method = %req.method, path = %req.path, status, "channel call");
-        Ok((Reply { status, headers, body }, signals))
+        Ok((Reply { status, headers, body, raw: bytes::Bytes::new() }, signals))
     }
 
     fn check(&self, reply: Reply) -> Result<Reply, ConnectorError> {

@@ -173,6 +173,19 @@ async fn every_connector_lists_its_catalog_with_the_ids_its_writes_take() {
             .collect();
         let outcome = connector.push_stock(&updates, &CallContext::new("listings-push")).await.unwrap();
         assert!(outcome.rejected.is_empty(), "{channel}: {:?}", outcome.rejected.first());
+        // A feed (Amazon's bulk path) is applied while the channel processes it: wait for its report.
+        for submission in &outcome.submitted {
+            let ctx = CallContext::new("listings-feed");
+            let mut asked = 0;
+            let processed = loop {
+                match connector.submission_result(submission, &ctx).await.unwrap() {
+                    manifold_connectors::SubmissionState::Done(processed) => break processed,
+                    manifold_connectors::SubmissionState::Pending => asked += 1,
+                }
+                assert!(asked < 5, "{channel}: feed {} never processed", submission.id);
+            };
+            assert!(processed.rejected.is_empty(), "{channel}: {:?}", processed.rejected.first());
+        }
         let stock = sim.snapshot().stock.remove(&channel).unwrap_or_default();
         for (catalog, _) in &seeded {
             assert_eq!(stock.get(&catalog.id), Some(&42), "{channel}: {} under its own key", catalog.id);

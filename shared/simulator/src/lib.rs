@@ -294,7 +294,7 @@ async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> 
     if !(channels::module(channel).authorized)(&access) {
         return channel_error(channel, StatusCode::UNAUTHORIZED, "missing or invalid credentials");
     }
-    if !req.uri().path().starts_with("/_upload/")
+    if !presigned(req.uri().path())
         && let Some(refused) = state.check_token(channel, req.headers())
     {
         return refused;
@@ -338,6 +338,12 @@ async fn gate(State((state, channel)): State<Ctx>, req: Request, next: Next) -> 
         (channels::module(channel).rate_headers)(&s, resp.headers_mut());
     }
     resp
+}
+
+/// Paths standing for pre-signed URLs (feed uploads, report downloads): they carry their own
+/// authorization, never an access token.
+pub(crate) fn presigned(path: &str) -> bool {
+    path.starts_with("/_upload/") || path.starts_with("/_download/")
 }
 
 fn secs_u64(secs: f64) -> u64 {

@@ -1,13 +1,32 @@
 //! Amazon Selling Partner API: Listings Items 2021-08-01 and Feeds 2021-06-30 for stock and prices,
-//! Orders v0 for orders and shipment confirmation.
+//! Orders v0 for orders and shipment confirmation, Feeds for order acknowledgement and cancellation.
 //!
 //! - Credentials: `refresh_token`, `client_id`, `client_secret` (the LWA app): Login with Amazon access
 //!   tokens (1 h) are refreshed by [`crate::token`] and sent as `x-amz-access-token`; a secret holding
 //!   only `access_token` has it used as stored.
 //! - Settings: `seller_id`, `marketplace_id`; optional `feed_threshold` (default 50): pushes larger than
-//!   this go as one `JSON_LISTINGS_FEED` (createFeedDocument, upload, createFeed) instead of one
-//!   `patchListingsItem` per SKU. Feed results are processed by Amazon asynchronously: items of an
-//!   accepted feed count as delivered; the processing report is not read here.
+//!   this go as one `JSON_LISTINGS_FEED` instead of one `patchListingsItem` per SKU; optional
+//!   `cancel_reason` (default `NoInventory`), one of Amazon's [`CANCEL_REASONS`].
+//! - Feeds: every feed is `createFeedDocument`, a PUT of the document to its pre-signed url, then
+//!   `createFeed`. Amazon processes it minutes later, so a feed is answered as a [`Submission`] (feed id,
+//!   operation, items in message order) and its verdict read later by `submission_result`: `getFeed`
+//!   until `processingStatus` leaves `IN_QUEUE`/`IN_PROGRESS`, then the processing report
+//!   (`getFeedDocument` of `resultFeedDocumentId`, its url downloaded, gunzipped when
+//!   `compressionAlgorithm` is `GZIP`). The listings feed's report is JSON (`issues` with `messageId`
+//!   and `severity`), the order feed's an XML `ProcessingReport` (`Result` with `MessageID` and
+//!   `ResultCode`); an error names its message, so its item is rejected and the others delivered.
+//!   Issues without a message (`MessageID` 0) reject every item.
+//! - Failure classes of a processed feed: report errors are about the message's data (an unknown or
+//!   already shipped order, an unknown SKU, an invalid value): permanent; errors whose text says
+//!   Amazon failed internally ("internal error", "try again") are transient, as is a `CANCELLED` feed
+//!   (nothing was applied: the same items can be sent again). A `FATAL` feed applied nothing and will
+//!   fail again as sent: every item permanent, with the report's reason where it gives one.
+//! - Orders: Orders v0 has no cancel or acknowledge operation. Both are a
+//!   `POST_ORDER_ACKNOWLEDGEMENT_DATA` feed (XML `AmazonEnvelope`, `MessageType`
+//!   `OrderAcknowledgement`, one `Message` per order): `StatusCode` `Success` acknowledges,
+//!   `Failure` with every `Item/AmazonOrderItemCode` and its `CancelReason` cancels. `createFeed` is
+//!   allowed about once per 2 minutes (burst 15), so acknowledgements are sent many orders per feed
+//!   (`acknowledge_orders`).
 //! - Listings: Listings Items `searchListingsItems` (`GET /listings/2021-08-01/items/{sellerId}`, 20 per
 //!   page, `pagination.nextToken`) with `includedData=summaries,offers,fulfillmentAvailability`: the
 //!   SKU, ASIN, offer price and quantity in one call per page, instead of a merchant listings report
@@ -15,6 +34,8 @@
 //! - Limits: token bucket per operation; `x-amzn-RateLimit-Limit` updates the rate, 429 `QuotaExceeded`.
 //! - `fetch_order`: `{"order": getOrder .payload, "order_items": getOrderItems .payload.OrderItems}`
 //!   with `NextToken` followed.
+
+use std::{fmt::Write as _, io::Read as _};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -25,8 +46,11 @@ use serde_json::{Value, json};
 use super::{encode, id_text, number, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
-    error::ConnectorError,
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate, Submission, SubmissionState,
+    },
+    error::{ConnectorError, FailureClass},
     ratelimit::Signals,
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, field, header, required},
@@ -55,6 +79,27 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
 };
 
 const DEFAULT_FEED_THRESHOLD: usize = 50;
+
+/// The `CancelReason` values the order-acknowledgement feed's schema allows.
+pub const CANCEL_REASONS: [&str; 10] = [
+    "NoInventory",
+    "ShippingAddressUndeliverable",
+    "CustomerExchange",
+    "BuyerCanceled",
+    "GeneralAdjustment",
+    "CarrierCreditDecision",
+    "RiskAssessmentInformationNotValid",
+    "CarrierCoverageFailure",
+    "CustomerReturn",
+    "MerchandiseNotReceived",
+];
+const DEFAULT_CANCEL_REASON: &str = "NoInventory";
+
+const FEEDS: &str = "/feeds/2021-06-30";
+const LISTINGS_FEED: &str = "JSON_LISTINGS_FEED";
+const ORDER_FEED: &str = "POST_ORDER_ACKNOWLEDGEMENT_DATA";
+const JSON_CONTENT: &str = "application/json; charset=UTF-8";
+const XML_CONTENT: &str = "text/xml; charset=UTF-8";
 
 #[derive(Debug)]
 struct AmazonDialect;
@@ -106,9 +151,14 @@ impl Amazon {
         format!("/orders/{}/{rest}", self.api.parts.api_version)
     }
 
-    async fn apply(&self, patches: Vec<Patch<'_>>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+    async fn apply(
+        &self,
+        operation: &str,
+        patches: Vec<Patch<'_>>,
+        ctx: &CallContext,
+    ) -> Result<PushOutcome, ConnectorError> {
         if patches.len() > self.feed_threshold {
-            self.feed(patches, ctx).await
+            self.feed(operation, &patches, ctx).await
         } else {
             let mut outcome = PushOutcome::default();
             for p in patches {
@@ -140,15 +190,15 @@ impl Amazon {
         Ok(outcome)
     }
 
-    async fn feed(&self, patches: Vec<Patch<'_>>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let (seller, marketplace) = self.ids()?;
-        let content_type = "application/json; charset=UTF-8";
-        let doc = self
-            .api
-            .send(Req::post("/feeds/2021-06-30/documents", json!({ "contentType": content_type })), ctx)
-            .await?;
-        let document_id = field(&doc.body, "/feedDocumentId")?.clone();
-        let url = field(&doc.body, "/url")?.as_str().unwrap_or_default().to_owned();
+    /// One `JSON_LISTINGS_FEED` of `patches`: its items count as delivered once Amazon took the feed;
+    /// the feed's report (read through `submission_result`) may reject some later.
+    async fn feed(
+        &self,
+        operation: &str,
+        patches: &[Patch<'_>],
+        ctx: &CallContext,
+    ) -> Result<PushOutcome, ConnectorError> {
+        let (seller, _) = self.ids()?;
         let messages: Vec<Value> = patches
             .iter()
             .enumerate()
@@ -164,12 +214,66 @@ impl Amazon {
             .collect();
         let content =
             json!({ "header": { "sellerId": seller, "version": "2.0", "issueLocale": "en_US" }, "messages": messages });
-        self.api.send(Req::put(url, content).header("content-type", content_type), ctx).await?;
-        let create = json!({ "feedType": "JSON_LISTINGS_FEED", "marketplaceIds": [marketplace], "inputFeedDocumentId": document_id });
-        let created = self.api.send(Req::post("/feeds/2021-06-30/feeds", create), ctx).await?;
-        let feed_id = field(&created.body, "/feedId")?;
-        tracing::info!(%feed_id, items = patches.len(), "listings feed submitted");
-        Ok(PushOutcome { delivered: patches.iter().map(|p| p.channel_sku.to_owned()).collect(), rejected: Vec::new() })
+        let skus: Vec<String> = patches.iter().map(|p| p.channel_sku.to_owned()).collect();
+        let submission = self
+            .submit_feed(LISTINGS_FEED, JSON_CONTENT, content.to_string().into_bytes(), operation, skus.clone(), ctx)
+            .await?;
+        Ok(PushOutcome { delivered: skus, rejected: Vec::new(), submitted: vec![submission] })
+    }
+
+    /// `createFeedDocument`, the upload of `content` to its pre-signed url, `createFeed`.
+    async fn submit_feed(
+        &self,
+        feed_type: &'static str,
+        content_type: &'static str,
+        content: Vec<u8>,
+        operation: &str,
+        items: Vec<String>,
+        ctx: &CallContext,
+    ) -> Result<Submission, ConnectorError> {
+        let (_, marketplace) = self.ids()?;
+        let doc =
+            self.api.send(Req::post(format!("{FEEDS}/documents"), json!({ "contentType": content_type })), ctx).await?;
+        let document_id = field(&doc.body, "/feedDocumentId")?.clone();
+        let url = text(&doc.body, "/url")?;
+        self.api.send(Req::new(http::Method::PUT, url).raw(content_type, content), ctx).await?;
+        let create =
+            json!({ "feedType": feed_type, "marketplaceIds": [marketplace], "inputFeedDocumentId": document_id });
+        let created = self.api.send(Req::post(format!("{FEEDS}/feeds"), create), ctx).await?;
+        let id = text(&created.body, "/feedId")?;
+        tracing::info!(feed_id = %id, feed_type, operation, items = items.len(), "feed submitted");
+        Ok(Submission { id, operation: operation.to_owned(), items })
+    }
+
+    /// One order-acknowledgement feed for `orders`, as one submission of `operation`.
+    async fn order_feed(
+        &self,
+        operation: &str,
+        orders: &[(&str, Verdict<'_>)],
+        ctx: &CallContext,
+    ) -> Result<Submission, ConnectorError> {
+        let (seller, _) = self.ids()?;
+        let xml = acknowledgement_feed(&seller, orders);
+        let ids = orders.iter().map(|(id, _)| (*id).to_owned()).collect();
+        self.submit_feed(ORDER_FEED, XML_CONTENT, xml.into_bytes(), operation, ids, ctx).await
+    }
+
+    /// The processing report of a feed: its document's url downloaded, gunzipped when compressed.
+    async fn report(&self, document_id: &str, ctx: &CallContext) -> Result<Vec<u8>, ConnectorError> {
+        let doc = self.api.send(Req::get(format!("{FEEDS}/documents/{}", encode(document_id))), ctx).await?.body;
+        let url = text(&doc, "/url")?;
+        let raw = self.api.send(Req::get(url).raw_reply(), ctx).await?.raw;
+        match doc.get("compressionAlgorithm").and_then(Value::as_str) {
+            None => Ok(raw.to_vec()),
+            Some("GZIP") => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(raw.as_ref())
+                    .read_to_end(&mut out)
+                    .map_err(|e| ConnectorError::transient("unreadable gzip processing report").with_source(e))?;
+                Ok(out)
+            }
+            Some(other) => Err(ConnectorError::permanent(format!("unknown report compressionAlgorithm {other:?}"))),
+        }
     }
 
     async fn items(&self, order_id: &str, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
@@ -225,6 +329,181 @@ fn listing(item: &Value, marketplace: &str, now: DateTime<Utc>) -> Option<Listin
     })
 }
 
+/// A string field that must be present in a channel response.
+fn text(body: &Value, pointer: &str) -> Result<String, ConnectorError> {
+    field(body, pointer)?
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ConnectorError::transient(format!("malformed response: `{pointer}` is not a string")))
+}
+
+/// The account's `cancel_reason`, checked against Amazon's list before anything is sent.
+fn cancel_reason(configured: Option<&str>) -> Result<&'static str, ConnectorError> {
+    let wanted = configured.unwrap_or(DEFAULT_CANCEL_REASON);
+    CANCEL_REASONS.iter().copied().find(|r| *r == wanted).ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "cancel_reason {wanted:?} is not one of Amazon's: {}",
+            CANCEL_REASONS.join(", ")
+        ))
+    })
+}
+
+/// What an order-acknowledgement message says of its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict<'a> {
+    /// `Success`: the seller took the order.
+    Take,
+    /// `Failure`: every listed order item is cancelled, for `reason` (one of [`CANCEL_REASONS`]).
+    Cancel { items: Vec<String>, reason: &'a str },
+}
+
+/// Text as XML character data or attribute value: the five predefined entities escaped.
+fn xml_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// The `POST_ORDER_ACKNOWLEDGEMENT_DATA` document: one `Message` per order, numbered from 1 in order.
+fn acknowledgement_feed(seller: &str, orders: &[(&str, Verdict<'_>)]) -> String {
+    let mut xml = String::from(concat!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+        "\n",
+        r#"<AmazonEnvelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="amzn-envelope.xsd">"#,
+    ));
+    let _ = write!(
+        xml,
+        "<Header><DocumentVersion>1.01</DocumentVersion><MerchantIdentifier>{}</MerchantIdentifier></Header>",
+        xml_text(seller)
+    );
+    xml.push_str("<MessageType>OrderAcknowledgement</MessageType>");
+    for (ix, (order, verdict)) in orders.iter().enumerate() {
+        let status = match verdict {
+            Verdict::Take => "Success",
+            Verdict::Cancel { .. } => "Failure",
+        };
+        let _ = write!(
+            xml,
+            "<Message><MessageID>{}</MessageID><OrderAcknowledgement><AmazonOrderID>{}</AmazonOrderID><StatusCode>{status}</StatusCode>",
+            ix + 1,
+            xml_text(order)
+        );
+        if let Verdict::Cancel { items, reason } = verdict {
+            for item in items {
+                let _ = write!(
+                    xml,
+                    "<Item><AmazonOrderItemCode>{}</AmazonOrderItemCode><CancelReason>{}</CancelReason></Item>",
+                    xml_text(item),
+                    xml_text(reason)
+                );
+            }
+        }
+        xml.push_str("</OrderAcknowledgement></Message>");
+    }
+    xml.push_str("</AmazonEnvelope>");
+    xml
+}
+
+/// One error of a processing report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReportError {
+    /// The message it is about (1-based); `None`: the feed as a whole (`MessageID` 0, no `messageId`).
+    message: Option<usize>,
+    code: String,
+    text: String,
+}
+
+impl ReportError {
+    /// Amazon's own trouble is worth another try; anything else is about the message's data.
+    fn class(&self) -> FailureClass {
+        let text = self.text.to_ascii_lowercase();
+        if text.contains("internal error") || text.contains("try again") {
+            FailureClass::Transient
+        } else {
+            FailureClass::Permanent
+        }
+    }
+}
+
+/// The errors of a processing report: the listings feed's JSON (`issues` of severity `ERROR`) for
+/// stock and price submissions, the XML `ProcessingReport` (`Result` with `ResultCode` `Error`) for
+/// order feeds. Warnings are not errors. An unreadable report is transient (read it again).
+fn report_errors(operation: &str, report: &[u8]) -> Result<Vec<ReportError>, ConnectorError> {
+    let unreadable = |what: String| ConnectorError::transient(format!("unreadable processing report: {what}"));
+    let message = |n: usize| (n > 0).then_some(n);
+    if matches!(operation, Submission::STOCK | Submission::PRICE) {
+        let body: Value = serde_json::from_slice(report).map_err(|e| unreadable(e.to_string()))?;
+        let issues = body.get("issues").and_then(Value::as_array).ok_or_else(|| unreadable("no `issues`".into()))?;
+        return Ok(issues
+            .iter()
+            .filter(|i| i.get("severity").and_then(Value::as_str) == Some("ERROR"))
+            .map(|i| ReportError {
+                message: i
+                    .get("messageId")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .and_then(message),
+                code: id_text(i.get("code")).unwrap_or_default(),
+                text: i.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            })
+            .collect());
+    }
+    let text = std::str::from_utf8(report).map_err(|e| unreadable(e.to_string()))?;
+    let doc = roxmltree::Document::parse(text).map_err(|e| unreadable(e.to_string()))?;
+    if !doc.descendants().any(|n| n.has_tag_name("ProcessingReport")) {
+        return Err(unreadable("no ProcessingReport".into()));
+    }
+    let child = |n: roxmltree::Node<'_, '_>, name: &str| {
+        n.children().find(|c| c.has_tag_name(name)).and_then(|c| c.text()).map(str::trim).unwrap_or_default().to_owned()
+    };
+    Ok(doc
+        .descendants()
+        .filter(|n| n.has_tag_name("Result") && child(*n, "ResultCode") == "Error")
+        .map(|n| ReportError {
+            message: child(n, "MessageID").parse().ok().and_then(message),
+            code: child(n, "ResultMessageCode"),
+            text: child(n, "ResultDescription"),
+        })
+        .collect())
+}
+
+/// Each item of a processed feed (`items[i]` is message `i + 1`): rejected with its errors, or with
+/// `fatal` when the feed was refused as a whole, else delivered.
+fn verdicts(items: &[String], errors: &[ReportError], fatal: Option<&str>) -> PushOutcome {
+    let mut outcome = PushOutcome::default();
+    for (ix, item) in items.iter().enumerate() {
+        let mine: Vec<&ReportError> = errors.iter().filter(|e| e.message.is_none_or(|m| m == ix + 1)).collect();
+        if mine.is_empty() {
+            match fatal {
+                Some(reason) => outcome.rejected.push((item.clone(), ConnectorError::permanent(reason))),
+                None => outcome.delivered.push(item.clone()),
+            }
+            continue;
+        }
+        // Retryable only when every error of the item is.
+        let class = if mine.iter().all(|e| e.class() == FailureClass::Transient) && fatal.is_none() {
+            FailureClass::Transient
+        } else {
+            FailureClass::Permanent
+        };
+        let text = mine.iter().map(|e| format!("{} {}", e.code, e.text)).collect::<Vec<_>>().join("; ");
+        outcome.rejected.push((item.clone(), ConnectorError::new(class, format!("{item}: {text}"))));
+    }
+    outcome
+}
+
 #[async_trait]
 impl ChannelConnector for Amazon {
     fn channel(&self) -> Channel {
@@ -245,7 +524,7 @@ impl ChannelConnector for Amazon {
                 value: json!([{ "fulfillment_channel_code": "DEFAULT", "quantity": i.quantity }]),
             })
             .collect();
-        self.apply(patches, ctx).await
+        self.apply(Submission::STOCK, patches, ctx).await
     }
 
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
@@ -262,7 +541,7 @@ impl ChannelConnector for Amazon {
                 }]),
             })
             .collect();
-        self.apply(patches, ctx).await
+        self.apply(Submission::PRICE, patches, ctx).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
@@ -337,15 +616,78 @@ impl ChannelConnector for Amazon {
         }
     }
 
-    /// Orders v0 has no cancel operation; seller cancellations go through an order-acknowledgement
-    /// feed, which is not implemented here.
+    /// One `Success` message per order, all in one feed (the `createFeed` quota is a few per hour).
+    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {
+        let ids = [channel_order_id.to_owned()];
+        let mut submitted = self.acknowledge_orders(&ids, ctx).await?;
+        Ok(submitted.pop().map_or(Accepted::Done, Accepted::Submitted))
+    }
+
+    async fn acknowledge_orders(&self, ids: &[String], ctx: &CallContext) -> Result<Vec<Submission>, ConnectorError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let orders: Vec<(&str, Verdict<'_>)> = ids.iter().map(|id| (id.as_str(), Verdict::Take)).collect();
+        Ok(vec![self.order_feed(Submission::ACKNOWLEDGE, &orders, ctx).await?])
+    }
+
+    /// A `Failure` acknowledgement of every item of the order, with the account's `cancel_reason`
+    /// (Amazon takes only its own list; `reason` is logged).
     async fn cancel_order(
         &self,
-        _channel_order_id: &str,
-        _reason: &str,
-        _ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
-        Err(ConnectorError::unsupported(Channel::Amazon, "cancel an order through Orders v0"))
+        channel_order_id: &str,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<Accepted, ConnectorError> {
+        let code = cancel_reason(self.api.parts.settings.get("cancel_reason").map(String::as_str))?;
+        let items: Vec<String> =
+            self.items(channel_order_id, ctx).await?.iter().filter_map(|i| id_text(i.get("OrderItemId"))).collect();
+        if items.is_empty() {
+            return Err(ConnectorError::permanent(format!("order {channel_order_id} has no items to cancel")));
+        }
+        tracing::info!(
+            order = channel_order_id,
+            cancel_reason = code,
+            reason,
+            "cancelling through an acknowledgement feed"
+        );
+        let orders = [(channel_order_id, Verdict::Cancel { items, reason: code })];
+        self.order_feed(Submission::CANCEL, &orders, ctx).await.map(Accepted::Submitted)
+    }
+
+    async fn submission_result(
+        &self,
+        submission: &Submission,
+        ctx: &CallContext,
+    ) -> Result<SubmissionState, ConnectorError> {
+        let feed = self.api.send(Req::get(format!("{FEEDS}/feeds/{}", encode(&submission.id))), ctx).await?.body;
+        let status = text(&feed, "/processingStatus")?;
+        let report_id = feed.get("resultFeedDocumentId").and_then(Value::as_str).filter(|d| !d.is_empty());
+        let errors = match (status.as_str(), report_id) {
+            ("IN_QUEUE" | "IN_PROGRESS", _) => return Ok(SubmissionState::Pending),
+            ("CANCELLED", _) => {
+                let mut outcome = PushOutcome::default();
+                let e = ConnectorError::transient(format!(
+                    "feed {} was cancelled before processing: nothing was applied, send it again",
+                    submission.id
+                ));
+                outcome.reject_all(submission.items.iter().map(String::as_str), &e);
+                return Ok(SubmissionState::Done(outcome));
+            }
+            ("DONE" | "FATAL", Some(doc)) => report_errors(&submission.operation, &self.report(doc, ctx).await?)?,
+            ("FATAL", None) => Vec::new(),
+            ("DONE", None) => {
+                return Err(ConnectorError::transient(format!("feed {} is DONE without a report", submission.id)));
+            }
+            (other, _) => {
+                return Err(ConnectorError::transient(format!(
+                    "feed {}: unknown processingStatus {other:?}",
+                    submission.id
+                )));
+            }
+        };
+        let fatal = (status == "FATAL").then(|| format!("feed {} was rejected as a whole (FATAL)", submission.id));
+        Ok(SubmissionState::Done(verdicts(&submission.items, &errors, fatal.as_deref())))
     }
 
     async fn read_stock(
@@ -386,5 +728,148 @@ impl ChannelConnector for Amazon {
             .collect();
         let next = body.pointer("/pagination/nextToken").and_then(Value::as_str).filter(|t| !t.is_empty());
         Ok(ListingPage { listings, next: next.map(str::to_owned) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_acknowledgement_feed_is_the_documented_envelope_with_its_text_escaped() {
+        let cancel = Verdict::Cancel { items: items(&["6102", "61<03>"]), reason: "NoInventory" };
+        let xml = acknowledgement_feed("A&B", &[("902-3159896-1390916", Verdict::Take), ("O'1\"&", cancel)]);
+        assert!(xml.starts_with(r#"<?xml version="1.0" encoding="UTF-8"?>"#), "{xml}");
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+        let root = doc.root_element();
+        assert!(root.has_tag_name("AmazonEnvelope"));
+        let text = |path: &[&str]| {
+            let mut node = root;
+            for name in path {
+                node = node.children().find(|c| c.has_tag_name(*name)).unwrap_or_else(|| panic!("no {name}"));
+            }
+            node.text().unwrap_or_default().to_owned()
+        };
+        assert_eq!(text(&["Header", "MerchantIdentifier"]), "A&B");
+        assert_eq!(text(&["MessageType"]), "OrderAcknowledgement");
+        let messages: Vec<_> = root.children().filter(|c| c.has_tag_name("Message")).collect();
+        assert_eq!(messages.len(), 2);
+        let field = |m: roxmltree::Node<'_, '_>, path: &[&str]| {
+            let mut node = m;
+            for name in path {
+                node = node.children().find(|c| c.has_tag_name(*name)).unwrap();
+            }
+            node.text().unwrap_or_default().to_owned()
+        };
+        assert_eq!(field(messages[0], &["MessageID"]), "1");
+        assert_eq!(field(messages[0], &["OrderAcknowledgement", "StatusCode"]), "Success");
+        assert!(!xml[..xml.find("</Message>").unwrap()].contains("<Item>"), "no items when acknowledging");
+        assert_eq!(field(messages[1], &["MessageID"]), "2");
+        assert_eq!(field(messages[1], &["OrderAcknowledgement", "AmazonOrderID"]), "O'1\"&");
+        assert_eq!(field(messages[1], &["OrderAcknowledgement", "StatusCode"]), "Failure");
+        let ack = messages[1].children().find(|c| c.has_tag_name("OrderAcknowledgement")).unwrap();
+        let codes: Vec<String> =
+            ack.children().filter(|c| c.has_tag_name("Item")).map(|i| field(i, &["AmazonOrderItemCode"])).collect();
+        assert_eq!(codes, ["6102", "61<03>"]);
+        assert_eq!(
+            ack.children().filter(|c| c.has_tag_name("Item")).map(|i| field(i, &["CancelReason"])).collect::<Vec<_>>(),
+            ["NoInventory"; 2]
+        );
+    }
+
+    #[test]
+    fn xml_text_escapes_the_five_entities_and_borrows_clean_text() {
+        assert_eq!(xml_text(r#"a&b<c>d"e'f"#), "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+        assert!(matches!(xml_text("902-3159896-1390916"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn cancel_reasons_default_to_no_inventory_and_must_be_amazons() {
+        assert_eq!(cancel_reason(None).unwrap(), "NoInventory");
+        assert_eq!(cancel_reason(Some("BuyerCanceled")).unwrap(), "BuyerCanceled");
+        let e = cancel_reason(Some("OutOfStock")).unwrap_err();
+        assert_eq!(e.class, FailureClass::Permanent);
+        assert!(e.message.contains("ShippingAddressUndeliverable"), "{e}");
+    }
+
+    /// The shape of a processed `POST_ORDER_ACKNOWLEDGEMENT_DATA` report: one message in error, one
+    /// warning, a summary.
+    const XML_REPORT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<AmazonEnvelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="amzn-envelope.xsd">
+  <Header><DocumentVersion>1.02</DocumentVersion><MerchantIdentifier>A2EUQ1WTGCTBG2</MerchantIdentifier></Header>
+  <MessageType>ProcessingReport</MessageType>
+  <Message>
+    <MessageID>1</MessageID>
+    <ProcessingReport>
+      <DocumentTransactionID>50001018822</DocumentTransactionID>
+      <StatusCode>Complete</StatusCode>
+      <ProcessingSummary>
+        <MessagesProcessed>3</MessagesProcessed><MessagesSuccessful>2</MessagesSuccessful>
+        <MessagesWithError>1</MessagesWithError><MessagesWithWarning>1</MessagesWithWarning>
+      </ProcessingSummary>
+      <Result>
+        <MessageID>2</MessageID><ResultCode>Error</ResultCode><ResultMessageCode>25</ResultMessageCode>
+        <ResultDescription>The order 171-1-2 has already shipped and can no longer be cancelled.</ResultDescription>
+        <AdditionalInfo><AmazonOrderID>171-1-2</AmazonOrderID></AdditionalInfo>
+      </Result>
+      <Result>
+        <MessageID>3</MessageID><ResultCode>Warning</ResultCode><ResultMessageCode>18097</ResultMessageCode>
+        <ResultDescription>MerchantOrderID was ignored.</ResultDescription>
+      </Result>
+      <Result>
+        <MessageID>1</MessageID><ResultCode>Error</ResultCode><ResultMessageCode>5001</ResultMessageCode>
+        <ResultDescription>An internal error occurred. Please try again later.</ResultDescription>
+      </Result>
+    </ProcessingReport>
+  </Message>
+</AmazonEnvelope>"#;
+
+    #[test]
+    fn the_xml_processing_report_rejects_each_message_in_error_by_class() {
+        let errors = report_errors(Submission::CANCEL, XML_REPORT.as_bytes()).unwrap();
+        assert_eq!(errors.len(), 2, "the warning is not an error: {errors:?}");
+        let outcome = verdicts(&items(&["171-1-1", "171-1-2", "171-1-3"]), &errors, None);
+        assert_eq!(outcome.delivered, ["171-1-3"]);
+        let rejected: Vec<(&str, FailureClass)> = outcome.rejected.iter().map(|(i, e)| (i.as_str(), e.class)).collect();
+        assert_eq!(rejected, [("171-1-1", FailureClass::Transient), ("171-1-2", FailureClass::Permanent)]);
+        assert!(outcome.rejected[1].1.message.contains("already shipped"), "{:?}", outcome.rejected[1].1);
+    }
+
+    #[test]
+    fn the_json_listings_report_rejects_only_error_issues_and_a_feed_level_one_rejects_all() {
+        let report = serde_json::json!({
+            "header": { "sellerId": "A2EUQ1WTGCTBG2", "version": "2.0", "feedId": "50001018822" },
+            "issues": [
+                { "messageId": 2, "code": "4000001", "severity": "ERROR", "message": "SKU B not found for this seller" },
+                { "messageId": 1, "code": "90220", "severity": "WARNING", "message": "attribute ignored" }
+            ],
+            "summary": { "errors": 1, "warnings": 1, "messagesProcessed": 3, "messagesAccepted": 2, "messagesInvalid": 1 }
+        });
+        let errors = report_errors(Submission::STOCK, report.to_string().as_bytes()).unwrap();
+        let outcome = verdicts(&items(&["A", "B", "C"]), &errors, None);
+        assert_eq!(outcome.delivered, ["A", "C"]);
+        assert_eq!(outcome.rejected.len(), 1);
+        assert_eq!((outcome.rejected[0].0.as_str(), outcome.rejected[0].1.class), ("B", FailureClass::Permanent));
+
+        let whole =
+            serde_json::json!({ "issues": [{ "code": "5000", "severity": "ERROR", "message": "invalid header" }] });
+        let errors = report_errors(Submission::PRICE, whole.to_string().as_bytes()).unwrap();
+        assert_eq!(verdicts(&items(&["A", "B"]), &errors, None).rejected.len(), 2);
+    }
+
+    #[test]
+    fn a_fatal_feed_rejects_every_item_permanently_and_an_unreadable_report_is_transient() {
+        let outcome = verdicts(&items(&["A", "B"]), &[], Some("feed 1 was rejected as a whole (FATAL)"));
+        assert!(outcome.delivered.is_empty());
+        assert!(outcome.rejected.iter().all(|(_, e)| e.class == FailureClass::Permanent));
+        assert_eq!(
+            report_errors(Submission::CANCEL, b"<AmazonEnvelope><oops").unwrap_err().class,
+            FailureClass::Transient
+        );
+        assert_eq!(report_errors(Submission::STOCK, b"not json").unwrap_err().class, FailureClass::Transient);
     }
 }

@@ -26,8 +26,8 @@ use super::{cursor_number, decimal, id_text, missing_item_id, next_page, price_o
 use crate::{
     Credentials,
     client::{
-        CallContext, ChannelConnector, FetchedShipment, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
-        StockUpdate,
+        Accepted, CallContext, ChannelConnector, FetchedShipment, Listing, ListingIds, ListingPage, PriceUpdate,
+        PushOutcome, StockUpdate,
     },
     error::ConnectorError,
     ratelimit::{Signals, WindowStatus},
@@ -130,7 +130,7 @@ impl ChannelConnector for BigCommerce {
             });
             let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
             let result = self.api.send(Req::put("/v3/inventory/adjustments/absolute", body), ctx).await.map(|_| {
-                PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), rejected: Vec::new() }
+                PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), ..PushOutcome::default() }
             });
             settle(&mut outcome, &skus, result)?;
         }
@@ -154,7 +154,7 @@ impl ChannelConnector for BigCommerce {
                 .collect();
             let skus: Vec<&str> = batch.iter().map(|i| i.channel_sku.as_str()).collect();
             let result = self.api.send(Req::put("/v3/catalog/variants", Value::Array(body)), ctx).await.map(|_| {
-                PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), rejected: Vec::new() }
+                PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), ..PushOutcome::default() }
             });
             settle(&mut outcome, &skus, result)?;
         }
@@ -263,9 +263,9 @@ impl ChannelConnector for BigCommerce {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let body = json!({ "status_id": CANCELLED, "staff_notes": reason });
-        self.api.send(Req::put(format!("/v2/orders/{channel_order_id}"), body), ctx).await.map(drop)
+        self.api.send(Req::put(format!("/v2/orders/{channel_order_id}"), body), ctx).await.map(|_| Accepted::Done)
     }
 
     async fn read_stock(

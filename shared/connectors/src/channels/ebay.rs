@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 use super::{cursor_number, decimal, id_text, missing_item_id, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::{ConnectorError, class_of_status},
     transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
@@ -194,9 +197,9 @@ impl ChannelConnector for Ebay {
         channel_order_id: &str,
         _reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let body = json!({ "legacyOrderId": channel_order_id, "cancelReason": "OUT_OF_STOCK_OR_CANNOT_FULFILL" });
-        self.api.send(Req::post("/post-order/v2/cancellation", body), ctx).await.map(drop)
+        self.api.send(Req::post("/post-order/v2/cancellation", body), ctx).await.map(|_| Accepted::Done)
     }
 
     async fn read_stock(

@@ -26,7 +26,10 @@ use serde_json::{Map, Value, json};
 use super::{cursor_number, group_by, id_text, missing_item_id, number, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::ConnectorError,
     ratelimit::Signals,
     token::Token,
@@ -317,7 +320,7 @@ impl ChannelConnector for Etsy {
         _channel_order_id: &str,
         _reason: &str,
         _ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Etsy, "cancel a receipt (sellers cancel in the Etsy UI)"))
     }
 

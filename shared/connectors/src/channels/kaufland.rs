@@ -44,8 +44,8 @@ use super::{id_text, missing_item_id, settle};
 use crate::{
     Credentials,
     client::{
-        CallContext, ChannelConnector, HeldOrders, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
-        StockUpdate,
+        Accepted, CallContext, ChannelConnector, HeldOrders, Listing, ListingIds, ListingPage, PriceUpdate,
+        PushOutcome, StockUpdate,
     },
     error::ConnectorError,
     token::{Lifecycle, Token},
@@ -457,7 +457,7 @@ impl ChannelConnector for Kaufland {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let reason = cancel_reason(reason, self.api.parts.settings.get("cancel_reason").map(String::as_str))?;
         let units = self.unsent_units(channel_order_id, ctx).await?;
         if units.is_empty() {
@@ -466,7 +466,7 @@ impl ChannelConnector for Kaufland {
         for (unit, _) in units {
             self.api.send(Req::patch(format!("/order-units/{unit}/cancel"), json!({ "reason": reason })), ctx).await?;
         }
-        Ok(())
+        Ok(Accepted::Done)
     }
 
     async fn read_stock(

@@ -54,7 +54,10 @@ use serde_json::{Value, json};
 use super::{cursor_number, encode, id_text, number, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::ConnectorError,
     token::{CLIENT_ID, ClientAuth, Flow, Grant, Lifecycle},
     transport::{Api, ApiParts, Bearer, Reply, Req, batches},
@@ -547,9 +550,9 @@ impl ChannelConnector for Otto {
         channel_order_id: &str,
         _reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let path = self.orders(&format!("/{}/cancellation", encode(channel_order_id)));
-        self.send(Req::new(Method::POST, path), ctx).await.map(drop)
+        self.send(Req::new(Method::POST, path), ctx).await.map(|_| Accepted::Done)
     }
 
     async fn read_stock(

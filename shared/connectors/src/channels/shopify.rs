@@ -25,7 +25,10 @@ use sha2::{Digest, Sha256};
 use super::{decimal, id_text, price_of, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::{ConnectorError, FailureClass},
     ratelimit::{PointsStatus, Signals},
     token::Token,
@@ -423,7 +426,7 @@ impl ChannelConnector for Shopify {
                     .graphql(BULK_PRICES, json!({ "productId": product, "variants": variants }), MUTATION_COST, ctx)
                     .await?;
                 user_errors(&data, "/productVariantsBulkUpdate/userErrors")?;
-                Ok(PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), rejected: Vec::new() })
+                Ok(PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), ..PushOutcome::default() })
             }
             .await;
             settle(&mut outcome, &skus, result)?;
@@ -485,14 +488,14 @@ impl ChannelConnector for Shopify {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let code = match reason.to_ascii_uppercase().as_str() {
             r @ ("CUSTOMER" | "DECLINED" | "FRAUD" | "INVENTORY" | "STAFF") => r.to_owned(),
             _ => "OTHER".to_owned(),
         };
         let variables = json!({ "orderId": order_gid(channel_order_id), "reason": code, "staffNote": reason });
         let data = self.graphql(ORDER_CANCEL, variables, MUTATION_COST, ctx).await?;
-        user_errors(&data, "/orderCancel/orderCancelUserErrors")
+        user_errors(&data, "/orderCancel/orderCancelUserErrors").map(|()| Accepted::Done)
     }
 
     async fn read_stock(

@@ -27,7 +27,10 @@ use sha2::Sha256;
 use super::{decimal, group_by, id_text, missing_item_id, price_of, settle, split_item_id};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::{ConnectorError, FailureClass},
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, field, required},
@@ -194,7 +197,7 @@ impl TikTok {
             let body = json!({ "skus": group.iter().map(|k| sku_entry(k.0, &k.3)).collect::<Vec<_>>() });
             let result = self.api.send(Req::post(path(&product), body), ctx).await.map(|_| PushOutcome {
                 delivered: skus.iter().map(|s| (*s).to_owned()).collect(),
-                rejected: Vec::new(),
+                ..PushOutcome::default()
             });
             settle(&mut outcome, &skus, result)?;
         }
@@ -308,9 +311,12 @@ impl ChannelConnector for TikTok {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let body = json!({ "order_id": channel_order_id, "cancel_reason": reason });
-        self.api.send(Req::post(format!("/return_refund/{}/cancellations", self.v()), body), ctx).await.map(drop)
+        self.api
+            .send(Req::post(format!("/return_refund/{}/cancellations", self.v()), body), ctx)
+            .await
+            .map(|_| Accepted::Done)
     }
 
     /// Inventory search by seller SKU (shape unverified).

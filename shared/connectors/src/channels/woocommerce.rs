@@ -23,7 +23,10 @@ use serde_json::{Value, json};
 use super::{cursor_number, decimal, group_by, id_text, missing_item_id, next_page, price_of, settle, split_item_id};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::{ConnectorError, class_of_status},
     token::Token,
     transport::{Api, ApiParts, Dialect, Req, batches, credential, header},
@@ -267,11 +270,11 @@ impl ChannelConnector for WooCommerce {
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Accepted, ConnectorError> {
         let path = self.path(&format!("orders/{channel_order_id}"));
         self.api.send(Req::put(path.clone(), json!({ "status": "cancelled" })), ctx).await?;
         let note = json!({ "note": format!("Cancelled by Manifold: {reason}"), "customer_note": false });
-        self.api.send(Req::post(format!("{path}/notes"), note), ctx).await.map(drop)
+        self.api.send(Req::post(format!("{path}/notes"), note), ctx).await.map(|_| Accepted::Done)
     }
 
     async fn read_stock(

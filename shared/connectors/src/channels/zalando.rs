@@ -23,7 +23,10 @@ use serde_json::{Value, json};
 use super::{id_text, number, settle};
 use crate::{
     Credentials,
-    client::{CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome, StockUpdate},
+    client::{
+        Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
+        StockUpdate,
+    },
     error::ConnectorError,
     transport::{Api, ApiParts, Bearer, Req, batches, field},
 };
@@ -246,8 +249,8 @@ impl ChannelConnector for Zalando {
         }
     }
 
-    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<(), ConnectorError> {
-        self.patch_order(channel_order_id, json!({ "exported": true }), ctx).await
+    async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {
+        self.patch_order(channel_order_id, json!({ "exported": true }), ctx).await.map(|()| Accepted::Done)
     }
 
     async fn cancel_order(
@@ -255,8 +258,8 @@ impl ChannelConnector for Zalando {
         channel_order_id: &str,
         _reason: &str,
         ctx: &CallContext,
-    ) -> Result<(), ConnectorError> {
-        self.set_line_status(channel_order_id, "canceled", &[], ctx).await
+    ) -> Result<Accepted, ConnectorError> {
+        self.set_line_status(channel_order_id, "canceled", &[], ctx).await.map(|()| Accepted::Done)
     }
 
     async fn read_stock(

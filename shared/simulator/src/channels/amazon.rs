@@ -1,6 +1,17 @@
 //! Amazon SP-API: `patchListingsItem` / `getListingsItem`, the Feeds flow (document, pre-signed upload,
-//! feed), and Orders v0 reads and shipment confirmation. One token bucket for the whole channel
-//! (Amazon's is per operation: a simplification of this test double).
+//! feed, feed status, processing report), and Orders v0 reads and shipment confirmation. One token
+//! bucket for the whole channel (Amazon's is per operation: a simplification of this test double).
+//!
+//! Feeds: an uploaded document is checked against its content type (`JSON_LISTINGS_FEED` JSON with
+//! `header.sellerId` and `messages`; the XML `AmazonEnvelope` of `OrderAcknowledgement` messages,
+//! malformed XML refused with 400). `createFeed` queues it: the first `getFeed` answers `IN_PROGRESS`,
+//! the second processes the feed (applies it, writes its report) and answers `DONE`, as later ones do,
+//! with the `resultFeedDocumentId` whose `getFeedDocument` url serves the report: JSON (`header`, `issues`, `summary`) for the listings
+//! feed, a gzip-compressed XML `ProcessingReport` for the order feed. Per message: an unknown SKU is
+//! an `ERROR` issue (`4000001`); an unknown order is a `Result` `Error` 18028, a `Failure` for an order
+//! already `Shipped` one of code 25; otherwise `Failure` sets the order's `OrderStatus` to `Canceled`
+//! and `Success` acknowledges it (both recorded under the seeded document's `_sim`, which the order
+//! reads do not serve).
 
 use axum::{
     Router,
@@ -13,6 +24,7 @@ use axum::{
 use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 
 use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
@@ -24,8 +36,8 @@ use axum::http::HeaderValue;
 pub(crate) const MODULE: super::SimChannel = super::SimChannel {
     routes,
     limit: Some(SimLimit::TokenBucket { rate_per_second: 5.0, burst: 10.0 }),
-    // Feed document uploads go to a pre-signed URL.
-    authorized: |a| a.has("x-amz-access-token") || a.path.starts_with("/_upload/"),
+    // Feed documents are uploaded to, and reports downloaded from, pre-signed URLs.
+    authorized: |a| a.has("x-amz-access-token") || crate::presigned(a.path),
     error_body: |status, message| {
         let code = match status.as_u16() {
             429 => "QuotaExceeded",
@@ -54,6 +66,9 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/feeds/2021-06-30/documents", post(create_document))
         .route("/_upload/{doc}", put(upload))
         .route("/feeds/2021-06-30/feeds", post(create_feed))
+        .route("/feeds/2021-06-30/feeds/{id}", get(get_feed))
+        .route("/feeds/2021-06-30/documents/{id}", get(get_document))
+        .route("/_download/{doc}", get(download))
         .route("/orders/v0/orders", get(orders))
         .route("/orders/v0/orders/{id}", get(order))
         .route("/orders/v0/orders/{id}/orderItems", get(order_items))
@@ -193,51 +208,301 @@ async fn create_document(State(state): St, body: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if req.get("contentType").and_then(Value::as_str).is_none() {
+    let Some(content_type) = req.get("contentType").and_then(Value::as_str) else {
         return bad("contentType is required");
-    }
+    };
     let id = format!("amzn1.tortuga.4.sim.{}", fresh_id());
     let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
-    state.lock().feed_documents.insert(id.clone());
+    let mut s = state.lock();
+    s.feed_documents.insert(id.clone());
+    s.tasks.insert(doc_key(&id), json!({ "contentType": content_type }));
+    drop(s);
     (StatusCode::CREATED, axum::Json(json!({ "feedDocumentId": id, "url": format!("{base}/amazon/_upload/{id}") })))
         .into_response()
 }
 
+fn doc_key(doc: &str) -> String {
+    format!("amazon:document:{doc}")
+}
+
+fn feed_key(feed: &str) -> String {
+    format!("amazon:feed:{feed}")
+}
+
+fn report_key(doc: &str) -> String {
+    format!("amazon:report:{doc}")
+}
+
+/// The pre-signed upload: the document must fit its declared content type.
 async fn upload(State(state): St, Path(doc): Path<String>, body: Bytes) -> Response {
-    let feed: Value = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("feed document is not JSON: {e}")).into_response(),
-    };
     let mut s = state.lock();
-    if !s.feed_documents.contains(&doc) {
+    let Some(declared) = s.tasks.get(&doc_key(&doc)).filter(|_| s.feed_documents.contains(&doc)).cloned() else {
         return (StatusCode::FORBIDDEN, "unknown pre-signed URL").into_response();
+    };
+    let content_type = declared["contentType"].as_str().unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let checked =
+        if content_type.starts_with("text/xml") { order_feed(&text).map(drop) } else { listings_feed(&body).map(drop) };
+    if let Err(e) = checked {
+        return (StatusCode::BAD_REQUEST, e).into_response();
     }
-    if feed.pointer("/header/sellerId").is_none() || feed.get("messages").and_then(Value::as_array).is_none() {
-        return (StatusCode::BAD_REQUEST, "JSON_LISTINGS_FEED needs header.sellerId and messages").into_response();
-    }
-    for m in feed["messages"].as_array().into_iter().flatten() {
-        let (Some(sku), Some(patches)) = (m.get("sku").and_then(Value::as_str), m.get("patches")) else { continue };
-        let Ok(patches) = serde_json::from_value::<Vec<PatchOp>>(patches.clone()) else { continue };
-        let _ = apply(&mut s, sku, &patches);
-    }
+    s.tasks.insert(doc_key(&doc), json!({ "contentType": content_type, "content": text }));
     StatusCode::OK.into_response()
 }
 
+/// A `JSON_LISTINGS_FEED` document's messages.
+fn listings_feed(body: &[u8]) -> Result<Vec<Value>, String> {
+    let feed: Value = serde_json::from_slice(body).map_err(|e| format!("feed document is not JSON: {e}"))?;
+    match (feed.pointer("/header/sellerId"), feed.get("messages").and_then(Value::as_array)) {
+        (Some(_), Some(messages)) => Ok(messages.clone()),
+        _ => Err("JSON_LISTINGS_FEED needs header.sellerId and messages".into()),
+    }
+}
+
+/// One message of an order-acknowledgement feed.
+struct OrderAck {
+    message_id: String,
+    order_id: String,
+    cancel: bool,
+    reason: Option<String>,
+}
+
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| c.has_tag_name(name))
+}
+
+/// The trimmed text of `n`'s child element `name`.
+fn xml_text(n: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
+    child(n, name).and_then(|c| c.text()).map(|t| t.trim().to_owned())
+}
+
+/// The messages of a `POST_ORDER_ACKNOWLEDGEMENT_DATA` document, or why it is refused.
+fn order_feed(xml: &str) -> Result<Vec<OrderAck>, String> {
+    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed XML: {e}"))?;
+    let root = doc.root_element();
+    if !root.has_tag_name("AmazonEnvelope") {
+        return Err("the root element must be AmazonEnvelope".into());
+    }
+    if child(root, "Header").and_then(|h| xml_text(h, "MerchantIdentifier")).is_none_or(|m| m.is_empty()) {
+        return Err("Header/MerchantIdentifier is required".into());
+    }
+    if xml_text(root, "MessageType").as_deref() != Some("OrderAcknowledgement") {
+        return Err("MessageType must be OrderAcknowledgement".into());
+    }
+    let mut acks = Vec::new();
+    for m in root.children().filter(|n| n.has_tag_name("Message")) {
+        let id = xml_text(m, "MessageID").ok_or("every Message needs a MessageID")?;
+        let ack = child(m, "OrderAcknowledgement").ok_or("every Message needs an OrderAcknowledgement")?;
+        let order_id = xml_text(ack, "AmazonOrderID").filter(|o| !o.is_empty()).ok_or("AmazonOrderID is required")?;
+        let cancel = match xml_text(ack, "StatusCode").as_deref() {
+            Some("Success") => false,
+            Some("Failure") => true,
+            _ => return Err(format!("message {id}: StatusCode must be Success or Failure")),
+        };
+        let items: Vec<_> = ack.children().filter(|n| n.has_tag_name("Item")).collect();
+        if items.iter().any(|i| xml_text(*i, "AmazonOrderItemCode").is_none()) {
+            return Err(format!("message {id}: every Item needs an AmazonOrderItemCode"));
+        }
+        let reason = items.iter().find_map(|i| xml_text(*i, "CancelReason"));
+        if cancel && (items.is_empty() || items.iter().any(|i| xml_text(*i, "CancelReason").is_none())) {
+            return Err(format!("message {id}: a Failure names each Item with its CancelReason"));
+        }
+        acks.push(OrderAck { message_id: id, order_id, cancel, reason });
+    }
+    if acks.is_empty() {
+        return Err("the envelope holds no Message".into());
+    }
+    Ok(acks)
+}
+
+/// `createFeed`: the document is queued for processing, which `getFeed` finishes.
 async fn create_feed(State(state): St, body: Bytes) -> Response {
     let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
     let doc = req.get("inputFeedDocumentId").and_then(Value::as_str).unwrap_or_default();
-    if req.get("feedType").and_then(Value::as_str).is_none()
-        || req.get("marketplaceIds").and_then(Value::as_array).is_none_or(Vec::is_empty)
-    {
+    let feed_type = req.get("feedType").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if feed_type.is_empty() || req.get("marketplaceIds").and_then(Value::as_array).is_none_or(Vec::is_empty) {
         return bad("feedType and marketplaceIds are required");
     }
-    if !state.lock().feed_documents.contains(doc) {
+    let mut s = state.lock();
+    if !s.feed_documents.contains(doc) {
         return bad("inputFeedDocumentId is not a known feed document");
     }
-    (StatusCode::ACCEPTED, axum::Json(json!({ "feedId": fresh_id() }))).into_response()
+    let Some(content) = s.tasks.get(&doc_key(doc)).and_then(|d| d["content"].as_str()).map(str::to_owned) else {
+        return bad("the feed document was never uploaded");
+    };
+    if !matches!(feed_type.as_str(), "JSON_LISTINGS_FEED" | "POST_ORDER_ACKNOWLEDGEMENT_DATA") {
+        return bad(&format!("feedType {feed_type} is not simulated"));
+    }
+    let feed_id = fresh_id();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    s.tasks.insert(
+        feed_key(&feed_id),
+        json!({ "feedId": feed_id, "feedType": feed_type, "marketplaceIds": req["marketplaceIds"], "createdTime": now,
+                "polls": 0, "content": content }),
+    );
+    drop(s);
+    (StatusCode::ACCEPTED, axum::Json(json!({ "feedId": feed_id }))).into_response()
+}
+
+/// Applies a listings feed; its JSON processing report (never compressed).
+fn listings_report(s: &mut Inner, feed_id: &str, content: &[u8]) -> Value {
+    let messages = listings_feed(content).unwrap_or_default();
+    let mut issues = Vec::new();
+    let mut invalid = 0;
+    for m in &messages {
+        let id = m.get("messageId").cloned().unwrap_or(Value::Null);
+        let patches = m.get("patches").cloned().map(serde_json::from_value::<Vec<PatchOp>>);
+        let result = match (m.get("sku").and_then(Value::as_str), patches) {
+            (Some(sku), Some(Ok(patches))) => apply(s, sku, &patches),
+            _ => {
+                Err(vec![json!({ "code": "4000004", "message": "sku and patches are required", "severity": "ERROR" })])
+            }
+        };
+        if let Err(found) = result {
+            invalid += 1;
+            issues.extend(found.into_iter().map(|mut i| {
+                i["messageId"] = id.clone();
+                i
+            }));
+        }
+    }
+    let report = json!({
+        "header": { "sellerId": "A2EUQ1WTGCTBG2", "version": "2.0", "feedId": feed_id },
+        "issues": issues,
+        "summary": { "errors": issues.len(), "warnings": 0, "messagesProcessed": messages.len(),
+                     "messagesAccepted": messages.len() - invalid, "messagesInvalid": invalid },
+    });
+    json!({ "content": report.to_string(), "gzip": false })
+}
+
+/// XML character data.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Applies an order-acknowledgement feed; its XML `ProcessingReport`, to be served gzip-compressed.
+fn order_report(s: &mut Inner, feed_id: &str, content: &str) -> Value {
+    let acks = order_feed(content).unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut results = String::new();
+    let mut errors = 0;
+    for ack in &acks {
+        let refused = match s.order_mut(C, &ack.order_id) {
+            None => {
+                Some(("18028", format!("The AmazonOrderID {} could not be found for this merchant.", ack.order_id)))
+            }
+            Some(o) if ack.cancel && o.doc["order"]["OrderStatus"] == "Shipped" => {
+                Some(("25", format!("The order {} has already shipped and can no longer be cancelled.", ack.order_id)))
+            }
+            Some(o) => {
+                if ack.cancel {
+                    o.doc["order"]["OrderStatus"] = json!("Canceled");
+                    o.doc["_sim"]["cancel_reason"] = json!(ack.reason);
+                } else {
+                    o.doc["_sim"]["acknowledged"] = json!(true);
+                }
+                o.doc["order"]["LastUpdateDate"] = json!(now);
+                None
+            }
+        };
+        if let Some((code, description)) = refused {
+            errors += 1;
+            let _ = write!(
+                results,
+                "<Result><MessageID>{}</MessageID><ResultCode>Error</ResultCode><ResultMessageCode>{code}</ResultMessageCode><ResultDescription>{}</ResultDescription><AdditionalInfo><AmazonOrderID>{}</AmazonOrderID></AdditionalInfo></Result>",
+                escape(&ack.message_id),
+                escape(&description),
+                escape(&ack.order_id)
+            );
+        }
+    }
+    let report = format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            r#"<AmazonEnvelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="amzn-envelope.xsd">"#,
+            "<Header><DocumentVersion>1.02</DocumentVersion><MerchantIdentifier>A2EUQ1WTGCTBG2</MerchantIdentifier></Header>",
+            "<MessageType>ProcessingReport</MessageType><Message><MessageID>1</MessageID><ProcessingReport>",
+            "<DocumentTransactionID>{feed}</DocumentTransactionID><StatusCode>Complete</StatusCode>",
+            "<ProcessingSummary><MessagesProcessed>{n}</MessagesProcessed><MessagesSuccessful>{ok}</MessagesSuccessful>",
+            "<MessagesWithError>{errors}</MessagesWithError><MessagesWithWarning>0</MessagesWithWarning></ProcessingSummary>",
+            "{results}</ProcessingReport></Message></AmazonEnvelope>"
+        ),
+        feed = escape(feed_id),
+        n = acks.len(),
+        ok = acks.len() - errors,
+        errors = errors,
+        results = results,
+    );
+    json!({ "content": report, "gzip": true })
+}
+
+/// `getFeed`: `IN_PROGRESS` on the first look; the second look processes the feed (applies it and
+/// writes its report) and answers `DONE` with the report's document, as do later ones.
+async fn get_feed(State(state): St, Path(id): Path<String>) -> Response {
+    let mut s = state.lock();
+    let Some(feed) = s.tasks.get_mut(&feed_key(&id)) else { return not_found(C, "feed") };
+    let polls = feed["polls"].as_u64().unwrap_or(0) + 1;
+    feed["polls"] = json!(polls);
+    let feed = feed.clone();
+    let mut body = json!({ "feedId": id, "feedType": feed["feedType"], "marketplaceIds": feed["marketplaceIds"],
+                           "createdTime": feed["createdTime"], "processingStartTime": feed["createdTime"] });
+    if polls < 2 {
+        body["processingStatus"] = json!("IN_PROGRESS");
+        return ok(body);
+    }
+    let report_doc = if let Some(doc) = feed.get("resultFeedDocumentId").and_then(Value::as_str) {
+        doc.to_owned()
+    } else {
+        let content = feed["content"].as_str().unwrap_or_default();
+        let report = if feed["feedType"] == "JSON_LISTINGS_FEED" {
+            listings_report(&mut s, &id, content.as_bytes())
+        } else {
+            order_report(&mut s, &id, content)
+        };
+        let doc = format!("amzn1.tortuga.4.sim.report.{}", fresh_id());
+        s.tasks.insert(report_key(&doc), report);
+        if let Some(f) = s.tasks.get_mut(&feed_key(&id)) {
+            f["resultFeedDocumentId"] = json!(doc);
+            f["processingEndTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        doc
+    };
+    body["processingStatus"] = json!("DONE");
+    body["processingEndTime"] = s.tasks[&feed_key(&id)]["processingEndTime"].clone();
+    body["resultFeedDocumentId"] = json!(report_doc);
+    ok(body)
+}
+
+/// `getFeedDocument` of a processing report: its pre-signed url and compression.
+async fn get_document(State(state): St, Path(id): Path<String>) -> Response {
+    let s = state.lock();
+    let Some(report) = s.tasks.get(&report_key(&id)) else { return not_found(C, "feed document") };
+    let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
+    let mut body = json!({ "feedDocumentId": id, "url": format!("{base}/amazon/_download/{id}") });
+    if report["gzip"] == true {
+        body["compressionAlgorithm"] = json!("GZIP");
+    }
+    ok(body)
+}
+
+async fn download(State(state): St, Path(doc): Path<String>) -> Response {
+    let Some(report) = state.lock().tasks.get(&report_key(&doc)).cloned() else {
+        return (StatusCode::FORBIDDEN, "unknown pre-signed URL").into_response();
+    };
+    let content = report["content"].as_str().unwrap_or_default().as_bytes().to_vec();
+    if report["gzip"] == true {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let zipped = gz.write_all(&content).and_then(|()| gz.finish());
+        return match zipped {
+            Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        };
+    }
+    (StatusCode::OK, content).into_response()
 }
 
 /// `getOrders`: `MarketplaceIds` always; `LastUpdatedAfter` (inclusive, "after or at") or
