@@ -192,9 +192,11 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<serde_json::Value>, ConnectorError> {
         self.list_orders_since(since, ctx).await
     }
-    /// Tells the channel the order has been taken over (Zalando: mark exported); a no-op elsewhere.
+    /// Tells the channel the order has been taken over (Zalando: mark exported). Channels without an
+    /// acknowledgement step answer [`ConnectorError::unsupported`] without a call: an `Ok` would say
+    /// the channel was told something it has no way to hear.
     async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<(), ConnectorError> {
-        Ok(())
+        Err(ConnectorError::unsupported(self.channel(), "acknowledge an order"))
     }
     async fn cancel_order(&self, channel_order_id: &str, reason: &str, ctx: &CallContext)
     -> Result<(), ConnectorError>;
