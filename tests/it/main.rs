@@ -12,6 +12,7 @@ mod iam;
 mod inbound;
 mod ledger;
 mod listings;
+mod matrix;
 mod ops;
 mod otto;
 mod outbound;

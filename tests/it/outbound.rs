@@ -34,7 +34,13 @@ fn version(channel: Channel) -> &'static str {
     }
 }
 
-fn account(sim: &SimHandle, channel: Channel, rate_limit: RateLimit, settings: &[(&str, &str)]) -> AccountConfig {
+/// An account of `channel` on the simulator, with every setting any channel's connector reads.
+pub(crate) fn account(
+    sim: &SimHandle,
+    channel: Channel,
+    rate_limit: RateLimit,
+    settings: &[(&str, &str)],
+) -> AccountConfig {
     let mut all: BTreeMap<String, String> = [
         ("location_id", "gid://shopify/Location/1"),
         ("seller_id", "A2EUQ1WTGCTBG2"),
@@ -89,7 +95,8 @@ fn creds() -> Credentials {
     .collect()
 }
 
-fn connector(
+/// The connector of [`account`], built as deployed code builds it.
+pub(crate) fn connector(
     sim: &SimHandle,
     channel: Channel,
     rate_limit: RateLimit,

@@ -254,9 +254,11 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
         self.list_orders_since(since, ctx).await
     }
     /// Tells the channel the order has been taken over (Zalando: mark exported; Amazon: an
-    /// order-acknowledgement feed); a no-op elsewhere.
+    /// order-acknowledgement feed). Channels without an acknowledgement step answer
+    /// [`ConnectorError::unsupported`] without a call: an `Ok` would say the channel was told
+    /// something it has no way to hear.
     async fn acknowledge_order(&self, _channel_order_id: &str, _ctx: &CallContext) -> Result<Accepted, ConnectorError> {
-        Ok(Accepted::Done)
+        Err(ConnectorError::unsupported(self.channel(), "acknowledge an order"))
     }
     /// [`acknowledge_order`](Self::acknowledge_order) for many orders at once, for channels whose
     /// acknowledgement is a quota-bound batch (Amazon: one feed for all of them). Answers the

@@ -86,36 +86,87 @@ impl Zalando {
         self.api.send(Self::json_api(Req::patch(self.path(&format!("orders/{order_id}")), body)), ctx).await.map(drop)
     }
 
-    /// Sets the status of every line of the order (or of the lines named in `only`).
+    /// Sets the status of every order line (Zalando's unit) of the order, or of the units `only`
+    /// names (see [`units_named`]).
     async fn set_line_status(
         &self,
         order_id: &str,
         status: &str,
-        only: &[String],
+        only: &[(String, u32)],
         ctx: &CallContext,
     ) -> Result<(), ConnectorError> {
         let doc = self.fetch_order(order_id, ctx).await?;
-        let included = doc.get("included").and_then(Value::as_array).cloned().unwrap_or_default();
-        let mut lines = 0;
-        for item in included.iter().filter(|r| r.get("type").and_then(Value::as_str) == Some("OrderItem")) {
-            let item_id = item.get("id").and_then(Value::as_str).unwrap_or_default();
-            let line_ids =
-                item.pointer("/relationships/order_lines/data").and_then(Value::as_array).cloned().unwrap_or_default();
-            for line in line_ids.iter().filter_map(|l| l.get("id").and_then(Value::as_str)) {
-                if !only.is_empty() && !only.iter().any(|o| o == line) {
-                    continue;
-                }
-                let body = json!({ "data": { "id": line, "type": "OrderLine", "attributes": { "status": status } } });
-                let path = self.path(&format!("orders/{order_id}/items/{item_id}/lines/{line}"));
-                self.api.send(Self::json_api(Req::patch(path, body)), ctx).await?;
-                lines += 1;
-            }
-        }
-        if lines == 0 {
+        let units = units(&doc);
+        let chosen = if only.is_empty() { units.iter().collect() } else { units_named(&units, only) };
+        if chosen.is_empty() {
             return Err(ConnectorError::permanent(format!("order {order_id} has no matching order lines")));
+        }
+        for unit in chosen {
+            let (item, line) = (&unit.item, &unit.line);
+            let body = json!({ "data": { "id": line, "type": "OrderLine", "attributes": { "status": status } } });
+            let path = self.path(&format!("orders/{order_id}/items/{item}/lines/{line}"));
+            self.api.send(Self::json_api(Req::patch(path, body)), ctx).await?;
         }
         Ok(())
     }
+}
+
+/// One order line of an order: Zalando's unit of one article, in its order item.
+#[derive(Debug, Clone, PartialEq)]
+struct Unit {
+    item: String,
+    line: String,
+    status: String,
+    price: Value,
+}
+
+/// Every unit of a [`ChannelConnector::fetch_order`] document, in item and line order.
+fn units(doc: &Value) -> Vec<Unit> {
+    let included = doc.get("included").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let of_type = |ty: &'static str| included.iter().filter(move |r| r.get("type").and_then(Value::as_str) == Some(ty));
+    let mut out = Vec::new();
+    for item in of_type("OrderItem") {
+        let item_id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+        let line_ids = item.pointer("/relationships/order_lines/data").and_then(Value::as_array).into_iter().flatten();
+        for line_id in line_ids.filter_map(|l| l.get("id").and_then(Value::as_str)) {
+            let line = of_type("OrderLine").find(|l| l.get("id").and_then(Value::as_str) == Some(line_id));
+            let attr = |k: &str| line.and_then(|l| l.pointer(&format!("/attributes/{k}"))).cloned().unwrap_or_default();
+            out.push(Unit {
+                item: item_id.to_owned(),
+                line: line_id.to_owned(),
+                status: attr("status").as_str().unwrap_or_default().to_owned(),
+                price: attr("price"),
+            });
+        }
+    }
+    out
+}
+
+/// The units a shipment's lines name, each `(line id, quantity)`. A canonical line id is what the
+/// normalizer made of an order item: the item id, or `{item}:{first line}` where the item's units
+/// sell at several prices (then only the units at that line's price). It names `quantity` of those
+/// units not yet shipped, canceled or returned. An order line's own id names that unit.
+fn units_named<'a>(units: &'a [Unit], only: &[(String, u32)]) -> Vec<&'a Unit> {
+    let mut chosen: Vec<&Unit> = Vec::new();
+    for (id, quantity) in only {
+        if let Some(unit) = units.iter().find(|u| u.line == *id) {
+            if !chosen.contains(&unit) {
+                chosen.push(unit);
+            }
+            continue;
+        }
+        let (item, first) = id.split_once(':').map_or((id.as_str(), None), |(i, f)| (i, Some(f)));
+        let price = first.and_then(|f| units.iter().find(|u| u.item == item && u.line == f)).map(|u| &u.price);
+        let open: Vec<&Unit> = units
+            .iter()
+            .filter(|u| u.item == item && price.is_none_or(|p| u.price == *p))
+            .filter(|u| !matches!(u.status.as_str(), "shipped" | "canceled" | "returned"))
+            .filter(|u| !chosen.contains(u))
+            .take(usize::try_from(*quantity).unwrap_or(usize::MAX))
+            .collect();
+        chosen.extend(open);
+    }
+    chosen
 }
 
 /// Per-item results, when present: entries in request order with `status` `accepted` / `rejected`.
@@ -222,7 +273,8 @@ impl ChannelConnector for Zalando {
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
         let id = &shipment.channel_order_id;
         self.patch_order(id, json!({ "tracking_number": shipment.tracking_number }), ctx).await?;
-        let only: Vec<String> = shipment.lines.iter().filter_map(|l| l.line_id.clone()).collect();
+        let only: Vec<(String, u32)> =
+            shipment.lines.iter().filter_map(|l| l.line_id.clone().map(|id| (id, l.quantity))).collect();
         self.set_line_status(id, "shipped", &only, ctx).await
     }
 
@@ -322,5 +374,33 @@ mod tests {
         assert_eq!(split[0]["included"].as_array().unwrap().len(), 2);
         assert_eq!(split[1]["included"].as_array().unwrap().len(), 1);
         assert_eq!(split[1]["data"]["id"], "o2");
+    }
+
+    #[test]
+    fn shipment_lines_name_units_by_the_canonical_line_or_the_order_line() {
+        let line = |id: &str, status: &str, amount: f64| json!({ "id": id, "type": "OrderLine", "attributes": { "status": status, "price": { "amount": amount, "currency": "EUR" } } });
+        let item = |id: &str, lines: &[&str]| {
+            let data: Vec<Value> = lines.iter().map(|l| json!({ "id": l, "type": "OrderLine" })).collect();
+            json!({ "id": id, "type": "OrderItem", "relationships": { "order_lines": { "data": data } } })
+        };
+        let doc = json!({ "data": { "id": "o1", "type": "Order" }, "included": [
+            item("i1", &["l1", "l2", "l3"]), item("i2", &["l4", "l5", "l6"]),
+            line("l1", "shipped", 10.0), line("l2", "accepted", 10.0), line("l3", "accepted", 10.0),
+            line("l4", "accepted", 20.0), line("l5", "accepted", 15.0), line("l6", "accepted", 15.0),
+        ] });
+        let units = units(&doc);
+        let named = |only: &[(&str, u32)]| {
+            let only: Vec<(String, u32)> = only.iter().map(|(i, q)| ((*i).to_owned(), *q)).collect();
+            units_named(&units, &only).into_iter().map(|u| u.line.as_str()).collect::<Vec<_>>()
+        };
+        // One unit of item i1 is shipped already: the next open ones go.
+        assert_eq!(named(&[("i1", 1)]), ["l2"]);
+        assert_eq!(named(&[("i1", 5)]), ["l2", "l3"]);
+        // Split prices: `item:first line` names units at that line's price only.
+        assert_eq!(named(&[("i2:l5", 2)]), ["l5", "l6"]);
+        assert_eq!(named(&[("i2:l4", 2)]), ["l4"]);
+        // An order line's own id, and nothing twice.
+        assert_eq!(named(&[("l3", 1), ("i1", 2)]), ["l3", "l2"]);
+        assert!(named(&[("unknown", 1)]).is_empty());
     }
 }

@@ -25,8 +25,12 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         stock_out: Cell::Supported("Listings Items patchListingsItem; JSON_LISTINGS_FEED in bulk"),
         price_out: Cell::Supported("patchListingsItem purchasable_offer; JSON_LISTINGS_FEED in bulk"),
         tracking_out: Cell::Supported("Orders v0 confirmShipment"),
-        cancel_out: Cell::NotBuilt("POST_ORDER_ACKNOWLEDGEMENT_DATA feed with StatusCode Failure"),
-        acknowledge: Cell::NotBuilt("POST_ORDER_ACKNOWLEDGEMENT_DATA feed with StatusCode Success"),
+        cancel_out: Cell::Supported(
+            "POST_ORDER_ACKNOWLEDGEMENT_DATA feed, StatusCode Failure with CancelReason; the processing report is polled",
+        ),
+        acknowledge: Cell::NotBuilt(
+            "the connector batches POST_ORDER_ACKNOWLEDGEMENT_DATA (Success) feeds; nothing acknowledges stored orders yet",
+        ),
         list_orders_since: Cell::Supported("Orders v0 getOrders LastUpdatedAfter, NextToken"),
         read_stock: Cell::Supported("Listings Items getListingsItem fulfillmentAvailability"),
         listing_sync: Cell::Supported("Listings Items searchListingsItems, 20 per page"),

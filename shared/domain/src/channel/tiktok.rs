@@ -24,10 +24,14 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         stock_out: Cell::Supported("POST /product/202309/products/{id}/inventory/update"),
         price_out: Cell::Supported("POST /product/202309/products/{id}/prices/update"),
         tracking_out: Cell::Supported("POST /fulfillment/202309/packages/{id}/ship"),
-        cancel_out: Cell::Supported("POST /return_refund/202309/cancellations"),
+        cancel_out: Cell::NotBuilt(
+            "POST /return_refund/202309/cancellations needs one of TikTok's cancel reason keys, not free text",
+        ),
         acknowledge: Cell::NotOffered("TikTok Shop has no acknowledgement step (Order API 202309)"),
         list_orders_since: Cell::Supported("POST /order/202309/orders/search update_time_ge"),
-        read_stock: Cell::Supported("POST /product/202309/inventory/search by seller SKU"),
+        read_stock: Cell::NotBuilt(
+            "POST /product/202309/inventory/search by seller_skus is unverified and not simulated",
+        ),
         listing_sync: Cell::Supported("POST /product/202309/products/search status ACTIVATE"),
     },
 };

@@ -11,7 +11,10 @@
 //! stock is released). Trap: money is JSON floats (`29.95`), read through their shortest decimal form.
 //! `order_number` can repeat across partner orders; `order_id` (`data.id`) is unique and is the id.
 //!
-//! Status (`attributes.status`):
+//! Status (`attributes.status`), except that an order whose every order line is `canceled` is
+//! cancelled: Zalando's order status is only initial, approved or fulfilled, and "fulfilled" means
+//! each line was shipped, canceled and/or returned (a failed payment cancels every line and sets the
+//! order fulfilled), so the lines say whether it was cancelled:
 //! | Zalando   | canonical |
 //! |-----------|-----------|
 //! | initial   | pending   |
@@ -163,6 +166,10 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         Some(t) => t,
         None => build::line_subtotal(currency, &lines, doc.field("included").path())?,
     };
+    let mut every_line_canceled = !order_lines.is_empty();
+    for (_, line) in &order_lines {
+        every_line_canceled &= line.at("attributes.status").opt_text()?.as_deref() == Some("canceled");
+    }
     let billing_address = ADDRESS.read(&attrs.field("billing_address"))?;
     let created_at = attrs.field("order_date").datetime()?;
     let updated_at = match attrs.field("modified_at").opt_datetime()? {
@@ -175,7 +182,11 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             None => data.field("id").text()?,
         },
         order_number: attrs.field("order_number").text()?,
-        status: build::map_status(STATUS, &attrs.field("status"))?,
+        status: if every_line_canceled {
+            OrderStatus::Cancelled
+        } else {
+            build::map_status(STATUS, &attrs.field("status"))?
+        },
         created_at,
         updated_at,
         currency,

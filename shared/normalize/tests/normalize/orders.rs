@@ -345,6 +345,34 @@ fn zalando_float_prices_and_one_unit_order_lines() {
     assert_eq!(country(&order), Some("DE"));
 }
 
+/// Zalando's order status is initial, approved or fulfilled; "fulfilled" with every line canceled is a
+/// cancelled order (a failed payment ends that way), with any line shipped a fulfilled one.
+#[test]
+fn zalando_orders_whose_every_line_is_canceled_are_cancelled() {
+    let acct = account(Channel::Zalando);
+    let mut doc = fixture!("zalando/order-jsonapi-written-from-docs.json");
+    doc["data"]["attributes"]["status"] = serde_json::json!("fulfilled");
+    let lines = doc_lines(&doc);
+    for &ix in &lines {
+        doc["included"][ix]["attributes"]["status"] = serde_json::json!("canceled");
+    }
+    assert_eq!(normalize_order(Channel::Zalando, &doc, &ctx(&acct)).unwrap().status, OrderStatus::Cancelled);
+    doc["included"][lines[0]]["attributes"]["status"] = serde_json::json!("shipped");
+    assert_eq!(normalize_order(Channel::Zalando, &doc, &ctx(&acct)).unwrap().status, OrderStatus::Fulfilled);
+}
+
+/// Positions of the OrderLine resources in a Zalando document's `included`.
+fn doc_lines(doc: &serde_json::Value) -> Vec<usize> {
+    doc["included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["type"] == "OrderLine")
+        .map(|(i, _)| i)
+        .collect()
+}
+
 #[test]
 fn ebay_line_item_cost_is_a_line_total() {
     let acct = account(Channel::Ebay);

@@ -1,5 +1,6 @@
 //! eBay: `bulkUpdatePriceQuantity` (25 requests per call, per-SKU statuses), inventory reads, the
-//! Fulfillment API's orders and shipping fulfillments, and the notification public keys.
+//! Fulfillment API's orders and shipping fulfillments, the Post-Order API's seller cancellation, and
+//! the notification public keys.
 
 use axum::{
     Router,
@@ -30,6 +31,8 @@ pub(crate) const MODULE: super::SimChannel = super::SimChannel {
 
 const C: Channel = Channel::Ebay;
 const MAX_REQUESTS: usize = 25;
+/// The `CancelReasonEnum` values a seller may give (Post-Order API v2).
+const SELLER_CANCEL_REASONS: [&str; 3] = ["ADDRESS_ISSUES", "BUYER_ASKED_CANCEL", "OUT_OF_STOCK_OR_CANNOT_FULFILL"];
 
 pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
@@ -40,6 +43,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/sell/fulfillment/v1/order", get(orders))
         .route("/sell/fulfillment/v1/order/{id}", get(order))
         .route("/sell/fulfillment/v1/order/{id}/shipping_fulfillment", post(ship))
+        .route("/post-order/v2/cancellation", post(cancel))
         .route("/commerce/notification/v1/public_key/{kid}", get(public_key))
 }
 
@@ -216,4 +220,31 @@ async fn public_key(State(state): St, Path(kid): Path<String>) -> Response {
         Some(key) => ok(json!({ "algorithm": "ECDSA", "digest": "SHA1", "key": key })),
         None => not_found(C, "public key"),
     }
+}
+
+/// `POST /post-order/v2/cancellation` `{legacyOrderId, cancelReason}`: a seller's cancellation needs no
+/// buyer approval, so the order reads as cancelled at once (`cancelStatus.cancelState` `CANCELED`).
+async fn cancel(State(state): St, body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(id) = req.get("legacyOrderId").and_then(Value::as_str) else {
+        return bad("legacyOrderId is required");
+    };
+    let reason = req.get("cancelReason").and_then(Value::as_str).unwrap_or_default();
+    if !SELLER_CANCEL_REASONS.contains(&reason) {
+        return bad(&format!("cancelReason must be one of {}", SELLER_CANCEL_REASONS.join(", ")));
+    }
+    let mut s = state.lock();
+    let Some(order) = s.order_mut(C, id) else { return not_found(C, "order") };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let cancel_id = fresh_id();
+    order.doc["cancelStatus"] = json!({
+        "cancelState": "CANCELED",
+        "cancelledDate": now,
+        "cancelRequests": [{ "cancelRequestId": cancel_id, "cancelInitiator": "SELLER", "cancelReason": reason, "cancelRequestState": "COMPLETED", "cancelRequestedDate": now }],
+    });
+    order.doc["lastModifiedDate"] = json!(now);
+    ok(json!({ "cancelId": cancel_id }))
 }

@@ -12,6 +12,7 @@ use axum::{
     response::Response,
     routing::{get, post},
 };
+use chrono::{SecondsFormat, Utc};
 use manifold_domain::Channel;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -224,6 +225,17 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
         );
     }
     if q.query.contains("orderCancel") {
+        // The job runs at once here: the order reads as cancelled, with the reason, as Shopify shows
+        // it once the job is done (`status=cancelled` lists it, the normalizer reads `cancelled_at`).
+        let gid = v.get("orderId").and_then(Value::as_str).unwrap_or_default();
+        let id = gid.rsplit('/').next().unwrap_or_default();
+        if let Some(order) = s.order_mut(C, id) {
+            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+            let reason = v.get("reason").and_then(Value::as_str).unwrap_or("OTHER").to_ascii_lowercase();
+            order.doc["cancelled_at"] = json!(now);
+            order.doc["updated_at"] = json!(now);
+            order.doc["cancel_reason"] = json!(reason);
+        }
         return Ok(
             json!({ "orderCancel": { "job": { "id": format!("gid://shopify/Job/{}", fresh_id()) }, "orderCancelUserErrors": [] } }),
         );

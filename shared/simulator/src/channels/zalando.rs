@@ -224,5 +224,17 @@ async fn update_line(
         return not_found(C, "order line");
     };
     line["attributes"]["status"] = json!(status);
+    settle(&mut o.doc);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Zalando sets the order status itself: `fulfilled` once each order line is shipped, canceled or
+/// returned (a failed payment, too, ends with every line canceled and the order fulfilled).
+fn settle(doc: &mut Value) {
+    let mut lines = doc["included"].as_array().into_iter().flatten().filter(|r| r["type"] == "OrderLine").peekable();
+    let done = lines.peek().is_some()
+        && lines.all(|l| matches!(l["attributes"]["status"].as_str(), Some("shipped" | "canceled" | "returned")));
+    if done {
+        doc["data"]["attributes"]["status"] = json!("fulfilled");
+    }
 }
