@@ -16,10 +16,11 @@ use std::{collections::BTreeSet, fmt::Display, sync::Arc};
 
 use chrono::{Duration, Utc};
 use manifold_connectors::{
-    CallContext, ChannelConnector, ConnectorError, FailureClass, Listing, PriceUpdate, StockUpdate,
+    Accepted, CallContext, ChannelConnector, ConnectorError, FailureClass, Listing, PriceUpdate, StockUpdate,
+    SubmissionState,
 };
 use manifold_domain::{
-    Amount, Channel, Currency, Order, OrderStatus, Shipment, ShipmentLine, Sku,
+    Amount, Channel, Currency, Order, OrderStatus, Record, Shipment, ShipmentLine, Sku,
     channel::{Cell, Inbound, Operation},
     config::{AccountConfig, RateLimit},
 };
@@ -215,7 +216,7 @@ impl<'a> Bench<'a> {
         match op {
             Operation::OrdersIn => self.order_in(Event::Created).await,
             Operation::OrderUpdatesIn => self.order_in(Event::Cancelled).await,
-            Operation::ReturnsIn => Err(format!("no exerciser for ReturnsIn on {}", self.channel)),
+            Operation::ReturnsIn => self.returns_in().await,
             Operation::StockOut => self.stock_out().await,
             Operation::PriceOut => self.price_out().await,
             Operation::TrackingOut => self.tracking_out().await,
@@ -266,11 +267,28 @@ impl<'a> Bench<'a> {
     // The two order state changes whose answer type is changing (to `Accepted`): adapted here only.
 
     async fn cancel(&self, channel_order_id: &str) -> Result<(), ConnectorError> {
-        self.api.cancel_order(channel_order_id, "out of stock", &self.ctx()).await.map(drop)
+        let accepted = self.api.cancel_order(channel_order_id, "out of stock", &self.ctx()).await?;
+        self.settled(accepted).await
     }
 
     async fn acknowledge_order(&self, channel_order_id: &str) -> Result<(), ConnectorError> {
-        self.api.acknowledge_order(channel_order_id, &self.ctx()).await.map(drop)
+        let accepted = self.api.acknowledge_order(channel_order_id, &self.ctx()).await?;
+        self.settled(accepted).await
+    }
+
+    /// Work the channel took for later (an Amazon feed) is asked after until the channel has done it,
+    /// as the push consumer's feed checks do; an item it refused is the cell's failure.
+    async fn settled(&self, accepted: Accepted) -> Result<(), ConnectorError> {
+        let Accepted::Submitted(submission) = accepted else { return Ok(()) };
+        for _ in 0..10 {
+            match self.api.submission_result(&submission, &self.ctx()).await? {
+                SubmissionState::Pending => {}
+                SubmissionState::Done(outcome) => {
+                    return outcome.rejected.into_iter().next().map_or(Ok(()), |(_, e)| Err(e));
+                }
+            }
+        }
+        Err(ConnectorError::transient(format!("submission {} still pending after 10 checks", submission.id)))
     }
 
     // Orders.
@@ -359,6 +377,66 @@ impl<'a> Bench<'a> {
         step("acknowledge_order", self.acknowledge_order(&order.channel_order_id).await)?;
         ensure(self.held(&order.channel_order_id)?.exported, || {
             format!("the simulator's order is not marked taken over; writes: {}", summary(&self.writes()))
+        })
+    }
+
+    /// Goods come back: the channel reports the return as it documents it (WooCommerce: a refund
+    /// with a line and its action webhook; Kaufland: a unit returned and its return notification;
+    /// OTTO: a position item RETURNED on the polled order), Manifold fetches what the report names,
+    /// and a canonical Return of the seeded order's line comes out.
+    async fn returns_in(&self) -> Checked {
+        let (mut doc, seeded) = self.seed_order()?;
+        let ctx = Context { account: &self.account, received_at: Utc::now() };
+        let records = match self.channel {
+            Channel::Woocommerce => {
+                let line = &doc["line_items"][1];
+                let url =
+                    format!("{}/wc/v3/orders/{}/refunds", self.sim.base_url(self.channel), seeded.channel_order_id);
+                let refund = json!({ "line_items": [{ "id": line["id"], "quantity": 1, "refund_total": 12.0 }] });
+                let client = reqwest::Client::new();
+                let reply = step(
+                    "refund in WooCommerce",
+                    client.post(url).basic_auth("ck_sim", Some("cs_sim")).json(&refund).send().await,
+                )?;
+                ensure(reply.status() == 201, || format!("the simulator refused the refund: {}", reply.status()))?;
+                let body = json!({ "action": "woocommerce_order_refunded", "arg": seeded.channel_order_id });
+                let inbound = step(
+                    "classify",
+                    manifold_normalize::classify(self.channel, Some("action.woocommerce_order_refunded"), &body),
+                )?;
+                let manifold_normalize::Inbound::Thin { kind: DocKind::Return, resource_id, .. } = inbound else {
+                    return Err(format!("the refund action classified as {inbound:?}"));
+                };
+                let fetched = step("fetch_returns", self.api.fetch_returns(&resource_id, &self.ctx()).await)?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Return, &fetched, &ctx))?
+            }
+            Channel::Kaufland => {
+                doc["data"]["order_units"][0]["status"] = json!("returned");
+                step("re-seed the returned unit", self.sim.seed_order(self.channel, doc.clone()))?;
+                let unit = doc["data"]["order_units"][0]["id_order_unit"].clone();
+                let body = json!({ "event_name": "return_unit_status_changed", "id_order_unit": unit });
+                let inbound = step("classify", manifold_normalize::classify(self.channel, None, &body))?;
+                let manifold_normalize::Inbound::Thin { kind: DocKind::Order, resource_id, .. } = inbound else {
+                    return Err(format!("the return notification classified as {inbound:?}"));
+                };
+                let fetched = step("fetch_order", self.api.fetch_order(&resource_id, &self.ctx()).await)?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &fetched, &ctx))?
+            }
+            Channel::Otto => {
+                doc["positionItems"][0]["fulfillmentStatus"] = json!("RETURNED");
+                step("re-seed the returned item", self.sim.seed_order(self.channel, doc.clone()))?;
+                let listed = self.listed(&seeded).await?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &listed, &ctx))?
+            }
+            other => return Err(format!("no exerciser for ReturnsIn on {other}")),
+        };
+        let returns: Vec<&manifold_domain::Return> =
+            records.iter().filter_map(|r| if let Record::Return(r) = r { Some(r) } else { None }).collect();
+        let [ret] = returns.as_slice() else { return Err(format!("expected one Return, got {records:?}")) };
+        ensure(ret.order_id == seeded.id, || format!("a Return of {}, seeded {}", ret.order_id, seeded.id))?;
+        ensure(ret.lines.iter().map(|l| l.quantity).sum::<u32>() == 1, || format!("{:?}", ret.lines))?;
+        ensure(seeded.lines.iter().any(|l| l.line_id == ret.lines[0].line_id), || {
+            format!("the Return names line {}, not a line of the order", ret.lines[0].line_id)
         })
     }
 

@@ -23,8 +23,8 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     capabilities: Capabilities {
         orders_in: Cell::Supported("signed notifications order_new, order_unit_new; GET /v2/orders/{id}"),
         order_updates_in: Cell::Supported("notification order_unit_status_changed, the unit's order re-read"),
-        returns_in: Cell::NotBuilt(
-            "return_new and return_status_changed notifications (GET /v2/returns/{id}) are not read yet",
+        returns_in: Cell::Supported(
+            "units returned or returned_paid on GET /v2/orders/{id}, re-read on return_* notifications and by the sweep",
         ),
         stock_out: Cell::Supported("POST /v2/units/bulk amount, 150 per call"),
         price_out: Cell::Supported("POST /v2/units/bulk listing_price in storefront cents"),
