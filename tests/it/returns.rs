@@ -1,5 +1,6 @@
-//! The seed merchant's own path, against moto and the channel simulators: an order is shipped by the
-//! WMS and the selling channel receives the tracking in its own documented shape; goods that come
+//! The seed merchant's own path (WooCommerce and Amazon), against moto and the channel simulators: an
+//! order is shipped by the WMS and the selling channel receives the tracking in its own documented
+//! shape (an Amazon order that cannot be fulfilled is cancelled there: `pipeline.rs`); goods that come
 //! back are taken back onto stock once under the account's restock policy, however often the channel
 //! says so.
 
@@ -11,7 +12,11 @@ use manifold_domain::{Channel, OrderId, config::RestockPolicy};
 use manifold_ledger::{Ledger, PositionKey};
 use serde_json::{Value, json};
 
-use crate::{fixtures::SECRET, inbound::Harness};
+use crate::{
+    fixtures::{AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER, SECRET},
+    inbound::Harness,
+    support::lambda_event,
+};
 
 const WOO_ORDER: &str = include_str!("../../shared/normalize/fixtures/woocommerce/order-727-rest-v3-retrieve.json");
 
@@ -167,4 +172,74 @@ async fn under_restock_never_returned_goods_go_to_the_damaged_location_and_never
     assert!(applied.iter().any(|(k, _, o)| k == "ReturnUpdated" && matches!(o, LedgerOutcome::Restocked { .. })));
     assert_eq!(on_hand(&h, "Bar3", "default").await, (4, 0, 4), "nothing back on sale");
     assert_eq!(on_hand(&h, "Bar3", "damaged").await, (1, 0, 1), "counted where damaged goods are kept");
+}
+
+const AMAZON_SKU: &str = "NABetaASINB00551Q3CS";
+
+#[tokio::test]
+async fn an_amazon_order_shipped_by_the_wms_is_confirmed_on_amazon_with_its_items_and_tracking() {
+    let h = Harness::new().await;
+    // The SP-API sandbox's order (TEST_CASE_200): one unit of one SKU.
+    let count = OnHandUpdate { on_hand: 5, location: None, source_ref: Some("erp-amz".into()), as_of: None };
+    h.app.set_on_hand(AMAZON_SKU, &count, "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    let order: Value = serde_json::from_str(AMAZON_ORDER).unwrap();
+    let items: Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
+    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
+    h.sim
+        .seed_order(
+            Channel::Amazon,
+            json!({ "order": order["payload"], "order_items": items["payload"]["OrderItems"] }),
+        )
+        .unwrap();
+
+    // The ORDER_CHANGE notification arrives on the queue; the order is fetched, stored and reserved.
+    let mut note: Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
+    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = json!(order_id);
+    note["Payload"]["OrderChangeNotification"]["SellerId"] = json!("A2EUQ1WTGCTBG2");
+    let queue = crate::support::create_queue(&h.stack.sqs, "amazon-seed").await;
+    h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
+    let messages = h.stack.drain(&queue).await;
+    assert!(h.app.amazon_batch(lambda_event(&messages)).await.batch_item_failures.is_empty());
+    for e in h.stack.events().await {
+        let kind = e["detail-type"].as_str().unwrap_or_default().to_owned();
+        h.app.apply_event(&kind, &e["detail"], Utc::now()).await.unwrap();
+    }
+    let id = OrderId::new(format!("amazon:A2EUQ1WTGCTBG2:{order_id}")).unwrap();
+    let stored = h.app.records.get_order(&id).await.unwrap().expect("stored");
+    assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (5, 1, 4));
+
+    // The WMS ships both lines; Amazon receives confirmShipment with its own item ids.
+    let lines: Vec<Value> =
+        stored.lines.iter().map(|l| json!({ "line_id": l.line_id, "sku": l.sku, "quantity": l.quantity })).collect();
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": "wms-amz-1", "order_id": id.as_str(), "channel": "amazon", "account": "A2EUQ1WTGCTBG2",
+        "channel_order_id": order_id, "carrier": "DHL", "tracking_number": "00340434161094042559",
+        "tracking_url": null, "lines": lines, "shipped_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (4, 0, 4));
+    let url = h.stack.env.push_queues[&Channel::Amazon].clone();
+    for _ in 0..3 {
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
+    }
+    let snap = h.sim.snapshot();
+    let confirmations: Vec<&manifold_simulator::Write> = snap.writes[&Channel::Amazon]
+        .iter()
+        .filter(|w| w.path.ends_with(&format!("/orders/v0/orders/{order_id}/shipmentConfirmation")))
+        .collect();
+    assert_eq!(confirmations.len(), 1, "one confirmShipment for the shipment");
+    let detail = &confirmations[0].body["packageDetail"];
+    assert_eq!(detail["carrierCode"], "DHL");
+    assert_eq!(detail["trackingNumber"], "00340434161094042559");
+    assert_eq!(detail["packageReferenceId"], "wms-amz-1");
+    let mut shipped: Vec<(String, i64)> = detail["orderItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["orderItemId"].as_str().unwrap().to_owned(), i["quantity"].as_i64().unwrap()))
+        .collect();
+    shipped.sort();
+    assert_eq!(shipped, [("05015851154158".to_owned(), 1)], "Amazon's own order item id");
 }
