@@ -324,9 +324,13 @@ async fn an_open_circuit_stops_calls_until_the_cool_down_then_one_probe_closes_i
     }
     assert!(refused > 0, "a poll met the open breaker");
 
-    // After the cool-down one probe goes out, succeeds and closes the breaker; both jobs arrive.
+    // After the cool-down one probe goes out, succeeds and closes the breaker; both jobs arrive. The
+    // two jobs were parked at different moments, so on a busy machine the second may come back after
+    // the probe's poll and go out in a call of its own, once the breaker is closed: one more request
+    // at most, never a second probe while it is half-open (the loop above saw none while open).
     rig.drain(Channel::Ebay, 10, Duration::from_mins(1)).await;
-    assert_eq!(rig.requests(Channel::Ebay), 4, "exactly one probe, which carried both jobs");
+    let calls = rig.requests(Channel::Ebay);
+    assert!(calls == 4 || calls == 5, "one probe, then at most the other parked job's call: {calls}");
     assert_eq!(rig.breaker_status(Channel::Ebay).await, "closed");
     assert_eq!(stock_of(&rig.sim, Channel::Ebay, "BRK-1"), Some(7));
     assert_eq!(stock_of(&rig.sim, Channel::Ebay, "BRK-2"), Some(8));
