@@ -660,7 +660,6 @@ async fn a_kaufland_notification_becomes_a_reservation_a_unit_write_and_a_sent_u
 /// the simulator's order ends `Canceled`.
 #[tokio::test]
 async fn an_oversold_amazon_order_is_cancelled_through_a_feed_checked_by_the_push_consumer() {
-    use crate::fixtures::{AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER};
     let h = Harness::with_settings(
         |c| {
             for a in c.accounts.iter_mut().filter(|a| a.channel == Channel::Amazon) {
@@ -671,22 +670,7 @@ async fn an_oversold_amazon_order_is_cancelled_through_a_feed_checked_by_the_pus
         |s| s.push.feed_check_delay = std::time::Duration::from_secs(1),
     )
     .await;
-    let order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
-    let items: serde_json::Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
-    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
-    h.sim
-        .seed_order(
-            Channel::Amazon,
-            serde_json::json!({"order": order["payload"], "order_items": items["payload"]["OrderItems"]}),
-        )
-        .unwrap();
-    let mut note: serde_json::Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
-    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = serde_json::json!(order_id);
-    note["Payload"]["OrderChangeNotification"]["SellerId"] = serde_json::json!("A2EUQ1WTGCTBG2");
-    let queue = crate::support::create_queue(&h.stack.sqs, "amazon").await;
-    h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
-    let messages = h.stack.drain(&queue).await;
-    assert!(h.app.amazon_batch(crate::support::lambda_event(&messages)).await.batch_item_failures.is_empty());
+    let order_id = crate::inbound::amazon_order_notified(&h, "amazon").await;
 
     let applied = run_ledger(&h).await;
     assert!(

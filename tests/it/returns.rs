@@ -12,11 +12,7 @@ use manifold_domain::{Channel, OrderId, config::RestockPolicy};
 use manifold_ledger::{Ledger, PositionKey};
 use serde_json::{Value, json};
 
-use crate::{
-    fixtures::{AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER, SECRET},
-    inbound::Harness,
-    support::lambda_event,
-};
+use crate::{fixtures::SECRET, inbound::Harness};
 
 const WOO_ORDER: &str = include_str!("../../shared/normalize/fixtures/woocommerce/order-727-rest-v3-retrieve.json");
 
@@ -183,24 +179,8 @@ async fn an_amazon_order_shipped_by_the_wms_is_confirmed_on_amazon_with_its_item
     let count = OnHandUpdate { on_hand: 5, location: None, source_ref: Some("erp-amz".into()), as_of: None };
     h.app.set_on_hand(AMAZON_SKU, &count, "t-erp", Utc::now()).await.unwrap();
     let _ = h.stack.events().await;
-    let order: Value = serde_json::from_str(AMAZON_ORDER).unwrap();
-    let items: Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
-    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
-    h.sim
-        .seed_order(
-            Channel::Amazon,
-            json!({ "order": order["payload"], "order_items": items["payload"]["OrderItems"] }),
-        )
-        .unwrap();
-
     // The ORDER_CHANGE notification arrives on the queue; the order is fetched, stored and reserved.
-    let mut note: Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
-    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = json!(order_id);
-    note["Payload"]["OrderChangeNotification"]["SellerId"] = json!("A2EUQ1WTGCTBG2");
-    let queue = crate::support::create_queue(&h.stack.sqs, "amazon-seed").await;
-    h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
-    let messages = h.stack.drain(&queue).await;
-    assert!(h.app.amazon_batch(lambda_event(&messages)).await.batch_item_failures.is_empty());
+    let order_id = crate::inbound::amazon_order_notified(&h, "amazon-seed").await;
     for e in h.stack.events().await {
         let kind = e["detail-type"].as_str().unwrap_or_default().to_owned();
         h.app.apply_event(&kind, &e["detail"], Utc::now()).await.unwrap();
