@@ -317,9 +317,9 @@ async fn a_thin_bigcommerce_notification_is_completed_through_the_connector() {
 }
 
 /// Seeds the SP-API sandbox order (TEST_CASE_200) in the simulator and delivers its ORDER_CHANGE
-/// notification through an SQS queue named `queue` to the Amazon consumer, as Amazon would. Returns
-/// the Amazon order id.
-pub(crate) async fn amazon_order_notified(h: &Harness, queue: &str) -> String {
+/// notification `deliveries` times (standard SQS may deliver twice) through an SQS queue named
+/// `queue` to the Amazon consumer, as Amazon would. Returns the Amazon order id.
+pub(crate) async fn amazon_order_notified(h: &Harness, queue: &str, deliveries: usize) -> String {
     let order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
     let items: serde_json::Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
     let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
@@ -333,7 +333,9 @@ pub(crate) async fn amazon_order_notified(h: &Harness, queue: &str) -> String {
     note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = serde_json::json!(order_id);
     note["Payload"]["OrderChangeNotification"]["SellerId"] = serde_json::json!("A2EUQ1WTGCTBG2");
     let queue = crate::support::create_queue(&h.stack.sqs, queue).await;
-    h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
+    for _ in 0..deliveries {
+        h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
+    }
     let messages = h.stack.drain(&queue).await;
     assert!(h.app.amazon_batch(lambda_event(&messages)).await.batch_item_failures.is_empty());
     order_id
@@ -342,28 +344,8 @@ pub(crate) async fn amazon_order_notified(h: &Harness, queue: &str) -> String {
 #[tokio::test]
 async fn amazon_notifications_from_sqs_join_the_same_ingest_path() {
     let h = Harness::new().await;
-    let order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
-    let items: serde_json::Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
-    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
-    h.sim
-        .seed_order(
-            Channel::Amazon,
-            serde_json::json!({"order": order["payload"], "order_items": items["payload"]["OrderItems"]}),
-        )
-        .unwrap();
-    let mut note: serde_json::Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
-    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = serde_json::json!(order_id);
-    note["Payload"]["OrderChangeNotification"]["SellerId"] = serde_json::json!("A2EUQ1WTGCTBG2");
-    let body = note.to_string();
-
     // Delivered twice, as standard SQS may: one order, one event.
-    let queue = crate::support::create_queue(&h.stack.sqs, "amazon").await;
-    for _ in 0..2 {
-        h.stack.sqs.send_message().queue_url(&queue).message_body(&body).send().await.unwrap();
-    }
-    let messages = h.stack.drain(&queue).await;
-    let response = h.app.amazon_batch(lambda_event(&messages)).await;
-    assert!(response.batch_item_failures.is_empty());
+    let order_id = amazon_order_notified(&h, "amazon", 2).await;
     let stored = h
         .app
         .records

@@ -670,7 +670,7 @@ async fn an_oversold_amazon_order_is_cancelled_through_a_feed_checked_by_the_pus
         |s| s.push.feed_check_delay = std::time::Duration::from_secs(1),
     )
     .await;
-    let order_id = crate::inbound::amazon_order_notified(&h, "amazon").await;
+    let order_id = crate::inbound::amazon_order_notified(&h, "amazon", 1).await;
 
     let applied = run_ledger(&h).await;
     assert!(

@@ -180,7 +180,7 @@ async fn an_amazon_order_shipped_by_the_wms_is_confirmed_on_amazon_with_its_item
     h.app.set_on_hand(AMAZON_SKU, &count, "t-erp", Utc::now()).await.unwrap();
     let _ = h.stack.events().await;
     // The ORDER_CHANGE notification arrives on the queue; the order is fetched, stored and reserved.
-    let order_id = crate::inbound::amazon_order_notified(&h, "amazon-seed").await;
+    let order_id = crate::inbound::amazon_order_notified(&h, "amazon-seed", 1).await;
     for e in h.stack.events().await {
         let kind = e["detail-type"].as_str().unwrap_or_default().to_owned();
         h.app.apply_event(&kind, &e["detail"], Utc::now()).await.unwrap();
