@@ -366,6 +366,32 @@ async fn amazon_notifications_from_sqs_join_the_same_ingest_path() {
     assert_eq!(ids.len(), 1, "one event: {ids:?}");
 }
 
+/// Amazon expects each order a seller downloads to be acknowledged. The stored order's
+/// acknowledgement goes out through the Amazon push queue as an order-acknowledgement feed; its check
+/// reads the processing report. A duplicated notification may queue it twice: harmless, and still
+/// no order is left unacknowledged.
+#[tokio::test]
+async fn an_amazon_order_taken_in_is_acknowledged_through_a_feed() {
+    let h = Harness::with_settings(|_| {}, |s| s.push.feed_check_delay = std::time::Duration::from_secs(1)).await;
+    let order_id = amazon_order_notified(&h, "amazon-ack", 2).await;
+    let url = h.stack.env.push_queues[&Channel::Amazon].clone();
+    crate::support::eventually("the order acknowledged on Amazon", std::time::Duration::from_secs(90), || async {
+        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
+        let settled = crate::support::queue_depth(&h.stack.sqs, &url).await == 0;
+        let snap = h.sim.snapshot();
+        let acknowledged = snap.orders[&Channel::Amazon].iter().any(|o| o.id == order_id && o.exported);
+        (settled && acknowledged).then_some(())
+    })
+    .await;
+    let snap = h.sim.snapshot();
+    let feeds: Vec<_> =
+        snap.writes[&Channel::Amazon].iter().filter(|w| w.path.ends_with("/feeds/2021-06-30/feeds")).collect();
+    assert!((1..=2).contains(&feeds.len()), "one feed per push batch: {feeds:?}");
+    assert!(feeds.iter().all(|f| f.body["feedType"] == "POST_ORDER_ACKNOWLEDGEMENT_DATA"), "{feeds:?}");
+    let quarantined = h.app.quarantine.list(false).await.unwrap();
+    assert!(quarantined.iter().all(|q| q.channel != "amazon"), "{quarantined:?}");
+}
+
 #[tokio::test]
 async fn zalando_orders_are_polled_and_marked_exported_only_after_they_are_stored() {
     let h = Harness::new().await;

@@ -689,16 +689,18 @@ async fn an_oversold_amazon_order_is_cancelled_through_a_feed_checked_by_the_pus
     // The feed check waits on the Amazon push queue (delayed); the consumer asks until the feed is
     // done, which is when the simulator applies it.
     let url = h.stack.env.push_queues[&Channel::Amazon].clone();
+    // The order's acknowledgement (queued when it was stored) goes through the same queue.
     crate::support::eventually("the order cancelled on Amazon", std::time::Duration::from_secs(90), || async {
         manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
-        (amazon_order(&h, &order_id).0 == "Canceled").then_some(())
+        let settled = crate::support::queue_depth(&h.stack.sqs, &url).await == 0;
+        (settled && amazon_order(&h, &order_id).0 == "Canceled").then_some(())
     })
     .await;
     let (_, notes) = amazon_order(&h, &order_id);
     assert_eq!(notes["cancel_reason"], "NoInventory", "the account's default reason");
-    // The poll that saw the feed done read its report and settled the check: nothing is left to check,
-    // and nothing was quarantined (the cancel went through).
-    assert_eq!(crate::support::queue_depth(&h.stack.sqs, &url).await, 0, "no feed check left");
+    assert_eq!(notes["acknowledged"], true, "the order was acknowledged when it was taken in");
+    // The polls that saw the feeds done read their reports and settled the checks (the queue is
+    // empty), and nothing was quarantined (the cancel went through).
     let quarantined = h.app.quarantine.list(false).await.unwrap();
     assert!(quarantined.iter().all(|q| q.channel != "amazon"), "{quarantined:?}");
 }

@@ -40,6 +40,27 @@ pub enum IngestOutcome {
     Quarantined { id: Option<String>, reason: String },
 }
 
+impl IngestOutcome {
+    /// Whether this store of `order` is one its channel expects to hear about
+    /// ([`ChannelSpec::acknowledges_after_ingest`](manifold_domain::channel::ChannelSpec)): the order
+    /// is open (paid, not yet shipped) and was just stored or accepted, or this is a redelivery of the
+    /// message that stored it (the first delivery may have failed before the acknowledgement was
+    /// queued). An acknowledgement sent twice is harmless; one never sent leaves the order
+    /// unacknowledged on the channel.
+    fn needs_acknowledgement(&self, order: &Order) -> bool {
+        if !order.channel.spec().acknowledges_after_ingest() || order.status != OrderStatus::Paid {
+            return false;
+        }
+        match self {
+            IngestOutcome::Stored { event, .. } => {
+                matches!(event, Some(EventKind::OrderAccepted | EventKind::OrderUpdated))
+            }
+            IngestOutcome::Unchanged { why, .. } => why.starts_with(ALREADY_APPLIED),
+            IngestOutcome::Ignored { .. } | IngestOutcome::Quarantined { .. } => false,
+        }
+    }
+}
+
 impl App {
     /// Processes one envelope. Permanent failures are quarantined here and returned as `Ok`, so the
     /// queue consumer only sees (and retries) transient ones.
@@ -154,6 +175,9 @@ impl App {
             let outcome = self.store_order(&order, &key, &envelope.trace_id, now).await?;
             if matches!(outcome, IngestOutcome::Stored { .. }) {
                 self.count_order_cost(&order, api_calls, now).await;
+            }
+            if outcome.needs_acknowledgement(&order) {
+                self.enqueue_acknowledgement(&order, &envelope.trace_id).await?;
             }
             if matches!(outcome, IngestOutcome::Stored { .. } | IngestOutcome::Unchanged { .. }) {
                 for (i, record) in records.enumerate() {
@@ -321,8 +345,11 @@ fn outbox_event<T: serde::Serialize>(
     Ok(OutboxEvent { id, kind, detail })
 }
 
+/// How an [`IngestOutcome::Unchanged`] of a redelivered message starts.
+const ALREADY_APPLIED: &str = "already applied";
+
 fn unchanged_why(finished: usize) -> &'static str {
-    if finished > 0 { "already applied; its pending events are now published" } else { "already applied" }
+    if finished > 0 { "already applied; its pending events are now published" } else { ALREADY_APPLIED }
 }
 
 /// Publishes committed outbox events, marking each sent as soon as it is out. The first failure

@@ -46,7 +46,7 @@ use manifold_connectors::{
     SubmissionState,
     breaker::{Admission, BreakerPolicy, CircuitBreaker},
 };
-use manifold_domain::{AccountId, Amount, Channel, Currency, Shipment, Sku, config::AccountConfig};
+use manifold_domain::{AccountId, Amount, Channel, Currency, Order, Shipment, Sku, config::AccountConfig};
 use manifold_ledger::fanout::PushJob;
 use manifold_telemetry::MetricSet;
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,14 @@ pub enum PushMessage {
         #[serde(default = "first_attempt")]
         attempt: u32,
     },
+    /// Tells the channel that an order it sold was taken in (Amazon: the order-acknowledgement
+    /// feed), for channels that expect it after the order is downloaded. The jobs of one account in
+    /// one batch go out as one call, since the channel's quota counts submissions, not orders.
+    Acknowledge {
+        channel: Channel,
+        account: AccountId,
+        channel_order_id: String,
+    },
     /// Asks the channel what became of work it accepted for later ([`Submission`]): an order
     /// cancellation or acknowledgement, a bulk push.
     FeedCheck {
@@ -198,7 +206,7 @@ impl PushMessage {
             PushMessage::Stock(j) => j.channel,
             PushMessage::Price(j) => j.channel,
             PushMessage::Tracking { shipment, .. } => shipment.channel,
-            PushMessage::FeedCheck { channel, .. } => *channel,
+            PushMessage::Acknowledge { channel, .. } | PushMessage::FeedCheck { channel, .. } => *channel,
         }
     }
 
@@ -207,7 +215,7 @@ impl PushMessage {
             PushMessage::Stock(j) => &j.account,
             PushMessage::Price(j) => &j.account,
             PushMessage::Tracking { shipment, .. } => &shipment.account,
-            PushMessage::FeedCheck { account, .. } => account,
+            PushMessage::Acknowledge { account, .. } | PushMessage::FeedCheck { account, .. } => account,
         }
     }
 
@@ -217,6 +225,7 @@ impl PushMessage {
             PushMessage::Stock(j) => j.sku.to_string(),
             PushMessage::Price(j) => j.sku.to_string(),
             PushMessage::Tracking { shipment, .. } => shipment.order_id.to_string(),
+            PushMessage::Acknowledge { channel_order_id, .. } => channel_order_id.clone(),
             PushMessage::FeedCheck { submission, .. } => format!("{} {}", submission.operation, submission.id),
         }
     }
@@ -598,6 +607,28 @@ impl AccountPush<'_> {
 }
 
 impl AccountPush<'_> {
+    /// Acknowledges the batch's orders in one call (the same order twice in a batch goes once). The
+    /// channel's verdict per order comes with the submission's check, which quarantines a refusal.
+    async fn acknowledge(&self, jobs: Vec<(Job, String)>) -> Vec<Settled> {
+        let mut ids: Vec<String> = jobs.iter().map(|(_, id)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let result = self.call("acknowledge", 1, self.connector.acknowledge_orders(&ids, &self.ctx)).await;
+        if let Ok(submitted) = &result {
+            self.follow(submitted).await;
+            info!(orders = ids.len(), submissions = submitted.len(), "orders acknowledged");
+        }
+        jobs.into_iter()
+            .map(|(job, _)| {
+                let outcome = match &result {
+                    Ok(_) => MessageOutcome::Delivered,
+                    Err(e) => self.app.on_call_error(e, job.delivery.attempt),
+                };
+                Settled::of(job, outcome)
+            })
+            .collect()
+    }
+
     /// Queues the first check of each submission a push made. The push itself succeeded either way:
     /// a check that cannot be queued loses only the channel's per-item verdict, so it is logged.
     async fn follow(&self, submitted: &[Submission]) {
@@ -770,6 +801,25 @@ impl App {
         Ok(())
     }
 
+    /// Queues the acknowledgement of a stored order on its channel's push queue.
+    pub async fn enqueue_acknowledgement(&self, order: &Order, trace_id: &str) -> Result<(), Failure> {
+        let url =
+            self.env.push_queues.get(&order.channel).ok_or_else(|| {
+                Failure::permanent("push", format!("no push queue is configured for {}", order.channel))
+            })?;
+        let message = PushMessage::Acknowledge {
+            channel: order.channel,
+            account: order.account.clone(),
+            channel_order_id: order.channel_order_id.clone(),
+        };
+        let body = message
+            .to_body()
+            .map_err(|e| Failure::permanent("push", format!("cannot encode the acknowledgement: {e}")))?;
+        self.queue.send(url, &body, trace_id, None).await?;
+        info!(channel = order.channel.as_str(), order_id = %order.id, "acknowledgement queued");
+        Ok(())
+    }
+
     /// Queues check `round` of `submission` on `channel`'s push queue, delayed by
     /// [`PushSettings::feed_check_delay`] (a channel's processing takes minutes).
     pub async fn enqueue_feed_check(
@@ -841,11 +891,13 @@ impl App {
                 ctx: CallContext::new(trace_id),
             };
             let (mut stock, mut prices, mut tracking, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut acks = Vec::new();
             for job in jobs {
                 match job.message.clone() {
                     PushMessage::Stock(s) => stock.push((job, s)),
                     PushMessage::Price(p) => prices.push((job, p)),
                     PushMessage::Tracking { shipment, attempt } => tracking.push((job, shipment, attempt)),
+                    PushMessage::Acknowledge { channel_order_id, .. } => acks.push((job, channel_order_id)),
                     PushMessage::FeedCheck { submission, round, .. } => checks.push((job, submission, round)),
                 }
             }
@@ -858,6 +910,9 @@ impl App {
             }
             if !tracking.is_empty() {
                 settled.extend(pusher.push_tracking(tracking).await);
+            }
+            if !acks.is_empty() {
+                settled.extend(pusher.acknowledge(acks).await);
             }
             if !checks.is_empty() {
                 settled.extend(pusher.check_feeds(checks).await);

@@ -28,8 +28,8 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         cancel_out: Cell::Supported(
             "POST_ORDER_ACKNOWLEDGEMENT_DATA feed, StatusCode Failure with CancelReason; the processing report is polled",
         ),
-        acknowledge: Cell::NotBuilt(
-            "the connector batches POST_ORDER_ACKNOWLEDGEMENT_DATA (Success) feeds; nothing acknowledges stored orders yet",
+        acknowledge: Cell::Supported(
+            "POST_ORDER_ACKNOWLEDGEMENT_DATA feed (StatusCode Success) for each paid order stored, batched per push; the processing report is polled",
         ),
         list_orders_since: Cell::Supported("Orders v0 getOrders LastUpdatedAfter, NextToken"),
         read_stock: Cell::Supported("Listings Items getListingsItem fulfillmentAvailability"),

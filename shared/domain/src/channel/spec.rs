@@ -53,6 +53,12 @@ pub struct ChannelSpec {
 }
 
 impl ChannelSpec {
+    /// Whether each order taken in is acknowledged to the channel afterwards, through the push queue
+    /// (Amazon). A channel polled for orders not yet exported acknowledges in its poll instead.
+    pub fn acknowledges_after_ingest(&self) -> bool {
+        self.capabilities.acknowledge.is_supported() && self.inbound != Inbound::ExportPoll
+    }
+
     /// A delivery's id from its headers, by [`event_id_headers`](Self::event_id_headers).
     pub fn header_event_id<'a>(&self, header: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
         self.event_id_headers.iter().find_map(|n| header(n).filter(|v| !v.is_empty()).map(str::to_owned))

@@ -11,7 +11,7 @@
 //! an `ERROR` issue (`4000001`); an unknown order is a `Result` `Error` 18028, a `Failure` for an order
 //! already `Shipped` one of code 25; otherwise `Failure` sets the order's `OrderStatus` to `Canceled`
 //! and `Success` acknowledges it (both recorded under the seeded document's `_sim`, which the order
-//! reads do not serve).
+//! reads do not serve; an acknowledged order shows as `exported` in the state snapshot).
 
 use axum::{
     Router,
@@ -403,6 +403,7 @@ fn order_report(s: &mut Inner, feed_id: &str, content: &str) -> Value {
                     o.doc["_sim"]["cancel_reason"] = json!(ack.reason);
                 } else {
                     o.doc["_sim"]["acknowledged"] = json!(true);
+                    o.exported = true;
                 }
                 o.doc["order"]["LastUpdateDate"] = json!(now);
                 None
