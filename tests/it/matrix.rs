@@ -37,6 +37,9 @@ type Checked<T = ()> = Result<T, String>;
 const CATALOG: usize = 25;
 /// The catalog item the single-SKU jobs (stock, price, read) work on.
 const PICK: usize = 4;
+
+/// Channels whose APIs report refunds (money back) and no returns (goods back).
+const MONEY_ONLY_REFUNDS: [Channel; 2] = [Channel::Bigcommerce, Channel::Etsy];
 const TRACKING: &str = "00340434161094099999";
 
 #[tokio::test]
@@ -400,14 +403,7 @@ impl<'a> Bench<'a> {
                 )?;
                 ensure(reply.status() == 201, || format!("the simulator refused the refund: {}", reply.status()))?;
                 let body = json!({ "action": "woocommerce_order_refunded", "arg": seeded.channel_order_id });
-                let inbound = step(
-                    "classify",
-                    manifold_normalize::classify(self.channel, Some("action.woocommerce_order_refunded"), &body),
-                )?;
-                let manifold_normalize::Inbound::Thin { kind: DocKind::Return, resource_id, .. } = inbound else {
-                    return Err(format!("the refund action classified as {inbound:?}"));
-                };
-                let fetched = step("fetch_returns", self.api.fetch_returns(&resource_id, &self.ctx()).await)?;
+                let fetched = self.thin_returns(Some("action.woocommerce_order_refunded"), &body).await?;
                 step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Return, &fetched, &ctx))?
             }
             Channel::Kaufland => {
@@ -428,8 +424,55 @@ impl<'a> Bench<'a> {
                 let listed = self.listed(&seeded).await?;
                 step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &listed, &ctx))?
             }
+            Channel::Bigcommerce => {
+                let product = &doc["products"][0];
+                let url = format!(
+                    "{}/v3/orders/{}/payment_actions/refunds",
+                    self.sim.base_url(self.channel),
+                    seeded.channel_order_id
+                );
+                let refund = json!({
+                    "items": [{ "item_type": "PRODUCT", "item_id": product["id"], "quantity": 1, "amount": 10.0 }],
+                    "payments": [{ "provider_id": "storecredit", "amount": 10.0, "offline": true }],
+                });
+                let reply = step(
+                    "refund in BigCommerce",
+                    reqwest::Client::new().post(url).header("x-auth-token", "sim").json(&refund).send().await,
+                )?;
+                ensure(reply.status() == 201, || format!("the simulator refused the refund: {}", reply.status()))?;
+                let body = json!({ "scope": "store/order/refund/created", "store_id": "1025646", "hash": "matrix-refund",
+                                   "created_at": 1_767_348_000, "data": { "type": "order", "id": doc["order"]["id"], "refund": { "refund_id": 1 } } });
+                let fetched = self.thin_returns(None, &body).await?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Return, &fetched, &ctx))?
+            }
+            Channel::Etsy => {
+                doc["refunds"] = json!([{ "amount": { "amount": 1000, "divisor": 100, "currency_code": doc["grandtotal"]["currency_code"] },
+                                          "created_timestamp": 1_767_348_000, "reason": "damaged", "note_from_issuer": null, "status": "Refunded" }]);
+                step("re-seed the refunded receipt", self.sim.seed_order(self.channel, doc.clone()))?;
+                let body = json!({ "event_type": "order.updated",
+                                   "resource_url": format!("https://openapi.etsy.com/v3/application/shops/12345678/receipts/{}", seeded.channel_order_id) });
+                let inbound = step("classify", manifold_normalize::classify(self.channel, None, &body))?;
+                let manifold_normalize::Inbound::Thin { kind: DocKind::Order, resource_id, .. } = inbound else {
+                    return Err(format!("the receipt notification classified as {inbound:?}"));
+                };
+                let fetched = step("fetch_order", self.api.fetch_order(&resource_id, &self.ctx()).await)?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &fetched, &ctx))?
+            }
             other => return Err(format!("no exerciser for ReturnsIn on {other}")),
         };
+        if MONEY_ONLY_REFUNDS.contains(&self.channel) {
+            // The channel reports money back, never goods: a Refund of the order, and no Return.
+            let refunds: Vec<&manifold_domain::Refund> =
+                records.iter().filter_map(|r| if let Record::Refund(r) = r { Some(r) } else { None }).collect();
+            let [refund] = refunds.as_slice() else { return Err(format!("expected one Refund, got {records:?}")) };
+            ensure(refund.order_id == seeded.id, || format!("a Refund of {}, seeded {}", refund.order_id, seeded.id))?;
+            let ten = manifold_domain::Amount::parse("10.00", seeded.currency).map_err(|e| e.to_string())?;
+            ensure(refund.amount == ten, || format!("refunded {:?}", refund.amount))?;
+            ensure(refund.lines.iter().all(|l| seeded.lines.iter().any(|s| s.line_id == l.line_id)), || {
+                format!("a refund line names no line of the order: {:?}", refund.lines)
+            })?;
+            return ensure(!records.iter().any(|r| matches!(r, Record::Return(_))), || format!("{records:?}"));
+        }
         let returns: Vec<&manifold_domain::Return> =
             records.iter().filter_map(|r| if let Record::Return(r) = r { Some(r) } else { None }).collect();
         let [ret] = returns.as_slice() else { return Err(format!("expected one Return, got {records:?}")) };
@@ -438,6 +481,16 @@ impl<'a> Bench<'a> {
         ensure(seeded.lines.iter().any(|l| l.line_id == ret.lines[0].line_id), || {
             format!("the Return names line {}, not a line of the order", ret.lines[0].line_id)
         })
+    }
+
+    /// A returns notification classified as the channel's thin `Return` kind, and what it names
+    /// fetched through `fetch_returns`.
+    async fn thin_returns(&self, topic: Option<&str>, body: &Value) -> Checked<Value> {
+        let inbound = step("classify", manifold_normalize::classify(self.channel, topic, body))?;
+        let manifold_normalize::Inbound::Thin { kind: DocKind::Return, resource_id, .. } = inbound else {
+            return Err(format!("the returns notification classified as {inbound:?}"));
+        };
+        step("fetch_returns", self.api.fetch_returns(&resource_id, &self.ctx()).await)
     }
 
     /// The channel's sample order, seeded as its simulator serves it, and normalized.

@@ -203,6 +203,16 @@ impl ChannelConnector for BigCommerce {
         Ok(json!({ "order": order, "products": products, "shipping_addresses": shipping_addresses }))
     }
 
+    /// The order (as [`fetch_order`](Self::fetch_order) reads it) with its v3 refunds, for a
+    /// `store/order/refund/created` notification.
+    async fn fetch_returns(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let mut doc = self.fetch_order(channel_order_id, ctx).await?;
+        let path = format!("/v3/orders/{channel_order_id}/payment_actions/refunds");
+        let refunds = self.api.send(Req::get(path), ctx).await?.body;
+        doc["refunds"] = refunds.get("data").cloned().unwrap_or_else(|| json!([]));
+        Ok(doc)
+    }
+
     async fn fetch_shipment(&self, resource_id: &str, ctx: &CallContext) -> Result<FetchedShipment, ConnectorError> {
         let (order_id, shipment_id) = shipment_ids(resource_id)?;
         let path = format!("/v2/orders/{order_id}/shipments/{shipment_id}");

@@ -20,8 +20,8 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
             "webhook store/order/created, completed with GET /v2/orders/{id}, products, addresses",
         ),
         order_updates_in: Cell::Supported("webhooks store/order/updated, statusUpdated, archived"),
-        returns_in: Cell::NotBuilt(
-            "store/order/refund/created re-reads the order; refunds (GET /v3/orders/{id}/payment_actions/refunds) do not yet become Refunds",
+        returns_in: Cell::Supported(
+            "webhook store/order/refund/created; GET /v3/orders/{id}/payment_actions/refunds become Refunds of the products they name (BigCommerce has no returns API)",
         ),
         stock_out: Cell::Supported("PUT /v3/inventory/adjustments/absolute"),
         price_out: Cell::Supported("PUT /v3/catalog/variants, 50 per call"),

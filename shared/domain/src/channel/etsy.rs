@@ -19,7 +19,9 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
             "webhook order.paid (Standard Webhooks), completed with GET shops/{shop_id}/receipts/{id}",
         ),
         order_updates_in: Cell::Supported("webhooks order.* re-read the receipt (status, cancellation)"),
-        returns_in: Cell::NotBuilt("the receipt's refunds are not yet read as Refunds"),
+        returns_in: Cell::Supported(
+            "the receipt's refunds[] (ShopRefund), re-read on order.* webhooks, become Refunds; Open API v3 has no returns and no refunded transactions",
+        ),
         stock_out: Cell::Supported("PUT listings/{id}/inventory: the whole product set, read first"),
         price_out: Cell::Supported("the same inventory write with the offerings' price"),
         tracking_out: Cell::Supported("POST shops/{shop_id}/receipts/{id}/tracking"),

@@ -7,6 +7,12 @@
 //! * Shipment: `GET /v2/orders/{order_id}/shipments/{shipment_id}` (what completes a `store/shipment/*`
 //!   notification), which is one element of `GET /v2/orders/{id}/shipments`, or that whole list
 //!   ([`crate::normalize_all`]).
+//! * Refund / Return: what the connector's `fetch_returns` builds for a `store/order/refund/created`
+//!   notification: the order document above plus `"refunds"`, the `data` of
+//!   `GET /v3/orders/{id}/payment_actions/refunds`. Each refund (`id`, `created` RFC 3339, `reason`,
+//!   `total_amount`, `items[]` of `{item_type, item_id, quantity}`) becomes a Refund; its `PRODUCT`
+//!   items name the order's products by id (other item types are money only). BigCommerce has no
+//!   returns API, so a refund says nothing about goods coming back: its lines never restock.
 //! * InventoryLevel: a `store/product/inventory/*` or `store/sku/inventory/updated` webhook body whose
 //!   `data.inventory.method` is `absolute` (its `value` is the new level).
 //!
@@ -37,7 +43,9 @@
 //! `discount_amount`, total = `total_inc_tax`. Lines: unit = `price_ex_tax`, tax = `total_tax`, discount =
 //! sum of `applied_discounts[].amount`.
 
-use manifold_domain::{Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Shipment, ShipmentLine};
+use manifold_domain::{
+    Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Refund, RefundLine, Shipment, ShipmentLine,
+};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -100,7 +108,12 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
             shipments.iter().map(|s| shipment(s, ctx).map(Record::Shipment)).collect()
         }
         DocKind::InventoryLevel => Ok(one(Record::InventoryLevel(inventory(doc, ctx)?))),
-        DocKind::Refund | DocKind::Return | DocKind::Product => Err(unsupported(CHANNEL, kind)),
+        DocKind::Refund | DocKind::Return => {
+            let order = order(doc, ctx)?;
+            let refunds = doc.field("refunds").items()?;
+            refunds.iter().map(|r| refund(r, &order).map(Record::Refund)).collect()
+        }
+        DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
 }
 
@@ -155,6 +168,40 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         ship_by: None,
     }
     .build(CHANNEL, ctx)
+}
+
+/// One v3 refund of `order` (see the module docs).
+fn refund(r: &Node<'_>, order: &Order) -> Result<Refund, NormalizeError> {
+    r.object()?;
+    let mut lines = Vec::new();
+    for item in r.field("items").items()? {
+        if item.field("item_type").text()? != "PRODUCT" {
+            continue;
+        }
+        let id = item.field("item_id");
+        let line_id = id.text()?;
+        let line = order
+            .lines
+            .iter()
+            .find(|l| l.line_id == line_id)
+            .ok_or_else(|| id.error(format!("refund item {line_id} names no product of order {}", order.id)))?;
+        lines.push(RefundLine {
+            line_id,
+            sku: line.sku.clone(),
+            quantity: item.field("quantity").quantity()?,
+            restock: false,
+        });
+    }
+    Ok(Refund {
+        id: r.field("id").text()?,
+        order_id: order.id.clone(),
+        channel: CHANNEL,
+        account: order.account.clone(),
+        currency: order.currency,
+        amount: r.field("total_amount").amount(order.currency)?,
+        lines,
+        created_at: r.field("created").datetime()?,
+    })
 }
 
 fn line(p: &Node<'_>, currency: Currency) -> Result<LineDraft, NormalizeError> {
@@ -232,19 +279,19 @@ fn inventory(body: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Inve
 
 /// BigCommerce callbacks carry the event in `scope`; all but inventory levels are thin.
 ///
-/// Thin resource ids: the order id for order scopes (including `store/order/refund/created`, whose
-/// effect shows in the refetched order), `"{order_id}/{shipment_id}"` for `store/shipment/*`.
+/// Thin resource ids: the order id for order scopes and for `store/order/refund/created` (whose
+/// refunds `fetch_returns` reads; the order's own new status comes with `store/order/statusUpdated`),
+/// `"{order_id}/{shipment_id}"` for `store/shipment/*`.
 pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, NormalizeError> {
     let scope = body.field("scope").text()?;
     let event_time = body.field("created_at").opt_datetime()?;
     let data = body.field("data");
     match scope.as_str() {
-        "store/order/created"
-        | "store/order/updated"
-        | "store/order/statusUpdated"
-        | "store/order/archived"
-        | "store/order/refund/created" => {
+        "store/order/created" | "store/order/updated" | "store/order/statusUpdated" | "store/order/archived" => {
             Ok(Inbound::Thin { kind: DocKind::Order, resource_id: data.field("id").text()?, event_time })
+        }
+        "store/order/refund/created" => {
+            Ok(Inbound::Thin { kind: DocKind::Return, resource_id: data.field("id").text()?, event_time })
         }
         "store/shipment/created" | "store/shipment/updated" => Ok(Inbound::Thin {
             kind: DocKind::Shipment,

@@ -18,12 +18,20 @@
 //! | fully refunded       | refunded           |
 //! | partially refunded   | partially_refunded |
 //!
+//! Refunds: the receipt's `refunds[]` (ShopRefund: `amount` Money, `created_timestamp`, `reason`,
+//! `note_from_issuer`, `status`) become Refunds after the order, one each, with the id
+//! `{receipt_id}-{created_timestamp}` (a ShopRefund has no id of its own). Etsy reports neither
+//! refunded transactions nor returns, so a Refund has no lines and restocks nothing; receiving goods back
+//! is the merchant's stock count's business.
+//!
 //! Totals: subtotal = `total_price` (before coupons), shipping = `total_shipping_cost`, tax =
 //! `total_tax_cost + total_vat_cost`, discount = `discount_amt`, total = `grandtotal`. Etsy reports no
 //! per-transaction tax or discount: line tax and discount are zero. Shipments are receipt-level, so each
 //! shipment lists every transaction of the receipt.
 
-use manifold_domain::{Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Shipment, ShipmentLine};
+use manifold_domain::{
+    Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Refund, Shipment, ShipmentLine,
+};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -66,11 +74,19 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
-        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
-        DocKind::Shipment => Ok(shipments(doc, ctx)?.into_iter().map(Record::Shipment).collect()),
-        DocKind::Refund | DocKind::Return | DocKind::InventoryLevel | DocKind::Product => {
-            Err(unsupported(CHANNEL, kind))
+        DocKind::Order => {
+            let order = order(doc, ctx)?;
+            let refunds = refunds(doc, &order)?;
+            let mut records = one(Record::Order(Box::new(order)));
+            records.extend(refunds.into_iter().map(Record::Refund));
+            Ok(records)
         }
+        DocKind::Shipment => Ok(shipments(doc, ctx)?.into_iter().map(Record::Shipment).collect()),
+        DocKind::Refund | DocKind::Return => {
+            let order = order(doc, ctx)?;
+            Ok(refunds(doc, &order)?.into_iter().map(Record::Refund).collect())
+        }
+        DocKind::InventoryLevel | DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
 }
 
@@ -151,6 +167,26 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         ship_by: None,
     }
     .build(CHANNEL, ctx)
+}
+
+/// The receipt's refunds, oldest first (see the module docs).
+fn refunds(doc: &Node<'_>, order: &Order) -> Result<Vec<Refund>, NormalizeError> {
+    let mut out = Vec::new();
+    for r in doc.field("refunds").items()? {
+        let created_at = r.field("created_timestamp").datetime()?;
+        out.push(Refund {
+            id: format!("{}-{}", order.channel_order_id, created_at.timestamp()),
+            order_id: order.id.clone(),
+            channel: CHANNEL,
+            account: order.account.clone(),
+            currency: order.currency,
+            amount: money(&r.field("amount"), order.currency)?,
+            lines: Vec::new(),
+            created_at,
+        });
+    }
+    out.sort_by_key(|r| r.created_at);
+    Ok(out)
 }
 
 /// Each receipt shipment, oldest first (so the last is the latest).

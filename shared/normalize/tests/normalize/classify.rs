@@ -22,11 +22,13 @@ fn bigcommerce_scopes() {
         fixture!("bigcommerce/webhook-store-order-created.json"),
         fixture!("bigcommerce/webhook-store-order-updated.json"),
         fixture!("bigcommerce/webhook-store-order-statusUpdated.json"),
-        fixture!("bigcommerce/webhook-store-order-refund-created.json"),
     ] {
         let got = classify(Channel::Bigcommerce, None, &body).unwrap();
         assert!(thin(DocKind::Order, "250")(&got), "{got:?}");
     }
+    let refund = fixture!("bigcommerce/webhook-store-order-refund-created.json");
+    let got = classify(Channel::Bigcommerce, None, &refund).unwrap();
+    assert!(thin(DocKind::Return, "250")(&got), "the order's refunds are read: {got:?}");
     let got = classify(Channel::Bigcommerce, None, &fixture!("bigcommerce/webhook-store-order-created.json")).unwrap();
     assert!(matches!(got, Inbound::Thin { event_time: Some(t), .. } if t == at("2019-06-25T16:15:35Z")));
     let got =

@@ -231,3 +231,66 @@ fn kinds_a_channel_never_sends_are_errors() {
     let err = normalize(Channel::Zalando, DocKind::Refund, &json!({}), &ctx(&acct)).unwrap_err();
     assert!(err.message.contains("refund"), "{err}");
 }
+
+#[test]
+fn etsy_receipt_refunds_are_refunds_after_the_order_without_lines() {
+    let acc = account(Channel::Etsy);
+    let mut doc = fixture!("etsy/receipt-written-from-v3-schema.json");
+    // ShopRefund as Open API v3 describes it: Money, epoch seconds, reason, note, status; no id.
+    doc["refunds"] = json!([
+        { "amount": { "amount": 1000, "divisor": 100, "currency_code": "USD" }, "created_timestamp": 1_717_700_000,
+          "reason": "Damaged in transit", "note_from_issuer": null, "status": "Refunded" },
+        { "amount": { "amount": 250, "divisor": 100, "currency_code": "USD" }, "created_timestamp": 1_717_600_000,
+          "reason": null, "note_from_issuer": "shipping refund", "status": "Refunded" },
+    ]);
+    let records = normalize_all(Channel::Etsy, DocKind::Order, &doc, &ctx(&acc)).unwrap();
+    let Some(Record::Order(order)) = records.first() else { panic!("the order comes first: {records:?}") };
+    let refunds: Vec<&manifold_domain::Refund> =
+        records.iter().filter_map(|r| if let Record::Refund(r) = r { Some(r) } else { None }).collect();
+    assert_eq!(refunds.len(), 2);
+    assert_eq!(refunds[0].id, "1234567890-1717600000", "oldest first, named by receipt and time");
+    assert_eq!(refunds[0].amount, money("2.50", "USD"));
+    assert_eq!(refunds[1].amount, money("10.00", "USD"));
+    assert!(refunds.iter().all(|r| r.order_id == order.id && r.lines.is_empty()), "{refunds:?}");
+    assert_eq!(refunds[1].created_at, at("2024-06-06T18:53:20Z"));
+
+    doc["refunds"][0]["amount"]["currency_code"] = json!("EUR");
+    let err = normalize_all(Channel::Etsy, DocKind::Order, &doc, &ctx(&acc)).unwrap_err();
+    assert_eq!(err.path, "refunds[0].amount.currency_code", "{err}");
+}
+
+#[test]
+fn bigcommerce_v3_refunds_are_refunds_of_the_products_they_name() {
+    let acct = account(Channel::Bigcommerce);
+    // What `fetch_returns` builds: the order's three reads and the `data` of
+    // GET /v3/orders/{id}/payment_actions/refunds (fields as the Payment Actions API documents them).
+    let mut doc = json!({
+        "order": fixture!("bigcommerce/v2-order-218-get.json"),
+        "products": fixture!("bigcommerce/v2-order-products-list.json"),
+        "shipping_addresses": fixture!("bigcommerce/v2-order-shipping-addresses-list.json"),
+        "refunds": [{
+            "id": 3, "order_id": 218, "user_id": 0, "created": "2026-11-28T10:00:00+00:00",
+            "reason": "arrived broken", "total_amount": 21.5, "total_tax": 0, "uses_merchant_override_values": false,
+            "items": [
+                { "item_type": "PRODUCT", "item_id": 66, "quantity": 1, "requested_amount": "16.50" },
+                { "item_type": "SHIPPING", "item_id": 218, "quantity": 1, "requested_amount": "5.00" }
+            ],
+            "payments": [{ "id": 1, "provider_id": "storecredit", "amount": 21.5, "offline": false,
+                           "is_declined": false, "declined_message": "" }]
+        }]
+    });
+    let records = normalize_all(Channel::Bigcommerce, DocKind::Return, &doc, &ctx(&acct)).unwrap();
+    let [Record::Refund(refund)] = records.as_slice() else { panic!("one refund: {records:?}") };
+    assert_eq!(refund.id, "3");
+    assert_eq!(refund.order_id.as_str(), "bigcommerce:store-abc123:218");
+    assert_eq!(refund.amount, money("21.50", "USD"));
+    assert_eq!(refund.created_at, at("2026-11-28T10:00:00Z"));
+    assert_eq!(refund.lines.len(), 1, "shipping is money only: {:?}", refund.lines);
+    assert_eq!((refund.lines[0].line_id.as_str(), refund.lines[0].quantity), ("66", 1));
+    assert_eq!(refund.lines[0].sku.as_ref().map(manifold_domain::Sku::as_str), Some("ABS"));
+    assert!(!refund.lines[0].restock, "a refund alone says nothing of goods back");
+
+    doc["refunds"][0]["items"][0]["item_id"] = json!(999);
+    let err = normalize_all(Channel::Bigcommerce, DocKind::Return, &doc, &ctx(&acct)).unwrap_err();
+    assert_eq!(err.path, "refunds[0].items[0].item_id", "{err}");
+}

@@ -6,6 +6,11 @@
 //! `"shipments"` of the seeded document (a seed may bring its own). `GET /v2/orders/{id}/shipments` lists
 //! them and `GET /v2/orders/{id}/shipments/{shipment_id}` returns one; any other path under an order is a
 //! 404, as on BigCommerce.
+//!
+//! Refunds: `POST /v3/orders/{id}/payment_actions/refunds` (`items[]` of `{item_type, item_id,
+//! quantity, amount}`, `payments[]`) creates one as the Payment Actions API answers it (`{data, meta}`,
+//! 201); a `PRODUCT` item must name a product of the order and refund at most what it sold less earlier
+//! refunds (422 otherwise). `GET` lists the order's refunds.
 
 use axum::{
     Router,
@@ -60,6 +65,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/v2/orders/{id}/shipping_addresses", get(addresses))
         .route("/v2/orders/{id}/shipments", post(shipment).get(shipments))
         .route("/v2/orders/{id}/shipments/{shipment_id}", get(one_shipment))
+        .route("/v3/orders/{id}/payment_actions/refunds", post(create_refund).get(refunds))
 }
 
 #[derive(Deserialize)]
@@ -192,6 +198,66 @@ async fn read_variants(State(state): St, Query(q): Query<SkuIn>) -> Response {
     let data: Vec<Value> =
         skus.iter().filter_map(|sku| s.stock_of(C, sku).map(|q| json!({ "sku": sku, "inventory_level": q }))).collect();
     ok(json!({ "data": data, "meta": {} }))
+}
+
+async fn refunds(State(state): St, Path(id): Path<String>) -> Response {
+    let s = state.lock();
+    if s.order(C, &id).is_none() {
+        return not_found(C, "order");
+    }
+    let list = s.returns.get(&C).and_then(|r| r.get(&id)).cloned().unwrap_or_default();
+    ok(json!({ "data": list, "meta": {} }))
+}
+
+async fn create_refund(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let req: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let invalid = |m: String| channel_error(C, StatusCode::UNPROCESSABLE_ENTITY, &m);
+    let mut s = state.lock();
+    let Some(order) = s.order(C, &id).map(|o| o.doc.clone()) else { return not_found(C, "order") };
+    let earlier = s.returns.get(&C).and_then(|r| r.get(&id)).cloned().unwrap_or_default();
+    let items = req["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        return invalid("items: at least one item is required".into());
+    }
+    let mut total = 0.0_f64;
+    for item in &items {
+        total += item["amount"].as_f64().unwrap_or(0.0);
+        if item["item_type"] != "PRODUCT" {
+            continue;
+        }
+        let products = order["products"].as_array().cloned().unwrap_or_default();
+        let Some(product) = products.iter().find(|p| p["id"] == item["item_id"]) else {
+            return invalid(format!("item {} is not a product of order {id}", item["item_id"]));
+        };
+        let refunded: i64 = earlier
+            .iter()
+            .flat_map(|r| r["items"].as_array().cloned().unwrap_or_default())
+            .filter(|i| i["item_type"] == "PRODUCT" && i["item_id"] == item["item_id"])
+            .map(|i| i["quantity"].as_i64().unwrap_or(0))
+            .sum();
+        let quantity = item["quantity"].as_i64().unwrap_or(0);
+        if quantity <= 0 || quantity > product["quantity"].as_i64().unwrap_or(0) - refunded {
+            return invalid(format!("item {}: quantity {quantity} is more than is left to refund", item["item_id"]));
+        }
+    }
+    let refund_id = 1 + s.returns.get(&C).map_or(0, |r| r.values().map(Vec::len).sum::<usize>());
+    let refund = json!({
+        "id": refund_id,
+        "order_id": id.parse::<i64>().unwrap_or_default(),
+        "user_id": 0,
+        "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "reason": req["reason"].as_str().unwrap_or(""),
+        "total_amount": total,
+        "total_tax": 0,
+        "uses_merchant_override_values": false,
+        "items": items,
+        "payments": req["payments"].clone(),
+    });
+    s.returns.entry(C).or_default().entry(id).or_default().push(refund.clone());
+    (StatusCode::CREATED, axum::Json(json!({ "data": refund, "meta": {} }))).into_response()
 }
 
 fn order_part(state: &St, id: &str, part: &str) -> Response {
