@@ -16,8 +16,8 @@ use std::{collections::BTreeSet, fmt::Display, sync::Arc};
 
 use chrono::{Duration, Utc};
 use manifold_connectors::{
-    Accepted, CallContext, ChannelConnector, ConnectorError, FailureClass, Listing, PriceUpdate, StockUpdate,
-    SubmissionState,
+    Accepted, CallContext, ChannelConnector, ConnectorError, FailureClass, Listing, PriceUpdate, StockRead,
+    StockUpdate, SubmissionState,
 };
 use manifold_domain::{
     Amount, Channel, Currency, Order, OrderStatus, Record, Shipment, ShipmentLine, Sku,
@@ -262,7 +262,7 @@ impl<'a> Bench<'a> {
             Operation::CancelOut => self.cancel("1").await,
             Operation::Acknowledge => self.acknowledge_order("1").await,
             Operation::ListOrdersSince => self.api.list_orders_since(Utc::now(), &ctx).await.map(drop),
-            Operation::ReadStock => self.api.read_stock(&[sku.to_string()], &ctx).await.map(drop),
+            Operation::ReadStock => self.api.read_stock(&[StockRead::sku(sku.to_string())], &ctx).await.map(drop),
             Operation::ListingSync => self.api.list_listings(None, &ctx).await.map(drop),
         })
     }
@@ -574,11 +574,14 @@ impl<'a> Bench<'a> {
         )
     }
 
-    /// Sets a quantity as the channel's own admin would; the read must give it back.
+    /// Sets a quantity as the channel's own admin would; the read (by the SKU and the id its listing
+    /// gave, as reconciliation passes them) must give it back.
     async fn read_stock(&self) -> Checked {
         let (item, listing) = self.pick().await?;
         self.sim.set_stock(self.channel, &item.id, 29);
-        let read = step("read_stock", self.api.read_stock(std::slice::from_ref(&listing.sku), &self.ctx()).await)?;
+        let read_item =
+            StockRead { channel_sku: listing.sku.clone(), channel_item_id: listing.ids.item_id(self.channel) };
+        let read = step("read_stock", self.api.read_stock(&[read_item], &self.ctx()).await)?;
         ensure(read.contains(&(listing.sku.clone(), 29)), || {
             format!("read {read:?}, the channel shows 29 for {}", listing.sku)
         })

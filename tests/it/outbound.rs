@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use chrono::Utc;
 use manifold_connectors::{
     Accepted, CallContext, ChannelConnector, ConnectorError, Credentials, FailureClass, PriceUpdate, PushOutcome,
-    StockUpdate, Submission, SubmissionState,
+    StockRead, StockUpdate, Submission, SubmissionState,
     breaker::{BreakerPolicy, MemoryBreakerStore, Phase},
     build,
     guarded::Guarded,
@@ -414,7 +414,10 @@ async fn amazon_patches_few_skus_and_feeds_many() {
     assert_eq!(writes_to(&snap, Channel::Amazon, "/listings/").len(), 8, "bulk went through the feed");
     assert_eq!(snap.stock[&Channel::Amazon]["SKU-00199"], 49);
     assert_eq!(snap.throttled.get(&Channel::Amazon).copied().unwrap_or(0), 0);
-    assert_eq!(amazon.read_stock(&["SKU-00003".into()], &ctx("t")).await.unwrap(), [("SKU-00003".to_owned(), 3)]);
+    assert_eq!(
+        amazon.read_stock(&[StockRead::sku("SKU-00003")], &ctx("t")).await.unwrap(),
+        [("SKU-00003".to_owned(), 3)]
+    );
 }
 
 #[tokio::test]
@@ -599,7 +602,10 @@ async fn kaufland_writes_units_in_signed_bulk_calls_of_150_read_per_unit() {
     assert_eq!(listed.len(), 320);
     assert_eq!(listed[7].ids.listing.as_deref(), Some("5007"));
     assert_eq!(listed[7].quantity, Some(44));
-    assert_eq!(kaufland.read_stock(&["SKU-00007".into()], &ctx("t")).await.unwrap(), [("SKU-00007".to_owned(), 44)]);
+    assert_eq!(
+        kaufland.read_stock(&[StockRead::sku("SKU-00007")], &ctx("t")).await.unwrap(),
+        [("SKU-00007".to_owned(), 44)]
+    );
 }
 
 #[tokio::test]

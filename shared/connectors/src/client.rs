@@ -63,6 +63,27 @@ pub struct StockUpdate {
     pub channel_item_id: Option<String>,
 }
 
+/// One item whose stock is read back ([`ChannelConnector::read_stock`]): its channel SKU, and the
+/// channel's own id where the listing sync found one (the channels whose stock reads go by id, not by
+/// SKU, need it: Etsy listings, TikTok products).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockRead {
+    pub channel_sku: String,
+    pub channel_item_id: Option<String>,
+}
+
+impl StockRead {
+    /// An item known by its SKU only.
+    pub fn sku(channel_sku: impl Into<String>) -> Self {
+        Self { channel_sku: channel_sku.into(), channel_item_id: None }
+    }
+
+    /// The channel SKUs of `items`, for the channels that read by SKU.
+    pub fn skus(items: &[StockRead]) -> Vec<String> {
+        items.iter().map(|i| i.channel_sku.clone()).collect()
+    }
+}
+
 /// Set one channel SKU's price.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriceUpdate {
@@ -291,12 +312,9 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     ) -> Result<SubmissionState, ConnectorError> {
         Err(ConnectorError::unsupported(self.channel(), "report on submitted work"))
     }
-    /// The channel's current sellable quantity per channel SKU (reconciliation).
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError>;
+    /// The channel's current sellable quantity per channel SKU (reconciliation). Items the channel
+    /// does not show are left out of the answer.
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError>;
     /// One page of what the account lists (`cursor`: `None` for the first page, then the previous
     /// page's `next`), each listing with the channel's own ids, within the channel's limits.
     async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError>;

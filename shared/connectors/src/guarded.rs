@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use manifold_domain::{Channel, Shipment};
 use serde_json::Value;
 
+use crate::client::StockRead;
 use crate::{
     breaker::{BreakerPolicy, BreakerStore, CircuitBreaker},
     client::{
@@ -111,12 +112,8 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.submission_result(submission, ctx)).await
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
-        self.breaker.call(self.inner.read_stock(channel_skus, ctx)).await
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        self.breaker.call(self.inner.read_stock(items, ctx)).await
     }
     async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
         self.breaker.call(self.inner.list_listings(cursor, ctx)).await

@@ -14,6 +14,7 @@ use manifold_domain::{Channel, Shipment};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::client::StockRead;
 use crate::{
     client::{
         Accepted, CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate,
@@ -156,12 +157,8 @@ impl ChannelConnector for Reauthorizing {
         self.run(|c| async move { c.submission_result(submission, ctx).await }).await
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
-        self.run(|c| async move { c.read_stock(channel_skus, ctx).await }).await
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        self.run(|c| async move { c.read_stock(items, ctx).await }).await
     }
     async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {
         self.run(|c| async move { c.list_listings(cursor, ctx).await }).await
@@ -215,7 +212,7 @@ mod tests {
         async fn cancel_order(&self, _: &str, _: &str, _: &CallContext) -> Result<Accepted, ConnectorError> {
             Ok(Accepted::Done)
         }
-        async fn read_stock(&self, _: &[String], _: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        async fn read_stock(&self, _: &[StockRead], _: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
             Ok(Vec::new())
         }
         async fn list_listings(&self, _: Option<&str>, _: &CallContext) -> Result<ListingPage, ConnectorError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use manifold_connectors::{
-    CallContext, ChannelConnector, Credentials, FailureClass, PriceUpdate, StockUpdate, build, http_client,
+    CallContext, ChannelConnector, Credentials, FailureClass, PriceUpdate, StockRead, StockUpdate, build, http_client,
 };
 use manifold_domain::{
     AccountId, Amount, Channel, Currency, OrderId, Shipment, ShipmentLine, Sku,
@@ -330,7 +330,7 @@ async fn stock_reads_and_orders_come_back_as_otto_holds_them() {
     let otto = connector(&sim, "");
     otto.push_stock(&[stock("A", 5)], &ctx()).await.unwrap();
 
-    let read = otto.read_stock(&["A".to_owned(), "NOT-LISTED".to_owned()], &ctx()).await.unwrap();
+    let read = otto.read_stock(&[StockRead::sku("A"), StockRead::sku("NOT-LISTED")], &ctx()).await.unwrap();
     assert_eq!(read, [("A".to_owned(), 5)], "a SKU OTTO holds nothing for is left out");
     let order = otto.fetch_order(SALES_ORDER, &ctx()).await.unwrap();
     assert_eq!(order["orderNumber"], "bkp9wr24gl");

@@ -4,8 +4,8 @@
 //! what it shows now: a merchant who edits a quantity in the channel's admin, an app that writes
 //! stock, or a write the channel lost all leave the channel selling a number the ledger never
 //! published. A scheduled stock run therefore reads, for each page of positions, the account's
-//! current stock in the channel's bulk shape (`ChannelConnector::read_stock`, through the account's
-//! rate limiter, breaker and token lifecycle), compares it with what the ledger says the account
+//! current stock in the channel's bulk shape (`ChannelConnector::read_stock`, with the ids the
+//! listing sync gave, through the account's rate limiter, breaker and token lifecycle), compares it with what the ledger says the account
 //! should show, and pushes only the differences through the normal push queue:
 //!
 //! - the channel shows what the ledger publishes: nothing is sent (verified);
@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use futures::{FutureExt as _, StreamExt, stream};
-use manifold_connectors::CallContext;
+use manifold_connectors::{CallContext, StockRead};
 use manifold_domain::config::{AccountConfig, ChannelConfig};
 use manifold_ledger::{
     Position,
@@ -135,7 +135,14 @@ impl App {
     ) -> Result<Vec<(String, i64)>, String> {
         let connector = self.connector(account).await.map_err(|e| e.to_string())?;
         let ctx = CallContext::new(trace_id.to_owned());
-        connector.read_stock(skus, &ctx).await.map_err(|e| {
+        // The ids the listing sync gave (or the account's overrides), for channels that read by id.
+        let ids = crate::listings::item_ids(&**self.listings, account, skus).await.unwrap_or_else(|e| {
+            warn!(error = %e, "listing ids unavailable: reading the channel's stock by SKU only");
+            std::collections::BTreeMap::default()
+        });
+        let items: Vec<StockRead> =
+            skus.iter().map(|s| StockRead { channel_sku: s.clone(), channel_item_id: ids.get(s).cloned() }).collect();
+        connector.read_stock(&items, &ctx).await.map_err(|e| {
             warn!(channel = %account.channel, account = %account.account, error = %e, "could not read the channel's stock");
             MetricSet::new()
                 .dim("Channel", account.channel.as_str())

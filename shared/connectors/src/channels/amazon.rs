@@ -44,6 +44,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{encode, id_text, number, price_of, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -690,11 +691,8 @@ impl ChannelConnector for Amazon {
         Ok(SubmissionState::Done(verdicts(&submission.items, &errors, fatal.as_deref())))
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let (seller, marketplace) = self.ids()?;
         let mut out = Vec::new();
         for sku in channel_skus {

@@ -23,6 +23,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{cursor_number, decimal, id_text, missing_item_id, next_page, price_of, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -278,11 +279,8 @@ impl ChannelConnector for BigCommerce {
         self.api.send(Req::put(format!("/v2/orders/{channel_order_id}"), body), ctx).await.map(|_| Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_VARIANT_BATCH) {
             let req = Req::get("/v3/catalog/variants").query("sku:in", chunk.join(",")).query("limit", "250");

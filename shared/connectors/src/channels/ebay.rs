@@ -16,6 +16,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{cursor_number, decimal, id_text, missing_item_id, price_of, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -202,11 +203,8 @@ impl ChannelConnector for Ebay {
         self.api.send(Req::post("/post-order/v2/cancellation", body), ctx).await.map(|_| Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_BATCH) {
             let body = json!({ "requests": chunk.iter().map(|s| json!({ "sku": s })).collect::<Vec<_>>() });

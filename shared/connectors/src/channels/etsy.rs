@@ -24,6 +24,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Map, Value, json};
 
 use super::{cursor_number, group_by, id_text, missing_item_id, number, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -325,12 +326,32 @@ impl ChannelConnector for Etsy {
     }
 
     /// Etsy reads stock per listing, and a SKU alone does not name its listing.
-    async fn read_stock(
-        &self,
-        _channel_skus: &[String],
-        _ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
-        Err(ConnectorError::unsupported(Channel::Etsy, "read stock by SKU without listing ids"))
+    /// By listing id (`getListingsByListingIds` with the inventory, 100 listings a call): Etsy keys
+    /// stock by listing, and has no read by SKU. An item without a listing id is left out.
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let wanted: std::collections::HashSet<&str> = items.iter().map(|i| i.channel_sku.as_str()).collect();
+        let mut listing_ids: Vec<&str> = items.iter().filter_map(|i| i.channel_item_id.as_deref()).collect();
+        listing_ids.sort_unstable();
+        listing_ids.dedup();
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for chunk in listing_ids.chunks(LISTING_PAGE) {
+            let req = Req::get("/v3/application/listings/batch")
+                .query("listing_ids", chunk.join(","))
+                .query("includes", "Inventory");
+            let body = self.api.send(req, ctx).await?.body;
+            for l in field(&body, "/results")?.as_array().into_iter().flatten() {
+                let Some(id) = id_text(l.get("listing_id")) else { continue };
+                let inventory = l.get("inventory").unwrap_or(&Value::Null);
+                out.extend(
+                    products_of(&id, inventory, now)
+                        .into_iter()
+                        .filter(|p| wanted.contains(p.sku.as_str()))
+                        .filter_map(|p| Some((p.sku, p.quantity?))),
+                );
+            }
+        }
+        Ok(out)
     }
 
     async fn list_listings(&self, cursor: Option<&str>, ctx: &CallContext) -> Result<ListingPage, ConnectorError> {

@@ -41,6 +41,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{id_text, missing_item_id, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -469,11 +470,8 @@ impl ChannelConnector for Kaufland {
         Ok(Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let mut out = Vec::new();
         for sku in channel_skus {
             let req = Req::get("/units").query("storefront", self.storefront()?).query("id_offer", sku.as_str());

@@ -52,6 +52,7 @@ use manifold_domain::{Channel, Shipment, ShipmentLine, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{cursor_number, encode, id_text, number, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -555,11 +556,8 @@ impl ChannelConnector for Otto {
         self.send(Req::new(Method::POST, path), ctx).await.map(|_| Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let mut out = Vec::new();
         for sku in channel_skus {
             let req = Req::get(format!("/v1/availability/quantities/{}", encode(sku)));

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{decimal, id_text, price_of, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -498,11 +499,8 @@ impl ChannelConnector for Shopify {
         user_errors(&data, "/orderCancel/orderCancelUserErrors").map(|()| Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let location = self.api.parts.setting("location_id")?.to_owned();
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_QUANTITIES) {

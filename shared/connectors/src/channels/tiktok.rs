@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{decimal, group_by, id_text, missing_item_id, price_of, settle, split_item_id};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -33,7 +34,7 @@ use crate::{
     },
     error::{ConnectorError, FailureClass},
     token::Token,
-    transport::{Api, ApiParts, Dialect, Req, batches, credential, field, required},
+    transport::{Api, ApiParts, Dialect, Req, credential, field, required},
 };
 use crate::{
     token::{ClientAuth, Flow, Grant, Lifecycle, Source},
@@ -319,29 +320,41 @@ impl ChannelConnector for TikTok {
             .map(|_| Accepted::Done)
     }
 
-    /// Inventory search by seller SKU (shape unverified).
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    /// Inventory Search (`POST /product/{v}/inventory/search`) by the SKU ids the listing sync gave
+    /// (item id `product_id/sku_id`), 100 a call: it takes product and SKU ids, not seller SKUs. The
+    /// quantity is what is available at the account's `warehouse_id` (the total without one); an item
+    /// without a SKU id is left out.
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let by_id: std::collections::HashMap<&str, &str> = items
+            .iter()
+            .filter_map(|i| {
+                let (_, sku_id) = i.channel_item_id.as_deref()?.split_once('/')?;
+                Some((sku_id, i.channel_sku.as_str()))
+            })
+            .collect();
+        let ids: Vec<&str> = by_id.keys().copied().collect();
+        let warehouse = self.api.parts.settings.get("warehouse_id").map(String::as_str);
         let mut out = Vec::new();
-        for chunk in batches(channel_skus, 100) {
-            let body = self
-                .api
-                .send(
-                    Req::post(format!("/product/{}/inventory/search", self.v()), json!({ "seller_skus": chunk })),
-                    ctx,
-                )
-                .await?
-                .body;
+        for chunk in ids.chunks(100) {
+            let req = Req::post(format!("/product/{}/inventory/search", self.v()), json!({ "sku_ids": chunk }));
+            let body = self.api.send(req, ctx).await?.body;
             for product in body.pointer("/data/inventory").and_then(Value::as_array).into_iter().flatten() {
                 for sku in product.get("skus").and_then(Value::as_array).into_iter().flatten() {
-                    if let (Some(s), Some(q)) = (
-                        sku.get("seller_sku").and_then(Value::as_str),
-                        sku.get("total_available_quantity").and_then(Value::as_i64),
-                    ) {
-                        out.push((s.to_owned(), q));
+                    let Some(channel_sku) = id_text(sku.get("id")).and_then(|id| by_id.get(id.as_str()).copied())
+                    else {
+                        continue;
+                    };
+                    let at_warehouse = warehouse.and_then(|w| {
+                        sku.get("warehouse_inventory")
+                            .and_then(Value::as_array)?
+                            .iter()
+                            .find(|x| id_text(x.get("warehouse_id")).as_deref() == Some(w))?
+                            .get("available_quantity")?
+                            .as_i64()
+                    });
+                    let quantity = at_warehouse.or_else(|| sku.get("total_available_quantity")?.as_i64());
+                    if let Some(q) = quantity {
+                        out.push((channel_sku.to_owned(), q));
                     }
                 }
             }

@@ -21,6 +21,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{cursor_number, decimal, group_by, id_text, missing_item_id, next_page, price_of, settle, split_item_id};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -277,11 +278,8 @@ impl ChannelConnector for WooCommerce {
         self.api.send(Req::post(format!("{path}/notes"), note), ctx).await.map(|_| Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        channel_skus: &[String],
-        ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
+        let channel_skus = &StockRead::skus(items);
         let mut out = Vec::new();
         for chunk in batches(channel_skus, MAX_BATCH) {
             let req = Req::get(self.path("products")).query("sku", chunk.join(",")).query("per_page", "100");

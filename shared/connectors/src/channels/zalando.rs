@@ -21,6 +21,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{id_text, number, settle};
+use crate::client::StockRead;
 use crate::{
     Credentials,
     client::{
@@ -314,11 +315,7 @@ impl ChannelConnector for Zalando {
         self.set_line_status(channel_order_id, "canceled", &[], ctx).await.map(|()| Accepted::Done)
     }
 
-    async fn read_stock(
-        &self,
-        _channel_skus: &[String],
-        _ctx: &CallContext,
-    ) -> Result<Vec<(String, i64)>, ConnectorError> {
+    async fn read_stock(&self, _items: &[StockRead], _ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
         Err(ConnectorError::unsupported(Channel::Zalando, "read stock back"))
     }
 

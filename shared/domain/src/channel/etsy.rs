@@ -30,8 +30,8 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         ),
         acknowledge: Cell::NotOffered("Etsy has no acknowledgement step (Open API v3 receipts)"),
         list_orders_since: Cell::Supported("GET shops/{shop_id}/receipts?min_last_modified"),
-        read_stock: Cell::NotBuilt(
-            "stock is read per listing (GET listings/{id}/inventory); reconciliation passes SKUs without listing ids",
+        read_stock: Cell::Supported(
+            "GET listings/batch?listing_ids&includes=Inventory (getListingsByListingIds) by the listing sync's ids, 100 a call",
         ),
         listing_sync: Cell::Supported("GET shops/{shop_id}/listings?state=active&includes=Inventory"),
     },

@@ -29,8 +29,8 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         ),
         acknowledge: Cell::NotOffered("TikTok Shop has no acknowledgement step (Order API 202309)"),
         list_orders_since: Cell::Supported("POST /order/202309/orders/search update_time_ge"),
-        read_stock: Cell::NotBuilt(
-            "POST /product/202309/inventory/search by seller_skus is unverified and not simulated",
+        read_stock: Cell::Supported(
+            "POST /product/202309/inventory/search by the listing sync's SKU ids, 100 a call, available at the account's warehouse",
         ),
         listing_sync: Cell::Supported("POST /product/202309/products/search status ACTIVATE"),
     },

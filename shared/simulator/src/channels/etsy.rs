@@ -1,5 +1,6 @@
 //! Etsy Open API v3: listing inventory read and full replacement (products left out of a PUT are
-//! deleted, as Etsy documents), receipts and tracking.
+//! deleted, as Etsy documents), listings by shop and by id (`getListingsByListingIds`, at most 100
+//! ids), receipts and tracking.
 
 use axum::{
     Router,
@@ -38,6 +39,7 @@ const C: Channel = Channel::Etsy;
 pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
         .route("/v3/application/listings/{listing}/inventory", get(inventory).put(replace))
+        .route("/v3/application/listings/batch", get(listings_by_ids))
         .route("/v3/application/shops/{shop}/listings", get(shop_listings))
         .route("/v3/application/shops/{shop}/receipts", get(receipts))
         .route("/v3/application/shops/{shop}/receipts/{id}", get(receipt))
@@ -91,6 +93,37 @@ async fn shop_listings(State(state): St, Query(q): Query<std::collections::HashM
         })
         .collect();
     ok(json!({ "count": count, "results": results }))
+}
+
+/// `getListingsByListingIds`: `listing_ids` (comma-separated, 1 to 100), `includes=Inventory`
+/// inlines each listing's inventory; ids the shop does not have are left out, as Etsy does.
+async fn listings_by_ids(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let ids: Vec<&str> =
+        q.get("listing_ids").map(|l| l.split(',').filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    if ids.is_empty() || ids.len() > 100 {
+        return bad("listing_ids must name between 1 and 100 listings");
+    }
+    let with_inventory = q.get("includes").is_some_and(|i| i.split(',').any(|x| x == "Inventory"));
+    let s = state.lock();
+    let results: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| {
+            let items: Vec<&CatalogItem> = s.catalog(C).filter(|i| i.product_id.as_deref() == Some(*id)).collect();
+            if items.is_empty() {
+                return None;
+            }
+            let mut l = json!({
+                "listing_id": id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n)),
+                "state": "active",
+                "quantity": items.iter().map(|i| i.quantity).sum::<i64>(),
+            });
+            if with_inventory {
+                l["inventory"] = inventory_of(&items);
+            }
+            Some(l)
+        })
+        .collect();
+    ok(json!({ "count": results.len(), "results": results }))
 }
 
 /// A listing's inventory in `getListingInventory`'s shape.

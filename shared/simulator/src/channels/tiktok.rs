@@ -1,4 +1,5 @@
-//! TikTok Shop: inventory and price updates per product, order detail and search, package shipping.
+//! TikTok Shop: inventory and price updates per product, Inventory Search by product or SKU ids (at
+//! most 100 of each, per-warehouse availability), order detail and search, package shipping.
 //! Business errors come back as HTTP 200 with a non-zero `code`, as TikTok does.
 
 use axum::{
@@ -35,6 +36,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/product/{v}/products/{pid}/inventory/update", post(inventory))
         .route("/product/{v}/products/{pid}/prices/update", post(prices))
         .route("/product/{v}/products/search", post(product_search))
+        .route("/product/{v}/inventory/search", post(inventory_search))
         .route("/order/{v}/orders", get(orders))
         .route("/order/{v}/orders/search", post(search))
         .route("/fulfillment/{v}/packages/{pkg}/ship", post(ship))
@@ -127,6 +129,39 @@ async fn product_search(
         .collect();
     let next = if offset + size < total { (offset + size).to_string() } else { String::new() };
     success(&json!({ "products": page, "next_page_token": next, "total_count": total }))
+}
+
+/// `POST /product/{v}/inventory/search` `{product_ids?, sku_ids?}`: the named SKUs' inventory,
+/// grouped by product; ids the shop does not have are left out.
+async fn inventory_search(State(state): St, body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let ids = |key: &str| -> Option<Vec<String>> {
+        let list = req.get(key)?.as_array()?;
+        Some(list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    };
+    let (products, skus) = (ids("product_ids").unwrap_or_default(), ids("sku_ids").unwrap_or_default());
+    if products.is_empty() && skus.is_empty() {
+        return fail(12_052_002, "product_ids or sku_ids is required");
+    }
+    if products.len() > 100 || skus.len() > 100 {
+        return fail(12_052_002, "at most 100 product_ids and 100 sku_ids");
+    }
+    let s = state.lock();
+    let mut grouped: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+    for i in s.catalog(C) {
+        let product = i.product_id.clone().unwrap_or_else(|| i.id.clone());
+        if !products.contains(&product) && !skus.contains(&i.id) {
+            continue;
+        }
+        grouped.entry(product).or_default().push(json!({
+            "id": i.id, "seller_sku": i.sku,
+            "total_available_quantity": i.quantity, "total_committed_quantity": 0,
+            "warehouse_inventory": [{ "warehouse_id": "7068517275539793707", "available_quantity": i.quantity, "committed_quantity": 0 }],
+        }));
+    }
+    let inventory: Vec<Value> =
+        grouped.into_iter().map(|(product_id, skus)| json!({ "product_id": product_id, "skus": skus })).collect();
+    success(&json!({ "inventory": inventory }))
 }
 
 async fn prices(body: Bytes) -> Response {
