@@ -3,7 +3,8 @@
 //! - Credentials: `refresh_token` and `client_secret` (the app secret: signs every request and, with the
 //!   `app_key` setting, refreshes the access token through [`crate::token`], which writes the refresh
 //!   token TikTok returns back to the secret); the access token goes in `x-tts-access-token`. A stored
-//!   `access_token` alone is used as is. Settings: `app_key`, `warehouse_id`, optional `shop_cipher`.
+//!   `access_token` alone is used as is. Settings: `app_key`, `warehouse_id`, optional `shop_cipher`,
+//!   optional `cancel_reason` (a seller reason key, default `seller_cancel_reason_out_of_stock`).
 //! - Signature: HMAC-SHA256(app secret, secret + path + sorted `key+value` query pairs (without `sign`
 //!   and `access_token`) + body + secret), hex, as the `sign` query parameter with `app_key` and
 //!   `timestamp`. Taken from the official SDKs' signing code as published by the community (unverified
@@ -123,6 +124,22 @@ pub fn sign(secret: &str, path: &str, query: &[(String, String)], body: &str) ->
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return String::new() };
     mac.update(plain.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// TikTok's seller cancel reason for an order the seller cannot fulfil.
+const DEFAULT_CANCEL_REASON: &str = "seller_cancel_reason_out_of_stock";
+
+/// The account's `cancel_reason`: one of TikTok's seller reason keys (`seller_cancel_…`; they vary by
+/// region, e.g. `seller_cancel_reason_out_of_stock_uk`), checked before anything is sent.
+fn cancel_reason(configured: Option<&str>) -> Result<&str, ConnectorError> {
+    let key = configured.unwrap_or(DEFAULT_CANCEL_REASON);
+    if key.starts_with("seller_cancel_") && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        Ok(key)
+    } else {
+        Err(ConnectorError::permanent(format!(
+            "cancel_reason {key:?} is not a TikTok Shop seller cancel reason key (seller_cancel_…)"
+        )))
+    }
 }
 
 /// The SKUs of one searched product as listings; quantity at `warehouse` (all warehouses without one).
@@ -306,14 +323,17 @@ impl ChannelConnector for TikTok {
         }
     }
 
-    /// Seller-initiated cancellation (shape unverified).
+    /// Seller cancellation of the whole order. TikTok takes a reason key, not free text: the account's
+    /// `cancel_reason` (see [`cancel_reason`]); `reason` goes to the log only.
     async fn cancel_order(
         &self,
         channel_order_id: &str,
         reason: &str,
         ctx: &CallContext,
     ) -> Result<Accepted, ConnectorError> {
-        let body = json!({ "order_id": channel_order_id, "cancel_reason": reason });
+        let key = cancel_reason(self.api.parts.settings.get("cancel_reason").map(String::as_str))?;
+        tracing::info!(order = channel_order_id, reason, key, "cancelling on TikTok Shop");
+        let body = json!({ "order_id": channel_order_id, "cancel_reason": key });
         self.api
             .send(Req::post(format!("/return_refund/{}/cancellations", self.v()), body), ctx)
             .await
@@ -385,6 +405,18 @@ impl ChannelConnector for TikTok {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cancel_reasons_are_seller_reason_keys() {
+        assert_eq!(cancel_reason(None).unwrap(), "seller_cancel_reason_out_of_stock");
+        assert_eq!(
+            cancel_reason(Some("seller_cancel_reason_out_of_stock_uk")).unwrap(),
+            "seller_cancel_reason_out_of_stock_uk"
+        );
+        for bad in ["out of stock", "buyer_cancel_reason_x", "seller_cancel_Reason"] {
+            assert!(cancel_reason(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn signature_ignores_sign_and_access_token_and_sorts_params() {

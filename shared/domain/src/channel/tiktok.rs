@@ -24,8 +24,8 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         stock_out: Cell::Supported("POST /product/202309/products/{id}/inventory/update"),
         price_out: Cell::Supported("POST /product/202309/products/{id}/prices/update"),
         tracking_out: Cell::Supported("POST /fulfillment/202309/packages/{id}/ship"),
-        cancel_out: Cell::NotBuilt(
-            "POST /return_refund/202309/cancellations needs one of TikTok's cancel reason keys, not free text",
+        cancel_out: Cell::Supported(
+            "POST /return_refund/202309/cancellations with the account's seller reason key (cancel_reason)",
         ),
         acknowledge: Cell::NotOffered("TikTok Shop has no acknowledgement step (Order API 202309)"),
         list_orders_since: Cell::Supported("POST /order/202309/orders/search update_time_ge"),

@@ -1,5 +1,7 @@
 //! TikTok Shop: inventory and price updates per product, Inventory Search by product or SKU ids (at
-//! most 100 of each, per-warehouse availability), order detail and search, package shipping.
+//! most 100 of each, per-warehouse availability), order detail and search, package shipping, and
+//! seller cancellation (`cancel_reason` must be one of the `seller_cancel_` keys; an order already
+//! handed to the carrier cannot be cancelled).
 //! Business errors come back as HTTP 200 with a non-zero `code`, as TikTok does.
 
 use axum::{
@@ -40,6 +42,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/order/{v}/orders", get(orders))
         .route("/order/{v}/orders/search", post(search))
         .route("/fulfillment/{v}/packages/{pkg}/ship", post(ship))
+        .route("/return_refund/{v}/cancellations", post(cancel))
 }
 
 fn fail(code: u32, message: &str) -> Response {
@@ -214,6 +217,33 @@ async fn search(State(state): St, Query(q): Query<std::collections::HashMap<Stri
     let (orders, more) = super::orders::page(&matching, offset, size);
     let next = if more { super::orders::token(&key, offset + size) } else { String::new() };
     success(&json!({ "orders": orders, "next_page_token": next, "total_count": matching.len() }))
+}
+
+/// `POST /return_refund/{v}/cancellations` `{order_id, cancel_reason}`: the order becomes `CANCELLED`
+/// at once (a seller cancellation of an unshipped order needs no buyer approval).
+async fn cancel(State(state): St, body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (Some(order_id), Some(reason)) =
+        (req.get("order_id").and_then(Value::as_str), req.get("cancel_reason").and_then(Value::as_str))
+    else {
+        return fail(12_052_002, "order_id and cancel_reason are required");
+    };
+    if !reason.starts_with("seller_cancel_") {
+        return fail(25_001_005, "invalid cancel_reason: use a seller cancel reason key");
+    }
+    let mut s = state.lock();
+    let Some(o) = s.order_mut(C, order_id) else { return fail(25_001_001, "order not found") };
+    let status = o.doc["status"].as_str().unwrap_or_default().to_owned();
+    if matches!(status.as_str(), "IN_TRANSIT" | "DELIVERED" | "COMPLETED" | "CANCELLED") {
+        return fail(25_001_011, &format!("order in status {status} cannot be cancelled by the seller"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    o.doc["status"] = json!("CANCELLED");
+    o.doc["cancel_reason"] = json!(reason);
+    o.doc["cancellation_initiator"] = json!("SELLER");
+    o.doc["cancel_time"] = json!(now);
+    o.doc["update_time"] = json!(now);
+    success(&json!({ "cancel_id": super::fresh_id(), "cancel_status": "CANCELLATION_REQUEST_COMPLETE" }))
 }
 
 async fn ship(Path((_v, _pkg)): Path<(String, String)>, body: Bytes) -> Response {
