@@ -424,6 +424,55 @@ impl<'a> Bench<'a> {
                 let listed = self.listed(&seeded).await?;
                 step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &listed, &ctx))?
             }
+            Channel::Shopify => {
+                // The merchant opens a return of one unit and closes it once the parcel is back.
+                let url =
+                    format!("{}/admin/api/{}/graphql.json", self.sim.base_url(self.channel), self.account.api_version);
+                let gql = |query: &str, variables: Value| {
+                    reqwest::Client::new()
+                        .post(url.clone())
+                        .header("x-shopify-access-token", "sim")
+                        .json(&json!({ "query": query, "variables": variables }))
+                        .send()
+                };
+                let input = json!({ "returnInput": { "orderId": format!("gid://shopify/Order/{}", seeded.channel_order_id),
+                    "returnLineItems": [{ "fulfillmentLineItemId": format!("gid://shopify/FulfillmentLineItem/{}", doc["line_items"][0]["id"]),
+                                          "quantity": 1, "returnReason": "DEFECTIVE" }] } });
+                let created: Value = step(
+                    "returnCreate",
+                    gql("mutation R($returnInput: ReturnInput!) { returnCreate(returnInput: $returnInput) { return { id status } userErrors { field message } } }", input)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.error_for_status().map_err(|e| e.to_string())),
+                )?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+                let gid = created
+                    .pointer("/data/returnCreate/return/id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("the simulator created no return: {created}"))?
+                    .to_owned();
+                step(
+                    "returnClose",
+                    gql("mutation C($id: ID!) { returnClose(id: $id) { return { id status } userErrors { field message } } }", json!({ "id": gid }))
+                        .await,
+                )?;
+                let id = gid.rsplit('/').next().unwrap_or_default();
+                let body = json!({ "id": id.parse::<u64>().ok(), "admin_graphql_api_id": gid, "status": "closed" });
+                let fetched = self.thin_returns(Some("returns/close"), &body).await?;
+                let records = step(
+                    "normalize",
+                    manifold_normalize::normalize_all(self.channel, DocKind::Return, &fetched, &ctx),
+                )?;
+                ensure(
+                    records
+                        .iter()
+                        .all(|r| matches!(r, Record::Return(r) if r.state == manifold_domain::ReturnState::Received)),
+                    || format!("a closed return reads as received: {records:?}"),
+                )?;
+                records
+            }
             Channel::Bigcommerce => {
                 let product = &doc["products"][0];
                 let url = format!(

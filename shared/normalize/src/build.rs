@@ -216,8 +216,9 @@ pub(crate) fn full_name(first: Option<String>, last: Option<String>) -> Option<S
     }
 }
 
-/// A channel's status vocabulary mapped onto the closed [`OrderStatus`] set (case-insensitive).
-pub(crate) fn map_status(table: &[(&str, OrderStatus)], node: &Node<'_>) -> Result<OrderStatus, NormalizeError> {
+/// A channel's status vocabulary mapped onto a closed canonical set ([`OrderStatus`],
+/// `ReturnState`), case-insensitively.
+pub(crate) fn map_status<S: Copy>(table: &[(&str, S)], node: &Node<'_>) -> Result<S, NormalizeError> {
     let raw = node.text()?;
     table.iter().find(|(name, _)| name.eq_ignore_ascii_case(&raw)).map(|(_, s)| *s).ok_or_else(|| {
         let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();

@@ -56,6 +56,8 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
 const MAX_QUANTITIES: usize = 250;
 /// Shopify's documented cost of a mutation.
 const MUTATION_COST: f64 = 10.0;
+/// The requested cost of [`RETURN`]: the return and its order, and 50 lines with two objects each.
+const RETURN_COST: f64 = 155.0;
 /// The first version that requires (and accepts) `@idempotent` on inventory mutations.
 const IDEMPOTENT_FROM: &str = "2026-04";
 
@@ -94,6 +96,16 @@ const ORDER_CANCEL: &str = "mutation Cancel($orderId: ID!, $reason: OrderCancelR
   orderCancel(orderId: $orderId, reason: $reason, refund: false, restock: true, staffNote: $staffNote) {
     job { id }
     orderCancelUserErrors { field message code }
+  }
+}";
+
+/// A return with its lines and the order lines they take back (`returns/*` webhooks are thin).
+const RETURN: &str = "query Return($id: ID!) {
+  return(id: $id) {
+    id name status order { id }
+    returnLineItems(first: 50) {
+      nodes { ... on ReturnLineItem { id quantity returnReason fulfillmentLineItem { lineItem { id sku } } } }
+    }
   }
 }";
 
@@ -466,6 +478,16 @@ impl ChannelConnector for Shopify {
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let reply = self.api.send(Req::get(self.rest(&format!("orders/{channel_order_id}.json"))), ctx).await?;
         Ok(field(&reply.body, "/order")?.clone())
+    }
+
+    /// The GraphQL `return` a `returns/*` webhook names (`resource_id`: its global id), as
+    /// `{"return": ...}`; a return Shopify no longer has is a permanent failure.
+    async fn fetch_returns(&self, resource_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let data = self.graphql(RETURN, json!({ "id": resource_id }), RETURN_COST, ctx).await?;
+        match data.get("return") {
+            Some(r) if r.is_object() => Ok(json!({ "return": r })),
+            _ => Err(ConnectorError::permanent(format!("Shopify has no return {resource_id}"))),
+        }
     }
 
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {

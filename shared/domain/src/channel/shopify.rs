@@ -20,7 +20,9 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
         order_updates_in: Cell::Supported(
             "webhooks orders/updated, orders/cancelled, orders/edited (re-read with GET orders/{id}.json)",
         ),
-        returns_in: Cell::NotBuilt("refunds/create becomes a Refund; returns/* webhooks do not yet become Returns"),
+        returns_in: Cell::Supported(
+            "webhooks refunds/create (a Refund) and returns/* (GraphQL return(id:) read back: requested, open, closed, declined)",
+        ),
         stock_out: Cell::Supported("GraphQL inventorySetQuantities, 250 per call, idempotency key"),
         price_out: Cell::Supported("GraphQL productVariantsBulkUpdate"),
         tracking_out: Cell::Supported("GraphQL fulfillmentCreate on the order's open fulfillment orders"),

@@ -4,6 +4,13 @@
 //! webhook body (unwrapped) or as a REST response (wrapped: `{"order": {...}}`, `{"refund": ...}`,
 //! `{"fulfillment": ...}`, `{"inventory_level": ...}`, `{"product": ...}`). Both are accepted.
 //!
+//! Returns: the `returns/*` webhooks are thin (a decline carries no order); `fetch_returns` reads the
+//! GraphQL `return(id:)` as `{"return": {id, name, status, order {id}, returnLineItems {nodes [{id,
+//! quantity, returnReason, fulfillmentLineItem {lineItem {id, sku}}}]}}}`. Global ids end in the REST
+//! ids the order carries. Status: `REQUESTED` requested, `OPEN` approved, `CLOSED` received (Shopify
+//! closes a return once its items are processed), `DECLINED` and `CANCELED` rejected. A refund with
+//! `restock_type: return` stays a Refund (`refunds/create`); the return is what brings goods back.
+//!
 //! Money: the order's `currency` is the shop currency and every amount is read from the plain fields
 //! (`price`, `total_price`, ...) or `*_set.shop_money`, which are in that currency. Presentment money
 //! (`presentment_currency`, `*_set.presentment_money`, what the buyer saw) is never mixed in.
@@ -26,13 +33,14 @@
 //! sum of `tax_lines[].price`. `line_items[].sku` can be null (custom items): the line is kept.
 
 use manifold_domain::{
-    Channel, Currency, OrderCustomer, OrderStatus, Product, Record, Refund, RefundLine, Shipment, ShipmentLine, Variant,
+    Channel, Currency, OrderCustomer, OrderId, OrderStatus, Product, Record, Refund, RefundLine, Return, ReturnLine,
+    ReturnState, Shipment, ShipmentLine, Variant,
 };
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
-    channels::{ignore, one, unsupported},
+    channels::{ignore, one},
     json::{Node, sum},
 };
 
@@ -70,8 +78,64 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
             Ok(one(Record::InventoryLevel(inventory_level(&unwrap(doc, "inventory_level")?, ctx)?)))
         }
         DocKind::Product => Ok(one(Record::Product(product(&unwrap(doc, "product")?, ctx)?))),
-        DocKind::Return => Err(unsupported(CHANNEL, kind)),
+        DocKind::Return => Ok(one(Record::Return(shopify_return(&doc.field("return"), ctx)?))),
     }
+}
+
+/// Return status (GraphQL `ReturnStatus`) to the canonical state: a closed return is done, its goods
+/// back; a declined or canceled one brings nothing back.
+const RETURN_STATUS: &[(&str, ReturnState)] = &[
+    ("REQUESTED", ReturnState::Requested),
+    ("OPEN", ReturnState::Approved),
+    ("CLOSED", ReturnState::Received),
+    ("DECLINED", ReturnState::Rejected),
+    ("CANCELED", ReturnState::Rejected),
+];
+
+/// The numeric id at the end of a GraphQL global id (`gid://shopify/LineItem/123` is `123`), which is
+/// the REST id the order's lines carry.
+fn gid_tail(node: &Node<'_>) -> Result<String, NormalizeError> {
+    let text = node.text()?;
+    text.rsplit('/')
+        .next()
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .ok_or_else(|| node.error(format!("{text:?} is not a Shopify global id")))
+}
+
+/// A GraphQL `Return` as `fetch_returns` reads it (see the module docs).
+fn shopify_return(r: &Node<'_>, ctx: &Context<'_>) -> Result<Return, NormalizeError> {
+    r.object()?;
+    let channel_return_id = gid_tail(&r.field("id"))?;
+    let order_node = r.at("order.id");
+    let channel_order_id = gid_tail(&order_node)?;
+    let order_id = OrderId::for_channel(CHANNEL, &ctx.account.account, &channel_order_id)
+        .map_err(|e| NormalizeError::domain(order_node.path(), &e))?;
+    let mut lines = Vec::new();
+    for l in r.at("returnLineItems.nodes").items()? {
+        let quantity = l.field("quantity").quantity()?;
+        lines.push(ReturnLine {
+            line_id: gid_tail(&l.at("fulfillmentLineItem.lineItem.id"))?,
+            sku: build::sku_at(ctx, &l.at("fulfillmentLineItem.lineItem.sku"))?.sku,
+            quantity,
+            reason: l.field("returnReason").opt_text()?.map(|r| r.to_ascii_lowercase()),
+        });
+    }
+    let state = build::map_status(RETURN_STATUS, &r.field("status"))?;
+    let at = ctx.received_at;
+    Ok(Return {
+        id: format!("{CHANNEL}:{}:{channel_return_id}", ctx.account.account),
+        order_id,
+        channel: CHANNEL,
+        account: ctx.account.account.clone(),
+        channel_order_id,
+        channel_return_id,
+        state,
+        reason: None,
+        lines,
+        created_at: at,
+        updated_at: at,
+    })
 }
 
 /// REST responses wrap the object in its resource name; webhook bodies do not.
@@ -341,6 +405,15 @@ pub(crate) fn classify(topic: Option<&str>, body: &Node<'_>) -> Result<Inbound, 
             event_time: body.at("order_edit.created_at").opt_datetime()?,
         }),
         "refunds/create" => full(DocKind::Refund),
+        // Return bodies differ by topic (a decline carries no order): read the return itself.
+        "returns/request" | "returns/approve" | "returns/decline" | "returns/cancel" | "returns/close"
+        | "returns/reopen" | "returns/process" | "returns/update" => {
+            let resource_id = match body.field("admin_graphql_api_id").opt_text()? {
+                Some(gid) => gid,
+                None => format!("gid://shopify/Return/{}", body.field("id").text()?),
+            };
+            Ok(Inbound::Thin { kind: DocKind::Return, resource_id, event_time: None })
+        }
         "fulfillments/create" | "fulfillments/update" => full(DocKind::Shipment),
         "inventory_levels/update" | "inventory_levels/connect" => full(DocKind::InventoryLevel),
         "products/create" | "products/update" => full(DocKind::Product),

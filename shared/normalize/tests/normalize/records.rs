@@ -294,3 +294,48 @@ fn bigcommerce_v3_refunds_are_refunds_of_the_products_they_name() {
     let err = normalize_all(Channel::Bigcommerce, DocKind::Return, &doc, &ctx(&acct)).unwrap_err();
     assert_eq!(err.path, "refunds[0].items[0].item_id", "{err}");
 }
+
+#[test]
+fn shopify_returns_are_read_from_the_graphql_return_with_rest_line_ids() {
+    let acct = account(Channel::Shopify);
+    // `returns/*` bodies differ by topic (a decline has no order): the return's global id is read back.
+    let decline = json!({ "id": 37_674_025_238_u64, "admin_graphql_api_id": "gid://shopify/Return/37674025238",
+                          "status": "declined", "decline": { "reason": "other", "note": "Seal broken" } });
+    let got = manifold_normalize::classify(Channel::Shopify, Some("returns/decline"), &decline).unwrap();
+    assert!(
+        matches!(&got, manifold_normalize::Inbound::Thin { kind: DocKind::Return, resource_id, .. }
+            if resource_id == "gid://shopify/Return/37674025238"),
+        "{got:?}"
+    );
+    // GraphQL `return(id:)` as the connector queries it.
+    let mut doc = json!({ "return": {
+        "id": "gid://shopify/Return/945000954", "name": "#1001-R1", "status": "CLOSED",
+        "order": { "id": "gid://shopify/Order/450789469" },
+        "returnLineItems": { "nodes": [
+            { "id": "gid://shopify/ReturnLineItem/677614678", "quantity": 1, "returnReason": "SIZE_TOO_SMALL",
+              "fulfillmentLineItem": { "lineItem": { "id": "gid://shopify/LineItem/466157049", "sku": "IPOD2008GREEN" } } }
+        ] }
+    }});
+    let records = normalize_all(Channel::Shopify, DocKind::Return, &doc, &ctx(&acct)).unwrap();
+    let [Record::Return(ret)] = records.as_slice() else { panic!("one return: {records:?}") };
+    assert_eq!(ret.id, format!("shopify:{}:945000954", acct.account));
+    assert_eq!(ret.order_id.as_str(), format!("shopify:{}:450789469", acct.account));
+    assert_eq!(ret.state, manifold_domain::ReturnState::Received, "closed: the items are back");
+    assert_eq!((ret.lines[0].line_id.as_str(), ret.lines[0].quantity), ("466157049", 1));
+    assert_eq!(ret.lines[0].reason.as_deref(), Some("size_too_small"));
+    for (status, state) in [
+        ("REQUESTED", manifold_domain::ReturnState::Requested),
+        ("OPEN", manifold_domain::ReturnState::Approved),
+        ("DECLINED", manifold_domain::ReturnState::Rejected),
+        ("CANCELED", manifold_domain::ReturnState::Rejected),
+    ] {
+        doc["return"]["status"] = json!(status);
+        let Record::Return(r) = normalize(Channel::Shopify, DocKind::Return, &doc, &ctx(&acct)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.state, state, "{status}");
+    }
+    doc["return"]["returnLineItems"]["nodes"][0]["fulfillmentLineItem"]["lineItem"]["id"] = json!("LineItem-1");
+    let err = normalize_all(Channel::Shopify, DocKind::Return, &doc, &ctx(&acct)).unwrap_err();
+    assert_eq!(err.path, "return.returnLineItems.nodes[0].fulfillmentLineItem.lineItem.id", "{err}");
+}

@@ -1,6 +1,10 @@
 //! Shopify Admin API: GraphQL (cost-limited leaky bucket, `throttleStatus` in every response,
 //! `THROTTLED` beyond) and the REST order reads. GraphQL documents are recognised by the root field
 //! they call, not parsed: the simulator checks variables, not query syntax.
+//!
+//! Returns: `returnCreate` (status `OPEN`; a fulfillment line item id here is the order line's own
+//! id, a simplification), `returnClose` (`CLOSED`) and `returnDeclineRequest` (`DECLINED`) keep the
+//! return with its order; `return(id:)` reads it in the Admin API's shape.
 
 use std::collections::HashMap;
 
@@ -240,6 +244,9 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
             json!({ "orderCancel": { "job": { "id": format!("gid://shopify/Job/{}", fresh_id()) }, "orderCancelUserErrors": [] } }),
         );
     }
+    if let Some(answer) = returns(s, q) {
+        return answer;
+    }
     if q.query.contains("order(") {
         let gid = v.get("id").and_then(Value::as_str).unwrap_or_default();
         let id = gid.rsplit('/').next().unwrap_or_default();
@@ -249,6 +256,78 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
             }) }));
     }
     Err("this operation is not simulated".into())
+}
+
+/// The return operations (see the module docs), or `None` for any other document.
+fn returns(s: &mut Inner, q: &Gql) -> Option<Result<Value, String>> {
+    let v = &q.variables;
+    let tail = |gid: &str| gid.rsplit('/').next().unwrap_or_default().to_owned();
+    let find = |s: &mut Inner, id: &str| -> Option<(String, usize)> {
+        let all = s.returns.get(&C)?;
+        all.iter().find_map(|(order, list)| list.iter().position(|r| r["id"] == id).map(|i| (order.clone(), i)))
+    };
+    if q.query.contains("returnCreate(") {
+        let input = v.get("returnInput").cloned().unwrap_or_default();
+        let order_id = tail(input["orderId"].as_str().unwrap_or_default());
+        let Some(order) = s.order(C, &order_id).map(|o| o.doc.clone()) else {
+            return Some(Ok(
+                json!({ "returnCreate": { "return": null, "userErrors": [{ "field": ["returnInput", "orderId"], "message": "Order does not exist" }] } }),
+            ));
+        };
+        let mut lines = Vec::new();
+        for item in input["returnLineItems"].as_array().cloned().unwrap_or_default() {
+            let line_id = tail(item["fulfillmentLineItemId"].as_str().unwrap_or_default());
+            let Some(line) = order["line_items"].as_array().and_then(|ls| {
+                ls.iter().find(|l| l["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(line_id.as_str()))
+            }) else {
+                return Some(Ok(
+                    json!({ "returnCreate": { "return": null, "userErrors": [{ "field": ["returnInput", "returnLineItems"], "message": "Fulfillment line item does not exist" }] } }),
+                ));
+            };
+            lines.push(json!({ "line_item_id": line_id, "sku": line["sku"], "quantity": item["quantity"], "reason": item["returnReason"] }));
+        }
+        // Shopify ids are numbers.
+        let id = (945_000_000 + s.returns.get(&C).map_or(0, |r| r.values().map(Vec::len).sum::<usize>())).to_string();
+        let count = s.returns.get(&C).and_then(|r| r.get(&order_id)).map_or(0, Vec::len);
+        let name = format!("#{}-R{}", order["order_number"], count + 1);
+        let kept = json!({ "id": id, "name": name, "status": "OPEN", "order_id": order_id, "lines": lines });
+        s.returns.entry(C).or_default().entry(order_id).or_default().push(kept);
+        return Some(Ok(
+            json!({ "returnCreate": { "return": { "id": format!("gid://shopify/Return/{id}"), "status": "OPEN" }, "userErrors": [] } }),
+        ));
+    }
+    for (root, status) in [("returnClose(", "CLOSED"), ("returnDeclineRequest(", "DECLINED")] {
+        if q.query.contains(root) {
+            let field = root.trim_end_matches('(');
+            let gid = v.get("id").or_else(|| v.pointer("/input/id")).and_then(Value::as_str).unwrap_or_default();
+            let Some((order, i)) = find(s, &tail(gid)) else {
+                return Some(Ok(
+                    json!({ field: { "return": null, "userErrors": [{ "field": ["id"], "message": "Return does not exist" }] } }),
+                ));
+            };
+            if let Some(r) = s.returns.get_mut(&C).and_then(|all| all.get_mut(&order)).and_then(|l| l.get_mut(i)) {
+                r["status"] = json!(status);
+            }
+            return Some(Ok(json!({ field: { "return": { "id": gid, "status": status }, "userErrors": [] } })));
+        }
+    }
+    if q.query.contains("return(") {
+        let gid = v.get("id").and_then(Value::as_str).unwrap_or_default();
+        let found = find(s, &tail(gid)).and_then(|(order, i)| s.returns.get(&C)?.get(&order)?.get(i).cloned());
+        return Some(Ok(json!({ "return": found.map(|r| {
+            let nodes: Vec<Value> = r["lines"].as_array().cloned().unwrap_or_default().iter().enumerate().map(|(n, l)| json!({
+                "id": format!("gid://shopify/ReturnLineItem/{}{n}", r["id"].as_str().unwrap_or_default()),
+                "quantity": l["quantity"], "returnReason": l["reason"],
+                "fulfillmentLineItem": { "lineItem": { "id": format!("gid://shopify/LineItem/{}", l["line_item_id"].as_str().unwrap_or_default()), "sku": l["sku"] } },
+            })).collect();
+            json!({
+                "id": format!("gid://shopify/Return/{}", r["id"].as_str().unwrap_or_default()), "name": r["name"], "status": r["status"],
+                "order": { "id": format!("gid://shopify/Order/{}", r["order_id"].as_str().unwrap_or_default()) },
+                "returnLineItems": { "nodes": nodes },
+            })
+        }) })));
+    }
+    None
 }
 
 /// `productVariants(first:, after:)` over the catalog: the cursor is the offset of the next node.
