@@ -473,6 +473,22 @@ impl<'a> Bench<'a> {
                 )?;
                 records
             }
+            Channel::Tiktok => {
+                // The buyer returns one unit in the app; the seller has received it.
+                let unit = &doc["line_items"][0];
+                let ret = json!({ "return_id": "4035463945335048707", "order_id": seeded.channel_order_id,
+                    "return_type": "RETURN_AND_REFUND", "return_status": "RETURN_OR_REFUND_REQUEST_SUCCESS",
+                    "return_reason": "ecom_order_delivered_refund_and_return_reason_damaged",
+                    "refund_amount": { "currency": doc["payment"]["currency"], "refund_total": unit["sale_price"] },
+                    "create_time": 1_767_348_000, "update_time": 1_767_348_600,
+                    "return_line_items": [{ "order_line_item_id": unit["id"], "sku_id": unit["sku_id"], "seller_sku": unit["seller_sku"] }] });
+                self.sim.seed_return(self.channel, &seeded.channel_order_id, "return_id", ret);
+                let body = json!({ "type": 12, "tts_notification_id": "matrix-return", "shop_id": "7494049642642441621",
+                                   "timestamp": 1_767_348_600, "data": { "order_id": seeded.channel_order_id,
+                                   "return_id": "4035463945335048707", "return_status": "RETURN_OR_REFUND_REQUEST_SUCCESS", "update_time": 1_767_348_600 } });
+                let fetched = self.thin_returns(None, &body).await?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Return, &fetched, &ctx))?
+            }
             Channel::Bigcommerce => {
                 let product = &doc["products"][0];
                 let url = format!(

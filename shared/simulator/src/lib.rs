@@ -193,6 +193,16 @@ impl SimHandle {
         seed(&self.state, channel, doc)
     }
 
+    /// Keeps a return of `order_id` as the channel's returns API serves it (`doc` in that channel's
+    /// shape): what a buyer opens in the marketplace's app, outside any seller API. A return with the
+    /// same `id_field` value replaces the earlier one (the return moved on).
+    pub fn seed_return(&self, channel: Channel, order_id: &str, id_field: &str, doc: Value) {
+        let mut s = self.state.lock();
+        let list = s.returns.entry(channel).or_default().entry(order_id.to_owned()).or_default();
+        list.retain(|r| r.get(id_field) != doc.get(id_field));
+        list.push(doc);
+    }
+
     /// Every order list serves at most `per_page` orders a page from now on, whatever page size was
     /// asked (a channel may answer with fewer), so a client's paging is walked with few orders.
     pub fn cap_order_pages(&self, per_page: usize) {

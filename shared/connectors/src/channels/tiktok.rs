@@ -304,6 +304,29 @@ impl ChannelConnector for TikTok {
             .ok_or_else(|| ConnectorError::permanent(format!("order {channel_order_id} not found")))
     }
 
+    /// The order and its returns (Search Returns by order id, every page), for a return status
+    /// change (webhook type 12): `{"order": ..., "returns": [return_orders...]}`.
+    async fn fetch_returns(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let order = self.fetch_order(channel_order_id, ctx).await?;
+        let mut returns = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let body = json!({ "order_ids": [channel_order_id] });
+            let mut req =
+                Req::post(format!("/return_refund/{}/returns/search", self.v()), body).query("page_size", "50");
+            if let Some(t) = &token {
+                req = req.query("page_token", t.clone());
+            }
+            let data = self.api.send(req, ctx).await?.body;
+            returns.extend(data.pointer("/data/return_orders").and_then(Value::as_array).cloned().unwrap_or_default());
+            match data.pointer("/data/next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        Ok(json!({ "order": order, "returns": returns }))
+    }
+
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;

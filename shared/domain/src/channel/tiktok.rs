@@ -17,9 +17,11 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     push_concurrency: 5,
     capabilities: Capabilities {
         orders_in: Cell::Supported("webhook type 1 (order status change), signed; GET /order/202309/orders?ids="),
-        order_updates_in: Cell::Supported("webhook types 1 and 3 (status change, cancellation)"),
-        returns_in: Cell::NotBuilt(
-            "reverse orders (webhook type 2, POST /return_refund/202309/returns/search) are not read yet",
+        order_updates_in: Cell::Supported(
+            "webhook types 1, 3 and 11 (order status, recipient address, cancellation status) re-read the order",
+        ),
+        returns_in: Cell::Supported(
+            "webhook type 12 (return status change); POST /return_refund/202309/returns/search by order id",
         ),
         stock_out: Cell::Supported("POST /product/202309/products/{id}/inventory/update"),
         price_out: Cell::Supported("POST /product/202309/products/{id}/prices/update"),

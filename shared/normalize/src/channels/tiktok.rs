@@ -22,10 +22,27 @@
 //! `seller_discount + platform_discount`, total = `total_amount`. Line discount = the units' own
 //! `seller_discount + platform_discount`.
 //!
-//! Webhook (`type` 1 = order status change, 3 = recipient address update; from community SDKs,
-//! unverified): `{type, tts_notification_id, shop_id, timestamp, data: {order_id, order_status, update_time}}`.
+//! Webhook (`type` 1 = order status change, 3 = recipient address update, 11 = cancellation status
+//! change, 12 = return status change; from community SDKs, unverified):
+//! `{type, tts_notification_id, shop_id, timestamp, data: {order_id, ..., update_time}}`. Types 1, 3
+//! and 11 re-read the order; 12 reads its returns.
+//!
+//! Returns (`fetch_returns`: `{"order": <the order above>, "returns": [Search Returns
+//! return_orders]}`): a `RETURN_AND_REFUND` or `REPLACEMENT` return becomes a Return whose lines are
+//! the returned units (`return_line_items[]`, one unit each, matched to the canonical line of their
+//! `order_line_item_id`, else of their `sku_id`); a `REFUND` (money only) that is complete becomes a
+//! Refund without lines. `return_status`:
+//! | TikTok                                                     | canonical |
+//! |------------------------------------------------------------|-----------|
+//! | RETURN_OR_REFUND_REQUEST_PENDING                           | requested |
+//! | AWAITING_BUYER_SHIP, BUYER_SHIPPED_ITEM                    | approved  |
+//! | RETURN_OR_REFUND_REQUEST_SUCCESS                           | received  |
+//! | RETURN_OR_REFUND_REQUEST_COMPLETE                          | refunded  |
+//! | REFUND_OR_RETURN_REQUEST_REJECT, REJECT_RECEIVE_PACKAGE, RETURN_OR_REFUND_REQUEST_CANCEL | rejected |
 
-use manifold_domain::{Amount, Channel, Order, OrderCustomer, OrderStatus, Record};
+use manifold_domain::{
+    Amount, Channel, Order, OrderCustomer, OrderStatus, Record, Refund, Return, ReturnLine, ReturnState,
+};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -71,10 +88,103 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
-        DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
-            Err(unsupported(CHANNEL, kind))
-        }
+        DocKind::Return | DocKind::Refund => returns(doc, ctx),
+        DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
+}
+
+/// What makes units one canonical line: seller SKU, SKU id and sale price.
+type UnitKey = (Option<String>, Option<String>, Amount);
+
+const RETURN_STATUS: &[(&str, ReturnState)] = &[
+    ("RETURN_OR_REFUND_REQUEST_PENDING", ReturnState::Requested),
+    ("AWAITING_BUYER_SHIP", ReturnState::Approved),
+    ("BUYER_SHIPPED_ITEM", ReturnState::Approved),
+    ("RETURN_OR_REFUND_REQUEST_SUCCESS", ReturnState::Received),
+    ("RETURN_OR_REFUND_REQUEST_COMPLETE", ReturnState::Refunded),
+    ("REFUND_OR_RETURN_REQUEST_REJECT", ReturnState::Rejected),
+    ("REJECT_RECEIVE_PACKAGE", ReturnState::Rejected),
+    ("RETURN_OR_REFUND_REQUEST_CANCEL", ReturnState::Rejected),
+];
+
+/// The returns and refunds of one order (see the module docs).
+fn returns(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    let raw_order = doc.field("order");
+    let order = order(&raw_order, ctx)?;
+    // Every unit's canonical line, as `order` aggregated them: the first unit of a key names the line.
+    let mut unit_line: Vec<(String, Option<String>, String)> = Vec::new();
+    let mut firsts: Vec<(UnitKey, String)> = Vec::new();
+    for unit in raw_order.field("line_items").required_items()? {
+        let key = (
+            unit.field("seller_sku").opt_text()?,
+            unit.field("sku_id").opt_text()?,
+            unit.field("sale_price").amount(order.currency)?,
+        );
+        let id = unit.field("id").text()?;
+        let line = if let Some((_, line)) = firsts.iter().find(|(k, _)| *k == key) {
+            line.clone()
+        } else {
+            firsts.push((key.clone(), id.clone()));
+            id.clone()
+        };
+        unit_line.push((id, key.1, line));
+    }
+    let mut out = Vec::new();
+    for r in doc.field("returns").items()? {
+        let return_id = r.field("return_id").text()?;
+        let created_at = r.field("create_time").datetime()?;
+        let updated_at = r.field("update_time").opt_datetime()?.unwrap_or(created_at);
+        let state = build::map_status(RETURN_STATUS, &r.field("return_status"))?;
+        if r.field("return_type").text()? == "REFUND" {
+            if state == ReturnState::Refunded {
+                let total = r.at("refund_amount.refund_total");
+                out.push(Record::Refund(Refund {
+                    id: return_id,
+                    order_id: order.id.clone(),
+                    channel: CHANNEL,
+                    account: order.account.clone(),
+                    currency: order.currency,
+                    amount: total.amount(order.currency)?,
+                    lines: Vec::new(),
+                    created_at: updated_at,
+                }));
+            }
+            continue;
+        }
+        let mut lines: Vec<ReturnLine> = Vec::new();
+        for item in r.field("return_line_items").required_items()? {
+            let by_unit = item.field("order_line_item_id").opt_text()?;
+            let by_sku = item.field("sku_id").opt_text()?;
+            let line_id = unit_line
+                .iter()
+                .find(|(unit, sku, _)| match &by_unit {
+                    Some(u) => unit == u,
+                    None => by_sku.is_some() && *sku == by_sku,
+                })
+                .map(|(_, _, line)| line.clone())
+                .ok_or_else(|| item.error(format!("names no unit of order {}", order.channel_order_id)))?;
+            if let Some(l) = lines.iter_mut().find(|l| l.line_id == line_id) {
+                l.quantity += 1;
+            } else {
+                let sku = order.lines.iter().find(|l| l.line_id == line_id).and_then(|l| l.sku.clone());
+                lines.push(ReturnLine { line_id, sku, quantity: 1, reason: None });
+            }
+        }
+        out.push(Record::Return(Return {
+            id: format!("{CHANNEL}:{}:{return_id}", order.account),
+            order_id: order.id.clone(),
+            channel: CHANNEL,
+            account: order.account.clone(),
+            channel_order_id: order.channel_order_id.clone(),
+            channel_return_id: return_id,
+            state,
+            reason: r.field("return_reason").opt_text()?,
+            lines,
+            created_at,
+            updated_at,
+        }));
+    }
+    Ok(out)
 }
 
 /// `district_info[]` entries are `{address_level_name, address_name}`; pick the one named `level`.
@@ -102,7 +212,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         )
     };
     let mut lines: Vec<LineDraft> = Vec::new();
-    let mut keys: Vec<(Option<String>, Option<String>, Amount)> = Vec::new();
+    let mut keys: Vec<UnitKey> = Vec::new();
     for unit in doc.field("line_items").required_items()? {
         let sku = unit.field("seller_sku").opt_text()?;
         let sku_id = unit.field("sku_id").opt_text()?;
@@ -178,7 +288,10 @@ pub(crate) fn classify(_topic: Option<&str>, body: &Node<'_>) -> Result<Inbound,
         None => body.field("timestamp").opt_datetime()?,
     };
     match kind {
-        1 | 3 => Ok(Inbound::Thin { kind: DocKind::Order, resource_id: body.at("data.order_id").text()?, event_time }),
+        1 | 3 | 11 => {
+            Ok(Inbound::Thin { kind: DocKind::Order, resource_id: body.at("data.order_id").text()?, event_time })
+        }
+        12 => Ok(Inbound::Thin { kind: DocKind::Return, resource_id: body.at("data.order_id").text()?, event_time }),
         other => Ok(ignore(format!("tiktok notification type {other} is not ingested"))),
     }
 }

@@ -155,6 +155,13 @@ fn tiktok_ebay_and_zalando() {
         classify(Channel::Tiktok, None, &json!({"type": 6, "data": {}})).unwrap(),
         Inbound::Ignore { .. }
     ));
+    // A cancellation status change re-reads the order; a return status change reads its returns.
+    let mut cancellation = body.clone();
+    cancellation["type"] = json!(11);
+    assert!(thin(DocKind::Order, "576461413038785752")(&classify(Channel::Tiktok, None, &cancellation).unwrap()));
+    let mut returned = body.clone();
+    returned["type"] = json!(12);
+    assert!(thin(DocKind::Return, "576461413038785752")(&classify(Channel::Tiktok, None, &returned).unwrap()));
 
     let body = fixture!("ebay/notification-order-written-from-docs.json");
     let got = classify(Channel::Ebay, None, &body).unwrap();

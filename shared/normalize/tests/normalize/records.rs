@@ -339,3 +339,40 @@ fn shopify_returns_are_read_from_the_graphql_return_with_rest_line_ids() {
     let err = normalize_all(Channel::Shopify, DocKind::Return, &doc, &ctx(&acct)).unwrap_err();
     assert_eq!(err.path, "return.returnLineItems.nodes[0].fulfillmentLineItem.lineItem.id", "{err}");
 }
+
+#[test]
+fn tiktok_returns_are_returned_units_of_their_canonical_lines() {
+    let acct = account(Channel::Tiktok);
+    let order = fixture!("tiktok/order-detail-202309-written-from-docs.json");
+    // Two units of the tee (one canonical line, named by the first unit) and a sticker.
+    let ret = |id: &str, kind: &str, status: &str, items: serde_json::Value| {
+        json!({ "return_id": id, "order_id": order["id"], "return_type": kind, "return_status": status,
+                "return_reason": "ecom_order_delivered_refund_and_return_reason_damaged",
+                "refund_amount": { "currency": "GBP", "refund_total": "12.99" },
+                "create_time": 1_724_558_837, "update_time": 1_724_833_101, "return_line_items": items })
+    };
+    let doc = json!({ "order": order, "returns": [
+        ret("4035463945335048707", "RETURN_AND_REFUND", "RETURN_OR_REFUND_REQUEST_SUCCESS", json!([
+            { "order_line_item_id": "577086512123755124", "sku_id": "1729582718312380123", "seller_sku": "SHOP-TEE-BLK-M" },
+            { "sku_id": "1729582718312380999", "seller_sku": "STICKERS-01" },
+        ])),
+        ret("4035463945335048708", "REFUND", "RETURN_OR_REFUND_REQUEST_COMPLETE", json!([
+            { "order_line_item_id": "577086512123755123", "sku_id": "1729582718312380123" },
+        ])),
+        ret("4035463945335048709", "REFUND", "RETURN_OR_REFUND_REQUEST_PENDING", json!([])),
+    ]});
+    let records = normalize_all(Channel::Tiktok, DocKind::Return, &doc, &ctx(&acct)).unwrap();
+    let [Record::Return(back), Record::Refund(money)] = records.as_slice() else {
+        panic!("a return and a completed refund: {records:?}")
+    };
+    assert_eq!(back.state, manifold_domain::ReturnState::Received);
+    let lines: Vec<(&str, u32)> = back.lines.iter().map(|l| (l.line_id.as_str(), l.quantity)).collect();
+    assert_eq!(lines, [("577086512123755123", 1), ("577086512123755125", 1)], "units on their canonical lines");
+    assert_eq!(money.amount, crate::support::money("12.99", "GBP"));
+    assert!(money.lines.is_empty(), "money only");
+
+    let mut stray = doc.clone();
+    stray["returns"][0]["return_line_items"][0]["order_line_item_id"] = json!("1");
+    let err = normalize_all(Channel::Tiktok, DocKind::Return, &stray, &ctx(&acct)).unwrap_err();
+    assert_eq!(err.path, "returns[0].return_line_items[0]", "{err}");
+}

@@ -43,6 +43,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/order/{v}/orders/search", post(search))
         .route("/fulfillment/{v}/packages/{pkg}/ship", post(ship))
         .route("/return_refund/{v}/cancellations", post(cancel))
+        .route("/return_refund/{v}/returns/search", post(returns_search))
 }
 
 fn fail(code: u32, message: &str) -> Response {
@@ -217,6 +218,38 @@ async fn search(State(state): St, Query(q): Query<std::collections::HashMap<Stri
     let (orders, more) = super::orders::page(&matching, offset, size);
     let next = if more { super::orders::token(&key, offset + size) } else { String::new() };
     success(&json!({ "orders": orders, "next_page_token": next, "total_count": matching.len() }))
+}
+
+/// `POST /return_refund/{v}/returns/search` `{order_ids}`: the orders' returns (kept by
+/// `SimHandle::seed_return`, as buyers open them in the app), 50 a page at most.
+async fn returns_search(
+    State(state): St,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let size = super::num(&q, "page_size", 0);
+    if !(1..=50).contains(&size) {
+        return fail(12_052_002, "page_size must be between 1 and 50");
+    }
+    let offset = q.get("page_token").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+    let orders: Vec<String> = req
+        .get("order_ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let s = state.lock();
+    let all: Vec<Value> = s
+        .returns
+        .get(&C)
+        .into_iter()
+        .flatten()
+        .filter(|(order, _)| orders.is_empty() || orders.contains(order))
+        .flat_map(|(_, list)| list.iter().cloned())
+        .collect();
+    let page: Vec<Value> = all.iter().skip(offset).take(size).cloned().collect();
+    let next = if offset + size < all.len() { (offset + size).to_string() } else { String::new() };
+    success(&json!({ "return_orders": page, "next_page_token": next, "total_count": all.len() }))
 }
 
 /// `POST /return_refund/{v}/cancellations` `{order_id, cancel_reason}`: the order becomes `CANCELLED`
