@@ -324,9 +324,26 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     broken["line_items"][0]["quantity"] = json!("many");
     let broken =
         IngestEnvelope { event_id: format!("{}-broken", s.run), body: broken.to_string(), ..envelopes[0].clone() };
+    // An Amazon order replayed from quarantine through the ingest queue: stored, and its
+    // acknowledgement queued for the Amazon push consumer.
+    let amazon_order: Value = serde_json::from_str(AMAZON_ORDER).unwrap();
+    let amazon_items: Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
+    let mut replayed_order = amazon_order["payload"].clone();
+    replayed_order["AmazonOrderId"] = json!(format!("{}-{}", &s.run[s.run.len() - 3..], base % 10_000_000 + 1));
+    let replayed = IngestEnvelope {
+        channel: Channel::Amazon,
+        account: "A2EUQ1WTGCTBG2".into(),
+        source: Source::AmazonNotification,
+        topic: Some("ORDER_CHANGE".into()),
+        event_id: format!("{}-amazon-replay", s.run),
+        body: json!({ "order": replayed_order, "order_items": amazon_items["payload"]["OrderItems"] }).to_string(),
+        document: Some(manifold_normalize::DocKind::Order),
+        ..envelopes[0].clone()
+    };
     let mut bodies: Vec<String> = envelopes.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
     bodies.push(serde_json::to_string(&thin).unwrap());
     bodies.push(serde_json::to_string(&broken).unwrap());
+    bodies.push(serde_json::to_string(&replayed).unwrap());
     let ingest = s.app("IngestFunction").await;
     let response = ingest.ingest_batch(sqs_event(&bodies, 1)).await;
     assert!(response.batch_item_failures.is_empty(), "ingest failures: {}", response.batch_item_failures.len());

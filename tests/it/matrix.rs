@@ -418,6 +418,19 @@ impl<'a> Bench<'a> {
                 let fetched = step("fetch_order", self.api.fetch_order(&resource_id, &self.ctx()).await)?;
                 step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &fetched, &ctx))?
             }
+            Channel::Zalando => {
+                // A unit comes back after the order was exported: its order line reads returned.
+                doc["data"]["attributes"]["exported"] = json!(true);
+                doc["data"]["attributes"]["modified_at"] = json!(Utc::now().to_rfc3339());
+                let line = doc["included"]
+                    .as_array_mut()
+                    .and_then(|r| r.iter_mut().find(|r| r["type"] == "OrderLine"))
+                    .ok_or("the sample order has no order line")?;
+                line["attributes"]["status"] = json!("returned");
+                step("re-seed the returned line", self.sim.seed_order(self.channel, doc.clone()))?;
+                let listed = self.listed(&seeded).await?;
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &listed, &ctx))?
+            }
             Channel::Otto => {
                 doc["positionItems"][0]["fulfillmentStatus"] = json!("RETURNED");
                 step("re-seed the returned item", self.sim.seed_order(self.channel, doc.clone()))?;

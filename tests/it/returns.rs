@@ -223,3 +223,75 @@ async fn an_amazon_order_shipped_by_the_wms_is_confirmed_on_amazon_with_its_item
     shipped.sort();
     assert_eq!(shipped, [("05015851154158".to_owned(), 1)], "Amazon's own order item id");
 }
+
+/// Ledger outcomes of every event the bus got since the last look.
+async fn apply_all(h: &Harness) -> Vec<LedgerOutcome> {
+    let mut out = Vec::new();
+    for e in h.stack.events().await {
+        let kind = e["detail-type"].as_str().unwrap_or_default().to_owned();
+        out.push(h.app.apply_event(&kind, &e["detail"], Utc::now()).await.unwrap());
+    }
+    out
+}
+
+/// Zalando pushes nothing and lists new orders only until they are exported: a unit returned weeks
+/// later reaches Manifold through the reconciliation tier's poll of orders changed since, and goes
+/// back on stock once, however many polls see it.
+#[tokio::test]
+async fn a_zalando_unit_returned_after_export_is_restocked_once_by_the_changes_poll() {
+    let h = Harness::new().await;
+    let sku = "woo-tee-black-m";
+    // Both of the order's articles are in stock (an order reserves wholly or not at all).
+    for item in [sku, "4006381333948"] {
+        let count = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-z".into()), as_of: None };
+        h.app.set_on_hand(item, &count, "t-erp", Utc::now()).await.unwrap();
+    }
+    let _ = h.stack.events().await;
+    let doc: Value = serde_json::from_str(include_str!(
+        "../../shared/normalize/fixtures/zalando/order-jsonapi-written-from-docs.json"
+    ))
+    .unwrap();
+    let order_id = h.sim.seed_order(Channel::Zalando, doc).unwrap();
+    let polled = h.app.poll_zalando(Utc::now()).await.unwrap();
+    assert_eq!((polled.stored, polled.acknowledged), (1, 1), "{polled:?}");
+    let applied = apply_all(&h).await;
+    assert_eq!(on_hand(&h, sku, "default").await, (10, 2, 8), "{applied:?}");
+    let id = OrderId::new(format!("zalando:merchant-zde-1:{order_id}")).unwrap();
+    let stored = h.app.records.get_order(&id).await.unwrap().expect("stored");
+    let tee = stored.lines.iter().find(|l| l.sku.as_ref().is_some_and(|s| s.as_str() == sku)).unwrap();
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": "wms-z-1", "order_id": id.as_str(), "channel": "zalando", "account": "merchant-zde-1",
+        "channel_order_id": order_id, "carrier": "DHL", "tracking_number": "00340434161094099999",
+        "tracking_url": null, "lines": [{ "line_id": tee.line_id, "sku": sku, "quantity": 2 }],
+        "shipped_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    apply_all(&h).await;
+    assert_eq!(on_hand(&h, sku, "default").await, (8, 0, 8));
+
+    // Days later the buyer sends one tee back; Zalando marks its order line returned.
+    let mut held = h.sim.snapshot().orders[&Channel::Zalando].iter().find(|o| o.id == order_id).unwrap().clone();
+    assert!(held.exported, "the poll marked it exported: the new-orders list no longer shows it");
+    held.doc["data"]["attributes"]["status"] = json!("fulfilled");
+    held.doc["data"]["attributes"]["modified_at"] = json!(Utc::now().to_rfc3339());
+    let lines = held.doc["included"].as_array_mut().unwrap();
+    let mut units = lines.iter_mut().filter(|r| r["type"] == "OrderLine");
+    units.next().unwrap()["attributes"]["status"] = json!("returned");
+    for other in units {
+        other["attributes"]["status"] = json!("shipped");
+    }
+    h.sim.seed_order(Channel::Zalando, held.doc).unwrap();
+    assert_eq!(h.app.poll_zalando(Utc::now()).await.unwrap().fetched, 0, "not a new order");
+
+    let account = h.app.config().await.account(Channel::Zalando, "merchant-zde-1").unwrap().clone();
+    let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
+    let mut restocked = 0;
+    for run in 0..2 {
+        let poll = h.app.reconcile_account(&account, cadence, Utc::now()).await.unwrap();
+        assert!(!poll.failed && poll.orders_seen == 1, "run {run}: {poll:?}");
+        restocked += apply_all(&h).await.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
+    }
+    assert_eq!(restocked, 1, "taken back once");
+    assert_eq!(on_hand(&h, sku, "default").await, (9, 0, 9));
+}

@@ -2,7 +2,7 @@
 //! SP-API notifications (SQS), and the Zalando order poll.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use manifold_connectors::CallContext;
 use manifold_domain::Channel;
 use manifold_normalize::DocKind;
@@ -100,11 +100,9 @@ impl App {
             let trace_id = crate::trace::mint();
             let ctx = CallContext { trace_id: trace_id.clone() };
             let connector = self.connector(&account).await?;
-            // Zalando's filter is `exported=false`; `since` bounds the window for safety.
-            let orders = connector
-                .list_orders_since(now - Duration::days(30), &ctx)
-                .await
-                .map_err(|e| Failure::Transient(Box::new(e)))?;
+            // Zalando's `exported=false`: new orders, however old. Changes to orders already
+            // exported come with the reconciliation tier's poll of orders changed since.
+            let orders = connector.list_unexported_orders(&ctx).await.map_err(|e| Failure::Transient(Box::new(e)))?;
             report.fetched += orders.len();
             for doc in orders {
                 let body = doc.to_string();

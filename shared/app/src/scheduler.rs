@@ -143,7 +143,8 @@ impl App {
 
     /// Polls one account's orders of the last two `cadence` periods (so one missed run leaves no gap)
     /// and ingests them; the ones no webhook had delivered are drift. For a channel that pushes nothing
-    /// ([`Inbound::Poll`]) this poll is how its orders arrive, so what it stores is not drift.
+    /// this poll is how its orders arrive ([`Inbound::Poll`]) or change after they were taken over
+    /// ([`Inbound::ExportPoll`]: lines returned or canceled), so what it stores is not drift.
     pub async fn reconcile_account(
         &self,
         account: &AccountConfig,
@@ -152,10 +153,6 @@ impl App {
     ) -> Result<OrderPoll, Failure> {
         let mut poll = OrderPoll::default();
         let inbound = account.channel.spec().inbound;
-        if inbound == Inbound::ExportPoll {
-            poll.note = Some(format!("{} orders are polled by their own function", account.channel.title()));
-            return Ok(poll);
-        }
         let trace_id = crate::trace::mint();
         let ctx = CallContext { trace_id: trace_id.clone() };
         let window = match cadence {
@@ -194,7 +191,7 @@ impl App {
                 document: Some(DocKind::Order),
             };
             if let Ok(IngestOutcome::Stored { .. }) = self.ingest(&envelope, now).await
-                && inbound != Inbound::Poll
+                && matches!(inbound, Inbound::Webhooks | Inbound::Queue)
             {
                 poll.drift += 1;
             }

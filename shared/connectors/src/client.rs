@@ -274,6 +274,14 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<serde_json::Value>, ConnectorError> {
         self.list_orders_since(since, ctx).await
     }
+    /// Every order the channel holds as not yet taken over (Zalando: `exported=false`), for channels
+    /// whose new orders are found that way ([`Inbound::ExportPoll`](manifold_domain::channel::Inbound))
+    /// and marked with [`acknowledge_order`](Self::acknowledge_order) once stored. Others answer
+    /// [`ConnectorError::unsupported`].
+    async fn list_unexported_orders(&self, ctx: &CallContext) -> Result<Vec<serde_json::Value>, ConnectorError> {
+        let _ = ctx;
+        Err(ConnectorError::unsupported(self.channel(), "list orders not yet exported"))
+    }
     /// Tells the channel the order has been taken over (Zalando: mark exported; Amazon: an
     /// order-acknowledgement feed). Channels without an acknowledgement step answer
     /// [`ConnectorError::unsupported`] without a call: an `Ok` would say the channel was told

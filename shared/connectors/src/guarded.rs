@@ -87,6 +87,10 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.list_orders_since_unheld(since, held, ctx)).await
     }
 
+    async fn list_unexported_orders(&self, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        self.breaker.call(self.inner.list_unexported_orders(ctx)).await
+    }
+
     async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {
         self.breaker.call(self.inner.acknowledge_order(channel_order_id, ctx)).await
     }

@@ -132,6 +132,10 @@ impl ChannelConnector for Reauthorizing {
         self.run(|c| async move { c.list_orders_since_unheld(since, held, ctx).await }).await
     }
 
+    async fn list_unexported_orders(&self, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        self.run(|c| async move { c.list_unexported_orders(ctx).await }).await
+    }
+
     async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {
         self.run(|c| async move { c.acknowledge_order(channel_order_id, ctx).await }).await
     }

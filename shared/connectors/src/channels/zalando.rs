@@ -11,8 +11,10 @@
 //!   `{items: [{ean, sales_channel_id, quantity}], links.next}`, 1000 per page): an assumption,
 //!   unverified, isolated in `list_listings`. The listing's SKU is the EAN, as for stock writes.
 //! - Prices: `POST /merchants/{merchant_id}/prices` (shape unverified, isolated in `push_prices`).
-//! - Orders are JSON:API (`application/vnd.api+json`), polled with `exported=false` and marked
-//!   `exported: true` by `acknowledge_order`. `fetch_order`: `{"data": order, "included": [items, lines]}`.
+//! - Orders are JSON:API (`application/vnd.api+json`): new ones polled with `exported=false`
+//!   (`list_unexported_orders`) and marked `exported: true` by `acknowledge_order`; changes to any
+//!   order (lines returned or canceled after the export) listed by `last_updated_after`
+//!   (`list_orders_since`, the reconciliation tier's poll). `fetch_order`: `{"data": order, "included": [items, lines]}`.
 //! - Limits: requests per minute (configured fixed window); 429 with `Retry-After`.
 
 use async_trait::async_trait;
@@ -80,6 +82,20 @@ impl Zalando {
 
     fn json_api(req: Req) -> Req {
         req.header("accept", JSON_API).header("content-type", JSON_API)
+    }
+
+    /// Every page of an orders list, each order as `fetch_order` answers it.
+    async fn all_orders(&self, mut req: Req, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        loop {
+            let body = self.api.send(req, ctx).await?.body;
+            field(&body, "/data")?;
+            out.extend(split_orders(&body));
+            match body.pointer("/links/next").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => req = Self::json_api(Req::get(next.to_owned())),
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn patch_order(&self, order_id: &str, attributes: Value, ctx: &CallContext) -> Result<(), ConnectorError> {
@@ -284,22 +300,23 @@ impl ChannelConnector for Zalando {
         Ok(self.api.send(req, ctx).await?.body)
     }
 
+    /// Every order changed at or after `since`, exported or not (sweeps; line changes such as
+    /// returns and cancellations of orders already taken over).
     async fn list_orders_since(&self, since: DateTime<Utc>, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
-        let mut out = Vec::new();
-        let mut req = Self::json_api(Req::get(self.path("orders")))
-            .query("exported", "false")
+        let req = Self::json_api(Req::get(self.path("orders")))
             .query("include", INCLUDE)
             .query("last_updated_after", since.to_rfc3339_opts(SecondsFormat::Secs, true))
             .query("page[size]", "50");
-        loop {
-            let body = self.api.send(req, ctx).await?.body;
-            field(&body, "/data")?;
-            out.extend(split_orders(&body));
-            match body.pointer("/links/next").and_then(Value::as_str) {
-                Some(next) if !next.is_empty() => req = Self::json_api(Req::get(next.to_owned())),
-                _ => return Ok(out),
-            }
-        }
+        self.all_orders(req, ctx).await
+    }
+
+    /// The orders not yet marked exported: new orders, however old.
+    async fn list_unexported_orders(&self, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let req = Self::json_api(Req::get(self.path("orders")))
+            .query("exported", "false")
+            .query("include", INCLUDE)
+            .query("page[size]", "50");
+        self.all_orders(req, ctx).await
     }
 
     async fn acknowledge_order(&self, channel_order_id: &str, ctx: &CallContext) -> Result<Accepted, ConnectorError> {

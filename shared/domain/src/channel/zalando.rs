@@ -18,8 +18,10 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     push_concurrency: 2,
     capabilities: Capabilities {
         orders_in: Cell::Supported("zDirect GET /merchants/{id}/orders?exported=false, polled"),
-        order_updates_in: Cell::NotBuilt("orders already exported are not polled again for line status changes"),
-        returns_in: Cell::NotBuilt("returned order lines are not yet read as Returns"),
+        order_updates_in: Cell::Supported(
+            "the reconciliation tier polls GET /merchants/{id}/orders?last_updated_after (exported or not): line cancellations",
+        ),
+        returns_in: Cell::Supported("order lines with status returned, from the same poll of orders changed since"),
         stock_out: Cell::Supported("POST /merchants/{id}/stocks, 1000 per call"),
         price_out: Cell::Supported("POST /merchants/{id}/prices (shape unverified)"),
         tracking_out: Cell::Supported("PATCH the order lines to shipped with the tracking number"),

@@ -22,16 +22,20 @@
 //! | fulfilled | fulfilled |
 //! | canceled  | cancelled |
 //!
+//! Returns: an order line (one unit) whose status is `returned` is a Return of that unit, received
+//! (`{channel}:{account}:unit-{order line id}`); the reconciliation tier's poll of orders changed since
+//! its last runs brings these changes in for orders already exported.
+//!
 //! Totals: Zalando prices are gross and it charges the buyer no shipping through the partner: subtotal =
 //! total = sum of line totals (or `order_lines_price_amount`), shipping, tax and discount zero.
 //! `source_version` comes from `modified_at`, else `order_date`.
 
-use manifold_domain::{Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record};
+use manifold_domain::{Amount, Channel, Currency, Order, OrderCustomer, OrderStatus, Record, ReturnState};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
     build::{self, AddressKeys, LineDraft, OrderDraft},
-    channels::{one, unsupported},
+    channels::{ReturnedUnit, unsupported},
     json::{MoneyShape, Node, zero},
 };
 
@@ -68,7 +72,10 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
-        DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
+        DocKind::Order => {
+            let (order, returned) = order(doc, ctx)?;
+            Ok(super::with_unit_returns(order, returned))
+        }
         DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
             Err(unsupported(CHANNEL, kind))
         }
@@ -103,7 +110,8 @@ fn currency_of(attrs: &Node<'_>, lines: &[(String, Node<'_>)]) -> Result<Currenc
     Err(attrs.field("order_lines_price_currency").error("no currency on the order or its lines"))
 }
 
-fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
+/// The order, and its units (order lines) marked `returned`, each with its canonical line.
+fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<(Order, Vec<ReturnedUnit>), NormalizeError> {
     let data = doc.field("data");
     data.object()?;
     let attrs = data.field("attributes");
@@ -125,10 +133,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             .collect::<Result<_, _>>()?
     };
     let mut lines = Vec::new();
+    let mut returned = Vec::new();
     for (item_id, item) in ordered {
         let a = item.field("attributes");
         let sku_node = if a.field("external_id").is_blank() { a.field("ean") } else { a.field("external_id") };
         let mut by_price: Vec<(Amount, String, u32)> = Vec::new();
+        // Returned units of this item, by the index of their price group.
+        let mut returned_here: Vec<(String, usize, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
         for line_id in related(item, "order_lines")? {
             let (_, line) = order_lines.iter().find(|(i, _)| *i == line_id).ok_or_else(|| {
                 item.at("relationships.order_lines").error(format!("order line {line_id} is not included"))
@@ -137,9 +148,15 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
                 .at("attributes.price")
                 .opt_money(MONEY, currency)?
                 .ok_or_else(|| line.at("attributes.price").error("required price is missing"))?;
-            match by_price.iter_mut().find(|(p, _, _)| *p == price) {
-                Some(entry) => entry.2 += 1,
-                None => by_price.push((price, line_id, 1)),
+            let group = if let Some(i) = by_price.iter().position(|(p, _, _)| *p == price) {
+                by_price[i].2 += 1;
+                i
+            } else {
+                by_price.push((price, line_id.clone(), 1));
+                by_price.len() - 1
+            };
+            if line.at("attributes.status").opt_text()?.as_deref() == Some("returned") {
+                returned_here.push((line_id, group, line.at("attributes.modified_at").opt_datetime()?));
             }
         }
         if by_price.is_empty() {
@@ -149,9 +166,15 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         }
         // One price per item (the usual case) keeps the item id; split prices get item:first-line ids.
         let split = by_price.len() > 1;
+        let canonical =
+            |first_line_id: &str| if split { format!("{item_id}:{first_line_id}") } else { item_id.clone() };
+        for (unit_id, group, at) in returned_here {
+            let line_id = canonical(&by_price[group].1);
+            returned.push(ReturnedUnit { unit_id, line_id, state: ReturnState::Received, at });
+        }
         for (price, first_line_id, quantity) in by_price {
             lines.push(LineDraft {
-                line_id: if split { format!("{item_id}:{first_line_id}") } else { item_id.clone() },
+                line_id: canonical(&first_line_id),
                 sku_path: sku_node.path().to_owned(),
                 channel_sku: sku_node.opt_text()?,
                 title: a.field("description").text_or_empty()?,
@@ -176,7 +199,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         Some(d) => d,
         None => created_at,
     };
-    OrderDraft {
+    let order = OrderDraft {
         channel_order_id: match attrs.field("order_id").opt_text()? {
             Some(id) => id,
             None => data.field("id").text()?,
@@ -201,7 +224,8 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
         billing_address,
         ship_by: None,
     }
-    .build(CHANNEL, ctx)
+    .build(CHANNEL, ctx)?;
+    Ok((order, returned))
 }
 
 /// Zalando pushes nothing: any body claiming to be a Zalando notification is refused.

@@ -361,6 +361,27 @@ fn zalando_orders_whose_every_line_is_canceled_are_cancelled() {
     assert_eq!(normalize_order(Channel::Zalando, &doc, &ctx(&acct)).unwrap().status, OrderStatus::Fulfilled);
 }
 
+/// A returned order line is one unit back, a Return of the canonical line its item makes.
+#[test]
+fn zalando_returned_order_lines_are_returns_of_one_unit() {
+    let acct = account(Channel::Zalando);
+    let mut doc = fixture!("zalando/order-jsonapi-written-from-docs.json");
+    doc["data"]["attributes"]["status"] = serde_json::json!("fulfilled");
+    let lines = doc_lines(&doc);
+    for &ix in &lines {
+        doc["included"][ix]["attributes"]["status"] = serde_json::json!("shipped");
+    }
+    doc["included"][lines[1]]["attributes"]["status"] = serde_json::json!("returned");
+    let records = manifold_normalize::normalize_all(Channel::Zalando, DocKind::Order, &doc, &ctx(&acct)).unwrap();
+    let [manifold_domain::Record::Order(order), manifold_domain::Record::Return(ret)] = records.as_slice() else {
+        panic!("the order, then one return: {records:?}")
+    };
+    assert_eq!(order.status, OrderStatus::Fulfilled);
+    assert_eq!(ret.id, "zalando:merchant-zde-1:unit-0f0b3b3a-0000-4000-8000-000000000002");
+    assert_eq!(ret.state, manifold_domain::ReturnState::Received);
+    assert_eq!((ret.lines[0].line_id.as_str(), ret.lines[0].quantity), (order.lines[0].line_id.as_str(), 1));
+}
+
 /// Positions of the OrderLine resources in a Zalando document's `included`.
 fn doc_lines(doc: &serde_json::Value) -> Vec<usize> {
     doc["included"]

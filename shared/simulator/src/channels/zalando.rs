@@ -129,7 +129,8 @@ fn json_api(body: &Value) -> Response {
     (StatusCode::OK, [("content-type", "application/vnd.api+json")], body.to_string()).into_response()
 }
 
-/// The orders list: `exported=false` keeps the ones not yet marked exported (the poller's filter);
+/// The orders list: `exported=false` keeps the ones not yet marked exported (the poller's filter),
+/// `last_updated_after` the ones modified at or after it (`modified_at`);
 /// `page[size]` and `page[number]` (from 0) page it, `links.next` names the next page (page size
 /// limits unverified: 100 by default and at most 1000 assumed, as for stocks). Resources included by
 /// several orders are included once, as JSON:API requires.
@@ -139,6 +140,11 @@ async fn orders(
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let only_new = q.get("exported").map(String::as_str) == Some("false");
+    let since = match q.get("last_updated_after").map(|t| super::orders::parse_time(t)) {
+        None => None,
+        Some(Some(t)) => Some((t, super::orders::Bound::AtOrAfter)),
+        Some(None) => return bad("last_updated_after must be an ISO 8601 date-time"),
+    };
     let base = state.base_url.lock().map(|b| b.clone()).unwrap_or_default();
     let s = state.lock();
     let size = match super::orders::page_size(&s, q.get("page[size]"), 100, MAX_ITEMS) {
@@ -146,7 +152,7 @@ async fn orders(
         Err(e) => return bad(&e),
     };
     let number = super::num(&q, "page[number]", 0);
-    let matching: Vec<Value> = super::orders::updated_since(&s, C, None, None)
+    let matching: Vec<Value> = super::orders::updated_since(&s, C, since, None)
         .into_iter()
         .filter(|o| !only_new || !o.exported)
         .map(|o| o.doc)
