@@ -442,3 +442,33 @@ async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every
     assert_eq!(examined, 3 + 1, "the slices of one period cover the catalog once, plus what changed");
     assert!(rig.stack.drain(&push_queue).await.is_empty(), "nothing queued without drift");
 }
+
+/// Zalando documents no stock read: its stock runs offer what changed without reading the channel,
+/// and count no failed sync (the "5 failed syncs in 10 minutes" alarm would fire on every run).
+#[tokio::test]
+async fn a_channel_without_a_stock_read_is_not_read_and_fails_no_sync() {
+    let sim = Simulator::start(SimConfig::default().unlimited(Channel::Zalando)).await.expect("simulator");
+    let id = support::unique("noread").to_lowercase();
+    let cadences = SyncCadences {
+        orders: Cadence::Realtime,
+        stock: every(5),
+        prices: Cadence::OnDemand,
+        images: Cadence::OnDemand,
+        reconcile: Cadence::OnDemand,
+        listings: Cadence::OnDemand,
+        verify_within: every(15),
+    };
+    let rig = Rig::new(vec![account(Some(&sim), Channel::Zalando, &id, cadences)]).await;
+    let skus: Vec<String> = (0..2).map(|i| format!("NOREAD-{i}")).collect();
+    seed_positions(&rig.stack, &skus, 4).await;
+    let recorder = manifold_telemetry::Recorder::start();
+    let tick = rig.app.tick(Utc::now()).await.expect("tick");
+    assert_eq!(tick.started.len(), 1, "{tick:?}");
+    assert_eq!(rig.run_pages(&*rig.app.push_queue).await, 0);
+    let run = rig.run(&tick.started[0].run).await;
+    assert_eq!((run.status, run.examined, run.pushed, run.drift), (RunStatus::Finished, 2, 2, 0), "{run:?}");
+    let read_failures = recorder.sum("SyncFailed", |d| d["Channel"] == "zalando" && d["Operation"] == "read_stock");
+    assert!(read_failures.abs() < 1e-9, "a read the channel does not offer is no failed sync: {read_failures}");
+    let requests = sim.snapshot().requests.get(&Channel::Zalando).copied().unwrap_or(0);
+    assert_eq!(requests, 0, "the channel was not asked for stock it cannot show");
+}

@@ -14,7 +14,8 @@
 //!   difference in units counts as drift for the run and in the `StockDrift` metric per account;
 //! - it shows something else while a push is on its way: that push settles it, nothing is counted;
 //! - the channel does not return the SKU, or cannot be read now: the page falls back to the gate's
-//!   usual offer (what changed still goes out), and a failed read is counted as a failed sync.
+//!   usual offer (what changed still goes out), and a failed read is counted as a failed sync. A
+//!   channel whose API offers no stock read (the capability matrix says so) is not read at all.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -133,6 +134,10 @@ impl App {
         skus: &[String],
         trace_id: &str,
     ) -> Result<Vec<(String, i64)>, String> {
+        if !account.channel.spec().capabilities.read_stock.is_supported() {
+            // Zalando documents no stock read: nothing to compare, and nothing failed.
+            return Ok(Vec::new());
+        }
         let connector = self.connector(account).await.map_err(|e| e.to_string())?;
         let ctx = CallContext::new(trace_id.to_owned());
         // The ids the listing sync gave (or the account's overrides), for channels that read by id.
