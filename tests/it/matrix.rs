@@ -486,6 +486,27 @@ impl<'a> Bench<'a> {
                 )?;
                 records
             }
+            Channel::Amazon => {
+                // A unit of the order came back to the seller; Amazon lists it in its returns report,
+                // which one sweep asks for and a later one reads once Amazon has built it.
+                let item = &doc["order_items"][0];
+                let requested = (Utc::now() - Duration::days(1)).to_rfc3339();
+                let row = json!({ "Order ID": seeded.channel_order_id, "Return request date": requested,
+                    "Return request status": "Approved", "Amazon RMA ID": "DvK3Lxq1RRMA", "Currency code": doc["order"]["OrderTotal"]["CurrencyCode"],
+                    "Merchant SKU": item["SellerSKU"], "Return quantity": "1", "Return Reason": "AMZ-PG-BAD-DESC",
+                    "Return delivery date": Utc::now().to_rfc3339(), "Refunded Amount": "" });
+                self.sim.seed_return(self.channel, &seeded.channel_order_id, "Amazon RMA ID", row);
+                let mut resume = None;
+                let mut docs = Vec::new();
+                for _ in 0..3 {
+                    let sweep = step("sweep_returns", self.api.sweep_returns(resume.as_deref(), &self.ctx()).await)?;
+                    ensure(sweep.resume.is_some(), || "a sweep leaves what the next starts from".to_owned())?;
+                    resume = sweep.resume;
+                    docs.extend(sweep.docs);
+                }
+                let [doc] = docs.as_slice() else { return Err(format!("expected one order's returns, got {docs:?}")) };
+                step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Return, doc, &ctx))?
+            }
             Channel::Tiktok => {
                 // The buyer returns one unit in the app; the seller has received it.
                 let unit = &doc["line_items"][0];
@@ -536,7 +557,7 @@ impl<'a> Bench<'a> {
                 let fetched = step("fetch_order", self.api.fetch_order(&resource_id, &self.ctx()).await)?;
                 step("normalize", manifold_normalize::normalize_all(self.channel, DocKind::Order, &fetched, &ctx))?
             }
-            other => return Err(format!("no exerciser for ReturnsIn on {other}")),
+            other @ Channel::Ebay => return Err(format!("no exerciser for ReturnsIn on {other}")),
         };
         if MONEY_ONLY_REFUNDS.contains(&self.channel) {
             // The channel reports money back, never goods: a Refund of the order, and no Return.

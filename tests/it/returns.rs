@@ -295,3 +295,50 @@ async fn a_zalando_unit_returned_after_export_is_restocked_once_by_the_changes_p
     assert_eq!(restocked, 1, "taken back once");
     assert_eq!(on_hand(&h, sku, "default").await, (9, 0, 9));
 }
+
+/// Amazon reports seller-fulfilled returns only in its returns report: one reconciliation run asks
+/// for it, a later one reads it once Amazon has built it. A unit delivered back to the seller goes
+/// back on stock once, however many reports list it.
+#[tokio::test]
+async fn an_amazon_return_delivered_to_the_seller_is_restocked_once_from_the_returns_report() {
+    let h = Harness::new().await;
+    let count = OnHandUpdate { on_hand: 5, location: None, source_ref: Some("erp-amz-r".into()), as_of: None };
+    h.app.set_on_hand(AMAZON_SKU, &count, "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    let order_id = crate::inbound::amazon_order_notified(&h, "amazon-returns", 1).await;
+    apply_all(&h).await;
+    let id = OrderId::new(format!("amazon:A2EUQ1WTGCTBG2:{order_id}")).unwrap();
+    let stored = h.app.records.get_order(&id).await.unwrap().expect("stored");
+    let line = &stored.lines[0];
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": "wms-amz-r", "order_id": id.as_str(), "channel": "amazon", "account": "A2EUQ1WTGCTBG2",
+        "channel_order_id": order_id, "carrier": "UPS", "tracking_number": "1Z999AA10123456784",
+        "tracking_url": null, "lines": [{ "line_id": line.line_id, "sku": line.sku, "quantity": line.quantity }],
+        "shipped_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    apply_all(&h).await;
+    assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (4, 0, 4));
+
+    // The buyer returned the unit; it reached the seller yesterday and was refunded.
+    let row = json!({ "Order ID": order_id, "Return request date": (Utc::now() - chrono::Duration::days(3)).to_rfc3339(),
+        "Return request status": "Approved", "Amazon RMA ID": "DmsQ4uVwRRMA", "Currency code": "USD",
+        "Merchant SKU": AMAZON_SKU, "Return quantity": "1", "Return Reason": "CR-DEFECTIVE",
+        "Return delivery date": (Utc::now() - chrono::Duration::days(1)).to_rfc3339(), "Refunded Amount": "10.00" });
+    h.sim.seed_return(Channel::Amazon, &order_id, "Amazon RMA ID", row);
+    let account = h.app.config().await.account(Channel::Amazon, "A2EUQ1WTGCTBG2").unwrap().clone();
+    let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
+    let (mut seen, mut restocked) = (0, 0);
+    // Run 1 asks for a report; run 2 finds it still being built; run 3 reads it (and asks for the
+    // next), run 4 finds that one being built, run 5 reads it: two reports listing the same return.
+    for run in 0..5 {
+        let poll = h.app.reconcile_account(&account, cadence, Utc::now()).await.unwrap();
+        assert!(!poll.failed, "run {run}: {poll:?}");
+        seen += poll.returns_seen;
+        restocked += apply_all(&h).await.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
+    }
+    assert_eq!(seen, 2, "two finished reports, each listing the order's return once");
+    assert_eq!(restocked, 1, "taken back once");
+    assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (5, 0, 5));
+}

@@ -16,7 +16,7 @@
 //! a tier without the schedule).
 
 use chrono::{DateTime, Duration, Utc};
-use manifold_connectors::CallContext;
+use manifold_connectors::{CallContext, ChannelConnector};
 use manifold_domain::{
     channel::Inbound,
     config::{AccountConfig, Cadence},
@@ -201,7 +201,62 @@ impl App {
             .dim("Operation", "reconcile")
             .count("ReconcileDrift", poll.drift as u64)
             .emit();
+        self.sweep_returns(account, &*connector, &mut poll, &trace_id, now).await?;
         Ok(poll)
+    }
+
+    /// The returns a channel reports only in a listing or report (Amazon): what the previous sweep
+    /// left (`resume`, in the state table) is read on, each document ingested as the channel's
+    /// returns of one order; the new resume is kept only once they are all ingested, so a failure
+    /// reads the same report again rather than losing it. Channels without such a sweep are skipped.
+    async fn sweep_returns(
+        &self,
+        account: &AccountConfig,
+        connector: &dyn ChannelConnector,
+        poll: &mut OrderPoll,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Failure> {
+        let marker = format!("RETURNS_SWEEP#{}#{}", account.channel, account.account);
+        let resume = self.state.get_marker(&marker).await?;
+        let ctx = CallContext { trace_id: trace_id.to_owned() };
+        let sweep = match connector.sweep_returns(resume.as_deref(), &ctx).await {
+            Ok(s) => s,
+            Err(e) if e.unsupported => return Ok(()),
+            Err(e) => {
+                warn!(channel = %account.channel, account = %account.account, error = %e, "returns sweep failed");
+                MetricSet::new()
+                    .dim("Channel", account.channel.as_str())
+                    .dim("Operation", "returns_sweep")
+                    .count("SyncFailed", 1)
+                    .emit();
+                poll.failed = true;
+                poll.note = Some(format!("returns sweep failed: {e}"));
+                return Ok(());
+            }
+        };
+        for doc in sweep.docs {
+            poll.returns_seen += 1;
+            let body = doc.to_string();
+            let envelope = IngestEnvelope {
+                v: 1,
+                channel: account.channel,
+                account: account.account.to_string(),
+                source: Source::Reconcile,
+                topic: Some("returns".into()),
+                event_id: body_hash(body.as_bytes()),
+                trace_id: trace_id.to_owned(),
+                received_at: now,
+                body,
+                document: Some(DocKind::Return),
+            };
+            // Permanent failures are quarantined by ingest; a transient one keeps the old resume.
+            self.ingest(&envelope, now).await?;
+        }
+        if let Some(next) = sweep.resume.filter(|n| Some(n) != resume.as_ref()) {
+            self.state.set_marker(&marker, &next).await?;
+        }
+        Ok(())
     }
 }
 
@@ -209,6 +264,8 @@ impl App {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct OrderPoll {
     pub orders_seen: usize,
+    /// Return documents (one order's returns each) a returns sweep read.
+    pub returns_seen: usize,
     /// Orders no webhook had delivered.
     pub drift: usize,
     /// The channel could not be polled (counted as `SyncFailed`).

@@ -84,6 +84,15 @@ impl StockRead {
     }
 }
 
+/// What one returns sweep found ([`ChannelConnector::sweep_returns`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReturnsSweep {
+    /// Documents of kind `Return`, one per order, in the shape the channel's normalizer reads.
+    pub docs: Vec<serde_json::Value>,
+    /// What the next sweep starts from (Amazon: the report it asked for); kept by the caller.
+    pub resume: Option<String>,
+}
+
 /// Set one channel SKU's price.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriceUpdate {
@@ -273,6 +282,14 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
         ctx: &CallContext,
     ) -> Result<Vec<serde_json::Value>, ConnectorError> {
         self.list_orders_since(since, ctx).await
+    }
+    /// The returns and refunds the channel reports in a listing or a report rather than in
+    /// notifications (Amazon's returns report). `resume` is what the previous sweep answered, so work
+    /// the channel does between runs (a report it builds) is read by the next run. Channels that
+    /// report returns otherwise answer [`ConnectorError::unsupported`].
+    async fn sweep_returns(&self, resume: Option<&str>, ctx: &CallContext) -> Result<ReturnsSweep, ConnectorError> {
+        let _ = (resume, ctx);
+        Err(ConnectorError::unsupported(self.channel(), "sweep returns"))
     }
     /// Every order the channel holds as not yet taken over (Zalando: `exported=false`), for channels
     /// whose new orders are found that way ([`Inbound::ExportPoll`](manifold_domain::channel::Inbound))

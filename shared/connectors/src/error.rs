@@ -44,13 +44,16 @@ pub struct ConnectorError {
     pub status: Option<u16>,
     pub retry_after: Option<Duration>,
     pub message: String,
+    /// Set by [`ConnectorError::unsupported`]: the channel has no API for the operation, so nothing
+    /// was asked (callers that try an operation on every channel skip these quietly).
+    pub unsupported: bool,
     #[source]
     source: Option<Source>,
 }
 
 impl ConnectorError {
     pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
-        Self { class, status: None, retry_after: None, message: message.into(), source: None }
+        Self { class, status: None, retry_after: None, message: message.into(), unsupported: false, source: None }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
@@ -68,7 +71,7 @@ impl ConnectorError {
 
     /// The channel offers no API for this operation.
     pub fn unsupported(channel: manifold_domain::Channel, what: &str) -> Self {
-        Self::permanent(format!("{channel} has no API to {what}"))
+        Self { unsupported: true, ..Self::permanent(format!("{channel} has no API to {what}")) }
     }
 
     #[must_use]
@@ -108,6 +111,7 @@ impl ConnectorError {
             status: self.status,
             retry_after: self.retry_after,
             message: self.message.clone(),
+            unsupported: self.unsupported,
             source: None,
         }
     }

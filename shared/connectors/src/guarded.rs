@@ -87,6 +87,14 @@ impl ChannelConnector for Guarded {
         self.breaker.call(self.inner.list_orders_since_unheld(since, held, ctx)).await
     }
 
+    async fn sweep_returns(
+        &self,
+        resume: Option<&str>,
+        ctx: &CallContext,
+    ) -> Result<crate::ReturnsSweep, ConnectorError> {
+        self.breaker.call(self.inner.sweep_returns(resume, ctx)).await
+    }
+
     async fn list_unexported_orders(&self, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
         self.breaker.call(self.inner.list_unexported_orders(ctx)).await
     }

@@ -17,8 +17,8 @@ pub mod verify;
 
 pub use client::{
     Accepted, CallContext, ChannelConnector, FetchedShipment, HeldOrders, Listing, ListingIds, ListingPage, NoneHeld,
-    PriceUpdate, PushOutcome, StockRead, StockUpdate, Submission, SubmissionState, build, build_writing_back,
-    http_client,
+    PriceUpdate, PushOutcome, ReturnsSweep, StockRead, StockUpdate, Submission, SubmissionState, build,
+    build_writing_back, http_client,
 };
 pub use credentials::Credentials;
 pub use error::{ConnectorError, FailureClass};

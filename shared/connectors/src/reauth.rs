@@ -132,6 +132,14 @@ impl ChannelConnector for Reauthorizing {
         self.run(|c| async move { c.list_orders_since_unheld(since, held, ctx).await }).await
     }
 
+    async fn sweep_returns(
+        &self,
+        resume: Option<&str>,
+        ctx: &CallContext,
+    ) -> Result<crate::ReturnsSweep, ConnectorError> {
+        self.run(|c| async move { c.sweep_returns(resume, ctx).await }).await
+    }
+
     async fn list_unexported_orders(&self, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
         self.run(|c| async move { c.list_unexported_orders(ctx).await }).await
     }

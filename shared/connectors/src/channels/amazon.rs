@@ -34,6 +34,12 @@
 //! - Limits: token bucket per operation; `x-amzn-RateLimit-Limit` updates the rate, 429 `QuotaExceeded`.
 //! - `fetch_order`: `{"order": getOrder .payload, "order_items": getOrderItems .payload.OrderItems}`
 //!   with `NextToken` followed.
+//! - Returns: Amazon notifies none for seller-fulfilled orders; the returns report
+//!   (`GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE`, Reports 2021-06-30, tab-separated with a header row)
+//!   is asked for by one sweep and read by the next (`sweep_returns`, the report id as its resume).
+//!   Each report covers the last `returns_lookback_days` (setting, default 30) by return request date,
+//!   so a return's later state (delivered back, refunded) is read again until it is old. Its rows are
+//!   grouped by order: `{"order", "order_items", "returns": [row objects keyed by column name]}`.
 
 use std::{fmt::Write as _, io::Read as _};
 
@@ -44,7 +50,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{encode, id_text, number, price_of, settle};
-use crate::client::StockRead;
+use crate::client::{ReturnsSweep, StockRead};
 use crate::{
     Credentials,
     client::{
@@ -97,6 +103,9 @@ pub const CANCEL_REASONS: [&str; 10] = [
 const DEFAULT_CANCEL_REASON: &str = "NoInventory";
 
 const FEEDS: &str = "/feeds/2021-06-30";
+const REPORTS: &str = "/reports/2021-06-30";
+const RETURNS_REPORT: &str = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE";
+const DEFAULT_RETURNS_LOOKBACK_DAYS: i64 = 30;
 const LISTINGS_FEED: &str = "JSON_LISTINGS_FEED";
 const ORDER_FEED: &str = "POST_ORDER_ACKNOWLEDGEMENT_DATA";
 const JSON_CONTENT: &str = "application/json; charset=UTF-8";
@@ -261,7 +270,12 @@ impl Amazon {
 
     /// The processing report of a feed: its document's url downloaded, gunzipped when compressed.
     async fn report(&self, document_id: &str, ctx: &CallContext) -> Result<Vec<u8>, ConnectorError> {
-        let doc = self.api.send(Req::get(format!("{FEEDS}/documents/{}", encode(document_id))), ctx).await?.body;
+        self.document(FEEDS, document_id, ctx).await
+    }
+
+    /// A document of the Feeds or Reports API (`base`): its url downloaded, gunzipped when compressed.
+    async fn document(&self, base: &str, document_id: &str, ctx: &CallContext) -> Result<Vec<u8>, ConnectorError> {
+        let doc = self.api.send(Req::get(format!("{base}/documents/{}", encode(document_id))), ctx).await?.body;
         let url = text(&doc, "/url")?;
         let raw = self.api.send(Req::get(url).raw_reply(), ctx).await?.raw;
         match doc.get("compressionAlgorithm").and_then(Value::as_str) {
@@ -275,6 +289,53 @@ impl Amazon {
             }
             Some(other) => Err(ConnectorError::permanent(format!("unknown report compressionAlgorithm {other:?}"))),
         }
+    }
+
+    /// Asks for the returns report of the lookback window ending now; answers its id.
+    async fn request_returns_report(&self, ctx: &CallContext) -> Result<String, ConnectorError> {
+        let (_, marketplace) = self.ids()?;
+        let days = match self.api.parts.settings.get("returns_lookback_days") {
+            None => DEFAULT_RETURNS_LOOKBACK_DAYS,
+            Some(d) => d.parse::<i64>().ok().filter(|d| (1..=60).contains(d)).ok_or_else(|| {
+                ConnectorError::permanent(format!("returns_lookback_days {d:?} is not a number of days from 1 to 60"))
+            })?,
+        };
+        let end = Utc::now();
+        let body = json!({
+            "reportType": RETURNS_REPORT,
+            "marketplaceIds": [marketplace],
+            "dataStartTime": (end - chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true),
+            "dataEndTime": end.to_rfc3339_opts(SecondsFormat::Secs, true),
+        });
+        let created = self.api.send(Req::post(format!("{REPORTS}/reports"), body), ctx).await?.body;
+        text(&created, "/reportId")
+    }
+
+    /// A finished returns report, as one `Return` document per order (see the module docs). An order
+    /// Amazon no longer serves still gets its document (without the order), so ingest quarantines
+    /// the rows with the reason instead of dropping them.
+    async fn returns_documents(&self, document_id: &str, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+        let bytes = self.document(REPORTS, document_id, ctx).await?;
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines.next().map(|h| h.split('\t').map(str::trim).collect()).unwrap_or_default();
+        let mut by_order: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+        for line in lines {
+            let row: serde_json::Map<String, Value> =
+                header.iter().zip(line.split('\t')).map(|(k, v)| ((*k).to_owned(), json!(v.trim()))).collect();
+            let order = row.get("Order ID").and_then(Value::as_str).unwrap_or_default().to_owned();
+            by_order.entry(order).or_default().push(Value::Object(row));
+        }
+        let mut docs = Vec::new();
+        for (order_id, rows) in by_order {
+            let doc = match self.fetch_order(&order_id, ctx).await {
+                Ok(order) => json!({ "order": order["order"], "order_items": order["order_items"], "returns": rows }),
+                Err(e) if !e.is_retryable() => json!({ "order": null, "order_id": order_id, "returns": rows }),
+                Err(e) => return Err(e),
+            };
+            docs.push(doc);
+        }
+        Ok(docs)
     }
 
     async fn items(&self, order_id: &str, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
@@ -689,6 +750,25 @@ impl ChannelConnector for Amazon {
         };
         let fatal = (status == "FATAL").then(|| format!("feed {} was rejected as a whole (FATAL)", submission.id));
         Ok(SubmissionState::Done(verdicts(&submission.items, &errors, fatal.as_deref())))
+    }
+
+    /// Reads the returns report the previous sweep asked for, when Amazon has finished it, and asks for
+    /// the next one; while Amazon is still building it, waits for the next sweep.
+    async fn sweep_returns(&self, resume: Option<&str>, ctx: &CallContext) -> Result<ReturnsSweep, ConnectorError> {
+        let mut docs = Vec::new();
+        if let Some(id) = resume {
+            let report = self.api.send(Req::get(format!("{REPORTS}/reports/{}", encode(id))), ctx).await?.body;
+            match report.get("processingStatus").and_then(Value::as_str) {
+                Some("IN_QUEUE" | "IN_PROGRESS") => {
+                    return Ok(ReturnsSweep { docs, resume: Some(id.to_owned()) });
+                }
+                Some("DONE") => docs = self.returns_documents(&text(&report, "/reportDocumentId")?, ctx).await?,
+                // CANCELLED: no returns in the window; FATAL: nothing to read. Either way, ask again.
+                status => tracing::warn!(report = id, ?status, "returns report not done: asking for a new one"),
+            }
+        }
+        let next = self.request_returns_report(ctx).await?;
+        Ok(ReturnsSweep { docs, resume: Some(next) })
     }
 
     async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {

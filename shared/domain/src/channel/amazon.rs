@@ -21,7 +21,9 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
             "SP-API ORDER_CHANGE notifications on SQS, completed with getOrder and getOrderItems",
         ),
         order_updates_in: Cell::Supported("ORDER_CHANGE notifications (status changes, cancellations)"),
-        returns_in: Cell::NotBuilt("returns and refunds (the returns report, financial events) are not read yet"),
+        returns_in: Cell::Supported(
+            "Reports API GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE, asked for by one reconciliation sweep and read by the next",
+        ),
         stock_out: Cell::Supported("Listings Items patchListingsItem; JSON_LISTINGS_FEED in bulk"),
         price_out: Cell::Supported("patchListingsItem purchasable_offer; JSON_LISTINGS_FEED in bulk"),
         tracking_out: Cell::Supported("Orders v0 confirmShipment"),

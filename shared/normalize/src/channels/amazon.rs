@@ -30,7 +30,9 @@
 //! sum of those). 2026: from `proceeds.breakdowns` (`ITEM`, `SHIPPING`, `TAX`, `DISCOUNT`) and
 //! `proceeds.grandTotal`; line tax/discount from each item's `proceeds.breakdowns`.
 
-use manifold_domain::{Channel, Currency, Order, OrderCustomer, OrderStatus, Record};
+use manifold_domain::{
+    Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Refund, Return, ReturnLine, ReturnState,
+};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -122,8 +124,103 @@ pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Res
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
         DocKind::InventoryLevel => Ok(one(Record::InventoryLevel(mfn_quantity(doc, ctx)?))),
-        DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::Product => Err(unsupported(CHANNEL, kind)),
+        DocKind::Refund | DocKind::Return => returns(doc, ctx),
+        DocKind::Shipment | DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
+}
+
+/// The returns report's rows of one order (see the module docs): one Return per Amazon RMA, and a
+/// Refund beside it when money went back.
+fn returns(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    doc.object()?;
+    if doc.field("order").value().is_null() {
+        let id = doc.field("order_id").opt_text()?.unwrap_or_default();
+        return Err(doc.field("order").error(format!("Amazon serves no order {id} for these returns")));
+    }
+    let order = order(doc, ctx)?;
+    let items = doc.field("order_items").items()?;
+    let mut by_rma: Vec<(String, Vec<Node<'_>>)> = Vec::new();
+    for row in doc.field("returns").required_items()? {
+        let rma = row.field("Amazon RMA ID").text()?;
+        if let Some((_, rows)) = by_rma.iter_mut().find(|(r, _)| *r == rma) {
+            rows.push(row);
+        } else {
+            by_rma.push((rma, vec![row]));
+        }
+    }
+    let mut out = Vec::new();
+    for (rma, rows) in by_rma {
+        let (mut lines, mut delivered, mut refunded) = (Vec::<ReturnLine>::new(), false, Vec::new());
+        let first = &rows[0];
+        for row in &rows {
+            let sku_node = row.field("Merchant SKU");
+            let sku = sku_node.text()?;
+            let item = items
+                .iter()
+                .find(|i| i.field("SellerSKU").opt_text().ok().flatten().as_deref() == Some(sku.as_str()))
+                .ok_or_else(|| sku_node.error(format!("{sku} is no item of order {}", order.channel_order_id)))?;
+            let line_id = item.field("OrderItemId").text()?;
+            let quantity_node = row.field("Return quantity");
+            let quantity = quantity_node
+                .text()?
+                .parse::<u32>()
+                .ok()
+                .filter(|q| *q > 0)
+                .ok_or_else(|| quantity_node.error("expected a whole number of units"))?;
+            let sku = order.lines.iter().find(|l| l.line_id == line_id).and_then(|l| l.sku.clone());
+            lines.push(ReturnLine { line_id, sku, quantity, reason: row.field("Return Reason").opt_text()? });
+            delivered |= row.field("Return delivery date").opt_datetime()?.is_some();
+            let code = row.field("Currency code");
+            if let Some(c) = code.opt_currency()?
+                && c != order.currency
+            {
+                return Err(code.error(format!("refund currency {c} differs from the order's {}", order.currency)));
+            }
+            if let Some(a) = row.field("Refunded Amount").opt_amount(order.currency)?
+                && !a.is_zero()
+            {
+                refunded.push(a);
+            }
+        }
+        let status = first.field("Return request status").opt_text()?.unwrap_or_default().to_ascii_lowercase();
+        // Goods count as back only once Amazon reports them delivered to the seller: a refund alone
+        // may be a returnless one.
+        let state = match (delivered, refunded.is_empty()) {
+            (true, false) => ReturnState::Refunded,
+            (true, true) => ReturnState::Received,
+            _ if ["reject", "declin", "cancel"].iter().any(|w| status.contains(w)) => ReturnState::Rejected,
+            _ if ["approv", "authoriz", "closed"].iter().any(|w| status.contains(w)) => ReturnState::Approved,
+            _ => ReturnState::Requested,
+        };
+        let created_at = first.field("Return request date").opt_datetime()?.unwrap_or(ctx.received_at);
+        if !refunded.is_empty() {
+            let path = first.field("Refunded Amount").path().to_owned();
+            out.push(Record::Refund(Refund {
+                id: rma.clone(),
+                order_id: order.id.clone(),
+                channel: CHANNEL,
+                account: order.account.clone(),
+                currency: order.currency,
+                amount: crate::json::sum(order.currency, refunded, &path)?,
+                lines: Vec::new(),
+                created_at,
+            }));
+        }
+        out.push(Record::Return(Return {
+            id: format!("{CHANNEL}:{}:{rma}", order.account),
+            order_id: order.id.clone(),
+            channel: CHANNEL,
+            account: order.account.clone(),
+            channel_order_id: order.channel_order_id.clone(),
+            channel_return_id: rma,
+            state,
+            reason: first.field("Return Reason").opt_text()?,
+            lines,
+            created_at,
+            updated_at: ctx.received_at.max(created_at),
+        }));
+    }
+    Ok(out)
 }
 
 fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {

@@ -376,3 +376,43 @@ fn tiktok_returns_are_returned_units_of_their_canonical_lines() {
     let err = normalize_all(Channel::Tiktok, DocKind::Return, &stray, &ctx(&acct)).unwrap_err();
     assert_eq!(err.path, "returns[0].return_line_items[0]", "{err}");
 }
+
+#[test]
+fn amazon_returns_report_rows_are_returns_per_rma_back_only_once_delivered() {
+    let acct = account(Channel::Amazon);
+    let order = fixture!("amazon/orders-v0-getOrder-sandbox-TEST_CASE_200.json");
+    let items = fixture!("amazon/orders-v0-getOrderItems-sandbox-TEST_CASE_200.json");
+    // Rows of GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE, keyed by its column names.
+    let row = |rma: &str, status: &str, delivered: &str, refunded: &str| {
+        json!({ "Order ID": "902-1845936-5435065", "Return request date": "2026-11-20T10:00:00+00:00",
+                "Return request status": status, "Amazon RMA ID": rma, "Currency code": "USD",
+                "Merchant SKU": "NABetaASINB00551Q3CS", "Return quantity": "1", "Return Reason": "CR-DEFECTIVE",
+                "Return delivery date": delivered, "Refunded Amount": refunded })
+    };
+    let doc = |rows: serde_json::Value| json!({ "order": order["payload"], "order_items": items["payload"]["OrderItems"], "returns": rows });
+    let read = |rows| normalize_all(Channel::Amazon, DocKind::Return, &doc(rows), &ctx(&acct)).unwrap();
+    let records = read(json!([row("R1", "Approved", "2026-11-25T09:00:00+00:00", "11.01")]));
+    let [Record::Refund(money), Record::Return(back)] = records.as_slice() else { panic!("{records:?}") };
+    assert_eq!(back.state, manifold_domain::ReturnState::Refunded, "delivered back and refunded");
+    assert_eq!((back.lines[0].line_id.as_str(), back.lines[0].quantity), ("05015851154158", 1));
+    assert_eq!(back.id, format!("amazon:{}:R1", acct.account));
+    assert_eq!(money.amount, crate::support::money("11.01", "USD"));
+    // A refund without the goods delivered back is money only: the return is not received.
+    let records = read(json!([row("R2", "Approved", "", "11.01")]));
+    let [Record::Refund(_), Record::Return(returnless)] = records.as_slice() else { panic!("{records:?}") };
+    assert_eq!(returnless.state, manifold_domain::ReturnState::Approved);
+    for (status, state) in
+        [("Pending", manifold_domain::ReturnState::Requested), ("Rejected", manifold_domain::ReturnState::Rejected)]
+    {
+        let records = read(json!([row("R3", status, "", "")]));
+        let [Record::Return(r)] = records.as_slice() else { panic!("{records:?}") };
+        assert_eq!(r.state, state, "{status}");
+    }
+    let mut stray = row("R4", "Approved", "", "");
+    stray["Merchant SKU"] = json!("NOT-SOLD");
+    let err = normalize_all(Channel::Amazon, DocKind::Return, &doc(json!([stray])), &ctx(&acct)).unwrap_err();
+    assert_eq!(err.path, "returns[0].Merchant SKU", "{err}");
+    let gone = json!({ "order": null, "order_id": "902-0000000-0000000", "returns": [row("R5", "Approved", "", "")] });
+    let err = normalize_all(Channel::Amazon, DocKind::Return, &gone, &ctx(&acct)).unwrap_err();
+    assert!(err.to_string().contains("902-0000000-0000000"), "{err}");
+}

@@ -12,6 +12,10 @@
 //! already `Shipped` one of code 25; otherwise `Failure` sets the order's `OrderStatus` to `Canceled`
 //! and `Success` acknowledges it (both recorded under the seeded document's `_sim`, which the order
 //! reads do not serve; an acknowledged order shows as `exported` in the state snapshot).
+//!
+//! Reports: only the returns report by return date (`createReport`, `getReport` in queue on the first
+//! look and done from the second, its gzip TSV document by `getReportDocument`), built from the returns
+//! a test keeps with `SimHandle::seed_return`.
 
 use axum::{
     Router,
@@ -69,6 +73,9 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/feeds/2021-06-30/feeds/{id}", get(get_feed))
         .route("/feeds/2021-06-30/documents/{id}", get(get_document))
         .route("/_download/{doc}", get(download))
+        .route("/reports/2021-06-30/reports", post(create_report))
+        .route("/reports/2021-06-30/reports/{id}", get(get_report))
+        .route("/reports/2021-06-30/documents/{id}", get(get_document))
         .route("/orders/v0/orders", get(orders))
         .route("/orders/v0/orders/{id}", get(order))
         .route("/orders/v0/orders/{id}/orderItems", get(order_items))
@@ -477,7 +484,93 @@ async fn get_feed(State(state): St, Path(id): Path<String>) -> Response {
     ok(body)
 }
 
-/// `getFeedDocument` of a processing report: its pre-signed url and compression.
+/// The returns report's columns, as Amazon names them (`GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE`).
+const RETURN_COLUMNS: [&str; 24] = [
+    "Order ID",
+    "Order date",
+    "Return request date",
+    "Return request status",
+    "Amazon RMA ID",
+    "Merchant RMA ID",
+    "Label type",
+    "Label cost",
+    "Currency code",
+    "Return carrier",
+    "Tracking ID",
+    "Label to be paid by",
+    "A-to-Z Claim",
+    "Is prime",
+    "ASIN",
+    "Merchant SKU",
+    "Item Name",
+    "Return quantity",
+    "Return Reason",
+    "In policy",
+    "Return type",
+    "Resolution",
+    "Return delivery date",
+    "Refunded Amount",
+];
+
+/// `createReport`: only the returns report by return date is simulated; its rows are the returns kept
+/// by `SimHandle::seed_return` (objects keyed by column name) whose `Return request date` falls in
+/// `[dataStartTime, dataEndTime)`.
+async fn create_report(State(state): St, body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if req["reportType"] != "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE" {
+        return bad("reportType: only GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE is simulated");
+    }
+    if req["marketplaceIds"].as_array().is_none_or(Vec::is_empty) {
+        return bad("marketplaceIds is required");
+    }
+    let time = |k: &str| req[k].as_str().and_then(super::orders::parse_time);
+    let (Some(start), Some(end)) = (time("dataStartTime"), time("dataEndTime")) else {
+        return bad("dataStartTime and dataEndTime are required ISO 8601 date-times");
+    };
+    let mut s = state.lock();
+    let rows: Vec<Value> = s
+        .returns
+        .get(&C)
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, list)| list.iter().cloned())
+        .filter(|r| {
+            r["Return request date"].as_str().and_then(super::orders::parse_time).is_some_and(|t| t >= start && t < end)
+        })
+        .collect();
+    let mut tsv = RETURN_COLUMNS.join("\t");
+    for row in &rows {
+        tsv.push('\n');
+        tsv.push_str(&RETURN_COLUMNS.map(|c| row[c].as_str().unwrap_or_default().to_owned()).join("\t"));
+    }
+    let id = format!("{}", 50_000 + s.tasks.len());
+    s.tasks.insert(format!("amazon:returns-report:{id}"), json!({ "content": tsv, "polls": 0 }));
+    (StatusCode::ACCEPTED, axum::Json(json!({ "reportId": id }))).into_response()
+}
+
+/// `getReport`: `IN_QUEUE` on the first look, `DONE` with its document (gzip TSV) from the second.
+async fn get_report(State(state): St, Path(id): Path<String>) -> Response {
+    let mut s = state.lock();
+    let Some(report) = s.tasks.get_mut(&format!("amazon:returns-report:{id}")) else {
+        return not_found(C, "report");
+    };
+    let polls = report["polls"].as_u64().unwrap_or(0) + 1;
+    report["polls"] = json!(polls);
+    let content = report["content"].clone();
+    let mut body = json!({ "reportId": id, "reportType": "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE" });
+    if polls < 2 {
+        body["processingStatus"] = json!("IN_QUEUE");
+        return ok(body);
+    }
+    let doc = format!("amzn1.spdoc.1.4.sim.{id}");
+    s.tasks.insert(report_key(&doc), json!({ "content": content, "gzip": true }));
+    body["processingStatus"] = json!("DONE");
+    body["reportDocumentId"] = json!(doc);
+    ok(body)
+}
+
+/// `getFeedDocument` of a processing report (and `getReportDocument`): its pre-signed url and
+/// compression.
 async fn get_document(State(state): St, Path(id): Path<String>) -> Response {
     let s = state.lock();
     let Some(report) = s.tasks.get(&report_key(&id)) else { return not_found(C, "feed document") };
