@@ -16,7 +16,7 @@
 //! a tier without the schedule).
 
 use chrono::{DateTime, Duration, Utc};
-use manifold_connectors::{CallContext, ChannelConnector};
+use manifold_connectors::{CallContext, ChannelConnector, ConnectorError};
 use manifold_domain::{
     channel::Inbound,
     config::{AccountConfig, Cadence},
@@ -164,32 +164,13 @@ impl App {
         let orders = match connector.list_orders_since_unheld(now - window, &held, &ctx).await {
             Ok(o) => o,
             Err(e) => {
-                warn!(channel = %account.channel, account = %account.account, error = %e, "reconciliation poll failed");
-                MetricSet::new()
-                    .dim("Channel", account.channel.as_str())
-                    .dim("Operation", "reconcile")
-                    .count("SyncFailed", 1)
-                    .emit();
-                poll.failed = true;
-                poll.note = Some(format!("order poll failed: {e}"));
+                poll.failed_with(account, "reconcile", "order poll", &e);
                 return Ok(poll);
             }
         };
         for doc in orders {
             poll.orders_seen += 1;
-            let body = doc.to_string();
-            let envelope = IngestEnvelope {
-                v: 1,
-                channel: account.channel,
-                account: account.account.to_string(),
-                source: Source::Reconcile,
-                topic: None,
-                event_id: body_hash(body.as_bytes()),
-                trace_id: trace_id.clone(),
-                received_at: now,
-                body,
-                document: Some(DocKind::Order),
-            };
+            let envelope = swept(account, &doc, DocKind::Order, &trace_id, now);
             if let Ok(IngestOutcome::Stored { .. }) = self.ingest(&envelope, now).await
                 && matches!(inbound, Inbound::Webhooks | Inbound::Queue)
             {
@@ -224,32 +205,13 @@ impl App {
             Ok(s) => s,
             Err(e) if e.unsupported => return Ok(()),
             Err(e) => {
-                warn!(channel = %account.channel, account = %account.account, error = %e, "returns sweep failed");
-                MetricSet::new()
-                    .dim("Channel", account.channel.as_str())
-                    .dim("Operation", "returns_sweep")
-                    .count("SyncFailed", 1)
-                    .emit();
-                poll.failed = true;
-                poll.note = Some(format!("returns sweep failed: {e}"));
+                poll.failed_with(account, "returns_sweep", "returns sweep", &e);
                 return Ok(());
             }
         };
         for doc in sweep.docs {
             poll.returns_seen += 1;
-            let body = doc.to_string();
-            let envelope = IngestEnvelope {
-                v: 1,
-                channel: account.channel,
-                account: account.account.to_string(),
-                source: Source::Reconcile,
-                topic: Some("returns".into()),
-                event_id: body_hash(body.as_bytes()),
-                trace_id: trace_id.to_owned(),
-                received_at: now,
-                body,
-                document: Some(DocKind::Return),
-            };
+            let envelope = swept(account, &doc, DocKind::Return, trace_id, now);
             // Permanent failures are quarantined by ingest; a transient one keeps the old resume.
             self.ingest(&envelope, now).await?;
         }
@@ -257,6 +219,30 @@ impl App {
             self.state.set_marker(&marker, &next).await?;
         }
         Ok(())
+    }
+}
+
+/// A document a sweep found, as the envelope ingest takes (its id: the document's hash, so the same
+/// document found again is recognised).
+fn swept(
+    account: &AccountConfig,
+    doc: &serde_json::Value,
+    kind: DocKind,
+    trace_id: &str,
+    now: DateTime<Utc>,
+) -> IngestEnvelope {
+    let body = doc.to_string();
+    IngestEnvelope {
+        v: 1,
+        channel: account.channel,
+        account: account.account.to_string(),
+        source: Source::Reconcile,
+        topic: None,
+        event_id: body_hash(body.as_bytes()),
+        trace_id: trace_id.to_owned(),
+        received_at: now,
+        body,
+        document: Some(kind),
     }
 }
 
@@ -271,6 +257,20 @@ pub struct OrderPoll {
     /// The channel could not be polled (counted as `SyncFailed`).
     pub failed: bool,
     pub note: Option<String>,
+}
+
+impl OrderPoll {
+    /// Records that `what` failed on the channel: logged, counted as a failed sync of `operation`.
+    fn failed_with(&mut self, account: &AccountConfig, operation: &'static str, what: &str, e: &ConnectorError) {
+        warn!(channel = %account.channel, account = %account.account, error = %e, "{what} failed");
+        MetricSet::new()
+            .dim("Channel", account.channel.as_str())
+            .dim("Operation", operation)
+            .count("SyncFailed", 1)
+            .emit();
+        self.failed = true;
+        self.note = Some(format!("{what} failed: {e}"));
+    }
 }
 
 impl App {

@@ -30,9 +30,7 @@
 //! sum of those). 2026: from `proceeds.breakdowns` (`ITEM`, `SHIPPING`, `TAX`, `DISCOUNT`) and
 //! `proceeds.grandTotal`; line tax/discount from each item's `proceeds.breakdowns`.
 
-use manifold_domain::{
-    Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Refund, Return, ReturnLine, ReturnState,
-};
+use manifold_domain::{Channel, Currency, Order, OrderCustomer, OrderStatus, Record, Refund, ReturnLine, ReturnState};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -206,19 +204,9 @@ fn returns(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeEr
                 created_at,
             }));
         }
-        out.push(Record::Return(Return {
-            id: format!("{CHANNEL}:{}:{rma}", order.account),
-            order_id: order.id.clone(),
-            channel: CHANNEL,
-            account: order.account.clone(),
-            channel_order_id: order.channel_order_id.clone(),
-            channel_return_id: rma,
-            state,
-            reason: first.field("Return Reason").opt_text()?,
-            lines,
-            created_at,
-            updated_at: ctx.received_at.max(created_at),
-        }));
+        let reason = first.field("Return Reason").opt_text()?;
+        let at = (created_at, ctx.received_at.max(created_at));
+        out.push(Record::Return(super::order_return(&order, rma, state, reason, lines, at)));
     }
     Ok(out)
 }

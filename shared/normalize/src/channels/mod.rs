@@ -79,22 +79,36 @@ pub(crate) fn with_unit_returns(order: manifold_domain::Order, units: Vec<Return
         .map(|u| {
             let at = u.at.unwrap_or(order.updated_at);
             let sku = order.lines.iter().find(|l| l.line_id == u.line_id).and_then(|l| l.sku.clone());
-            Record::Return(manifold_domain::Return {
-                id: format!("{}:{}:unit-{}", order.channel, order.account, u.unit_id),
-                order_id: order.id.clone(),
-                channel: order.channel,
-                account: order.account.clone(),
-                channel_order_id: order.channel_order_id.clone(),
-                channel_return_id: format!("unit-{}", u.unit_id),
-                state: u.state,
-                reason: None,
-                lines: vec![manifold_domain::ReturnLine { line_id: u.line_id, sku, quantity: 1, reason: None }],
-                created_at: at,
-                updated_at: at,
-            })
+            let line = manifold_domain::ReturnLine { line_id: u.line_id, sku, quantity: 1, reason: None };
+            Record::Return(order_return(&order, format!("unit-{}", u.unit_id), u.state, None, vec![line], (at, at)))
         })
         .collect();
     let mut out = one(Record::Order(Box::new(order)));
     out.extend(returns);
     out
+}
+
+/// A Return of `order` with the channel's id for it, under the canonical id
+/// `{channel}:{account}:{channel_return_id}`; `at` is when it was created and last changed.
+pub(crate) fn order_return(
+    order: &manifold_domain::Order,
+    channel_return_id: String,
+    state: manifold_domain::ReturnState,
+    reason: Option<String>,
+    lines: Vec<manifold_domain::ReturnLine>,
+    at: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+) -> manifold_domain::Return {
+    manifold_domain::Return {
+        id: format!("{}:{}:{channel_return_id}", order.channel, order.account),
+        order_id: order.id.clone(),
+        channel: order.channel,
+        account: order.account.clone(),
+        channel_order_id: order.channel_order_id.clone(),
+        channel_return_id,
+        state,
+        reason,
+        lines,
+        created_at: at.0,
+        updated_at: at.1,
+    }
 }

@@ -40,9 +40,7 @@
 //! | RETURN_OR_REFUND_REQUEST_COMPLETE                          | refunded  |
 //! | REFUND_OR_RETURN_REQUEST_REJECT, REJECT_RECEIVE_PACKAGE, RETURN_OR_REFUND_REQUEST_CANCEL | rejected |
 
-use manifold_domain::{
-    Amount, Channel, Order, OrderCustomer, OrderStatus, Record, Refund, Return, ReturnLine, ReturnState,
-};
+use manifold_domain::{Amount, Channel, Order, OrderCustomer, OrderStatus, Record, Refund, ReturnLine, ReturnState};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -170,19 +168,15 @@ fn returns(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeEr
                 lines.push(ReturnLine { line_id, sku, quantity: 1, reason: None });
             }
         }
-        out.push(Record::Return(Return {
-            id: format!("{CHANNEL}:{}:{return_id}", order.account),
-            order_id: order.id.clone(),
-            channel: CHANNEL,
-            account: order.account.clone(),
-            channel_order_id: order.channel_order_id.clone(),
-            channel_return_id: return_id,
+        let reason = r.field("return_reason").opt_text()?;
+        out.push(Record::Return(super::order_return(
+            &order,
+            return_id,
             state,
-            reason: r.field("return_reason").opt_text()?,
+            reason,
             lines,
-            created_at,
-            updated_at,
-        }));
+            (created_at, updated_at),
+        )));
     }
     Ok(out)
 }
