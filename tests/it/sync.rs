@@ -120,6 +120,19 @@ fn account(sim: Option<&SimHandle>, channel: Channel, id: &str, sync: SyncCadenc
     }
 }
 
+/// Only the stock tier runs: every 5 minutes, every SKU verified within 15.
+fn stock_every_5_verified_within_15() -> SyncCadences {
+    SyncCadences {
+        orders: Cadence::Realtime,
+        stock: every(5),
+        prices: Cadence::OnDemand,
+        images: Cadence::OnDemand,
+        reconcile: Cadence::OnDemand,
+        listings: Cadence::OnDemand,
+        verify_within: every(15),
+    }
+}
+
 fn every(minutes: u64) -> Cadence {
     Cadence::Every(Duration::from_mins(minutes))
 }
@@ -367,15 +380,7 @@ async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every
     // slices of the catalog, one per run after the first.
     let sim = Simulator::start(SimConfig::default().unlimited(Channel::Shopify)).await.expect("simulator");
     let id = support::unique("drift").to_lowercase();
-    let cadences = SyncCadences {
-        orders: Cadence::Realtime,
-        stock: every(5),
-        prices: Cadence::OnDemand,
-        images: Cadence::OnDemand,
-        reconcile: Cadence::OnDemand,
-        listings: Cadence::OnDemand,
-        verify_within: every(15),
-    };
+    let cadences = stock_every_5_verified_within_15();
     let rig = Rig::new(vec![account(Some(&sim), Channel::Shopify, &id, cadences)]).await;
     // The ledger publishes 4 of each SKU; the channel shows 7 of the first (edited in its admin).
     let skus: Vec<String> = (0..3).map(|i| format!("DRIFT-{i}")).collect();
@@ -449,15 +454,7 @@ async fn the_stock_tier_reads_the_channel_corrects_drift_once_and_verifies_every
 async fn a_channel_without_a_stock_read_is_not_read_and_fails_no_sync() {
     let sim = Simulator::start(SimConfig::default().unlimited(Channel::Zalando)).await.expect("simulator");
     let id = support::unique("noread").to_lowercase();
-    let cadences = SyncCadences {
-        orders: Cadence::Realtime,
-        stock: every(5),
-        prices: Cadence::OnDemand,
-        images: Cadence::OnDemand,
-        reconcile: Cadence::OnDemand,
-        listings: Cadence::OnDemand,
-        verify_within: every(15),
-    };
+    let cadences = stock_every_5_verified_within_15();
     let rig = Rig::new(vec![account(Some(&sim), Channel::Zalando, &id, cadences)]).await;
     let skus: Vec<String> = (0..2).map(|i| format!("NOREAD-{i}")).collect();
     seed_positions(&rig.stack, &skus, 4).await;
