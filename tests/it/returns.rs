@@ -321,24 +321,42 @@ async fn an_amazon_return_delivered_to_the_seller_is_restocked_once_from_the_ret
     apply_all(&h).await;
     assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (4, 0, 4));
 
-    // The buyer returned the unit; it reached the seller yesterday and was refunded.
+    // The buyer returned the unit; it reached the seller yesterday.
     let row = json!({ "Order ID": order_id, "Return request date": (Utc::now() - chrono::Duration::days(3)).to_rfc3339(),
         "Return request status": "Approved", "Amazon RMA ID": "DmsQ4uVwRRMA", "Currency code": "USD",
         "Merchant SKU": AMAZON_SKU, "Return quantity": "1", "Return Reason": "CR-DEFECTIVE",
-        "Return delivery date": (Utc::now() - chrono::Duration::days(1)).to_rfc3339(), "Refunded Amount": "10.00" });
-    h.sim.seed_return(Channel::Amazon, &order_id, "Amazon RMA ID", row);
+        "Return delivery date": (Utc::now() - chrono::Duration::days(1)).to_rfc3339(), "Refunded Amount": "" });
+    h.sim.seed_return(Channel::Amazon, &order_id, "Amazon RMA ID", row.clone());
     let account = h.app.config().await.account(Channel::Amazon, "A2EUQ1WTGCTBG2").unwrap().clone();
     let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
-    let (mut seen, mut restocked) = (0, 0);
+    let run = |label: &'static str| {
+        let (h, account) = (&h, &account);
+        async move {
+            let poll = h.app.reconcile_account(account, cadence, Utc::now()).await.unwrap();
+            assert!(!poll.failed, "{label}: {poll:?}");
+            let applied = apply_all(h).await;
+            let restocked = applied.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
+            let refunds = applied.iter().filter(|o| **o == LedgerOutcome::Ignored("refund restocks nothing")).count();
+            (poll.returns_seen, restocked, refunds)
+        }
+    };
     // Run 1 asks for a report; run 2 finds it still being built; run 3 reads it (and asks for the
-    // next), run 4 finds that one being built, run 5 reads it: two reports listing the same return.
-    for run in 0..5 {
-        let poll = h.app.reconcile_account(&account, cadence, Utc::now()).await.unwrap();
-        assert!(!poll.failed, "run {run}: {poll:?}");
-        seen += poll.returns_seen;
-        restocked += apply_all(&h).await.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
-    }
-    assert_eq!(seen, 2, "two finished reports, each listing the order's return once");
-    assert_eq!(restocked, 1, "taken back once");
+    // next): the return, restocked.
+    assert_eq!(run("ask").await, (0, 0, 0));
+    assert_eq!(run("being built").await, (0, 0, 0));
+    assert_eq!(run("read").await, (1, 1, 0));
+    // The next report lists the return as it was: the order is neither fetched nor handed on again.
+    assert_eq!(run("being built").await, (0, 0, 0));
+    assert_eq!(run("read unchanged").await, (0, 0, 0));
+    // Amazon refunds it later: the changed rows are read again (a Refund beside the return), and
+    // the unit is still taken back only once.
+    let mut refunded = row.clone();
+    refunded["Refunded Amount"] = json!("10.00");
+    h.sim.seed_return(Channel::Amazon, &order_id, "Amazon RMA ID", refunded);
+    // The report asked for before the refund still shows the old rows; the one after shows it.
+    assert_eq!(run("being built").await, (0, 0, 0));
+    assert_eq!(run("read, from before the refund").await, (0, 0, 0));
+    assert_eq!(run("being built").await, (0, 0, 0));
+    assert_eq!(run("read changed").await, (1, 0, 1), "read again: a refund, restocked no more");
     assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (5, 0, 5));
 }

@@ -5,8 +5,9 @@
 //! stock, or a write the channel lost all leave the channel selling a number the ledger never
 //! published. A scheduled stock run therefore reads, for each page of positions, the account's
 //! current stock in the channel's bulk shape (`ChannelConnector::read_stock`, with the ids the
-//! listing sync gave, through the account's rate limiter, breaker and token lifecycle), compares it with what the ledger says the account
-//! should show, and pushes only the differences through the normal push queue:
+//! listing sync gave, through the account's rate limiter, breaker and token lifecycle), compares it
+//! with what the ledger says the account should show, and pushes only the differences through the
+//! normal push queue:
 //!
 //! - the channel shows what the ledger publishes: nothing is sent (verified);
 //! - it shows something else and no push is on its way ([`GateState::in_flight`]): drift. The value

@@ -36,10 +36,12 @@
 //!   with `NextToken` followed.
 //! - Returns: Amazon notifies none for seller-fulfilled orders; the returns report
 //!   (`GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE`, Reports 2021-06-30, tab-separated with a header row)
-//!   is asked for by one sweep and read by the next (`sweep_returns`, the report id as its resume).
-//!   Each report covers the last `returns_lookback_days` (setting, default 30) by return request date,
-//!   so a return's later state (delivered back, refunded) is read again until it is old. Its rows are
-//!   grouped by order: `{"order", "order_items", "returns": [row objects keyed by column name]}`.
+//!   is asked for by one sweep and read by the next (`sweep_returns`). Each report covers the last
+//!   `returns_lookback_days` (setting, default 30) by return request date, so a return's later state
+//!   (delivered back, refunded) is read again until it is old. Its rows are grouped by order:
+//!   `{"order", "order_items", "returns": [row objects keyed by column name]}`. The resume is
+//!   `{"report": id, "seen": {order id: digest of its rows}}`: an order whose rows are as the last
+//!   report had them is neither fetched (getOrder allows one call a minute) nor handed on again.
 
 use std::{fmt::Write as _, io::Read as _};
 
@@ -311,10 +313,17 @@ impl Amazon {
         text(&created, "/reportId")
     }
 
-    /// A finished returns report, as one `Return` document per order (see the module docs). An order
-    /// Amazon no longer serves still gets its document (without the order), so ingest quarantines
-    /// the rows with the reason instead of dropping them.
-    async fn returns_documents(&self, document_id: &str, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
+    /// A finished returns report, as one `Return` document per order whose rows differ from `seen`
+    /// (see the module docs), and the digests of every order's rows in it. An order Amazon no longer
+    /// serves still gets its document (without the order), so ingest quarantines the rows with the
+    /// reason instead of dropping them.
+    async fn returns_documents(
+        &self,
+        document_id: &str,
+        seen: &serde_json::Map<String, Value>,
+        ctx: &CallContext,
+    ) -> Result<(Vec<Value>, serde_json::Map<String, Value>), ConnectorError> {
+        use sha2::Digest as _;
         let bytes = self.document(REPORTS, document_id, ctx).await?;
         let text = String::from_utf8_lossy(&bytes);
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -326,8 +335,14 @@ impl Amazon {
             let order = row.get("Order ID").and_then(Value::as_str).unwrap_or_default().to_owned();
             by_order.entry(order).or_default().push(Value::Object(row));
         }
-        let mut docs = Vec::new();
+        let (mut docs, mut digests) = (Vec::new(), serde_json::Map::new());
         for (order_id, rows) in by_order {
+            let digest = hex::encode(sha2::Sha256::digest(Value::Array(rows.clone()).to_string().as_bytes()));
+            let unchanged = seen.get(&order_id).and_then(Value::as_str) == Some(digest.as_str());
+            digests.insert(order_id.clone(), json!(digest));
+            if unchanged {
+                continue;
+            }
             let doc = match self.fetch_order(&order_id, ctx).await {
                 Ok(order) => json!({ "order": order["order"], "order_items": order["order_items"], "returns": rows }),
                 Err(e) if !e.is_retryable() => json!({ "order": null, "order_id": order_id, "returns": rows }),
@@ -335,7 +350,7 @@ impl Amazon {
             };
             docs.push(doc);
         }
-        Ok(docs)
+        Ok((docs, digests))
     }
 
     async fn items(&self, order_id: &str, ctx: &CallContext) -> Result<Vec<Value>, ConnectorError> {
@@ -755,20 +770,25 @@ impl ChannelConnector for Amazon {
     /// Reads the returns report the previous sweep asked for, when Amazon has finished it, and asks for
     /// the next one; while Amazon is still building it, waits for the next sweep.
     async fn sweep_returns(&self, resume: Option<&str>, ctx: &CallContext) -> Result<ReturnsSweep, ConnectorError> {
+        let state: Value = resume.and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+        let mut seen = state.get("seen").and_then(Value::as_object).cloned().unwrap_or_default();
         let mut docs = Vec::new();
-        if let Some(id) = resume {
+        if let Some(id) = state.get("report").and_then(Value::as_str) {
             let report = self.api.send(Req::get(format!("{REPORTS}/reports/{}", encode(id))), ctx).await?.body;
             match report.get("processingStatus").and_then(Value::as_str) {
                 Some("IN_QUEUE" | "IN_PROGRESS") => {
-                    return Ok(ReturnsSweep { docs, resume: Some(id.to_owned()) });
+                    return Ok(ReturnsSweep { docs, resume: resume.map(str::to_owned) });
                 }
-                Some("DONE") => docs = self.returns_documents(&text(&report, "/reportDocumentId")?, ctx).await?,
+                Some("DONE") => {
+                    let document = text(&report, "/reportDocumentId")?;
+                    (docs, seen) = self.returns_documents(&document, &seen, ctx).await?;
+                }
                 // CANCELLED: no returns in the window; FATAL: nothing to read. Either way, ask again.
                 status => tracing::warn!(report = id, ?status, "returns report not done: asking for a new one"),
             }
         }
         let next = self.request_returns_report(ctx).await?;
-        Ok(ReturnsSweep { docs, resume: Some(next) })
+        Ok(ReturnsSweep { docs, resume: Some(json!({ "report": next, "seen": seen }).to_string()) })
     }
 
     async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {
