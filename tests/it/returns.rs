@@ -1,4 +1,4 @@
-//! The seed merchant's own path (WooCommerce and Amazon), against moto and the channel simulators: an
+//! The seed merchant's own path (WooCommerce and Amazon, and eBay's swept returns), against moto and the channel simulators: an
 //! order is shipped by the WMS and the selling channel receives the tracking in its own documented
 //! shape (an Amazon order that cannot be fulfilled is cancelled there: `pipeline.rs`); goods that come
 //! back are taken back onto stock once under the account's restock policy, however often the channel
@@ -359,4 +359,77 @@ async fn an_amazon_return_delivered_to_the_seller_is_restocked_once_from_the_ret
     assert_eq!(run("being built").await, (0, 0, 0));
     assert_eq!(run("read changed").await, (1, 0, 1), "read again: a refund, restocked no more");
     assert_eq!(on_hand(&h, AMAZON_SKU, "default").await, (5, 0, 5));
+}
+
+/// eBay notifies no returns: the reconciliation tier searches the Post-Order API's open and closed
+/// returns each run. A unit delivered back goes on stock once; its refund later is money only; a
+/// return whose buyer keeps the goods restocks nothing, even once its summary reads only CLOSED.
+#[tokio::test]
+async fn an_ebay_return_delivered_to_the_seller_is_restocked_once_and_a_kept_one_never() {
+    const SKU: &str = "IPOD2008PINK";
+    let h = Harness::new().await;
+    let count = OnHandUpdate { on_hand: 10, location: None, source_ref: Some("erp-ebay-r".into()), as_of: None };
+    h.app.set_on_hand(SKU, &count, "t-erp", Utc::now()).await.unwrap();
+    let _ = h.stack.events().await;
+    let mut doc: Value =
+        serde_json::from_str(include_str!("../../shared/normalize/fixtures/ebay/getorder-written-from-docs.json"))
+            .unwrap();
+    doc["lastModifiedDate"] = json!(Utc::now().to_rfc3339());
+    let order_id = h.sim.seed_order(Channel::Ebay, doc.clone()).unwrap();
+    let account = h.app.config().await.account(Channel::Ebay, "ebay-de").unwrap().clone();
+    let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
+    let run = |label: &'static str| {
+        let (h, account) = (&h, &account);
+        async move {
+            let poll = h.app.reconcile_account(account, cadence, Utc::now()).await.unwrap();
+            assert!(!poll.failed, "{label}: {poll:?}");
+            let applied = apply_all(h).await;
+            let restocked = applied.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
+            let refunds = applied.iter().filter(|o| **o == LedgerOutcome::Ignored("refund restocks nothing")).count();
+            (poll.returns_seen, restocked, refunds)
+        }
+    };
+    // The sweep finds the order (no webhook came) and no returns yet; the WMS ships all three units.
+    assert_eq!(run("order").await, (0, 0, 0));
+    let id = OrderId::new(format!("ebay:ebay-de:{order_id}")).unwrap();
+    let stored = h.app.records.get_order(&id).await.unwrap().expect("the sweep stored the order");
+    let line = &stored.lines[0];
+    let shipment: manifold_domain::Shipment = serde_json::from_value(json!({
+        "id": "wms-ebay-r", "order_id": id.as_str(), "channel": "ebay", "account": "ebay-de",
+        "channel_order_id": order_id, "carrier": "DHL", "tracking_number": "00340434161094099999",
+        "tracking_url": null, "lines": [{ "line_id": line.line_id, "sku": SKU, "quantity": 3 }],
+        "shipped_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap();
+    h.app.record_shipment(&shipment, "t-wms", Utc::now()).await.unwrap();
+    apply_all(&h).await;
+    assert_eq!(on_hand(&h, SKU, "default").await, (7, 0, 7));
+
+    // One unit comes back and reaches the seller.
+    let created = (Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let summary = |return_id: &str, state: &str, refunded: Option<f64>| {
+        let mut s = json!({ "returnId": return_id, "orderId": order_id, "state": state,
+            "creationInfo": { "item": { "itemId": "110012345678", "transactionId": line.line_id, "returnQuantity": 1 },
+                              "reason": "NOT_AS_DESCRIBED", "creationDate": { "value": created } } });
+        if let Some(v) = refunded {
+            s["sellerTotalRefund"] = json!({ "actualRefundAmount": { "value": v, "currency": "EUR" } });
+        }
+        s
+    };
+    h.sim.seed_return(Channel::Ebay, &order_id, "returnId", summary("5000070001", "ITEM_DELIVERED", None));
+    assert_eq!(run("delivered").await, (1, 1, 0));
+    assert_eq!(on_hand(&h, SKU, "default").await, (8, 0, 8));
+    assert_eq!(run("unchanged").await, (0, 0, 0), "the same returns are neither fetched nor handed on");
+    // The seller refunds it and eBay closes it: money back, the unit taken back no more.
+    h.sim.seed_return(Channel::Ebay, &order_id, "returnId", summary("5000070001", "CLOSED", Some(14.99)));
+    assert_eq!(run("closed with refund").await, (1, 0, 1));
+
+    // A second buyer complaint: refunded, the buyer keeps the unit. Then eBay closes it.
+    h.sim.seed_return(Channel::Ebay, &order_id, "returnId", summary("5000070002", "ITEM_KEPT", Some(5.0)));
+    let (seen, restocked, _) = run("kept").await;
+    assert_eq!((seen, restocked), (1, 0));
+    h.sim.seed_return(Channel::Ebay, &order_id, "returnId", summary("5000070002", "CLOSED", Some(5.0)));
+    let (seen, restocked, _) = run("kept, closed").await;
+    assert_eq!((seen, restocked), (1, 0), "a kept unit never goes back on stock");
+    assert_eq!(on_hand(&h, SKU, "default").await, (8, 0, 8));
 }

@@ -107,7 +107,6 @@ const DEFAULT_CANCEL_REASON: &str = "NoInventory";
 const FEEDS: &str = "/feeds/2021-06-30";
 const REPORTS: &str = "/reports/2021-06-30";
 const RETURNS_REPORT: &str = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE";
-const DEFAULT_RETURNS_LOOKBACK_DAYS: i64 = 30;
 const LISTINGS_FEED: &str = "JSON_LISTINGS_FEED";
 const ORDER_FEED: &str = "POST_ORDER_ACKNOWLEDGEMENT_DATA";
 const JSON_CONTENT: &str = "application/json; charset=UTF-8";
@@ -296,17 +295,12 @@ impl Amazon {
     /// Asks for the returns report of the lookback window ending now; answers its id.
     async fn request_returns_report(&self, ctx: &CallContext) -> Result<String, ConnectorError> {
         let (_, marketplace) = self.ids()?;
-        let days = match self.api.parts.settings.get("returns_lookback_days") {
-            None => DEFAULT_RETURNS_LOOKBACK_DAYS,
-            Some(d) => d.parse::<i64>().ok().filter(|d| (1..=60).contains(d)).ok_or_else(|| {
-                ConnectorError::permanent(format!("returns_lookback_days {d:?} is not a number of days from 1 to 60"))
-            })?,
-        };
+        let lookback = super::returns_lookback(&self.api.parts.settings, 60)?;
         let end = Utc::now();
         let body = json!({
             "reportType": RETURNS_REPORT,
             "marketplaceIds": [marketplace],
-            "dataStartTime": (end - chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Secs, true),
+            "dataStartTime": (end - lookback).to_rfc3339_opts(SecondsFormat::Secs, true),
             "dataEndTime": end.to_rfc3339_opts(SecondsFormat::Secs, true),
         });
         let created = self.api.send(Req::post(format!("{REPORTS}/reports"), body), ctx).await?.body;
@@ -323,7 +317,6 @@ impl Amazon {
         seen: &serde_json::Map<String, Value>,
         ctx: &CallContext,
     ) -> Result<(Vec<Value>, serde_json::Map<String, Value>), ConnectorError> {
-        use sha2::Digest as _;
         let bytes = self.document(REPORTS, document_id, ctx).await?;
         let text = String::from_utf8_lossy(&bytes);
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -335,14 +328,9 @@ impl Amazon {
             let order = row.get("Order ID").and_then(Value::as_str).unwrap_or_default().to_owned();
             by_order.entry(order).or_default().push(Value::Object(row));
         }
-        let (mut docs, mut digests) = (Vec::new(), serde_json::Map::new());
-        for (order_id, rows) in by_order {
-            let digest = hex::encode(sha2::Sha256::digest(Value::Array(rows.clone()).to_string().as_bytes()));
-            let unchanged = seen.get(&order_id).and_then(Value::as_str) == Some(digest.as_str());
-            digests.insert(order_id.clone(), json!(digest));
-            if unchanged {
-                continue;
-            }
+        let (changed, digests) = super::changed_returns(by_order, seen);
+        let mut docs = Vec::new();
+        for (order_id, rows) in changed {
             let doc = match self.fetch_order(&order_id, ctx).await {
                 Ok(order) => json!({ "order": order["order"], "order_items": order["order_items"], "returns": rows }),
                 Err(e) if !e.is_retryable() => json!({ "order": null, "order_id": order_id, "returns": rows }),

@@ -9,6 +9,18 @@
 //!   ship-to-location quantity; then each SKU's offers (`GET /sell/inventory/v1/offer?sku=`) for the
 //!   offer id, the listing id and the price. Item id = the offer id.
 //! - `fetch_order`: the Fulfillment API `Order` (`GET /sell/fulfillment/v1/order/{orderId}`).
+//! - Post-Order API v2 (cancellations, returns): the same user token, sent as `Authorization: IAF
+//!   {token}` with `X-EBAY-C-MARKETPLACE-ID` (setting `marketplace_id`, default `EBAY_US`), as the
+//!   Post-Order "Making a Call" page asks.
+//! - Returns: eBay notifies none through the Notification API, so the reconciliation tier sweeps them
+//!   (`sweep_returns`): `GET /post-order/v2/return/search` for the returns created in the last
+//!   `returns_lookback_days` (setting, default 30), once with `return_state=ALL_OPEN` and once with
+//!   `CLOSED` (without it eBay lists open ones only), 200 a page, `offset` = page number from 1 until
+//!   `paginationOutput.totalPages`. The `members[]` (`ReturnSummaryType`) are grouped by `orderId`:
+//!   `{"order": getOrder, "returns": [members], "kept": [return ids]}`. The resume is `{"seen": {order
+//!   id: digest of its members}, "kept": [...]}`: an order whose returns read as last time is neither
+//!   fetched nor handed on again, and a return once seen `ITEM_KEPT` (the buyer keeps the goods) is
+//!   remembered, because its later `CLOSED` summary no longer says so and must not restock.
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,7 +28,7 @@ use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
 use super::{cursor_number, decimal, id_text, missing_item_id, price_of, settle};
-use crate::client::StockRead;
+use crate::client::{ReturnsSweep, StockRead};
 use crate::{
     Credentials,
     client::{
@@ -24,7 +36,8 @@ use crate::{
         StockUpdate,
     },
     error::{ConnectorError, class_of_status},
-    transport::{Api, ApiParts, Bearer, Req, batches, field},
+    token::Token,
+    transport::{Api, ApiParts, Dialect, Req, batches, field, required},
 };
 use crate::{
     token::{CLIENT_ID, ClientAuth, Flow, Grant, Lifecycle},
@@ -49,6 +62,32 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
 };
 
 const MAX_BATCH: usize = 25;
+/// Return summaries per search page (the Post-Order search's largest).
+const RETURN_PAGE: u32 = 200;
+/// How far back eBay lets a return search reach (18 months).
+const MAX_RETURNS_LOOKBACK_DAYS: i64 = 540;
+const POST_ORDER: &str = "/post-order/v2/";
+const DEFAULT_MARKETPLACE: &str = "EBAY_US";
+
+/// Sell APIs take the user token as a bearer; the Post-Order API takes the same token under the
+/// `IAF` scheme and needs the marketplace header.
+#[derive(Debug)]
+struct EbayDialect {
+    marketplace: String,
+}
+
+impl Dialect for EbayDialect {
+    fn authorize(&self, req: &mut Req, token: Option<&Token>) -> Result<(), ConnectorError> {
+        let token = required(token)?.expose();
+        if req.path.starts_with(POST_ORDER) {
+            req.headers.push(("authorization", format!("IAF {token}")));
+            req.headers.push(("x-ebay-c-marketplace-id", self.marketplace.clone()));
+        } else {
+            req.headers.push(("authorization", format!("Bearer {token}")));
+        }
+        Ok(())
+    }
+}
 /// Inventory items per listing page (`getInventoryItems` allows up to 200).
 const LISTING_PAGE: u32 = 100;
 
@@ -62,7 +101,39 @@ pub struct Ebay {
 impl Ebay {
     pub fn new(_account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let batch = parts.batch(MAX_BATCH);
-        Self { api: Api::new(parts, Bearer), batch }
+        let marketplace = parts.settings.get("marketplace_id").map_or(DEFAULT_MARKETPLACE, String::as_str).to_owned();
+        Self { api: Api::new(parts, EbayDialect { marketplace }), batch }
+    }
+
+    /// Every return summary created since `from` in one `return_state` (`ALL_OPEN`, `CLOSED`).
+    async fn search_returns(
+        &self,
+        state: &str,
+        from: DateTime<Utc>,
+        ctx: &CallContext,
+    ) -> Result<Vec<Value>, ConnectorError> {
+        let (from, to) = (
+            from.to_rfc3339_opts(SecondsFormat::Millis, true),
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        let mut members = Vec::new();
+        for page in 1_u64.. {
+            let req = Req::get(format!("{POST_ORDER}return/search"))
+                .query("creation_date_range_from", from.clone())
+                .query("creation_date_range_to", to.clone())
+                .query("return_state", state)
+                .query("limit", RETURN_PAGE.to_string())
+                .query("offset", page.to_string());
+            let body = self.api.send(req, ctx).await?.body;
+            let found = body.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
+            let pages = body.pointer("/paginationOutput/totalPages").and_then(Value::as_u64).unwrap_or(1);
+            let last = found.is_empty() || page >= pages;
+            members.extend(found);
+            if last {
+                break;
+            }
+        }
+        Ok(members)
     }
 
     async fn bulk(&self, requests: Vec<(&str, Value)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
@@ -79,6 +150,11 @@ impl Ebay {
         }
         Ok(outcome)
     }
+}
+
+/// An id eBay sends as a string or a number, as text.
+fn id_text_of(v: &Value) -> Option<String> {
+    id_text(Some(v))
 }
 
 /// `responses[]`: `{sku, statusCode, errors: [{errorId, message}]}` per request.
@@ -200,7 +276,51 @@ impl ChannelConnector for Ebay {
         ctx: &CallContext,
     ) -> Result<Accepted, ConnectorError> {
         let body = json!({ "legacyOrderId": channel_order_id, "cancelReason": "OUT_OF_STOCK_OR_CANNOT_FULFILL" });
-        self.api.send(Req::post("/post-order/v2/cancellation", body), ctx).await.map(|_| Accepted::Done)
+        self.api.send(Req::post(format!("{POST_ORDER}cancellation"), body), ctx).await.map(|_| Accepted::Done)
+    }
+
+    /// The returns of the lookback window, open and closed, as one document per order whose returns
+    /// changed since the last sweep (see the module docs). A return naming no order, or an order eBay
+    /// no longer serves, still gets its document (without the order), so ingest quarantines it with the
+    /// reason instead of dropping it.
+    async fn sweep_returns(&self, resume: Option<&str>, ctx: &CallContext) -> Result<ReturnsSweep, ConnectorError> {
+        let state: Value = resume.and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+        let seen = state.get("seen").and_then(Value::as_object).cloned().unwrap_or_default();
+        let kept_before: std::collections::BTreeSet<String> =
+            state.get("kept").and_then(Value::as_array).into_iter().flatten().filter_map(id_text_of).collect();
+        let from = Utc::now() - super::returns_lookback(&self.api.parts.settings, MAX_RETURNS_LOOKBACK_DAYS)?;
+        let mut members = self.search_returns("ALL_OPEN", from, ctx).await?;
+        members.extend(self.search_returns("CLOSED", from, ctx).await?);
+        let mut by_order: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+        let mut kept = std::collections::BTreeSet::new();
+        for member in members {
+            let Some(return_id) = id_text_of(member.get("returnId").unwrap_or(&Value::Null)) else { continue };
+            if kept_before.contains(&return_id) || member.get("state").and_then(Value::as_str) == Some("ITEM_KEPT") {
+                kept.insert(return_id);
+            }
+            let order = member.get("orderId").and_then(id_text_of).unwrap_or_default();
+            by_order.entry(order).or_default().push(member);
+        }
+        let (changed, digests) = super::changed_returns(by_order, &seen);
+        let mut docs = Vec::new();
+        for (order_id, returns) in changed {
+            let kept_here: Vec<&String> = returns
+                .iter()
+                .filter_map(|m| m.get("returnId").and_then(id_text_of))
+                .filter_map(|id| kept.get(&id))
+                .collect();
+            let order = if order_id.is_empty() {
+                Value::Null
+            } else {
+                match self.fetch_order(&order_id, ctx).await {
+                    Ok(order) => order,
+                    Err(e) if !e.is_retryable() => Value::Null,
+                    Err(e) => return Err(e),
+                }
+            };
+            docs.push(json!({ "order": order, "order_id": order_id, "returns": returns, "kept": kept_here }));
+        }
+        Ok(ReturnsSweep { docs, resume: Some(json!({ "seen": digests, "kept": kept }).to_string()) })
     }
 
     async fn read_stock(&self, items: &[StockRead], ctx: &CallContext) -> Result<Vec<(String, i64)>, ConnectorError> {

@@ -167,6 +167,47 @@ pub(crate) fn split_item_id(id: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// How far back a returns sweep reads (by return creation date): the account's
+/// `returns_lookback_days` setting (1 to `max`), 30 days by default, so a return's later states are
+/// read again until it is that old.
+pub(crate) fn returns_lookback(
+    settings: &BTreeMap<String, String>,
+    max: i64,
+) -> Result<chrono::Duration, ConnectorError> {
+    const DEFAULT_DAYS: i64 = 30;
+    let days = match settings.get("returns_lookback_days") {
+        None => DEFAULT_DAYS.min(max),
+        Some(d) => d.parse::<i64>().ok().filter(|d| (1..=max).contains(d)).ok_or_else(|| {
+            ConnectorError::permanent(format!("returns_lookback_days {d:?} is not a number of days from 1 to {max}"))
+        })?,
+    };
+    Ok(chrono::Duration::days(days))
+}
+
+/// A returns sweep's findings of one order: its id and what the channel listed for it.
+pub(crate) type OrderReturns = (String, Vec<Value>);
+
+/// A returns sweep's findings grouped by order id, reduced to the orders whose findings differ from
+/// the last sweep's: `seen` maps each order id to the digest of its findings then. Answers the
+/// changed groups and the digests of every group now, so an order that left the sweep's window is
+/// forgotten and one unchanged is neither fetched nor handed on again.
+pub(crate) fn changed_returns(
+    by_order: BTreeMap<String, Vec<Value>>,
+    seen: &serde_json::Map<String, Value>,
+) -> (Vec<OrderReturns>, serde_json::Map<String, Value>) {
+    use sha2::Digest as _;
+    let (mut changed, mut digests) = (Vec::new(), serde_json::Map::new());
+    for (order_id, found) in by_order {
+        let digest = hex::encode(sha2::Sha256::digest(Value::Array(found.clone()).to_string().as_bytes()));
+        let unchanged = seen.get(&order_id).and_then(Value::as_str) == Some(digest.as_str());
+        digests.insert(order_id.clone(), Value::String(digest));
+        if !unchanged {
+            changed.push((order_id, found));
+        }
+    }
+    (changed, digests)
+}
+
 pub(crate) fn missing_item_id(channel_sku: &str, what: &str) -> ConnectorError {
     ConnectorError::permanent(format!("{channel_sku}: channel_item_id ({what}) is required"))
 }

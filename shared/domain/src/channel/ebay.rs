@@ -17,7 +17,9 @@ pub(super) const SPEC: ChannelSpec = ChannelSpec {
     capabilities: Capabilities {
         orders_in: Cell::Supported("Notification API ORDER_CONFIRMATION (signed), completed with getOrder"),
         order_updates_in: Cell::Supported("notifications ITEM_MARKED_SHIPPED, ORDER_CANCELLATION"),
-        returns_in: Cell::NotBuilt("Post-Order return requests (GET /post-order/v2/return/search) are not read yet"),
+        returns_in: Cell::Supported(
+            "Post-Order GET /post-order/v2/return/search (open and closed), swept by the reconciliation tier",
+        ),
         stock_out: Cell::Supported("POST /sell/inventory/v1/bulk_update_price_quantity, 25 per call"),
         price_out: Cell::Supported("the same call with offers and price"),
         tracking_out: Cell::Supported("POST /sell/fulfillment/v1/order/{id}/shipping_fulfillment"),

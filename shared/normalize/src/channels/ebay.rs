@@ -23,10 +23,25 @@
 //! Totals: subtotal = `priceSubtotal`, shipping = `deliveryCost`, tax = `tax`, discount =
 //! |`priceDiscount`|, total = `total`.
 //!
+//! Returns: the returns sweep's document of one order (see the connector's module docs):
+//! `{"order": getOrder, "order_id", "returns": [Post-Order ReturnSummaryType], "kept": [return ids]}`.
+//! One Return per `returnId`; its unit is `creationInfo.item` (`itemId` + `transactionId`, matched
+//! to the line's `legacyItemId` + `lineItemId`) times `returnQuantity`. `state` (ReturnStateEnum):
+//! | eBay                                                      | canonical                     |
+//! |-----------------------------------------------------------|-------------------------------|
+//! | `ITEM_KEPT`, or a return once seen kept (`kept`)          | rejected (nothing comes back) |
+//! | `ITEM_DELIVERED`                                          | received                      |
+//! | `CLOSED`, `*REFUND*` with an actual refund                | refunded                      |
+//! | `CLOSED` without one                                      | rejected                      |
+//! | `ITEM_READY_TO_SHIP`, `ITEM_SHIPPED`, `*REFUND*` pending  | approved                      |
+//! | anything else (`INITIAL`, `RETURN_REQUESTED`, ...)        | requested                     |
+//! An actual refund (`sellerTotalRefund.actualRefundAmount`, else the buyer's) is also a Refund of
+//! the order, so money back is recorded even when the goods stay with the buyer.
+//!
 //! Notifications (`metadata.topic`): order topics (`ORDER_CONFIRMATION`, `ITEM_MARKED_SHIPPED`, ...)
 //! are thin; the order id is read from `notification.data.orderId` (payload shape unverified).
 
-use manifold_domain::{Channel, Order, OrderCustomer, OrderStatus, Record};
+use manifold_domain::{Channel, Order, OrderCustomer, OrderStatus, Record, Refund, ReturnLine, ReturnState};
 
 use crate::{
     Context, DocKind, Inbound, NormalizeError,
@@ -64,10 +79,85 @@ pub(crate) const MODULE: super::Normalizer = super::Normalizer {
 pub(crate) fn normalize(kind: DocKind, doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
     match kind {
         DocKind::Order => Ok(one(Record::Order(Box::new(order(doc, ctx)?)))),
-        DocKind::Refund | DocKind::Return | DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => {
-            Err(unsupported(CHANNEL, kind))
-        }
+        DocKind::Refund | DocKind::Return => returns(doc, ctx),
+        DocKind::Shipment | DocKind::InventoryLevel | DocKind::Product => Err(unsupported(CHANNEL, kind)),
     }
+}
+
+/// One order's return summaries (see the module docs): a Return each, and a Refund beside it when
+/// money went back.
+fn returns(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Vec<Record>, NormalizeError> {
+    doc.object()?;
+    let order_node = doc.field("order");
+    if order_node.value().is_null() {
+        return Err(match doc.field("order_id").opt_text()? {
+            Some(id) => order_node.error(format!("eBay serves no order {id} for these returns")),
+            None => doc.field("order_id").error("the return summaries name no orderId"),
+        });
+    }
+    let order = order(&order_node, ctx)?;
+    let items = order_node.field("lineItems").required_items()?;
+    let kept: Vec<String> = doc.field("kept").items()?.iter().map(Node::text).collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for summary in doc.field("returns").required_items()? {
+        let return_id = summary.field("returnId").text()?;
+        let creation = summary.field("creationInfo");
+        let item = creation.field("item");
+        let (item_id, transaction) = (item.field("itemId").text()?, item.field("transactionId").opt_text()?);
+        // The listing's line of this purchase; a listing bought once in the order is its line whatever
+        // the transaction id says.
+        let candidates: Vec<&Node<'_>> = items
+            .iter()
+            .filter(|i| i.field("legacyItemId").opt_text().ok().flatten().as_deref() == Some(item_id.as_str()))
+            .collect();
+        let by_transaction = candidates
+            .iter()
+            .find(|i| transaction.is_some() && i.field("lineItemId").opt_text().ok().flatten() == transaction);
+        let line =
+            by_transaction.or_else(|| candidates.first().filter(|_| candidates.len() == 1)).ok_or_else(|| {
+                item.error(format!("item {item_id} is no single line of order {}", order.channel_order_id))
+            })?;
+        let line_id = line.field("lineItemId").text()?;
+        let quantity_node = item.field("returnQuantity");
+        let quantity = quantity_node.quantity()?;
+        if quantity == 0 {
+            return Err(quantity_node.error("a return of no units"));
+        }
+        let reason = creation.field("reason").opt_text()?;
+        let sku = order.lines.iter().find(|l| l.line_id == line_id).and_then(|l| l.sku.clone());
+        let lines = vec![ReturnLine { line_id, sku, quantity, reason: reason.clone() }];
+        let refund_node = match summary.at("sellerTotalRefund.actualRefundAmount") {
+            n if n.value().is_null() => summary.at("buyerTotalRefund.actualRefundAmount"),
+            n => n,
+        };
+        let refunded = refund_node.opt_money(MONEY, order.currency)?.filter(|a| !a.is_zero());
+        let state_text = summary.field("state").opt_text()?.unwrap_or_default();
+        let state = match state_text.as_str() {
+            _ if kept.contains(&return_id) => ReturnState::Rejected,
+            "ITEM_KEPT" => ReturnState::Rejected,
+            "ITEM_DELIVERED" => ReturnState::Received,
+            s if (s == "CLOSED" || s.contains("REFUND")) && refunded.is_some() => ReturnState::Refunded,
+            "CLOSED" => ReturnState::Rejected,
+            s if s == "ITEM_READY_TO_SHIP" || s == "ITEM_SHIPPED" || s.contains("REFUND") => ReturnState::Approved,
+            _ => ReturnState::Requested,
+        };
+        let created_at = creation.at("creationDate.value").opt_datetime()?.unwrap_or(ctx.received_at);
+        if let Some(amount) = refunded {
+            out.push(Record::Refund(Refund {
+                id: return_id.clone(),
+                order_id: order.id.clone(),
+                channel: CHANNEL,
+                account: order.account.clone(),
+                currency: order.currency,
+                amount,
+                lines: Vec::new(),
+                created_at,
+            }));
+        }
+        let at = (created_at, ctx.received_at.max(created_at));
+        out.push(Record::Return(super::order_return(&order, return_id, state, reason, lines, at)));
+    }
+    Ok(out)
 }
 
 fn status(doc: &Node<'_>) -> Result<OrderStatus, NormalizeError> {

@@ -416,3 +416,71 @@ fn amazon_returns_report_rows_are_returns_per_rma_back_only_once_delivered() {
     let err = normalize_all(Channel::Amazon, DocKind::Return, &gone, &ctx(&acct)).unwrap_err();
     assert!(err.to_string().contains("902-0000000-0000000"), "{err}");
 }
+
+#[test]
+fn ebay_return_summaries_are_returns_back_once_delivered_and_never_when_kept() {
+    use manifold_domain::ReturnState;
+    let acct = account(Channel::Ebay);
+    let order = fixture!("ebay/getorder-written-from-docs.json");
+    let search = fixture!("ebay/return-search-written-from-docs.json");
+    let summary = |state: &str, refunded: Option<&str>| {
+        let mut s = search["members"][0].clone();
+        s["state"] = json!(state);
+        if let Some(v) = refunded {
+            s["sellerTotalRefund"]["actualRefundAmount"] =
+                json!({ "value": v.parse::<f64>().unwrap(), "currency": "EUR" });
+        }
+        s
+    };
+    let read = |returns: serde_json::Value, kept: serde_json::Value| {
+        let doc = json!({ "order": order, "order_id": "12-03456-78901", "returns": returns, "kept": kept });
+        normalize_all(Channel::Ebay, DocKind::Return, &doc, &ctx(&acct))
+    };
+    let records = read(json!([search["members"][0]]), json!([])).unwrap();
+    let [Record::Return(back)] = records.as_slice() else { panic!("{records:?}") };
+    assert_eq!(back.state, ReturnState::Received, "ITEM_DELIVERED: the goods are back");
+    assert_eq!(back.id, format!("ebay:{}:5000012345", acct.account));
+    assert_eq!(back.order_id.as_str(), "ebay:ebay-de:12-03456-78901");
+    assert_eq!((back.lines[0].line_id.as_str(), back.lines[0].quantity), ("10012345678901", 1));
+    assert_eq!(back.lines[0].sku.as_ref().unwrap().as_str(), "IPOD2008PINK");
+    assert_eq!(back.reason.as_deref(), Some("NOT_AS_DESCRIBED"));
+    assert_eq!(back.created_at, at("2026-11-20T10:00:00Z"));
+
+    // Closed with the money back: refunded (goods back), and a Refund of the order beside it.
+    let records = read(json!([summary("CLOSED", Some("14.99"))]), json!([])).unwrap();
+    let [Record::Refund(money), Record::Return(closed)] = records.as_slice() else { panic!("{records:?}") };
+    assert_eq!(closed.state, ReturnState::Refunded);
+    assert_eq!(money.amount, crate::support::money("14.99", "EUR"));
+    // The buyer keeps the goods: money only, nothing comes back, and once seen kept a later CLOSED
+    // summary (which no longer says so) stays kept.
+    for (state, kept) in [("ITEM_KEPT", json!([])), ("CLOSED", json!(["5000012345"]))] {
+        let records = read(json!([summary(state, Some("5.00"))]), kept).unwrap();
+        let [Record::Refund(_), Record::Return(r)] = records.as_slice() else { panic!("{records:?}") };
+        assert_eq!(r.state, ReturnState::Rejected, "{state}");
+        assert!(!r.state.goods_back());
+    }
+    for (state, expected) in [
+        ("CLOSED", ReturnState::Rejected),
+        ("ITEM_SHIPPED", ReturnState::Approved),
+        ("ITEM_READY_TO_SHIP", ReturnState::Approved),
+        ("AUTO_REFUND_INITIATED", ReturnState::Approved),
+        ("INITIAL", ReturnState::Requested),
+    ] {
+        let records = read(json!([summary(state, None)]), json!([])).unwrap();
+        let [Record::Return(r)] = records.as_slice() else { panic!("{records:?}") };
+        assert_eq!(r.state, expected, "{state} without a refund");
+    }
+
+    // What cannot be placed is refused with its path: ingest quarantines it.
+    let mut stray = summary("INITIAL", None);
+    stray["creationInfo"]["item"]["itemId"] = json!("999");
+    let err = read(json!([stray]), json!([])).unwrap_err();
+    assert_eq!(err.path, "returns[0].creationInfo.item", "{err}");
+    let orphan = json!({ "order": null, "order_id": "", "returns": [summary("INITIAL", None)], "kept": [] });
+    let err = normalize_all(Channel::Ebay, DocKind::Return, &orphan, &ctx(&acct)).unwrap_err();
+    assert!(err.to_string().contains("orderId"), "{err}");
+    let gone =
+        json!({ "order": null, "order_id": "12-00000-00000", "returns": [summary("INITIAL", None)], "kept": [] });
+    let err = normalize_all(Channel::Ebay, DocKind::Return, &gone, &ctx(&acct)).unwrap_err();
+    assert!(err.to_string().contains("12-00000-00000"), "{err}");
+}

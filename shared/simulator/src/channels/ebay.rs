@@ -1,5 +1,6 @@
 //! eBay: `bulkUpdatePriceQuantity` (25 requests per call, per-SKU statuses), inventory reads, the
-//! Fulfillment API's orders and shipping fulfillments, the Post-Order API's seller cancellation, and
+//! Fulfillment API's orders and shipping fulfillments, the Post-Order API's seller cancellation and
+//! return search (which take the user token under the `IAF` scheme, with the marketplace header), and
 //! the notification public keys.
 
 use axum::{
@@ -21,7 +22,13 @@ use crate::channel_error;
 pub(crate) const MODULE: super::SimChannel = super::SimChannel {
     routes,
     limit: None,
-    authorized: |a| a.scheme("authorization", "Bearer "),
+    authorized: |a| {
+        if a.path.contains("/post-order/") {
+            a.scheme("authorization", "IAF ") && a.has("x-ebay-c-marketplace-id")
+        } else {
+            a.scheme("authorization", "Bearer ")
+        }
+    },
     error_body: |_, message| json!({ "errors": [{ "errorId": 25_001, "domain": "API_INVENTORY", "category": "REQUEST", "message": message }] }),
     rate_headers: super::no_rate_headers,
     order_id: "/orderId",
@@ -44,6 +51,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/sell/fulfillment/v1/order/{id}", get(order))
         .route("/sell/fulfillment/v1/order/{id}/shipping_fulfillment", post(ship))
         .route("/post-order/v2/cancellation", post(cancel))
+        .route("/post-order/v2/return/search", get(return_search))
         .route("/commerce/notification/v1/public_key/{kid}", get(public_key))
 }
 
@@ -247,4 +255,59 @@ async fn cancel(State(state): St, body: Bytes) -> Response {
     });
     order.doc["lastModifiedDate"] = json!(now);
     ok(json!({ "cancelId": cancel_id }))
+}
+
+/// `GET /post-order/v2/return/search`: the return summaries buyers opened (kept by
+/// `SimHandle::seed_return`, keyed by their order), created within `creation_date_range_from..to`,
+/// in one `return_state` (`ALL_OPEN`, the default, or `CLOSED`), `limit` (1 to 200) a page, `offset`
+/// the page number from 1.
+async fn return_search(State(state): St, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let limit = super::num(&q, "limit", 25);
+    if !(1..=200).contains(&limit) {
+        return bad("limit must be between 1 and 200");
+    }
+    let page = super::num(&q, "offset", 1).max(1);
+    let date = |key: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Response> {
+        q.get(key)
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|d| d.to_utc())
+                    .map_err(|_| bad(&format!("{key} is not an ISO 8601 date")))
+            })
+            .transpose()
+    };
+    let (from, to) = match (date("creation_date_range_from"), date("creation_date_range_to")) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let closed = match q.get("return_state").map_or("ALL_OPEN", String::as_str) {
+        "ALL_OPEN" => false,
+        "CLOSED" => true,
+        other => return bad(&format!("return_state {other} is not simulated")),
+    };
+    let s = state.lock();
+    let all: Vec<Value> = s
+        .returns
+        .get(&C)
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, list)| list.iter())
+        .filter(|r| (r.get("state").and_then(Value::as_str) == Some("CLOSED")) == closed)
+        .filter(|r| {
+            let created = r
+                .pointer("/creationInfo/creationDate/value")
+                .and_then(Value::as_str)
+                .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+                .map(|d| d.to_utc());
+            created.is_some_and(|c| from.is_none_or(|f| c >= f) && to.is_none_or(|t| c <= t))
+        })
+        .cloned()
+        .collect();
+    let pages = all.len().div_ceil(limit).max(1);
+    let members: Vec<Value> = all.iter().skip((page - 1) * limit).take(limit).cloned().collect();
+    ok(json!({
+        "members": members,
+        "paginationOutput": { "limit": limit, "offset": page, "totalEntries": all.len(), "totalPages": pages },
+        "total": all.len(),
+    }))
 }
