@@ -59,6 +59,7 @@ QUEUE_ENV = {
     "AMAZON_NOTIFICATIONS_QUEUE_URL": "AmazonNotificationsQueue",
     "LEDGER_QUEUE_URL": "LedgerQueue",
     "SYNC_QUEUE_URL": "SyncQueue",
+    "CHANGES_QUEUE_URL": "ChangesQueue",
     **{f"PUSH_QUEUE_{c.upper()}": f"Push{c}Queue" for c in CHANNELS},
 }
 

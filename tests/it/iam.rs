@@ -432,6 +432,20 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     .unwrap();
     inventory.record_shipment(&shipment, "trace-iam-wms", now).await.expect("shipment");
 
+    // changes: the orders' and the shipment's events are numbered in the change index (a redelivered
+    // batch numbers nothing twice); inventory-api pages through them and reads one record.
+    let indexer = s.app("ChangesFunction").await;
+    let mut record_events = events.clone();
+    record_events.push(bus_event("ShipmentCreated", &shipment));
+    for _ in 0..2 {
+        let response = indexer.changes_batch(sqs_event(&record_events, 1)).await;
+        assert!(response.batch_item_failures.is_empty(), "changes failures: {}", response.batch_item_failures.len());
+    }
+    let page = inventory.pull_http("orders", None, &std::collections::HashMap::new(), "trace-iam-pull").await.unwrap();
+    assert_eq!(page.status(), 200, "{:?}", page.body());
+    let page: Value = serde_json::from_slice(page.body()).unwrap();
+    assert!(page["records"].as_array().is_some_and(|r| !r.is_empty()), "{page}");
+
     // push, one function per channel: a job the channel refuses on its last attempt (breaker failure,
     // retry delay on its own queue, last error recorded), a message that is not a push job
     // (quarantined), then a stock job for a listed SKU (push gate, breaker success).

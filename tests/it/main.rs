@@ -5,6 +5,7 @@ mod awsproxy;
 mod fixtures;
 mod support;
 
+mod changes;
 mod config;
 mod deadlines;
 mod emulator;

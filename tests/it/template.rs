@@ -94,7 +94,11 @@ fn every_channel_has_a_failed_sync_alarm_on_its_own_dimension() {
 fn every_dead_letter_queue_alarms_on_its_first_message() {
     let t = template();
     let dlqs = dlqs(&t);
-    assert_eq!(dlqs.len(), 4 + Channel::ALL.len(), "ingest, Amazon notifications, ledger, sync and one per channel");
+    assert_eq!(
+        dlqs.len(),
+        5 + Channel::ALL.len(),
+        "ingest, Amazon notifications, ledger, sync, changes and one per channel"
+    );
     for dlq in dlqs {
         let dimensions = json!([{ "Name": "QueueName", "Value": get_att(dlq, "QueueName") }]);
         let alarm = the_alarm(&t, "AWS/SQS", "ApproximateNumberOfMessagesVisible", &dimensions);
@@ -126,7 +130,7 @@ fn oversell_signature_config_and_ingest_age_alarms_have_their_thresholds() {
 fn every_function_alarms_on_errors_and_throttles() {
     let t = template();
     let functions: Vec<&str> = of_type(&t, "AWS::Lambda::Function").map(|(id, _)| id).collect();
-    assert_eq!(functions.len(), 7 + Channel::ALL.len(), "seven functions plus one pusher per channel");
+    assert_eq!(functions.len(), 8 + Channel::ALL.len(), "eight functions plus one pusher per channel");
     for function in functions {
         let dimensions = json!([{ "Name": "FunctionName", "Value": reference(function) }]);
         for metric in ["Errors", "Throttles"] {
@@ -151,7 +155,11 @@ fn every_alarm_explains_itself_and_notifies_the_topic() {
 fn every_queue_dead_letters_to_its_own_queue() {
     let t = template();
     let queues = work_queues(&t);
-    assert_eq!(queues.len(), 4 + Channel::ALL.len(), "ingest, Amazon notifications, ledger, sync and one per channel");
+    assert_eq!(
+        queues.len(),
+        5 + Channel::ALL.len(),
+        "ingest, Amazon notifications, ledger, sync, changes and one per channel"
+    );
     for queue in queues {
         let dlq = format!("{}DLQ", queue.trim_end_matches("Queue"));
         let redrive = &props(&t, queue)["RedrivePolicy"];
@@ -354,4 +362,17 @@ fn roles_name_their_actions_and_resources_and_read_only_the_configuration_object
     }
     let functions: BTreeSet<&str> = of_type(&t, "AWS::Lambda::Function").map(|(id, _)| id).collect();
     assert_eq!(reads_config, functions, "every function reads its configuration object");
+}
+
+/// The pull API's cursor never skips a change only if one consumer numbers changes one batch at a
+/// time: the changes queue is FIFO, fed by its rule in one message group, dead-lettering to a FIFO DLQ.
+#[test]
+fn the_change_index_is_fed_through_one_fifo_message_group() {
+    let t = template();
+    assert_eq!(props(&t, "ChangesQueue")["FifoQueue"], true);
+    assert_eq!(props(&t, "ChangesQueue")["ContentBasedDeduplication"], true, "EventBridge needs it for FIFO");
+    assert_eq!(props(&t, "ChangesDLQ")["FifoQueue"], true, "a FIFO queue dead-letters to a FIFO queue");
+    let target = &props(&t, "ChangesRule")["Targets"][0];
+    assert_eq!(target["Arn"], get_att("ChangesQueue", "Arn"));
+    assert_eq!(target["SqsParameters"]["MessageGroupId"], "changes");
 }

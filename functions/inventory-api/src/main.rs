@@ -6,6 +6,8 @@
 //! the tracking goes back to the selling channel.
 //! `POST /v1/sync/{channel}/{account}/{kind}` (body `{"full": true}` optional) starts a sync run and
 //! answers 202 with its job id (`manifold sync runs` lists it).
+//! `GET /v1/{orders|shipments|refunds|returns}?since=&limit=` and `GET /v1/{collection}/{id}`: the pull
+//! API, records changed since a cursor (`manifold_app::changes`).
 
 use std::sync::Arc;
 
@@ -33,6 +35,13 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
     );
     let now = chrono::Utc::now();
     let body = std::str::from_utf8(req.body().as_ref()).unwrap_or_default().to_owned();
+    if req.method() == lambda_http::http::Method::GET {
+        let param = |name: &str| req.path_parameters().first(name).map(str::to_owned);
+        let collection = param("collection").unwrap_or_default();
+        let query: std::collections::HashMap<String, String> =
+            req.query_string_parameters().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        return Ok(app.pull_http(&collection, param("id").as_deref(), &query, &trace_id).await?);
+    }
     if req.uri().path().starts_with("/v1/sync/") {
         let param = |name: &str| req.path_parameters().first(name).unwrap_or_default().to_owned();
         let (channel, account, kind) = (param("channel"), param("account"), param("kind"));

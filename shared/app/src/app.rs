@@ -6,6 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration as StdDuration};
 use chrono::Duration;
 use manifold_aws::{
     AwsEnv,
+    changes::{ChangeIndex, DynamoChangeIndex},
     events::{EventBridgeBus, EventPublisher},
     idempotency::{DynamoIdempotency, IdempotencyStore},
     quarantine::{DynamoQuarantine, Quarantine, Retention},
@@ -133,6 +134,8 @@ pub struct App {
     pub state: Port<StateStore>,
     /// Shipping deadlines (late orders, unconfirmed tracking) in the StateTable.
     pub watch: Port<Arc<dyn WatchStore>>,
+    /// The change index the pull API reads (StateTable, see `crate::changes`).
+    pub changes: Port<Arc<dyn ChangeIndex>>,
     /// The inventory ledger (LedgerTable).
     pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
@@ -265,6 +268,10 @@ impl App {
             watch: ports.lazy("watch", {
                 let (ddb, table) = (ddb.clone(), env.state_table.clone());
                 move || -> Arc<dyn WatchStore> { Arc::new(DynamoWatch::new(ddb.get().clone(), &table)) }
+            }),
+            changes: ports.lazy("changes", {
+                let (ddb, table) = (ddb.clone(), env.state_table.clone());
+                move || -> Arc<dyn ChangeIndex> { Arc::new(DynamoChangeIndex::new(ddb.get().clone(), &table)) }
             }),
             ledger: ports.lazy("ledger", {
                 let (ddb, table) = (ddb.clone(), env.ledger_table.clone());

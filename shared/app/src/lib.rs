@@ -7,6 +7,7 @@
 //! quarantine entry (permanent) for queue consumers.
 
 pub mod app;
+pub mod changes;
 pub mod config;
 pub mod envelope;
 pub mod http;

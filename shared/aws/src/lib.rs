@@ -7,6 +7,7 @@
 //! against moto: the same code path as production, only `AWS_ENDPOINT_URL` differs.
 
 pub mod breaker;
+pub mod changes;
 pub mod config_store;
 pub mod env;
 pub mod error;

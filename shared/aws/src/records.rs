@@ -97,6 +97,9 @@ pub trait RecordStore: Send + Sync {
     async fn mark_sent(&self, ingest_key: &str, event_id: &str) -> Result<(), StoreError>;
     /// Every record written under one trace id.
     async fn by_trace(&self, trace_id: &str) -> Result<Vec<StoredRecord>, StoreError>;
+    /// The current records of `kind` (`order`, `shipment`, ...) with these ids, as stored (their
+    /// canonical JSON), keyed by id; ids with no record are absent.
+    async fn get_records(&self, kind: &str, ids: &[String]) -> Result<HashMap<String, serde_json::Value>, StoreError>;
 }
 
 /// DynamoDB implementation.
@@ -415,6 +418,50 @@ impl RecordStore for DynamoRecords {
         }
     }
 
+    async fn get_records(&self, kind: &str, ids: &[String]) -> Result<HashMap<String, serde_json::Value>, StoreError> {
+        let prefix = format!("{}#", kind.to_uppercase());
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        let mut found = HashMap::new();
+        for chunk in unique.chunks(100) {
+            let mut keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder().consistent_read(true);
+            for id in chunk {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_owned(), AttributeValue::S(format!("{prefix}{id}"))),
+                    ("sk".to_owned(), AttributeValue::S("CURRENT".into())),
+                ]));
+            }
+            let mut request =
+                Some(keys.build().map_err(|e| StoreError::Invalid { what: "record keys", reason: e.to_string() })?);
+            while let Some(keys) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::service("dynamodb", "BatchGetItem", e))?;
+                for mut item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    let Some(AttributeValue::S(pk)) = item.remove("pk") else { continue };
+                    let record = item.remove("record").ok_or_else(|| StoreError::Corrupt {
+                        key: pk.clone(),
+                        what: "record",
+                        source: "no record attribute".into(),
+                    })?;
+                    let mut value: serde_json::Value = serde_dynamo::from_attribute_value(record)
+                        .map_err(|e| StoreError::Corrupt { key: pk.clone(), what: "record", source: Box::new(e) })?;
+                    // Orders are stored as themselves, other records tagged with their kind.
+                    if kind != "order" {
+                        value = value.get_mut("record").map(serde_json::Value::take).unwrap_or(value);
+                    }
+                    found.insert(pk.trim_start_matches(&prefix).to_owned(), value);
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+            }
+        }
+        Ok(found)
+    }
+
     async fn by_trace(&self, trace_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
         let pages = self
             .client
@@ -568,6 +615,31 @@ impl RecordStore for MemoryRecords {
             events.retain(|e| e.id != event_id);
         }
         Ok(())
+    }
+
+    async fn get_records(&self, kind: &str, ids: &[String]) -> Result<HashMap<String, serde_json::Value>, StoreError> {
+        let inner = self.lock();
+        let mut found = HashMap::new();
+        for id in ids {
+            let value = if kind == "order" {
+                OrderId::new(id.clone()).ok().and_then(|o| inner.orders.get(&o)).map(serde_json::to_value)
+            } else {
+                inner.records.get(&format!("{kind}#{id}")).map(|r| match r {
+                    Record::Order(o) => serde_json::to_value(o),
+                    Record::InventoryLevel(x) => serde_json::to_value(x),
+                    Record::Product(x) => serde_json::to_value(x),
+                    Record::Price(x) => serde_json::to_value(x),
+                    Record::Shipment(x) => serde_json::to_value(x),
+                    Record::Refund(x) => serde_json::to_value(x),
+                    Record::Return(x) => serde_json::to_value(x),
+                    Record::Customer(x) => serde_json::to_value(x),
+                })
+            };
+            if let Some(v) = value {
+                found.insert(id.clone(), v.map_err(|e| StoreError::Invalid { what: "record", reason: e.to_string() })?);
+            }
+        }
+        Ok(found)
     }
 
     async fn by_trace(&self, _trace_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
