@@ -60,6 +60,7 @@ QUEUE_ENV = {
     "LEDGER_QUEUE_URL": "LedgerQueue",
     "SYNC_QUEUE_URL": "SyncQueue",
     "CHANGES_QUEUE_URL": "ChangesQueue",
+    "DELIVERIES_QUEUE_URL": "DeliveriesQueue",
     **{f"PUSH_QUEUE_{c.upper()}": f"Push{c}Queue" for c in CHANNELS},
 }
 
@@ -311,6 +312,7 @@ def write_env(cfn_client, name: str) -> None:
         "EVENT_BUS_NAME": outputs["BusName"],
         "ALARM_TOPIC_ARN": outputs.get("AlarmTopicArn", ""),
         "CONFIG_BUCKET": physical.get("ConfigBucket", ""),
+        "EXPORT_BUCKET": physical.get("ExportBucket", ""),
         "CONFIG_KEY": "channels.toml",
         "METRICS_NAMESPACE": "Manifold",
     }

@@ -58,3 +58,6 @@ pub fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> http::Header
     h.insert("x-shopify-topic", HeaderValue::from_str(topic).expect("topic header"));
     h
 }
+
+/// A Standard Webhooks signing secret (`whsec_` and base64), the one the specification's examples use.
+pub const WEBHOOK_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

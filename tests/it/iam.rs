@@ -184,6 +184,46 @@ impl Scenario {
         App::build(config, self.env.clone(), settings(), &sdk, Arc::new(secrets)).unwrap()
     }
 
+    /// The run's configuration with a webhook subscription (its signing secret created under this run's
+    /// `manifold/` name) to an endpoint on loopback that refuses its first call; the endpoint's call count.
+    async fn subscribed(&self) -> (ChannelConfig, Arc<std::sync::atomic::AtomicU64>) {
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = calls.clone();
+        let endpoint =
+            axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move || {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        if n == 0 { http::StatusCode::INTERNAL_SERVER_ERROR } else { http::StatusCode::NO_CONTENT }
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, endpoint).await });
+        let secret = format!("manifold/{}/webhook", self.run);
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(&secret)
+            .secret_string(crate::fixtures::WEBHOOK_SIGNING_SECRET)
+            .send()
+            .await
+            .expect("create the signing secret in moto");
+        let mut config = self.config.clone();
+        config.webhooks = vec![manifold_domain::webhooks::Subscription {
+            id: self.run.clone(),
+            url,
+            events: vec![
+                manifold_domain::events::EventKind::OrderAccepted,
+                manifold_domain::events::EventKind::ShipmentCreated,
+            ],
+            secret,
+            enabled: true,
+        }];
+        (config, calls)
+    }
+
     fn sku(&self, name: &str) -> String {
         format!("{}-{name}", self.run.to_uppercase())
     }
@@ -210,7 +250,9 @@ impl Scenario {
 
 fn settings() -> Settings {
     let sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok();
-    Settings { emulator_safe_ledger: true, sync_queue_url, ..Settings::default() }
+    let export_bucket = std::env::var("EXPORT_BUCKET").ok().filter(|b| !b.is_empty());
+    let deliveries_queue_url = std::env::var("DELIVERIES_QUEUE_URL").ok().filter(|b| !b.is_empty());
+    Settings { emulator_safe_ledger: true, sync_queue_url, export_bucket, deliveries_queue_url, ..Settings::default() }
 }
 
 /// An SQS event as the event source mapping delivers it (`attempt` is the receive count).
@@ -433,14 +475,37 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     inventory.record_shipment(&shipment, "trace-iam-wms", now).await.expect("shipment");
 
     // changes: the orders' and the shipment's events are numbered in the change index (a redelivered
-    // batch numbers nothing twice); inventory-api pages through them and reads one record.
-    let indexer = s.app("ChangesFunction").await;
+    // batch numbers nothing twice) and fanned out to a webhook subscription (kept, queued);
+    // inventory-api pages through them and reads one record.
+    let (subscribed, endpoint_calls) = s.subscribed().await;
+    let indexer = s.app_with("ChangesFunction", subscribed.clone()).await;
     let mut record_events = events.clone();
     record_events.push(bus_event("ShipmentCreated", &shipment));
     for _ in 0..2 {
         let response = indexer.changes_batch(sqs_event(&record_events, 1)).await;
         assert!(response.batch_item_failures.is_empty(), "changes failures: {}", response.batch_item_failures.len());
     }
+    // deliveries: the queued deliveries sent to the subscription's endpoint, which refuses the first
+    // (breaker failure, retry delay as the message's visibility, attempt recorded).
+    let webhook_sender = s.app_with("DeliveriesFunction", subscribed).await;
+    let queue = std::env::var("DELIVERIES_QUEUE_URL").expect("DELIVERIES_QUEUE_URL (from .local/stack.env)");
+    let queued_deliveries = s
+        .direct
+        .sqs
+        .get()
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let messages = queued_deliveries.messages.unwrap_or_default();
+    assert!(!messages.is_empty(), "the fan-out queued deliveries");
+    let response = webhook_sender.deliveries_batch(support::lambda_event(&messages)).await;
+    assert!(!response.batch_item_failures.is_empty(), "the endpoint refused the first delivery");
+    assert!(endpoint_calls.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the endpoint was called");
+
     let page = inventory.pull_http("orders", None, &std::collections::HashMap::new(), "trace-iam-pull").await.unwrap();
     assert_eq!(page.status(), 200, "{:?}", page.body());
     let page: Value = serde_json::from_slice(page.body()).unwrap();
@@ -617,6 +682,18 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     // took above are past their ship-by time; each is read (record, reservation), settled and forgotten.
     let deadlines = scheduler.check_deadlines(Utc::now() + chrono::Duration::days(30)).await.expect("deadlines");
     assert!(deadlines.due >= 1 && deadlines.errors == 0, "{deadlines:?}");
+
+    // And a CSV drop: the orders the change index holds, written once to the export bucket.
+    let mut exporting = s.config.clone();
+    exporting.exports = vec![manifold_domain::export::ExportConfig {
+        id: s.run.clone(),
+        prefix: None,
+        every_minutes: 60,
+        columns: Vec::new(),
+    }];
+    let exporter = s.app_with("SchedulerFunction", exporting).await;
+    let runs = exporter.run_exports(Utc::now(), false).await.expect("exports");
+    assert!(runs.iter().all(|r| r.file.is_some() && r.orders >= 2), "{runs:?}");
 
     s.proxy.calls()
 }

@@ -56,6 +56,9 @@ impl Harness {
             a.endpoint = sim.base_url(a.channel);
             secrets.insert(a.secret.clone(), crate::fixtures::account_secret(a.channel));
         }
+        for w in &config.webhooks {
+            secrets.insert(w.secret.clone(), crate::fixtures::WEBHOOK_SIGNING_SECRET.to_owned());
+        }
         let mut settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
         tune(&mut settings);
         let app = Self::build(&stack, &config, &secrets, &settings);

@@ -214,6 +214,16 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
             }
             ("/v1/sync/shopify/shop-eu/prices".to_owned(), br#"{"full": true}"#.to_vec(), BTreeMap::new())
         }
+        "/v1/{collection}" => {
+            params.insert("collection".to_owned(), "orders".to_owned());
+            query = "limit=5";
+            ("/v1/orders".to_owned(), Vec::new(), BTreeMap::new())
+        }
+        "/v1/{collection}/{id}" => {
+            params.insert("collection".to_owned(), "orders".to_owned());
+            params.insert("id".to_owned(), "shopify:shop-eu:startup-none".to_owned());
+            ("/v1/orders/shopify:shop-eu:startup-none".to_owned(), Vec::new(), BTreeMap::new())
+        }
         other => return Err(format!("no representative request for route {other}")),
     };
     headers.insert("content-type".into(), "application/json".into());
@@ -236,6 +246,8 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
     let text = String::from_utf8_lossy(&response.body);
     let accepted = match route.path.as_str() {
         "/v1/shipments" => response.status == 200 || response.status == 400,
+        // An order nobody stored: answered 404, not crashed.
+        "/v1/{collection}/{id}" => response.status == 404,
         "/v1/sync/{channel}/{account}/{kind}" => response.status == 202,
         "/v1/webhooks/ebay/{account}" => {
             // eBay's documented answer: hex(SHA-256(challengeCode + verificationToken + endpoint)).
@@ -276,6 +288,16 @@ async fn sqs_case(runtime: &Runtime, f: &Function, mapping: &SqsMapping, fx: &Fi
         }
         // A page of a run that is not (or no longer) there: acknowledged, nothing done.
         "scheduler" => json!({"run": "20000101T000000000Z-00000000", "page": 0}),
+        "changes" => json!({
+            "version": "0", "id": uuid(), "detail-type": "OrderAccepted", "source": "manifold",
+            "account": runtime.stack.account, "time": Utc::now(), "region": runtime.stack.region, "resources": [],
+            "detail": {"trace_id": uuid(), "event_id": format!("startup-{}", uuid()), "data": fx.order},
+        }),
+        // A delivery for a subscription the configuration no longer has: dropped, acknowledged.
+        "deliveries" => json!({
+            "subscription": "startup-gone", "webhook_id": format!("msg_{}", uuid()), "event_type": "OrderAccepted",
+            "event_id": uuid(), "group": "startup-gone#none", "occurred_at": Utc::now(), "payload": {},
+        }),
         other => return Err(format!("no representative message for the {other} binary")),
     };
     let record = events::sqs_record_of(&body.to_string(), &BTreeMap::new(), &arn, &runtime.stack.region);
@@ -364,7 +386,7 @@ async fn the_template_wiring_carries_a_signed_webhook_to_a_channel_listing() {
     assert_eq!(put(wrong).await.status().as_u16(), 403);
     let stocked = put(aws.clone()).await;
     assert_eq!(stocked.status().as_u16(), 200);
-    assert_eq!(http.get(format!("{api}/v1/nothing")).send().await.expect("get").status().as_u16(), 404);
+    assert_eq!(http.get(format!("{api}/v2/nothing")).send().await.expect("get").status().as_u16(), 404);
 
     // A signed Shopify order for that SKU, posted to the public route.
     let mut order = json_of(SHOPIFY_ORDER)["order"].clone();

@@ -96,8 +96,8 @@ fn every_dead_letter_queue_alarms_on_its_first_message() {
     let dlqs = dlqs(&t);
     assert_eq!(
         dlqs.len(),
-        5 + Channel::ALL.len(),
-        "ingest, Amazon notifications, ledger, sync, changes and one per channel"
+        6 + Channel::ALL.len(),
+        "ingest, Amazon notifications, ledger, sync, changes, deliveries and one per channel"
     );
     for dlq in dlqs {
         let dimensions = json!([{ "Name": "QueueName", "Value": get_att(dlq, "QueueName") }]);
@@ -130,7 +130,7 @@ fn oversell_signature_config_and_ingest_age_alarms_have_their_thresholds() {
 fn every_function_alarms_on_errors_and_throttles() {
     let t = template();
     let functions: Vec<&str> = of_type(&t, "AWS::Lambda::Function").map(|(id, _)| id).collect();
-    assert_eq!(functions.len(), 8 + Channel::ALL.len(), "eight functions plus one pusher per channel");
+    assert_eq!(functions.len(), 9 + Channel::ALL.len(), "nine functions plus one pusher per channel");
     for function in functions {
         let dimensions = json!([{ "Name": "FunctionName", "Value": reference(function) }]);
         for metric in ["Errors", "Throttles"] {
@@ -157,8 +157,8 @@ fn every_queue_dead_letters_to_its_own_queue() {
     let queues = work_queues(&t);
     assert_eq!(
         queues.len(),
-        5 + Channel::ALL.len(),
-        "ingest, Amazon notifications, ledger, sync, changes and one per channel"
+        6 + Channel::ALL.len(),
+        "ingest, Amazon notifications, ledger, sync, changes, deliveries and one per channel"
     );
     for queue in queues {
         let dlq = format!("{}DLQ", queue.trim_end_matches("Queue"));
@@ -351,7 +351,11 @@ fn roles_name_their_actions_and_resources_and_read_only_the_configuration_object
         assert_eq!(statement["Effect"], "Allow", "{function}: {statement}");
         for action in strings(&statement["Action"]) {
             assert!(!action.contains('*'), "{function}: wildcard action {action}");
-            if action.starts_with("s3:") {
+            if action == "s3:PutObject" {
+                // The CSV drops: the scheduler writes into the export bucket, and nowhere else.
+                assert_eq!(function, "SchedulerFunction", "{function}: only the scheduler writes files");
+                assert_eq!(statement["Resource"], json!({ "Fn::Sub": "${ExportBucket.Arn}/*" }), "{function}");
+            } else if action.starts_with("s3:") {
                 assert_eq!(action, "s3:GetObject", "{function}: the bucket holds nothing else to read or write");
                 assert_eq!(statement["Resource"], object, "{function}: only channels.toml");
                 reads_config.insert(function);

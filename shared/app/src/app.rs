@@ -63,6 +63,11 @@ pub struct Settings {
     /// The queue that carries sync runs page by page (`SYNC_QUEUE_URL`; set on the functions that
     /// start or run syncs).
     pub sync_queue_url: Option<String>,
+    /// Where the CSV drops write (`EXPORT_BUCKET`; set on the scheduler, which runs them).
+    pub export_bucket: Option<String>,
+    /// The FIFO queue of outbound webhook deliveries (`DELIVERIES_QUEUE_URL`; set on the functions that
+    /// queue or send them).
+    pub deliveries_queue_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -75,6 +80,8 @@ impl Default for Settings {
             emulator_safe_ledger: false,
             quarantine_retention: Retention::default(),
             sync_queue_url: None,
+            export_bucket: None,
+            deliveries_queue_url: None,
         }
     }
 }
@@ -86,6 +93,8 @@ impl Settings {
             s.max_body_bytes = n;
         }
         s.sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok().filter(|v| !v.is_empty());
+        s.export_bucket = std::env::var("EXPORT_BUCKET").ok().filter(|v| !v.is_empty());
+        s.deliveries_queue_url = std::env::var("DELIVERIES_QUEUE_URL").ok().filter(|v| !v.is_empty());
         s.emulator_safe_ledger = std::env::var("MANIFOLD_LOCAL_EMULATOR").is_ok_and(|v| v == "1");
         match Retention::from_lookup(|k| std::env::var(k).ok()) {
             Ok(retention) => s.quarantine_retention = retention,
@@ -136,6 +145,8 @@ pub struct App {
     pub watch: Port<Arc<dyn WatchStore>>,
     /// The change index the pull API reads (StateTable, see `crate::changes`).
     pub changes: Port<Arc<dyn ChangeIndex>>,
+    /// Where the CSV drops write (the export bucket), when this function runs them (`crate::export`).
+    pub files: Port<Option<Arc<dyn manifold_aws::files::FileDrop>>>,
     /// The inventory ledger (LedgerTable).
     pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
@@ -268,6 +279,13 @@ impl App {
             watch: ports.lazy("watch", {
                 let (ddb, table) = (ddb.clone(), env.state_table.clone());
                 move || -> Arc<dyn WatchStore> { Arc::new(DynamoWatch::new(ddb.get().clone(), &table)) }
+            }),
+            files: ports.lazy("files", {
+                let (sdk, bucket) = (sdk.clone(), settings.export_bucket.clone());
+                move || -> Option<Arc<dyn manifold_aws::files::FileDrop>> {
+                    let bucket = bucket.clone()?;
+                    Some(Arc::new(manifold_aws::files::S3Drop::new(manifold_aws::usage::s3(&sdk), bucket)))
+                }
             }),
             changes: ports.lazy("changes", {
                 let (ddb, table) = (ddb.clone(), env.state_table.clone());

@@ -1,9 +1,10 @@
 //! Orders, shipments, refunds and returns out to the ERP and the WMS, by pull: the change index fed
 //! from the bus, and the versioned pull API that pages through it.
 //!
-//! - `ChangesQueue` (FIFO, one message group, fed by `ChangesRule` with every order, shipment, refund
-//!   and return event) is consumed one batch at a time by [`App::changes_batch`], which numbers the
-//!   batch's changes in [`manifold_aws::changes`]. A FIFO batch is all or nothing: a failure returns
+//! - `ChangesQueue` (FIFO, one message group, fed by `ChangesRule` with every bus event) is consumed
+//!   one batch at a time by [`App::changes_batch`], which numbers the batch's order, shipment, refund
+//!   and return changes in [`manifold_aws::changes`] and hands every event to the webhook
+//!   subscriptions (`crate::webhooks_out`). A FIFO batch is all or nothing: a failure returns
 //!   every message of it, in order, and the queue's redrive keeps them in its DLQ after as many tries.
 //! - `GET /v1/{orders|shipments|refunds|returns}?since=CURSOR&limit=N` answers the records changed
 //!   after the cursor, in change order (a record changed twice in a page is listed once, at its last
@@ -109,19 +110,25 @@ impl App {
 
     /// Numbers the changes the bus events (SQS bodies) make. A body that is no bus event, or an event
     /// without its record id, fails the batch: the index must not step over a change.
+    /// Then hands every event to the webhook subscriptions that want it (`crate::webhooks_out`).
     pub async fn index_changes(&self, bodies: &[&str], now: DateTime<Utc>) -> Result<usize, Failure> {
         let mut changes = Vec::new();
+        let mut events = Vec::new();
         for body in bodies {
             let event: BusEvent = serde_json::from_str(body)
                 .map_err(|e| Failure::permanent("changes", format!("not a bus event: {e}")))?;
             if let Some(change) = change_of(&event.detail_type, &event.detail)? {
                 changes.push(change);
             }
+            events.push((event.detail_type, event.detail));
         }
-        if changes.is_empty() {
-            return Ok(0);
-        }
-        self.changes.get().append(&changes, now).await.map_err(|e| Failure::Transient(Box::new(e)))
+        let indexed = if changes.is_empty() {
+            0
+        } else {
+            self.changes.get().append(&changes, now).await.map_err(|e| Failure::Transient(Box::new(e)))?
+        };
+        self.fan_out(&events, now).await?;
+        Ok(indexed)
     }
 
     /// One page of a collection's changes after `since` (its start when `None`).

@@ -10,6 +10,7 @@ pub mod app;
 pub mod changes;
 pub mod config;
 pub mod envelope;
+pub mod export;
 pub mod http;
 pub mod inbound;
 pub mod ingest;
@@ -25,6 +26,7 @@ pub mod sqs;
 pub mod sync;
 pub mod trace;
 pub mod webhook;
+pub mod webhooks_out;
 
 pub use app::App;
 pub use envelope::{IngestEnvelope, Source};

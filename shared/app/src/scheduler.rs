@@ -276,8 +276,8 @@ impl OrderPoll {
 impl App {
     /// What the scheduler function does with one invocation: an SQS batch from the `SyncQueue` (a
     /// `Records` array) runs its pages, `{"tier": kind}` runs that kind for every account
-    /// (`{"tier": "deadlines"}` the shipping deadline check), anything else (the schedule's event) is
-    /// a tick, followed by the deadline check.
+    /// (`{"tier": "deadlines"}` the shipping deadline check, `{"tier": "exports"}` every CSV drop now),
+    /// anything else (the schedule's event) is a tick, followed by the deadline check and the due exports.
     pub async fn scheduler_event(
         &self,
         event: serde_json::Value,
@@ -295,6 +295,9 @@ impl App {
             if tier == "deadlines" {
                 return encode(serde_json::to_value(self.check_deadlines(now).await?));
             }
+            if tier == "exports" {
+                return encode(serde_json::to_value(self.run_exports(now, true).await?));
+            }
             let report = self.run_tier(tier, now).await?;
             return encode(serde_json::to_value(report));
         }
@@ -307,6 +310,12 @@ impl App {
             Ok(deadlines) if deadlines.due > 0 => info!(?deadlines, "deadlines settled"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "deadline check failed: the next tick retries"),
+        }
+        // And it runs the CSV drops that are due (`crate::export`): one marker read each when none is.
+        match self.run_exports(now, false).await {
+            Ok(runs) if runs.iter().any(|r| r.file.is_some()) => info!(?runs, "exports written"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "exports failed: the next tick retries"),
         }
         encode(serde_json::to_value(tick?))
     }

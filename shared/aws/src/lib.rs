@@ -12,6 +12,7 @@ pub mod config_store;
 pub mod env;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod idempotency;
 pub mod quarantine;
 pub mod queue;

@@ -49,6 +49,9 @@ pub enum Command {
     /// Orders that missed their ship-by deadline, and tracking the channel never showed.
     #[command(subcommand)]
     Orders(commands::orders::OrdersCommand),
+    /// Outbound webhook deliveries: recent attempts per subscription, and replay of a window.
+    #[command(subcommand)]
+    Webhooks(commands::webhooks::WebhooksCommand),
     /// What the channels list against what the ledger knows (`unlisted`, `unknown`).
     #[command(subcommand)]
     Listings(commands::listings::ListingsCommand),
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
         Command::Orders(cmd) => commands::orders::run(&cmd, json).await,
+        Command::Webhooks(cmd) => commands::webhooks::run(cmd, json).await,
         Command::Listings(cmd) => commands::listings::run(cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Sync(args) => commands::sync::run(args, json).await,

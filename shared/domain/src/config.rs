@@ -40,6 +40,12 @@ pub struct ChannelConfig {
     /// position is split into shards (see `manifold_ledger::shard`).
     #[serde(default)]
     pub hot_skus: Vec<HotSku>,
+    /// CSV drops for legacy ERPs (see [`crate::export`]).
+    #[serde(default)]
+    pub exports: Vec<crate::export::ExportConfig>,
+    /// Signed outbound webhooks (see [`crate::webhooks`]).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::Subscription>,
 }
 
 /// A SKU whose ledger position is split into `shards` positions.
@@ -537,6 +543,8 @@ impl ChannelConfig {
                 ));
             }
         }
+        crate::export::validate(&self.exports)?;
+        crate::webhooks::validate(&self.webhooks)?;
         for (i, b) in self.bundles.iter().enumerate() {
             for (j, c) in b.components.iter().enumerate() {
                 if bundles.contains(&c.sku) {
@@ -553,6 +561,11 @@ impl ChannelConfig {
     /// The account entry for a channel and account id, if configured and enabled.
     pub fn account(&self, channel: Channel, account: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.channel == channel && a.account.as_str() == account && a.enabled)
+    }
+
+    /// The subscription with this id, if configured.
+    pub fn subscription(&self, id: &str) -> Option<&crate::webhooks::Subscription> {
+        self.webhooks.iter().find(|s| s.id == id)
     }
 
     pub fn bundle(&self, sku: &Sku) -> Option<&Bundle> {

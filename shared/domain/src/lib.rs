@@ -11,10 +11,12 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod ids;
 pub mod money;
 pub mod records;
 pub mod schema;
+pub mod webhooks;
 
 pub use channel::Channel;
 pub use error::DomainError;

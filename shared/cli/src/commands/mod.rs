@@ -14,6 +14,7 @@ pub mod sync;
 pub mod template;
 pub mod trace;
 pub mod usage;
+pub mod webhooks;
 
 use manifold_domain::Channel;
 
