@@ -57,14 +57,7 @@ impl Rig {
         account.endpoint = sim.base_url(Channel::Otto);
         let secrets =
             StaticSecrets(HashMap::from([(account.secret.clone(), crate::fixtures::account_secret(Channel::Otto))]));
-        let config = ChannelConfig {
-            version: 1,
-            accounts: vec![account.clone()],
-            bundles: Vec::new(),
-            hot_skus: Vec::new(),
-            exports: Vec::new(),
-            webhooks: Vec::new(),
-        };
+        let config = ChannelConfig::of_accounts(vec![account.clone()]);
         let settings =
             Settings { sync_queue_url: Some(sync_queue.clone()), emulator_safe_ledger: true, ..Settings::default() };
         let app = App::build(config, stack.env.clone(), settings, &stack.sdk, Arc::new(secrets)).expect("app");

@@ -50,14 +50,7 @@ impl Rig {
             dlqs.insert(*channel, dlq);
         }
         let accounts = channels.iter().map(|c| account(&sim, *c)).collect();
-        let config = ChannelConfig {
-            version: 1,
-            accounts,
-            bundles: Vec::new(),
-            hot_skus: Vec::new(),
-            exports: Vec::new(),
-            webhooks: Vec::new(),
-        };
+        let config = ChannelConfig::of_accounts(accounts);
         let creds = json!({ "access_token": "sim-token" }).to_string();
         let secrets = StaticSecrets(channels.iter().map(|c| (secret_name(*c), creds.clone())).collect());
         let settings = Settings { push, ..Settings::default() };

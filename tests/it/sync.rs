@@ -52,14 +52,7 @@ impl Rig {
         let sync_queue = support::create_queue(&stack.sqs, "sync").await;
         let creds = json!({ "access_token": "sim-token" }).to_string();
         let secrets = StaticSecrets(accounts.iter().map(|a| (a.secret.clone(), creds.clone())).collect());
-        let config = ChannelConfig {
-            version: 1,
-            accounts,
-            bundles: Vec::new(),
-            hot_skus: Vec::new(),
-            exports: Vec::new(),
-            webhooks: Vec::new(),
-        };
+        let config = ChannelConfig::of_accounts(accounts);
         let settings =
             Settings { sync_queue_url: Some(sync_queue.clone()), emulator_safe_ledger: true, ..Settings::default() };
         let app = App::build(config, stack.env.clone(), settings, &stack.sdk, Arc::new(secrets)).expect("app");

@@ -74,14 +74,7 @@ impl Rig {
                 sim.seed_catalog(Channel::Etsy, vec![item]);
             }
         }
-        let config = ChannelConfig {
-            version: 1,
-            accounts,
-            bundles: Vec::new(),
-            hot_skus: Vec::new(),
-            exports: Vec::new(),
-            webhooks: Vec::new(),
-        };
+        let config = ChannelConfig::of_accounts(accounts);
         let app = app(&stack, &sm, config.clone());
         Self { sim, stack, sm, config, app, granted }
     }

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::{
     Client,
     error::SdkError,
     operation::transact_write_items::TransactWriteItemsError,
-    types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update},
+    types::{AttributeValue, Put, TransactWriteItem, Update},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -142,36 +142,16 @@ impl DynamoChangeIndex {
     }
 
     async fn seen(&self, changes: &[Change]) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut seen = std::collections::HashSet::new();
         let ids: std::collections::BTreeSet<&str> = changes.iter().map(|c| c.event_id.as_str()).collect();
-        let ids: Vec<&str> = ids.into_iter().collect();
-        for chunk in ids.chunks(100) {
-            let mut keys = KeysAndAttributes::builder().consistent_read(true).projection_expression("pk");
-            for id in chunk {
-                keys = keys.keys(HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(seen_pk(id))),
-                    ("sk".to_owned(), AttributeValue::S("SEEN".into())),
-                ]));
-            }
-            let mut request =
-                Some(keys.build().map_err(|e| StoreError::Invalid { what: "change keys", reason: e.to_string() })?);
-            while let Some(keys) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::service("dynamodb", "BatchGetItem", e))?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                        seen.insert(pk.trim_start_matches("CHANGE_EVENT#").to_owned());
-                    }
-                }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
-            }
-        }
-        Ok(seen)
+        let keys = ids.into_iter().map(|id| crate::batch::key(seen_pk(id), "SEEN")).collect();
+        let items = crate::batch::batch_get(&self.client, &self.table, keys, Some("pk")).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| match item.get("pk") {
+                Some(AttributeValue::S(pk)) => Some(pk.trim_start_matches("CHANGE_EVENT#").to_owned()),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn head(&self, kind: ChangeKind) -> Result<Option<u64>, StoreError> {

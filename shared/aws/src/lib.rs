@@ -6,6 +6,7 @@
 //! unit tests use the in-memory fakes next to them. The integration tests run the SDK implementations
 //! against moto: the same code path as production, only `AWS_ENDPOINT_URL` differs.
 
+pub mod batch;
 pub mod breaker;
 pub mod changes;
 pub mod config_store;

@@ -421,43 +421,22 @@ impl RecordStore for DynamoRecords {
     async fn get_records(&self, kind: &str, ids: &[String]) -> Result<HashMap<String, serde_json::Value>, StoreError> {
         let prefix = format!("{}#", kind.to_uppercase());
         let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
-        let unique: Vec<&String> = unique.into_iter().collect();
+        let keys = unique.into_iter().map(|id| crate::batch::key(format!("{prefix}{id}"), "CURRENT")).collect();
         let mut found = HashMap::new();
-        for chunk in unique.chunks(100) {
-            let mut keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder().consistent_read(true);
-            for id in chunk {
-                keys = keys.keys(HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(format!("{prefix}{id}"))),
-                    ("sk".to_owned(), AttributeValue::S("CURRENT".into())),
-                ]));
+        for mut item in crate::batch::batch_get(&self.client, &self.table, keys, None).await? {
+            let Some(AttributeValue::S(pk)) = item.remove("pk") else { continue };
+            let record = item.remove("record").ok_or_else(|| StoreError::Corrupt {
+                key: pk.clone(),
+                what: "record",
+                source: "no record attribute".into(),
+            })?;
+            let mut value: serde_json::Value = serde_dynamo::from_attribute_value(record)
+                .map_err(|e| StoreError::Corrupt { key: pk.clone(), what: "record", source: Box::new(e) })?;
+            // Orders are stored as themselves, other records tagged with their kind.
+            if kind != "order" {
+                value = value.get_mut("record").map(serde_json::Value::take).unwrap_or(value);
             }
-            let mut request =
-                Some(keys.build().map_err(|e| StoreError::Invalid { what: "record keys", reason: e.to_string() })?);
-            while let Some(keys) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::service("dynamodb", "BatchGetItem", e))?;
-                for mut item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    let Some(AttributeValue::S(pk)) = item.remove("pk") else { continue };
-                    let record = item.remove("record").ok_or_else(|| StoreError::Corrupt {
-                        key: pk.clone(),
-                        what: "record",
-                        source: "no record attribute".into(),
-                    })?;
-                    let mut value: serde_json::Value = serde_dynamo::from_attribute_value(record)
-                        .map_err(|e| StoreError::Corrupt { key: pk.clone(), what: "record", source: Box::new(e) })?;
-                    // Orders are stored as themselves, other records tagged with their kind.
-                    if kind != "order" {
-                        value = value.get_mut("record").map(serde_json::Value::take).unwrap_or(value);
-                    }
-                    found.insert(pk.trim_start_matches(&prefix).to_owned(), value);
-                }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
-            }
+            found.insert(pk.trim_start_matches(&prefix).to_owned(), value);
         }
         Ok(found)
     }

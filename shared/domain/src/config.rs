@@ -339,6 +339,15 @@ fn default_location() -> String {
 }
 
 /// A ledger location name: it is part of DynamoDB keys (`LOC#{location}`), so no `#`, no blanks.
+/// A name operators give an export or a subscription: 1 to 40 of `a-z`, `0-9` and `-` (it becomes a
+/// key and a path).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok { Ok(()) } else { Err(format!("{name:?}: 1 to 40 of a-z, 0-9 and -")) }
+}
+
 pub fn validate_location(location: &str) -> Result<(), String> {
     let ok = !location.is_empty()
         && location.len() <= 64
@@ -556,6 +565,18 @@ impl ChannelConfig {
             }
         }
         Ok(())
+    }
+
+    /// A version-1 configuration of these accounts and nothing else.
+    pub fn of_accounts(accounts: Vec<AccountConfig>) -> Self {
+        Self {
+            version: 1,
+            accounts,
+            bundles: Vec::new(),
+            hot_skus: Vec::new(),
+            exports: Vec::new(),
+            webhooks: Vec::new(),
+        }
     }
 
     /// The account entry for a channel and account id, if configured and enabled.

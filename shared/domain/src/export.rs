@@ -102,12 +102,7 @@ pub(crate) fn validate(exports: &[ExportConfig]) -> Result<(), (String, String)>
     let mut ids = std::collections::BTreeSet::new();
     for (i, e) in exports.iter().enumerate() {
         let at = |field: &str| format!("exports[{i}].{field}");
-        let id_ok = !e.id.is_empty()
-            && e.id.len() <= 40
-            && e.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !id_ok {
-            return Err((at("id"), format!("{:?}: 1 to 40 of a-z, 0-9 and -", e.id)));
-        }
+        crate::config::validate_name(&e.id).map_err(|m| (at("id"), m))?;
         if !ids.insert(e.id.as_str()) {
             return Err((at("id"), format!("duplicate export {}", e.id)));
         }

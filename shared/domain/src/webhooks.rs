@@ -45,12 +45,7 @@ pub(crate) fn validate(subscriptions: &[Subscription]) -> Result<(), (String, St
     let mut ids = std::collections::BTreeSet::new();
     for (i, s) in subscriptions.iter().enumerate() {
         let at = |field: &str| format!("webhooks[{i}].{field}");
-        let id_ok = !s.id.is_empty()
-            && s.id.len() <= 40
-            && s.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !id_ok {
-            return Err((at("id"), format!("{:?}: 1 to 40 of a-z, 0-9 and -", s.id)));
-        }
+        crate::config::validate_name(&s.id).map_err(|m| (at("id"), m))?;
         if !ids.insert(s.id.as_str()) {
             return Err((at("id"), format!("duplicate subscription {}", s.id)));
         }
