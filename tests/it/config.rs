@@ -172,3 +172,28 @@ async fn a_valid_push_reaches_the_running_webhook_binary_within_its_refresh_inte
     assert_eq!(webhook.warm(), 1, "picked up without a new cold start");
     runtime.shutdown();
 }
+
+#[tokio::test]
+async fn a_pushed_rule_with_a_bad_expression_is_refused_and_the_running_rules_stay() {
+    let store = versioned_bucket().await;
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let rule = "\n[[rules.shipping]]\nid = \"alpine-express\"\ncarrier = \"DHL\"\nwhen = 'order.shipping_address.country_code in [\"AT\", \"CH\"]'\n";
+    cli::push(&store, &file("channels.toml", &format!("{text}{rule}"))).await.expect("a valid rule");
+    let live = LiveConfig::load(ConfigSource::Store { store: Arc::new(store.clone()), refresh: Duration::ZERO })
+        .await
+        .unwrap();
+    assert_eq!(live.current().await.rules.shipping[0].id, "alpine-express");
+
+    // A typo in the expression: refused with the file, the rule's path and CEL's reason; nothing written.
+    let typo = rule.replace("order.shipping_address", "order.shiping_address").replace("alpine-express", "typo");
+    let err = cli::push(&store, &file("channels.toml", &format!("{text}{typo}"))).await.unwrap_err().to_string();
+    assert!(err.contains("channels.toml: at `rules.shipping[0].when`") && err.contains("shiping_address"), "{err}");
+    let broken = rule.replace("country_code in", "country_code in in").replace("alpine-express", "broken");
+    let err = cli::push(&store, &file("channels.toml", &format!("{text}{broken}"))).await.unwrap_err().to_string();
+    assert!(err.contains("rules.shipping[0].when") && err.contains("not a CEL expression"), "{err}");
+    assert_eq!(store.versions().await.unwrap().len(), 1, "nothing was written");
+
+    // Written around the CLI, the running function keeps the rules it holds.
+    store.put(&format!("{text}{broken}")).await.unwrap();
+    assert_eq!(live.current().await.rules.shipping[0].id, "alpine-express");
+}

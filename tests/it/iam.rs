@@ -113,8 +113,10 @@ impl Scenario {
             if a.channel == Channel::Shopify {
                 a.stock.oversell = OversellAction::Cancel;
             }
+            // Amazon, eBay and OTTO key their listings (and price writes) by SKU.
+            let by_sku = matches!(a.channel, Channel::Amazon | Channel::Ebay | Channel::Otto);
             let items = listed.iter().map(|(sku, id)| CatalogItem {
-                id: id.clone(),
+                id: if by_sku { sku.clone() } else { id.clone() },
                 sku: sku.clone(),
                 quantity: 0,
                 product_id: Some(id.clone()),
@@ -303,6 +305,17 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     // A triggered sync of what changed since the account's last scheduled run: the slots, the run, its
     // first page on the SyncQueue.
     let triggered = inventory.sync_http("shopify", "shop-eu", "prices", "", "trace-iam-sync", now).await.unwrap();
+    // The ERP's base prices: one set, a file of them (one row stale: refused, nothing written).
+    let price: manifold_app::prices::PriceInput =
+        serde_json::from_value(json!({ "amount": "12.50", "currency": "EUR" })).unwrap();
+    inventory.set_price(&s.sku("PUSH-DELIVERED"), &price, "trace-iam-price", now).await.expect("set a price");
+    let prices = json!([
+        { "sku": stocked, "amount": "9.90", "currency": "EUR" },
+        { "sku": s.sku("PUSH-DELIVERED"), "amount": "11.00", "currency": "EUR", "effective_at": "2020-01-01T00:00:00Z" }
+    ])
+    .to_string();
+    let imported_prices = inventory.import_prices(&prices, false, &s.run, "trace-iam-prices", now).await.unwrap();
+    assert_eq!(imported_prices["errors"].as_array().map(Vec::len), Some(1), "{imported_prices}");
     assert_eq!(triggered.status(), 202, "{:?}", triggered.body());
 
     // webhook: two signed orders accepted, one signed body that is not JSON (quarantined).
@@ -558,7 +571,22 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
         let failing = push.push_batch(channel, sqs_event(&[job(&refused, 1), "not a push job".into()], attempts)).await;
         assert_eq!(failing.batch_item_failures.len(), 1, "{channel}: the refused job is retried");
         s.sim.clear_faults();
-        push.push_batch(channel, sqs_event(&[job(&delivered, 1)], 1)).await;
+        // A stock and a price job go through; the price the channel took is recorded for the prices tier.
+        let price = PushMessage::Price(manifold_app::push::PriceJob {
+            channel,
+            account: AccountId::new(account.account.as_str()).unwrap(),
+            sku: Sku::new(&delivered).unwrap(),
+            channel_sku: delivered.clone(),
+            amount: manifold_domain::Amount::parse("12.50", manifold_domain::Currency::new("EUR").unwrap()).unwrap(),
+            currency: manifold_domain::Currency::new("EUR").unwrap(),
+            channel_item_id: None,
+            effective_at: Utc::now(),
+            rules: Vec::new(),
+        })
+        .to_body()
+        .unwrap();
+        let pushed = push.push_batch(channel, sqs_event(&[job(&delivered, 1), price], 1)).await;
+        assert!(pushed.batch_item_failures.is_empty(), "{channel}: {:?}", pushed.batch_item_failures);
         // Credentials refused twice (the call and its one retry with a re-read secret): the job is parked,
         // re-sent to its own queue with a delay, and the original acknowledged.
         s.sim.inject(FaultSpec { channel, kind: FaultKind::Unauthorized, probability: None, next_n: Some(2) });

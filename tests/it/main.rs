@@ -24,6 +24,7 @@ mod push;
 mod records;
 mod recovery;
 mod returns;
+mod rules;
 mod startup;
 mod storm;
 mod sweeps;

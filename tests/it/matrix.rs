@@ -806,7 +806,7 @@ fn shipment(
 }
 
 /// Whether a recorded write names `needle` in its path, query or body.
-fn mentions(write: &Write, needle: &str) -> bool {
+pub(crate) fn mentions(write: &Write, needle: &str) -> bool {
     write.path.contains(needle) || write.query.contains(needle) || write.body.to_string().contains(needle)
 }
 
@@ -949,7 +949,7 @@ fn notification(channel: Channel, doc: &Value, id: &str, event: Event) -> Option
 
 /// Catalog item `n` of `channel`, keyed as the channel keys its stock writes, and the item id the
 /// connector must read back from its listing (`None` where the channel writes by SKU).
-fn catalog_item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
+pub(crate) fn catalog_item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
     let sku = format!("MTX-{n:04}");
     let product = format!("{}", 7000 + n / 3);
     let variant = format!("{}", 9000 + n);

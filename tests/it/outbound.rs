@@ -78,6 +78,7 @@ pub(crate) fn account(
         sku_map: BTreeMap::new(),
         item_ids: BTreeMap::new(),
         settings: all,
+        pricing: None,
     }
 }
 

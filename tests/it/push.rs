@@ -169,6 +169,7 @@ fn account(sim: &SimHandle, channel: Channel) -> AccountConfig {
         sku_map: BTreeMap::new(),
         item_ids: BTreeMap::new(),
         settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        pricing: None,
     }
 }
 

@@ -198,6 +198,15 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
             let body = json!([{"sku": fx.sku, "on_hand": 4}]).to_string().into_bytes();
             ("/v1/inventory/import".to_owned(), body, BTreeMap::new())
         }
+        "/v1/prices/{sku}" => {
+            params.insert("sku".to_owned(), fx.sku.clone());
+            let body = br#"{"amount": "19.99", "currency": "EUR"}"#.to_vec();
+            (format!("/v1/prices/{}", fx.sku), body, BTreeMap::new())
+        }
+        "/v1/prices/import" => {
+            let body = json!([{"sku": fx.sku, "amount": "18.99", "currency": "EUR"}]).to_string().into_bytes();
+            ("/v1/prices/import".to_owned(), body, BTreeMap::new())
+        }
         "/v1/shipments" => {
             // A shipment of an order the ledger never reserved: answered (400 or 200), not crashed.
             let body = json!({
@@ -208,7 +217,7 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
             ("/v1/shipments".to_owned(), body.to_string().into_bytes(), BTreeMap::new())
         }
         "/v1/sync/{channel}/{account}/{kind}" => {
-            // A run with no channel call (no price source is connected), so nothing pushes later.
+            // A prices run: answered with its id, its first page queued (not run here).
             for (k, v) in [("channel", "shopify"), ("account", "shop-eu"), ("kind", "prices")] {
                 params.insert(k.to_owned(), v.to_owned());
             }

@@ -229,6 +229,7 @@ fn account(sim: &SimHandle, channel: Channel, secret: &str) -> AccountConfig {
         sku_map: BTreeMap::new(),
         item_ids,
         settings,
+        pricing: None,
     }
 }
 

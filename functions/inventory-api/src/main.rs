@@ -8,6 +8,8 @@
 //! answers 202 with its job id (`manifold sync runs` lists it).
 //! `GET /v1/{orders|shipments|refunds|returns}?since=&limit=` and `GET /v1/{collection}/{id}`: the pull
 //! API, records changed since a cursor (`manifold_app::changes`).
+//! `PUT /v1/prices/{sku}` sets a SKU's base price; `POST /v1/prices/import` takes a JSON array or a CSV
+//! file of them (`manifold_app::prices`; a price effective before the stored one answers 409).
 
 use std::sync::Arc;
 
@@ -47,7 +49,24 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
         let (channel, account, kind) = (param("channel"), param("account"), param("kind"));
         return Ok(app.sync_http(&channel, &account, &kind, &body, &trace_id, now).await?);
     }
-    let result = if req.uri().path().ends_with("/v1/shipments") {
+    let path = req.uri().path().to_owned();
+    let csv =
+        req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/csv"));
+    let import_ref = req.headers().get("x-import-ref").and_then(|v| v.to_str().ok()).unwrap_or(&trace_id).to_owned();
+    let result = if path.contains("/v1/prices/") {
+        match req.path_parameters().first("sku").map(str::to_owned) {
+            Some(sku) => match serde_json::from_str::<manifold_app::prices::PriceInput>(&body) {
+                Ok(input) => app.set_price(&sku, &input, &trace_id, now).await.map(|w| serde_json::json!(w)),
+                Err(e) => Err(Failure::permanent(
+                    "price",
+                    format!(
+                        "body must be {{\"amount\": \"19.99\", \"currency\": \"EUR\", \"compare_at\"?, \"effective_at\"?, \"source_ref\"?}}: {e}"
+                    ),
+                )),
+            },
+            None => app.import_prices(&body, csv, &import_ref, &trace_id, now).await,
+        }
+    } else if path.ends_with("/v1/shipments") {
         match serde_json::from_str::<manifold_domain::Shipment>(&body) {
             Ok(shipment) => app
                 .record_shipment(&shipment, &trace_id, now)
@@ -64,10 +83,6 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
             )),
         }
     } else {
-        let csv =
-            req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/csv"));
-        let import_ref =
-            req.headers().get("x-import-ref").and_then(|v| v.to_str().ok()).unwrap_or(&trace_id).to_owned();
         app.import_stock(&body, csv, &import_ref, &trace_id, now).await
     };
     Ok(match result {
@@ -77,7 +92,7 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
             r
         }
         // 409 for a stale count (it lost to a newer one), 400 for other refused input, 503: retry.
-        Err(e) => match (manifold_app::ledger::inventory_status(&e), e) {
+        Err(e) => match (manifold_app::prices::api_status(&e), e) {
             (status, Failure::Permanent { reason, .. }) => json_response(status, &reason, &trace_id)?,
             (status, e) => json_response(status, &format!("retry later: {e}"), &trace_id)?,
         },

@@ -147,6 +147,8 @@ pub struct App {
     pub changes: Port<Arc<dyn ChangeIndex>>,
     /// Where the CSV drops write (the export bucket), when this function runs them (`crate::export`).
     pub files: Port<Option<Arc<dyn manifold_aws::files::FileDrop>>>,
+    /// Base prices and what each account was last given (RecordsTable, see `crate::prices`).
+    pub prices: Port<Arc<dyn manifold_aws::prices::PriceBook>>,
     /// The inventory ledger (LedgerTable).
     pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
@@ -163,6 +165,8 @@ pub struct App {
     pub sqs: Port<aws_sdk_sqs::Client>,
     pub http: Port<reqwest::Client>,
     connectors: Arc<RwLock<ConnectorCache>>,
+    /// The rules of the configuration last asked for, compiled once per configuration.
+    pub(crate) rule_book: crate::rules::RuleBookCache,
     /// eBay application tokens (client credentials) for the notification key lookups, per account.
     pub(crate) ebay_key_tokens: Arc<RwLock<HashMap<String, Arc<dyn manifold_connectors::token::TokenProvider>>>>,
 }
@@ -291,6 +295,12 @@ impl App {
                 let (ddb, table) = (ddb.clone(), env.state_table.clone());
                 move || -> Arc<dyn ChangeIndex> { Arc::new(DynamoChangeIndex::new(ddb.get().clone(), &table)) }
             }),
+            prices: ports.lazy("prices", {
+                let (ddb, table) = (ddb.clone(), env.records_table.clone());
+                move || -> Arc<dyn manifold_aws::prices::PriceBook> {
+                    Arc::new(manifold_aws::prices::DynamoPriceBook::new(ddb.get().clone(), &table))
+                }
+            }),
             ledger: ports.lazy("ledger", {
                 let (ddb, table) = (ddb.clone(), env.ledger_table.clone());
                 // Hot SKUs as configured when the function started (shard counts only grow, and the
@@ -328,6 +338,7 @@ impl App {
             settings,
             ports,
             connectors: Arc::default(),
+            rule_book: crate::rules::RuleBookCache::default(),
             ebay_key_tokens: Arc::default(),
         })
     }

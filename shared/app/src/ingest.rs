@@ -256,6 +256,7 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome, Failure> {
         tracing::Span::current().record("order_id", order.id.as_str());
+        let order = &self.routed(order, now).await?;
         let events = |write: &OrderWrite| -> Result<Vec<OutboxEvent>, StoreError> {
             order_event(order, write)
                 .map(|kind| outbox_event(kind, key, order_detail(kind, order, trace_id, now)))
@@ -416,6 +417,7 @@ mod tests {
             warnings: Vec::new(),
             ship_by: None,
             oversold: None,
+            fulfillment: None,
         }
     }
 

@@ -248,7 +248,14 @@ impl App {
             let jobs = self.after_movement(&order.id, "cancel", &change, trace_id, now).await?;
             return Ok(LedgerOutcome::Released { jobs });
         }
-        let reservation = OrderReservation::from_order(order, &*self.config().await, Some(trace_id.to_owned()));
+        if order.is_held() {
+            info!(order_id = %order.id, "order held for review: nothing reserved until it is released");
+            return Ok(LedgerOutcome::Ignored("the order is held for review"));
+        }
+        let mut reservation = OrderReservation::from_order(order, &*self.config().await, Some(trace_id.to_owned()));
+        if let Some(location) = order.fulfillment.as_ref().and_then(|f| f.location.clone()) {
+            reservation.location = location;
+        }
         let change = self.ledger.reserve_order(&reservation).await.map_err(|e| failure(&e))?;
         let (outcome, mut jobs) = match &change.outcome {
             ReserveOutcome::Reserved => (LedgerOutcome::Reserved { jobs: 0 }, 0),

@@ -144,6 +144,9 @@ pub struct PriceJob {
     #[serde(default)]
     pub channel_item_id: Option<String>,
     pub effective_at: DateTime<Utc>,
+    /// The rules that made the price (kept with the delivered price, so `manifold trace` shows why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
 }
 
 /// One job on a channel's push queue. Tagged by `type`; a body without one is a stock job, which is
@@ -491,17 +494,8 @@ impl AccountPush<'_> {
         if latest.is_empty() {
             return settled;
         }
-        // Each SKU is written by its `item_ids` override, else by the id its listing gave.
         let skus: Vec<String> = latest.values().map(|(_, j)| j.channel_sku.clone()).collect();
-        let ids = crate::listings::item_ids(&**self.app.listings, self.account, &skus).await.unwrap_or_else(|e| {
-            warn!(error = %e, "listing ids unavailable: pushing with the configured item ids only");
-            self.account
-                .item_ids
-                .iter()
-                .filter(|(k, _)| skus.contains(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        });
+        let ids = self.item_ids(&skus).await;
         let updates: Vec<StockUpdate> = latest
             .values()
             .map(|(_, j)| StockUpdate {
@@ -543,6 +537,19 @@ impl AccountPush<'_> {
         settled
     }
 
+    /// The id each channel SKU is written by: its `item_ids` override, else the id its listing gave.
+    async fn item_ids(&self, skus: &[String]) -> BTreeMap<String, String> {
+        crate::listings::item_ids(&**self.app.listings, self.account, skus).await.unwrap_or_else(|e| {
+            warn!(error = %e, "listing ids unavailable: pushing with the configured item ids only");
+            self.account
+                .item_ids
+                .iter()
+                .filter(|(k, _)| skus.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
     async fn push_prices(&self, jobs: Vec<(Job, PriceJob)>) -> Vec<Settled> {
         let mut settled = Vec::new();
         let mut latest: BTreeMap<String, (Job, PriceJob)> = BTreeMap::new();
@@ -564,6 +571,10 @@ impl AccountPush<'_> {
         if latest.is_empty() {
             return settled;
         }
+        // A job queued before the account's listing sync carries no id: its listing gives it now.
+        let unkeyed: Vec<String> =
+            latest.values().filter(|(_, p)| p.channel_item_id.is_none()).map(|(_, p)| p.channel_sku.clone()).collect();
+        let ids = if unkeyed.is_empty() { BTreeMap::new() } else { self.item_ids(&unkeyed).await };
         let updates: Vec<PriceUpdate> = latest
             .values()
             .map(|(_, p)| PriceUpdate {
@@ -571,7 +582,7 @@ impl AccountPush<'_> {
                 channel_sku: p.channel_sku.clone(),
                 amount: p.amount,
                 currency: p.currency,
-                channel_item_id: p.channel_item_id.clone(),
+                channel_item_id: p.channel_item_id.clone().or_else(|| ids.get(&p.channel_sku).cloned()),
             })
             .collect();
         let api_calls = updates.len().div_ceil(self.connector.max_batch().max(1));
@@ -579,8 +590,20 @@ impl AccountPush<'_> {
         if let Ok(outcome) = &result {
             self.follow(&outcome.submitted).await;
         }
+        let prices: HashMap<String, (PriceJob, String)> = latest
+            .values()
+            .map(|(job, price)| (job.delivery.id.clone(), (price.clone(), job.delivery.trace_id.clone())))
+            .collect();
         let sent = latest.into_values().map(|(job, price)| (job, price.channel_sku)).collect();
-        settled.extend(self.settle_items(sent, result));
+        let outcomes = self.settle_items(sent, result);
+        // What the channel took is recorded, so the next prices run sends only what differs.
+        let delivered: Vec<(PriceJob, String)> = outcomes
+            .iter()
+            .filter(|s| s.outcome == MessageOutcome::Delivered)
+            .filter_map(|s| prices.get(&s.delivery.id).cloned())
+            .collect();
+        self.app.record_delivered_prices(&delivered, Utc::now()).await;
+        settled.extend(outcomes);
         settled
     }
 

@@ -9,7 +9,9 @@
 //!   recent orders and ingests them like webhooks; orders we already hold are recognised by their
 //!   `source_version`, and the ones webhooks missed are stored and counted as drift
 //!   (`ReconcileDrift`).
-//! - `prices`, `images`: no price or image source is connected in v1; the run says so plainly.
+//! - `prices`: prices every SKU of the price book for each account through the rules and queues what
+//!   differs from what the channel last took ([`crate::prices`]).
+//! - `images`: no product content source is connected yet; the run says so plainly.
 //! - Legacy ERP data is on demand: the inventory import endpoint, or a triggered sync.
 //!
 //! [`App::run_tier`] runs one kind for every account at once (the tests' and operators' way to force
@@ -74,7 +76,8 @@ impl App {
             }
             "reconcile" => self.reconcile(&mut report, now).await?,
             "listings" => self.sync_every_listing(&mut report).await,
-            "prices" | "images" => report.note = Some(format!("no {tier} source is connected; nothing to sync")),
+            "prices" => self.price_every_account(&mut report, now).await?,
+            "images" => report.note = Some("no product content source is connected; nothing to sync".into()),
             other => return Err(Failure::permanent("scheduler", format!("unknown tier {other:?}"))),
         }
         info!(
@@ -129,6 +132,29 @@ impl App {
                 return Ok(());
             }
         }
+    }
+
+    async fn price_every_account(&self, report: &mut TierReport, now: DateTime<Utc>) -> Result<(), Failure> {
+        let accounts: Vec<_> = self.config().await.enabled_accounts().cloned().collect();
+        let trace_id = crate::trace::mint();
+        let mut refused = 0;
+        for account in accounts {
+            let mut cursor = None;
+            loop {
+                let page = self.price_page(&account, cursor.as_deref(), &trace_id, now).await?;
+                report.positions += usize::try_from(page.examined).unwrap_or(usize::MAX);
+                report.push_jobs += usize::try_from(page.pushed).unwrap_or(usize::MAX);
+                refused += page.refused;
+                cursor = page.next;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        if refused > 0 {
+            report.note = Some(format!("{refused} price(s) refused by the rules and quarantined (stage price)"));
+        }
+        Ok(())
     }
 
     async fn reconcile(&self, report: &mut TierReport, now: DateTime<Utc>) -> Result<(), Failure> {

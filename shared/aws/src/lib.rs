@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod idempotency;
+pub mod prices;
 pub mod quarantine;
 pub mod queue;
 pub mod records;

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::{
     types::{AttributeValue, Put, TransactWriteItem},
 };
 use chrono::{DateTime, Utc};
-use manifold_domain::{Order, OrderId, Oversell, Record, events::EventKind};
+use manifold_domain::{Order, OrderId, Oversell, Record, events::EventKind, rules::Release};
 
 use crate::StoreError;
 
@@ -81,6 +81,9 @@ pub trait RecordStore: Send + Sync {
     /// order that is already marked changes nothing and returns `false`, so whoever gets `true` wrote
     /// the mark first (the one place that counts an oversell once per order).
     async fn set_oversold(&self, id: &OrderId, oversold: Option<&Oversell>) -> Result<bool, StoreError>;
+    /// Releases the order's hold for review. `true` when this call released it; `false` when the
+    /// stored order is held by nothing or was released before.
+    async fn release_hold(&self, id: &OrderId, release: &Release) -> Result<bool, StoreError>;
     /// Stores a non-order record (product, shipment, refund, inventory level...) with its ingest key
     /// and its outbox `events`. Returns false when the ingest key was already applied.
     async fn put_record(
@@ -345,6 +348,32 @@ impl RecordStore for DynamoRecords {
         }
     }
 
+    async fn release_hold(&self, id: &OrderId, release: &Release) -> Result<bool, StoreError> {
+        let _guard = self.emulator_guard().await;
+        let v: AttributeValue = serde_dynamo::to_attribute_value(release)
+            .map_err(|e| StoreError::Invalid { what: "release", reason: e.to_string() })?;
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(Self::order_pk(id)))
+            .key("sk", AttributeValue::S("CURRENT".into()))
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_names("#f", "fulfillment")
+            .expression_attribute_names("#h", "hold")
+            .expression_attribute_names("#x", "released")
+            .condition_expression("attribute_exists(#r.#f.#h) AND attribute_not_exists(#r.#f.#h.#x)")
+            .update_expression("SET #r.#f.#h.#x = :x")
+            .expression_attribute_values(":x", v)
+            .send()
+            .await;
+        match released {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
+        }
+    }
+
     async fn put_record(
         &self,
         record: &Record,
@@ -565,6 +594,18 @@ impl RecordStore for MemoryRecords {
         }
         o.oversold = oversold.cloned();
         Ok(true)
+    }
+
+    async fn release_hold(&self, id: &OrderId, release: &Release) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let hold = inner.orders.get_mut(id).and_then(|o| o.fulfillment.as_mut()).and_then(|f| f.hold.as_mut());
+        match hold {
+            Some(h) if h.released.is_none() => {
+                h.released = Some(release.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn put_record(

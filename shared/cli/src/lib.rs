@@ -46,9 +46,13 @@ pub enum Command {
     Quarantine(commands::quarantine::QuarantineCommand),
     /// Everything stored for one trace id: records, quarantine and ledger entries.
     Trace(commands::trace::TraceArgs),
-    /// Orders that missed their ship-by deadline, and tracking the channel never showed.
+    /// Orders that missed their ship-by deadline and tracking the channel never showed; release an
+    /// order held for review.
     #[command(subcommand)]
     Orders(commands::orders::OrdersCommand),
+    /// Which business rules fire for an order or a SKU, and what they give (writes nothing).
+    #[command(subcommand)]
+    Rules(commands::rules::RulesCommand),
     /// Outbound webhook deliveries: recent attempts per subscription, and replay of a window.
     #[command(subcommand)]
     Webhooks(commands::webhooks::WebhooksCommand),
@@ -83,6 +87,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
         Command::Orders(cmd) => commands::orders::run(&cmd, json).await,
+        Command::Rules(cmd) => commands::rules::run(cmd, json).await,
         Command::Webhooks(cmd) => commands::webhooks::run(cmd, json).await,
         Command::Listings(cmd) => commands::listings::run(cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),

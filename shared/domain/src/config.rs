@@ -46,6 +46,9 @@ pub struct ChannelConfig {
     /// Signed outbound webhooks (see [`crate::webhooks`]).
     #[serde(default)]
     pub webhooks: Vec<crate::webhooks::Subscription>,
+    /// Routing, shipping and price rules (see [`crate::rules`]).
+    #[serde(default)]
+    pub rules: crate::rules::Rules,
 }
 
 /// A SKU whose ledger position is split into `shards` positions.
@@ -95,6 +98,10 @@ pub struct AccountConfig {
     /// marketplace id, warehouse id...). Free-form on purpose: each connector validates its own keys.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The currency the account sells in and the rate from the base prices' currency; without it the
+    /// account sells in the base prices' own currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::rules::AccountPricing>,
 }
 
 fn default_enabled() -> bool {
@@ -554,6 +561,19 @@ impl ChannelConfig {
         }
         crate::export::validate(&self.exports)?;
         crate::webhooks::validate(&self.webhooks)?;
+        for (i, a) in self.accounts.iter().enumerate() {
+            if let Some(p) = &a.pricing
+                && p.from.is_some_and(|from| from != p.currency)
+                && p.rate.is_none_or(|r| r <= rust_decimal::Decimal::ZERO)
+            {
+                return Err((
+                    format!("accounts[{i}].pricing.rate"),
+                    "a positive rate is needed to convert prices".into(),
+                ));
+            }
+        }
+        let locations = self.enabled_accounts().map(|a| a.stock.location.clone()).collect();
+        crate::rules::validate(&self.rules, &locations)?;
         for (i, b) in self.bundles.iter().enumerate() {
             for (j, c) in b.components.iter().enumerate() {
                 if bundles.contains(&c.sku) {
@@ -576,6 +596,7 @@ impl ChannelConfig {
             hot_skus: Vec::new(),
             exports: Vec::new(),
             webhooks: Vec::new(),
+            rules: crate::rules::Rules::default(),
         }
     }
 

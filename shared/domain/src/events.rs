@@ -144,6 +144,9 @@ pub struct OrderEventV1 {
     pub ship_by: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversold: Option<Oversell>,
+    /// Routing and shipping (no personal data): a held order reserves nothing until released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfillment: Option<crate::rules::Fulfillment>,
 }
 
 impl From<&Order> for OrderEventV1 {
@@ -164,6 +167,7 @@ impl From<&Order> for OrderEventV1 {
             warnings: o.warnings.clone(),
             ship_by: o.ship_by,
             oversold: o.oversold.clone(),
+            fulfillment: o.fulfillment.clone(),
         }
     }
 }
@@ -191,6 +195,7 @@ impl OrderEventV1 {
             warnings: self.warnings,
             ship_by: self.ship_by,
             oversold: self.oversold,
+            fulfillment: self.fulfillment,
         }
     }
 }

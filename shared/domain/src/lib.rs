@@ -15,6 +15,7 @@ pub mod export;
 pub mod ids;
 pub mod money;
 pub mod records;
+pub mod rules;
 pub mod schema;
 pub mod webhooks;
 

@@ -212,9 +212,19 @@ pub struct Order {
     /// Set by the inventory ledger when the order could not be fully reserved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversold: Option<Oversell>,
+    /// How the order is routed and shipped: carrier and service for the WMS, the fulfilling location,
+    /// a hold for review, tags, and the rules that decided each (see [`crate::rules`]). Decided once,
+    /// when the order is first stored; kept across its later updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfillment: Option<crate::rules::Fulfillment>,
 }
 
 impl Order {
+    /// Held for review by a routing rule and not released: it reserves nothing.
+    pub fn is_held(&self) -> bool {
+        self.fulfillment.as_ref().is_some_and(crate::rules::Fulfillment::is_held)
+    }
+
     /// Quantity per master SKU across all lines (lines without a SKU reserve nothing).
     pub fn quantities_by_sku(&self) -> std::collections::BTreeMap<Sku, u32> {
         let mut out = std::collections::BTreeMap::new();

@@ -124,6 +124,7 @@ impl OrderDraft {
             warnings,
             ship_by: self.ship_by,
             oversold: None,
+            fulfillment: None,
         })
     }
 }

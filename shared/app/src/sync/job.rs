@@ -202,11 +202,41 @@ impl App {
             }
             report.started.push(StartedRun { slot: run.slot().to_string(), run: run.id });
         }
+        if let Err(e) = self.start_window_runs(now, &mut report).await {
+            warn!(error = %e, "promotion windows not checked: the next tick checks them again");
+            first_error.get_or_insert(e);
+        }
         info!(started = report.started.len(), contended, "scheduler tick");
         match first_error {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// Starts a prices run of every account a promotion window opened or closed for in the last day
+    /// and not yet re-priced for (a marker per window edge), so prices change at the window's edge.
+    async fn start_window_runs(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<(), Failure> {
+        let due = self.price_windows_due(now - chrono::Duration::days(1), now).await?;
+        for ((channel, account), edges) in due {
+            let mut unmarked = Vec::new();
+            for (rule, edge) in edges {
+                let marker = format!("price-window#{channel}#{account}#{rule}#{}", edge.timestamp());
+                if self.state.get_marker(&marker).await?.is_none() {
+                    unmarked.push((marker, rule));
+                }
+            }
+            if unmarked.is_empty() {
+                continue;
+            }
+            let run =
+                self.start_sync(Slot::new(channel, account, SyncKind::Prices), Trigger::Window, true, now).await?;
+            for (marker, rule) in &unmarked {
+                self.state.set_marker(marker, &run.id).await?;
+                info!(run = %run.id, rule = %rule, "promotion window edge: prices run started");
+            }
+            report.started.push(StartedRun { slot: run.slot().to_string(), run: run.id });
+        }
+        Ok(())
     }
 
     /// Starts a run on demand (`POST /v1/sync/...`, `manifold sync`): the whole catalog with `full`,
@@ -392,7 +422,21 @@ impl App {
                     ..PageDone::default()
                 }
             }
-            SyncKind::Prices | SyncKind::Images => PageDone {
+            SyncKind::Prices => {
+                let page = self.price_page(&account, run.cursor.as_deref(), &crate::trace::mint(), now).await?;
+                PageDone {
+                    end: page.next.is_none().then_some(RunStatus::Finished),
+                    cursor: page.next,
+                    examined: page.examined,
+                    pushed: page.pushed,
+                    errors: page.refused,
+                    note: (page.refused > 0).then(|| {
+                        format!("{} price(s) refused by the rules and quarantined (stage price)", page.refused)
+                    }),
+                    ..PageDone::default()
+                }
+            }
+            SyncKind::Images => PageDone {
                 note: Some(format!("no {} source is connected; nothing to sync", run.kind)),
                 end: finished,
                 ..PageDone::default()

@@ -114,6 +114,8 @@ pub enum Trigger {
     Api,
     /// `manifold sync`.
     Cli,
+    /// A price rule's promotion window opened or closed (`crate::prices`).
+    Window,
 }
 
 impl Trigger {
@@ -122,6 +124,7 @@ impl Trigger {
             Trigger::Scheduled => "scheduled",
             Trigger::Api => "api",
             Trigger::Cli => "cli",
+            Trigger::Window => "window",
         }
     }
 }
@@ -129,7 +132,7 @@ impl Trigger {
 impl FromStr for Trigger {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Trigger::Scheduled, Trigger::Api, Trigger::Cli]
+        [Trigger::Scheduled, Trigger::Api, Trigger::Cli, Trigger::Window]
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| format!("unknown trigger {s:?}"))

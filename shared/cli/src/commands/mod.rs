@@ -8,6 +8,7 @@ pub mod listings;
 pub mod normalize;
 pub mod orders;
 pub mod quarantine;
+pub mod rules;
 pub mod sign;
 pub mod stock;
 pub mod sync;

@@ -1,5 +1,7 @@
 //! `manifold orders late`: orders that missed their ship-by deadline and shipments whose tracking the
 //! channel never showed, as the deadline watch reported them (kept 30 days).
+//! `manifold orders release ID`: releases an order a routing rule held for review, so it reserves its
+//! stock (`manifold_app::rules`).
 
 use manifold_aws::watch::{DynamoWatch, Reported, WatchKind, WatchStore};
 use serde::Serialize;
@@ -14,6 +16,27 @@ use crate::{
 pub enum OrdersCommand {
     /// Orders not shipped by their deadline, and tracking the channel never confirmed.
     Late,
+    /// Releases an order held for review by a routing rule: it reserves its stock from now on.
+    Release {
+        /// The order id (`{channel}:{account}:{channel_order_id}`).
+        id: String,
+        /// Who releases it (recorded on the order); the login name by default.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+}
+
+impl Human for manifold_app::rules::Released {
+    fn human(&self) -> String {
+        format!(
+            "order {} released by {} at {} (held by rule {}: {})\n",
+            self.order_id,
+            self.released_by,
+            self.released_at.to_rfc3339(),
+            self.rule,
+            self.reason
+        )
+    }
 }
 
 /// Everything reported late, earliest deadline first.
@@ -60,9 +83,16 @@ pub async fn late(store: &dyn WatchStore) -> Result<LateReport, CliError> {
 }
 
 pub async fn run(cmd: &OrdersCommand, json: bool) -> Result<(), CliError> {
+    if let OrdersCommand::Release { id, by } = cmd {
+        let app = manifold_app::App::from_env().await?;
+        let trace_id = manifold_app::trace::mint();
+        let released = app.release_order(id, by, &trace_id, chrono::Utc::now()).await?;
+        return crate::output::print(&released, json);
+    }
     let aws = Aws::from_env().await?;
     let store = DynamoWatch::new(aws.ddb.clone(), &aws.env.state_table);
     match cmd {
         OrdersCommand::Late => crate::output::print(&late(&store).await?, json),
+        OrdersCommand::Release { .. } => unreachable!("answered above"),
     }
 }
