@@ -257,9 +257,15 @@ impl App {
     ) -> Result<IngestOutcome, Failure> {
         tracing::Span::current().record("order_id", order.id.as_str());
         let order = &self.routed(order, now).await?;
+        // What the store keeps: an order routed before keeps its routing (see `crate::rules`).
+        let stored = |write: &OrderWrite| match write {
+            OrderWrite::Updated { previous } => Order { fulfillment: previous.fulfillment.clone(), ..order.clone() },
+            _ => order.clone(),
+        };
         let events = |write: &OrderWrite| -> Result<Vec<OutboxEvent>, StoreError> {
-            order_event(order, write)
-                .map(|kind| outbox_event(kind, key, order_detail(kind, order, trace_id, now)))
+            let stored = stored(write);
+            order_event(&stored, write)
+                .map(|kind| outbox_event(kind, key, order_detail(kind, &stored, trace_id, now)))
                 .into_iter()
                 .collect()
         };
@@ -278,6 +284,11 @@ impl App {
             }
             written => (order_event(order, written), events(written)?),
         };
+        if matches!(write, OrderWrite::Created) {
+            for applied in order.fulfillment.iter().flat_map(|f| &f.rules) {
+                info!(rule = %applied.rule, kind = %applied.kind, effect = %applied.effect, "rule applied");
+            }
+        }
         publish_outbox(self.records.as_ref(), self.bus.as_ref(), key, &outbox).await?;
         if let Some(kind) = event {
             MetricSet::new()

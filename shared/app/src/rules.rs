@@ -5,8 +5,9 @@
 //!   polls and reconciliation alike): routing rules, then shipping rules, give its `fulfillment`
 //!   (carrier and service for the WMS, the fulfilling location, a hold, tags), and each rule that
 //!   applied is logged with its id in the `rule` field and kept on the record. The decision is made
-//!   once: a later update of the order keeps it (a released hold stays released, a rule added since
-//!   does not re-route an order already in the warehouse).
+//!   once: the record store keeps it across later updates of the order, as it keeps the ledger's
+//!   oversell verdict (a released hold stays released, a rule added since does not re-route an order
+//!   already in the warehouse), and the update's event carries it, at no extra read.
 //! - A held order reserves nothing (the ledger skips it) until an operator releases it
 //!   ([`App::release_order`], `manifold orders release ID`): the release is written on the record with
 //!   who and when, and an `OrderUpdated` event lets the ledger reserve it, the pull API and the
@@ -61,16 +62,10 @@ impl App {
         Ok(book)
     }
 
-    /// The order with its routing decision: the stored order's when it was stored before, else the
-    /// rules' now.
+    /// The order with the rules' routing decision as of `now`. The record store keeps the decision of
+    /// an order stored before (`RecordStore::put_order`), so this one only counts for a new order.
     pub(crate) async fn routed(&self, order: &Order, now: DateTime<Utc>) -> Result<Order, Failure> {
-        if let Some(stored) = self.records.get_order(&order.id).await? {
-            return Ok(Order { fulfillment: stored.fulfillment, ..order.clone() });
-        }
         let fulfillment = self.rule_book().await?.route(order, now);
-        for applied in &fulfillment.rules {
-            info!(rule = %applied.rule, kind = %applied.kind, effect = %applied.effect, "rule applied");
-        }
         let routed = (fulfillment != manifold_domain::rules::Fulfillment::default()).then_some(fulfillment);
         Ok(Order { fulfillment: routed, ..order.clone() })
     }

@@ -67,6 +67,8 @@ pub struct StoredRecord {
 pub trait RecordStore: Send + Sync {
     /// Writes `order` if newer than what is stored, together with `ingest_key` (exactly once) and the
     /// events `events` derives from the write (the outbox, pending until [`RecordStore::mark_sent`]).
+    /// A replaced order keeps its stored `fulfillment` (the routing decided when it was first stored)
+    /// and, unless the new one has its own, its `oversold` verdict.
     async fn put_order(
         &self,
         order: &Order,
@@ -259,21 +261,35 @@ impl RecordStore for DynamoRecords {
         {
             return Ok(OrderWrite::Stale { stored_version: prev.source_version });
         }
-        // The ledger's verdict belongs to the order, not to the channel's document: keep it.
+        // The ledger's verdict and the routing decision belong to the order, not to the channel's
+        // document: keep them.
         let mut to_store = order.clone();
         if to_store.oversold.is_none() {
             to_store.oversold = previous.as_ref().and_then(|p| p.oversold.clone());
         }
+        if let Some(p) = &previous {
+            to_store.fulfillment.clone_from(&p.fulfillment);
+        }
         let mut item = Self::record_item(pk.clone(), "order", &to_store, trace_id, now)?;
         item.insert("source_version".into(), AttributeValue::N(order.source_version.to_string()));
         item.insert("status".into(), AttributeValue::S(order.status.as_str().to_owned()));
-        let put = Put::builder()
+        let mut put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR source_version < :v")
-            .expression_attribute_values(":v", AttributeValue::N(order.source_version.to_string()))
-            .build()
-            .map_err(|e| StoreError::Invalid { what: "order", reason: e.to_string() })?;
+            .expression_attribute_values(":v", AttributeValue::N(order.source_version.to_string()));
+        let unreleased =
+            previous.as_ref().and_then(|p| p.fulfillment.as_ref()?.hold.as_ref()).is_some_and(|h| h.released.is_none());
+        if unreleased {
+            // A release written between our read and this write must not be overwritten by the hold we read.
+            put = put
+                .condition_expression("source_version < :v AND attribute_not_exists(#r.#f.#h.#x)")
+                .expression_attribute_names("#r", "record")
+                .expression_attribute_names("#f", "fulfillment")
+                .expression_attribute_names("#h", "hold")
+                .expression_attribute_names("#x", "released");
+        }
+        let put = put.build().map_err(|e| StoreError::Invalid { what: "order", reason: e.to_string() })?;
         let write = match previous {
             Some(p) => OrderWrite::Updated { previous: Box::new(p) },
             None => OrderWrite::Created,
@@ -285,8 +301,16 @@ impl RecordStore for DynamoRecords {
         Ok(match failed.as_slice() {
             [_, true] => OrderWrite::Duplicate,
             [true, _] => {
-                // A newer version landed between our read and our write.
+                // A newer version landed between our read and our write, or (same version) the order was
+                // released meanwhile: then the write is retried, and its next read keeps the release.
                 let stored = self.get_order(&order.id).await?.map_or(0, |o| o.source_version);
+                if stored < order.source_version {
+                    return Err(StoreError::Service {
+                        service: "dynamodb",
+                        operation: "TransactWriteItems",
+                        source: format!("order {} changed between its read and its write; retry", order.id).into(),
+                    });
+                }
                 OrderWrite::Stale { stored_version: stored }
             }
             _ => write,
@@ -577,7 +601,11 @@ impl RecordStore for MemoryRecords {
             None => OrderWrite::Created,
         };
         let outbox = events(&write)?;
-        inner.orders.insert(order.id.clone(), order.clone());
+        let mut to_store = order.clone();
+        if let OrderWrite::Updated { previous } = &write {
+            to_store.fulfillment.clone_from(&previous.fulfillment);
+        }
+        inner.orders.insert(order.id.clone(), to_store);
         inner.applied.insert(ingest_key.to_owned(), outbox);
         Ok(write)
     }

@@ -466,7 +466,10 @@ impl RuleBook {
 
     /// Routes an order: routing rules, then shipping rules, as of `now`.
     pub fn route(&self, order: &Order, now: DateTime<Utc>) -> Fulfillment {
-        let ctx = order_context(order);
+        with_stdlib(|root| self.route_in(&order_context(root, order), order, now))
+    }
+
+    fn route_in(&self, ctx: &Context, order: &Order, now: DateTime<Utc>) -> Fulfillment {
         let covers = |h: Head<'_>| {
             h.scope.covers_account(order.channel, order.account.as_str())
                 && (!h.scope.names_skus()
@@ -476,7 +479,7 @@ impl RuleBook {
         let mut out = Fulfillment::default();
         for (rule, condition) in self.rules.routing.iter().zip(&self.routing) {
             let id = rule.id.as_str();
-            if !(covers(rule.head()) && rule.order.holds(order) && fires(condition.as_ref(), id, &ctx)) {
+            if !(covers(rule.head()) && rule.order.holds(order) && fires(condition.as_ref(), id, ctx)) {
                 continue;
             }
             let mut effects = Vec::new();
@@ -503,7 +506,7 @@ impl RuleBook {
             }
         }
         let shipping = self.rules.shipping.iter().zip(&self.shipping).find(|(rule, condition)| {
-            covers(rule.head()) && rule.order.holds(order) && fires(condition.as_ref(), &rule.id, &ctx)
+            covers(rule.head()) && rule.order.holds(order) && fires(condition.as_ref(), &rule.id, ctx)
         });
         if let Some((rule, _)) = shipping {
             out.carrier = Some(rule.carrier.clone());
@@ -575,7 +578,9 @@ impl RuleBook {
                 continue;
             }
             if condition.is_some()
-                && !fires(condition.as_ref(), c.id, &price_context(channel, account, sku, running, currency))
+                && !with_stdlib(|root| {
+                    fires(condition.as_ref(), c.id, &price_context(root, channel, account, sku, running, currency))
+                })
             {
                 continue;
             }
@@ -626,14 +631,25 @@ impl RuleBook {
     }
 }
 
+thread_local! {
+    /// CEL's standard library, built once per thread: a context of its own builds it anew, which
+    /// costs more than evaluating a condition. Each evaluation adds its variables in a scope of this.
+    static STDLIB: Context<'static, 'static> = Context::default();
+}
+
+/// Runs `f` with the standard library's context, for scopes of variables on top of it.
+fn with_stdlib<R>(f: impl FnOnce(&Context<'static, 'static>) -> R) -> R {
+    STDLIB.with(f)
+}
+
 /// An order as CEL sees it: the canonical record with its money as numbers.
-fn order_context(order: &Order) -> Context<'static, 'static> {
+fn order_context<'a>(root: &'a Context<'static, 'static>, order: &Order) -> Context<'a, 'static> {
     let mut value = serde_json::to_value(order).unwrap_or_default();
     money_as_numbers(&mut value["totals"]);
     if let Some(lines) = value.get_mut("lines").and_then(serde_json::Value::as_array_mut) {
         lines.iter_mut().for_each(money_as_numbers);
     }
-    let mut ctx = Context::default();
+    let mut ctx = root.new_inner_scope();
     // Serializing a JSON value into CEL cannot fail.
     let _ = ctx.add_variable("order", value);
     ctx.add_variable_from_value("channel", order.channel.as_str().to_owned());
@@ -653,14 +669,15 @@ fn money_as_numbers(object: &mut serde_json::Value) {
     }
 }
 
-fn price_context(
+fn price_context<'a>(
+    root: &'a Context<'static, 'static>,
     channel: Channel,
     account: &str,
     sku: &Sku,
     price: Decimal,
     currency: Currency,
-) -> Context<'static, 'static> {
-    let mut ctx = Context::default();
+) -> Context<'a, 'static> {
+    let mut ctx = root.new_inner_scope();
     ctx.add_variable_from_value("sku", sku.as_str().to_owned());
     ctx.add_variable_from_value("channel", channel.as_str().to_owned());
     ctx.add_variable_from_value("account", account.to_owned());
@@ -671,7 +688,7 @@ fn price_context(
 
 /// One kind of rule as validation walks it: its section name, its rules' heads, their compiled
 /// conditions and the sample record they run against.
-type Section<'a> = (&'a str, Vec<Head<'a>>, &'a [Option<Condition>], &'a Context<'static, 'static>);
+type Section<'a> = (&'a str, Vec<Head<'a>>, &'a [Option<Condition>], &'a Context<'a, 'static>);
 
 fn heads<R: Rule>(rules: &[R]) -> Vec<Head<'_>> {
     rules.iter().map(Rule::head).collect()
@@ -682,12 +699,18 @@ fn heads<R: Rule>(rules: &[R]) -> Vec<Head<'_>> {
 /// refused now).
 pub fn validate(rules: &Rules, locations: &BTreeSet<String>) -> Result<(), (String, String)> {
     let book = RuleBook::new(rules)?;
+    with_stdlib(|root| validate_heads(rules, &book, root))?;
+    validate_actions(rules, locations)
+}
+
+/// Ids and windows of every rule, and every condition run against its sample record.
+fn validate_heads(rules: &Rules, book: &RuleBook, root: &Context<'static, 'static>) -> Result<(), (String, String)> {
     let mut ids = BTreeSet::new();
     let sample = sample_order();
-    let order_ctx = order_context(&sample);
+    let order_ctx = order_context(root, &sample);
     let sku = Sku::new("SAMPLE-1").expect("a valid SKU");
-    let price_ctx =
-        price_context(Channel::Shopify, "sample", &sku, Decimal::new(1999, 2), Currency::new("EUR").expect("EUR"));
+    let eur = Currency::new("EUR").expect("EUR");
+    let price_ctx = price_context(root, Channel::Shopify, "sample", &sku, Decimal::new(1999, 2), eur);
     let sections: [Section<'_>; 3] = [
         ("routing", heads(&rules.routing), &book.routing, &order_ctx),
         ("shipping", heads(&rules.shipping), &book.shipping, &order_ctx),
@@ -711,6 +734,11 @@ pub fn validate(rules: &Rules, locations: &BTreeSet<String>) -> Result<(), (Stri
             }
         }
     }
+    Ok(())
+}
+
+/// What each kind of rule does: something, and something possible.
+fn validate_actions(rules: &Rules, locations: &BTreeSet<String>) -> Result<(), (String, String)> {
     for (i, r) in rules.routing.iter().enumerate() {
         let at = |field: &str| format!("rules.routing[{i}].{field}");
         if r.hold.is_none() && r.location.is_none() && r.tags.is_empty() {

@@ -165,3 +165,60 @@ pub async fn run(cmd: RulesCommand, json: bool) -> Result<(), CliError> {
     let (channel, account) = find_account(&config, account)?;
     crate::output::print(&app.price_preview(&config, channel, &account, sku, at).await?, json)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = include_str!("../../../../infra/channels.example.toml");
+
+    fn with_rules(rules: &str) -> ChannelConfig {
+        ChannelConfig::parse("channels.toml", &format!("{CONFIG}\n{rules}")).unwrap()
+    }
+
+    /// A pull API answer for a Shopify order shipped to Austria, as an operator saves it.
+    fn order_file(total: &str) -> PathBuf {
+        let order = serde_json::json!({ "record": {
+            "id": "shopify:shop-eu:7", "channel": "shopify", "account": "shop-eu", "channel_order_id": "7",
+            "order_number": "#7", "status": "paid", "created_at": "2026-11-30T10:00:00Z",
+            "updated_at": "2026-11-30T10:00:00Z", "currency": "EUR", "lines": [],
+            "totals": {"subtotal": total, "shipping": "0.00", "tax": "0.00", "discount": "0.00", "total": total},
+            "customer": {"email": null, "name": null, "phone": null},
+            "shipping_address": {"name": null, "line1": null, "line2": null, "city": "Graz", "region": null,
+                "postal_code": "8010", "country_code": "AT"},
+            "billing_address": null, "source_version": 1,
+            "fulfillment": {"carrier": "OLD", "rules": [{"rule": "old", "kind": "shipping", "effect": "carrier OLD"}]}
+        }});
+        let dir = std::env::temp_dir().join(format!("manifold-rules-test-{}-{total}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("order.json");
+        std::fs::write(&path, order.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_order_file_is_routed_afresh_by_the_rules_given_and_says_which_fired() {
+        let config = with_rules(
+            "[[rules.shipping]]\nid = \"alpine-express\"\nwhen = 'order.shipping_address.country_code == \"AT\" && order.totals.total > 100'\ncarrier = \"DHL\"\nservice = \"Express\"\n\n[[rules.routing]]\nid = \"review-large\"\norder = { min_total = 1000 }\nhold = \"value above 1000\"\n",
+        );
+        let at = "2026-11-30T12:00:00Z".parse().unwrap();
+        let small = test_order(&config, &order_file("150.00"), at).unwrap();
+        assert_eq!(small.fulfillment.carrier.as_deref(), Some("DHL"));
+        assert!(small.fulfillment.hold.is_none());
+        let text = small.human();
+        assert!(text.contains("alpine-express") && !text.contains("OLD"), "{text}");
+        let large = test_order(&config, &order_file("1500.00"), at).unwrap();
+        assert_eq!(large.fulfillment.hold.as_ref().map(|h| h.rule.as_str()), Some("review-large"));
+        assert!(large.human().contains("value above 1000 (rule review-large)"));
+        let none = test_order(&with_rules(""), &order_file("150.00"), at).unwrap();
+        assert!(none.human().contains("no rule fires"));
+    }
+
+    #[test]
+    fn an_account_is_named_by_its_id_or_channel_and_id() {
+        let config = with_rules("");
+        assert_eq!(find_account(&config, "shop-eu").unwrap(), (Channel::Shopify, "shop-eu".to_owned()));
+        assert_eq!(find_account(&config, "ebay:ebay-de").unwrap(), (Channel::Ebay, "ebay-de".to_owned()));
+        assert!(find_account(&config, "nobody").unwrap_err().to_string().contains("no account"));
+    }
+}
