@@ -234,6 +234,22 @@ async fn apply_all(h: &Harness) -> Vec<LedgerOutcome> {
     out
 }
 
+/// One reconciliation run of `account` (every 15 minutes) and the ledger's work on what it found:
+/// (returns the sweep handed on, units restocked, refunds that restocked nothing).
+async fn reconcile_returns(
+    h: &Harness,
+    account: &manifold_domain::config::AccountConfig,
+    label: &str,
+) -> (usize, usize, usize) {
+    let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
+    let poll = h.app.reconcile_account(account, cadence, Utc::now()).await.unwrap();
+    assert!(!poll.failed, "{label}: {poll:?}");
+    let applied = apply_all(h).await;
+    let restocked = applied.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
+    let refunds = applied.iter().filter(|o| **o == LedgerOutcome::Ignored("refund restocks nothing")).count();
+    (poll.returns_seen, restocked, refunds)
+}
+
 /// Zalando pushes nothing and lists new orders only until they are exported: a unit returned weeks
 /// later reaches Manifold through the reconciliation tier's poll of orders changed since, and goes
 /// back on stock once, however many polls see it.
@@ -328,18 +344,7 @@ async fn an_amazon_return_delivered_to_the_seller_is_restocked_once_from_the_ret
         "Return delivery date": (Utc::now() - chrono::Duration::days(1)).to_rfc3339(), "Refunded Amount": "" });
     h.sim.seed_return(Channel::Amazon, &order_id, "Amazon RMA ID", row.clone());
     let account = h.app.config().await.account(Channel::Amazon, "A2EUQ1WTGCTBG2").unwrap().clone();
-    let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
-    let run = |label: &'static str| {
-        let (h, account) = (&h, &account);
-        async move {
-            let poll = h.app.reconcile_account(account, cadence, Utc::now()).await.unwrap();
-            assert!(!poll.failed, "{label}: {poll:?}");
-            let applied = apply_all(h).await;
-            let restocked = applied.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
-            let refunds = applied.iter().filter(|o| **o == LedgerOutcome::Ignored("refund restocks nothing")).count();
-            (poll.returns_seen, restocked, refunds)
-        }
-    };
+    let run = |label: &'static str| reconcile_returns(&h, &account, label);
     // Run 1 asks for a report; run 2 finds it still being built; run 3 reads it (and asks for the
     // next): the return, restocked.
     assert_eq!(run("ask").await, (0, 0, 0));
@@ -377,18 +382,7 @@ async fn an_ebay_return_delivered_to_the_seller_is_restocked_once_and_a_kept_one
     doc["lastModifiedDate"] = json!(Utc::now().to_rfc3339());
     let order_id = h.sim.seed_order(Channel::Ebay, doc.clone()).unwrap();
     let account = h.app.config().await.account(Channel::Ebay, "ebay-de").unwrap().clone();
-    let cadence = manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15));
-    let run = |label: &'static str| {
-        let (h, account) = (&h, &account);
-        async move {
-            let poll = h.app.reconcile_account(account, cadence, Utc::now()).await.unwrap();
-            assert!(!poll.failed, "{label}: {poll:?}");
-            let applied = apply_all(h).await;
-            let restocked = applied.iter().filter(|o| matches!(o, LedgerOutcome::Restocked { .. })).count();
-            let refunds = applied.iter().filter(|o| **o == LedgerOutcome::Ignored("refund restocks nothing")).count();
-            (poll.returns_seen, restocked, refunds)
-        }
-    };
+    let run = |label: &'static str| reconcile_returns(&h, &account, label);
     // The sweep finds the order (no webhook came) and no returns yet; the WMS ships all three units.
     assert_eq!(run("order").await, (0, 0, 0));
     let id = OrderId::new(format!("ebay:ebay-de:{order_id}")).unwrap();

@@ -274,7 +274,8 @@ impl Rounding {
     }
 }
 
-/// Change a price. At most one of `percent`, `amount` and `fixed`.
+/// Change a price. At most one of `percent`, `amount` and `fixed`. Amounts (`amount`, `fixed`,
+/// `floor`, `ceiling`) are in the account's selling currency, after conversion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceRule {
