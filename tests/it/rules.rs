@@ -347,3 +347,47 @@ async fn position(h: &Harness) -> manifold_ledger::Position {
     let key = manifold_ledger::PositionKey::new(Sku::new("IPOD2009BLACK").unwrap(), "default");
     h.app.ledger.position(&key).await.unwrap()
 }
+
+#[tokio::test]
+async fn a_price_file_applies_its_good_rows_reports_the_bad_ones_by_number_and_a_stale_price_changes_nothing() {
+    let h = Harness::new().await;
+    let now = Utc::now();
+    let sku = format!("CSV-{}", now.timestamp_micros());
+    let csv = format!(
+        "sku,amount,currency,compare_at,effective_at\n\
+         {sku},19.99,EUR,24.99,2026-11-01T00:00:00Z\n\
+         {sku}-2,abc,EUR,,\n\
+         {sku}-3,5.00,EURO,,\n\
+         {sku}-4,-1.00,EUR,,\n\
+         {sku},18.99,EUR,,2026-10-01T00:00:00Z\n"
+    );
+    let report = h.app.import_prices(&csv, true, "erp-file-1", "trace-csv", now).await.unwrap();
+    assert_eq!(report["applied"], 1, "{report}");
+    let rows: Vec<u64> = report["errors"].as_array().unwrap().iter().map(|e| e["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows, [2, 3, 4, 5], "{report}");
+    let reasons = report["errors"].to_string();
+    assert!(reasons.contains("amount") && reasons.contains("EURO") && reasons.contains("positive"), "{reasons}");
+    assert!(reasons.contains("already set"), "the older row is stale: {reasons}");
+
+    let stored = h.app.prices.get().get(&Sku::new(&sku).unwrap()).await.unwrap().expect("applied");
+    assert_eq!(
+        (stored.amount.to_string().as_str(), stored.compare_at.map(|c| c.to_string())),
+        ("19.99", Some("24.99".into()))
+    );
+    // The same file again changes nothing; a newer price through the API is the next history entry.
+    let again = h.app.import_prices(&csv, true, "erp-file-1", "trace-csv-2", now).await.unwrap();
+    assert_eq!((again["applied"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(1)), "{again}");
+    let newer: PriceInput =
+        serde_json::from_value(json!({ "amount": 17.5, "currency": "EUR", "source_ref": "erp-42" })).unwrap();
+    h.app.set_price(&sku, &newer, "trace-put", now).await.unwrap();
+    let older: PriceInput =
+        serde_json::from_value(json!({ "amount": "16.00", "currency": "EUR", "effective_at": "2026-01-01T00:00:00Z" }))
+            .unwrap();
+    let stale = h.app.set_price(&sku, &older, "trace-put-2", now).await.unwrap_err();
+    assert_eq!(manifold_app::prices::api_status(&stale), 409, "{stale}");
+    let history = h.app.prices.history(&Sku::new(&sku).unwrap(), 10).await.unwrap();
+    let amounts: Vec<String> = history.iter().map(|c| c.price.amount.to_string()).collect();
+    assert_eq!(amounts, ["17.50", "19.99"], "newest first");
+    assert_eq!(history[0].source_ref, "erp-42");
+    assert_eq!(history[1].source_ref, "erp-file-1#1");
+}
