@@ -317,6 +317,19 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     let imported_prices = inventory.import_prices(&prices, false, &s.run, "trace-iam-prices", now).await.unwrap();
     assert_eq!(imported_prices["errors"].as_array().map(Vec::len), Some(1), "{imported_prices}");
     assert_eq!(triggered.status(), 202, "{:?}", triggered.body());
+    // The PIM's product content: one set, a file of it (one row older than what is stored: refused).
+    let content: manifold_app::content::ContentInput = serde_json::from_value(json!({
+        "title": "Delivered mug", "images": [{ "url": "https://cdn.example/mug.jpg" }]
+    }))
+    .unwrap();
+    inventory.set_content(&s.sku("PUSH-DELIVERED"), &content, "trace-iam-content", now).await.expect("set content");
+    let contents = json!([
+        { "sku": stocked, "title": "Stocked mug" },
+        { "sku": s.sku("PUSH-DELIVERED"), "title": "Older", "updated_at": "2020-01-01T00:00:00Z" }
+    ])
+    .to_string();
+    let imported_content = inventory.import_content(&contents, "trace-iam-contents", now).await.unwrap();
+    assert_eq!(imported_content["errors"].as_array().map(Vec::len), Some(1), "{imported_content}");
 
     // webhook: two signed orders accepted, one signed body that is not JSON (quarantined).
     let webhook = s.app("WebhookFunction").await;
@@ -585,7 +598,29 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
         })
         .to_body()
         .unwrap();
-        let pushed = push.push_batch(channel, sqs_event(&[job(&delivered, 1), price], 1)).await;
+        let mut jobs = vec![job(&delivered, 1), price];
+        // Content too, where the channel keys it by SKU (what the listing took is recorded).
+        let support = manifold_connectors::content::support(channel);
+        if support.any() && support.key == manifold_connectors::content::ContentKey::Sku {
+            let text =
+                manifold_connectors::content::ContentText { title: Some("Delivered mug".into()), ..Default::default() };
+            let content = PushMessage::Content(Box::new(manifold_app::push::ContentJob {
+                channel,
+                account: AccountId::new(account.account.as_str()).unwrap(),
+                update: manifold_connectors::content::ContentUpdate {
+                    sku: Sku::new(&delivered).unwrap(),
+                    channel_sku: delivered.clone(),
+                    ids: manifold_connectors::ListingIds::default(),
+                    text: Some(text),
+                    images: None,
+                },
+                text_hash: Some("iam".into()),
+                image_hashes: Vec::new(),
+                updated_at: Utc::now(),
+            }));
+            jobs.push(content.to_body().unwrap());
+        }
+        let pushed = push.push_batch(channel, sqs_event(&jobs, 1)).await;
         assert!(pushed.batch_item_failures.is_empty(), "{channel}: {:?}", pushed.batch_item_failures);
         // Credentials refused twice (the call and its one retry with a re-read secret): the job is parked,
         // re-sent to its own queue with a delay, and the original acknowledged.

@@ -7,6 +7,7 @@ mod support;
 
 mod changes;
 mod config;
+mod content;
 mod deadlines;
 mod emulator;
 mod exports;

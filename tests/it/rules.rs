@@ -33,7 +33,7 @@ const PROMOTED: &str = "19.48";
 const PROMOTED_MINOR: &str = "1948";
 
 /// Every account on demand only, so the tick starts nothing but what a promotion window asks for.
-fn on_demand(config: &mut ChannelConfig) {
+pub(crate) fn on_demand(config: &mut ChannelConfig) {
     for a in &mut config.accounts {
         a.sync.stock = Cadence::OnDemand;
         a.sync.prices = Cadence::OnDemand;
@@ -76,7 +76,7 @@ async fn run_pages(h: &Harness, sync_queue: &str, now: DateTime<Utc>) -> usize {
 }
 
 /// Runs each channel's push consumer over what its queue holds; the channel's new writes.
-async fn push_all(h: &Harness) -> BTreeMap<Channel, Vec<Write>> {
+pub(crate) async fn push_all(h: &Harness) -> BTreeMap<Channel, Vec<Write>> {
     let before = h.sim.snapshot().writes;
     for channel in Channel::ALL {
         let messages = h.stack.drain(&h.stack.env.push_queues[&channel]).await;

@@ -207,6 +207,15 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
             let body = json!([{"sku": fx.sku, "amount": "18.99", "currency": "EUR"}]).to_string().into_bytes();
             ("/v1/prices/import".to_owned(), body, BTreeMap::new())
         }
+        "/v1/products/{sku}" => {
+            params.insert("sku".to_owned(), fx.sku.clone());
+            let body = br#"{"title": "Startup mug", "images": [{"url": "https://cdn.example/mug.jpg"}]}"#.to_vec();
+            (format!("/v1/products/{}", fx.sku), body, BTreeMap::new())
+        }
+        "/v1/products/import" => {
+            let body = json!([{"sku": fx.sku, "title": "Startup mug, imported"}]).to_string().into_bytes();
+            ("/v1/products/import".to_owned(), body, BTreeMap::new())
+        }
         "/v1/shipments" => {
             // A shipment of an order the ledger never reserved: answered (400 or 200), not crashed.
             let body = json!({

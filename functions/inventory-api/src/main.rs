@@ -10,6 +10,8 @@
 //! API, records changed since a cursor (`manifold_app::changes`).
 //! `PUT /v1/prices/{sku}` sets a SKU's base price; `POST /v1/prices/import` takes a JSON array or a CSV
 //! file of them (`manifold_app::prices`; a price effective before the stored one answers 409).
+//! `PUT /v1/products/{sku}` sets a SKU's product content; `POST /v1/products/import` takes a JSON
+//! array of them (`manifold_app::content`; content older than the stored one answers 409).
 
 use std::sync::Arc;
 
@@ -66,6 +68,19 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
             },
             None => app.import_prices(&body, csv, &import_ref, &trace_id, now).await,
         }
+    } else if path.contains("/v1/products/") {
+        match req.path_parameters().first("sku").map(str::to_owned) {
+            Some(sku) => match serde_json::from_str::<manifold_app::content::ContentInput>(&body) {
+                Ok(input) => app.set_content(&sku, &input, &trace_id, now).await.map(|w| serde_json::json!(w)),
+                Err(e) => Err(Failure::permanent(
+                    "content",
+                    format!(
+                        "body must be {{\"title\": \"...\", \"description\"?, \"attributes\"?, \"images\"?: [{{\"url\", \"alt\"?, \"checksum\"?}}], \"tags\"?, \"updated_at\"?}}: {e}"
+                    ),
+                )),
+            },
+            None => app.import_content(&body, &trace_id, now).await,
+        }
     } else if path.ends_with("/v1/shipments") {
         match serde_json::from_str::<manifold_domain::Shipment>(&body) {
             Ok(shipment) => app
@@ -92,7 +107,7 @@ async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
             r
         }
         // 409 for a stale count (it lost to a newer one), 400 for other refused input, 503: retry.
-        Err(e) => match (manifold_app::prices::api_status(&e), e) {
+        Err(e) => match (manifold_app::content::api_status(&e), e) {
             (status, Failure::Permanent { reason, .. }) => json_response(status, &reason, &trace_id)?,
             (status, e) => json_response(status, &format!("retry later: {e}"), &trace_id)?,
         },

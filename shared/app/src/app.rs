@@ -149,6 +149,8 @@ pub struct App {
     pub files: Port<Option<Arc<dyn manifold_aws::files::FileDrop>>>,
     /// Base prices and what each account was last given (RecordsTable, see `crate::prices`).
     pub prices: Port<Arc<dyn manifold_aws::prices::PriceBook>>,
+    /// Product content and what each account was last given (RecordsTable, see `crate::content`).
+    pub content: Port<Arc<dyn manifold_aws::content::ContentBook>>,
     /// The inventory ledger (LedgerTable).
     pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
@@ -299,6 +301,12 @@ impl App {
                 let (ddb, table) = (ddb.clone(), env.records_table.clone());
                 move || -> Arc<dyn manifold_aws::prices::PriceBook> {
                     Arc::new(manifold_aws::prices::DynamoPriceBook::new(ddb.get().clone(), &table))
+                }
+            }),
+            content: ports.lazy("content", {
+                let (ddb, table) = (ddb.clone(), env.records_table.clone());
+                move || -> Arc<dyn manifold_aws::content::ContentBook> {
+                    Arc::new(manifold_aws::content::DynamoContentBook::new(ddb.get().clone(), &table))
                 }
             }),
             ledger: ports.lazy("ledger", {

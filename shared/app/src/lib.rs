@@ -9,6 +9,7 @@
 pub mod app;
 pub mod changes;
 pub mod config;
+pub mod content;
 pub mod envelope;
 pub mod export;
 pub mod http;

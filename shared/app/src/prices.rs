@@ -76,14 +76,6 @@ pub struct PriceInput {
     pub source_ref: Option<String>,
 }
 
-/// An import row: the SKU and its price.
-#[derive(Debug, Deserialize)]
-struct ImportRow {
-    sku: String,
-    #[serde(flatten)]
-    price: PriceInput,
-}
-
 /// A CSV import row (flat: `sku,amount,currency[,compare_at][,effective_at][,source_ref]`).
 #[derive(Debug, Deserialize)]
 struct CsvRow {
@@ -219,10 +211,7 @@ impl App {
             let values: Vec<serde_json::Value> = serde_json::from_str(body).map_err(|e| {
                 Failure::permanent("price", format!("body must be a JSON array of prices or a CSV file: {e}"))
             })?;
-            values
-                .into_iter()
-                .map(|v| serde_json::from_value::<ImportRow>(v).map(|r| (r.sku, r.price)).map_err(|e| e.to_string()))
-                .collect()
+            values.into_iter().map(crate::content::import_row::<PriceInput>).collect()
         };
         let (mut applied, mut unchanged, mut errors) = (0_u64, 0_u64, Vec::new());
         for (i, row) in rows.into_iter().enumerate() {

@@ -149,6 +149,22 @@ pub struct PriceJob {
     pub rules: Vec<String>,
 }
 
+/// A change of one listing's content (text, images or both), with the hashes the listing holds once
+/// it is delivered (what the next content run compares against).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentJob {
+    pub channel: Channel,
+    pub account: AccountId,
+    pub update: manifold_connectors::content::ContentUpdate,
+    /// The hash of the text the listing shows once delivered.
+    pub text_hash: Option<String>,
+    /// The hash of each image it shows once delivered.
+    #[serde(default)]
+    pub image_hashes: Vec<String>,
+    /// When the source last changed the content.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// One job on a channel's push queue. Tagged by `type`; a body without one is a stock job, which is
 /// how the ledger's fan-out (`SqsPushQueue`) sends its `PushJob`s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +172,7 @@ pub struct PriceJob {
 pub enum PushMessage {
     Stock(PushJob),
     Price(PriceJob),
+    Content(Box<ContentJob>),
     /// Tracking for an order, pushed back to the channel that sold it.
     Tracking {
         shipment: Shipment,
@@ -208,6 +225,7 @@ impl PushMessage {
         match self {
             PushMessage::Stock(j) => j.channel,
             PushMessage::Price(j) => j.channel,
+            PushMessage::Content(j) => j.channel,
             PushMessage::Tracking { shipment, .. } => shipment.channel,
             PushMessage::Acknowledge { channel, .. } | PushMessage::FeedCheck { channel, .. } => *channel,
         }
@@ -217,6 +235,7 @@ impl PushMessage {
         match self {
             PushMessage::Stock(j) => &j.account,
             PushMessage::Price(j) => &j.account,
+            PushMessage::Content(j) => &j.account,
             PushMessage::Tracking { shipment, .. } => &shipment.account,
             PushMessage::Acknowledge { account, .. } | PushMessage::FeedCheck { account, .. } => account,
         }
@@ -227,6 +246,7 @@ impl PushMessage {
         match self {
             PushMessage::Stock(j) => j.sku.to_string(),
             PushMessage::Price(j) => j.sku.to_string(),
+            PushMessage::Content(j) => j.update.sku.to_string(),
             PushMessage::Tracking { shipment, .. } => shipment.order_id.to_string(),
             PushMessage::Acknowledge { channel_order_id, .. } => channel_order_id.clone(),
             PushMessage::FeedCheck { submission, .. } => format!("{} {}", submission.operation, submission.id),
@@ -607,6 +627,26 @@ impl AccountPush<'_> {
         settled
     }
 
+    /// Content jobs go out in the order the source changed them (one listing's later change after
+    /// its earlier one); what each listing took is recorded for the next content run.
+    async fn push_content(&self, mut jobs: Vec<(Job, ContentJob)>) -> Vec<Settled> {
+        jobs.sort_by_key(|(_, c)| c.updated_at);
+        let updates: Vec<manifold_connectors::content::ContentUpdate> =
+            jobs.iter().map(|(_, c)| c.update.clone()).collect();
+        let result = self.call("push_content", updates.len(), self.connector.push_content(&updates, &self.ctx)).await;
+        let by_id: HashMap<String, (ContentJob, String)> =
+            jobs.iter().map(|(job, c)| (job.delivery.id.clone(), (c.clone(), job.delivery.trace_id.clone()))).collect();
+        let sent = jobs.into_iter().map(|(job, c)| (job, c.update.channel_sku)).collect();
+        let outcomes = self.settle_items(sent, result);
+        let delivered: Vec<(ContentJob, String)> = outcomes
+            .iter()
+            .filter(|s| s.outcome == MessageOutcome::Delivered)
+            .filter_map(|s| by_id.get(&s.delivery.id).cloned())
+            .collect();
+        self.app.record_delivered_content(&delivered, Utc::now()).await;
+        outcomes
+    }
+
     async fn push_tracking(&self, jobs: Vec<(Job, Shipment, u32)>) -> Vec<Settled> {
         let mut settled = Vec::new();
         for (job, shipment, attempt) in jobs {
@@ -914,11 +954,12 @@ impl App {
                 ctx: CallContext::new(trace_id),
             };
             let (mut stock, mut prices, mut tracking, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let mut acks = Vec::new();
+            let (mut acks, mut content) = (Vec::new(), Vec::new());
             for job in jobs {
                 match job.message.clone() {
                     PushMessage::Stock(s) => stock.push((job, s)),
                     PushMessage::Price(p) => prices.push((job, p)),
+                    PushMessage::Content(c) => content.push((job, *c)),
                     PushMessage::Tracking { shipment, attempt } => tracking.push((job, shipment, attempt)),
                     PushMessage::Acknowledge { channel_order_id, .. } => acks.push((job, channel_order_id)),
                     PushMessage::FeedCheck { submission, round, .. } => checks.push((job, submission, round)),
@@ -930,6 +971,9 @@ impl App {
             }
             if !prices.is_empty() {
                 settled.extend(pusher.push_prices(prices).await);
+            }
+            if !content.is_empty() {
+                settled.extend(pusher.push_content(content).await);
             }
             if !tracking.is_empty() {
                 settled.extend(pusher.push_tracking(tracking).await);

@@ -11,7 +11,9 @@
 //!   (`ReconcileDrift`).
 //! - `prices`: prices every SKU of the price book for each account through the rules and queues what
 //!   differs from what the channel last took ([`crate::prices`]).
-//! - `images`: no product content source is connected yet; the run says so plainly.
+//! - `images`: all product content (titles, descriptions, images): each listing is brought to the
+//!   content book's content by the parts that changed ([`crate::content`]); a channel that takes no
+//!   content, or not some field, says so once in the run.
 //! - Legacy ERP data is on demand: the inventory import endpoint, or a triggered sync.
 //!
 //! [`App::run_tier`] runs one kind for every account at once (the tests' and operators' way to force
@@ -77,7 +79,7 @@ impl App {
             "reconcile" => self.reconcile(&mut report, now).await?,
             "listings" => self.sync_every_listing(&mut report).await,
             "prices" => self.price_every_account(&mut report, now).await?,
-            "images" => report.note = Some("no product content source is connected; nothing to sync".into()),
+            "images" => self.content_every_account(&mut report).await?,
             other => return Err(Failure::permanent("scheduler", format!("unknown tier {other:?}"))),
         }
         info!(
@@ -154,6 +156,29 @@ impl App {
         if refused > 0 {
             report.note = Some(format!("{refused} price(s) refused by the rules and quarantined (stage price)"));
         }
+        Ok(())
+    }
+
+    /// Every account's content run at once (`manifold sync --tier images`), each channel's note on
+    /// what it does not take said once.
+    async fn content_every_account(&self, report: &mut TierReport) -> Result<(), Failure> {
+        let accounts: Vec<_> = self.config().await.enabled_accounts().cloned().collect();
+        let trace_id = crate::trace::mint();
+        let mut notes = std::collections::BTreeSet::new();
+        for account in accounts {
+            let mut cursor = None;
+            loop {
+                let page = self.content_page(&account, cursor.as_deref(), &trace_id).await?;
+                report.positions += usize::try_from(page.examined).unwrap_or(usize::MAX);
+                report.push_jobs += usize::try_from(page.pushed).unwrap_or(usize::MAX);
+                notes.extend(page.note);
+                cursor = page.next;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        report.note = (!notes.is_empty()).then(|| notes.into_iter().collect::<Vec<_>>().join("; "));
         Ok(())
     }
 

@@ -7,9 +7,11 @@
 //! against moto: the same code path as production, only `AWS_ENDPOINT_URL` differs.
 
 pub mod batch;
+mod book;
 pub mod breaker;
 pub mod changes;
 pub mod config_store;
+pub mod content;
 pub mod env;
 pub mod error;
 pub mod events;

@@ -12,7 +12,7 @@
 //!   (`pk = PRICE_SENT#{channel}#{account}`, `sk = {channel_sku}`), with the rules that made it and the
 //!   trace id of the run, so `manifold trace` finds it and the next run compares against it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -24,7 +24,10 @@ use chrono::{DateTime, Utc};
 use manifold_domain::{AccountId, Amount, Channel, Currency, Price, Sku};
 use serde::{Deserialize, Serialize};
 
-use crate::StoreError;
+use crate::{
+    StoreError,
+    book::{Partition, decode, encode},
+};
 
 /// How a base price write ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,23 +117,6 @@ fn delivered_pk(channel: Channel, account: &AccountId) -> String {
     format!("PRICE_SENT#{channel}#{account}")
 }
 
-fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<AttributeValue, StoreError> {
-    serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Invalid { what, reason: e.to_string() })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    item: &HashMap<String, AttributeValue>,
-) -> Result<T, StoreError> {
-    let key = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-    let record = item.get("record").cloned().ok_or_else(|| StoreError::Corrupt {
-        key: key.clone(),
-        what,
-        source: "no record attribute".into(),
-    })?;
-    serde_dynamo::from_attribute_value(record).map_err(|e| StoreError::Corrupt { key, what, source: Box::new(e) })
-}
-
 impl DynamoPriceBook {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
@@ -138,6 +124,10 @@ impl DynamoPriceBook {
 
     fn s(v: impl Into<String>) -> AttributeValue {
         AttributeValue::S(v.into())
+    }
+
+    fn partition<'a>(&'a self, pk: &'a str, what: &'static str) -> Partition<'a> {
+        Partition { client: &self.client, table: &self.table, pk, what }
     }
 }
 
@@ -200,17 +190,7 @@ impl PriceBook for DynamoPriceBook {
     }
 
     async fn get(&self, sku: &Sku) -> Result<Option<Price>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", Self::s(BOOK_PK))
-            .key("sk", Self::s(sku_sk(sku)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::service("dynamodb", "GetItem", e))?;
-        out.item.as_ref().map(|i| decode("price", i)).transpose()
+        self.partition(BOOK_PK, "price").get(&sku_sk(sku)).await
     }
 
     async fn history(&self, sku: &Sku, limit: usize) -> Result<Vec<PriceChange>, StoreError> {
@@ -229,21 +209,7 @@ impl PriceBook for DynamoPriceBook {
     }
 
     async fn page(&self, cursor: Option<&str>, limit: usize) -> Result<(Vec<Price>, Option<String>), StoreError> {
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", Self::s(BOOK_PK))
-            .consistent_read(true)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
-        if let Some(after) = cursor {
-            query = query.exclusive_start_key("pk", Self::s(BOOK_PK)).exclusive_start_key("sk", Self::s(after));
-        }
-        let out = query.send().await.map_err(|e| StoreError::service("dynamodb", "Query", e))?;
-        let prices = out.items().iter().map(|i| decode("price", i)).collect::<Result<Vec<Price>, _>>()?;
-        let next = out.last_evaluated_key().and_then(|k| k.get("sk")).and_then(|v| v.as_s().ok()).cloned();
-        Ok((prices, next))
+        self.partition(BOOK_PK, "price").page(cursor, limit).await
     }
 
     async fn delivered_of(
@@ -253,28 +219,15 @@ impl PriceBook for DynamoPriceBook {
         channel_skus: &[String],
     ) -> Result<BTreeMap<String, DeliveredPrice>, StoreError> {
         let pk = delivered_pk(channel, account);
-        let keys = channel_skus.iter().map(|s| crate::batch::key(pk.clone(), s)).collect();
-        let items = crate::batch::batch_get(&self.client, &self.table, keys, None).await?;
-        items
-            .iter()
-            .map(|i| decode::<DeliveredPrice>("delivered price", i).map(|d| (d.channel_sku.clone(), d)))
-            .collect()
+        let found: Vec<DeliveredPrice> = self.partition(&pk, "delivered price").many(channel_skus).await?;
+        Ok(found.into_iter().map(|d| (d.channel_sku.clone(), d)).collect())
     }
 
     async fn record_delivery(&self, d: &DeliveredPrice) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", Self::s(delivered_pk(d.channel, &d.account)))
-            .item("sk", Self::s(&d.channel_sku))
-            .item("kind", Self::s("price_delivery"))
-            .item("trace_id", Self::s(&d.trace_id))
-            .item("updated_at", Self::s(d.delivered_at.to_rfc3339()))
-            .item("record", encode("delivered price", d)?)
-            .send()
+        let pk = delivered_pk(d.channel, &d.account);
+        self.partition(&pk, "delivered price")
+            .put(&d.channel_sku, "price_delivery", &d.trace_id, d.delivered_at, d)
             .await
-            .map_err(|e| StoreError::service("dynamodb", "PutItem", e))?;
-        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use manifold_domain::{Amount, Channel, Currency, Shipment, Sku, config::AccountC
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{Credentials, channels, error::ConnectorError};
+use crate::{Credentials, channels, content::ContentUpdate, error::ConnectorError};
 
 /// What the caller already stores, asked by a listing before it reads an order's details.
 #[async_trait]
@@ -247,6 +247,13 @@ pub trait ChannelConnector: Send + Sync + std::fmt::Debug {
     async fn push_stock(&self, items: &[StockUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError>;
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError>;
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError>;
+    /// Changes listings' content (text, images or both), in the channel's own flow; items are the
+    /// channel SKUs in the outcome. Only what [`crate::content::support`] says the channel takes is
+    /// ever asked for; channels that take none answer [`ConnectorError::unsupported`] without a call.
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let _ = (items, ctx);
+        Err(ConnectorError::unsupported(self.channel(), "change product content"))
+    }
     /// The order exactly as the normalizer takes it (see each channel's module docs for the shape).
     async fn fetch_order(&self, channel_order_id: &str, ctx: &CallContext)
     -> Result<serde_json::Value, ConnectorError>;

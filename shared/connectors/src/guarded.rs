@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use manifold_domain::{Channel, Shipment};
 use serde_json::Value;
 
-use crate::client::StockRead;
 use crate::{
     breaker::{BreakerPolicy, BreakerStore, CircuitBreaker},
     client::{
@@ -17,6 +16,7 @@ use crate::{
     },
     error::ConnectorError,
 };
+use crate::{client::StockRead, content::ContentUpdate};
 
 /// Wraps `inner`; every call goes through the breaker stored under `key` (e.g. `shopify:shop-eu`).
 #[derive(Debug)]
@@ -56,6 +56,10 @@ impl ChannelConnector for Guarded {
 
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         self.breaker.call(self.inner.push_prices(items, ctx)).await
+    }
+
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        self.breaker.call(self.inner.push_content(items, ctx)).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

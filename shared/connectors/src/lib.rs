@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod channels;
 pub mod client;
+pub mod content;
 pub mod credentials;
 pub mod error;
 pub mod guarded;

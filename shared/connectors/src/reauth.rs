@@ -14,7 +14,7 @@ use manifold_domain::{Channel, Shipment};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::client::StockRead;
+use crate::{client::StockRead, content::ContentUpdate};
 use crate::{
     client::{
         Accepted, CallContext, ChannelConnector, FetchedShipment, ListingPage, PriceUpdate, PushOutcome, StockUpdate,
@@ -101,6 +101,10 @@ impl ChannelConnector for Reauthorizing {
 
     async fn push_prices(&self, items: &[PriceUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         self.run(|c| async move { c.push_prices(items, ctx).await }).await
+    }
+
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        self.run(|c| async move { c.push_content(items, ctx).await }).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

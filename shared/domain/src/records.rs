@@ -3,7 +3,7 @@
 //! Field names are the public contract (the event bus payloads, the DynamoDB items, the JSON Schemas in
 //! `schemas/`). Renaming one is a breaking change and needs a `v2`.
 
-use std::str::FromStr;
+use std::{collections::BTreeMap, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -302,7 +302,24 @@ pub struct Variant {
     pub inventory_quantity: Option<i64>,
 }
 
-/// A product with its variants.
+/// One product image. Channels show images in the order of the list (the first is the main one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Where the image can be fetched (`https://`); channels that import by URL fetch it themselves.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt: Option<String>,
+    /// SHA-256 of the image's bytes, lowercase hex, where the source knows it. A new file at the
+    /// same URL changes it, so the change is pushed; uploads check the fetched bytes against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// A product as a channel shows it, with its variants (`product.v2`).
+///
+/// v2 added `description`, `attributes` and `images`. Migration from v1: none needed; a v1 document
+/// reads as v2 with no description, no attributes and no images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Product {
@@ -312,10 +329,38 @@ pub struct Product {
     pub account: AccountId,
     pub channel_product_id: String,
     pub title: String,
+    /// HTML or plain text, as the channel holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
     pub currency: Option<Currency>,
     pub variants: Vec<Variant>,
     pub updated_at: DateTime<Utc>,
     pub source_version: i64,
+}
+
+/// A SKU's product content as the ERP or PIM keeps it (`product_content.v1`): what the content tier
+/// gives every channel that takes it. One per SKU; a write older than the stored one is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductContent {
+    pub sku: Sku,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Name to value (`material = "stoneware"`), for channels that take free attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// In display order; the first is the main image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// When the source changed it; orders writes.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A selling price for one SKU on one channel (or everywhere when `channel` is `None`).

@@ -5,7 +5,8 @@
 use schemars::{JsonSchema, Schema, schema_for};
 
 use crate::{
-    Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, Record, Refund, Return, Shipment,
+    Customer, InventoryAdjustment, InventoryLevel, Order, Price, Product, ProductContent, Record, Refund, Return,
+    Shipment,
     events::{DeadlineV1, EventDetail, OrderEventV1},
 };
 
@@ -18,7 +19,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("order.v1", one::<Order>()),
         ("inventory_level.v1", one::<InventoryLevel>()),
         ("inventory_adjustment.v1", one::<InventoryAdjustment>()),
-        ("product.v1", one::<Product>()),
+        ("product.v2", one::<Product>()),
+        ("product_content.v1", one::<ProductContent>()),
         ("price.v1", one::<Price>()),
         ("shipment.v1", one::<Shipment>()),
         ("refund.v1", one::<Refund>()),

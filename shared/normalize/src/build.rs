@@ -249,3 +249,15 @@ pub(crate) fn totals(
     };
     Ok(Totals { subtotal, shipping, tax, discount, total })
 }
+
+/// A channel's image list (`[{<url_field>, alt}]`, in display order), images without a URL skipped.
+pub(crate) fn images(list: &Node<'_>, url_field: &str) -> Result<Vec<manifold_domain::Image>, NormalizeError> {
+    let mut out = Vec::new();
+    for image in list.items()? {
+        if let Some(url) = image.field(url_field).opt_text()?.filter(|u| !u.is_empty()) {
+            let alt = image.field("alt").opt_text()?.filter(|a| !a.is_empty());
+            out.push(manifold_domain::Image { url, alt, checksum: None });
+        }
+    }
+    Ok(out)
+}

@@ -15,7 +15,9 @@
 //! - `POST /_sim/orders/{channel}`: seed an order (the body is what the connector's `fetch_order` returns);
 //! - `POST /_sim/catalog/{channel}`: seed items (`[CatalogItem]`); once seeded, unknown items are rejected;
 //! - `POST /_sim/faults` `{channel, kind, probability | next_n}`, `DELETE /_sim/faults`;
-//! - `PUT /_sim/ebay/public_key/{kid}` `{key}`: a PEM public key served by the notification API.
+//! - `PUT /_sim/ebay/public_key/{kid}` `{key}`: a PEM public key served by the notification API;
+//! - `PUT /_sim/assets/{name}` (any bytes), `GET /_sim/assets/{name}`: an image host, for the
+//!   connectors that fetch an image and upload it to the channel (Etsy, TikTok Shop).
 //!
 //! Token endpoints (LWA, eBay, Etsy, TikTok, Zalando, OTTO) issue access tokens that expire; see `tokens`.
 
@@ -49,7 +51,7 @@ use serde_json::{Value, json};
 pub use channels::kaufland::KEYS as KAUFLAND_KEYS;
 pub use limits::SimLimit;
 use limits::{SimLimiter, Verdict};
-pub use state::{CatalogItem, FaultKind, FaultSpec, Snapshot, Write};
+pub use state::{CatalogItem, FaultKind, FaultSpec, SimContent, SimImage, Snapshot, Write};
 use state::{Inner, SeededOrder, SimState};
 pub use tokens::TokenPolicy;
 
@@ -217,6 +219,12 @@ impl SimHandle {
         }
     }
 
+    /// Hosts `bytes` at `/_sim/assets/{name}` and answers its URL (an image for staged uploads).
+    pub fn put_asset(&self, name: &str, bytes: Vec<u8>) -> String {
+        self.state.lock().assets.insert(name.to_owned(), bytes);
+        format!("{}/_sim/assets/{name}", self.url())
+    }
+
     pub fn inject(&self, fault: FaultSpec) {
         self.state.lock().faults.insert(fault.channel, fault);
     }
@@ -259,7 +267,8 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/catalog/{channel}", post(control_seed_catalog))
         .route("/_sim/faults", post(control_fault))
         .route("/_sim/faults", delete(control_clear_faults))
-        .route("/_sim/ebay/public_key/{kid}", put(control_public_key));
+        .route("/_sim/ebay/public_key/{kid}", put(control_public_key))
+        .route("/_sim/assets/{name}", put(control_put_asset).get(control_get_asset));
     for channel in Channel::ALL {
         let routes = (channels::module(channel).routes)()
             .layer(middleware::from_fn_with_state((state.clone(), channel), gate))
@@ -449,5 +458,17 @@ async fn control_public_key(State(state): State<Arc<SimState>>, Path(kid): Path<
             StatusCode::NO_CONTENT.into_response()
         }
         None => (StatusCode::BAD_REQUEST, "expected {\"key\": \"-----BEGIN PUBLIC KEY-----...\"}").into_response(),
+    }
+}
+
+async fn control_put_asset(State(state): State<Arc<SimState>>, Path(name): Path<String>, body: Bytes) -> StatusCode {
+    state.lock().assets.insert(name, body.to_vec());
+    StatusCode::NO_CONTENT
+}
+
+async fn control_get_asset(State(state): State<Arc<SimState>>, Path(name): Path<String>) -> Response {
+    match state.lock().assets.get(&name) {
+        Some(bytes) => ([("content-type", "application/octet-stream")], bytes.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
 }

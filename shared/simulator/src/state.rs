@@ -34,6 +34,31 @@ pub struct CatalogItem {
     pub price_minor: Option<i64>,
 }
 
+/// One image as a channel shows it: the URL it was given (or its own, for uploads) and, for uploaded
+/// bytes, their SHA-256.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimImage {
+    pub url: String,
+    #[serde(default)]
+    pub alt: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// What a channel shows of one listing's content, keyed as the channel's content writes key it
+/// (product id, listing id or SKU).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimContent {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub images: Vec<SimImage>,
+}
+
 /// A fault to inject into a channel's next responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +114,9 @@ pub struct Snapshot {
     /// Rate-limit allowance spent so far (points for Shopify, requests elsewhere) and the allowance
     /// the configured limit made available since the first request, for utilisation figures.
     pub allowance: BTreeMap<Channel, Allowance>,
+    /// Listing content each channel shows, by the key its content writes use.
+    #[serde(default)]
+    pub content: BTreeMap<Channel, BTreeMap<String, SimContent>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -129,6 +157,11 @@ pub struct Inner {
     /// Every stock write through the channel's API, in order, with when it landed (the bench's
     /// oversell window ends when every channel holds an order's new quantity).
     pub stock_changes: Vec<StockChange>,
+    pub content: BTreeMap<Channel, BTreeMap<String, SimContent>>,
+    /// Files served at `/_sim/assets/{name}` (an image host for staged uploads), by name.
+    pub assets: BTreeMap<String, Vec<u8>>,
+    /// Images uploaded ahead of being attached (TikTok's `uri`s), by reference.
+    pub uploads: BTreeMap<String, SimImage>,
 }
 
 /// One stock write the channel accepted.
@@ -166,6 +199,11 @@ impl Inner {
         if let Some(item) = self.catalog.get_mut(&channel).and_then(|c| c.get_mut(key)) {
             item.quantity = quantity;
         }
+    }
+
+    /// The content a channel shows for `key`, created empty on first write.
+    pub fn content_mut(&mut self, channel: Channel, key: &str) -> &mut SimContent {
+        self.content.entry(channel).or_default().entry(key.to_owned()).or_default()
     }
 
     pub fn stock_of(&self, channel: Channel, key: &str) -> Option<i64> {
@@ -231,6 +269,7 @@ impl Inner {
             token_requests: self.token_requests.clone(),
             unauthorized: self.unauthorized.clone(),
             allowance: self.limiters.iter().map(|(c, l)| (*c, l.allowance())).collect(),
+            content: self.content.clone(),
         }
     }
 }

@@ -436,11 +436,18 @@ impl App {
                     ..PageDone::default()
                 }
             }
-            SyncKind::Images => PageDone {
-                note: Some(format!("no {} source is connected; nothing to sync", run.kind)),
-                end: finished,
-                ..PageDone::default()
-            },
+            SyncKind::Images => {
+                // All product content (titles, descriptions, images), a page of the content book at a time.
+                let page = self.content_page(&account, run.cursor.as_deref(), &crate::trace::mint()).await?;
+                PageDone {
+                    end: page.next.is_none().then_some(RunStatus::Finished),
+                    cursor: page.next,
+                    examined: page.examined,
+                    pushed: page.pushed,
+                    note: page.note,
+                    ..PageDone::default()
+                }
+            }
         })
     }
 

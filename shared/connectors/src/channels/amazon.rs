@@ -31,6 +31,16 @@
 //!   page, `pagination.nextToken`) with `includedData=summaries,offers,fulfillmentAvailability`: the
 //!   SKU, ASIN, offer price and quantity in one call per page, instead of a merchant listings report
 //!   (asynchronous: request, poll, download) or a `getListingsItem` per SKU.
+//! - Content: one `patchListingsItem` per listing (Amazon fetches each image URL itself): `replace` of
+//!   `item_name` and `product_description` (`[{value, language_tag, marketplace_id}]`) for the text
+//!   given, and of the image locators of the changed positions only (`main_product_image_locator`,
+//!   then `other_product_image_locator_1` to `_8`: `[{media_location, marketplace_id}]`); a changed
+//!   position past the end of the list is a `delete`. Amazon shows 9 images: more are left out, with a
+//!   warning. `language_tag` is the setting of that name, else the marketplace's main language (none
+//!   sent for marketplaces not in [`language_tag`]). `productType` is the setting `product_type`, else
+//!   `PRODUCT`, which Amazon takes for patches of an existing listing; a merchant whose listings need
+//!   their real type for these attributes pins it with the setting. `INVALID`, or an issue of severity
+//!   `ERROR`, rejects that listing permanently with the issues' messages.
 //! - Limits: token bucket per operation; `x-amzn-RateLimit-Limit` updates the rate, 429 `QuotaExceeded`.
 //! - `fetch_order`: `{"order": getOrder .payload, "order_items": getOrderItems .payload.OrderItems}`
 //!   with `NextToken` followed.
@@ -53,6 +63,7 @@ use serde_json::{Value, json};
 
 use super::{encode, id_text, number, price_of, settle};
 use crate::client::{ReturnsSweep, StockRead};
+use crate::content::ContentUpdate;
 use crate::{
     Credentials,
     client::{
@@ -85,9 +96,21 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     webhooks: Scheme::NoWebhooks,
     // Keyed by SKU.
     item_id: |_| None,
+    content: crate::content::ContentSupport {
+        title: true,
+        description: true,
+        attributes: false,
+        images: crate::content::ImageFlow::UrlImport,
+        key: crate::content::ContentKey::Sku,
+        note: Some("Amazon attributes are typed per product type; free attributes are not mapped onto them"),
+    },
 };
 
 const DEFAULT_FEED_THRESHOLD: usize = 50;
+/// The `productType` of content patches when the account pins none (setting `product_type`).
+const DEFAULT_PRODUCT_TYPE: &str = "PRODUCT";
+/// Image locator attributes of a listing: the main image and `other_product_image_locator_1..8`.
+const MAX_IMAGES: usize = 9;
 
 /// The `CancelReason` values the order-acknowledgement feed's schema allows.
 pub const CANCEL_REASONS: [&str; 10] = [
@@ -199,6 +222,34 @@ impl Amazon {
             ));
         }
         Ok(outcome)
+    }
+
+    /// One listing's content as one `patchListingsItem` (see the module docs); `Err` when Amazon
+    /// refused it, permanently for an `INVALID` submission, so the caller rejects only this listing.
+    async fn patch_content(&self, item: &ContentUpdate, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let (seller, marketplace) = self.ids()?;
+        let settings = &self.api.parts.settings;
+        let language =
+            settings.get("language_tag").map(String::as_str).filter(|t| !t.is_empty()).or(language_tag(&marketplace));
+        let patches = content_patches(item, &marketplace, language);
+        if let Some(images) = &item.images
+            && images.images.len() > MAX_IMAGES
+        {
+            tracing::warn!(
+                sku = %item.channel_sku,
+                images = images.images.len(),
+                "Amazon shows {MAX_IMAGES} images per listing; the rest are not sent"
+            );
+        }
+        if patches.is_empty() {
+            return Ok(());
+        }
+        let product_type =
+            settings.get("product_type").map(String::as_str).filter(|t| !t.is_empty()).unwrap_or(DEFAULT_PRODUCT_TYPE);
+        let body = json!({ "productType": product_type, "patches": patches });
+        let path = format!("/listings/2021-08-01/items/{}/{}", encode(&seller), encode(&item.channel_sku));
+        let reply = self.api.send(Req::patch(path, body).query("marketplaceIds", marketplace), ctx).await?;
+        submission_verdict(&item.channel_sku, &reply.body)
     }
 
     /// One `JSON_LISTINGS_FEED` of `patches`: its items count as delivered once Amazon took the feed;
@@ -392,6 +443,100 @@ fn listing(item: &Value, marketplace: &str, now: DateTime<Utc>) -> Option<Listin
             .and_then(|c| c.parse().ok()),
         seen_at: now,
     })
+}
+
+/// The `language_tag` of a marketplace's main language, for the text attributes of content patches
+/// (`None`: not known here, sent without one unless the account sets `language_tag`).
+fn language_tag(marketplace: &str) -> Option<&'static str> {
+    Some(match marketplace {
+        "ATVPDKIKX0DER" => "en_US",
+        "A2EUQ1WTGCTBG2" => "en_CA",
+        "A1AM78C64UM0Y8" => "es_MX",
+        "A2Q3Y263D00KWC" => "pt_BR",
+        "A1F83G8C2ARO7P" => "en_GB",
+        "A1PA6795UKMFR9" => "de_DE",
+        "A13V1IB3VIYZZH" => "fr_FR",
+        "APJ6JRA9NG5V4" => "it_IT",
+        "A1RKKUPIHCS9HS" => "es_ES",
+        "A1805IZSGTT6HS" => "nl_NL",
+        "A2NODRKZP88ZB9" => "sv_SE",
+        "A1C3SOZRARQ6R3" => "pl_PL",
+        "A33AVAJ2PDY3EV" => "tr_TR",
+        "A21TJRUUN4KGV" => "en_IN",
+        "A1VC38T7YXB528" => "ja_JP",
+        "A39IBJ37TRP1C6" => "en_AU",
+        _ => return None,
+    })
+}
+
+/// The attribute of the image at `position` (0: the main image).
+fn image_locator(position: usize) -> String {
+    if position == 0 {
+        "/attributes/main_product_image_locator".to_owned()
+    } else {
+        format!("/attributes/other_product_image_locator_{position}")
+    }
+}
+
+/// The patches of one listing's content: its text as given, and the image locators of the changed
+/// positions only, so one changed image costs one patch of one attribute (Amazon fetches the URL).
+fn content_patches(item: &ContentUpdate, marketplace: &str, language: Option<&str>) -> Vec<Value> {
+    let text = |value: &str| {
+        let mut entry = json!({ "value": value, "marketplace_id": marketplace });
+        if let Some(tag) = language {
+            entry["language_tag"] = json!(tag);
+        }
+        json!([entry])
+    };
+    let mut patches = Vec::new();
+    if let Some(t) = &item.text {
+        if let Some(title) = &t.title {
+            patches.push(json!({ "op": "replace", "path": "/attributes/item_name", "value": text(title) }));
+        }
+        if let Some(description) = &t.description {
+            patches.push(
+                json!({ "op": "replace", "path": "/attributes/product_description", "value": text(description) }),
+            );
+        }
+    }
+    if let Some(images) = &item.images {
+        let mut positions: Vec<usize> = images.changed.iter().copied().filter(|p| *p < MAX_IMAGES).collect();
+        positions.sort_unstable();
+        positions.dedup();
+        for position in positions {
+            let path = image_locator(position);
+            patches.push(match images.images.get(position) {
+                Some(image) => json!({ "op": "replace", "path": path,
+                                       "value": [{ "media_location": image.url, "marketplace_id": marketplace }] }),
+                // The list got shorter: the position has no image any more.
+                None => json!({ "op": "delete", "path": path, "value": [{ "marketplace_id": marketplace }] }),
+            });
+        }
+    }
+    patches
+}
+
+/// A `ListingsItemSubmissionResponse` of a content patch: `ACCEPTED` without an `ERROR` issue is
+/// taken; `INVALID` or an error issue is a permanent refusal with the issues' messages (Amazon found
+/// the data wrong; sending it again changes nothing). Warnings are only logged.
+fn submission_verdict(sku: &str, body: &Value) -> Result<(), ConnectorError> {
+    let issues = body.get("issues").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let severity = |i: &Value| i.get("severity").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let describe = |i: &Value| {
+        let code = id_text(i.get("code")).unwrap_or_default();
+        let message = i.get("message").and_then(Value::as_str).unwrap_or_default();
+        format!("{code} {message}").trim().to_owned()
+    };
+    for warning in issues.iter().filter(|i| severity(i) == "WARNING") {
+        tracing::warn!(sku, issue = %describe(warning), "content patch accepted with a warning");
+    }
+    let errors: Vec<String> = issues.iter().filter(|i| severity(i) == "ERROR").map(describe).collect();
+    let status = body.get("status").and_then(Value::as_str).unwrap_or("no status");
+    if status == "ACCEPTED" && errors.is_empty() {
+        return Ok(());
+    }
+    let why = if errors.is_empty() { "no issue given".to_owned() } else { errors.join("; ") };
+    Err(ConnectorError::permanent(format!("{sku}: content patch {status}: {why}")))
 }
 
 /// A string field that must be present in a channel response.
@@ -607,6 +752,21 @@ impl ChannelConnector for Amazon {
             })
             .collect();
         self.apply(Submission::PRICE, patches, ctx).await
+    }
+
+    /// One `patchListingsItem` per listing (see the module docs): a listing Amazon refuses is rejected
+    /// alone; a retryable failure ends the push so it is sent again.
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        for item in items {
+            let sku = item.channel_sku.as_str();
+            let result = self
+                .patch_content(item, ctx)
+                .await
+                .map(|()| PushOutcome { delivered: vec![sku.to_owned()], ..PushOutcome::default() });
+            settle(&mut outcome, &[sku], result)?;
+        }
+        Ok(outcome)
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
@@ -957,5 +1117,102 @@ mod tests {
             FailureClass::Transient
         );
         assert_eq!(report_errors(Submission::STOCK, b"not json").unwrap_err().class, FailureClass::Transient);
+    }
+
+    fn content(sku: &str, title: Option<&str>, images: usize, changed: Vec<usize>) -> ContentUpdate {
+        let image = |n: usize| manifold_domain::Image {
+            url: format!("https://img.example/{n}.png"),
+            alt: None,
+            checksum: None,
+        };
+        ContentUpdate {
+            sku: manifold_domain::Sku::new(sku).unwrap(),
+            channel_sku: sku.to_owned(),
+            ids: ListingIds::default(),
+            text: title.map(|t| crate::content::ContentText { title: Some(t.to_owned()), ..Default::default() }),
+            images: Some(crate::content::ContentImages { images: (0..images).map(image).collect(), changed }),
+        }
+    }
+
+    #[test]
+    fn content_patches_name_the_text_and_only_the_changed_image_positions() {
+        let patches = content_patches(&content("MUG", Some("Mug"), 3, vec![1]), "A1PA6795UKMFR9", Some("de_DE"));
+        assert_eq!(patches.len(), 2, "{patches:?}");
+        assert_eq!(
+            patches[0],
+            json!({ "op": "replace", "path": "/attributes/item_name",
+                    "value": [{ "value": "Mug", "marketplace_id": "A1PA6795UKMFR9", "language_tag": "de_DE" }] })
+        );
+        assert_eq!(patches[1]["path"], "/attributes/other_product_image_locator_1");
+        assert_eq!(patches[1]["value"][0]["media_location"], "https://img.example/1.png");
+
+        // Beyond the ninth image nothing is sent; a position past a shorter list is deleted.
+        let patches = content_patches(&content("MUG", None, 12, vec![10, 0, 0]), "M", None);
+        let paths: Vec<&str> = patches.iter().filter_map(|p| p["path"].as_str()).collect();
+        assert_eq!(paths, ["/attributes/main_product_image_locator"]);
+        let patches = content_patches(&content("MUG", None, 3, vec![4]), "M", None);
+        assert_eq!(
+            patches,
+            [
+                json!({ "op": "delete", "path": "/attributes/other_product_image_locator_4", "value": [{ "marketplace_id": "M" }] })
+            ]
+        );
+    }
+
+    #[test]
+    fn a_submission_is_refused_when_invalid_or_with_an_error_issue() {
+        let warned = json!({ "sku": "A", "status": "ACCEPTED", "submissionId": "1",
+                             "issues": [{ "code": "90220", "message": "ignored", "severity": "WARNING" }] });
+        assert!(submission_verdict("A", &warned).is_ok());
+        let error = json!({ "status": "ACCEPTED", "issues": [{ "code": "90244", "message": "bad image", "severity": "ERROR" }] });
+        let e = submission_verdict("A", &error).unwrap_err();
+        assert_eq!(e.class, FailureClass::Permanent);
+        assert!(e.message.contains("bad image"), "{e}");
+        let invalid = json!({ "status": "INVALID", "issues": [] });
+        assert_eq!(submission_verdict("A", &invalid).unwrap_err().class, FailureClass::Permanent);
+    }
+
+    /// Against the simulator: each listing on its own (an unknown SKU and an invalid title are
+    /// rejected, the others land), and content patches leave stock alone.
+    #[tokio::test]
+    async fn content_rejects_only_the_listings_amazon_refuses() {
+        let sim =
+            manifold_simulator::Simulator::start(manifold_simulator::SimConfig::default().unlimited(Channel::Amazon))
+                .await
+                .unwrap();
+        let item = |sku: &str| manifold_simulator::CatalogItem {
+            id: sku.into(),
+            sku: sku.into(),
+            quantity: 4,
+            product_id: None,
+            variant_id: None,
+            price_minor: None,
+        };
+        sim.seed_catalog(Channel::Amazon, vec![item("A"), item("B")]);
+        let account: AccountConfig = serde_json::from_value(json!({
+            "channel": "amazon", "account": "a-1", "api_version": "v0", "secret": "s",
+            "endpoint": sim.base_url(Channel::Amazon), "rate_limit": { "kind": "unlimited" },
+            "settings": { "seller_id": "S1", "marketplace_id": "A1PA6795UKMFR9", "product_type": "MUG" },
+        }))
+        .unwrap();
+        let http = crate::http_client(std::time::Duration::from_secs(5)).unwrap();
+        let amazon = crate::build(&account, [("access_token", "t")].into_iter().collect(), http);
+        let items = [
+            content("GONE", Some("Mug"), 1, vec![0]),
+            content("A", Some(""), 1, vec![0]),
+            content("B", Some("Mug"), 2, vec![0, 1]),
+        ];
+        let outcome = amazon.push_content(&items, &CallContext::new("t")).await.unwrap();
+        assert_eq!(outcome.delivered, ["B"]);
+        let rejected: Vec<(&str, FailureClass)> = outcome.rejected.iter().map(|(s, e)| (s.as_str(), e.class)).collect();
+        assert_eq!(rejected, [("GONE", FailureClass::Permanent), ("A", FailureClass::Permanent)]);
+        assert!(outcome.rejected[1].1.message.contains("item_name"), "{}", outcome.rejected[1].1);
+        let snapshot = sim.snapshot();
+        let shown = &snapshot.content[&Channel::Amazon];
+        assert_eq!(shown.keys().collect::<Vec<_>>(), ["B"], "nothing of a refused listing applied");
+        assert_eq!(shown["B"].images.len(), 2);
+        assert_eq!(snapshot.stock[&Channel::Amazon]["B"], 4);
+        let patch = snapshot.writes[&Channel::Amazon].last().unwrap();
+        assert_eq!(patch.body["productType"], "MUG", "the account's product type");
     }
 }

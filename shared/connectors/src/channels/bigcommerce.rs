@@ -6,6 +6,10 @@
 //!   call; 1000 is used as a conservative figure (the whole batch is validated together, so a smaller
 //!   batch limits what one unknown SKU takes down).
 //! - Prices: `PUT /v3/catalog/variants` (50 per call), `PriceUpdate::channel_item_id` = variant id.
+//! - Content: `PUT /v3/catalog/products/{id}` (`name`, `description`) for text; images one at a time
+//!   under `/v3/catalog/products/{id}/images` (read in `sort_order`, then `PUT` the image at a changed
+//!   position with its new `image_url`, `POST` one the product lacks, `DELETE` those past the list),
+//!   so one changed image is one write. BigCommerce fetches each `image_url` itself.
 //! - Limits: a per-store window shared by every app; `X-Rate-Limit-Requests-Left` and
 //!   `X-Rate-Limit-Time-Reset-Ms` (and `-Requests-Quota`) of every response feed the limiter.
 //! - Listings: `GET /v3/catalog/variants` 250 per page (`meta.pagination`): every variant with its SKU,
@@ -24,6 +28,7 @@ use serde_json::{Value, json};
 
 use super::{cursor_number, decimal, id_text, missing_item_id, next_page, price_of, settle};
 use crate::client::StockRead;
+use crate::content::{ContentImages, ContentUpdate};
 use crate::{
     Credentials,
     client::{
@@ -46,6 +51,14 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     tokens: Lifecycle::Stored,
     webhooks: Scheme::Token(HeaderToken { name_setting: "webhook_header", default_header: "X-Manifold-Webhook-Token" }),
     item_id: |ids| ids.variant.clone(),
+    content: crate::content::ContentSupport {
+        title: true,
+        description: true,
+        attributes: false,
+        images: crate::content::ImageFlow::UrlImport,
+        key: crate::content::ContentKey::Product,
+        note: Some("BigCommerce keeps free attributes as custom fields, one call each"),
+    },
 };
 
 /// Splits the `"{order_id}/{shipment_id}"` of a shipment notification. Both are BigCommerce integer ids;
@@ -99,6 +112,38 @@ impl BigCommerce {
     pub fn new(_account: &AccountConfig, _creds: &Credentials, parts: ApiParts) -> Self {
         let batch = parts.batch(MAX_STOCK_BATCH);
         Self { api: Api::new(parts, BigCommerceDialect), batch }
+    }
+
+    /// Makes the product's images the list given, writing only the changed positions and removing
+    /// those past its end.
+    async fn set_images(&self, product: &str, images: &ContentImages, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let path = format!("/v3/catalog/products/{product}/images");
+        let mut current: Vec<(i64, String)> = self
+            .get(path.clone(), ctx)
+            .await?
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| Some((i.get("sort_order").and_then(Value::as_i64).unwrap_or(0), id_text(i.get("id"))?)))
+            .collect();
+        current.sort();
+        for &k in &images.changed {
+            let Some(image) = images.images.get(k) else { continue };
+            let body = json!({
+                "image_url": image.url, "description": image.alt.clone().unwrap_or_default(),
+                "sort_order": k, "is_thumbnail": k == 0,
+            });
+            let req = match current.get(k) {
+                Some((_, id)) => Req::put(format!("{path}/{id}"), body),
+                None => Req::post(path.clone(), body),
+            };
+            self.api.send(req, ctx).await?;
+        }
+        for (_, id) in current.iter().skip(images.images.len()) {
+            self.api.send(Req::new(http::Method::DELETE, format!("{path}/{id}")).raw_reply(), ctx).await?;
+        }
+        Ok(())
     }
 
     async fn get(&self, path: String, ctx: &CallContext) -> Result<Value, ConnectorError> {
@@ -158,6 +203,32 @@ impl ChannelConnector for BigCommerce {
                 PushOutcome { delivered: skus.iter().map(|s| (*s).to_owned()).collect(), ..PushOutcome::default() }
             });
             settle(&mut outcome, &skus, result)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        for item in items {
+            let result = async {
+                let product = item.id(Channel::Bigcommerce, "product id", item.ids.product.as_ref())?;
+                if let Some(text) = &item.text {
+                    let mut body = json!({});
+                    if let Some(title) = &text.title {
+                        body["name"] = json!(title);
+                    }
+                    if let Some(description) = &text.description {
+                        body["description"] = json!(description);
+                    }
+                    self.api.send(Req::put(format!("/v3/catalog/products/{product}"), body), ctx).await?;
+                }
+                if let Some(images) = &item.images {
+                    self.set_images(product, images, ctx).await?;
+                }
+                Ok(PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() })
+            }
+            .await;
+            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
         }
         Ok(outcome)
     }

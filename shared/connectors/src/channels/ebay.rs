@@ -8,6 +8,16 @@
 //! - Listings: `GET /sell/inventory/v1/inventory_item` 100 per page (offset, `next`): SKU, EAN and the
 //!   ship-to-location quantity; then each SKU's offers (`GET /sell/inventory/v1/offer?sku=`) for the
 //!   offer id, the listing id and the price. Item id = the offer id.
+//! - Content: `createOrReplaceInventoryItem` (`PUT /sell/inventory/v1/inventory_item/{sku}`) replaces
+//!   the whole item (availability, condition, package, product), so each listing's item is read first
+//!   (`getInventoryItem`) and put back as read, with only `product.title`, `product.description`,
+//!   `product.aspects` (each attribute as `name: [value]`, merged into the aspects the item has, so
+//!   aspects set on eBay or by catalog match stay) and `product.imageUrls` (the whole ordered list, at
+//!   most 24; eBay fetches each URL) changed: one GET and one PUT per listing. The PUT carries
+//!   `Content-Language`: the setting `content_language`, else the item's own `locale` (`en_US` ->
+//!   `en-US`), else the marketplace's language. The quantity goes back as read: a stock push landing
+//!   between the read and the PUT is overwritten by it (eBay's replace has no version check), until the
+//!   next stock push or reconciliation sets it again.
 //! - `fetch_order`: the Fulfillment API `Order` (`GET /sell/fulfillment/v1/order/{orderId}`).
 //! - Post-Order API v2 (cancellations, returns): the same user token, sent as `Authorization: IAF
 //!   {token}` with `X-EBAY-C-MARKETPLACE-ID` (setting `marketplace_id`, default `EBAY_US`), as the
@@ -27,8 +37,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use manifold_domain::{Channel, Shipment, config::AccountConfig};
 use serde_json::{Value, json};
 
-use super::{cursor_number, decimal, id_text, missing_item_id, price_of, settle};
+use super::{cursor_number, decimal, encode, id_text, missing_item_id, price_of, settle};
 use crate::client::{ReturnsSweep, StockRead};
+use crate::content::ContentUpdate;
 use crate::{
     Credentials,
     client::{
@@ -59,6 +70,14 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     // ECDSA over the body with a key fetched by id (`crate::verify::ebay`).
     webhooks: Scheme::Ecdsa,
     item_id: |ids| ids.offer.clone(),
+    content: crate::content::ContentSupport {
+        title: true,
+        description: true,
+        attributes: true,
+        images: crate::content::ImageFlow::UrlImport,
+        key: crate::content::ContentKey::Sku,
+        note: None,
+    },
 };
 
 const MAX_BATCH: usize = 25;
@@ -68,6 +87,10 @@ const RETURN_PAGE: u32 = 200;
 const MAX_RETURNS_LOOKBACK_DAYS: i64 = 540;
 const POST_ORDER: &str = "/post-order/v2/";
 const DEFAULT_MARKETPLACE: &str = "EBAY_US";
+/// Images an item takes (`product.imageUrls`, most categories and marketplaces).
+const MAX_IMAGES: usize = 24;
+/// Fields `getInventoryItem` answers that `createOrReplaceInventoryItem` does not take.
+const READ_ONLY_FIELDS: [&str; 4] = ["sku", "locale", "groupIds", "inventoryItemGroupKeys"];
 
 /// Sell APIs take the user token as a bearer; the Post-Order API takes the same token under the
 /// `IAF` scheme and needs the marketplace header.
@@ -136,6 +159,46 @@ impl Ebay {
         Ok(members)
     }
 
+    /// `getInventoryItem`, then `createOrReplaceInventoryItem` of the same item with the listing's new
+    /// content: the PUT replaces the whole item, so what the content does not change goes back as read.
+    async fn replace_content(&self, item: &ContentUpdate, ctx: &CallContext) -> Result<(), ConnectorError> {
+        if item.text.is_none() && item.images.is_none() {
+            return Ok(());
+        }
+        let path = format!("/sell/inventory/v1/inventory_item/{}", encode(&item.channel_sku));
+        let current = self.api.send(Req::get(path.clone()), ctx).await?.body;
+        let language = self.content_language(&current);
+        if let Some(images) = &item.images
+            && images.images.len() > MAX_IMAGES
+        {
+            tracing::warn!(
+                sku = %item.channel_sku,
+                images = images.images.len(),
+                "eBay takes {MAX_IMAGES} images per item; the rest are not sent"
+            );
+        }
+        let body = replaced_item(current, item)?;
+        let reply = self.api.send(Req::put(path, body).header("content-language", language), ctx).await?;
+        for warning in reply.body.get("warnings").and_then(Value::as_array).into_iter().flatten() {
+            let message = warning.get("message").and_then(Value::as_str).unwrap_or_default();
+            tracing::warn!(sku = %item.channel_sku, message, "inventory item replaced with a warning");
+        }
+        Ok(())
+    }
+
+    /// The `Content-Language` of a replaced item: the account's `content_language`, else the language
+    /// the item is in (its `locale`), else the marketplace's, so the PUT does not relabel the item.
+    fn content_language(&self, item: &Value) -> String {
+        let settings = &self.api.parts.settings;
+        if let Some(language) = settings.get("content_language").filter(|l| !l.is_empty()) {
+            return language.clone();
+        }
+        if let Some(locale) = item.get("locale").and_then(Value::as_str).filter(|l| !l.is_empty()) {
+            return locale.replace('_', "-");
+        }
+        marketplace_language(settings.get("marketplace_id").map_or(DEFAULT_MARKETPLACE, String::as_str)).to_owned()
+    }
+
     async fn bulk(&self, requests: Vec<(&str, Value)>, ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
         let mut outcome = PushOutcome::default();
         for batch in batches(&requests, self.batch) {
@@ -150,6 +213,63 @@ impl Ebay {
         }
         Ok(outcome)
     }
+}
+
+/// The main language of an eBay marketplace, as a `Content-Language` value (US English otherwise).
+fn marketplace_language(marketplace: &str) -> &'static str {
+    match marketplace {
+        "EBAY_GB" => "en-GB",
+        "EBAY_IE" => "en-IE",
+        "EBAY_AU" => "en-AU",
+        "EBAY_CA" => "en-CA",
+        "EBAY_DE" => "de-DE",
+        "EBAY_AT" => "de-AT",
+        "EBAY_CH" => "de-CH",
+        "EBAY_FR" => "fr-FR",
+        "EBAY_IT" => "it-IT",
+        "EBAY_ES" => "es-ES",
+        "EBAY_NL" => "nl-NL",
+        "EBAY_PL" => "pl-PL",
+        _ => "en-US",
+    }
+}
+
+/// `current` (a `getInventoryItem` answer) as `createOrReplaceInventoryItem` takes it, with the
+/// listing's content: title, description and aspects as given (aspects merged, each value a
+/// one-element list), images as the whole ordered list; everything else as read, read-only fields
+/// dropped.
+fn replaced_item(mut current: Value, item: &ContentUpdate) -> Result<Value, ConnectorError> {
+    let Some(fields) = current.as_object_mut() else {
+        return Err(ConnectorError::transient("malformed response: the inventory item is not an object"));
+    };
+    for field in READ_ONLY_FIELDS {
+        fields.remove(field);
+    }
+    let product = fields.entry("product").or_insert_with(|| json!({}));
+    if !product.is_object() {
+        *product = json!({});
+    }
+    if let Some(text) = &item.text {
+        if let Some(title) = &text.title {
+            product["title"] = json!(title);
+        }
+        if let Some(description) = &text.description {
+            product["description"] = json!(description);
+        }
+        if !text.attributes.is_empty() {
+            let aspects = &mut product["aspects"];
+            if !aspects.is_object() {
+                *aspects = json!({});
+            }
+            for (name, value) in &text.attributes {
+                aspects[name] = json!([value]);
+            }
+        }
+    }
+    if let Some(images) = &item.images {
+        product["imageUrls"] = images.images.iter().take(MAX_IMAGES).map(|i| i.url.clone()).collect();
+    }
+    Ok(current)
 }
 
 /// An id eBay sends as a string or a number, as text.
@@ -220,6 +340,21 @@ impl ChannelConnector for Ebay {
             }
         }
         outcome.merge(self.bulk(requests, ctx).await?);
+        Ok(outcome)
+    }
+
+    /// One read and one replace per listing (see the module docs): a listing eBay refuses (an unknown
+    /// SKU, a title too long) is rejected alone; a retryable failure ends the push.
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        for item in items {
+            let sku = item.channel_sku.as_str();
+            let result = self
+                .replace_content(item, ctx)
+                .await
+                .map(|()| PushOutcome { delivered: vec![sku.to_owned()], ..PushOutcome::default() });
+            settle(&mut outcome, &[sku], result)?;
+        }
         Ok(outcome)
     }
 
@@ -372,5 +507,105 @@ impl ChannelConnector for Ebay {
         let more = body.get("next").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         let next = (more && !items.is_empty()).then(|| (offset + u32::try_from(items.len()).unwrap_or(0)).to_string());
         Ok(ListingPage { listings, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{ContentImages, ContentText};
+    use crate::error::FailureClass;
+
+    fn content(sku: &str, title: &str, images: usize) -> ContentUpdate {
+        let image = |n: usize| manifold_domain::Image {
+            url: format!("https://img.example/{n}.png"),
+            alt: None,
+            checksum: None,
+        };
+        ContentUpdate {
+            sku: manifold_domain::Sku::new(sku).unwrap(),
+            channel_sku: sku.to_owned(),
+            ids: ListingIds::default(),
+            text: Some(ContentText {
+                title: Some(title.to_owned()),
+                description: None,
+                attributes: [("Material".to_owned(), "Stoneware".to_owned())].into_iter().collect(),
+            }),
+            images: Some(ContentImages { images: (0..images).map(image).collect(), changed: vec![0] }),
+        }
+    }
+
+    #[test]
+    fn a_replaced_item_keeps_what_the_content_does_not_change() {
+        let read = json!({
+            "sku": "MUG", "locale": "en_US", "groupIds": ["G"], "condition": "NEW",
+            "availability": { "shipToLocationAvailability": { "quantity": 7 } },
+            "product": { "title": "Old", "description": "<p>Old</p>", "ean": ["4006381333931"],
+                         "aspects": { "Brand": ["Acme"], "Material": ["Clay"] }, "imageUrls": ["https://img.example/old.png"] },
+        });
+        let put = replaced_item(read, &content("MUG", "Mug", 30)).unwrap();
+        assert_eq!(put.get("sku"), None, "read-only fields are not sent");
+        assert_eq!((put.get("locale"), put.get("groupIds")), (None, None));
+        assert_eq!(put["condition"], "NEW");
+        assert_eq!(put["availability"]["shipToLocationAvailability"]["quantity"], 7);
+        assert_eq!(put["product"]["title"], "Mug");
+        assert_eq!(put["product"]["description"], "<p>Old</p>", "no description given: kept");
+        assert_eq!(put["product"]["ean"], json!(["4006381333931"]));
+        assert_eq!(put["product"]["aspects"], json!({ "Brand": ["Acme"], "Material": ["Stoneware"] }));
+        assert_eq!(put["product"]["imageUrls"].as_array().unwrap().len(), MAX_IMAGES);
+        assert_eq!(put["product"]["imageUrls"][0], "https://img.example/0.png");
+    }
+
+    #[test]
+    fn the_content_language_follows_the_marketplace_when_nothing_else_says() {
+        assert_eq!(marketplace_language("EBAY_DE"), "de-DE");
+        assert_eq!(marketplace_language("A1PA6795UKMFR9"), "en-US");
+    }
+
+    /// Against the simulator: each listing on its own (an unknown SKU and an overlong title are
+    /// rejected, the other lands), and a content write leaves the quantity as the stock push set it.
+    #[tokio::test]
+    async fn content_rejects_only_the_listings_ebay_refuses_and_keeps_stock() {
+        let sim =
+            manifold_simulator::Simulator::start(manifold_simulator::SimConfig::default().unlimited(Channel::Ebay))
+                .await
+                .unwrap();
+        let item = |sku: &str| manifold_simulator::CatalogItem {
+            id: sku.into(),
+            sku: sku.into(),
+            quantity: 4,
+            product_id: None,
+            variant_id: None,
+            price_minor: None,
+        };
+        sim.seed_catalog(Channel::Ebay, vec![item("A"), item("B")]);
+        let account: AccountConfig = serde_json::from_value(json!({
+            "channel": "ebay", "account": "a-1", "api_version": "v1", "secret": "s",
+            "endpoint": sim.base_url(Channel::Ebay), "rate_limit": { "kind": "unlimited" },
+        }))
+        .unwrap();
+        let http = crate::http_client(std::time::Duration::from_secs(5)).unwrap();
+        let ebay = crate::build(&account, [("access_token", "t")].into_iter().collect(), http);
+        let ctx = CallContext::new("t");
+        let stock = StockUpdate {
+            sku: manifold_domain::Sku::new("B").unwrap(),
+            channel_sku: "B".into(),
+            quantity: 9,
+            channel_item_id: None,
+        };
+        assert_eq!(ebay.push_stock(&[stock], &ctx).await.unwrap().delivered, ["B"]);
+        let items = [content("GONE", "Mug", 1), content("A", &"x".repeat(81), 1), content("B", "Mug", 2)];
+        let outcome = ebay.push_content(&items, &ctx).await.unwrap();
+        assert_eq!(outcome.delivered, ["B"]);
+        let rejected: Vec<(&str, FailureClass)> = outcome.rejected.iter().map(|(s, e)| (s.as_str(), e.class)).collect();
+        assert_eq!(rejected, [("GONE", FailureClass::Permanent), ("A", FailureClass::Permanent)]);
+        assert!(outcome.rejected[0].1.message.contains("25710"), "{}", outcome.rejected[0].1);
+        assert!(outcome.rejected[1].1.message.contains("product.title"), "{}", outcome.rejected[1].1);
+        let snapshot = sim.snapshot();
+        assert_eq!(snapshot.stock[&Channel::Ebay]["B"], 9, "the quantity the stock push set");
+        let shown = &snapshot.content[&Channel::Ebay];
+        assert_eq!(shown.keys().collect::<Vec<_>>(), ["B"]);
+        assert_eq!(shown["B"].attributes["Material"], ["Stoneware"]);
+        assert_eq!(ebay.read_stock(&[StockRead::sku("B")], &ctx).await.unwrap(), [("B".to_owned(), 9)]);
     }
 }

@@ -12,6 +12,14 @@
 //!   price) come in the same call; a listing without its inventory is read with `GET .../inventory`.
 //!   Every product with a SKU is one listing whose item id is the listing id. This spends one request
 //!   per 100 listings of Etsy's 10,000 a day.
+//! - Content: title and description with one `PATCH /v3/application/shops/{shop_id}/listings/{listing_id}`
+//!   (updateListing, JSON like the other writes); each changed image with one multipart
+//!   `POST .../listings/{listing_id}/images` (uploadListingImage: file part `image`, `rank` = position + 1,
+//!   `overwrite=true` to replace the image at that rank, `alt_text`). Etsy takes no image URL, so the
+//!   bytes are fetched from the image host and checked against their checksum first; a listing whose
+//!   images fail that check gets no call at all. Only changed ranks are uploaded: images are separate
+//!   resources on Etsy, so one changed image is one call. Images dropped from the end of the list are
+//!   not deleted (that takes `deleteListingImage` by image id).
 //! - Limits: `x-remaining-this-second` (and `x-remaining-today`, logged) feed the limiter; 429 beyond.
 //! - `fetch_order`: the ShopReceipt (`GET /v3/application/shops/{shop_id}/receipts/{receipt_id}`).
 
@@ -19,8 +27,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use http::HeaderMap;
-use manifold_domain::{Channel, Shipment, config::AccountConfig};
+use http::{HeaderMap, Method};
+use manifold_domain::{Channel, Image, Shipment, config::AccountConfig};
 use serde_json::{Map, Value, json};
 
 use super::{cursor_number, group_by, id_text, missing_item_id, number, settle};
@@ -31,6 +39,7 @@ use crate::{
         Accepted, CallContext, ChannelConnector, Listing, ListingIds, ListingPage, PriceUpdate, PushOutcome,
         StockUpdate,
     },
+    content::{ContentImages, ContentText, ContentUpdate, fetch_image, file_name, multipart},
     error::ConnectorError,
     ratelimit::Signals,
     token::Token,
@@ -56,6 +65,14 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     }),
     webhooks: Scheme::StandardWebhooks(StandardWebhooks { tolerance_seconds: 5 * 60 }),
     item_id: |ids| ids.listing.clone(),
+    content: crate::content::ContentSupport {
+        title: true,
+        description: true,
+        attributes: false,
+        images: crate::content::ImageFlow::StagedUpload,
+        key: crate::content::ContentKey::Listing,
+        note: Some("Etsy properties are fixed per taxonomy; free attributes are not mapped onto them"),
+    },
 };
 
 #[derive(Debug)]
@@ -163,6 +180,65 @@ impl Etsy {
         self.api.send(Req::put(path, Value::Object(body)), ctx).await?;
         Ok(outcome)
     }
+
+    /// One listing's content (see module docs). The changed images are fetched and checked before
+    /// anything is written, so a bad image leaves the listing as it was, text included.
+    async fn push_listing_content(&self, update: &ContentUpdate, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let listing = update.id(Channel::Etsy, "listing id", update.ids.listing.as_ref())?;
+        let mut uploads = Vec::new();
+        for (rank, image) in changed_ranks(update.images.as_ref()) {
+            uploads.push((rank, image, fetch_image(&self.api.parts.http, image).await?));
+        }
+        let path = self.shop(&format!("listings/{listing}"))?;
+        if let Some(body) = update.text.as_ref().and_then(listing_text) {
+            self.api.send(Req::patch(path.clone(), body), ctx).await?;
+        }
+        for (rank, image, bytes) in uploads {
+            let mut fields = vec![("rank", rank.to_string()), ("overwrite", "true".to_owned())];
+            fields.extend(image.alt.clone().map(|alt| ("alt_text", alt)));
+            let (content_type, body) = multipart(&fields, ("image", file_name(&image.url), &bytes));
+            self.api.send(Req::new(Method::POST, format!("{path}/images")).raw(content_type, body), ctx).await?;
+        }
+        // Positions past the new list were removed at the source: the listing's images at those
+        // ranks are deleted (`getListingImages`, then `deleteListingImage` each).
+        if let Some(images) = &update.images
+            && images.changed.iter().any(|p| *p >= images.images.len())
+        {
+            let held = self.api.send(Req::get(format!("/v3/application/listings/{listing}/images")), ctx).await?.body;
+            for image in field(&held, "/results")?.as_array().into_iter().flatten() {
+                let rank = image.get("rank").and_then(Value::as_u64).unwrap_or(0);
+                let Some(id) = id_text(image.get("listing_image_id")) else { continue };
+                if usize::try_from(rank).is_ok_and(|r| r > images.images.len()) {
+                    let req = Req::new(Method::DELETE, format!("{path}/images/{id}")).raw_reply();
+                    self.api.send(req, ctx).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The updateListing body of a content's text, or `None` when it changes nothing Etsy takes.
+fn listing_text(text: &ContentText) -> Option<Value> {
+    let mut body = Map::new();
+    if let Some(title) = &text.title {
+        body.insert("title".into(), json!(title));
+    }
+    if let Some(description) = &text.description {
+        body.insert("description".into(), json!(description));
+    }
+    (!body.is_empty()).then_some(Value::Object(body))
+}
+
+/// The changed images with their Etsy ranks (1-based), lowest first: an upload at a rank past the
+/// listing's last image appends, so ranks go up in order. Changed positions past the list are
+/// removals, deleted after the uploads.
+fn changed_ranks(images: Option<&ContentImages>) -> Vec<(usize, &Image)> {
+    let Some(images) = images else { return Vec::new() };
+    let mut positions = images.changed.clone();
+    positions.sort_unstable();
+    positions.dedup();
+    positions.into_iter().filter_map(|p| images.images.get(p).map(|image| (p + 1, image))).collect()
 }
 
 /// A product as `GET .../inventory` returns it, rewritten in the shape `PUT` takes (prices as decimal
@@ -286,6 +362,19 @@ impl ChannelConnector for Etsy {
         self.update(changes, ctx).await
     }
 
+    /// Each listing on its own: a permanent failure rejects that listing's SKU and the next goes on.
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        for item in items {
+            let result = self
+                .push_listing_content(item, ctx)
+                .await
+                .map(|()| PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() });
+            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
+        }
+        Ok(outcome)
+    }
+
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {
         let path = self.shop(&format!("receipts/{}/tracking", shipment.channel_order_id))?;
         let body = json!({ "tracking_code": shipment.tracking_number, "carrier_name": shipment.carrier.as_deref().unwrap_or("other") });
@@ -403,5 +492,24 @@ mod tests {
         assert_eq!(w["offerings"][0], json!({ "price": 10.0, "quantity": 7, "is_enabled": true }));
         assert_eq!(w["property_values"][0]["values"], json!(["S"]));
         assert!(w.get("product_id").is_none(), "PUT takes no product ids");
+    }
+
+    #[test]
+    fn changed_images_go_up_by_rank_and_removed_positions_are_not_uploaded() {
+        let image = |n: &str| Image { url: format!("https://img.example/{n}.png"), alt: None, checksum: None };
+        let images = ContentImages { images: vec![image("a"), image("b"), image("c")], changed: vec![2, 0, 2] };
+        let ranks: Vec<(usize, &str)> =
+            changed_ranks(Some(&images)).into_iter().map(|(r, i)| (r, file_name(&i.url))).collect();
+        assert_eq!(ranks, vec![(1, "a.png"), (3, "c.png")]);
+        let removed = ContentImages { changed: vec![3], ..images };
+        assert!(changed_ranks(Some(&removed)).is_empty());
+        assert!(changed_ranks(None).is_empty());
+    }
+
+    #[test]
+    fn listing_text_sends_only_what_is_given() {
+        let text = ContentText { title: Some("Mug".into()), ..ContentText::default() };
+        assert_eq!(listing_text(&text), Some(json!({ "title": "Mug" })));
+        assert_eq!(listing_text(&ContentText::default()), None);
     }
 }

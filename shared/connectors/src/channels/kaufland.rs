@@ -64,6 +64,10 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     tokens: Lifecycle::None,
     webhooks: Scheme::Signed(SignedDelivery { verify: verify_notification, sign: sign_notification }),
     item_id: |ids| ids.listing.clone(),
+    content: crate::content::ContentSupport {
+        note: Some("Kaufland's product data is shared by every seller of the EAN; sellers do not change it per unit"),
+        ..crate::content::ContentSupport::NONE
+    },
 };
 
 /// "SHOULD NOT have more than 150 units"; more fails the whole request.

@@ -39,6 +39,8 @@ pub(crate) struct ConnectorModule {
     pub(crate) webhooks: Scheme,
     /// The listing id its stock and price writes key by, or `None` where they key by SKU.
     pub(crate) item_id: fn(&ListingIds) -> Option<String>,
+    /// What its API changes of a listing's content, and how images reach it.
+    pub(crate) content: crate::content::ContentSupport,
 }
 
 /// The registry: every channel's connector module.

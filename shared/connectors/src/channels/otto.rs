@@ -84,6 +84,12 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     webhooks: Scheme::NoWebhooks,
     // Stock and prices are keyed by the seller's SKU.
     item_id: |_| None,
+    content: crate::content::ContentSupport {
+        note: Some(
+            "OTTO's product API replaces whole product variations (category, brand, attributes), not content alone",
+        ),
+        ..crate::content::ContentSupport::NONE
+    },
 };
 
 /// Stock updates per call (unverified: the read side pages by 200 and public clients send 200).

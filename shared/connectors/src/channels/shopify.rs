@@ -11,6 +11,9 @@
 //!   item and `available` level at `location_id`, price (in `shop.currencyCode`) and barcode.
 //! - Limits: calculated query cost in a leaky bucket; `extensions.cost.throttleStatus` of every response
 //!   feeds the limiter, and a `THROTTLED` error is a rate-limited failure.
+//! - Content: one `productSet` per product (title, `descriptionHtml`, and the ordered image list as
+//!   `files` the shop fetches from their URLs); `productSet` replaces the list fields it is given and
+//!   leaves the rest, so text and images change in one call and variants are untouched.
 //! - `fetch_order`: the REST order object, unwrapped (`GET /admin/api/{v}/orders/{id}.json` `.order`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::{decimal, id_text, price_of, settle};
 use crate::client::StockRead;
+use crate::content::ContentUpdate;
 use crate::{
     Credentials,
     client::{
@@ -51,6 +55,14 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
         ping: None,
     }),
     item_id: |ids| ids.inventory_item.clone(),
+    content: crate::content::ContentSupport {
+        title: true,
+        description: true,
+        attributes: false,
+        images: crate::content::ImageFlow::UrlImport,
+        key: crate::content::ContentKey::Product,
+        note: Some("Shopify keeps free attributes as metafields, which need definitions per store"),
+    },
 };
 
 const MAX_QUANTITIES: usize = 250;
@@ -78,6 +90,13 @@ const BULK_PRICES: &str = "mutation SetPrices($productId: ID!, $variants: [Produ
   productVariantsBulkUpdate(productId: $productId, variants: $variants) {
     productVariants { id }
     userErrors { field message }
+  }
+}";
+
+const SET_CONTENT: &str = "mutation SetContent($identifier: ProductSetIdentifiers!, $input: ProductSetInput!) {
+  productSet(identifier: $identifier, input: $input, synchronous: true) {
+    product { id }
+    userErrors { field message code }
   }
 }";
 
@@ -443,6 +462,39 @@ impl ChannelConnector for Shopify {
             }
             .await;
             settle(&mut outcome, &skus, result)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let mut outcome = PushOutcome::default();
+        for item in items {
+            let result = async {
+                let product = item.id(Channel::Shopify, "product id", item.ids.product.as_ref())?;
+                let mut input = serde_json::Map::new();
+                if let Some(text) = &item.text {
+                    if let Some(title) = &text.title {
+                        input.insert("title".into(), json!(title));
+                    }
+                    if let Some(description) = &text.description {
+                        input.insert("descriptionHtml".into(), json!(description));
+                    }
+                }
+                if let Some(images) = &item.images {
+                    let files: Vec<Value> = images
+                        .images
+                        .iter()
+                        .map(|i| json!({ "originalSource": i.url, "alt": i.alt, "contentType": "IMAGE" }))
+                        .collect();
+                    input.insert("files".into(), Value::Array(files));
+                }
+                let variables = json!({ "identifier": { "id": product }, "input": input });
+                let data = self.graphql(SET_CONTENT, variables, MUTATION_COST, ctx).await?;
+                user_errors(&data, "/productSet/userErrors")?;
+                Ok(PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() })
+            }
+            .await;
+            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
         }
         Ok(outcome)
     }

@@ -5,6 +5,9 @@
 //!   variation. Products go through `POST products/batch`, variations through
 //!   `POST products/{id}/variations/batch`, 100 per call; the per-item `error` entries of the batch
 //!   response become rejected items.
+//! - Content: through the same `POST products/batch`, at the product (a variation's parent): `name`,
+//!   `description` and `images` (`[{src, alt}]` in display order; WooCommerce sideloads each `src`
+//!   into its media library and replaces the product's gallery with the list).
 //! - Tracking: WooCommerce core has no tracking field. This assumes the "Shipment Tracking" plugin and
 //!   writes its `_wc_shipment_tracking_items` order meta with `PUT orders/{id}`, completing the order
 //!   (unverified against every plugin version: kept in [`tracking_body`]).
@@ -22,6 +25,7 @@ use serde_json::{Value, json};
 
 use super::{cursor_number, decimal, group_by, id_text, missing_item_id, next_page, price_of, settle, split_item_id};
 use crate::client::StockRead;
+use crate::content::ContentUpdate;
 use crate::{
     Credentials,
     client::{
@@ -49,6 +53,14 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
         ping: Some(Ping { field: "webhook_id" }),
     }),
     item_id: |ids| super::compound(ids.product.as_ref(), ids.variant.as_ref()),
+    content: crate::content::ContentSupport {
+        title: true,
+        description: true,
+        attributes: false,
+        images: crate::content::ImageFlow::UrlImport,
+        key: crate::content::ContentKey::Product,
+        note: Some("WooCommerce product attributes also define variations; they are not replaced from here"),
+    },
 };
 
 const MAX_BATCH: usize = 100;
@@ -220,6 +232,29 @@ impl ChannelConnector for WooCommerce {
             .iter()
             .map(|i| {
                 (i.channel_sku.as_str(), i.channel_item_id.as_deref(), json!({ "regular_price": decimal(&i.amount) }))
+            })
+            .collect();
+        self.batch_update(entries, ctx).await
+    }
+
+    async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
+        let entries = items
+            .iter()
+            .map(|i| {
+                let mut fields = json!({});
+                if let Some(text) = &i.text {
+                    if let Some(title) = &text.title {
+                        fields["name"] = json!(title);
+                    }
+                    if let Some(description) = &text.description {
+                        fields["description"] = json!(description);
+                    }
+                }
+                if let Some(images) = &i.images {
+                    fields["images"] = images.images.iter().map(|im| json!({ "src": im.url, "alt": im.alt })).collect();
+                }
+                // Content belongs to the product, a variation's parent included.
+                (i.channel_sku.as_str(), i.ids.product.as_deref(), fields)
             })
             .collect();
         self.batch_update(entries, ctx).await

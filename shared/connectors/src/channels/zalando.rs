@@ -55,6 +55,10 @@ pub(crate) const MODULE: super::ConnectorModule = super::ConnectorModule {
     webhooks: Scheme::NoWebhooks,
     // Keyed by EAN, which is its channel SKU.
     item_id: |_| None,
+    content: crate::content::ContentSupport {
+        note: Some("Zalando takes product content through its onboarding (product submission), not per listing"),
+        ..crate::content::ContentSupport::NONE
+    },
 };
 
 const MAX_STOCK_BATCH: usize = 1000;

@@ -258,6 +258,9 @@ fn product(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Product, NormalizeError>
         account: ctx.account.account.clone(),
         channel_product_id: id.clone(),
         title: title.clone(),
+        description: doc.field("description").opt_text()?.filter(|d| !d.is_empty()),
+        attributes: std::collections::BTreeMap::new(),
+        images: build::images(&doc.field("images"), "src")?,
         currency,
         variants: vec![Variant {
             channel_variant_id: id.clone(),

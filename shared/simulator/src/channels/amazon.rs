@@ -13,6 +13,16 @@
 //! and `Success` acknowledges it (both recorded under the seeded document's `_sim`, which the order
 //! reads do not serve; an acknowledged order shows as `exported` in the state snapshot).
 //!
+//! Listing content: `patchListingsItem` (and a listings feed's `PATCH` messages) take `item_name` and
+//! `product_description` (`[{value, language_tag?, marketplace_id?}]`) and the image locators
+//! (`main_product_image_locator`, `other_product_image_locator_1` to `_8`: `[{media_location,
+//! marketplace_id?}]`), shown per SKU as its title, description and images in positions 0 to 8;
+//! replacing one position keeps the others, `delete` empties it. Other attributes are taken unchecked
+//! (beyond stock), as the simulator does not model product type schemas. A patch that is not valid
+//! answers `INVALID` with its issues and applies nothing. Product facts are patched onto a listing
+//! that exists: once a catalog is seeded, content patches of an unknown SKU answer 404 `NOT_FOUND`,
+//! as `getListingsItem` does; offer patches (stock, price) of one keep their `INVALID` issue 4000001.
+//!
 //! Reports: only the returns report by return date (`createReport`, `getReport` in queue on the first
 //! look and done from the second, its gzip TSV document by `getReportDocument`), built from the returns
 //! a test keeps with `SimHandle::seed_return`.
@@ -33,7 +43,10 @@ use std::fmt::Write as _;
 use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
 use crate::limits::SimLimit;
-use crate::{channel_error, state::Inner};
+use crate::{
+    channel_error,
+    state::{Inner, SimImage},
+};
 use axum::http::HeaderValue;
 
 /// This channel in the simulator's registry ([`super::module`]).
@@ -109,7 +122,82 @@ fn bad(message: &str) -> Response {
     channel_error(C, StatusCode::BAD_REQUEST, message)
 }
 
-/// Applies patches to a SKU; `Err` is the list of issues.
+/// The image position an image locator attribute stands for (0: the main image), if `path` is one.
+fn image_position(path: &str) -> Option<usize> {
+    let name = path.strip_prefix("/attributes/")?;
+    if name == "main_product_image_locator" {
+        return Some(0);
+    }
+    let n: usize = name.strip_prefix("other_product_image_locator_")?.parse().ok()?;
+    (1..=8).contains(&n).then_some(n)
+}
+
+/// Whether a patch changes the listing's content (its product facts) rather than its offer.
+fn is_content(path: &str) -> bool {
+    matches!(path, "/attributes/item_name" | "/attributes/product_description") || image_position(path).is_some()
+}
+
+/// One change a valid patch makes, applied once every patch of the submission is valid.
+#[derive(Debug)]
+enum Change {
+    Stock(i64),
+    Title(Option<String>),
+    Description(Option<String>),
+    Image(usize, Option<SimImage>),
+}
+
+/// An `ERROR` issue about one attribute.
+fn issue(code: &str, message: &str, attribute: &str) -> Value {
+    json!({ "code": code, "message": message, "severity": "ERROR", "attributeNames": [attribute] })
+}
+
+/// The first entry of a patch's `value` list, which content patches must give unless they delete.
+fn first_entry(p: &PatchOp) -> Option<&serde_json::Map<String, Value>> {
+    p.value.as_array().and_then(|v| v.first()).and_then(Value::as_object)
+}
+
+/// What one valid patch changes (`None`: an attribute the simulator takes unchecked), or its issue.
+fn change(p: &PatchOp) -> Result<Option<Change>, Value> {
+    let attribute = p.path.trim_start_matches("/attributes/");
+    let delete = p.op == "delete";
+    let text = || -> Result<Option<String>, Value> {
+        if delete {
+            return Ok(None);
+        }
+        let value = first_entry(p).and_then(|e| e.get("value")).and_then(Value::as_str).filter(|v| !v.is_empty());
+        value.map(|v| Some(v.to_owned())).ok_or_else(|| {
+            issue("4000003", &format!("{attribute} needs a value list of {{value, marketplace_id}}"), attribute)
+        })
+    };
+    match p.path.as_str() {
+        "/attributes/fulfillment_availability" => match p.value.pointer("/0/quantity").and_then(Value::as_i64) {
+            Some(q) if p.value.pointer("/0/fulfillment_channel_code").is_some() => Ok(Some(Change::Stock(q))),
+            _ => Err(issue(
+                "4000003",
+                "fulfillment_availability needs fulfillment_channel_code and quantity",
+                "fulfillment_availability",
+            )),
+        },
+        "/attributes/item_name" => text().map(|t| Some(Change::Title(t))),
+        "/attributes/product_description" => text().map(|t| Some(Change::Description(t))),
+        path => match image_position(path) {
+            Some(position) if delete => Ok(Some(Change::Image(position, None))),
+            Some(position) => {
+                let url = first_entry(p)
+                    .and_then(|e| e.get("media_location"))
+                    .and_then(Value::as_str)
+                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+                let url = url.ok_or_else(|| {
+                    issue("4000003", &format!("{attribute} needs a value list of {{media_location}} URLs"), attribute)
+                })?;
+                Ok(Some(Change::Image(position, Some(SimImage { url: url.to_owned(), alt: None, sha256: None }))))
+            }
+            None => Ok(None),
+        },
+    }
+}
+
+/// Applies patches to a SKU, all or none; `Err` is the list of issues.
 fn apply(s: &mut Inner, sku: &str, patches: &[PatchOp]) -> Result<(), Vec<Value>> {
     if !s.known(C, sku) {
         return Err(vec![
@@ -117,19 +205,39 @@ fn apply(s: &mut Inner, sku: &str, patches: &[PatchOp]) -> Result<(), Vec<Value>
         ]);
     }
     let mut issues = Vec::new();
+    let mut changes = Vec::new();
     for p in patches {
         if !matches!(p.op.as_str(), "add" | "replace" | "merge" | "delete") || !p.path.starts_with("/attributes/") {
             issues.push(json!({ "code": "4000002", "message": format!("invalid patch {} {}", p.op, p.path), "severity": "ERROR" }));
             continue;
         }
-        if p.path == "/attributes/fulfillment_availability" {
-            match p.value.pointer("/0/quantity").and_then(Value::as_i64) {
-                Some(q) if p.value.pointer("/0/fulfillment_channel_code").is_some() => s.set_stock(C, sku, q),
-                _ => issues.push(json!({ "code": "4000003", "message": "fulfillment_availability needs fulfillment_channel_code and quantity", "severity": "ERROR", "attributeNames": ["fulfillment_availability"] })),
+        match change(p) {
+            Ok(c) => changes.extend(c),
+            Err(i) => issues.push(i),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    for c in changes {
+        match c {
+            Change::Stock(q) => s.set_stock(C, sku, q),
+            Change::Title(t) => s.content_mut(C, sku).title = t,
+            Change::Description(d) => s.content_mut(C, sku).description = d,
+            Change::Image(position, image) => {
+                let images = &mut s.content_mut(C, sku).images;
+                if images.len() <= position {
+                    images.resize_with(position + 1, SimImage::default);
+                }
+                images[position] = image.unwrap_or_default();
+                // An emptied last position leaves the list; one in the middle stays as a gap.
+                while images.last().is_some_and(|i| i.url.is_empty()) {
+                    images.pop();
+                }
             }
         }
     }
-    if issues.is_empty() { Ok(()) } else { Err(issues) }
+    Ok(())
 }
 
 async fn patch_item(
@@ -148,7 +256,13 @@ async fn patch_item(
     if req.product_type.is_empty() || req.patches.is_empty() {
         return bad("productType and at least one patch are required");
     }
-    let result = apply(&mut state.lock(), &sku, &req.patches);
+    let mut s = state.lock();
+    if !s.known(C, &sku) && req.patches.iter().any(|p| is_content(&p.path)) {
+        let body = json!({ "errors": [{ "code": "NOT_FOUND", "message": format!("Requested item '{sku}' not found"), "details": "" }] });
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
+    let result = apply(&mut s, &sku, &req.patches);
+    drop(s);
     let (status, issues) = match result {
         Ok(()) => ("ACCEPTED", Vec::new()),
         Err(issues) => ("INVALID", issues),
@@ -685,4 +799,49 @@ async fn confirm(State(state): St, Path(id): Path<String>, body: Bytes) -> Respo
         return not_found(C, "order");
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_locators_stand_for_positions_zero_to_eight() {
+        assert_eq!(image_position("/attributes/main_product_image_locator"), Some(0));
+        assert_eq!(image_position("/attributes/other_product_image_locator_8"), Some(8));
+        assert_eq!(image_position("/attributes/other_product_image_locator_9"), None);
+        assert_eq!(image_position("/attributes/swatch_product_image_locator"), None);
+    }
+
+    #[test]
+    fn image_patches_replace_one_position_and_an_invalid_patch_applies_nothing() {
+        let mut s = Inner::default();
+        let op = |op: &str, path: &str, value: Value| PatchOp { op: op.into(), path: path.into(), value };
+        let image = |url: &str| json!([{ "media_location": url, "marketplace_id": "M" }]);
+        let set = [
+            op("replace", "/attributes/main_product_image_locator", image("https://a/0.png")),
+            op("replace", "/attributes/other_product_image_locator_1", image("https://a/1.png")),
+            op("replace", "/attributes/other_product_image_locator_2", image("https://a/2.png")),
+        ];
+        apply(&mut s, "MUG", &set).unwrap();
+        apply(&mut s, "MUG", &[op("replace", "/attributes/other_product_image_locator_1", image("https://a/1b.png"))])
+            .unwrap();
+        let urls = |s: &mut Inner| s.content_mut(C, "MUG").images.iter().map(|i| i.url.clone()).collect::<Vec<_>>();
+        assert_eq!(urls(&mut s), ["https://a/0.png", "https://a/1b.png", "https://a/2.png"]);
+        apply(
+            &mut s,
+            "MUG",
+            &[op("delete", "/attributes/other_product_image_locator_2", json!([{ "marketplace_id": "M" }]))],
+        )
+        .unwrap();
+        assert_eq!(urls(&mut s).len(), 2);
+
+        let bad = [
+            op("replace", "/attributes/item_name", json!([{ "value": "Mug" }])),
+            op("replace", "/attributes/main_product_image_locator", json!([{ "url": "https://a/x.png" }])),
+        ];
+        let issues = apply(&mut s, "MUG", &bad).unwrap_err();
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(s.content_mut(C, "MUG").title, None, "nothing of an invalid submission applied");
+    }
 }

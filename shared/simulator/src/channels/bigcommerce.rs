@@ -59,6 +59,9 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
     Router::new()
         .route("/v3/inventory/adjustments/absolute", put(absolute))
         .route("/v3/catalog/variants", put(variants).get(read_variants))
+        .route("/v3/catalog/products/{id}", put(update_product))
+        .route("/v3/catalog/products/{id}/images", get(images).post(add_image))
+        .route("/v3/catalog/products/{id}/images/{image_id}", put(replace_image).delete(delete_image))
         .route("/v2/orders", get(orders))
         .route("/v2/orders/{id}", get(order).put(update_order))
         .route("/v2/orders/{id}/products", get(products))
@@ -152,6 +155,121 @@ async fn variants(body: Bytes) -> Response {
         return unprocessable("price must be a number", &json!({}));
     }
     ok(json!({ "data": list, "meta": {} }))
+}
+
+/// Whether the catalog (when seeded) holds product `id`; answers BigCommerce's 404 otherwise.
+fn product_known(s: &crate::state::Inner, id: &str) -> Result<(), Response> {
+    let known = s.catalog(C).next().is_none() || s.catalog(C).any(|i| i.product_id.as_deref() == Some(id));
+    if known { Ok(()) } else { Err(channel_error(C, StatusCode::NOT_FOUND, "The requested product was not found.")) }
+}
+
+/// `PUT /v3/catalog/products/{id}`: the fields given replace the product's (`name`, `description`
+/// are what the simulator keeps).
+async fn update_product(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let product: Value = match parse(C, StatusCode::UNPROCESSABLE_ENTITY, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut s = state.lock();
+    if let Err(r) = product_known(&s, &id) {
+        return r;
+    }
+    let name = product.get("name");
+    if name.is_some_and(|n| n.as_str().is_none_or(|n| n.is_empty() || n.chars().count() > 250)) {
+        return unprocessable(
+            "JSON data is missing or invalid",
+            &json!({ "name": "name must be 1 to 250 characters" }),
+        );
+    }
+    let content = s.content_mut(C, &id);
+    if let Some(n) = name.and_then(Value::as_str) {
+        content.title = Some(n.to_owned());
+    }
+    if let Some(d) = product.get("description").and_then(Value::as_str) {
+        content.description = Some(d.to_owned());
+    }
+    ok(
+        json!({ "data": { "id": id.parse::<u64>().ok(), "name": content.title, "description": content.description }, "meta": {} }),
+    )
+}
+
+/// A product image as BigCommerce answers it. The simulator numbers a product's images by position
+/// (`sort_order` is the position), so an image keeps its id while it is replaced in place.
+fn image_json(product: &str, position: usize, image: &crate::state::SimImage) -> Value {
+    json!({
+        "id": position + 1, "product_id": product.parse::<u64>().ok(), "image_url": image.url,
+        "url_standard": image.url, "description": image.alt.clone().unwrap_or_default(),
+        "sort_order": position, "is_thumbnail": position == 0,
+    })
+}
+
+async fn images(State(state): St, Path(id): Path<String>) -> Response {
+    let s = state.lock();
+    if let Err(r) = product_known(&s, &id) {
+        return r;
+    }
+    let list = s.content.get(&C).and_then(|c| c.get(&id)).map(|c| c.images.clone()).unwrap_or_default();
+    let data: Vec<Value> = list.iter().enumerate().map(|(k, i)| image_json(&id, k, i)).collect();
+    ok(json!({ "data": data, "meta": {} }))
+}
+
+/// The `image_url` and `description` of an image body, or BigCommerce's 422.
+fn image_body(body: &Bytes) -> Result<crate::state::SimImage, Response> {
+    let v: Value = parse(C, StatusCode::UNPROCESSABLE_ENTITY, body)?;
+    let url = v.get("image_url").and_then(Value::as_str).filter(|u| u.starts_with("http"));
+    let Some(url) = url else {
+        return Err(unprocessable(
+            "JSON data is missing or invalid",
+            &json!({ "image_url": "image_url must be an http(s) URL" }),
+        ));
+    };
+    let alt = v.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()).map(str::to_owned);
+    Ok(crate::state::SimImage { url: url.to_owned(), alt, sha256: None })
+}
+
+async fn add_image(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let image = match image_body(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let mut s = state.lock();
+    if let Err(r) = product_known(&s, &id) {
+        return r;
+    }
+    let list = &mut s.content_mut(C, &id).images;
+    list.push(image);
+    let answer = image_json(&id, list.len() - 1, &list[list.len() - 1]);
+    ok(json!({ "data": answer, "meta": {} }))
+}
+
+async fn replace_image(State(state): St, Path((id, image_id)): Path<(String, usize)>, body: Bytes) -> Response {
+    let image = match image_body(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let mut s = state.lock();
+    if let Err(r) = product_known(&s, &id) {
+        return r;
+    }
+    let list = &mut s.content_mut(C, &id).images;
+    let Some(slot) = image_id.checked_sub(1).and_then(|k| list.get_mut(k)) else {
+        return channel_error(C, StatusCode::NOT_FOUND, "The requested image was not found.");
+    };
+    *slot = image;
+    let answer = image_json(&id, image_id - 1, slot);
+    ok(json!({ "data": answer, "meta": {} }))
+}
+
+async fn delete_image(State(state): St, Path((id, image_id)): Path<(String, usize)>) -> Response {
+    let mut s = state.lock();
+    let list = &mut s.content_mut(C, &id).images;
+    match image_id.checked_sub(1).filter(|k| *k < list.len()) {
+        Some(k) => {
+            list.remove(k);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => channel_error(C, StatusCode::NOT_FOUND, "The requested image was not found."),
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,12 +2,18 @@
 //! Fulfillment API's orders and shipping fulfillments, the Post-Order API's seller cancellation and
 //! return search (which take the user token under the `IAF` scheme, with the marketplace header), and
 //! the notification public keys.
+//!
+//! Inventory items: `getInventoryItem` serves an item (the seeded catalog's, or one put) with the
+//! stock the simulator keeps for its SKU as `availability`, and the content it shows for the SKU as
+//! `product`; `createOrReplaceInventoryItem` replaces it whole, as eBay does (content kept per SKU,
+//! the other fields of the item kept as put), and sets the SKU's stock only when its `availability`
+//! says another quantity, so putting back what was read leaves stock alone.
 
 use axum::{
     Router,
     body::Bytes,
     extract::{Path, Query, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -17,6 +23,7 @@ use serde_json::{Value, json};
 use super::orders::text;
 use super::{St, fresh_id, not_found, ok, parse};
 use crate::channel_error;
+use crate::state::{Inner, SimContent, SimImage};
 
 /// This channel in the simulator's registry ([`super::module`]).
 pub(crate) const MODULE: super::SimChannel = super::SimChannel {
@@ -46,6 +53,7 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/sell/inventory/v1/bulk_update_price_quantity", post(bulk_update))
         .route("/sell/inventory/v1/bulk_get_inventory_item", post(bulk_get))
         .route("/sell/inventory/v1/inventory_item", get(inventory_items))
+        .route("/sell/inventory/v1/inventory_item/{sku}", get(inventory_item).put(replace_item))
         .route("/sell/inventory/v1/offer", get(offers))
         .route("/sell/fulfillment/v1/order", get(orders))
         .route("/sell/fulfillment/v1/order/{id}", get(order))
@@ -128,19 +136,185 @@ async fn inventory_items(State(state): St, Query(q): Query<std::collections::Has
     let s = state.lock();
     let total = s.catalog(C).count();
     let (page, more) = s.catalog_page(C, offset, limit);
-    let items: Vec<Value> = page
-        .iter()
-        .map(|i| {
-            json!({ "sku": i.sku, "product": { "title": i.sku, "ean": [] },
-                         "availability": { "shipToLocationAvailability": { "quantity": i.quantity } } })
-        })
-        .collect();
+    let items: Vec<Value> = page.iter().map(|i| item_json(&s, &i.sku, Some(i.quantity))).collect();
     let mut body =
         json!({ "total": total, "size": items.len(), "limit": limit, "offset": offset, "inventoryItems": items });
     if more {
         body["next"] = json!(format!("/sell/inventory/v1/inventory_item?limit={limit}&offset={}", offset + limit));
     }
     ok(body)
+}
+
+/// The `InventoryItem` fields `createOrReplaceInventoryItem` takes (the SKU is the path's).
+const ITEM_FIELDS: [&str; 6] =
+    ["availability", "condition", "conditionDescription", "conditionDescriptors", "packageWeightAndSize", "product"];
+/// The `product` fields that are content, kept per SKU in the state's content rather than with the item.
+const CONTENT_FIELDS: [&str; 4] = ["title", "description", "aspects", "imageUrls"];
+const MAX_TITLE_CHARS: usize = 80;
+const MAX_DESCRIPTION_CHARS: usize = 500_000;
+const MAX_IMAGES: usize = 24;
+
+/// Where the fields of a put item other than its content and stock are kept.
+fn item_key(sku: &str) -> String {
+    format!("ebay:inventory_item:{sku}")
+}
+
+/// An inventory item as `getInventoryItem` and `getInventoryItems` show it: the fields it was put
+/// with (a catalog item never put is `NEW`, titled by its SKU), its content, and `quantity` as its
+/// ship-to-location availability.
+fn item_json(s: &Inner, sku: &str, quantity: Option<i64>) -> Value {
+    let mut item = s
+        .tasks
+        .get(&item_key(sku))
+        .cloned()
+        .unwrap_or_else(|| json!({ "locale": "en_US", "condition": "NEW", "product": { "ean": [] } }));
+    item["sku"] = json!(sku);
+    let product = &mut item["product"];
+    match s.content.get(&C).and_then(|c| c.get(sku)) {
+        Some(content) => {
+            if let Some(title) = &content.title {
+                product["title"] = json!(title);
+            }
+            if let Some(description) = &content.description {
+                product["description"] = json!(description);
+            }
+            product["aspects"] = json!(content.attributes);
+            product["imageUrls"] = content.images.iter().map(|i| i.url.clone()).collect();
+        }
+        None => product["title"] = json!(sku),
+    }
+    if let Some(q) = quantity {
+        item["availability"] = json!({ "shipToLocationAvailability": { "quantity": q } });
+    }
+    item
+}
+
+/// eBay's answer to a SKU it has no inventory item for.
+fn no_item() -> Response {
+    let body = json!({ "errors": [{ "errorId": 25_710, "domain": "API_INVENTORY", "subdomain": "Selling", "category": "REQUEST",
+                                    "message": "We didn't find the resource/entity you are requesting. Please verify the request" }] });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+/// eBay's answer to a field (or header) whose value it does not take.
+fn invalid(field: &str) -> Response {
+    let body = json!({ "errors": [{ "errorId": 25_709, "domain": "API_INVENTORY", "subdomain": "Selling", "category": "REQUEST",
+                                    "message": format!("Invalid value for {field}."), "parameters": [{ "name": "text1", "value": field }] }] });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// `getInventoryItem`: the item of a SKU the simulator holds stock for or that was put, else 25710.
+async fn inventory_item(State(state): St, Path(sku): Path<String>) -> Response {
+    let s = state.lock();
+    let quantity = s.stock_of(C, &sku);
+    if quantity.is_none() && !s.tasks.contains_key(&item_key(&sku)) {
+        return no_item();
+    }
+    ok(item_json(&s, &sku, quantity))
+}
+
+/// A `Content-Language` value as eBay takes it (`en-US`, `de-DE`), as the item's `locale` (`en_US`).
+fn locale_of(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("content-language")?.to_str().ok()?;
+    let (language, region) = value.split_once('-')?;
+    let shaped = language.len() == 2
+        && region.len() == 2
+        && language.bytes().all(|b| b.is_ascii_lowercase())
+        && region.bytes().all(|b| b.is_ascii_uppercase());
+    shaped.then(|| format!("{language}_{region}"))
+}
+
+/// Whether eBay can fetch an image URL: `https` only, as documented. The test image host is the
+/// simulator itself on a loopback address over plain `http`, so `http` to a loopback host passes too.
+fn fetchable(url: &str) -> bool {
+    if url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty()) {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host =
+        if authority.ends_with(']') { authority } else { authority.rsplit_once(':').map_or(authority, |(h, _)| h) };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// The content of a put item's `product`, checked against the documented limits; `Err` names the field.
+fn product_content(product: Option<&Value>) -> Result<SimContent, String> {
+    let Some(product) = product else { return Ok(SimContent::default()) };
+    let product = product.as_object().ok_or("product")?;
+    let text = |key: &str, max: usize| -> Result<Option<String>, String> {
+        match product.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(t)) if t.chars().count() <= max => Ok(Some(t.clone())),
+            Some(_) => Err(format!("product.{key}")),
+        }
+    };
+    let mut content = SimContent {
+        title: text("title", MAX_TITLE_CHARS)?,
+        description: text("description", MAX_DESCRIPTION_CHARS)?,
+        ..SimContent::default()
+    };
+    if let Some(aspects) = product.get("aspects").filter(|a| !a.is_null()) {
+        let aspects = aspects.as_object().ok_or("product.aspects")?;
+        for (name, values) in aspects {
+            let values: Option<Vec<String>> =
+                values.as_array().and_then(|v| v.iter().map(|x| x.as_str().map(str::to_owned)).collect());
+            content.attributes.insert(name.clone(), values.ok_or_else(|| format!("product.aspects.{name}"))?);
+        }
+    }
+    if let Some(urls) = product.get("imageUrls").filter(|u| !u.is_null()) {
+        let urls = urls.as_array().filter(|u| u.len() <= MAX_IMAGES).ok_or("product.imageUrls")?;
+        for url in urls {
+            let url = url.as_str().filter(|u| fetchable(u)).ok_or("product.imageUrls")?;
+            content.images.push(SimImage { url: url.to_owned(), alt: None, sha256: None });
+        }
+    }
+    Ok(content)
+}
+
+/// `createOrReplaceInventoryItem`: needs `Content-Language`, takes only the documented `InventoryItem`
+/// fields, and replaces the item whole: its content, its other fields, and its stock where
+/// `availability` says another quantity. 204 for a replaced item, 201 for a new one.
+async fn replace_item(State(state): St, Path(sku): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(locale) = locale_of(&headers) else { return invalid("header Content-Language") };
+    let item: Value = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(fields) = item.as_object() else { return invalid("InventoryItem") };
+    if let Some(unknown) = fields.keys().find(|k| !ITEM_FIELDS.contains(&k.as_str())) {
+        return invalid(unknown);
+    }
+    let content = match product_content(fields.get("product")) {
+        Ok(c) => c,
+        Err(field) => return invalid(&field),
+    };
+    let quantity = match item.pointer("/availability/shipToLocationAvailability/quantity") {
+        None | Some(Value::Null) => None,
+        Some(q) => match q.as_i64().filter(|q| *q >= 0) {
+            Some(q) => Some(q),
+            None => return invalid("availability.shipToLocationAvailability.quantity"),
+        },
+    };
+    let mut rest = item.clone();
+    rest["locale"] = json!(locale);
+    if let Some(fields) = rest.as_object_mut() {
+        fields.remove("availability");
+    }
+    if let Some(product) = rest.get_mut("product").and_then(Value::as_object_mut) {
+        for field in CONTENT_FIELDS {
+            product.remove(field);
+        }
+    }
+    let mut s = state.lock();
+    let created = s.stock_of(C, &sku).is_none() && !s.tasks.contains_key(&item_key(&sku));
+    s.tasks.insert(item_key(&sku), rest);
+    *s.content_mut(C, &sku) = content;
+    if let Some(q) = quantity
+        && s.stock_of(C, &sku) != Some(q)
+    {
+        s.set_stock(C, &sku, q);
+    }
+    if created { StatusCode::CREATED } else { StatusCode::NO_CONTENT }.into_response()
 }
 
 /// `getOffers` for one SKU: its offer id (`variant_id`), listing id (`product_id`) and price.
@@ -310,4 +484,30 @@ async fn return_search(State(state): St, Query(q): Query<std::collections::HashM
         "paginationOutput": { "limit": limit, "offset": page, "totalEntries": all.len(), "totalPages": pages },
         "total": all.len(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_urls_are_https_or_plain_http_to_a_loopback_host() {
+        assert!(fetchable("https://i.ebayimg.com/images/g/a/s-l1600.jpg"));
+        assert!(fetchable("http://127.0.0.1:40123/_sim/assets/mug-1.png"));
+        assert!(fetchable("http://[::1]:8080/a.png"));
+        assert!(!fetchable("http://cdn.example/a.png"));
+        assert!(!fetchable("http://127.0.0.1.cdn.example/a.png"));
+        assert!(!fetchable("ftp://127.0.0.1/a.png"));
+    }
+
+    #[test]
+    fn a_product_over_the_documented_limits_names_its_field() {
+        let long = json!({ "title": "x".repeat(81) });
+        assert_eq!(product_content(Some(&long)).unwrap_err(), "product.title");
+        let aspects = json!({ "aspects": { "Material": "Stoneware" } });
+        assert_eq!(product_content(Some(&aspects)).unwrap_err(), "product.aspects.Material");
+        let fine = json!({ "title": "Mug", "aspects": { "Material": ["Stoneware"] }, "imageUrls": ["https://a.example/1.png"] });
+        let content = product_content(Some(&fine)).unwrap();
+        assert_eq!((content.title.as_deref(), content.images.len()), (Some("Mug"), 1));
+    }
 }

@@ -1,14 +1,15 @@
 //! Etsy Open API v3: listing inventory read and full replacement (products left out of a PUT are
 //! deleted, as Etsy documents), listings by shop and by id (`getListingsByListingIds`, at most 100
-//! ids), receipts and tracking.
+//! ids), receipts and tracking; listing content: `updateListing` (title, description) and
+//! `uploadListingImage` (multipart, one image at a rank).
 
 use axum::{
-    Router,
+    Json, Router,
     body::Bytes,
     extract::{Path, Query, State},
-    http::StatusCode,
-    response::Response,
-    routing::{get, post},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{delete, get, patch, post},
 };
 use manifold_domain::Channel;
 use serde::Deserialize;
@@ -17,7 +18,10 @@ use serde_json::{Value, json};
 use super::orders::seconds;
 use super::{St, not_found, ok, parse};
 use crate::limits::SimLimit;
-use crate::{channel_error, state::CatalogItem};
+use crate::{
+    channel_error,
+    state::{CatalogItem, Inner, SimImage},
+};
 
 /// This channel in the simulator's registry ([`super::module`]).
 pub(crate) const MODULE: super::SimChannel = super::SimChannel {
@@ -41,6 +45,10 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/v3/application/listings/{listing}/inventory", get(inventory).put(replace))
         .route("/v3/application/listings/batch", get(listings_by_ids))
         .route("/v3/application/shops/{shop}/listings", get(shop_listings))
+        .route("/v3/application/shops/{shop}/listings/{listing}", patch(update_listing))
+        .route("/v3/application/shops/{shop}/listings/{listing}/images", post(upload_image))
+        .route("/v3/application/shops/{shop}/listings/{listing}/images/{image}", delete(delete_image))
+        .route("/v3/application/listings/{listing}/images", get(listing_images))
         .route("/v3/application/shops/{shop}/receipts", get(receipts))
         .route("/v3/application/shops/{shop}/receipts/{id}", get(receipt))
         .route("/v3/application/shops/{shop}/receipts/{id}/tracking", post(tracking))
@@ -82,7 +90,7 @@ async fn shop_listings(State(state): St, Query(q): Query<std::collections::HashM
         .take(limit)
         .map(|(id, items)| {
             let mut l = json!({
-                "listing_id": id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n)),
+                "listing_id": numeric(id),
                 "state": "active",
                 "quantity": items.iter().map(|i| i.quantity).sum::<i64>(),
             });
@@ -113,7 +121,7 @@ async fn listings_by_ids(State(state): St, Query(q): Query<std::collections::Has
                 return None;
             }
             let mut l = json!({
-                "listing_id": id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n)),
+                "listing_id": numeric(id),
                 "state": "active",
                 "quantity": items.iter().map(|i| i.quantity).sum::<i64>(),
             });
@@ -219,6 +227,154 @@ fn apply(state: &std::sync::Arc<crate::state::SimState>, listing: &str, req: &Re
         }
     }
     Ok(())
+}
+
+/// An id as Etsy sends it: a number (text that is not one stays text).
+fn numeric(id: &str) -> Value {
+    id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n))
+}
+
+/// Whether the shop has the listing: any listing goes until a catalog is seeded.
+fn holds_listing(s: &Inner, listing: &str) -> bool {
+    s.catalog(C).next().is_none() || s.catalog(C).any(|i| i.product_id.as_deref() == Some(listing))
+}
+
+/// The `updateListing` fields content writes use; anything else is refused, so a misspelt field
+/// shows up instead of being dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListingUpdate {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Longest listing title Etsy takes.
+const MAX_TITLE: usize = 140;
+
+/// `updateListing`: the fields given replace the listing's; answers the listing.
+async fn update_listing(State(state): St, Path((_shop, listing)): Path<(String, String)>, body: Bytes) -> Response {
+    let req: ListingUpdate = match parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.title.as_ref().is_some_and(|t| t.trim().is_empty() || t.chars().count() > MAX_TITLE) {
+        return bad(&format!("title must have 1 to {MAX_TITLE} characters"));
+    }
+    let mut s = state.lock();
+    if !holds_listing(&s, &listing) {
+        return not_found(C, "listing");
+    }
+    let content = s.content_mut(C, &listing);
+    if let Some(title) = req.title {
+        content.title = Some(title);
+    }
+    if let Some(description) = req.description {
+        content.description = Some(description);
+    }
+    ok(json!({
+        "listing_id": numeric(&listing),
+        "state": "active",
+        "title": content.title,
+        "description": content.description,
+    }))
+}
+
+/// `uploadListingImage`: multipart with the file part `image`, `rank` (1-based, 1 by default),
+/// `overwrite` (replace the image at `rank` rather than insert before it) and `alt_text`. A rank
+/// past the listing's last image appends. Answers the ListingImage, 201.
+async fn upload_image(
+    State(state): St,
+    Path((shop, listing)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parts = match super::form_parts(&headers, body).await {
+        Ok(p) => p,
+        Err(e) => return bad(&e),
+    };
+    let text =
+        |name: &str| parts.iter().find(|p| p.name == name).map(|p| String::from_utf8_lossy(&p.bytes).trim().to_owned());
+    let Some(file) = parts.iter().find(|p| p.name == "image" && p.file_name.is_some() && !p.bytes.is_empty()) else {
+        return bad("Either a valid image file or a listing_image_id must be provided.");
+    };
+    let rank = match text("rank").map(|r| r.parse::<usize>()) {
+        None => 1,
+        Some(Ok(r)) if r >= 1 => r,
+        Some(_) => return bad("rank must be a positive integer"),
+    };
+    let overwrite = match text("overwrite").as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => return bad("overwrite must be a boolean"),
+    };
+    let alt = text("alt_text").filter(|a| !a.is_empty());
+    let mut s = state.lock();
+    if !holds_listing(&s, &listing) {
+        return not_found(C, "listing");
+    }
+    let image_id = 1_000_000_000 + u64::from(rand::random::<u32>());
+    let url = format!(
+        "https://i.etsystatic.com/{shop}/r/il/{}/{image_id}/il_fullxfull.{image_id}.jpg",
+        &super::fresh_id()[..6]
+    );
+    let image = SimImage { url: url.clone(), alt: alt.clone(), sha256: Some(super::sha256_hex(&file.bytes)) };
+    let images = &mut s.content_mut(C, &listing).images;
+    let at = (rank - 1).min(images.len());
+    if overwrite && at < images.len() {
+        images[at] = image;
+    } else {
+        images.insert(at, image);
+    }
+    let created = json!({
+        "listing_id": numeric(&listing),
+        "listing_image_id": image_id,
+        "rank": at + 1,
+        "url_fullxfull": url,
+        "alt_text": alt,
+        "created_timestamp": chrono::Utc::now().timestamp(),
+    });
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+/// The `listing_image_id` an uploaded image's URL carries (`.../il/{hash}/{id}/il_fullxfull...`).
+fn image_id(url: &str) -> Option<u64> {
+    url.split('/').rev().nth(1).and_then(|id| id.parse().ok())
+}
+
+/// `getListingImages`: the listing's images in rank order.
+async fn listing_images(State(state): St, Path(listing): Path<String>) -> Response {
+    let s = state.lock();
+    if !holds_listing(&s, &listing) {
+        return not_found(C, "listing");
+    }
+    let images = s.content.get(&C).and_then(|c| c.get(&listing)).map(|c| c.images.clone()).unwrap_or_default();
+    let results: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(k, i)| {
+            json!({ "listing_id": numeric(&listing), "listing_image_id": image_id(&i.url), "rank": k + 1,
+                    "url_fullxfull": i.url, "alt_text": i.alt })
+        })
+        .collect();
+    ok(json!({ "count": results.len(), "results": results }))
+}
+
+/// `deleteListingImage`: removes the image; the ranks after it move up.
+async fn delete_image(State(state): St, Path((_shop, listing, image)): Path<(String, String, u64)>) -> Response {
+    let mut s = state.lock();
+    if !holds_listing(&s, &listing) {
+        return not_found(C, "listing");
+    }
+    let images = &mut s.content_mut(C, &listing).images;
+    match images.iter().position(|i| image_id(&i.url) == Some(image)) {
+        Some(k) => {
+            images.remove(k);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found(C, "listing image"),
+    }
 }
 
 /// `getShopReceipts`: `min_last_modified` (inclusive) and `max_last_modified` (unix seconds),

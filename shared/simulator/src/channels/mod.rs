@@ -136,3 +136,33 @@ pub(crate) fn price_text(minor: Option<i64>) -> String {
 pub(crate) fn num(q: &std::collections::HashMap<String, String>, key: &str, default: usize) -> usize {
     q.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug)]
+pub(crate) struct FormPart {
+    pub(crate) name: String,
+    pub(crate) file_name: Option<String>,
+    pub(crate) bytes: Bytes,
+}
+
+/// The parts of a `multipart/form-data` request (staged image uploads), or why it is not one.
+pub(crate) async fn form_parts(headers: &HeaderMap, body: Bytes) -> Result<Vec<FormPart>, String> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|e| format!("not multipart/form-data: {e}"))?;
+    let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut parts = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| format!("malformed multipart body: {e}"))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| format!("malformed multipart part {name}: {e}"))?;
+        parts.push(FormPart { name, file_name, bytes });
+    }
+    Ok(parts)
+}
+
+/// The hex SHA-256 of uploaded bytes, as the simulator keeps an uploaded image.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

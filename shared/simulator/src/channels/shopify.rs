@@ -186,6 +186,9 @@ fn execute(s: &mut Inner, q: &Gql, version: &str) -> Result<Value, String> {
             json!({ "productVariantsBulkUpdate": { "productVariants": variants.iter().map(|x| json!({ "id": x["id"] })).collect::<Vec<_>>(), "userErrors": [] } }),
         );
     }
+    if q.query.contains("productSet(") {
+        return product_set(s, v);
+    }
     if q.query.contains("productVariants(") && q.query.contains("pageInfo") {
         return listings(s, v);
     }
@@ -359,6 +362,52 @@ fn listings(s: &Inner, v: &Value) -> Result<Value, String> {
         "shop": { "currencyCode": "USD" },
         "productVariants": { "pageInfo": { "hasNextPage": more, "endCursor": end }, "nodes": nodes },
     }))
+}
+
+/// `productSet` on an existing product (`identifier.id`): the scalar fields given replace the
+/// product's, and `files` (when given) replaces its media in order; an unknown product is a user
+/// error, as Shopify answers it.
+fn product_set(s: &mut Inner, v: &Value) -> Result<Value, String> {
+    let id = v
+        .pointer("/identifier/id")
+        .and_then(Value::as_str)
+        .ok_or("Variable $identifier of type ProductSetIdentifiers! was provided invalid value")?;
+    let input = v
+        .get("input")
+        .and_then(Value::as_object)
+        .ok_or("Variable $input of type ProductSetInput! was provided invalid value")?;
+    let known = s.catalog(C).next().is_none() || s.catalog(C).any(|i| i.product_id.as_deref() == Some(id));
+    if !known {
+        return Ok(
+            json!({ "productSet": { "product": null, "userErrors": [{ "field": ["identifier", "id"], "message": "Product does not exist", "code": "PRODUCT_DOES_NOT_EXIST" }] } }),
+        );
+    }
+    let mut images = None;
+    if let Some(files) = input.get("files") {
+        let files = files.as_array().ok_or("Variable $input.files must be a list of FileSetInput")?;
+        let mut list = Vec::new();
+        for f in files {
+            let source =
+                f.get("originalSource").and_then(Value::as_str).ok_or("FileSetInput.originalSource is required")?;
+            if f.get("contentType").and_then(Value::as_str) != Some("IMAGE") {
+                return Err("FileSetInput.contentType must be IMAGE for product images".into());
+            }
+            let alt = f.get("alt").and_then(Value::as_str).map(str::to_owned);
+            list.push(crate::state::SimImage { url: source.to_owned(), alt, sha256: None });
+        }
+        images = Some(list);
+    }
+    let content = s.content_mut(C, id);
+    if let Some(title) = input.get("title").and_then(Value::as_str) {
+        content.title = Some(title.to_owned());
+    }
+    if let Some(description) = input.get("descriptionHtml").and_then(Value::as_str) {
+        content.description = Some(description.to_owned());
+    }
+    if let Some(images) = images {
+        content.images = images;
+    }
+    Ok(json!({ "productSet": { "product": { "id": id }, "userErrors": [] } }))
 }
 
 /// `sku:'A' OR sku:'B'` -> [A, B].

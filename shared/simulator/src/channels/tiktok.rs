@@ -1,14 +1,18 @@
 //! TikTok Shop: inventory and price updates per product, Inventory Search by product or SKU ids (at
 //! most 100 of each, per-warehouse availability), order detail and search, package shipping, and
 //! seller cancellation (`cancel_reason` must be one of the `seller_cancel_` keys; an order already
-//! handed to the carrier cannot be cancelled).
-//! Business errors come back as HTTP 200 with a non-zero `code`, as TikTok does.
+//! handed to the carrier cannot be cancelled). Product content: image upload (multipart, kept under a
+//! fresh `uri`), Get Product (its `main_images` by uri) and `partial_edit` (title, description, and
+//! `main_images` by the uris uploads answered, replacing the list).
+//! Business errors come back as HTTP 200 with a non-zero `code`, as TikTok does; a request TikTok's
+//! gateway refuses (a parameter it does not take, an unknown image) as HTTP 4xx.
 
 use axum::{
-    Router,
+    Json, Router,
     body::Bytes,
     extract::{Path, Query, State},
-    response::Response,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use manifold_domain::Channel;
@@ -16,8 +20,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::orders::seconds;
-use super::{St, ok};
+use super::{St, not_found, ok};
 use crate::limits::SimLimit;
+use crate::{
+    channel_error,
+    state::{Inner, SimImage},
+};
 
 /// This channel in the simulator's registry ([`super::module`]).
 pub(crate) const MODULE: super::SimChannel = super::SimChannel {
@@ -38,6 +46,9 @@ pub(crate) fn routes() -> Router<std::sync::Arc<crate::state::SimState>> {
         .route("/product/{v}/products/{pid}/inventory/update", post(inventory))
         .route("/product/{v}/products/{pid}/prices/update", post(prices))
         .route("/product/{v}/products/search", post(product_search))
+        .route("/product/{v}/products/{pid}", get(product))
+        .route("/product/{v}/products/{pid}/partial_edit", post(partial_edit))
+        .route("/product/{v}/images/upload", post(upload_image))
         .route("/product/{v}/inventory/search", post(inventory_search))
         .route("/order/{v}/orders", get(orders))
         .route("/order/{v}/orders/search", post(search))
@@ -166,6 +177,145 @@ async fn inventory_search(State(state): St, body: Bytes) -> Response {
     let inventory: Vec<Value> =
         grouped.into_iter().map(|(product_id, skus)| json!({ "product_id": product_id, "skus": skus })).collect();
     success(&json!({ "inventory": inventory }))
+}
+
+/// Whether the shop has the product: any product goes until a catalog is seeded.
+fn holds_product(s: &Inner, product: &str) -> bool {
+    s.catalog(C).next().is_none() || s.catalog(C).any(|i| i.product_id.as_deref().unwrap_or(&i.id) == product)
+}
+
+/// The image CDN address TikTok serves an uploaded image's `uri` at.
+fn image_url(uri: &str) -> String {
+    format!("https://p16-oec-va.ibyteimg.com/{uri}~tplv-o3syd03w52-origin-jpeg.jpeg")
+}
+
+/// Image use cases the upload takes.
+const USE_CASES: &[&str] =
+    &["MAIN_IMAGE", "ATTRIBUTE_IMAGE", "DESCRIPTION_IMAGE", "CERTIFICATION_IMAGE", "SIZE_CHART_IMAGE"];
+
+/// `POST /product/{v}/images/upload`: multipart `data` (the file) and `use_case` (`MAIN_IMAGE` by
+/// default); the image is kept under a fresh `uri` for products to refer to. The upload belongs to
+/// no shop, and TikTok refuses a `shop_cipher` on it.
+async fn upload_image(
+    State(state): St,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if q.contains_key("shop_cipher") {
+        let body = json!({
+            "code": 36_009_004,
+            "message": "The 'shop_cipher' query parameter is not required",
+            "request_id": super::fresh_id(),
+            "data": {},
+        });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    let parts = match super::form_parts(&headers, body).await {
+        Ok(p) => p,
+        Err(e) => return fail(12_052_002, &e),
+    };
+    let Some(file) = parts.iter().find(|p| p.name == "data" && p.file_name.is_some() && !p.bytes.is_empty()) else {
+        return fail(12_052_002, "data (the image file) is required");
+    };
+    let use_case =
+        parts.iter().find(|p| p.name == "use_case").map(|p| String::from_utf8_lossy(&p.bytes).trim().to_owned());
+    let use_case = use_case.unwrap_or_else(|| "MAIN_IMAGE".to_owned());
+    if !USE_CASES.contains(&use_case.as_str()) {
+        return fail(12_052_002, &format!("invalid use_case {use_case}"));
+    }
+    let uri = format!("tos-maliva-i-o3syd03w52-us/{}{}", super::fresh_id(), super::fresh_id());
+    let image = SimImage { url: uri.clone(), alt: None, sha256: Some(super::sha256_hex(&file.bytes)) };
+    state.lock().uploads.insert(uri.clone(), image);
+    success(&json!({ "uri": uri, "url": image_url(&uri), "width": 800, "height": 800, "use_case": use_case }))
+}
+
+/// The main images of a product as Get Product shows them.
+fn main_images(images: &[SimImage]) -> Vec<Value> {
+    images.iter().map(|i| json!({ "uri": i.url, "urls": [image_url(&i.url)], "width": 800, "height": 800 })).collect()
+}
+
+/// `GET /product/{v}/products/{product_id}`: the product with its content and SKUs.
+async fn product(State(state): St, Path((_v, pid)): Path<(String, String)>) -> Response {
+    let s = state.lock();
+    if !holds_product(&s, &pid) {
+        return not_found(C, "product");
+    }
+    let content = s.content.get(&C).and_then(|c| c.get(&pid)).cloned().unwrap_or_default();
+    let skus: Vec<Value> = s
+        .catalog(C)
+        .filter(|i| i.product_id.as_deref().unwrap_or(&i.id) == pid)
+        .map(|i| {
+            let price = json!({ "currency": "USD", "sale_price": super::price_text(i.price_minor) });
+            json!({ "id": i.id, "seller_sku": i.sku, "price": price })
+        })
+        .collect();
+    success(&json!({
+        "id": pid, "status": "ACTIVATE",
+        "title": content.title.unwrap_or_default(), "description": content.description.unwrap_or_default(),
+        "main_images": main_images(&content.images), "skus": skus,
+    }))
+}
+
+/// The `partial_edit` fields content writes use; anything else is refused, so a misspelt field shows
+/// up instead of being dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialEdit {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    main_images: Option<Vec<ImageRef>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageRef {
+    uri: String,
+}
+
+/// At most this many main images per product.
+const MAX_MAIN_IMAGES: usize = 9;
+
+/// `POST /product/{v}/products/{product_id}/partial_edit`: the fields given replace the product's;
+/// `main_images` replaces the whole list, each image named by the `uri` its upload answered.
+async fn partial_edit(State(state): St, Path((_v, pid)): Path<(String, String)>, body: Bytes) -> Response {
+    let req: PartialEdit = match super::parse(C, StatusCode::BAD_REQUEST, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.title.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        return fail(12_052_002, "title must not be empty");
+    }
+    let mut s = state.lock();
+    if !holds_product(&s, &pid) {
+        return not_found(C, "product");
+    }
+    let images = match &req.main_images {
+        None => None,
+        Some(list) if !(1..=MAX_MAIN_IMAGES).contains(&list.len()) => {
+            return fail(12_052_002, &format!("main_images takes 1 to {MAX_MAIN_IMAGES} images"));
+        }
+        Some(list) => match list.iter().map(|r| s.uploads.get(&r.uri).cloned().ok_or(&r.uri)).collect() {
+            Ok(images) => Some(images),
+            Err(uri) => {
+                return channel_error(C, StatusCode::BAD_REQUEST, &format!("main image uri {uri} was not uploaded"));
+            }
+        },
+    };
+    let content = s.content_mut(C, &pid);
+    if let Some(title) = req.title {
+        content.title = Some(title);
+    }
+    if let Some(description) = req.description {
+        content.description = Some(description);
+    }
+    if let Some(images) = images {
+        content.images = images;
+    }
+    success(&json!({ "product_id": pid, "warnings": [] }))
 }
 
 async fn prices(body: Bytes) -> Response {

@@ -93,7 +93,9 @@ fn batch(s: &mut Inner, parent: Option<&str>, body: &Bytes) -> Response {
             continue;
         };
         let key = parent.map_or_else(|| id.to_string(), |p| format!("{p}/{id}"));
-        if !s.known(C, &key) {
+        // A variable product is known by its variations (`{product}/{variation}`).
+        let variable = parent.is_none() && s.catalog(C).any(|i| i.id.starts_with(&format!("{id}/")));
+        if !s.known(C, &key) && !variable {
             updated.push(json!({ "id": id, "error": { "code": "woocommerce_rest_product_invalid_id", "message": "Invalid ID.", "data": { "status": 400 } } }));
             continue;
         }
@@ -109,11 +111,50 @@ fn batch(s: &mut Inner, parent: Option<&str>, body: &Bytes) -> Response {
             updated.push(json!({ "id": id, "error": { "code": "rest_invalid_param", "message": "Invalid parameter(s): regular_price", "data": { "status": 400 } } }));
             continue;
         }
+        if let Err(field) = set_content(s, &key, entry) {
+            updated.push(json!({ "id": id, "error": { "code": "rest_invalid_param", "message": format!("Invalid parameter(s): {field}"), "data": { "status": 400 } } }));
+            continue;
+        }
         let mut echoed = entry.clone();
         echoed["manage_stock"] = json!(true);
         updated.push(echoed);
     }
     ok(json!({ "create": [], "update": updated, "delete": [] }))
+}
+
+/// A batch entry's `name`, `description` and `images` (`[{src, alt}]`, replacing the gallery), as the
+/// product's content; answers the first invalid field's name.
+fn set_content(s: &mut Inner, key: &str, entry: &Value) -> Result<(), &'static str> {
+    let name = entry.get("name").map(|v| v.as_str().ok_or("name")).transpose()?;
+    let description = entry.get("description").map(|v| v.as_str().ok_or("description")).transpose()?;
+    let images = entry
+        .get("images")
+        .map(|v| {
+            v.as_array()
+                .ok_or("images")?
+                .iter()
+                .map(|i| {
+                    let src = i.get("src").and_then(Value::as_str).filter(|u| u.starts_with("http")).ok_or("images")?;
+                    let alt = i.get("alt").and_then(Value::as_str).map(str::to_owned);
+                    Ok(crate::state::SimImage { url: src.to_owned(), alt, sha256: None })
+                })
+                .collect::<Result<Vec<_>, &'static str>>()
+        })
+        .transpose()?;
+    if name.is_none() && description.is_none() && images.is_none() {
+        return Ok(());
+    }
+    let content = s.content_mut(C, key);
+    if let Some(n) = name {
+        content.title = Some(n.to_owned());
+    }
+    if let Some(d) = description {
+        content.description = Some(d.to_owned());
+    }
+    if let Some(i) = images {
+        content.images = i;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
