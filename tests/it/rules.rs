@@ -391,3 +391,75 @@ async fn a_price_file_applies_its_good_rows_reports_the_bad_ones_by_number_and_a
     assert_eq!(history[0].source_ref, "erp-42");
     assert_eq!(history[1].source_ref, "erp-file-1#1");
 }
+
+#[tokio::test]
+async fn rules_scoped_by_a_product_tag_hold_the_tagged_sku_s_orders_and_mark_down_its_price() {
+    let h = Harness::with_config(|c| {
+        on_demand(c);
+        c.rules = Rules {
+            routing: vec![RoutingRule {
+                id: "fragile-review".into(),
+                scope: Scope { tags: vec!["fragile".into()], ..Scope::default() },
+                window: None,
+                when: None,
+                order: OrderMatch::default(),
+                hold: Some("fragile goods are checked by hand".into()),
+                location: None,
+                tags: Vec::new(),
+            }],
+            price: vec![PriceRule {
+                percent: Some("-50".parse().unwrap()),
+                scope: Scope { tags: vec!["clearance".into()], ..Scope::default() },
+                ..price_rule("clearance")
+            }],
+            ..Rules::default()
+        };
+    })
+    .await;
+    let now = Utc::now();
+    let content = |tags: &[&str]| manifold_app::content::ContentInput {
+        title: "Tagged".into(),
+        description: None,
+        attributes: BTreeMap::new(),
+        images: Vec::new(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        updated_at: Some(now),
+    };
+
+    // The PIM tags the fixture order's first SKU fragile: the order is held by the tag rule.
+    let fixture: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
+    let sku = fixture["order"]["line_items"][0]["sku"].as_str().unwrap().to_owned();
+    h.app.set_content(&sku, &content(&["fragile"]), "trace-pim", now).await.unwrap();
+    let applied =
+        deliver(&h, &austrian_order(7_100_001, "50.00", "2026-12-01T10:00:00Z"), "tag-1", "orders/create").await;
+    assert!(!reserved_jobs(&applied), "a held order reserves nothing: {applied:?}");
+    let id = manifold_domain::OrderId::new("shopify:shop-eu:7100001").unwrap();
+    let stored = h.app.records.get_order(&id).await.unwrap().expect("stored");
+    let hold = stored.fulfillment.and_then(|f| f.hold).expect("held");
+    assert_eq!(hold.rule, "fragile-review");
+
+    // Two Shopify listings, one tagged clearance: only that one is marked down by the prices run.
+    let items: Vec<_> = (1..=2).map(|k| catalog_item(Channel::Shopify, 900 + 3 * k).0).collect();
+    h.sim.seed_catalog(Channel::Shopify, items.clone());
+    let account = h.app.config().await.enabled_accounts().find(|a| a.channel == Channel::Shopify).cloned().unwrap();
+    h.app.sync_listings(&account).await.unwrap();
+    for item in &items {
+        let price = PriceInput {
+            amount: json!("40.00"),
+            currency: "USD".into(),
+            compare_at: None,
+            effective_at: Some(now),
+            source_ref: None,
+        };
+        h.app.set_price(&item.sku, &price, "trace-erp", now).await.unwrap();
+    }
+    h.app.set_content(&items[0].sku, &content(&["clearance"]), "trace-pim", now).await.unwrap();
+    let page = h.app.price_page(&account, None, "trace-prices", now).await.unwrap();
+    assert_eq!(page.pushed, 2, "{page:?}");
+    push_all(&h).await;
+    let skus: Vec<String> = items.iter().map(|i| i.sku.clone()).collect();
+    let delivered = h.app.prices.delivered_of(Channel::Shopify, &account.account, &skus).await.unwrap();
+    assert_eq!(delivered[&skus[0]].amount.to_string(), "20.00");
+    assert_eq!(delivered[&skus[0]].rules, ["clearance"]);
+    assert_eq!((delivered[&skus[1]].amount.to_string().as_str(), delivered[&skus[1]].rules.len()), ("40.00", 0));
+}

@@ -267,6 +267,12 @@ impl App {
         let lookups = self.listings.lookup(&keys).await?;
         let channel_skus: Vec<String> = keys.iter().map(|k| k.channel_sku.clone()).collect();
         let delivered = self.prices.delivered_of(account.channel, &account.account, &channel_skus).await?;
+        let tags = if book.uses_tags() {
+            let skus: Vec<Sku> = keyed.iter().map(|(_, p)| p.sku.clone()).collect();
+            self.content.tags_of(&skus).await?
+        } else {
+            manifold_domain::rules::SkuTags::new()
+        };
         let mut jobs = Vec::new();
         for ((key, base), lookup) in keyed.into_iter().zip(lookups) {
             let listing = match lookup {
@@ -275,11 +281,13 @@ impl App {
                 Lookup::Unsynced => None,
             };
             let priced =
-                book.price(account, &base, now).and_then(|p| match listing.as_ref().and_then(|l| l.listing.currency) {
-                    Some(shown) if shown != p.currency => {
-                        Err(PriceRefused::CurrencyMismatch { base: p.currency, account: shown })
+                book.price(account, &base, tags.get(&base.sku).map_or(&[], Vec::as_slice), now).and_then(|p| {
+                    match listing.as_ref().and_then(|l| l.listing.currency) {
+                        Some(shown) if shown != p.currency => {
+                            Err(PriceRefused::CurrencyMismatch { base: p.currency, account: shown })
+                        }
+                        _ => Ok(p),
                     }
-                    _ => Ok(p),
                 });
             let priced = match priced {
                 Ok(p) => p,
@@ -422,7 +430,8 @@ impl App {
         };
         let book = manifold_domain::rules::RuleBook::new(&config.rules)
             .map_err(|(path, reason)| Failure::permanent("rules", format!("{path}: {reason}")))?;
-        match book.price(&account, &base, now) {
+        let tags = self.content.get().get(&sku).await?.map(|c| c.tags).unwrap_or_default();
+        match book.price(&account, &base, &tags, now) {
             Ok(p) => {
                 preview.price = Some(p.amount);
                 preview.currency = Some(p.currency);

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{Client, error::SdkError};
 use chrono::{DateTime, Utc};
-use manifold_domain::{AccountId, Channel, ProductContent, Sku};
+use manifold_domain::{AccountId, Channel, ProductContent, Sku, rules::SkuTags};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -63,6 +63,8 @@ pub trait ContentBook: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<ContentWrite, StoreError>;
     async fn get(&self, sku: &Sku) -> Result<Option<ProductContent>, StoreError>;
+    /// The product tags of these SKUs, in batches (SKUs without content are absent).
+    async fn tags_of(&self, skus: &[Sku]) -> Result<SkuTags, StoreError>;
     /// Content in SKU order, a page at a time (`next` is the cursor of the following page).
     async fn page(
         &self,
@@ -156,6 +158,12 @@ impl ContentBook for DynamoContentBook {
         self.partition(BOOK_PK, "product content").get(&sku_sk(sku)).await
     }
 
+    async fn tags_of(&self, skus: &[Sku]) -> Result<SkuTags, StoreError> {
+        let keys: Vec<String> = skus.iter().map(sku_sk).collect();
+        let found: Vec<ProductContent> = self.partition(BOOK_PK, "product content").many(&keys).await?;
+        Ok(found.into_iter().map(|c| (c.sku, c.tags)).collect())
+    }
+
     async fn page(
         &self,
         cursor: Option<&str>,
@@ -208,6 +216,11 @@ impl ContentBook for MemoryContentBook {
 
     async fn get(&self, sku: &Sku) -> Result<Option<ProductContent>, StoreError> {
         Ok(self.inner.lock().expect("content book lock").current.get(sku).cloned())
+    }
+
+    async fn tags_of(&self, skus: &[Sku]) -> Result<SkuTags, StoreError> {
+        let inner = self.inner.lock().expect("content book lock");
+        Ok(skus.iter().filter_map(|s| inner.current.get(s).map(|c| (s.clone(), c.tags.clone()))).collect())
     }
 
     async fn page(

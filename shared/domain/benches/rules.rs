@@ -10,7 +10,11 @@ use std::{fmt::Write as _, hint::black_box};
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
-use manifold_domain::{Amount, Currency, Order, Price, Sku, config::ChannelConfig, rules::RuleBook};
+use manifold_domain::{
+    Amount, Currency, Order, Price, Sku,
+    config::ChannelConfig,
+    rules::{RuleBook, SkuTags},
+};
 
 const ACCOUNT: &str = r#"
 version = 1
@@ -68,7 +72,8 @@ fn rules(c: &mut Criterion) {
     let book = RuleBook::new(&config.rules).expect("compiles");
     let order = order();
     let now = Utc::now();
-    let routed = book.route(&order, now);
+    let tags = SkuTags::new();
+    let routed = book.route(&order, &tags, now);
     assert_eq!((routed.carrier.as_deref(), routed.tags.len()), (Some("C19"), 1), "the last rules fire");
     let eur = Currency::new("EUR").expect("EUR");
     let base = Price {
@@ -80,10 +85,10 @@ fn rules(c: &mut Criterion) {
         effective_at: now,
     };
     let account = &config.accounts[0];
-    assert_eq!(book.price(account, &base, now).expect("priced").amount.to_string(), "22.99");
+    assert_eq!(book.price(account, &base, &[], now).expect("priced").amount.to_string(), "22.99");
 
-    c.bench_function("route one order through 40 rules", |b| b.iter(|| book.route(black_box(&order), now)));
-    c.bench_function("price one SKU through 20 rules", |b| b.iter(|| book.price(account, black_box(&base), now)));
+    c.bench_function("route one order through 40 rules", |b| b.iter(|| book.route(black_box(&order), &tags, now)));
+    c.bench_function("price one SKU through 20 rules", |b| b.iter(|| book.price(account, black_box(&base), &[], now)));
     c.bench_function("compile 60 rules", |b| b.iter(|| RuleBook::new(black_box(&config.rules))));
 }
 

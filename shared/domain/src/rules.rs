@@ -26,7 +26,7 @@
 //! variable or a non-boolean result is refused with its path then, never at run time. A condition that
 //! fails on a real record (a field the order lacks) does not fire, and says so in the log.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cel::{Context, Program};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -60,7 +60,13 @@ pub struct Scope {
     pub skus: Vec<Sku>,
     #[serde(default)]
     pub sku_prefixes: Vec<String>,
+    /// Product tags (the SKU's `ProductContent.tags`, from the PIM).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
+
+/// Each SKU's product tags, as far as they are known (a SKU without content has none).
+pub type SkuTags = BTreeMap<Sku, Vec<String>>;
 
 impl Scope {
     /// Whether the scope covers this account (every account when it names no channel or account).
@@ -70,14 +76,16 @@ impl Scope {
     }
 
     fn names_skus(&self) -> bool {
-        !self.skus.is_empty() || !self.sku_prefixes.is_empty()
+        !self.skus.is_empty() || !self.sku_prefixes.is_empty() || !self.tags.is_empty()
     }
 
-    /// Whether the scope covers this SKU (every SKU when it names none).
-    pub fn covers_sku(&self, sku: &str) -> bool {
+    /// Whether the scope covers this SKU, whose product tags are `tags` (every SKU when it names
+    /// none): by its list, a prefix or a tag.
+    pub fn covers_sku(&self, sku: &str, tags: &[String]) -> bool {
         !self.names_skus()
             || self.skus.iter().any(|s| s.as_str() == sku)
             || self.sku_prefixes.iter().any(|p| sku.starts_with(p.as_str()))
+            || self.tags.iter().any(|t| tags.contains(t))
     }
 }
 
@@ -465,16 +473,27 @@ impl RuleBook {
         &self.rules
     }
 
-    /// Routes an order: routing rules, then shipping rules, as of `now`.
-    pub fn route(&self, order: &Order, now: DateTime<Utc>) -> Fulfillment {
-        with_stdlib(|root| self.route_in(&order_context(root, order), order, now))
+    /// Whether a rule's scope names product tags: only then are a SKU's tags worth reading.
+    pub fn uses_tags(&self) -> bool {
+        let (r, s, p) = (&self.rules.routing, &self.rules.shipping, &self.rules.price);
+        r.iter()
+            .map(Rule::head)
+            .chain(s.iter().map(Rule::head))
+            .chain(p.iter().map(Rule::head))
+            .any(|h| !h.scope.tags.is_empty())
     }
 
-    fn route_in(&self, ctx: &Context, order: &Order, now: DateTime<Utc>) -> Fulfillment {
+    /// Routes an order: routing rules, then shipping rules, as of `now`; `tags` are its SKUs' product
+    /// tags (needed only when [`uses_tags`](Self::uses_tags)).
+    pub fn route(&self, order: &Order, tags: &SkuTags, now: DateTime<Utc>) -> Fulfillment {
+        with_stdlib(|root| self.route_in(&order_context(root, order), order, tags, now))
+    }
+
+    fn route_in(&self, ctx: &Context, order: &Order, tags: &SkuTags, now: DateTime<Utc>) -> Fulfillment {
         let covers = |h: Head<'_>| {
+            let line_covered = |s: &Sku| h.scope.covers_sku(s.as_str(), tags.get(s).map_or(&[], Vec::as_slice));
             h.scope.covers_account(order.channel, order.account.as_str())
-                && (!h.scope.names_skus()
-                    || order.lines.iter().any(|l| l.sku.as_ref().is_some_and(|s| h.scope.covers_sku(s.as_str()))))
+                && (!h.scope.names_skus() || order.lines.iter().any(|l| l.sku.as_ref().is_some_and(line_covered)))
                 && h.window.is_none_or(|w| w.contains(now))
         };
         let mut out = Fulfillment::default();
@@ -527,8 +546,12 @@ impl RuleBook {
         channel: Channel,
         account: &'a str,
         sku: &'a str,
+        tags: &'a [String],
     ) -> impl Iterator<Item = &'a PriceRule> + 'a {
-        self.rules.price.iter().filter(move |r| r.scope.covers_account(channel, account) && r.scope.covers_sku(sku))
+        self.rules
+            .price
+            .iter()
+            .filter(move |r| r.scope.covers_account(channel, account) && r.scope.covers_sku(sku, tags))
     }
 
     /// Every window edge of a price rule, for the scheduler to re-price at.
@@ -543,11 +566,13 @@ impl RuleBook {
         edges
     }
 
-    /// An account's price of a SKU from its base price, as of `now`.
+    /// An account's price of a SKU from its base price, as of `now`; `tags` are the SKU's product
+    /// tags (needed only when [`uses_tags`](Self::uses_tags)).
     pub fn price(
         &self,
         account: &crate::config::AccountConfig,
         base: &crate::Price,
+        tags: &[String],
         now: DateTime<Utc>,
     ) -> Result<PricedSku, PriceRefused> {
         let (channel, pricing, sku, base_currency) =
@@ -573,7 +598,7 @@ impl RuleBook {
         for (rule, condition) in self.rules.price.iter().zip(&self.price) {
             let c = rule.head();
             if !(c.scope.covers_account(channel, account)
-                && c.scope.covers_sku(sku.as_str())
+                && c.scope.covers_sku(sku.as_str(), tags)
                 && c.window.is_none_or(|w| w.contains(now)))
             {
                 continue;

@@ -9,7 +9,7 @@ use manifold_app::{App, prices::PricePreview};
 use manifold_domain::{
     Channel, Order,
     config::ChannelConfig,
-    rules::{Fulfillment, RuleBook},
+    rules::{Fulfillment, RuleBook, SkuTags},
 };
 use serde::Serialize;
 
@@ -110,8 +110,8 @@ fn applied_table<'a>(rules: impl Iterator<Item = (&'a String, &'a String, &'a St
     if any { t.render() } else { "no rule fires\n".to_owned() }
 }
 
-/// Routes the order in `file` through `config`'s rules.
-pub fn test_order(config: &ChannelConfig, file: &std::path::Path, at: DateTime<Utc>) -> Result<OrderTest, CliError> {
+/// The canonical order in `file` (a pull API answer's `record` too), without its routing so far.
+pub fn read_order(file: &std::path::Path) -> Result<Order, CliError> {
     let text =
         std::fs::read_to_string(file).map_err(|source| CliError::Read { path: file.display().to_string(), source })?;
     let mut value: serde_json::Value =
@@ -123,10 +123,19 @@ pub fn test_order(config: &ChannelConfig, file: &std::path::Path, at: DateTime<U
     if let Some(o) = value.as_object_mut() {
         o.remove("fulfillment");
     }
-    let order: Order = serde_json::from_value(value)
-        .map_err(|e| CliError::Usage(format!("{} is not a canonical order: {e}", file.display())))?;
+    serde_json::from_value(value)
+        .map_err(|e| CliError::Usage(format!("{} is not a canonical order: {e}", file.display())))
+}
+
+/// Routes `order` through `config`'s rules; `tags` are its SKUs' product tags.
+pub fn test_order(
+    config: &ChannelConfig,
+    order: &Order,
+    tags: &SkuTags,
+    at: DateTime<Utc>,
+) -> Result<OrderTest, CliError> {
     let book = RuleBook::new(&config.rules).map_err(|(path, reason)| CliError::Usage(format!("{path}: {reason}")))?;
-    Ok(OrderTest { order_id: order.id.to_string(), at, fulfillment: book.route(&order, at) })
+    Ok(OrderTest { order_id: order.id.to_string(), at, fulfillment: book.route(order, tags, at) })
 }
 
 /// The channel and account `spec` names in `config` (`CHANNEL:ACCOUNT`, or an account id used once).
@@ -147,12 +156,23 @@ pub async fn run(cmd: RulesCommand, json: bool) -> Result<(), CliError> {
     let RulesCommand::Test(args) = cmd;
     let at = args.at.unwrap_or_else(Utc::now);
     let file_config = args.config.as_deref().map(ChannelConfig::load).transpose()?;
-    if let Some(order) = &args.order {
-        let config = match file_config {
-            Some(c) => c,
-            None => (*App::from_env().await?.config().await).clone(),
+    if let Some(file) = &args.order {
+        let order = read_order(file)?;
+        // The stack is read only for what the rules need: its configuration when no file is given,
+        // the order's product tags when a rule's scope names tags.
+        let uses_tags = |c: &ChannelConfig| RuleBook::new(&c.rules).is_ok_and(|b| b.uses_tags());
+        let (config, app) = if let Some(c) = file_config {
+            let app = if uses_tags(&c) { Some(App::from_env().await?) } else { None };
+            (c, app)
+        } else {
+            let app = App::from_env().await?;
+            ((*app.config().await).clone(), Some(app))
         };
-        return crate::output::print(&test_order(&config, order, at)?, json);
+        let tags = match &app {
+            Some(app) if uses_tags(&config) => app.line_tags(&order).await?,
+            _ => SkuTags::new(),
+        };
+        return crate::output::print(&test_order(&config, &order, &tags, at)?, json);
     }
     let (Some(sku), Some(account)) = (&args.sku, &args.account) else {
         return Err(CliError::Usage("give --order FILE, or --sku SKU --account ACCOUNT".into()));
@@ -202,15 +222,16 @@ mod tests {
             "[[rules.shipping]]\nid = \"alpine-express\"\nwhen = 'order.shipping_address.country_code == \"AT\" && order.totals.total > 100'\ncarrier = \"DHL\"\nservice = \"Express\"\n\n[[rules.routing]]\nid = \"review-large\"\norder = { min_total = 1000 }\nhold = \"value above 1000\"\n",
         );
         let at = "2026-11-30T12:00:00Z".parse().unwrap();
-        let small = test_order(&config, &order_file("150.00"), at).unwrap();
+        let small = test_order(&config, &read_order(&order_file("150.00")).unwrap(), &SkuTags::new(), at).unwrap();
         assert_eq!(small.fulfillment.carrier.as_deref(), Some("DHL"));
         assert!(small.fulfillment.hold.is_none());
         let text = small.human();
         assert!(text.contains("alpine-express") && !text.contains("OLD"), "{text}");
-        let large = test_order(&config, &order_file("1500.00"), at).unwrap();
+        let large = test_order(&config, &read_order(&order_file("1500.00")).unwrap(), &SkuTags::new(), at).unwrap();
         assert_eq!(large.fulfillment.hold.as_ref().map(|h| h.rule.as_str()), Some("review-large"));
         assert!(large.human().contains("value above 1000 (rule review-large)"));
-        let none = test_order(&with_rules(""), &order_file("150.00"), at).unwrap();
+        let none =
+            test_order(&with_rules(""), &read_order(&order_file("150.00")).unwrap(), &SkuTags::new(), at).unwrap();
         assert!(none.human().contains("no rule fires"));
     }
 
