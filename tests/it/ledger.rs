@@ -507,3 +507,31 @@ async fn concurrent_versions_of_an_order_leave_the_latest_ones_reservation_and_n
         assert!(e.reserved_after <= e.on_hand_after, "oversold: {e:?}");
     }
 }
+
+/// An offer whose enqueue and withdrawal both failed stays "in flight" at the gate. The retry of the
+/// same transaction (the same trace id) sends it again at once instead of waiting until it is presumed
+/// lost; another transaction's offer of that version is still coalesced, and once the channel took it
+/// the retry is coalesced too.
+#[tokio::test]
+async fn a_retried_transaction_resends_its_own_offer_that_never_reached_the_queue() {
+    let aws = support::aws().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = support::create_table(&ddb, "pushgate-retry").await;
+    let gate = PushGate::new(ddb, table);
+    let config = config();
+    let job = push_jobs(&config, &position("TEE-RETRY", 7, 4), Some("count-42"))
+        .into_iter()
+        .find(|j| j.channel == Channel::Shopify)
+        .expect("a Shopify job");
+
+    assert!(gate.offer(&job).await.unwrap(), "the first offer");
+    // (Its enqueue failed here, and so did the withdrawal: nothing records that it never left.)
+    let other = PushJob { trace_id: Some("stock-run-7".into()), ..job.clone() };
+    assert!(!gate.offer(&other).await.unwrap(), "another transaction's offer of the version in flight");
+    assert!(gate.offer(&job).await.unwrap(), "the same transaction's retry goes out again");
+    let state = gate.state(&job).await.unwrap().expect("recorded");
+    assert_eq!((state.version, state.offered_by.as_deref()), (4, Some("count-42")));
+
+    gate.delivered(&job).await.unwrap();
+    assert!(!gate.offer(&job).await.unwrap(), "delivered: the retry is coalesced");
+}

@@ -432,20 +432,31 @@ impl PushGate {
 
     /// Records `job` as the latest offered value when [`GateState::accepts`] it (the condition below
     /// is that rule). `true`: enqueue it; `false`: it is stale or the channel already has it, drop it.
+    ///
+    /// The offer records the transaction that made it (`offered_by`, the job's trace id): the same
+    /// transaction offering the same version again is its retry, after a failure that may have come
+    /// between the offer and the enqueue with the withdrawal failing too, so it goes out again (a
+    /// duplicate of an absolute quantity is harmless; a value stuck until presumed lost is not).
     pub async fn offer(&self, job: &PushJob) -> Result<bool, PushError> {
         let now = chrono::Utc::now();
         let mut values = Self::offered(job, now);
         values.push((":lost", AttributeValue::N((now - PRESUMED_LOST_AFTER).timestamp().to_string())));
-        self.update_if(
-            job,
-            "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now",
-            "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
+        let mut condition = "attribute_not_exists(pk) OR (version < :v AND quantity <> :q) \
              OR (version <= :v AND (attribute_not_exists(channel_sku) OR channel_sku <> :c)) \
              OR (version <= :v AND (attribute_not_exists(delivered) OR delivered < version) \
-                 AND (withdrawn = version OR attribute_not_exists(offered_at) OR offered_at < :lost))",
-            values,
-        )
-        .await
+                 AND (withdrawn = version OR attribute_not_exists(offered_at) OR offered_at < :lost))"
+            .to_owned();
+        let update = match &job.trace_id {
+            Some(trace) => {
+                values.push((":t", AttributeValue::S(trace.clone())));
+                condition.push_str(
+                    " OR (version = :v AND offered_by = :t AND (attribute_not_exists(delivered) OR delivered < version))",
+                );
+                "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now, offered_by = :t"
+            }
+            None => "SET version = :v, quantity = :q, channel_sku = :c, offered_at = :now REMOVE offered_by",
+        };
+        self.update_if(job, update, &condition, values).await
     }
 
     /// Records `job` as offered whatever was delivered before: the channel was seen showing another
@@ -550,6 +561,7 @@ fn gate_state(item: &HashMap<String, AttributeValue>) -> GateState {
         offered_at: n("offered_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)).unwrap_or_default(),
         delivered: un("delivered"),
         withdrawn: un("withdrawn"),
+        offered_by: item.get("offered_by").and_then(|v| v.as_s().ok()).cloned(),
     }
 }
 
@@ -567,6 +579,8 @@ pub struct GateState {
     pub delivered: Option<u64>,
     /// A version known never to reach the channel.
     pub withdrawn: Option<u64>,
+    /// The transaction (trace id) that made the latest offer.
+    pub offered_by: Option<String>,
 }
 
 impl GateState {
@@ -574,7 +588,8 @@ impl GateState {
     /// changes the quantity; the same or a newer version under another channel SKU (a mapping change:
     /// the new SKU never got this quantity); or the same or a newer version while the one offered never
     /// reached the channel (withdrawn, or undelivered for longer than [`PRESUMED_LOST_AFTER`]). An offer
-    /// still in flight is not duplicated.
+    /// still in flight is not duplicated, unless the transaction that offered it offers it again (its
+    /// retry, see [`PushGate::offer`]).
     /// Whether a value for `job`'s channel SKU is on its way at `now`: a newer version was offered,
     /// or this one was offered, not withdrawn, not yet delivered and not yet presumed lost. What the
     /// channel shows then may simply not have caught up, which is not drift.
@@ -589,9 +604,11 @@ impl GateState {
             let undelivered = s.delivered.is_none_or(|d| d < s.version);
             let lost = s.withdrawn == Some(s.version) || s.offered_at < now - PRESUMED_LOST_AFTER;
             let remapped = s.channel_sku.as_deref() != Some(job.channel_sku.as_str());
+            let retried = job.trace_id.is_some() && s.offered_by == job.trace_id;
             (s.version < job.version && s.quantity != job.quantity)
                 || (s.version <= job.version && remapped)
                 || (s.version <= job.version && undelivered && lost)
+                || (s.version == job.version && undelivered && retried)
         })
     }
 }
@@ -862,6 +879,7 @@ mod tests {
             offered_at,
             delivered,
             withdrawn,
+            offered_by: None,
         };
         let accepts = |s: &GateState, j: &PushJob| GateState::accepts(Some(s), j, now);
         assert!(GateState::accepts(None, &job(1, 5), now), "first value");
@@ -875,6 +893,14 @@ mod tests {
         let in_flight = state(3, 5, Some(2), None, just);
         assert!(!accepts(&in_flight, &job(3, 5)));
         assert!(!accepts(&in_flight, &job(4, 5)));
+        // In flight, offered by the transaction now offering it again: its retry, after a failure
+        // between offer and enqueue that the withdrawal may not have recorded. Others still coalesce.
+        let traced = |t: &str| PushJob { trace_id: Some(t.to_owned()), ..job(3, 5) };
+        let offered_by_t1 = GateState { offered_by: Some("t1".to_owned()), ..in_flight.clone() };
+        assert!(accepts(&offered_by_t1, &traced("t1")), "the same transaction's retry goes out");
+        assert!(!accepts(&offered_by_t1, &traced("t2")), "another transaction's offer is coalesced");
+        assert!(!accepts(&offered_by_t1, &job(3, 5)), "an untraced offer is coalesced");
+        assert!(!accepts(&GateState { offered_by: Some("t1".to_owned()), ..delivered.clone() }, &traced("t1")));
         // Withdrawn (enqueue failed, or dead-lettered): re-offers go out at once.
         let withdrawn = state(3, 5, Some(2), Some(3), just);
         assert!(accepts(&withdrawn, &job(3, 5)), "the stock tier re-offers the same version");
