@@ -29,6 +29,7 @@ fn input(sku: &str, images: Vec<Image>, at: DateTime<Utc>) -> ContentInput {
         attributes: [("Material".to_owned(), "Stoneware".to_owned())].into_iter().collect(),
         images,
         tags: vec!["kitchen".into()],
+        weight_grams: Some(420),
         updated_at: Some(at),
     }
 }

@@ -393,7 +393,7 @@ async fn a_price_file_applies_its_good_rows_reports_the_bad_ones_by_number_and_a
 }
 
 #[tokio::test]
-async fn rules_scoped_by_a_product_tag_hold_the_tagged_sku_s_orders_and_mark_down_its_price() {
+async fn product_tags_and_weights_from_the_pim_hold_route_and_price_as_the_rules_say() {
     let h = Harness::with_config(|c| {
         on_demand(c);
         c.rules = Rules {
@@ -407,36 +407,55 @@ async fn rules_scoped_by_a_product_tag_hold_the_tagged_sku_s_orders_and_mark_dow
                 location: None,
                 tags: Vec::new(),
             }],
+            shipping: vec![ShippingRule {
+                id: "heavy-freight".into(),
+                scope: Scope::default(),
+                window: None,
+                when: None,
+                order: OrderMatch { min_weight_g: Some(20_000), ..OrderMatch::default() },
+                carrier: "DB Schenker".into(),
+                service: None,
+            }],
             price: vec![PriceRule {
                 percent: Some("-50".parse().unwrap()),
                 scope: Scope { tags: vec!["clearance".into()], ..Scope::default() },
                 ..price_rule("clearance")
             }],
-            ..Rules::default()
         };
     })
     .await;
     let now = Utc::now();
-    let content = |tags: &[&str]| manifold_app::content::ContentInput {
+    let content = |tags: &[&str], weight_grams: Option<u32>| manifold_app::content::ContentInput {
         title: "Tagged".into(),
         description: None,
         attributes: BTreeMap::new(),
         images: Vec::new(),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        weight_grams,
         updated_at: Some(now),
     };
 
-    // The PIM tags the fixture order's first SKU fragile: the order is held by the tag rule.
+    // The PIM tags the fixture order's first SKU fragile, and every SKU weighs 25 kg: the order is
+    // held by the tag rule and goes by freight.
     let fixture: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
-    let sku = fixture["order"]["line_items"][0]["sku"].as_str().unwrap().to_owned();
-    h.app.set_content(&sku, &content(&["fragile"]), "trace-pim", now).await.unwrap();
+    let skus: Vec<String> = fixture["order"]["line_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["sku"].as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+        .collect();
+    for (i, sku) in skus.iter().enumerate() {
+        let tags: &[&str] = if i == 0 { &["fragile"] } else { &[] };
+        h.app.set_content(sku, &content(tags, Some(25_000)), "trace-pim", now).await.unwrap();
+    }
     let applied =
         deliver(&h, &austrian_order(7_100_001, "50.00", "2026-12-01T10:00:00Z"), "tag-1", "orders/create").await;
     assert!(!reserved_jobs(&applied), "a held order reserves nothing: {applied:?}");
     let id = manifold_domain::OrderId::new("shopify:shop-eu:7100001").unwrap();
     let stored = h.app.records.get_order(&id).await.unwrap().expect("stored");
-    let hold = stored.fulfillment.and_then(|f| f.hold).expect("held");
-    assert_eq!(hold.rule, "fragile-review");
+    let fulfillment = stored.fulfillment.expect("routed");
+    assert_eq!(fulfillment.hold.as_ref().map(|h| h.rule.as_str()), Some("fragile-review"));
+    assert_eq!(fulfillment.carrier.as_deref(), Some("DB Schenker"), "{:?}", fulfillment.rules);
 
     // Two Shopify listings, one tagged clearance: only that one is marked down by the prices run.
     let items: Vec<_> = (1..=2).map(|k| catalog_item(Channel::Shopify, 900 + 3 * k).0).collect();
@@ -453,7 +472,7 @@ async fn rules_scoped_by_a_product_tag_hold_the_tagged_sku_s_orders_and_mark_dow
         };
         h.app.set_price(&item.sku, &price, "trace-erp", now).await.unwrap();
     }
-    h.app.set_content(&items[0].sku, &content(&["clearance"]), "trace-pim", now).await.unwrap();
+    h.app.set_content(&items[0].sku, &content(&["clearance"], None), "trace-pim", now).await.unwrap();
     let page = h.app.price_page(&account, None, "trace-prices", now).await.unwrap();
     assert_eq!(page.pushed, 2, "{page:?}");
     push_all(&h).await;

@@ -65,6 +65,9 @@ pub struct ContentInput {
     pub images: Vec<Image>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Shipping weight of one unit, in grams.
+    #[serde(default)]
+    pub weight_grams: Option<u32>,
     /// When the source changed it (RFC 3339); now when absent. Older than the stored content is stale.
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
@@ -103,6 +106,9 @@ impl ContentInput {
                 return Err(format!("images[{i}].checksum must be a SHA-256 in hex (64 characters)"));
             }
         }
+        if self.weight_grams == Some(0) {
+            return Err("weight_grams must be positive (grams of one unit)".into());
+        }
         if let Some(name) = self.attributes.keys().find(|k| k.trim().is_empty()) {
             return Err(format!("attribute name {name:?} is blank"));
         }
@@ -113,6 +119,7 @@ impl ContentInput {
             attributes: self.attributes.clone(),
             images: self.images.clone(),
             tags: self.tags.clone(),
+            weight_grams: self.weight_grams,
             updated_at: self.updated_at.unwrap_or(now),
         })
     }

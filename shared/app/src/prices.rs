@@ -267,11 +267,11 @@ impl App {
         let lookups = self.listings.lookup(&keys).await?;
         let channel_skus: Vec<String> = keys.iter().map(|k| k.channel_sku.clone()).collect();
         let delivered = self.prices.delivered_of(account.channel, &account.account, &channel_skus).await?;
-        let tags = if book.uses_tags() {
+        let facts = if book.needs_product_facts() {
             let skus: Vec<Sku> = keyed.iter().map(|(_, p)| p.sku.clone()).collect();
-            self.content.tags_of(&skus).await?
+            self.content.facts_of(&skus).await?
         } else {
-            manifold_domain::rules::SkuTags::new()
+            manifold_domain::rules::SkuFacts::new()
         };
         let mut jobs = Vec::new();
         for ((key, base), lookup) in keyed.into_iter().zip(lookups) {
@@ -280,14 +280,13 @@ impl App {
                 Lookup::Listed(l) => Some(l),
                 Lookup::Unsynced => None,
             };
-            let priced =
-                book.price(account, &base, tags.get(&base.sku).map_or(&[], Vec::as_slice), now).and_then(|p| {
-                    match listing.as_ref().and_then(|l| l.listing.currency) {
-                        Some(shown) if shown != p.currency => {
-                            Err(PriceRefused::CurrencyMismatch { base: p.currency, account: shown })
-                        }
-                        _ => Ok(p),
+            let priced = book
+                .price(account, &base, facts.get(&base.sku).map_or(&[], |f| f.tags.as_slice()), now)
+                .and_then(|p| match listing.as_ref().and_then(|l| l.listing.currency) {
+                    Some(shown) if shown != p.currency => {
+                        Err(PriceRefused::CurrencyMismatch { base: p.currency, account: shown })
                     }
+                    _ => Ok(p),
                 });
             let priced = match priced {
                 Ok(p) => p,

@@ -20,7 +20,7 @@ use manifold_domain::{
     Order, OrderId,
     config::ChannelConfig,
     events::EventKind,
-    rules::{Release, RuleBook, SkuTags},
+    rules::{Release, RuleBook, SkuFacts},
 };
 use tracing::info;
 
@@ -66,19 +66,19 @@ impl App {
     /// an order stored before (`RecordStore::put_order`), so this one only counts for a new order.
     pub(crate) async fn routed(&self, order: &Order, now: DateTime<Utc>) -> Result<Order, Failure> {
         let book = self.rule_book().await?;
-        let tags = if book.uses_tags() { self.line_tags(order).await? } else { SkuTags::new() };
-        let fulfillment = book.route(order, &tags, now);
+        let facts = if book.needs_product_facts() { self.line_facts(order).await? } else { SkuFacts::new() };
+        let fulfillment = book.route(order, &facts, now);
         let routed = (fulfillment != manifold_domain::rules::Fulfillment::default()).then_some(fulfillment);
         Ok(Order { fulfillment: routed, ..order.clone() })
     }
 
-    /// The product tags of an order's SKUs (a read per SKU: orders have few lines), for rules whose
-    /// scope names tags.
-    pub async fn line_tags(&self, order: &Order) -> Result<SkuTags, Failure> {
+    /// What the content says of an order's products (a read per SKU: orders have few lines), for
+    /// rules on product tags or the order's weight.
+    pub async fn line_facts(&self, order: &Order) -> Result<SkuFacts, Failure> {
         let skus: std::collections::BTreeSet<&manifold_domain::Sku> =
             order.lines.iter().filter_map(|l| l.sku.as_ref()).collect();
         let content = futures::future::try_join_all(skus.iter().map(|s| self.content.get().get(s))).await?;
-        Ok(content.into_iter().flatten().map(|c| (c.sku, c.tags)).collect())
+        Ok(content.into_iter().flatten().map(manifold_aws::content::facts).collect())
     }
 
     /// Releases an order held for review: it reserves from now on. `by` names the operator.

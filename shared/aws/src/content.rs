@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{Client, error::SdkError};
 use chrono::{DateTime, Utc};
-use manifold_domain::{AccountId, Channel, ProductContent, Sku, rules::SkuTags};
+use manifold_domain::{
+    AccountId, Channel, ProductContent, Sku,
+    rules::{ProductFacts, SkuFacts},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -63,8 +66,9 @@ pub trait ContentBook: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<ContentWrite, StoreError>;
     async fn get(&self, sku: &Sku) -> Result<Option<ProductContent>, StoreError>;
-    /// The product tags of these SKUs, in batches (SKUs without content are absent).
-    async fn tags_of(&self, skus: &[Sku]) -> Result<SkuTags, StoreError>;
+    /// What the rules know of these SKUs' products (tags, weight), in batches (SKUs without content
+    /// are absent).
+    async fn facts_of(&self, skus: &[Sku]) -> Result<SkuFacts, StoreError>;
     /// Content in SKU order, a page at a time (`next` is the cursor of the following page).
     async fn page(
         &self,
@@ -90,6 +94,11 @@ fn sku_sk(sku: &Sku) -> String {
 
 fn delivered_pk(channel: Channel, account: &AccountId) -> String {
     format!("CONTENT_SENT#{channel}#{account}")
+}
+
+/// What the rules read of a SKU's content.
+pub fn facts(content: ProductContent) -> (Sku, ProductFacts) {
+    (content.sku, ProductFacts { tags: content.tags, weight_grams: content.weight_grams })
 }
 
 /// A write that lost to the stored content: a replay when they are equal, else stale.
@@ -158,10 +167,10 @@ impl ContentBook for DynamoContentBook {
         self.partition(BOOK_PK, "product content").get(&sku_sk(sku)).await
     }
 
-    async fn tags_of(&self, skus: &[Sku]) -> Result<SkuTags, StoreError> {
+    async fn facts_of(&self, skus: &[Sku]) -> Result<SkuFacts, StoreError> {
         let keys: Vec<String> = skus.iter().map(sku_sk).collect();
         let found: Vec<ProductContent> = self.partition(BOOK_PK, "product content").many(&keys).await?;
-        Ok(found.into_iter().map(|c| (c.sku, c.tags)).collect())
+        Ok(found.into_iter().map(facts).collect())
     }
 
     async fn page(
@@ -218,9 +227,9 @@ impl ContentBook for MemoryContentBook {
         Ok(self.inner.lock().expect("content book lock").current.get(sku).cloned())
     }
 
-    async fn tags_of(&self, skus: &[Sku]) -> Result<SkuTags, StoreError> {
+    async fn facts_of(&self, skus: &[Sku]) -> Result<SkuFacts, StoreError> {
         let inner = self.inner.lock().expect("content book lock");
-        Ok(skus.iter().filter_map(|s| inner.current.get(s).map(|c| (s.clone(), c.tags.clone()))).collect())
+        Ok(skus.iter().filter_map(|s| inner.current.get(s).cloned().map(facts)).collect())
     }
 
     async fn page(

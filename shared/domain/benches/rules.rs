@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use manifold_domain::{
     Amount, Currency, Order, Price, Sku,
     config::ChannelConfig,
-    rules::{RuleBook, SkuTags},
+    rules::{RuleBook, SkuFacts},
 };
 
 const ACCOUNT: &str = r#"
@@ -72,7 +72,7 @@ fn rules(c: &mut Criterion) {
     let book = RuleBook::new(&config.rules).expect("compiles");
     let order = order();
     let now = Utc::now();
-    let tags = SkuTags::new();
+    let tags = SkuFacts::new();
     let routed = book.route(&order, &tags, now);
     assert_eq!((routed.carrier.as_deref(), routed.tags.len()), (Some("C19"), 1), "the last rules fire");
     let eur = Currency::new("EUR").expect("EUR");

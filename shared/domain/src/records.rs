@@ -359,6 +359,9 @@ pub struct ProductContent {
     pub images: Vec<Image>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Shipping weight of one unit, in grams (shipping rules match on an order's weight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_grams: Option<u32>,
     /// When the source changed it; orders writes.
     pub updated_at: DateTime<Utc>,
 }

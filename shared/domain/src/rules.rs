@@ -65,8 +65,15 @@ pub struct Scope {
     pub tags: Vec<String>,
 }
 
-/// Each SKU's product tags, as far as they are known (a SKU without content has none).
-pub type SkuTags = BTreeMap<Sku, Vec<String>>;
+/// What the rules know of a product from its content (`ProductContent`): its tags and its weight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductFacts {
+    pub tags: Vec<String>,
+    pub weight_grams: Option<u32>,
+}
+
+/// Each SKU's product facts, as far as they are known (a SKU without content has none).
+pub type SkuFacts = BTreeMap<Sku, ProductFacts>;
 
 impl Scope {
     /// Whether the scope covers this account (every account when it names no channel or account).
@@ -191,10 +198,31 @@ pub struct OrderMatch {
     /// The order total is below this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_total: Option<Decimal>,
+    /// The order weighs at least this many grams (its lines' quantities times their products'
+    /// `weight_grams`; an order with a line of unknown weight matches no weight bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_weight_g: Option<u64>,
+    /// The order weighs less than this many grams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_weight_g: Option<u64>,
+}
+
+/// An order's weight in grams from its products' weights (lines without a SKU, such as tips, weigh
+/// nothing); `None` when a product's weight is unknown.
+pub fn order_weight(order: &Order, facts: &SkuFacts) -> Option<u64> {
+    order.lines.iter().try_fold(0_u64, |sum, line| {
+        let Some(sku) = &line.sku else { return Some(sum) };
+        let grams = facts.get(sku).and_then(|f| f.weight_grams)?;
+        Some(sum + u64::from(grams) * u64::from(line.quantity))
+    })
 }
 
 impl OrderMatch {
-    fn holds(&self, order: &Order) -> bool {
+    fn weighs(&self) -> bool {
+        self.min_weight_g.is_some() || self.max_weight_g.is_some()
+    }
+
+    fn holds(&self, order: &Order, weight: Option<u64>) -> bool {
         let address = order.shipping_address.as_ref();
         let field = |f: fn(&crate::Address) -> Option<&String>| address.and_then(f).map(String::as_str);
         let listed = |list: &[String], value: Option<&str>| {
@@ -208,6 +236,10 @@ impl OrderMatch {
                     .is_some_and(|p| self.postal_prefixes.iter().any(|x| p.starts_with(x.as_str()))))
             && self.min_total.is_none_or(|m| total >= m)
             && self.max_total.is_none_or(|m| total < m)
+            && (!self.weighs()
+                || weight.is_some_and(|w| {
+                    self.min_weight_g.is_none_or(|m| w >= m) && self.max_weight_g.is_none_or(|m| w < m)
+                }))
     }
 }
 
@@ -473,25 +505,30 @@ impl RuleBook {
         &self.rules
     }
 
-    /// Whether a rule's scope names product tags: only then are a SKU's tags worth reading.
-    pub fn uses_tags(&self) -> bool {
+    /// Whether a rule needs what the content says of a product (a scope naming tags, a bound on the
+    /// order's weight): only then is it worth reading.
+    pub fn needs_product_facts(&self) -> bool {
         let (r, s, p) = (&self.rules.routing, &self.rules.shipping, &self.rules.price);
-        r.iter()
+        let tags = r
+            .iter()
             .map(Rule::head)
             .chain(s.iter().map(Rule::head))
             .chain(p.iter().map(Rule::head))
-            .any(|h| !h.scope.tags.is_empty())
+            .any(|h| !h.scope.tags.is_empty());
+        tags || r.iter().any(|x| x.order.weighs()) || s.iter().any(|x| x.order.weighs())
     }
 
-    /// Routes an order: routing rules, then shipping rules, as of `now`; `tags` are its SKUs' product
-    /// tags (needed only when [`uses_tags`](Self::uses_tags)).
-    pub fn route(&self, order: &Order, tags: &SkuTags, now: DateTime<Utc>) -> Fulfillment {
-        with_stdlib(|root| self.route_in(&order_context(root, order), order, tags, now))
+    /// Routes an order: routing rules, then shipping rules, as of `now`; `facts` are its SKUs'
+    /// product facts (needed only when [`needs_product_facts`](Self::needs_product_facts)).
+    pub fn route(&self, order: &Order, facts: &SkuFacts, now: DateTime<Utc>) -> Fulfillment {
+        with_stdlib(|root| self.route_in(&order_context(root, order), order, facts, now))
     }
 
-    fn route_in(&self, ctx: &Context, order: &Order, tags: &SkuTags, now: DateTime<Utc>) -> Fulfillment {
+    fn route_in(&self, ctx: &Context, order: &Order, facts: &SkuFacts, now: DateTime<Utc>) -> Fulfillment {
+        let weight = order_weight(order, facts);
         let covers = |h: Head<'_>| {
-            let line_covered = |s: &Sku| h.scope.covers_sku(s.as_str(), tags.get(s).map_or(&[], Vec::as_slice));
+            let line_covered =
+                |s: &Sku| h.scope.covers_sku(s.as_str(), facts.get(s).map_or(&[], |f| f.tags.as_slice()));
             h.scope.covers_account(order.channel, order.account.as_str())
                 && (!h.scope.names_skus() || order.lines.iter().any(|l| l.sku.as_ref().is_some_and(line_covered)))
                 && h.window.is_none_or(|w| w.contains(now))
@@ -499,7 +536,7 @@ impl RuleBook {
         let mut out = Fulfillment::default();
         for (rule, condition) in self.rules.routing.iter().zip(&self.routing) {
             let id = rule.id.as_str();
-            if !(covers(rule.head()) && rule.order.holds(order) && fires(condition.as_ref(), id, ctx)) {
+            if !(covers(rule.head()) && rule.order.holds(order, weight) && fires(condition.as_ref(), id, ctx)) {
                 continue;
             }
             let mut effects = Vec::new();
@@ -526,7 +563,7 @@ impl RuleBook {
             }
         }
         let shipping = self.rules.shipping.iter().zip(&self.shipping).find(|(rule, condition)| {
-            covers(rule.head()) && rule.order.holds(order) && fires(condition.as_ref(), &rule.id, ctx)
+            covers(rule.head()) && rule.order.holds(order, weight) && fires(condition.as_ref(), &rule.id, ctx)
         });
         if let Some((rule, _)) = shipping {
             out.carrier = Some(rule.carrier.clone());
@@ -567,7 +604,7 @@ impl RuleBook {
     }
 
     /// An account's price of a SKU from its base price, as of `now`; `tags` are the SKU's product
-    /// tags (needed only when [`uses_tags`](Self::uses_tags)).
+    /// tags (needed only when [`needs_product_facts`](Self::needs_product_facts)).
     pub fn price(
         &self,
         account: &crate::config::AccountConfig,

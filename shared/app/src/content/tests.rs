@@ -51,6 +51,7 @@ fn content() -> ProductContent {
         attributes: [("material".to_owned(), "stoneware".to_owned())].into_iter().collect(),
         images: vec![image(1), image(2), image(3)],
         tags: vec!["kitchen".into()],
+        weight_grams: Some(420),
         updated_at: Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap(),
     }
 }
@@ -154,6 +155,7 @@ fn bad_content_is_refused_with_its_reason() {
         (serde_json::json!({ "title": "Mug", "images": [{ "url": "not a url" }] }), "images[0].url"),
         (serde_json::json!({ "title": "Mug", "images": [{ "url": "https://x/a.jpg", "checksum": "abc" }] }), "SHA-256"),
         (serde_json::json!({ "title": "Mug", "attributes": { " ": "x" } }), "is blank"),
+        (serde_json::json!({ "title": "Mug", "weight_grams": 0 }), "weight_grams must be positive"),
     ];
     for (json, expected) in cases {
         let err = input(json.clone()).to_content("MUG-1", now).unwrap_err();

@@ -9,7 +9,7 @@ use manifold_app::{App, prices::PricePreview};
 use manifold_domain::{
     Channel, Order,
     config::ChannelConfig,
-    rules::{Fulfillment, RuleBook, SkuTags},
+    rules::{Fulfillment, RuleBook, SkuFacts},
 };
 use serde::Serialize;
 
@@ -127,15 +127,15 @@ pub fn read_order(file: &std::path::Path) -> Result<Order, CliError> {
         .map_err(|e| CliError::Usage(format!("{} is not a canonical order: {e}", file.display())))
 }
 
-/// Routes `order` through `config`'s rules; `tags` are its SKUs' product tags.
+/// Routes `order` through `config`'s rules; `facts` are what the content says of its products.
 pub fn test_order(
     config: &ChannelConfig,
     order: &Order,
-    tags: &SkuTags,
+    facts: &SkuFacts,
     at: DateTime<Utc>,
 ) -> Result<OrderTest, CliError> {
     let book = RuleBook::new(&config.rules).map_err(|(path, reason)| CliError::Usage(format!("{path}: {reason}")))?;
-    Ok(OrderTest { order_id: order.id.to_string(), at, fulfillment: book.route(order, tags, at) })
+    Ok(OrderTest { order_id: order.id.to_string(), at, fulfillment: book.route(order, facts, at) })
 }
 
 /// The channel and account `spec` names in `config` (`CHANNEL:ACCOUNT`, or an account id used once).
@@ -159,20 +159,20 @@ pub async fn run(cmd: RulesCommand, json: bool) -> Result<(), CliError> {
     if let Some(file) = &args.order {
         let order = read_order(file)?;
         // The stack is read only for what the rules need: its configuration when no file is given,
-        // the order's product tags when a rule's scope names tags.
-        let uses_tags = |c: &ChannelConfig| RuleBook::new(&c.rules).is_ok_and(|b| b.uses_tags());
+        // what the content says of the order's products when a rule needs it (tags, weight).
+        let needs_facts = |c: &ChannelConfig| RuleBook::new(&c.rules).is_ok_and(|b| b.needs_product_facts());
         let (config, app) = if let Some(c) = file_config {
-            let app = if uses_tags(&c) { Some(App::from_env().await?) } else { None };
+            let app = if needs_facts(&c) { Some(App::from_env().await?) } else { None };
             (c, app)
         } else {
             let app = App::from_env().await?;
             ((*app.config().await).clone(), Some(app))
         };
-        let tags = match &app {
-            Some(app) if uses_tags(&config) => app.line_tags(&order).await?,
-            _ => SkuTags::new(),
+        let facts = match &app {
+            Some(app) if needs_facts(&config) => app.line_facts(&order).await?,
+            _ => SkuFacts::new(),
         };
-        return crate::output::print(&test_order(&config, &order, &tags, at)?, json);
+        return crate::output::print(&test_order(&config, &order, &facts, at)?, json);
     }
     let (Some(sku), Some(account)) = (&args.sku, &args.account) else {
         return Err(CliError::Usage("give --order FILE, or --sku SKU --account ACCOUNT".into()));
@@ -222,16 +222,16 @@ mod tests {
             "[[rules.shipping]]\nid = \"alpine-express\"\nwhen = 'order.shipping_address.country_code == \"AT\" && order.totals.total > 100'\ncarrier = \"DHL\"\nservice = \"Express\"\n\n[[rules.routing]]\nid = \"review-large\"\norder = { min_total = 1000 }\nhold = \"value above 1000\"\n",
         );
         let at = "2026-11-30T12:00:00Z".parse().unwrap();
-        let small = test_order(&config, &read_order(&order_file("150.00")).unwrap(), &SkuTags::new(), at).unwrap();
+        let small = test_order(&config, &read_order(&order_file("150.00")).unwrap(), &SkuFacts::new(), at).unwrap();
         assert_eq!(small.fulfillment.carrier.as_deref(), Some("DHL"));
         assert!(small.fulfillment.hold.is_none());
         let text = small.human();
         assert!(text.contains("alpine-express") && !text.contains("OLD"), "{text}");
-        let large = test_order(&config, &read_order(&order_file("1500.00")).unwrap(), &SkuTags::new(), at).unwrap();
+        let large = test_order(&config, &read_order(&order_file("1500.00")).unwrap(), &SkuFacts::new(), at).unwrap();
         assert_eq!(large.fulfillment.hold.as_ref().map(|h| h.rule.as_str()), Some("review-large"));
         assert!(large.human().contains("value above 1000 (rule review-large)"));
         let none =
-            test_order(&with_rules(""), &read_order(&order_file("150.00")).unwrap(), &SkuTags::new(), at).unwrap();
+            test_order(&with_rules(""), &read_order(&order_file("150.00")).unwrap(), &SkuFacts::new(), at).unwrap();
         assert!(none.human().contains("no rule fires"));
     }
 

@@ -95,16 +95,16 @@ carrier = "DPD"
 fn an_austrian_order_over_100_gets_the_express_carrier_and_the_rules_that_decided() {
     let config = config(ROUTING).unwrap();
     let book = RuleBook::new(&config.rules).unwrap();
-    let f = book.route(&order("AT", "120.00"), &SkuTags::new(), at("2026-11-30T12:00:00Z"));
+    let f = book.route(&order("AT", "120.00"), &SkuFacts::new(), at("2026-11-30T12:00:00Z"));
     assert_eq!((f.carrier.as_deref(), f.service.as_deref()), (Some("DHL"), Some("Express")));
     assert!(!f.is_held());
     assert_eq!(f.tags, ["alpine"]);
     let ids: Vec<_> = f.rules.iter().map(|r| (r.rule.as_str(), r.kind.as_str())).collect();
     assert_eq!(ids, [("alpine", "routing"), ("at-ch-express", "shipping")]);
 
-    let cheap = book.route(&order("AT", "80.00"), &SkuTags::new(), at("2026-11-30T12:00:00Z"));
+    let cheap = book.route(&order("AT", "80.00"), &SkuFacts::new(), at("2026-11-30T12:00:00Z"));
     assert_eq!(cheap.carrier.as_deref(), Some("DPD"), "the first matching shipping rule wins");
-    let german = book.route(&order("DE", "120.00"), &SkuTags::new(), at("2026-11-30T12:00:00Z"));
+    let german = book.route(&order("DE", "120.00"), &SkuFacts::new(), at("2026-11-30T12:00:00Z"));
     assert_eq!(german.carrier.as_deref(), Some("DPD"));
     assert!(german.tags.is_empty());
 }
@@ -112,7 +112,7 @@ fn an_austrian_order_over_100_gets_the_express_carrier_and_the_rules_that_decide
 #[test]
 fn an_order_above_the_review_threshold_is_held_with_its_rule_and_reason() {
     let book = RuleBook::new(&config(ROUTING).unwrap().rules).unwrap();
-    let f = book.route(&order("DE", "1500.00"), &SkuTags::new(), at("2026-11-30T12:00:00Z"));
+    let f = book.route(&order("DE", "1500.00"), &SkuFacts::new(), at("2026-11-30T12:00:00Z"));
     let hold = f.hold.as_ref().expect("held");
     assert_eq!((hold.rule.as_str(), hold.reason.as_str()), ("review-large", "value above 1000"));
     assert!(f.is_held());
@@ -124,7 +124,7 @@ fn a_condition_on_a_field_the_order_lacks_does_not_fire() {
     let book = RuleBook::new(&config(ROUTING).unwrap().rules).unwrap();
     let mut o = order("AT", "120.00");
     o.shipping_address = None;
-    let f = book.route(&o, &SkuTags::new(), at("2026-11-30T12:00:00Z"));
+    let f = book.route(&o, &SkuFacts::new(), at("2026-11-30T12:00:00Z"));
     assert_eq!(f.carrier.as_deref(), Some("DPD"), "the alpine rules cannot tell, so the default applies");
 }
 
@@ -270,7 +270,7 @@ fn the_example_configurations_rules_load_once_uncommented() {
     let config = ChannelConfig::parse("channels.example.toml", &format!("{example}\n{rules}")).expect("valid");
     assert_eq!((config.rules.routing.len(), config.rules.shipping.len(), config.rules.price.len()), (1, 1, 1));
     let book = RuleBook::new(&config.rules).unwrap();
-    let f = book.route(&order("CH", "150.00"), &SkuTags::new(), at("2026-11-30T12:00:00Z"));
+    let f = book.route(&order("CH", "150.00"), &SkuFacts::new(), at("2026-11-30T12:00:00Z"));
     assert_eq!(f.carrier.as_deref(), Some("DHL"));
 }
 
@@ -290,8 +290,8 @@ hold = "fragile goods are checked by hand"
 fn rules_scoped_by_product_tag_cover_the_skus_with_that_tag() {
     let tagged_config = config(TAGGED).unwrap();
     let book = RuleBook::new(&tagged_config.rules).unwrap();
-    assert!(book.uses_tags());
-    assert!(!RuleBook::new(&config(ROUTING).unwrap().rules).unwrap().uses_tags(), "no read without a tag rule");
+    assert!(book.needs_product_facts());
+    assert!(!RuleBook::new(&config(ROUTING).unwrap().rules).unwrap().needs_product_facts(), "no read without one");
     let now = at("2026-11-30T12:00:00Z");
     let base = crate::Price {
         sku: Sku::new("TEE-1").unwrap(),
@@ -308,8 +308,42 @@ fn rules_scoped_by_product_tag_cover_the_skus_with_that_tag() {
 
     let o = order("DE", "50.00");
     let line = o.lines.iter().find_map(|l| l.sku.clone()).expect("a line with a SKU");
-    let fragile = SkuTags::from([(line, vec!["fragile".to_owned()])]);
+    let fragile = SkuFacts::from([(line, ProductFacts { tags: vec!["fragile".to_owned()], weight_grams: None })]);
     let f = book.route(&o, &fragile, now);
     assert_eq!(f.hold.as_ref().map(|h| h.rule.as_str()), Some("fragile-review"));
-    assert!(!book.route(&o, &SkuTags::new(), now).is_held());
+    assert!(!book.route(&o, &SkuFacts::new(), now).is_held());
+}
+
+const HEAVY: &str = r#"
+[[rules.shipping]]
+id = "heavy-freight"
+order = { min_weight_g = 20000 }
+carrier = "DB Schenker"
+
+[[rules.shipping]]
+id = "parcel"
+carrier = "DHL"
+"#;
+
+#[test]
+fn shipping_rules_match_on_the_order_weight_from_its_products() {
+    let book = RuleBook::new(&config(HEAVY).unwrap().rules).unwrap();
+    assert!(book.needs_product_facts());
+    let now = at("2026-11-30T12:00:00Z");
+    let o = order("DE", "80.00");
+    let weigh = |grams: Option<u32>| -> SkuFacts {
+        o.lines
+            .iter()
+            .filter_map(|l| l.sku.clone())
+            .map(|s| (s, ProductFacts { tags: Vec::new(), weight_grams: grams }))
+            .collect()
+    };
+    let units: u64 = o.lines.iter().filter(|l| l.sku.is_some()).map(|l| u64::from(l.quantity)).sum();
+    assert_eq!(order_weight(&o, &weigh(Some(500))), Some(500 * units));
+    assert_eq!(book.route(&o, &weigh(Some(500)), now).carrier.as_deref(), Some("DHL"));
+    let heavy = book.route(&o, &weigh(Some(25_000)), now);
+    assert_eq!((heavy.carrier.as_deref(), heavy.rules[0].rule.as_str()), (Some("DB Schenker"), "heavy-freight"));
+    // A product of unknown weight: no weight bound matches, the default applies.
+    assert_eq!(order_weight(&o, &weigh(None)), None);
+    assert_eq!(book.route(&o, &weigh(None), now).carrier.as_deref(), Some("DHL"));
 }
