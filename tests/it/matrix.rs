@@ -947,41 +947,7 @@ fn notification(channel: Channel, doc: &Value, id: &str, event: Event) -> Option
     })
 }
 
-/// Catalog item `n` of `channel`, keyed as the channel keys its stock writes, and the item id the
-/// connector must read back from its listing (`None` where the channel writes by SKU).
+/// Catalog item `n` of `channel` (see [`CatalogItem::sample`]).
 pub(crate) fn catalog_item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
-    let sku = format!("MTX-{n:04}");
-    let product = format!("{}", 7000 + n / 3);
-    let variant = format!("{}", 9000 + n);
-    let (id, product_id, variant_id, item_id) = match channel {
-        Channel::Shopify => {
-            let gid = format!("gid://shopify/InventoryItem/{n}");
-            let ids = (
-                Some(format!("gid://shopify/Product/{product}")),
-                Some(format!("gid://shopify/ProductVariant/{variant}")),
-            );
-            (gid.clone(), ids.0, ids.1, Some(gid))
-        }
-        // Every third product is simple, the others variations of a variable product.
-        Channel::Woocommerce if n.is_multiple_of(3) => {
-            (format!("{}", 100 + n), None, None, Some(format!("{}", 100 + n)))
-        }
-        Channel::Woocommerce => {
-            let id = format!("{}/{variant}", 5000 + n / 3);
-            (id.clone(), None, None, Some(id))
-        }
-        Channel::Bigcommerce => (sku.clone(), Some(product), Some(variant.clone()), Some(variant)),
-        Channel::Amazon => (sku.clone(), Some(format!("B0{n:08}")), None, None),
-        Channel::Etsy => (format!("etsy-{n}"), Some(product.clone()), None, Some(product)),
-        Channel::Tiktok => (variant.clone(), Some(product.clone()), None, Some(format!("{product}/{variant}"))),
-        Channel::Zalando => (format!("40000000{n:05}"), None, None, None),
-        Channel::Ebay => (sku.clone(), Some(format!("11{n:08}")), Some(variant.clone()), Some(variant)),
-        Channel::Kaufland => (variant.clone(), Some(product), None, Some(variant)),
-        Channel::Otto => (sku.clone(), None, None, None),
-    };
-    // Zalando's SKU is the EAN its stock writes take.
-    let sku = if channel == Channel::Zalando { id.clone() } else { sku };
-    let quantity = i64::try_from(n % 17).expect("small");
-    let price_minor = Some(1000 + i64::try_from(n).expect("small"));
-    (CatalogItem { id, sku, quantity, product_id, variant_id, price_minor }, item_id)
+    CatalogItem::sample(channel, n, "MTX")
 }

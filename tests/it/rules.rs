@@ -482,3 +482,56 @@ async fn product_tags_and_weights_from_the_pim_hold_route_and_price_as_the_rules
     assert_eq!(delivered[&skus[0]].rules, ["clearance"]);
     assert_eq!((delivered[&skus[1]].amount.to_string().as_str(), delivered[&skus[1]].rules.len()), ("40.00", 0));
 }
+
+/// An operator's release racing the channel's updates of the same order: the store's write of an
+/// update is conditional on the version it read, so a release landing between its read and its
+/// write makes it retry (as SQS would redeliver it), never overwrite the release.
+#[tokio::test]
+async fn a_release_racing_updates_of_the_order_is_never_lost() {
+    let h = Harness::with_config(|c| {
+        c.rules = Rules {
+            routing: vec![RoutingRule {
+                id: "review-all".into(),
+                scope: Scope::default(),
+                window: None,
+                when: None,
+                order: OrderMatch::default(),
+                hold: Some("every order is checked".into()),
+                location: None,
+                tags: Vec::new(),
+            }],
+            ..Rules::default()
+        };
+    })
+    .await;
+    for n in 0..6_u64 {
+        let number = 7_200_000 + n;
+        deliver(&h, &austrian_order(number, "50.00", "2026-11-30T10:00:00Z"), &format!("race-{n}"), "orders/create")
+            .await;
+        let id = manifold_domain::OrderId::new(format!("shopify:shop-eu:{number}")).unwrap();
+        let stored = h.app.records.get_order(&id).await.unwrap().expect("stored");
+        let updates = async {
+            for k in 1..=4_i64 {
+                let order = manifold_domain::Order {
+                    source_version: stored.source_version + k,
+                    updated_at: stored.updated_at + Duration::seconds(k),
+                    ..stored.clone()
+                };
+                let key = format!("race-{n}-update-{k}");
+                let mut attempts = 0;
+                // A write that lost the race is retryable: the message would come back.
+                while let Err(e) = h.app.store_order(&order, &key, "trace-race", Utc::now()).await {
+                    attempts += 1;
+                    assert!(e.is_retryable() && attempts < 10, "{e}");
+                }
+            }
+        };
+        let release = h.app.release_order(id.as_str(), "ops", "trace-release", Utc::now());
+        let ((), released) = tokio::join!(updates, release);
+        released.expect("released");
+        let after = h.app.records.get_order(&id).await.unwrap().unwrap();
+        assert_eq!(after.source_version, stored.source_version + 4, "every update stored");
+        let hold = after.fulfillment.and_then(|f| f.hold).expect("still the held order");
+        assert_eq!(hold.released.map(|r| r.by).as_deref(), Some("ops"), "order {n}: the release survived the updates");
+    }
+}

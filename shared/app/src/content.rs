@@ -200,6 +200,29 @@ fn same_for(support: &ContentSupport, a: &ProductContent, b: &ProductContent) ->
     text_for(support, a) == text_for(support, b) && (support.images == ImageFlow::Unsupported || a.images == b.images)
 }
 
+/// One account's view of a SKU's content, as `manifold products show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountContent {
+    pub channel: manifold_domain::Channel,
+    pub account: String,
+    pub channel_sku: String,
+    /// What the channel takes (title, description, attributes, images).
+    pub takes: Vec<&'static str>,
+    /// What the next content run sends this listing (`text`, `image 2`, ...): empty when it shows
+    /// the content already, or when the channel takes none.
+    pub pending: Vec<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub trace_id: Option<String>,
+}
+
+/// A SKU's content and where each account stands with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContentStatus {
+    pub sku: String,
+    pub content: Option<ProductContent>,
+    pub accounts: Vec<AccountContent>,
+}
+
 /// The run's word on what `support` leaves out (`None` when the channel takes everything).
 fn support_note(account: &AccountConfig, support: &ContentSupport) -> Option<String> {
     let left = support.unsupported();
@@ -349,6 +372,60 @@ impl App {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(page)
+    }
+
+    /// A SKU's content and, per enabled account, what its channel takes, what it was last given
+    /// (when, under which trace id) and what the next run would send. Nothing is written.
+    pub async fn content_status(&self, sku: &str) -> Result<ContentStatus, Failure> {
+        let sku = Sku::new(sku).map_err(|e| Failure::permanent("content", e.to_string()))?;
+        let content = self.content.get().get(&sku).await?;
+        let config = self.config().await;
+        let mut accounts = Vec::new();
+        for account in config.enabled_accounts() {
+            let support = content::support(account.channel);
+            let channel_sku = account.channel_sku_for(&sku);
+            let delivered = self
+                .content
+                .delivered_of(account.channel, &account.account, std::slice::from_ref(&channel_sku))
+                .await?
+                .remove(&channel_sku);
+            let listing = manifold_connectors::Listing {
+                sku: channel_sku.clone(),
+                ids: manifold_connectors::ListingIds::default(),
+                quantity: None,
+                price: None,
+                currency: None,
+                seen_at: Utc::now(),
+            };
+            let job = content.as_ref().and_then(|c| content_job(account, &listing, c, delivered.as_ref()));
+            let mut pending = Vec::new();
+            if let Some(job) = job.filter(|_| support.any()) {
+                if job.update.text.is_some() {
+                    pending.push("text".to_owned());
+                }
+                let changed = job.update.images.map(|i| i.changed).unwrap_or_default();
+                pending.extend(changed.into_iter().map(|p| format!("image {}", p + 1)));
+            }
+            let takes = [
+                support.title.then_some("title"),
+                support.description.then_some("description"),
+                support.attributes.then_some("attributes"),
+                (support.images != ImageFlow::Unsupported).then_some("images"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            accounts.push(AccountContent {
+                channel: account.channel,
+                account: account.account.to_string(),
+                channel_sku,
+                takes,
+                pending,
+                delivered_at: delivered.as_ref().map(|d| d.delivered_at),
+                trace_id: delivered.map(|d| d.trace_id),
+            });
+        }
+        Ok(ContentStatus { sku: sku.to_string(), content, accounts })
     }
 
     /// Records what listings took (the push consumer, after delivered content jobs).

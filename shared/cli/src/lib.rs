@@ -56,6 +56,9 @@ pub enum Command {
     /// Outbound webhook deliveries: recent attempts per subscription, and replay of a window.
     #[command(subcommand)]
     Webhooks(commands::webhooks::WebhooksCommand),
+    /// A SKU's product content and what each channel account was last given of it.
+    #[command(subcommand)]
+    Products(commands::products::ProductsCommand),
     /// What the channels list against what the ledger knows (`unlisted`, `unknown`).
     #[command(subcommand)]
     Listings(commands::listings::ListingsCommand),
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rules(cmd) => commands::rules::run(cmd, json).await,
         Command::Webhooks(cmd) => commands::webhooks::run(cmd, json).await,
         Command::Listings(cmd) => commands::listings::run(cmd, json).await,
+        Command::Products(cmd) => commands::products::run(cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Sync(args) => commands::sync::run(args, json).await,
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),

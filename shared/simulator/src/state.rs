@@ -59,6 +59,60 @@ pub struct SimContent {
     pub images: Vec<SimImage>,
 }
 
+impl CatalogItem {
+    /// Item `n` of a sample catalog of `channel` (SKU `{prefix}-{n:04}`), keyed as that channel keys
+    /// its stock writes, with the item id a connector must read back from its listing for it (`None`
+    /// where the channel writes by SKU): what the connector and integration tests seed. Three items
+    /// share a product (`7000 + n / 3`); on WooCommerce every third is a simple product and the others
+    /// variations of a variable one.
+    pub fn sample(channel: Channel, n: usize, prefix: &str) -> (CatalogItem, Option<String>) {
+        let sku = format!("{prefix}-{n:04}");
+        let product = format!("{}", 7000 + n / 3);
+        let variant = format!("{}", 9000 + n);
+        let (id, product_id, variant_id, item_id) = match channel {
+            Channel::Shopify => {
+                let gid = format!("gid://shopify/InventoryItem/{n}");
+                let product = Some(format!("gid://shopify/Product/{product}"));
+                (gid.clone(), product, Some(format!("gid://shopify/ProductVariant/{variant}")), Some(gid))
+            }
+            Channel::Woocommerce if n.is_multiple_of(3) => {
+                (format!("{}", 100 + n), None, None, Some(format!("{}", 100 + n)))
+            }
+            Channel::Woocommerce => {
+                let id = format!("{}/{variant}", 5000 + n / 3);
+                (id.clone(), None, None, Some(id))
+            }
+            Channel::Bigcommerce => (sku.clone(), Some(product), Some(variant.clone()), Some(variant)),
+            Channel::Amazon => (sku.clone(), Some(format!("B0{n:08}")), None, None),
+            Channel::Etsy => (format!("etsy-{n}"), Some(product.clone()), None, Some(product)),
+            Channel::Tiktok => (variant.clone(), Some(product.clone()), None, Some(format!("{product}/{variant}"))),
+            Channel::Zalando => (format!("40000000{n:05}"), None, None, None),
+            Channel::Ebay => (sku.clone(), Some(format!("11{n:08}")), Some(variant.clone()), Some(variant)),
+            // Units: id_unit, keyed by the seller's id_offer (the SKU).
+            Channel::Kaufland => (variant.clone(), Some(product), None, Some(variant)),
+            // Keyed by SKU: its availability read and write both name the SKU.
+            Channel::Otto => (sku.clone(), None, None, None),
+        };
+        // Zalando's SKU is the EAN its stock writes take.
+        let sku = if channel == Channel::Zalando { id.clone() } else { sku };
+        let small = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        let item = CatalogItem {
+            id,
+            sku,
+            quantity: small(n % 17),
+            product_id,
+            variant_id,
+            price_minor: Some(1000 + small(n)),
+        };
+        (item, item_id)
+    }
+
+    /// An item keyed by its SKU (Amazon, eBay, OTTO), with this quantity.
+    pub fn by_sku(sku: &str, quantity: i64) -> CatalogItem {
+        CatalogItem { id: sku.into(), sku: sku.into(), quantity, product_id: None, variant_id: None, price_minor: None }
+    }
+}
+
 /// A fault to inject into a channel's next responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,6 +7,7 @@ pub mod dlq;
 pub mod listings;
 pub mod normalize;
 pub mod orders;
+pub mod products;
 pub mod quarantine;
 pub mod rules;
 pub mod sign;

@@ -1180,14 +1180,7 @@ mod tests {
             manifold_simulator::Simulator::start(manifold_simulator::SimConfig::default().unlimited(Channel::Amazon))
                 .await
                 .unwrap();
-        let item = |sku: &str| manifold_simulator::CatalogItem {
-            id: sku.into(),
-            sku: sku.into(),
-            quantity: 4,
-            product_id: None,
-            variant_id: None,
-            price_minor: None,
-        };
+        let item = |sku: &str| manifold_simulator::CatalogItem::by_sku(sku, 4);
         sim.seed_catalog(Channel::Amazon, vec![item("A"), item("B")]);
         let account: AccountConfig = serde_json::from_value(json!({
             "channel": "amazon", "account": "a-1", "api_version": "v0", "secret": "s",

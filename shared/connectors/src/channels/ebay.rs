@@ -570,14 +570,7 @@ mod tests {
             manifold_simulator::Simulator::start(manifold_simulator::SimConfig::default().unlimited(Channel::Ebay))
                 .await
                 .unwrap();
-        let item = |sku: &str| manifold_simulator::CatalogItem {
-            id: sku.into(),
-            sku: sku.into(),
-            quantity: 4,
-            product_id: None,
-            variant_id: None,
-            price_minor: None,
-        };
+        let item = |sku: &str| manifold_simulator::CatalogItem::by_sku(sku, 4);
         sim.seed_catalog(Channel::Ebay, vec![item("A"), item("B")]);
         let account: AccountConfig = serde_json::from_value(json!({
             "channel": "ebay", "account": "a-1", "api_version": "v1", "secret": "s",

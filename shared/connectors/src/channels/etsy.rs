@@ -225,9 +225,46 @@ fn listing_text(text: &ContentText) -> Option<Value> {
         body.insert("title".into(), json!(title));
     }
     if let Some(description) = &text.description {
-        body.insert("description".into(), json!(description));
+        body.insert("description".into(), json!(plain_text(description)));
     }
     (!body.is_empty()).then_some(Value::Object(body))
+}
+
+/// A description as Etsy shows it: plain text. Etsy renders no HTML, so tags are removed, block ends
+/// and `<br>` become line breaks, and the common entities are decoded; text without markup is kept
+/// as it is.
+fn plain_text(html: &str) -> String {
+    if !html.contains('<') && !html.contains('&') {
+        return html.to_owned();
+    }
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            out.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or_default();
+        let block_end = tag.starts_with('/') && matches!(name, "p" | "div" | "li" | "h1" | "h2" | "h3" | "h4" | "tr");
+        if name == "br" || block_end {
+            out.push('\n');
+        } else if name == "li" {
+            out.push_str("- ");
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    decoded.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
 }
 
 /// The changed images with their Etsy ranks (1-based), lowest first: an upload at a rank past the
@@ -504,6 +541,17 @@ mod tests {
         let removed = ContentImages { changed: vec![3], ..images };
         assert!(changed_ranks(Some(&removed)).is_empty());
         assert!(changed_ranks(None).is_empty());
+    }
+
+    #[test]
+    fn descriptions_reach_etsy_as_plain_text() {
+        assert_eq!(plain_text("Hand glazed, 350 ml."), "Hand glazed, 350 ml.");
+        assert_eq!(
+            plain_text("<p>Hand <b>glazed</b> stoneware.</p><p>Dishwasher safe &amp; microwave safe.<br/>350 ml</p>"),
+            "Hand glazed stoneware.\nDishwasher safe & microwave safe.\n350 ml"
+        );
+        assert_eq!(plain_text("<ul><li>One</li><li>Two</li></ul>"), "- One\n- Two");
+        assert_eq!(plain_text("5 &lt; 6 <unclosed"), "5 < 6 <unclosed");
     }
 
     #[test]

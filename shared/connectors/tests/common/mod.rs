@@ -73,43 +73,7 @@ pub fn connector(sim: &SimHandle, channel: Channel) -> std::sync::Arc<dyn Channe
     build(&account(sim, channel), creds, http_client(Duration::from_secs(5)).unwrap())
 }
 
-/// Catalog item `n` of `channel`, keyed as that channel keys its stock writes, and the item id the
-/// connector must read back from the listing for it (`None`: the channel writes by SKU).
+/// Catalog item `n` of `channel` (see [`CatalogItem::sample`]).
 pub fn item(channel: Channel, n: usize) -> (CatalogItem, Option<String>) {
-    let sku = format!("LST-{n:04}");
-    let product = format!("{}", 7000 + n / 3);
-    let variant = format!("{}", 9000 + n);
-    let (id, product_id, variant_id, item_id) = match channel {
-        Channel::Shopify => {
-            let gid = format!("gid://shopify/InventoryItem/{n}");
-            (
-                gid.clone(),
-                Some(format!("gid://shopify/Product/{product}")),
-                Some(format!("gid://shopify/ProductVariant/{variant}")),
-                Some(gid),
-            )
-        }
-        // Every third product is simple, the others variations of a variable product.
-        Channel::Woocommerce if n.is_multiple_of(3) => {
-            (format!("{}", 100 + n), None, None, Some(format!("{}", 100 + n)))
-        }
-        Channel::Woocommerce => {
-            let id = format!("{}/{variant}", 5000 + n / 3);
-            (id.clone(), None, None, Some(id))
-        }
-        Channel::Bigcommerce => (sku.clone(), Some(product), Some(variant.clone()), Some(variant)),
-        Channel::Amazon => (sku.clone(), Some(format!("B0{n:08}")), None, None),
-        Channel::Etsy => (format!("etsy-{n}"), Some(product.clone()), None, Some(product)),
-        Channel::Tiktok => (variant.clone(), Some(product.clone()), None, Some(format!("{product}/{variant}"))),
-        Channel::Zalando => (format!("40000000{n:05}"), None, None, None),
-        Channel::Ebay => (sku.clone(), Some(format!("11{n:08}")), Some(variant.clone()), Some(variant)),
-        // Units: id_unit, keyed by the seller's id_offer (the SKU).
-        Channel::Kaufland => (variant.clone(), Some(product), None, Some(variant)),
-        // Keyed by SKU: its availability read and write both name the SKU.
-        Channel::Otto => (sku.clone(), None, None, None),
-    };
-    let sku = if channel == Channel::Zalando { id.clone() } else { sku };
-    let quantity = i64::try_from(n % 17).unwrap();
-    let price_minor = Some(1000 + i64::try_from(n).unwrap());
-    (CatalogItem { id, sku, quantity, product_id, variant_id, price_minor }, item_id)
+    CatalogItem::sample(channel, n, "LST")
 }
