@@ -214,6 +214,9 @@ pub struct Inner {
     pub content: BTreeMap<Channel, BTreeMap<String, SimContent>>,
     /// Files served at `/_sim/assets/{name}` (an image host for staged uploads), by name.
     pub assets: BTreeMap<String, Vec<u8>>,
+    /// Resources a channel keeps whole besides stock, content and orders (eBay's inventory items,
+    /// the fields they were put with), by channel and id.
+    pub documents: BTreeMap<(Channel, String), Value>,
     /// Images uploaded ahead of being attached (TikTok's `uri`s), by reference.
     pub uploads: BTreeMap<String, SimImage>,
 }

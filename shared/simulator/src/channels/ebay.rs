@@ -155,8 +155,8 @@ const MAX_DESCRIPTION_CHARS: usize = 500_000;
 const MAX_IMAGES: usize = 24;
 
 /// Where the fields of a put item other than its content and stock are kept.
-fn item_key(sku: &str) -> String {
-    format!("ebay:inventory_item:{sku}")
+fn item_key(sku: &str) -> (Channel, String) {
+    (C, sku.to_owned())
 }
 
 /// An inventory item as `getInventoryItem` and `getInventoryItems` show it: the fields it was put
@@ -164,7 +164,7 @@ fn item_key(sku: &str) -> String {
 /// ship-to-location availability.
 fn item_json(s: &Inner, sku: &str, quantity: Option<i64>) -> Value {
     let mut item = s
-        .tasks
+        .documents
         .get(&item_key(sku))
         .cloned()
         .unwrap_or_else(|| json!({ "locale": "en_US", "condition": "NEW", "product": { "ean": [] } }));
@@ -207,7 +207,7 @@ fn invalid(field: &str) -> Response {
 async fn inventory_item(State(state): St, Path(sku): Path<String>) -> Response {
     let s = state.lock();
     let quantity = s.stock_of(C, &sku);
-    if quantity.is_none() && !s.tasks.contains_key(&item_key(&sku)) {
+    if quantity.is_none() && !s.documents.contains_key(&item_key(&sku)) {
         return no_item();
     }
     ok(item_json(&s, &sku, quantity))
@@ -306,8 +306,8 @@ async fn replace_item(State(state): St, Path(sku): Path<String>, headers: Header
         }
     }
     let mut s = state.lock();
-    let created = s.stock_of(C, &sku).is_none() && !s.tasks.contains_key(&item_key(&sku));
-    s.tasks.insert(item_key(&sku), rest);
+    let created = s.stock_of(C, &sku).is_none() && !s.documents.contains_key(&item_key(&sku));
+    s.documents.insert(item_key(&sku), rest);
     *s.content_mut(C, &sku) = content;
     if let Some(q) = quantity
         && s.stock_of(C, &sku) != Some(q)
