@@ -267,15 +267,28 @@ fn plain_text(html: &str) -> String {
     decoded.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
 }
 
+/// Images an Etsy listing shows at most (ranks 1 to 10).
+const MAX_LISTING_IMAGES: usize = 10;
+
 /// The changed images with their Etsy ranks (1-based), lowest first: an upload at a rank past the
 /// listing's last image appends, so ranks go up in order. Changed positions past the list are
-/// removals, deleted after the uploads.
+/// removals, deleted after the uploads; positions past Etsy's ten are not sent (with a warning).
 fn changed_ranks(images: Option<&ContentImages>) -> Vec<(usize, &Image)> {
     let Some(images) = images else { return Vec::new() };
+    if images.images.len() > MAX_LISTING_IMAGES {
+        tracing::warn!(
+            images = images.images.len(),
+            "Etsy shows {MAX_LISTING_IMAGES} images per listing; the rest are not sent"
+        );
+    }
     let mut positions = images.changed.clone();
     positions.sort_unstable();
     positions.dedup();
-    positions.into_iter().filter_map(|p| images.images.get(p).map(|image| (p + 1, image))).collect()
+    positions
+        .into_iter()
+        .filter(|p| *p < MAX_LISTING_IMAGES)
+        .filter_map(|p| images.images.get(p).map(|image| (p + 1, image)))
+        .collect()
 }
 
 /// A product as `GET .../inventory` returns it, rewritten in the shape `PUT` takes (prices as decimal
@@ -538,8 +551,11 @@ mod tests {
         let ranks: Vec<(usize, &str)> =
             changed_ranks(Some(&images)).into_iter().map(|(r, i)| (r, file_name(&i.url))).collect();
         assert_eq!(ranks, vec![(1, "a.png"), (3, "c.png")]);
-        let removed = ContentImages { changed: vec![3], ..images };
+        let removed = ContentImages { changed: vec![3], ..images.clone() };
         assert!(changed_ranks(Some(&removed)).is_empty());
+        let many = ContentImages { images: (0..12).map(|n| image(&n.to_string())).collect(), changed: vec![9, 10, 11] };
+        let ranks: Vec<usize> = changed_ranks(Some(&many)).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(ranks, vec![10], "Etsy shows ten");
         assert!(changed_ranks(None).is_empty());
     }
 
