@@ -757,16 +757,7 @@ impl ChannelConnector for Amazon {
     /// One `patchListingsItem` per listing (see the module docs): a listing Amazon refuses is rejected
     /// alone; a retryable failure ends the push so it is sent again.
     async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let mut outcome = PushOutcome::default();
-        for item in items {
-            let sku = item.channel_sku.as_str();
-            let result = self
-                .patch_content(item, ctx)
-                .await
-                .map(|()| PushOutcome { delivered: vec![sku.to_owned()], ..PushOutcome::default() });
-            settle(&mut outcome, &[sku], result)?;
-        }
-        Ok(outcome)
+        super::each_listing(items, |item| self.patch_content(item, ctx)).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

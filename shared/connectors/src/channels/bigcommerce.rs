@@ -114,6 +114,25 @@ impl BigCommerce {
         Self { api: Api::new(parts, BigCommerceDialect), batch }
     }
 
+    /// One product's content: its text, then its images (see the module docs).
+    async fn set_content(&self, item: &ContentUpdate, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let product = item.id(Channel::Bigcommerce, "product id", item.ids.product.as_ref())?;
+        if let Some(text) = &item.text {
+            let mut body = json!({});
+            if let Some(title) = &text.title {
+                body["name"] = json!(title);
+            }
+            if let Some(description) = &text.description {
+                body["description"] = json!(description);
+            }
+            self.api.send(Req::put(format!("/v3/catalog/products/{product}"), body), ctx).await?;
+        }
+        if let Some(images) = &item.images {
+            self.set_images(product, images, ctx).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the product's images the list given, writing only the changed positions and removing
     /// those past its end.
     async fn set_images(&self, product: &str, images: &ContentImages, ctx: &CallContext) -> Result<(), ConnectorError> {
@@ -208,29 +227,7 @@ impl ChannelConnector for BigCommerce {
     }
 
     async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let mut outcome = PushOutcome::default();
-        for item in items {
-            let result = async {
-                let product = item.id(Channel::Bigcommerce, "product id", item.ids.product.as_ref())?;
-                if let Some(text) = &item.text {
-                    let mut body = json!({});
-                    if let Some(title) = &text.title {
-                        body["name"] = json!(title);
-                    }
-                    if let Some(description) = &text.description {
-                        body["description"] = json!(description);
-                    }
-                    self.api.send(Req::put(format!("/v3/catalog/products/{product}"), body), ctx).await?;
-                }
-                if let Some(images) = &item.images {
-                    self.set_images(product, images, ctx).await?;
-                }
-                Ok(PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() })
-            }
-            .await;
-            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
-        }
-        Ok(outcome)
+        super::each_listing(items, |item| self.set_content(item, ctx)).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

@@ -346,16 +346,7 @@ impl ChannelConnector for Ebay {
     /// One read and one replace per listing (see the module docs): a listing eBay refuses (an unknown
     /// SKU, a title too long) is rejected alone; a retryable failure ends the push.
     async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let mut outcome = PushOutcome::default();
-        for item in items {
-            let sku = item.channel_sku.as_str();
-            let result = self
-                .replace_content(item, ctx)
-                .await
-                .map(|()| PushOutcome { delivered: vec![sku.to_owned()], ..PushOutcome::default() });
-            settle(&mut outcome, &[sku], result)?;
-        }
-        Ok(outcome)
+        super::each_listing(items, |item| self.replace_content(item, ctx)).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

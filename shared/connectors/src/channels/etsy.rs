@@ -414,15 +414,7 @@ impl ChannelConnector for Etsy {
 
     /// Each listing on its own: a permanent failure rejects that listing's SKU and the next goes on.
     async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let mut outcome = PushOutcome::default();
-        for item in items {
-            let result = self
-                .push_listing_content(item, ctx)
-                .await
-                .map(|()| PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() });
-            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
-        }
-        Ok(outcome)
+        super::each_listing(items, |item| self.push_listing_content(item, ctx)).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

@@ -134,6 +134,26 @@ pub(crate) fn settle(
     Ok(())
 }
 
+/// Writes each listing's content on its own (`write`): a listing the channel refuses is rejected
+/// alone and the others go on; a retryable (or auth) failure ends the push, as [`settle`] decides.
+pub(crate) async fn each_listing<'a, F, Fut>(
+    items: &'a [crate::content::ContentUpdate],
+    write: F,
+) -> Result<PushOutcome, ConnectorError>
+where
+    F: Fn(&'a crate::content::ContentUpdate) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ConnectorError>>,
+{
+    let mut outcome = PushOutcome::default();
+    for item in items {
+        let sku = item.channel_sku.as_str();
+        let result =
+            write(item).await.map(|()| PushOutcome { delivered: vec![sku.to_owned()], ..PushOutcome::default() });
+        settle(&mut outcome, &[sku], result)?;
+    }
+    Ok(outcome)
+}
+
 /// An amount as the decimal string most channels take (`"12.50"`).
 pub(crate) fn decimal(amount: &Amount) -> String {
     amount.to_string()

@@ -234,6 +234,32 @@ impl Shopify {
         Ok(field(&reply.body, "/data")?.clone())
     }
 
+    /// One product's content in one `productSet` (see the module docs).
+    async fn set_content(&self, item: &ContentUpdate, ctx: &CallContext) -> Result<(), ConnectorError> {
+        let product = item.id(Channel::Shopify, "product id", item.ids.product.as_ref())?;
+        let mut input = serde_json::Map::new();
+        if let Some(text) = &item.text {
+            if let Some(title) = &text.title {
+                input.insert("title".into(), json!(title));
+            }
+            if let Some(description) = &text.description {
+                input.insert("descriptionHtml".into(), json!(description));
+            }
+        }
+        if let Some(images) = &item.images {
+            let files: Vec<Value> = images
+                .images
+                .iter()
+                .map(|i| json!({ "originalSource": i.url, "alt": i.alt, "contentType": "IMAGE" }))
+                .collect();
+            input.insert("files".into(), Value::Array(files));
+        }
+        let variables = json!({ "identifier": { "id": product }, "input": input });
+        let data = self.graphql(SET_CONTENT, variables, MUTATION_COST, ctx).await?;
+        user_errors(&data, "/productSet/userErrors")?;
+        Ok(())
+    }
+
     fn idempotent(&self) -> bool {
         self.api.parts.api_version.as_str() >= IDEMPOTENT_FROM
     }
@@ -467,36 +493,7 @@ impl ChannelConnector for Shopify {
     }
 
     async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let mut outcome = PushOutcome::default();
-        for item in items {
-            let result = async {
-                let product = item.id(Channel::Shopify, "product id", item.ids.product.as_ref())?;
-                let mut input = serde_json::Map::new();
-                if let Some(text) = &item.text {
-                    if let Some(title) = &text.title {
-                        input.insert("title".into(), json!(title));
-                    }
-                    if let Some(description) = &text.description {
-                        input.insert("descriptionHtml".into(), json!(description));
-                    }
-                }
-                if let Some(images) = &item.images {
-                    let files: Vec<Value> = images
-                        .images
-                        .iter()
-                        .map(|i| json!({ "originalSource": i.url, "alt": i.alt, "contentType": "IMAGE" }))
-                        .collect();
-                    input.insert("files".into(), Value::Array(files));
-                }
-                let variables = json!({ "identifier": { "id": product }, "input": input });
-                let data = self.graphql(SET_CONTENT, variables, MUTATION_COST, ctx).await?;
-                user_errors(&data, "/productSet/userErrors")?;
-                Ok(PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() })
-            }
-            .await;
-            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
-        }
-        Ok(outcome)
+        super::each_listing(items, |item| self.set_content(item, ctx)).await
     }
 
     async fn push_tracking(&self, shipment: &Shipment, ctx: &CallContext) -> Result<(), ConnectorError> {

@@ -376,15 +376,7 @@ impl ChannelConnector for TikTok {
 
     /// Each product on its own: a permanent failure rejects that SKU and the next goes on.
     async fn push_content(&self, items: &[ContentUpdate], ctx: &CallContext) -> Result<PushOutcome, ConnectorError> {
-        let mut outcome = PushOutcome::default();
-        for item in items {
-            let result = self
-                .push_product_content(item, ctx)
-                .await
-                .map(|()| PushOutcome { delivered: vec![item.channel_sku.clone()], ..PushOutcome::default() });
-            settle(&mut outcome, &[item.channel_sku.as_str()], result)?;
-        }
-        Ok(outcome)
+        super::each_listing(items, |item| self.push_product_content(item, ctx)).await
     }
 
     /// Ships each package of the order with the seller's own carrier (`self_shipment`); the carrier
