@@ -690,11 +690,17 @@ async fn an_oversold_amazon_order_is_cancelled_through_a_feed_checked_by_the_pus
     // done, which is when the simulator applies it.
     let url = h.stack.env.push_queues[&Channel::Amazon].clone();
     // The order's acknowledgement (queued when it was stored) goes through the same queue.
-    crate::support::eventually("the order cancelled on Amazon", std::time::Duration::from_secs(90), || async {
-        manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
-        let settled = crate::support::queue_depth(&h.stack.sqs, &url).await == 0;
-        (settled && amazon_order(&h, &order_id).0 == "Canceled").then_some(())
-    })
+    // Both feeds are applied as Amazon processes them, in whichever order the checks find them done.
+    crate::support::eventually(
+        "the order cancelled and acknowledged on Amazon",
+        std::time::Duration::from_secs(90),
+        || async {
+            manifold_app::local::poll_once(&h.app.sqs, &url, |e| h.app.push_batch(Channel::Amazon, e)).await.unwrap();
+            let settled = crate::support::queue_depth(&h.stack.sqs, &url).await == 0;
+            let (status, notes) = amazon_order(&h, &order_id);
+            (settled && status == "Canceled" && notes["acknowledged"] == true).then_some(())
+        },
+    )
     .await;
     let (_, notes) = amazon_order(&h, &order_id);
     assert_eq!(notes["cancel_reason"], "NoInventory", "the account's default reason");
