@@ -23,15 +23,7 @@ use serde_json::{Value, json};
 use crate::support::eventually;
 
 fn version(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Shopify => "2026-07",
-        Channel::Woocommerce | Channel::Bigcommerce | Channel::Etsy => "v3",
-        Channel::Amazon => "v0",
-        Channel::Tiktok => "202309",
-        Channel::Zalando | Channel::Ebay => "v1",
-        Channel::Kaufland => "v2",
-        Channel::Otto => "v4",
-    }
+    manifold_simulator::api_version(channel)
 }
 
 /// An account of `channel` on the simulator, with every setting any channel's connector reads.

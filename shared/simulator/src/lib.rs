@@ -472,3 +472,16 @@ async fn control_get_asset(State(state): State<Arc<SimState>>, Path(name): Path<
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
 }
+
+/// An API version each simulated channel serves, as an account pins it (what the tests configure).
+pub fn api_version(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Shopify => "2026-07",
+        Channel::Woocommerce | Channel::Bigcommerce | Channel::Etsy => "v3",
+        Channel::Amazon => "v0",
+        Channel::Tiktok => "202309",
+        Channel::Zalando | Channel::Ebay => "v1",
+        Channel::Kaufland => "v2",
+        Channel::Otto => "v4",
+    }
+}

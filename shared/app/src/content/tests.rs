@@ -9,15 +9,7 @@ use manifold_domain::{Channel, config::ChannelConfig};
 use super::*;
 
 fn account(channel: Channel) -> AccountConfig {
-    let version = match channel {
-        Channel::Shopify => "2026-07",
-        Channel::Woocommerce | Channel::Bigcommerce | Channel::Etsy => "v3",
-        Channel::Amazon => "v0",
-        Channel::Tiktok => "202309",
-        Channel::Zalando | Channel::Ebay => "v1",
-        Channel::Kaufland => "v2",
-        Channel::Otto => "v4",
-    };
+    let version = manifold_simulator::api_version(channel);
     let text = format!(
         "version = 1\n[[accounts]]\nchannel = \"{channel}\"\naccount = \"content\"\napi_version = \"{version}\"\n\
          secret = \"manifold/{channel}/content\"\nendpoint = \"https://example.invalid\"\n\

@@ -12,15 +12,7 @@ use manifold_domain::{
 use manifold_simulator::{CatalogItem, SimHandle};
 
 pub fn version(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Shopify => "2026-07",
-        Channel::Woocommerce | Channel::Bigcommerce | Channel::Etsy => "v3",
-        Channel::Amazon => "v0",
-        Channel::Tiktok => "202309",
-        Channel::Zalando | Channel::Ebay => "v1",
-        Channel::Kaufland => "v2",
-        Channel::Otto => "v4",
-    }
+    manifold_simulator::api_version(channel)
 }
 
 /// The account as a configuration file would give it (parsed, so fields added later keep their defaults).
