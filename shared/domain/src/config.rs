@@ -49,6 +49,12 @@ pub struct ChannelConfig {
     /// Routing, shipping and price rules (see [`crate::rules`]).
     #[serde(default)]
     pub rules: crate::rules::Rules,
+    /// How orders are joined into customers (see [`crate::customers`]).
+    #[serde(default)]
+    pub customers: crate::customers::CustomerRules,
+    /// CRM accounts kept in step with the customers (see [`crate::customers`]).
+    #[serde(default)]
+    pub crms: Vec<crate::customers::CrmAccount>,
 }
 
 /// A SKU whose ledger position is split into `shards` positions.
@@ -561,6 +567,8 @@ impl ChannelConfig {
         }
         crate::export::validate(&self.exports)?;
         crate::webhooks::validate(&self.webhooks)?;
+        self.customers.validate()?;
+        crate::customers::validate_crms(&self.crms)?;
         for (i, a) in self.accounts.iter().enumerate() {
             if let Some(p) = &a.pricing
                 && p.from.is_some_and(|from| from != p.currency)
@@ -597,6 +605,8 @@ impl ChannelConfig {
             exports: Vec::new(),
             webhooks: Vec::new(),
             rules: crate::rules::Rules::default(),
+            customers: crate::customers::CustomerRules::default(),
+            crms: Vec::new(),
         }
     }
 
@@ -650,7 +660,7 @@ fn validate_api_version(channel: Channel, v: &str) -> Result<(), String> {
     }
 }
 
-fn validate_rate_limit(r: &RateLimit) -> Result<(), String> {
+pub(crate) fn validate_rate_limit(r: &RateLimit) -> Result<(), String> {
     let positive = |x: f64| x.is_finite() && x > 0.0;
     match *r {
         RateLimit::LeakyBucket { capacity, leak_per_second } if positive(capacity) && positive(leak_per_second) => {

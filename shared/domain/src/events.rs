@@ -196,6 +196,8 @@ impl OrderEventV1 {
             ship_by: self.ship_by,
             oversold: self.oversold,
             fulfillment: self.fulfillment,
+            customer_id: None,
+            contact_erased_at: None,
         }
     }
 }

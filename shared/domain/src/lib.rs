@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod config;
+pub mod customers;
 pub mod error;
 pub mod events;
 pub mod export;

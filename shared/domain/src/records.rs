@@ -104,6 +104,10 @@ pub struct OrderCustomer {
     pub email: Option<String>,
     pub name: Option<String>,
     pub phone: Option<String>,
+    /// The channel's own id of the buyer (Shopify's customer id, eBay's username), when it gives one;
+    /// `None` for guests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_customer_id: Option<String>,
 }
 
 /// One line of an order.
@@ -217,6 +221,14 @@ pub struct Order {
     /// when the order is first stored; kept across its later updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fulfillment: Option<crate::rules::Fulfillment>,
+    /// The [`Customer`] this order belongs to, set when the order is joined to one (see
+    /// [`crate::customers`]); kept across the order's later updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Set when the buyer asked to be forgotten: the contact data and addresses are gone, and later
+    /// updates of the order from its channel are stored without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_erased_at: Option<DateTime<Utc>>,
 }
 
 impl Order {
@@ -481,20 +493,7 @@ pub struct Return {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A buyer known to a channel. Personal data: never logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Customer {
-    /// `{channel}:{account}:{channel_customer_id}`.
-    pub id: String,
-    pub channel: Channel,
-    pub account: AccountId,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub phone: Option<String>,
-    pub default_address: Option<Address>,
-    pub updated_at: DateTime<Utc>,
-}
+pub use crate::customers::Customer;
 
 /// Any canonical record, tagged by kind: what the ingest path stores and publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

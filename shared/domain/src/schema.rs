@@ -16,7 +16,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         schema_for!(T)
     }
     vec![
-        ("order.v1", one::<Order>()),
+        ("order.v2", one::<Order>()),
         ("inventory_level.v1", one::<InventoryLevel>()),
         ("inventory_adjustment.v1", one::<InventoryAdjustment>()),
         ("product.v2", one::<Product>()),
@@ -25,7 +25,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("shipment.v1", one::<Shipment>()),
         ("refund.v1", one::<Refund>()),
         ("return.v1", one::<Return>()),
-        ("customer.v1", one::<Customer>()),
+        ("customer.v2", one::<Customer>()),
         ("record.v1", one::<Record>()),
         // The detail of OrderAccepted, OrderUpdated, OrderCancelled and OrderOversold on the bus.
         ("order_event.v1", one::<EventDetail<OrderEventV1>>()),

@@ -125,6 +125,8 @@ impl OrderDraft {
             ship_by: self.ship_by,
             oversold: None,
             fulfillment: None,
+            customer_id: None,
+            contact_erased_at: None,
         })
     }
 }
