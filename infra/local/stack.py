@@ -61,6 +61,8 @@ QUEUE_ENV = {
     "SYNC_QUEUE_URL": "SyncQueue",
     "CHANGES_QUEUE_URL": "ChangesQueue",
     "DELIVERIES_QUEUE_URL": "DeliveriesQueue",
+    "CUSTOMERS_QUEUE_URL": "CustomersQueue",
+    "CRM_QUEUE_URL": "CrmQueue",
     **{f"PUSH_QUEUE_{c.upper()}": f"Push{c}Queue" for c in CHANNELS},
 }
 

@@ -8,6 +8,7 @@ mod support;
 mod changes;
 mod config;
 mod content;
+mod customers;
 mod deadlines;
 mod emulator;
 mod exports;

@@ -1,6 +1,7 @@
-//! Webhook intake Lambda (API Gateway HTTP API): `POST /v1/webhooks/{channel}/{account}`, and eBay's
-//! endpoint validation `GET /v1/webhooks/ebay/{account}?challenge_code=...`.
-//! Wiring only: the services are `App::handle_webhook` and `App::ebay_challenge`.
+//! Webhook intake Lambda (API Gateway HTTP API): `POST /v1/webhooks/{channel}/{account}`, eBay's
+//! endpoint validation `GET /v1/webhooks/ebay/{account}?challenge_code=...`, and the CRMs' signed
+//! updates `POST /v1/crm/{crm}`.
+//! Wiring only: the services are `App::handle_webhook`, `App::ebay_challenge` and `App::crm_webhook`.
 
 use std::sync::Arc;
 
@@ -20,6 +21,11 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let params = req.path_parameters();
+    if let Some(crm) = params.first("crm") {
+        let uri = req.uri().to_string();
+        let out = app.crm_webhook(crm, &uri, req.headers(), req.body().as_ref(), chrono::Utc::now()).await;
+        return Ok(manifold_app::http::json_response(out.status, &out.message, &out.trace_id)?);
+    }
     // The eBay validation route (`GET /v1/webhooks/ebay/{account}`) names its channel in the path, not
     // in a `{channel}` parameter.
     let channel = params

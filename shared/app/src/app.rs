@@ -68,6 +68,11 @@ pub struct Settings {
     /// The FIFO queue of outbound webhook deliveries (`DELIVERIES_QUEUE_URL`; set on the functions that
     /// queue or send them).
     pub deliveries_queue_url: Option<String>,
+    /// The queue of CRM jobs (`CRM_QUEUE_URL`; set on the functions that queue or send them).
+    pub crm_queue_url: Option<String>,
+    /// The customers function's queue (`CUSTOMERS_QUEUE_URL`; set on the webhook function, which
+    /// hands it verified CRM updates).
+    pub customers_queue_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -82,6 +87,8 @@ impl Default for Settings {
             sync_queue_url: None,
             export_bucket: None,
             deliveries_queue_url: None,
+            crm_queue_url: None,
+            customers_queue_url: None,
         }
     }
 }
@@ -95,6 +102,8 @@ impl Settings {
         s.sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok().filter(|v| !v.is_empty());
         s.export_bucket = std::env::var("EXPORT_BUCKET").ok().filter(|v| !v.is_empty());
         s.deliveries_queue_url = std::env::var("DELIVERIES_QUEUE_URL").ok().filter(|v| !v.is_empty());
+        s.crm_queue_url = std::env::var("CRM_QUEUE_URL").ok().filter(|v| !v.is_empty());
+        s.customers_queue_url = std::env::var("CUSTOMERS_QUEUE_URL").ok().filter(|v| !v.is_empty());
         s.emulator_safe_ledger = std::env::var("MANIFOLD_LOCAL_EMULATOR").is_ok_and(|v| v == "1");
         match Retention::from_lookup(|k| std::env::var(k).ok()) {
             Ok(retention) => s.quarantine_retention = retention,
@@ -151,6 +160,8 @@ pub struct App {
     pub prices: Port<Arc<dyn manifold_aws::prices::PriceBook>>,
     /// Product content and what each account was last given (RecordsTable, see `crate::content`).
     pub content: Port<Arc<dyn manifold_aws::content::ContentBook>>,
+    /// Customers, their identity claims and what each CRM took (RecordsTable, see `crate::customers`).
+    pub customers: Port<Arc<dyn manifold_aws::customers::CustomerStore>>,
     /// The inventory ledger (LedgerTable).
     pub ledger: Port<Arc<DynamoLedger>>,
     /// Coalescing state of the availability fan-out (StateTable).
@@ -167,6 +178,8 @@ pub struct App {
     pub sqs: Port<aws_sdk_sqs::Client>,
     pub http: Port<reqwest::Client>,
     connectors: Arc<RwLock<ConnectorCache>>,
+    /// CRM connectors by CRM account, built on first use (see `crate::crm`).
+    pub(crate) crm_connectors: Arc<RwLock<HashMap<String, Arc<dyn manifold_connectors::crm::CrmConnector>>>>,
     /// The rules of the configuration last asked for, compiled once per configuration.
     pub(crate) rule_book: crate::rules::RuleBookCache,
     /// eBay application tokens (client credentials) for the notification key lookups, per account.
@@ -309,6 +322,13 @@ impl App {
                     Arc::new(manifold_aws::content::DynamoContentBook::new(ddb.get().clone(), &table))
                 }
             }),
+            customers: ports.lazy("customers", {
+                let (ddb, table) = (ddb.clone(), env.records_table.clone());
+                move || -> Arc<dyn manifold_aws::customers::CustomerStore> {
+                    let store = manifold_aws::customers::DynamoCustomers::new(ddb.get().clone(), &table);
+                    Arc::new(store.emulator_safe(emulator_safe))
+                }
+            }),
             ledger: ports.lazy("ledger", {
                 let (ddb, table) = (ddb.clone(), env.ledger_table.clone());
                 // Hot SKUs as configured when the function started (shard counts only grow, and the
@@ -346,6 +366,7 @@ impl App {
             settings,
             ports,
             connectors: Arc::default(),
+            crm_connectors: Arc::default(),
             rule_book: crate::rules::RuleBookCache::default(),
             ebay_key_tokens: Arc::default(),
         })

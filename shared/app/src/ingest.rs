@@ -421,7 +421,7 @@ mod tests {
             currency: "EUR".parse().unwrap(),
             lines: Vec::new(),
             totals: manifold_domain::Totals { subtotal: zero, shipping: zero, tax: zero, discount: zero, total: zero },
-            customer: manifold_domain::OrderCustomer { email: None, name: None, phone: None },
+            customer: manifold_domain::OrderCustomer::default(),
             shipping_address: None,
             billing_address: None,
             source_version: 1,
@@ -429,6 +429,8 @@ mod tests {
             ship_by: None,
             oversold: None,
             fulfillment: None,
+            customer_id: None,
+            contact_erased_at: None,
         }
     }
 

@@ -10,6 +10,8 @@ pub mod app;
 pub mod changes;
 pub mod config;
 pub mod content;
+pub mod crm;
+pub mod customers;
 pub mod envelope;
 pub mod export;
 pub mod http;

@@ -68,7 +68,7 @@ pub struct TierReport {
 }
 
 impl App {
-    /// Runs one sync tier (`stock`, `reconcile`, `listings`, `prices`, `images`).
+    /// Runs one sync tier (`stock`, `reconcile`, `listings`, `prices`, `images`, `crm`).
     pub async fn run_tier(&self, tier: &str, now: DateTime<Utc>) -> Result<TierReport, Failure> {
         let mut report = TierReport { tier: tier.to_owned(), ..TierReport::default() };
         match tier {
@@ -80,6 +80,17 @@ impl App {
             "listings" => self.sync_every_listing(&mut report).await,
             "prices" => self.price_every_account(&mut report, now).await?,
             "images" => self.content_every_account(&mut report).await?,
+            "crm" => {
+                for run in self.run_crm_syncs(now, true).await? {
+                    report.positions += run.examined;
+                    report.push_jobs += run.jobs;
+                    if run.without_email > 0 {
+                        let note =
+                            format!("{}: {} customer(s) without an email to upsert by", run.crm, run.without_email);
+                        report.note = Some(report.note.take().map_or(note.clone(), |n| format!("{n}; {note}")));
+                    }
+                }
+            }
             other => return Err(Failure::permanent("scheduler", format!("unknown tier {other:?}"))),
         }
         info!(
@@ -367,6 +378,12 @@ impl App {
             Ok(runs) if runs.iter().any(|r| r.file.is_some()) => info!(?runs, "exports written"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "exports failed: the next tick retries"),
+        }
+        // And the CRM runs that are due (`crate::crm`): one marker read per CRM account when none is.
+        match self.run_crm_syncs(now, false).await {
+            Ok(runs) if runs.iter().any(|r| r.skipped.is_none()) => info!(?runs, "CRM runs queued"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "CRM runs failed: the next tick retries"),
         }
         encode(serde_json::to_value(tick?))
     }

@@ -41,7 +41,7 @@ pub struct WebhookResponse {
 }
 
 impl WebhookResponse {
-    fn new(status: u16, message: impl Into<String>, trace_id: &str) -> Self {
+    pub(crate) fn new(status: u16, message: impl Into<String>, trace_id: &str) -> Self {
         Self { status, message: message.into(), trace_id: trace_id.to_owned() }
     }
 }

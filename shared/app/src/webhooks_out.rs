@@ -415,7 +415,7 @@ impl App {
 }
 
 /// A jitter in `[0, 1)` that differs per delivery and attempt without a random source.
-fn rand_jitter(webhook_id: &str, attempt: u32) -> f64 {
+pub(crate) fn rand_jitter(webhook_id: &str, attempt: u32) -> f64 {
     let h = sha2::Sha256::digest(format!("{webhook_id}#{attempt}").as_bytes());
     f64::from(h[0]) / 256.0
 }

@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod changes;
 pub mod config_store;
 pub mod content;
+pub mod customers;
 pub mod env;
 pub mod error;
 pub mod events;

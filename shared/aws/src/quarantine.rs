@@ -127,6 +127,8 @@ pub trait Quarantine: Send + Sync {
     /// Items (oldest first) with their expiry; replayed ones only when asked.
     async fn list_stored(&self, include_replayed: bool) -> Result<Vec<StoredPayload>, StoreError>;
     async fn mark_replayed(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Removes an item before its retention runs out (a person asked to be forgotten).
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
     async fn get(&self, id: &str) -> Result<Option<QuarantinedPayload>, StoreError> {
         Ok(self.get_stored(id).await?.map(|s| s.payload))
@@ -267,6 +269,19 @@ impl Quarantine for DynamoQuarantine {
             .map_err(|e| StoreError::service("dynamodb", "UpdateItem", e))?;
         Ok(())
     }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let (pk, sk) = Self::key(id);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("dynamodb", "DeleteItem", e))?;
+        Ok(())
+    }
 }
 
 /// In-memory implementation for unit tests, with the same retention rule as the table.
@@ -314,6 +329,11 @@ impl Quarantine for MemoryQuarantine {
         if let Some(q) = self.items().iter_mut().find(|q| q.payload.id == id) {
             q.payload.replayed_at = Some(at);
         }
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.items().retain(|q| q.payload.id != id);
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::{
     types::{AttributeValue, Put, TransactWriteItem},
 };
 use chrono::{DateTime, Utc};
-use manifold_domain::{Order, OrderId, Oversell, Record, events::EventKind, rules::Release};
+use manifold_domain::{Order, OrderCustomer, OrderId, Oversell, Record, events::EventKind, rules::Release};
 
 use crate::StoreError;
 
@@ -86,6 +86,11 @@ pub trait RecordStore: Send + Sync {
     /// Releases the order's hold for review. `true` when this call released it; `false` when the
     /// stored order is held by nothing or was released before.
     async fn release_hold(&self, id: &OrderId, release: &Release) -> Result<bool, StoreError>;
+    /// Points the stored order to its customer. False when no such order is stored.
+    async fn link_customer(&self, id: &OrderId, customer_id: &str) -> Result<bool, StoreError>;
+    /// Erases the buyer's contact data and addresses from the stored order (a tombstone keeps the
+    /// business facts); later writes of the order keep them erased. False when no such order is stored.
+    async fn erase_contact(&self, id: &OrderId, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Stores a non-order record (product, shipment, refund, inventory level...) with its ingest key
     /// and its outbox `events`. Returns false when the ingest key was already applied.
     async fn put_record(
@@ -118,7 +123,7 @@ pub struct DynamoRecords {
 }
 
 /// Serialises record writes of this process against an emulator.
-static EMULATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static EMULATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl DynamoRecords {
     pub fn new(client: Client, table: impl Into<String>, idempotency_table: impl Into<String>) -> Self {
@@ -268,7 +273,7 @@ impl RecordStore for DynamoRecords {
             to_store.oversold = previous.as_ref().and_then(|p| p.oversold.clone());
         }
         if let Some(p) = &previous {
-            to_store.fulfillment.clone_from(&p.fulfillment);
+            keep_from_previous(&mut to_store, p);
         }
         let mut item = Self::record_item(pk.clone(), "order", &to_store, trace_id, now)?;
         item.insert("source_version".into(), AttributeValue::N(order.source_version.to_string()));
@@ -278,16 +283,22 @@ impl RecordStore for DynamoRecords {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR source_version < :v")
             .expression_attribute_values(":v", AttributeValue::N(order.source_version.to_string()));
-        let unreleased =
-            previous.as_ref().and_then(|p| p.fulfillment.as_ref()?.hold.as_ref()).is_some_and(|h| h.released.is_none());
-        if unreleased {
-            // A release written between our read and this write must not be overwritten by the hold we read.
-            put = put
-                .condition_expression("source_version < :v AND attribute_not_exists(#r.#f.#h.#x)")
-                .expression_attribute_names("#r", "record")
-                .expression_attribute_names("#f", "fulfillment")
-                .expression_attribute_names("#h", "hold")
-                .expression_attribute_names("#x", "released");
+        if let Some(p) = &previous {
+            let mut condition = String::from("source_version < :v");
+            if p.fulfillment.as_ref().and_then(|f| f.hold.as_ref()).is_some_and(|h| h.released.is_none()) {
+                // A release written between our read and this write must not be overwritten by the hold we read.
+                condition.push_str(" AND attribute_not_exists(#r.#f.#h.#x)");
+                put = put
+                    .expression_attribute_names("#f", "fulfillment")
+                    .expression_attribute_names("#h", "hold")
+                    .expression_attribute_names("#x", "released");
+            }
+            if p.contact_erased_at.is_none() {
+                // Nor an erasure by the contact data we read.
+                condition.push_str(" AND attribute_not_exists(#r.#e)");
+                put = put.expression_attribute_names("#e", "contact_erased_at");
+            }
+            put = put.condition_expression(condition).expression_attribute_names("#r", "record");
         }
         let put = put.build().map_err(|e| StoreError::Invalid { what: "order", reason: e.to_string() })?;
         let write = match previous {
@@ -392,6 +403,57 @@ impl RecordStore for DynamoRecords {
             .send()
             .await;
         match released {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
+        }
+    }
+
+    async fn link_customer(&self, id: &OrderId, customer_id: &str) -> Result<bool, StoreError> {
+        let _guard = self.emulator_guard().await;
+        let linked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(Self::order_pk(id)))
+            .key("sk", AttributeValue::S("CURRENT".into()))
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_names("#c", "customer_id")
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET #r.#c = :c")
+            .expression_attribute_values(":c", AttributeValue::S(customer_id.to_owned()))
+            .send()
+            .await;
+        match linked {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
+        }
+    }
+
+    async fn erase_contact(&self, id: &OrderId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _guard = self.emulator_guard().await;
+        let tombstone = serde_dynamo::to_attribute_value(OrderCustomer::default())
+            .map_err(|e| StoreError::Invalid { what: "order customer", reason: e.to_string() })?;
+        let erased = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(Self::order_pk(id)))
+            .key("sk", AttributeValue::S("CURRENT".into()))
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_names("#c", "customer")
+            .expression_attribute_names("#s", "shipping_address")
+            .expression_attribute_names("#b", "billing_address")
+            .expression_attribute_names("#e", "contact_erased_at")
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET #r.#c = :c, #r.#s = :null, #r.#b = :null, #r.#e = :at")
+            .expression_attribute_values(":c", tombstone)
+            .expression_attribute_values(":null", AttributeValue::Null(true))
+            .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()))
+            .send()
+            .await;
+        match erased {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
             Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
@@ -531,6 +593,27 @@ impl RecordStore for DynamoRecords {
 }
 
 /// The kind name and id under which a non-order record is stored.
+/// What a replaced order keeps of the stored one: the routing decided when it was first stored, its
+/// customer, and an erasure of its buyer's contact data (a channel re-sending the order brings the
+/// contact data back; it is dropped again).
+fn keep_from_previous(order: &mut Order, previous: &Order) {
+    order.fulfillment.clone_from(&previous.fulfillment);
+    if order.customer_id.is_none() {
+        order.customer_id.clone_from(&previous.customer_id);
+    }
+    if let Some(at) = previous.contact_erased_at {
+        erase(order, at);
+    }
+}
+
+/// The order without its buyer's contact data and addresses.
+pub fn erase(order: &mut Order, at: DateTime<Utc>) {
+    order.customer = OrderCustomer::default();
+    order.shipping_address = None;
+    order.billing_address = None;
+    order.contact_erased_at = Some(at);
+}
+
 pub fn record_key(record: &Record) -> (&'static str, String) {
     match record {
         Record::Order(o) => ("order", o.id.to_string()),
@@ -603,7 +686,7 @@ impl RecordStore for MemoryRecords {
         let outbox = events(&write)?;
         let mut to_store = order.clone();
         if let OrderWrite::Updated { previous } = &write {
-            to_store.fulfillment.clone_from(&previous.fulfillment);
+            keep_from_previous(&mut to_store, previous);
         }
         inner.orders.insert(order.id.clone(), to_store);
         inner.applied.insert(ingest_key.to_owned(), outbox);
@@ -634,6 +717,20 @@ impl RecordStore for MemoryRecords {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn link_customer(&self, id: &OrderId, customer_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(o) = inner.orders.get_mut(id) else { return Ok(false) };
+        o.customer_id = Some(customer_id.to_owned());
+        Ok(true)
+    }
+
+    async fn erase_contact(&self, id: &OrderId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(o) = inner.orders.get_mut(id) else { return Ok(false) };
+        erase(o, at);
+        Ok(true)
     }
 
     async fn put_record(

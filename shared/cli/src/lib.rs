@@ -56,6 +56,9 @@ pub enum Command {
     /// Outbound webhook deliveries: recent attempts per subscription, and replay of a window.
     #[command(subcommand)]
     Webhooks(commands::webhooks::WebhooksCommand),
+    /// One person across channels and CRMs: show, merge, split, forget, audit.
+    #[command(subcommand)]
+    Customers(commands::customers::CustomersCommand),
     /// A SKU's product content and what each channel account was last given of it.
     #[command(subcommand)]
     Products(commands::products::ProductsCommand),
@@ -94,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Webhooks(cmd) => commands::webhooks::run(cmd, json).await,
         Command::Listings(cmd) => commands::listings::run(cmd, json).await,
         Command::Products(cmd) => commands::products::run(cmd, json).await,
+        Command::Customers(cmd) => commands::customers::run(cmd, json).await,
         Command::Stock(args) => output::print(&commands::stock::run(&args).await?, json),
         Command::Sync(args) => commands::sync::run(args, json).await,
         Command::Usage(args) => output::print(&commands::usage::run(&args).await?, json),

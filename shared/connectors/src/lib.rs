@@ -8,6 +8,7 @@ pub mod channels;
 pub mod client;
 pub mod content;
 pub mod credentials;
+pub mod crm;
 pub mod error;
 pub mod guarded;
 pub mod ratelimit;
@@ -22,4 +23,5 @@ pub use client::{
     build_writing_back, http_client,
 };
 pub use credentials::Credentials;
+pub use crm::{CrmConnector, CrmContact, CrmCredentials, Forgotten, Upserted};
 pub use error::{ConnectorError, FailureClass};

@@ -266,6 +266,9 @@ pub struct Customer {
     /// Merges, splits and erasures, oldest first.
     #[serde(default)]
     pub history: Vec<CustomerChange>,
+    /// Customers an operator split from this one: never joined to it again automatically.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_apart: Vec<String>,
     /// Set when merged into another customer: this id redirects there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
@@ -442,9 +445,9 @@ impl CrmAccount {
                 CustomerField::OrderCount => Some(customer.order_count.to_string()),
                 CustomerField::FirstOrderDate => date(customer.first_order_at),
                 CustomerField::LastOrderDate => date(customer.last_order_at),
-                CustomerField::Totals => Some(
-                    customer.totals.iter().map(|(c, a)| format!("{c} {a}")).collect::<Vec<_>>().join("; "),
-                ),
+                CustomerField::Totals => {
+                    Some(customer.totals.iter().map(|(c, a)| format!("{c} {a}")).collect::<Vec<_>>().join("; "))
+                }
             };
             if let Some(v) = value {
                 out.insert(property.clone(), v);
@@ -473,7 +476,10 @@ pub(crate) fn validate_crms(crms: &[CrmAccount]) -> Result<(), (String, String)>
         }
         let loopback = c.endpoint.starts_with("http://127.") || c.endpoint.starts_with("http://localhost");
         if !(c.endpoint.starts_with("https://") || loopback) || c.endpoint.contains(char::is_whitespace) {
-            return Err((at("endpoint"), format!("{:?} must be an https URL (plain http only on loopback)", c.endpoint)));
+            return Err((
+                at("endpoint"),
+                format!("{:?} must be an https URL (plain http only on loopback)", c.endpoint),
+            ));
         }
         if c.secret.trim().is_empty() || c.secret.contains(char::is_whitespace) {
             return Err((at("secret"), "must be a Secrets Manager secret name".into()));

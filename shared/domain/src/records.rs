@@ -506,7 +506,7 @@ pub enum Record {
     Shipment(Shipment),
     Refund(Refund),
     Return(Return),
-    Customer(Customer),
+    Customer(Box<Customer>),
 }
 
 #[cfg(test)]

@@ -219,6 +219,12 @@ pub(crate) fn full_name(first: Option<String>, last: Option<String>) -> Option<S
     }
 }
 
+/// The channel's own id of the buyer (`OrderCustomer::channel_customer_id`), sent as text or as an
+/// integer. Absent, blank or `0` is none: `0` is how WooCommerce and BigCommerce mark a guest checkout.
+pub(crate) fn customer_id(node: &Node<'_>) -> Result<Option<String>, NormalizeError> {
+    Ok(node.opt_text()?.filter(|id| id != "0"))
+}
+
 /// A channel's status vocabulary mapped onto a closed canonical set ([`OrderStatus`],
 /// `ReturnState`), case-insensitively.
 pub(crate) fn map_status<S: Copy>(table: &[(&str, S)], node: &Node<'_>) -> Result<S, NormalizeError> {

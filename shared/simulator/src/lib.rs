@@ -20,11 +20,15 @@
 //!   connectors that fetch an image and upload it to the channel (Etsy, TikTok Shop).
 //!
 //! Token endpoints (LWA, eBay, Etsy, TikTok, Zalando, OTTO) issue access tokens that expire; see `tokens`.
+//!
+//! HubSpot's CRM contacts API lives under `/hubspot` (`SimHandle::hubspot_url`), with its own
+//! control endpoints under `/_sim/hubspot/`; see `hubspot`.
 
 // Handlers answer early with a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
 mod channels;
+pub mod hubspot;
 pub mod limits;
 pub mod state;
 pub mod tokens;
@@ -49,6 +53,7 @@ use manifold_domain::Channel;
 use serde_json::{Value, json};
 
 pub use channels::kaufland::KEYS as KAUFLAND_KEYS;
+pub use hubspot::{HubspotConfig, HubspotRequest, SimContact};
 pub use limits::SimLimit;
 use limits::{SimLimiter, Verdict};
 pub use state::{CatalogItem, FaultKind, FaultSpec, SimContent, SimImage, Snapshot, Write};
@@ -65,6 +70,8 @@ pub struct SimConfig {
     pub addr: SocketAddr,
     /// Access token lifetimes, and whether tokens the simulator did not issue are refused.
     pub tokens: TokenPolicy,
+    /// The simulated HubSpot account: its token and rate limit.
+    pub hubspot: HubspotConfig,
 }
 
 impl Default for SimConfig {
@@ -78,6 +85,7 @@ impl Default for SimConfig {
             timeout_delay: Duration::from_secs(30),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tokens: TokenPolicy::default(),
+            hubspot: HubspotConfig::default(),
         }
     }
 }
@@ -112,6 +120,7 @@ pub struct Simulator;
 pub struct SimHandle {
     addr: SocketAddr,
     state: Arc<SimState>,
+    hubspot: Arc<hubspot::Hubspot>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -131,7 +140,8 @@ impl Simulator {
             base_url: Mutex::new(format!("http://{addr}")),
             tokens: config.tokens,
         });
-        let app = router(state.clone());
+        let hubspot = Arc::new(hubspot::Hubspot::new(&config.hubspot));
+        let app = router(state.clone(), hubspot.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -141,7 +151,7 @@ impl Simulator {
                 tracing::error!(error = %e, "simulator stopped");
             }
         });
-        Ok(SimHandle { addr, state, shutdown: Some(tx), task: Some(task) })
+        Ok(SimHandle { addr, state, hubspot, shutdown: Some(tx), task: Some(task) })
     }
 }
 
@@ -158,6 +168,21 @@ impl SimHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The base URL to configure as a HubSpot CRM account's `endpoint`.
+    pub fn hubspot_url(&self) -> String {
+        format!("http://{}/hubspot", self.addr)
+    }
+
+    /// The simulated HubSpot account's contacts, by id.
+    pub fn hubspot_contacts(&self) -> Vec<SimContact> {
+        self.hubspot.contacts()
+    }
+
+    /// The HubSpot API requests that reached their endpoint, in order.
+    pub fn hubspot_requests(&self) -> Vec<HubspotRequest> {
+        self.hubspot.requests()
     }
 
     /// The channel's token endpoint (an account's `token_endpoint` setting), `None` for channels
@@ -260,7 +285,7 @@ impl Drop for SimHandle {
     }
 }
 
-fn router(state: Arc<SimState>) -> Router {
+fn router(state: Arc<SimState>, hubspot: Arc<hubspot::Hubspot>) -> Router {
     let mut app = Router::new()
         .route("/_sim/state", get(control_state))
         .route("/_sim/orders/{channel}", post(control_seed_order))
@@ -275,7 +300,7 @@ fn router(state: Arc<SimState>) -> Router {
             .merge(tokens::routes(channel));
         app = app.nest(&format!("/{channel}"), routes);
     }
-    app.with_state(state)
+    app.merge(hubspot::router(hubspot)).with_state(state)
 }
 
 /// Shared state plus the channel a nested router serves.

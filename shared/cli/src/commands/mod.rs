@@ -3,6 +3,7 @@
 
 pub mod channels;
 pub mod config;
+pub mod customers;
 pub mod dlq;
 pub mod listings;
 pub mod normalize;

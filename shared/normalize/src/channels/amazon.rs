@@ -299,6 +299,8 @@ fn order_v0(o: &Node<'_>, items: &Node<'_>, ctx: &Context<'_>) -> Result<Order, 
             email: text_of(buyer.field("BuyerEmail"), o.field("BuyerEmail"))?,
             name: text_of(buyer.field("BuyerName"), o.field("BuyerName"))?,
             phone: o.at("ShippingAddress.Phone").opt_text()?,
+            // Amazon gives sellers no id of the buyer (`BuyerEmail` is an anonymized relay address).
+            channel_customer_id: None,
         },
         shipping_address,
         billing_address: None,
@@ -372,6 +374,8 @@ fn order_2026(o: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> 
             email: o.at("buyer.buyerEmail").opt_text()?,
             name: o.at("buyer.buyerName").opt_text()?,
             phone: address.field("phone").opt_text()?,
+            // Amazon gives sellers no id of the buyer (`buyerEmail` is an anonymized relay address).
+            channel_customer_id: None,
         },
         shipping_address: V2026_ADDRESS.read(&address)?,
         billing_address: None,

@@ -162,6 +162,8 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             email: billing.field("email").opt_text()?,
             name: billing_address.as_ref().and_then(|a| a.name.clone()),
             phone: billing.field("phone").opt_text()?,
+            // `customer_id` is 0 for a guest.
+            channel_customer_id: build::customer_id(&o.field("customer_id"))?,
         },
         shipping_address,
         billing_address,

@@ -247,6 +247,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             email: first_some(registration.field("email"), ship_to.field("email"))?,
             name: first_some(registration.field("fullName"), ship_to.field("fullName"))?,
             phone: first_some(registration.at("primaryPhone.phoneNumber"), ship_to.at("primaryPhone.phoneNumber"))?,
+            channel_customer_id: doc.at("buyer.username").opt_text()?,
         },
         shipping_address,
         billing_address: None,

@@ -161,6 +161,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             email: doc.field("buyer_email").opt_text()?,
             name: shipping_address.as_ref().and_then(|a| a.name.clone()),
             phone: None,
+            channel_customer_id: build::customer_id(&doc.field("buyer_user_id"))?,
         },
         shipping_address,
         billing_address: None,

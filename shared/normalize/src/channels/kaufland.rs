@@ -232,6 +232,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<(Order, Vec<ReturnedUnit>)
             email: data.at("buyer.email").opt_text()?,
             name: billing_address.as_ref().and_then(|a| a.name.clone()),
             phone,
+            channel_customer_id: build::customer_id(&data.at("buyer.id_buyer"))?,
         },
         shipping_address,
         billing_address,

@@ -315,6 +315,8 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<(Order, Vec<ReturnedUnit>)
             email: delivery.field("email").opt_text()?,
             name: shipping_address.as_ref().or(billing_address.as_ref()).and_then(|a| a.name.clone()),
             phone: delivery.field("phoneNumber").opt_text()?,
+            // A PartnerOrder names no buyer: no customer id or number.
+            channel_customer_id: None,
         },
         shipping_address,
         billing_address,

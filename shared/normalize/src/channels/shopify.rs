@@ -218,7 +218,13 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<manifold_domain::Order, No
         currency,
         lines,
         totals,
-        customer: OrderCustomer { email, name: customer_name, phone },
+        customer: OrderCustomer {
+            email,
+            name: customer_name,
+            phone,
+            // `customer` is null on a guest checkout.
+            channel_customer_id: build::customer_id(&customer_node.field("id"))?,
+        },
         shipping_address: ADDRESS.read(&doc.field("shipping_address"))?,
         billing_address,
         ship_by: None,

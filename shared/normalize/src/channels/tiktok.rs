@@ -2,7 +2,8 @@
 //!
 //! Input: one order object from Get Order Detail 202309 (`data.orders[0]`): `id`, `status`,
 //! `create_time`/`update_time` (unix seconds), `payment {currency, sub_total, shipping_fee, tax,
-//! total_amount, seller_discount, platform_discount}`, `recipient_address`, `buyer_email`, `line_items[]`.
+//! total_amount, seller_discount, platform_discount}`, `recipient_address`, `buyer_email`, `user_id`
+//! (the buyer's id), `line_items[]`.
 //!
 //! Trap: every line item is ONE unit (no quantity field). Units with the same `seller_sku` (and
 //! `sku_id`) at the same `sale_price` are aggregated into one canonical line whose quantity is the unit
@@ -267,6 +268,7 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<Order, NormalizeError> {
             email: doc.field("buyer_email").opt_text()?,
             name: shipping_address.as_ref().and_then(|a| a.name.clone()),
             phone: address.field("phone_number").opt_text()?,
+            channel_customer_id: build::customer_id(&doc.field("user_id"))?,
         },
         shipping_address,
         billing_address: None,

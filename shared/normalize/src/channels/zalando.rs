@@ -219,6 +219,8 @@ fn order(doc: &Node<'_>, ctx: &Context<'_>) -> Result<(Order, Vec<ReturnedUnit>)
             email: attrs.field("customer_email").opt_text()?,
             name: billing_address.as_ref().and_then(|a| a.name.clone()),
             phone: None,
+            // The order's attributes name no buyer (no customer id or number).
+            channel_customer_id: None,
         },
         shipping_address: ADDRESS.read(&attrs.field("shipping_address"))?,
         billing_address,

@@ -33,6 +33,7 @@ fn shopify_full_rest_order_maps_skus_and_reads_shop_money() {
     assert_totals(&order, ["597.00", "0.00", "11.94", "10.00", "598.94"]);
     assert_eq!(order.customer.email.as_deref(), Some("bob.norman@mail.example.com"));
     assert_eq!(order.customer.name.as_deref(), Some("Bob Norman"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("207119551"), "customer.id, as text");
     assert_eq!(country(&order), Some("US"));
     assert_eq!(order.source_version, at("2008-01-10T16:00:00Z").timestamp_millis());
     assert_eq!(
@@ -60,6 +61,7 @@ fn shopify_webhook_body_is_the_unwrapped_object_and_gives_the_same_order() {
     assert_totals(&a, ["199.00", "0.00", "0.00", "17.91", "181.09"]);
     assert_eq!(a.customer.email.as_deref(), Some("jane@example.com"));
     assert_eq!(a.customer.phone.as_deref(), Some("+18885551234"));
+    assert_eq!(a.customer.channel_customer_id.as_deref(), Some("1073339475"));
     assert_eq!(country(&a), Some("CA"));
 }
 
@@ -81,6 +83,7 @@ fn shopify_null_sku_line_is_kept_without_sku_and_flagged() {
     assert!(order.quantities_by_sku().is_empty(), "a line without SKU reserves nothing");
     assert_totals(&order, ["224.97", "0.00", "13.50", "0.00", "238.47"]);
     assert_eq!(order.customer.email, None, "empty email is absent, not \"\"");
+    assert_eq!(order.customer.channel_customer_id, None, "customer: null is a guest checkout");
     assert_eq!(order.shipping_address, None);
 }
 
@@ -117,6 +120,7 @@ fn shopify_legacy_order_without_set_fields_normalizes() {
     assert_eq!(order.lines[0].discount, money("0", "USD"), "null total_discount is zero");
     assert_totals(&order, ["398.00", "0.00", "11.94", "0.00", "409.94"]);
     assert_eq!(order.customer.email.as_deref(), Some("bob.norman@hostmail.com"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("207119551"));
     assert_eq!(country(&order), Some("US"));
 }
 
@@ -136,6 +140,7 @@ fn woocommerce_order_727_uses_gmt_dates_and_number_prices() {
     assert_totals(&order, ["18.00", "10.00", "1.35", "0.00", "29.35"]);
     assert_eq!(order.customer.email.as_deref(), Some("john.doe@example.com"));
     assert_eq!(order.customer.name.as_deref(), Some("John Doe"));
+    assert_eq!(order.customer.channel_customer_id, None, "customer_id 0 is a guest");
     assert_eq!(country(&order), Some("US"));
     // date_created is 16:28:02 local; date_created_gmt 19:28:02 is the instant.
     assert_eq!(order.created_at, at("2017-03-22T19:28:02Z"));
@@ -153,6 +158,7 @@ fn woocommerce_orders_list_normalizes_each_order() {
         .map(|o| normalize_order(Channel::Woocommerce, o, &ctx(&acct)).unwrap())
         .collect();
     assert_eq!(orders[0].id.as_str(), "woocommerce:woo-main:727");
+    assert_eq!(orders[0].customer.channel_customer_id, None, "customer_id 0 is a guest");
     let second = &orders[1];
     assert_eq!(second.id.as_str(), "woocommerce:woo-main:723");
     assert_eq!(second.status, OrderStatus::Fulfilled);
@@ -160,6 +166,7 @@ fn woocommerce_orders_list_normalizes_each_order() {
     assert_line(&second.lines[1], None, false, 1, "20.00", "USD");
     assert_eq!(second.totals.total, money("39.00", "USD"));
     assert_eq!(second.customer.email.as_deref(), Some("joao.silva@example.com"));
+    assert_eq!(second.customer.channel_customer_id.as_deref(), Some("26"));
     assert_eq!(country(second), Some("BR"));
 }
 
@@ -199,10 +206,16 @@ fn bigcommerce_combined_order_rounds_four_decimals_and_reads_rfc2822() {
     // "62.6793" -> 62.68
     assert_totals(&order, ["62.68", "11.09", "5.31", "5.00", "69.84"]);
     assert_eq!(order.customer.email.as_deref(), Some("janedoe@example.com"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("11"));
     assert_eq!(country(&order), Some("US"));
     assert_eq!(order.shipping_address.as_ref().unwrap().city.as_deref(), Some("San Antonio"));
     assert_eq!(order.created_at, at("2019-03-05T21:40:11Z"));
     assert_eq!(order.source_version, at("2019-03-11T15:17:25Z").timestamp_millis());
+
+    let mut guest = bigcommerce_218();
+    guest["order"]["customer_id"] = json!(0);
+    let order = normalize_order(Channel::Bigcommerce, &guest, &ctx(&acct)).unwrap();
+    assert_eq!(order.customer.channel_customer_id, None, "customer_id 0 is a guest");
 }
 
 fn amazon_v0(order: &serde_json::Value, items: &serde_json::Value) -> serde_json::Value {
@@ -224,6 +237,7 @@ fn amazon_v0_sandbox_pair_is_consistent() {
     assert_eq!(order.lines[0].tax, money("1.01", "USD"));
     assert_totals(&order, ["10.00", "0.00", "1.01", "0.00", "11.01"]);
     assert_eq!(order.customer.email, None);
+    assert_eq!(order.customer.channel_customer_id, None, "Amazon gives no buyer id");
     assert_eq!(country(&order), None);
 }
 
@@ -244,6 +258,7 @@ fn amazon_v0_docs_examples_combine_and_item_price_is_a_line_total() {
     assert_totals(&order, ["44", "1", "0", "0", "45"]);
     assert_eq!(order.customer.email.as_deref(), Some("user@example.com"));
     assert_eq!(order.customer.name.as_deref(), Some("John Doe"));
+    assert_eq!(order.customer.channel_customer_id, None, "Amazon gives no buyer id");
     assert_eq!(country(&order), Some("US"));
     assert_eq!(order.ship_by, Some(at("2017-01-25T19:49:35Z")), "LatestShipDate is the channel's deadline");
 }
@@ -276,6 +291,7 @@ fn amazon_2026_order_is_detected_by_shape_wrapped_or_bare() {
     assert_eq!(order.lines[0].tax, money("4.00", "GBP"));
     assert_totals(&order, ["89.97", "10.00", "4.00", "0.00", "103.97"]);
     assert_eq!(order.customer.email.as_deref(), Some("buyer-email@marketplace.amazon.co.uk"));
+    assert_eq!(order.customer.channel_customer_id, None, "Amazon gives no buyer id");
     assert_eq!(country(&order), Some("GB"));
     assert_eq!(order.source_version, at("2024-12-25T16:30:00Z").timestamp_millis());
     assert_eq!(order.ship_by, Some(at("2024-12-26T23:59:59Z")), "the end of the ship-by window");
@@ -293,6 +309,7 @@ fn etsy_receipt_reads_minor_units() {
     assert_line(&order.lines[1], None, false, 1, "10.00", "USD");
     assert_totals(&order, ["49.98", "4.99", "3.50", "5.00", "53.47"]);
     assert_eq!(order.customer.email.as_deref(), Some("buyer@example.com"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("22222222"), "buyer_user_id");
     assert_eq!(country(&order), Some("US"));
     assert_eq!(order.source_version, 1_717_434_000_000);
 }
@@ -313,6 +330,7 @@ fn tiktok_units_of_one_sku_aggregate_into_quantity() {
     assert_eq!(order.lines[1].discount, money("1.00", "GBP"));
     assert_totals(&order, ["35.97", "2.99", "0.00", "1.00", "38.96"]);
     assert_eq!(order.customer.email.as_deref(), Some("v2buyer@scs.tiktokw.example"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("7021436810468230477"), "user_id");
     assert_eq!(country(&order), Some("GB"));
     assert_eq!(order.shipping_address.as_ref().unwrap().city.as_deref(), Some("London"));
 }
@@ -342,6 +360,7 @@ fn zalando_float_prices_and_one_unit_order_lines() {
     assert_line(&order.lines[1], Some("4006381333948"), false, 1, "29.95", "EUR");
     assert_totals(&order, ["89.85", "0.00", "0.00", "0.00", "89.85"]);
     assert_eq!(order.customer.email, None);
+    assert_eq!(order.customer.channel_customer_id, None, "a zDirect order names no buyer");
     assert_eq!(country(&order), Some("DE"));
 }
 
@@ -405,6 +424,7 @@ fn ebay_line_item_cost_is_a_line_total() {
     assert_eq!(order.lines[0].discount, money("5.00", "EUR"));
     assert_totals(&order, ["59.97", "4.99", "0.00", "5.00", "59.96"]);
     assert_eq!(order.customer.email.as_deref(), Some("max.beispiel@example.com"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("example_buyer"), "buyer.username");
     assert_eq!(country(&order), Some("DE"));
     assert_eq!(order.shipping_address.as_ref().unwrap().name.as_deref(), Some("Max Beispiel"));
     assert_eq!(order.ship_by, None, "no line gives a shipByDate: the account's hours apply");
@@ -445,6 +465,7 @@ fn kaufland_units_of_one_offer_become_one_line_with_their_count() {
     let address = order.shipping_address.as_ref().unwrap();
     assert_eq!(address.line1.as_deref(), Some("Heidestraße 17"), "street and house number joined");
     assert_eq!(order.customer.name.as_deref(), Some("Erika Musterfrau"));
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("5823291"), "buyer.id_buyer");
     assert_eq!(order.source_version, at("2026-11-20T09:17:05Z").timestamp_millis(), "the latest unit update");
 }
 
@@ -460,6 +481,7 @@ fn kaufland_cancelled_czk_order_reads_alpha_3_countries_and_the_docs_odd_timesta
     assert_eq!(order.created_at, at("2016-05-06T23:07:41Z"));
     assert_eq!(order.updated_at, at("2019-07-19T17:24:05Z"));
     assert_eq!(order.customer.email, None);
+    assert_eq!(order.customer.channel_customer_id.as_deref(), Some("1200931"));
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn a_processable_order_groups_its_units_by_sku_and_keeps_every_position_item_id(
     assert_eq!(order.customer.email.as_deref(), Some("max.mustermann@example.com"));
     assert_eq!(order.customer.name.as_deref(), Some("Max Mustermann"));
     assert_eq!(order.customer.phone.as_deref(), Some("+49 40 12345678"));
+    assert_eq!(order.customer.channel_customer_id, None, "a PartnerOrder names no buyer");
     let shipping = order.shipping_address.as_ref().unwrap();
     assert_eq!(shipping.line1.as_deref(), Some("Werner-Otto-Straße 1-7"));
     assert_eq!(shipping.line2.as_deref(), Some("Haus 3"));
