@@ -255,3 +255,346 @@ async fn concurrent_orders_of_one_person_claim_one_customer() {
     let owners = manifold_app::customers::claim_owners(&h.app, &[format!("email:{EMAIL}")]).await.unwrap();
     assert_eq!(owners.get(&format!("email:{EMAIL}")), Some(&one));
 }
+
+/// The HubSpot account the CRM tests keep in step: email, names, phone, order count and last order
+/// date go there; HubSpot owns the marketing consent.
+pub(crate) fn hubspot(config: &mut ChannelConfig) {
+    use manifold_domain::customers::{CrmAccount, CrmKind, CustomerField};
+    config.crms = vec![CrmAccount {
+        id: "hubspot".into(),
+        kind: CrmKind::Hubspot,
+        endpoint: "https://api.hubapi.com".into(),
+        secret: "manifold/crm/hubspot".into(),
+        enabled: true,
+        cadence: manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15)),
+        rate_limit: None,
+        fields: [
+            ("email", CustomerField::Email),
+            ("firstname", CustomerField::FirstName),
+            ("lastname", CustomerField::LastName),
+            ("phone", CustomerField::Phone),
+            ("manifold_orders", CustomerField::OrderCount),
+            ("manifold_last_order", CustomerField::LastOrderDate),
+        ]
+        .into_iter()
+        .map(|(p, f)| (p.to_owned(), f))
+        .collect(),
+        owns: [("marketing_consent".to_owned(), "hs_marketing_consent".to_owned())].into_iter().collect(),
+    }];
+}
+
+/// Runs the CRM consumer over what the CRM queue holds, as its event source mapping would.
+pub(crate) async fn run_crm(h: &Harness) -> usize {
+    let queue = h.app.settings.crm_queue_url.clone().unwrap();
+    let messages = h.stack.drain(&queue).await;
+    for chunk in messages.chunks(10) {
+        let response = h.app.crm_batch(lambda_event(chunk)).await;
+        assert!(response.batch_item_failures.is_empty(), "CRM consumer failed: {:?}", response.batch_item_failures);
+    }
+    messages.len()
+}
+
+fn customer(n: usize, orders: u32) -> manifold_domain::customers::Customer {
+    let at = Utc::now();
+    serde_json::from_value(serde_json::json!({
+        "id": format!("cus_{n:020}"),
+        "email": format!("buyer{n}@example.com"),
+        "name": format!("Buyer Number{n}"),
+        "phone": null,
+        "address": null,
+        "identities": [{ "kind": "email", "value": format!("buyer{n}@example.com"), "channel": "shopify",
+                         "account": "shop-eu", "first_seen": at }],
+        "first_order_at": at,
+        "last_order_at": at,
+        "order_count": orders,
+        "totals": {},
+        "created_at": at,
+        "updated_at": at,
+        "version": 1
+    }))
+    .unwrap()
+}
+
+/// The simulator's control API (`/_sim/...`) on the same server as its HubSpot.
+fn sim_control(h: &Harness, path: &str) -> String {
+    format!("{}/_sim/{path}", h.sim.hubspot_url().trim_end_matches("/hubspot"))
+}
+
+/// The webhook function's CRM route on a real loopback server, as HubSpot calls it.
+async fn crm_route(h: &Harness) -> String {
+    let app = h.app.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let public = base.clone();
+    let router = axum::Router::new().route(
+        "/v1/crm/{crm}",
+        axum::routing::post(
+            move |axum::extract::Path(crm): axum::extract::Path<String>,
+                  headers: http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let (app, public) = (app.clone(), public.clone());
+                async move {
+                    let uri = format!("{public}/v1/crm/{crm}");
+                    let out = app.crm_webhook(&crm, &uri, &headers, &body, Utc::now()).await;
+                    (http::StatusCode::from_u16(out.status).unwrap(), out.message)
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("{base}/v1/crm/hubspot")
+}
+
+#[tokio::test]
+async fn hubspot_takes_250_changed_customers_in_batches_nothing_twice_and_owns_only_the_consent() {
+    let h = Harness::with_config(hubspot).await;
+    let store = h.app.customers.get().clone();
+    for n in 0..250 {
+        assert!(store.put(&customer(n, 1), None).await.unwrap());
+    }
+
+    // The run queues the changed customers a page (100) at a time; HubSpot takes each page in one
+    // batch upsert: 100, 100 and 50.
+    let run = h.app.run_tier("crm", Utc::now()).await.unwrap();
+    assert_eq!((run.positions, run.push_jobs), (250, 3), "{run:?}");
+    assert_eq!(run_crm(&h).await, 3);
+    let requests = h.sim.hubspot_requests();
+    let inputs: Vec<usize> = requests
+        .iter()
+        .map(|r| match r {
+            manifold_simulator::hubspot::HubspotRequest::Upsert { inputs, status } => {
+                assert_eq!(*status, 200);
+                *inputs
+            }
+            other @ manifold_simulator::hubspot::HubspotRequest::GdprDelete { .. } => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(inputs, vec![100, 100, 50]);
+    let contacts = h.sim.hubspot_contacts();
+    assert_eq!(contacts.len(), 250);
+    let c7 =
+        contacts.iter().find(|c| c.properties.get("email").map(String::as_str) == Some("buyer7@example.com")).unwrap();
+    assert_eq!(c7.properties.get("firstname").map(String::as_str), Some("Buyer"));
+    assert_eq!(c7.properties.get("lastname").map(String::as_str), Some("Number7"));
+    assert_eq!(c7.properties.get("manifold_orders").map(String::as_str), Some("1"));
+    let stored = store.get(&customer(7, 1).id).await.unwrap().unwrap();
+    assert_eq!(stored.crm_ids.get("hubspot"), Some(&c7.id), "HubSpot's record id is kept on the customer");
+
+    // Nothing changed: nothing queued, nothing sent.
+    let again = h.app.run_tier("crm", Utc::now()).await.unwrap();
+    assert_eq!(again.push_jobs, 0, "{again:?}");
+    assert_eq!(run_crm(&h).await, 0);
+    assert_eq!(h.sim.hubspot_requests().len(), 3);
+
+    // One customer's order count changes: one job, one request, one contact.
+    let mut changed = store.get(&customer(42, 1).id).await.unwrap().unwrap();
+    changed.order_count = 2;
+    let read = changed.version;
+    changed.version += 1;
+    assert!(store.put(&changed, Some(read)).await.unwrap());
+    let third = h.app.run_tier("crm", Utc::now()).await.unwrap();
+    assert_eq!(third.push_jobs, 1);
+    run_crm(&h).await;
+    let last = h.sim.hubspot_requests().last().cloned().unwrap();
+    assert_eq!(last, manifold_simulator::hubspot::HubspotRequest::Upsert { inputs: 1, status: 200 });
+    let c42 = h.sim.hubspot_contacts().into_iter().find(|c| c.properties["email"] == "buyer42@example.com").unwrap();
+    assert_eq!(c42.properties.get("manifold_orders").map(String::as_str), Some("2"));
+
+    // HubSpot's own updates, signed (v3) to the webhook route: the consent it owns changes the
+    // customer; a name edited there does not (the name is ours to send).
+    let target = crm_route(&h).await;
+    let http = reqwest::Client::new();
+    let set = http
+        .put(sim_control(&h, "hubspot/webhook_target"))
+        .json(&serde_json::json!({ "url": target, "client_secret": crate::fixtures::HUBSPOT_CLIENT_SECRET }))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+    let change = |property: &str, value: &str| {
+        let url = sim_control(&h, &format!("hubspot/contacts/{}/properties", c7.id));
+        http.post(url).json(&serde_json::json!({ "property": property, "value": value })).send()
+    };
+    let answer: serde_json::Value = change("hs_marketing_consent", "granted").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["webhook_status"], 200, "{answer}");
+    let answer: serde_json::Value = change("firstname", "Someone Else").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["webhook_status"], 200, "{answer}");
+    let customers_queue = h.app.settings.customers_queue_url.clone().unwrap();
+    let updates = h.stack.drain(&customers_queue).await;
+    assert_eq!(updates.len(), 1, "only the owned property is handed on");
+    assert!(h.app.customers_batch(lambda_event(&updates)).await.batch_item_failures.is_empty());
+    let consented = store.get(&customer(7, 1).id).await.unwrap().unwrap();
+    assert_eq!(consented.attributes.get("marketing_consent").map(String::as_str), Some("granted"));
+    assert_eq!(consented.name.as_deref(), Some("Buyer Number7"), "HubSpot does not own the name");
+    assert_eq!(consented.order_count, 1, "nor the order history");
+
+    // A body whose signature does not match is refused.
+    let forged = http
+        .post(&target)
+        .header("X-HubSpot-Signature-v3", "bm90IGEgc2lnbmF0dXJl")
+        .header("X-HubSpot-Request-Timestamp", Utc::now().timestamp_millis().to_string())
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
+/// Every item of every table of the stack, as JSON text (lowercase), with its table.
+async fn every_item(h: &Harness) -> Vec<(String, String)> {
+    let env = &h.stack.env;
+    let mut out = Vec::new();
+    for table in
+        [&env.records_table, &env.idempotency_table, &env.ledger_table, &env.state_table, &env.quarantine_table]
+    {
+        let items: Vec<_> = h
+            .stack
+            .ddb
+            .scan()
+            .table_name(table)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .unwrap();
+        for item in items {
+            out.push((table.clone(), format!("{item:?}").to_lowercase()));
+        }
+    }
+    out
+}
+
+/// Every message left on the stack's queues (received, not deleted), as text (lowercase).
+async fn every_message(h: &Harness) -> Vec<(String, String)> {
+    let env = &h.stack.env;
+    let mut queues = vec![env.ingest_queue_url.clone(), h.stack.events_queue.clone()];
+    queues.extend(env.push_queues.values().cloned());
+    queues.extend(h.app.settings.crm_queue_url.clone());
+    queues.extend(h.app.settings.customers_queue_url.clone());
+    let mut out = Vec::new();
+    for queue in queues {
+        let got = h.stack.sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.unwrap();
+        for m in got.messages.unwrap_or_default() {
+            out.push((queue.clone(), m.body().unwrap_or_default().to_lowercase()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_erases_its_copy() {
+    let h = Harness::with_config(hubspot).await;
+    let woo = woo_order(&h, Some(PHONE_TYPED)).await;
+    let shopify = shopify_order(&h).await;
+    // An order of hers that cannot be normalized: quarantined whole, her address in it.
+    let mut doc: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
+    let broken = &mut doc["order"];
+    broken["id"] = serde_json::json!(1_073_459_999_u64);
+    broken["email"] = serde_json::json!(EMAIL);
+    broken["line_items"][0]["quantity"] = serde_json::json!("many");
+    let body = serde_json::to_vec(broken).unwrap();
+    webhook(
+        &h,
+        Channel::Shopify,
+        "shop-eu",
+        crate::fixtures::shopify_headers(&body, "evt-jane-broken", "orders/create"),
+        &body,
+    )
+    .await;
+    assert_eq!(h.app.quarantine.list(false).await.unwrap().len(), 1, "the broken order is quarantined");
+    join_events(&h).await;
+    let jane = h.app.customer_of_order(&woo).await.unwrap().unwrap();
+    assert_eq!(h.app.customer_of_order(&shopify).await.unwrap().as_deref(), Some(jane.as_str()));
+    h.app.run_tier("crm", Utc::now()).await.unwrap();
+    run_crm(&h).await;
+    let in_hubspot =
+        h.sim.hubspot_contacts().into_iter().find(|c| c.properties["email"] == EMAIL).expect("sent to HubSpot");
+
+    // What identifies her, as the channels sent it.
+    let traces = [EMAIL, "4803860930", "386-0930", "jane smith", "john smith", "123 fake street", "969 market"];
+    let found = |items: &[(String, String)]| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|(place, text)| traces.iter().find(|t| text.contains(*t)).map(|t| format!("{t:?} in {place}")))
+            .collect()
+    };
+    assert!(!found(&every_item(&h).await).is_empty(), "the test looks where her data is: {traces:?}");
+
+    // The IAM-authorized erasure, as API Gateway hands it to the customers function.
+    let request: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest = serde_json::from_value(serde_json::json!({
+        "version": "2.0",
+        "routeKey": "DELETE /v1/customers/{id}",
+        "rawPath": format!("/v1/customers/{jane}"),
+        "headers": {},
+        "pathParameters": { "id": jane },
+        "requestContext": {
+            "http": { "method": "DELETE", "path": format!("/v1/customers/{jane}") },
+            "authorizer": { "iam": { "userArn": "arn:aws:iam::123456789012:user/dpo" } },
+            "timeEpoch": 0
+        },
+        "isBase64Encoded": false
+    }))
+    .unwrap();
+    let response = h.app.customers_http(&request, Utc::now()).await;
+    let body = match response.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(response.status_code, 200, "{body}");
+    let done: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (done["orders_erased"].as_u64(), done["quarantined_deleted"].as_u64(), done["crm_requests"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{done}"
+    );
+    // Without an IAM caller, nothing is erased.
+    let mut anonymous = request.clone();
+    anonymous.request_context.authorizer = None;
+    assert_eq!(h.app.customers_http(&anonymous, Utc::now()).await.status_code, 403);
+
+    // HubSpot is asked to erase its record.
+    assert_eq!(run_crm(&h).await, 1);
+    let deletion =
+        manifold_simulator::hubspot::HubspotRequest::GdprDelete { object_id: in_hubspot.id.clone(), status: 204 };
+    assert!(h.sim.hubspot_requests().contains(&deletion), "{:?}", h.sim.hubspot_requests());
+    assert!(h.sim.hubspot_contacts().iter().all(|c| c.id != in_hubspot.id));
+
+    // The business facts stay; the person does not.
+    let view = h.app.show_customer(&jane).await.unwrap().unwrap();
+    assert!(view.customer.forgotten_at.is_some());
+    assert_eq!(view.customer.order_count, 2);
+    assert!(view.customer.email.is_none() && view.customer.name.is_none() && view.customer.identities.is_empty());
+    let order = h.app.records.get_order(&shopify).await.unwrap().unwrap();
+    assert!(order.customer == manifold_domain::OrderCustomer::default() && order.shipping_address.is_none());
+    assert_eq!(order.totals.total.to_string(), "181.09");
+    let audit = h.app.customer_audit(5).await.unwrap();
+    let forget = audit.iter().find(|a| a.action == "forget").unwrap();
+    assert_eq!(forget.by, "arn:aws:iam::123456789012:user/dpo");
+
+    // Shopify sends the order again, newer, with her data: it is stored without it.
+    let mut doc: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
+    let order = &mut doc["order"];
+    order["email"] = serde_json::json!(EMAIL);
+    order["phone"] = serde_json::json!(PHONE_TYPED);
+    order["updated_at"] = serde_json::json!("2025-04-03T09:00:00-05:00");
+    let body = serde_json::to_vec(order).unwrap();
+    webhook(
+        &h,
+        Channel::Shopify,
+        "shop-eu",
+        crate::fixtures::shopify_headers(&body, "evt-jane-2", "orders/updated"),
+        &body,
+    )
+    .await;
+    join_events(&h).await;
+    let reasons: Vec<String> = h.app.quarantine.list(true).await.unwrap().into_iter().map(|q| q.reason).collect();
+    assert!(reasons.is_empty(), "the update is stored, not quarantined: {reasons:?}");
+    let updated = h.app.records.get_order(&shopify).await.unwrap().unwrap();
+    assert!(updated.contact_erased_at.is_some() && updated.customer.email.is_none(), "kept erased");
+
+    let items = found(&every_item(&h).await);
+    assert!(items.is_empty(), "after forget: {items:?}");
+    let messages = found(&every_message(&h).await);
+    assert!(messages.is_empty(), "after forget: {messages:?}");
+}

@@ -61,3 +61,6 @@ pub fn shopify_headers(body: &[u8], event_id: &str, topic: &str) -> http::Header
 
 /// A Standard Webhooks signing secret (`whsec_` and base64), the one the specification's examples use.
 pub const WEBHOOK_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The client secret of the HubSpot app the test CRM accounts' webhooks are signed with.
+pub const HUBSPOT_CLIENT_SECRET: &str = "hubspot-app-client-secret-0123456789";

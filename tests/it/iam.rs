@@ -145,6 +145,27 @@ impl Scenario {
                 .await
                 .expect("create the account's secret in moto");
         }
+        // The example's HubSpot account reaches this run's simulator, with this run's secret; a second CRM
+        // account's secret is never created (its jobs fail and are retried).
+        for crm in &mut config.crms {
+            crm.endpoint = sim.hubspot_url();
+            crm.secret = format!("manifold/{run}/crm/{}", crm.id);
+            let creds = json!({
+                "token": manifold_simulator::hubspot::DEFAULT_TOKEN,
+                "client_secret": crate::fixtures::HUBSPOT_CLIENT_SECRET
+            });
+            secrets
+                .create_secret()
+                .name(&crm.secret)
+                .secret_string(creds.to_string())
+                .send()
+                .await
+                .expect("create the CRM account's secret in moto");
+        }
+        let mut unreachable = config.crms[0].clone();
+        unreachable.id = "crm-without-secret".into();
+        unreachable.secret = format!("manifold/{run}/crm/never-created");
+        config.crms.push(unreachable);
         // The example's accounts are every run's on this stack: a listing sync another run made (a local
         // pipeline's tick) would keep this run's SKUs from them. Forget it, as the breakers are reset.
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -234,6 +255,8 @@ impl Scenario {
     fn shopify_order(number: u64, skus: &[&str]) -> Vec<u8> {
         let mut order: Value = serde_json::from_str::<Value>(SHOPIFY_ORDER).unwrap()["order"].clone();
         order["id"] = json!(number);
+        // One buyer per run (the run's orders are numbered from one base): the customers function joins them.
+        order["email"] = json!(format!("buyer-{}@example.com", number / 1000));
         let line = order["line_items"][0].clone();
         let lines: Vec<Value> = skus
             .iter()
@@ -254,7 +277,17 @@ fn settings() -> Settings {
     let sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok();
     let export_bucket = std::env::var("EXPORT_BUCKET").ok().filter(|b| !b.is_empty());
     let deliveries_queue_url = std::env::var("DELIVERIES_QUEUE_URL").ok().filter(|b| !b.is_empty());
-    Settings { emulator_safe_ledger: true, sync_queue_url, export_bucket, deliveries_queue_url, ..Settings::default() }
+    let crm_queue_url = std::env::var("CRM_QUEUE_URL").ok().filter(|b| !b.is_empty());
+    let customers_queue_url = std::env::var("CUSTOMERS_QUEUE_URL").ok().filter(|b| !b.is_empty());
+    Settings {
+        emulator_safe_ledger: true,
+        sync_queue_url,
+        export_bucket,
+        deliveries_queue_url,
+        crm_queue_url,
+        customers_queue_url,
+        ..Settings::default()
+    }
 }
 
 /// An SQS event as the event source mapping delivers it (`attempt` is the receive count).
@@ -666,7 +699,7 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
             .to_vec(),
     });
     let scheduler = s.app_with("SchedulerFunction", bundled).await;
-    for tier in ["stock", "reconcile", "prices", "images"] {
+    for tier in ["stock", "reconcile", "prices", "images", "crm"] {
         let report = scheduler.run_tier(tier, Utc::now()).await.unwrap_or_else(|e| panic!("tier {tier}: {e}"));
         match tier {
             "stock" => assert!(report.push_jobs >= 1, "{report:?}"),
@@ -757,6 +790,108 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     let exporter = s.app_with("SchedulerFunction", exporting).await;
     let runs = exporter.run_exports(Utc::now(), false).await.expect("exports");
     assert!(runs.iter().all(|r| r.file.is_some() && r.orders >= 2), "{runs:?}");
+
+    // customers: the run's order events join their buyer (the second Shopify order finds the first's
+    // customer by its email claim; the Amazon order, with no email, is a customer of its own).
+    let customers = s.app("CustomersFunction").await;
+    let mut order_events = Vec::new();
+    for id in [format!("shopify:shop-eu:{reserved_no}"), format!("shopify:shop-eu:{oversold_no}"), stored.to_string()] {
+        let order = s.direct.records.get_order(&OrderId::new(id).unwrap()).await.unwrap().expect("stored");
+        order_events.push(bus_event("OrderAccepted", &order));
+    }
+    let response = customers.customers_batch(sqs_event(&order_events, 1)).await;
+    assert!(response.batch_item_failures.is_empty(), "customers failures: {}", response.batch_item_failures.len());
+    let buyer = customers
+        .customer_of_order(&OrderId::new(format!("shopify:shop-eu:{reserved_no}")).unwrap())
+        .await
+        .unwrap()
+        .expect("the order is joined");
+
+    // scheduler: the CRM tier queued the changed customers (above, with the other tiers); crm: the jobs
+    // sent to HubSpot (customers read, what HubSpot took recorded, its record ids claimed), a job of a CRM
+    // account whose secret is missing (retried: its backoff as the message's visibility) and a job of a
+    // CRM account the configuration does not have (quarantined). The tier ran before the order events
+    // above were joined: it runs again for them.
+    scheduler.run_tier("crm", Utc::now()).await.expect("crm tier");
+    let crm = s.app("CrmFunction").await;
+    let crm_queue = std::env::var("CRM_QUEUE_URL").expect("CRM_QUEUE_URL (from .local/stack.env)");
+    let drain = async |queue: &str| {
+        let mut bodies = Vec::new();
+        loop {
+            let got = s.direct.sqs.get().receive_message().queue_url(queue).max_number_of_messages(10).send().await;
+            let messages = got.unwrap().messages.unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for m in messages {
+                s.direct
+                    .sqs
+                    .get()
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                bodies.push(m.body().unwrap_or_default().to_owned());
+            }
+        }
+    };
+    // The tier queued each CRM account's jobs; the account without a secret is exercised below.
+    let jobs: Vec<String> = drain(&crm_queue).await.into_iter().filter(|b| b.contains("\"crm\":\"hubspot\"")).collect();
+    assert!(!jobs.is_empty(), "the CRM tier queued jobs");
+    let response = crm.crm_batch(sqs_event(&jobs, 1)).await;
+    assert!(response.batch_item_failures.is_empty(), "crm failures: {}", response.batch_item_failures.len());
+    let in_hubspot = customers.show_customer(&buyer).await.unwrap().unwrap().customer.crm_ids.get("hubspot").cloned();
+    let record = in_hubspot.expect("the buyer was sent to HubSpot");
+    let failing = [
+        json!({"kind": "upsert", "crm": "crm-without-secret", "customer_ids": [buyer], "trace_id": "trace-iam-crm"})
+            .to_string(),
+        json!({"kind": "upsert", "crm": "crm-gone", "customer_ids": [buyer], "trace_id": "trace-iam-crm"}).to_string(),
+    ];
+    let response = crm.crm_batch(sqs_event(&failing, 1)).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "the job without credentials is retried, the other kept");
+
+    // webhook: HubSpot reports the consent it owns, signed (v3): queued for the customers function, which
+    // applies it.
+    let body = json!([{ "eventId": 1, "subscriptionType": "contact.propertyChange", "occurredAt": Utc::now().timestamp_millis(),
+        "objectId": record.parse::<u64>().unwrap(), "propertyName": "hs_marketing_consent", "propertyValue": "granted" }])
+    .to_string();
+    let uri = "https://api.example.com/v1/crm/hubspot";
+    let stamp = Utc::now().timestamp_millis().to_string();
+    let signature = manifold_simulator::hubspot::sign_v3(
+        crate::fixtures::HUBSPOT_CLIENT_SECRET,
+        "POST",
+        uri,
+        body.as_bytes(),
+        &stamp,
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-hubspot-signature-v3", http::HeaderValue::from_str(&signature).unwrap());
+    headers.insert("x-hubspot-request-timestamp", http::HeaderValue::from_str(&stamp).unwrap());
+    let answer = webhook.crm_webhook("hubspot", uri, &headers, body.as_bytes(), Utc::now()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let customers_queue = std::env::var("CUSTOMERS_QUEUE_URL").expect("CUSTOMERS_QUEUE_URL (from .local/stack.env)");
+    let updates: Vec<String> = drain(&customers_queue).await.into_iter().filter(|b| b.contains("\"crm\"")).collect();
+    assert!(!updates.is_empty(), "the owned change was queued");
+    let response = customers.customers_batch(sqs_event(&updates, 1)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    // customers: the buyer is forgotten (DELETE /v1/customers/{id}, IAM-authorized): orders erased, claims
+    // released, the quarantined payloads naming them deleted, HubSpot's erasure queued; crm: HubSpot erases it.
+    let request: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest = serde_json::from_value(json!({
+        "version": "2.0", "routeKey": "DELETE /v1/customers/{id}", "rawPath": format!("/v1/customers/{buyer}"),
+        "headers": {}, "pathParameters": { "id": buyer }, "isBase64Encoded": false,
+        "requestContext": { "http": { "method": "DELETE", "path": format!("/v1/customers/{buyer}") },
+            "authorizer": { "iam": { "userArn": "arn:aws:iam::123456789012:user/iam-test" } }, "timeEpoch": 0 }
+    }))
+    .unwrap();
+    let erased = customers.customers_http(&request, Utc::now()).await;
+    assert_eq!(erased.status_code, 200, "{:?}", erased.body);
+    let forgets = drain(&crm_queue).await;
+    assert!(forgets.iter().any(|b| b.contains("forget")), "{forgets:?}");
+    let response = crm.crm_batch(sqs_event(&forgets, 1)).await;
+    assert!(response.batch_item_failures.is_empty());
 
     s.proxy.calls()
 }

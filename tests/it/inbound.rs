@@ -59,7 +59,26 @@ impl Harness {
         for w in &config.webhooks {
             secrets.insert(w.secret.clone(), crate::fixtures::WEBHOOK_SIGNING_SECRET.to_owned());
         }
-        let mut settings = Settings { max_body_bytes: 64 * 1024, emulator_safe_ledger: true, ..Settings::default() };
+        // CRM accounts reach the simulator's HubSpot (or keep their own webhook endpoint).
+        for c in &mut config.crms {
+            if c.kind == manifold_domain::customers::CrmKind::Hubspot {
+                c.endpoint = sim.hubspot_url();
+                let creds = serde_json::json!({
+                    "token": manifold_simulator::hubspot::DEFAULT_TOKEN,
+                    "client_secret": crate::fixtures::HUBSPOT_CLIENT_SECRET
+                });
+                secrets.insert(c.secret.clone(), creds.to_string());
+            } else {
+                secrets.insert(c.secret.clone(), crate::fixtures::WEBHOOK_SIGNING_SECRET.to_owned());
+            }
+        }
+        let mut settings = Settings {
+            max_body_bytes: 64 * 1024,
+            emulator_safe_ledger: true,
+            crm_queue_url: Some(crate::support::create_queue(&stack.sqs, "crm").await),
+            customers_queue_url: Some(crate::support::create_queue(&stack.sqs, "customers").await),
+            ..Settings::default()
+        };
         tune(&mut settings);
         let app = Self::build(&stack, &config, &secrets, &settings);
         Self { stack, app, sim, config, secrets, settings }

@@ -237,6 +237,17 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
             query = "limit=5";
             ("/v1/orders".to_owned(), Vec::new(), BTreeMap::new())
         }
+        "/v1/customers/{id}" => {
+            // A customer nobody stored: answered 404, nothing erased.
+            params.insert("id".to_owned(), "cus_00000000000000000000".to_owned());
+            ("/v1/customers/cus_00000000000000000000".to_owned(), Vec::new(), BTreeMap::new())
+        }
+        "/v1/crm/{crm}" => {
+            // HubSpot's webhook without its v3 signature: refused (401), nothing queued.
+            params.insert("crm".to_owned(), "hubspot".to_owned());
+            let body = br#"[{"eventId": 1, "subscriptionType": "contact.propertyChange", "occurredAt": 0}]"#.to_vec();
+            ("/v1/crm/hubspot".to_owned(), body, BTreeMap::new())
+        }
         "/v1/{collection}/{id}" => {
             params.insert("collection".to_owned(), "orders".to_owned());
             params.insert("id".to_owned(), "shopify:shop-eu:startup-none".to_owned());
@@ -265,7 +276,8 @@ async fn http_case(runtime: &Runtime, f: &Function, route: &Route, fx: &Fixtures
     let accepted = match route.path.as_str() {
         "/v1/shipments" => response.status == 200 || response.status == 400,
         // An order nobody stored: answered 404, not crashed.
-        "/v1/{collection}/{id}" => response.status == 404,
+        "/v1/{collection}/{id}" | "/v1/customers/{id}" => response.status == 404,
+        "/v1/crm/{crm}" => response.status == 401,
         "/v1/sync/{channel}/{account}/{kind}" => response.status == 202,
         "/v1/webhooks/ebay/{account}" => {
             // eBay's documented answer: hex(SHA-256(challengeCode + verificationToken + endpoint)).
@@ -311,6 +323,14 @@ async fn sqs_case(runtime: &Runtime, f: &Function, mapping: &SqsMapping, fx: &Fi
             "account": runtime.stack.account, "time": Utc::now(), "region": runtime.stack.region, "resources": [],
             "detail": {"trace_id": uuid(), "event_id": format!("startup-{}", uuid()), "data": fx.order},
         }),
+        // A CRM update for a CRM account the configuration does not have: kept in quarantine, acknowledged.
+        "customers" => {
+            json!({"crm": "startup-gone", "record_id": "1", "property": "hs_marketing_consent", "value": "x"})
+        }
+        // A CRM job for a CRM account the configuration does not have: refused, kept in quarantine.
+        "crm" => {
+            json!({"kind": "upsert", "crm": "startup-gone", "customer_ids": ["cus_00000000000000000000"], "trace_id": uuid()})
+        }
         // A delivery for a subscription the configuration no longer has: dropped, acknowledged.
         "deliveries" => json!({
             "subscription": "startup-gone", "webhook_id": format!("msg_{}", uuid()), "event_type": "OrderAccepted",

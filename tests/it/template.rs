@@ -96,8 +96,8 @@ fn every_dead_letter_queue_alarms_on_its_first_message() {
     let dlqs = dlqs(&t);
     assert_eq!(
         dlqs.len(),
-        6 + Channel::ALL.len(),
-        "ingest, Amazon notifications, ledger, sync, changes, deliveries and one per channel"
+        8 + Channel::ALL.len(),
+        "ingest, Amazon notifications, ledger, sync, changes, deliveries, customers, CRM and one per channel"
     );
     for dlq in dlqs {
         let dimensions = json!([{ "Name": "QueueName", "Value": get_att(dlq, "QueueName") }]);
@@ -130,7 +130,7 @@ fn oversell_signature_config_and_ingest_age_alarms_have_their_thresholds() {
 fn every_function_alarms_on_errors_and_throttles() {
     let t = template();
     let functions: Vec<&str> = of_type(&t, "AWS::Lambda::Function").map(|(id, _)| id).collect();
-    assert_eq!(functions.len(), 9 + Channel::ALL.len(), "nine functions plus one pusher per channel");
+    assert_eq!(functions.len(), 11 + Channel::ALL.len(), "eleven functions plus one pusher per channel");
     for function in functions {
         let dimensions = json!([{ "Name": "FunctionName", "Value": reference(function) }]);
         for metric in ["Errors", "Throttles"] {
@@ -157,8 +157,8 @@ fn every_queue_dead_letters_to_its_own_queue() {
     let queues = work_queues(&t);
     assert_eq!(
         queues.len(),
-        6 + Channel::ALL.len(),
-        "ingest, Amazon notifications, ledger, sync, changes, deliveries and one per channel"
+        8 + Channel::ALL.len(),
+        "ingest, Amazon notifications, ledger, sync, changes, deliveries, customers, CRM and one per channel"
     );
     for queue in queues {
         let dlq = format!("{}DLQ", queue.trim_end_matches("Queue"));

@@ -193,7 +193,7 @@ fn unique_ids(wms: &Shared) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn every_order_reaches_the_wms_signed_once_per_event_in_order_though_it_fails_three_calls_in_ten() {
-    let s = setup(Mode::Flaky, 10).await;
+    let s = Box::pin(setup(Mode::Flaky, 10)).await;
     publish_orders_and_shipments(&s.h, 1..=20).await;
     run_consumers(&s).await;
 
@@ -225,7 +225,7 @@ async fn every_order_reaches_the_wms_signed_once_per_event_in_order_though_it_fa
 
 #[tokio::test]
 async fn after_an_outage_replay_delivers_the_window_under_the_same_webhook_ids() {
-    let s = setup(Mode::Down, 3).await;
+    let s = Box::pin(setup(Mode::Down, 3)).await;
     let start = Utc::now() - chrono::Duration::seconds(5);
     publish_orders_and_shipments(&s.h, 1..=3).await;
     run_consumers(&s).await;

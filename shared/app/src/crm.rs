@@ -270,11 +270,23 @@ impl App {
     }
 
     async fn quarantine_crm_job(&self, body: &str, stage: &'static str, reason: &str) -> bool {
+        let crm = serde_json::from_str::<CrmJob>(body).map(|j| j.crm().to_owned()).unwrap_or_default();
+        self.quarantine_crm_payload(&crm, body, stage, reason).await
+    }
+
+    /// Keeps a CRM payload that can never be processed as is, with its reason (`manifold quarantine`).
+    pub(crate) async fn quarantine_crm_payload(
+        &self,
+        crm: &str,
+        body: &str,
+        stage: &'static str,
+        reason: &str,
+    ) -> bool {
         let now = Utc::now();
         let item = manifold_aws::quarantine::QuarantinedPayload {
-            id: manifold_aws::quarantine::QuarantinedPayload::id_for(&format!("crm:{body}"), now),
+            id: manifold_aws::quarantine::QuarantinedPayload::id_for(&format!("crm:{stage}:{body}"), now),
             channel: "crm".into(),
-            account: serde_json::from_str::<CrmJob>(body).map(|j| j.crm().to_owned()).unwrap_or_default(),
+            account: crm.to_owned(),
             stage: stage.into(),
             reason: reason.to_owned(),
             trace_id: crate::trace::mint(),

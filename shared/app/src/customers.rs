@@ -722,10 +722,19 @@ impl App {
             let body = m.body.as_deref().unwrap_or_default();
             let now = Utc::now();
             if let Ok(update) = serde_json::from_str::<CrmUpdate>(body) {
-                return self
-                    .apply_crm_update(&update.crm, &update.record_id, &update.property, &update.value, now)
-                    .await
-                    .map(|_| ());
+                let applied =
+                    self.apply_crm_update(&update.crm, &update.record_id, &update.property, &update.value, now).await;
+                return match applied {
+                    // A CRM account no longer configured: kept whole with its reason, replayable after a fix.
+                    Err(Failure::Permanent { stage, reason }) => {
+                        if self.quarantine_crm_payload(&update.crm, body, stage, &reason).await {
+                            Ok(())
+                        } else {
+                            Err(Failure::Transient(format!("quarantine unavailable for {reason}").into()))
+                        }
+                    }
+                    other => other.map(|_| ()),
+                };
             }
             let event: BusEvent = serde_json::from_str(body)
                 .map_err(|e| Failure::Transient(format!("not a bus event nor a CRM update: {e}").into()))?;

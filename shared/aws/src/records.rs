@@ -298,7 +298,10 @@ impl RecordStore for DynamoRecords {
                 condition.push_str(" AND attribute_not_exists(#r.#e)");
                 put = put.expression_attribute_names("#e", "contact_erased_at");
             }
-            put = put.condition_expression(condition).expression_attribute_names("#r", "record");
+            put = put.condition_expression(&condition);
+            if condition.contains("#r") {
+                put = put.expression_attribute_names("#r", "record");
+            }
         }
         let put = put.build().map_err(|e| StoreError::Invalid { what: "order", reason: e.to_string() })?;
         let write = match previous {

@@ -11,8 +11,10 @@
 //!    scheduler's orders tier;
 //! 4. the event source mappings run ingest, the bus rule routes events to the ledger queue, the ledger
 //!    reserves and fans out, each channel's push function sends the new quantities;
-//! 5. the WMS ships the Shopify order (`POST /v1/shipments`, signed), the tracking reaches Shopify;
-//! 6. for each SKU: the ledger, and what each simulator now lists; they must match.
+//! 5. the customers function has joined each order to one customer (the bus rule to its queue); a
+//!    forced CRM run sends them to the simulated HubSpot in one batch upsert;
+//! 6. the WMS ships the Shopify order (`POST /v1/shipments`, signed), the tracking reaches Shopify;
+//! 7. for each SKU: the ledger, and what each simulator now lists; they must match.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -332,7 +334,37 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     wait_idle(&sqs, &queues).await?;
     report_functions(&runtime);
 
-    step(5, "The WMS ships the Shopify order (POST /v1/shipments, signed): stock leaves, tracking goes to Shopify");
+    step(5, "Customers: each order joined to one person by the identity rules; the CRM run sends them to HubSpot");
+    if let Some(scheduler) = runtime.function("SchedulerFunction") {
+        // What the tick does when the CRM account's cadence is due, forced now.
+        let run = scheduler.invoke(&serde_json::json!({ "tier": "crm" })).await.map_err(|e| usage("crm run")(&e))?;
+        println!("    crm run: {} customer(s) examined, {} job(s) queued", run["positions"], run["push_jobs"]);
+        wait_idle(&sqs, &queues).await?;
+    }
+    let customers = manifold_aws::customers::DynamoCustomers::new(ddb.clone(), &env.records_table);
+    {
+        use manifold_aws::customers::CustomerStore;
+        let (page, _) = customers.page(None, 100).await.map_err(|e| usage("customers")(&e))?;
+        for c in page.iter().filter(|c| c.merged_into.is_none()) {
+            let orders = customers.summaries(&c.id).await.map_err(|e| usage("customers")(&e))?;
+            let channels: Vec<&str> = orders.iter().map(|o| o.channel.as_str()).collect();
+            println!(
+                "    {}  {} order(s) on {:<24} identities {}  in HubSpot: {}",
+                c.id,
+                c.order_count,
+                channels.join(", "),
+                c.identities.len(),
+                c.crm_ids.get("hubspot").map_or("-", String::as_str)
+            );
+        }
+    }
+    println!(
+        "    hubspot holds {} contact(s) after {} request(s) (`manifold customers show ID`)",
+        sim.hubspot_contacts().len(),
+        sim.hubspot_requests().len()
+    );
+
+    step(6, "The WMS ships the Shopify order (POST /v1/shipments, signed): stock leaves, tracking goes to Shopify");
     let shipment = serde_json::json!({
         "id": "wms-demo-1",
         "order_id": "shopify:shop-eu:1073459981",
@@ -355,7 +387,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .map_or(0, |w| w.iter().filter(|w| w.body.to_string().contains("1Z999AA10123456784")).count());
     println!("    shopify received {fulfilments} fulfillment call(s) carrying the tracking number");
 
-    step(6, "Result: for each SKU, the ledger and what each simulator now lists");
+    step(7, "Result: for each SKU, the ledger and what each simulator now lists");
     for id in [
         "shopify:shop-eu:1073459981",
         "woocommerce:woo-main:727",

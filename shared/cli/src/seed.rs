@@ -40,6 +40,13 @@ pub fn config_for_simulators(example: &str, sim: &SimHandle) -> Result<(String, 
             .map_err(|e| CliError::Usage(format!("the example configuration: {e}")))?;
         table.insert("endpoint".into(), toml::Value::String(sim.base_url(channel)));
     }
+    // HubSpot CRM accounts reach the simulator's HubSpot; webhook CRMs keep their own endpoint.
+    for crm in doc.get_mut("crms").and_then(toml::Value::as_array_mut).into_iter().flatten() {
+        let Some(table) = crm.as_table_mut() else { continue };
+        if table.get("kind").and_then(toml::Value::as_str) == Some("hubspot") {
+            table.insert("endpoint".into(), toml::Value::String(sim.hubspot_url()));
+        }
+    }
     let text = toml::to_string(&doc).map_err(|e| CliError::Usage(format!("cannot write the configuration: {e}")))?;
     let config = ChannelConfig::parse(CONFIG_KEY, &text)?;
     Ok((text, config))
@@ -63,10 +70,24 @@ pub async fn put_config(sdk: &aws_config::SdkConfig, bucket: &str, text: &str) -
     Ok(())
 }
 
-/// Creates (or overwrites) each account's secret with the demo credentials.
+/// The client secret of the demo's HubSpot app (what its webhooks are signed with).
+pub const HUBSPOT_CLIENT_SECRET: &str = "demo-hubspot-client-secret";
+
+/// Creates (or overwrites) each account's and each CRM account's secret with the demo credentials.
 pub async fn put_secrets(sdk: &aws_config::SdkConfig, config: &ChannelConfig) -> Result<(), CliError> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
-    for a in &config.accounts {
+    let crms = config.crms.iter().map(|c| {
+        let value = match c.kind {
+            manifold_domain::customers::CrmKind::Hubspot => serde_json::json!({
+                "token": manifold_simulator::hubspot::DEFAULT_TOKEN,
+                "client_secret": HUBSPOT_CLIENT_SECRET
+            })
+            .to_string(),
+            manifold_domain::customers::CrmKind::Webhook => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+        };
+        (c.secret.clone(), value)
+    });
+    let accounts = config.accounts.iter().map(|a| {
         let value = serde_json::json!({
             "webhook_secret": webhook_secret(a.channel),
             "access_token": "demo-token",
@@ -78,13 +99,14 @@ pub async fn put_secrets(sdk: &aws_config::SdkConfig, config: &ChannelConfig) ->
             "secret_key": manifold_simulator::KAUFLAND_KEYS.1
         })
         .to_string();
-        if sm.create_secret().name(&a.secret).secret_string(&value).send().await.is_err() {
-            sm.put_secret_value().secret_id(&a.secret).secret_string(&value).send().await.map_err(|e| {
-                CliError::Aws {
-                    service: "secretsmanager",
-                    operation: "PutSecretValue",
-                    source: Box::new(e.into_service_error()),
-                }
+        (a.secret.clone(), value)
+    });
+    for (name, value) in accounts.chain(crms).collect::<Vec<_>>() {
+        if sm.create_secret().name(&name).secret_string(&value).send().await.is_err() {
+            sm.put_secret_value().secret_id(&name).secret_string(&value).send().await.map_err(|e| CliError::Aws {
+                service: "secretsmanager",
+                operation: "PutSecretValue",
+                source: Box::new(e.into_service_error()),
             })?;
         }
     }

@@ -446,8 +446,9 @@ async fn control_change_property(State(hub): Hub, Path(id): Path<String>, body: 
     }
 }
 
-/// HubSpot's v3 request signature.
-fn sign_v3(client_secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
+/// HubSpot's v3 request signature: base64(HMAC-SHA256(client secret, method + URI + body + timestamp)),
+/// as the simulator signs its webhooks (and tests sign what HubSpot would send).
+pub fn sign_v3(client_secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(client_secret.as_bytes()).expect("HMAC takes keys of any length");
     for part in [method.as_bytes(), uri.as_bytes(), body, timestamp.as_bytes()] {
         mac.update(part);

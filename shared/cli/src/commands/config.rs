@@ -98,12 +98,15 @@ pub struct ValidateReport {
     pub file: String,
     pub accounts: Vec<String>,
     pub bundles: usize,
+    /// CRM accounts as `{id} ({kind})`.
+    pub crms: Vec<String>,
 }
 
 impl Human for ValidateReport {
     fn human(&self) -> String {
+        let crms = if self.crms.is_empty() { String::new() } else { format!("; CRM: {}", self.crms.join(", ")) };
         format!(
-            "{}: valid ({} account(s): {}; {} bundle(s))\n",
+            "{}: valid ({} account(s): {}; {} bundle(s){crms})\n",
             self.file,
             self.accounts.len(),
             self.accounts.join(", "),
@@ -119,6 +122,7 @@ pub fn validate(file: &PathBuf) -> Result<ValidateReport, CliError> {
         file: file.display().to_string(),
         accounts: config.accounts.iter().map(|a| format!("{}:{}", a.channel, a.account)).collect(),
         bundles: config.bundles.len(),
+        crms: config.crms.iter().map(|c| format!("{} ({})", c.id, c.kind.as_str())).collect(),
     })
 }
 
