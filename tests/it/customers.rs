@@ -213,19 +213,23 @@ async fn without_the_phone_rule_the_amazon_buyer_stays_apart_and_email_joins_the
     assert_eq!(h.app.show_customer(&jane).await.unwrap().unwrap().customer.order_count, 2);
 }
 
-/// Six orders of one person, joined at once by concurrent consumers: the first claim of her email wins,
-/// every order ends in that one customer, and the counts hold all six.
+/// Eight orders of one person, joined at once by concurrent consumers: half as a guest (her email alone),
+/// half signed in with a customer id of their own (so each attempt starts from another identity). The
+/// first claim of her email wins, every order ends in that one customer, and the counts hold all eight.
 #[tokio::test]
 async fn concurrent_orders_of_one_person_claim_one_customer() {
     let h = Harness::new().await;
     let mut ids = Vec::new();
-    for n in 0..6_u64 {
+    for n in 0..8_u64 {
         let mut doc: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
         let order = &mut doc["order"];
         order["id"] = serde_json::json!(7_000_000 + n);
         order["email"] = serde_json::json!(EMAIL);
-        // A guest checkout each time: only the email is in common.
-        order["customer"] = serde_json::Value::Null;
+        if n % 2 == 0 {
+            order["customer"] = serde_json::Value::Null;
+        } else {
+            order["customer"]["id"] = serde_json::json!(9_000 + n);
+        }
         let body = serde_json::to_vec(order).unwrap();
         let headers = crate::fixtures::shopify_headers(&body, &format!("evt-concurrent-{n}"), "orders/create");
         webhook(&h, Channel::Shopify, "shop-eu", headers, &body).await;
@@ -246,8 +250,8 @@ async fn concurrent_orders_of_one_person_claim_one_customer() {
     assert_eq!(resolved.len(), 1, "{joined:?}");
     let one = resolved.into_iter().next().unwrap();
     let view = h.app.show_customer(&one).await.unwrap().unwrap();
-    assert_eq!(view.customer.order_count, 6, "{:?}", view.orders);
-    assert_eq!(view.orders.len(), 6);
+    assert_eq!(view.customer.order_count, 8, "{:?}", view.orders);
+    assert_eq!(view.orders.len(), 8);
     for id in &ids {
         let linked = h.app.customer_of_order(id).await.unwrap().unwrap();
         assert_eq!(h.app.resolve_customer(&linked).await.unwrap().unwrap().id, one);
@@ -472,6 +476,7 @@ async fn every_message(h: &Harness) -> Vec<(String, String)> {
     queues.extend(env.push_queues.values().cloned());
     queues.extend(h.app.settings.crm_queue_url.clone());
     queues.extend(h.app.settings.customers_queue_url.clone());
+    queues.extend(h.app.settings.ingest_dlq_url.clone());
     let mut out = Vec::new();
     for queue in queues {
         let got = h.stack.sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.unwrap();
@@ -510,6 +515,15 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
     run_crm(&h).await;
     let in_hubspot =
         h.sim.hubspot_contacts().into_iter().find(|c| c.properties["email"] == EMAIL).expect("sent to HubSpot");
+
+    // Two deliveries parked in the ingest DLQ: one of hers, one of someone else's.
+    let dlq = h.app.settings.ingest_dlq_url.clone().unwrap();
+    for (who, body) in
+        [("hers", format!("{{\"email\": \"{EMAIL}\"}}")), ("other", "{\"email\": \"max@example.org\"}".to_owned())]
+    {
+        let envelope = serde_json::json!({ "who": who, "body": body }).to_string();
+        h.stack.sqs.send_message().queue_url(&dlq).message_body(envelope).send().await.unwrap();
+    }
 
     // What identifies her, as the channels sent it.
     let traces = [EMAIL, "4803860930", "386-0930", "jane smith", "john smith", "123 fake street", "969 market"];
@@ -595,6 +609,8 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
 
     let items = found(&every_item(&h).await);
     assert!(items.is_empty(), "after forget: {items:?}");
-    let messages = found(&every_message(&h).await);
+    let left = every_message(&h).await;
+    let messages = found(&left);
     assert!(messages.is_empty(), "after forget: {messages:?}");
+    assert!(left.iter().any(|(_, text)| text.contains("max@example.org")), "someone else's dead letter stays");
 }

@@ -277,6 +277,7 @@ fn settings() -> Settings {
     let sync_queue_url = std::env::var("SYNC_QUEUE_URL").ok();
     let export_bucket = std::env::var("EXPORT_BUCKET").ok().filter(|b| !b.is_empty());
     let deliveries_queue_url = std::env::var("DELIVERIES_QUEUE_URL").ok().filter(|b| !b.is_empty());
+    let ingest_dlq_url = std::env::var("INGEST_DLQ_URL").ok().filter(|b| !b.is_empty());
     let crm_queue_url = std::env::var("CRM_QUEUE_URL").ok().filter(|b| !b.is_empty());
     let customers_queue_url = std::env::var("CUSTOMERS_QUEUE_URL").ok().filter(|b| !b.is_empty());
     Settings {
@@ -286,6 +287,7 @@ fn settings() -> Settings {
         deliveries_queue_url,
         crm_queue_url,
         customers_queue_url,
+        ingest_dlq_url,
         ..Settings::default()
     }
 }
@@ -878,7 +880,13 @@ async fn run_every_function(s: &Scenario) -> Vec<Call> {
     assert!(response.batch_item_failures.is_empty());
 
     // customers: the buyer is forgotten (DELETE /v1/customers/{id}, IAM-authorized): orders erased, claims
-    // released, the quarantined payloads naming them deleted, HubSpot's erasure queued; crm: HubSpot erases it.
+    // released, the quarantined payloads and the dead-lettered deliveries naming them deleted (another
+    // dead letter made visible again), HubSpot's erasure queued; crm: HubSpot erases it.
+    let ingest_dlq = std::env::var("INGEST_DLQ_URL").expect("INGEST_DLQ_URL (from .local/stack.env)");
+    for email in [format!("buyer-{}@example.com", reserved_no / 1000), "someone-else@example.org".to_owned()] {
+        let parked = json!({ "body": json!({ "email": email }).to_string() }).to_string();
+        s.direct.sqs.get().send_message().queue_url(&ingest_dlq).message_body(parked).send().await.unwrap();
+    }
     let request: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest = serde_json::from_value(json!({
         "version": "2.0", "routeKey": "DELETE /v1/customers/{id}", "rawPath": format!("/v1/customers/{buyer}"),
         "headers": {}, "pathParameters": { "id": buyer }, "isBase64Encoded": false,

@@ -77,6 +77,7 @@ impl Harness {
             emulator_safe_ledger: true,
             crm_queue_url: Some(crate::support::create_queue(&stack.sqs, "crm").await),
             customers_queue_url: Some(crate::support::create_queue(&stack.sqs, "customers").await),
+            ingest_dlq_url: Some(crate::support::create_queue(&stack.sqs, "ingest-dlq").await),
             ..Settings::default()
         };
         tune(&mut settings);

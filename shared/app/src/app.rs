@@ -73,6 +73,9 @@ pub struct Settings {
     /// The customers function's queue (`CUSTOMERS_QUEUE_URL`; set on the webhook function, which
     /// hands it verified CRM updates).
     pub customers_queue_url: Option<String>,
+    /// The ingest dead-letter queue (`INGEST_DLQ_URL`; set on the customers function, whose erasures
+    /// delete the raw deliveries parked there that name the person).
+    pub ingest_dlq_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             deliveries_queue_url: None,
             crm_queue_url: None,
             customers_queue_url: None,
+            ingest_dlq_url: None,
         }
     }
 }
@@ -104,6 +108,7 @@ impl Settings {
         s.deliveries_queue_url = std::env::var("DELIVERIES_QUEUE_URL").ok().filter(|v| !v.is_empty());
         s.crm_queue_url = std::env::var("CRM_QUEUE_URL").ok().filter(|v| !v.is_empty());
         s.customers_queue_url = std::env::var("CUSTOMERS_QUEUE_URL").ok().filter(|v| !v.is_empty());
+        s.ingest_dlq_url = std::env::var("INGEST_DLQ_URL").ok().filter(|v| !v.is_empty());
         s.emulator_safe_ledger = std::env::var("MANIFOLD_LOCAL_EMULATOR").is_ok_and(|v| v == "1");
         match Retention::from_lookup(|k| std::env::var(k).ok()) {
             Ok(retention) => s.quarantine_retention = retention,

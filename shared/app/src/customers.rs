@@ -39,6 +39,8 @@ use crate::{App, outcome::Failure};
 const ATTEMPTS: usize = 8;
 /// Redirects followed from a merged-away id.
 const MAX_REDIRECTS: usize = 16;
+/// Dead-lettered deliveries read by one erasure (a DLQ that holds more is an incident of its own).
+pub const MAX_DEAD_LETTERS: usize = 1000;
 
 /// What joining one order did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +68,9 @@ pub struct Forgotten {
     pub orders_erased: u64,
     pub claims_released: u64,
     pub quarantined_deleted: u64,
+    /// Raw deliveries parked in the ingest dead-letter queue that named the person, deleted.
+    #[serde(default)]
+    pub dead_letters_deleted: u64,
     pub crm_requests: u64,
 }
 
@@ -171,16 +176,48 @@ impl App {
 
     /// Joins one stored order to its customer (the `customers` function, for each order event).
     pub async fn join_order(&self, order_id: &OrderId, now: DateTime<Utc>) -> Result<Joined, Failure> {
-        for _ in 0..ATTEMPTS {
-            if let Some(joined) = self.try_join(order_id, now).await? {
+        for attempt in 0..ATTEMPTS {
+            if let Some(joined) = self.try_join(order_id, attempt, now).await? {
                 return Ok(joined);
             }
+            // Another consumer is joining the same person: let it finish its few writes.
+            tokio::time::sleep(std::time::Duration::from_millis(10 * (1 << attempt.min(5)))).await;
         }
         Err(Failure::Transient(format!("order {order_id}: its customer kept changing; retry").into()))
     }
 
-    /// One attempt; `None` when a race was lost and the caller should start over.
-    async fn try_join(&self, order_id: &OrderId, now: DateTime<Utc>) -> Result<Option<Joined>, Failure> {
+    /// One attempt; `None` when a race was lost and the caller should start over. The claims an
+    /// abandoned attempt made for a customer it was creating are released, so a retry never waits
+    /// for itself.
+    async fn try_join(
+        &self,
+        order_id: &OrderId,
+        attempt: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Joined>, Failure> {
+        let mut claimed = Vec::new();
+        let joined = self.try_join_claiming(order_id, attempt, now, &mut claimed).await;
+        if !matches!(joined, Ok(Some(_)))
+            && let Some((_, owner)) = claimed.first()
+        {
+            // Unless another consumer wrote that same customer meanwhile: then the claims are its.
+            let store = self.customer_store();
+            if store.get(owner).await?.is_none() {
+                for (key, owner) in &claimed {
+                    store.release_own(key, owner).await?;
+                }
+            }
+        }
+        joined
+    }
+
+    async fn try_join_claiming(
+        &self,
+        order_id: &OrderId,
+        attempt: usize,
+        now: DateTime<Utc>,
+        claimed: &mut Vec<(String, String)>,
+    ) -> Result<Option<Joined>, Failure> {
         let store = self.customer_store();
         let Some(order) = self.records.get_order(order_id).await? else {
             return Err(Failure::Transient(format!("order {order_id} is not stored yet").into()));
@@ -191,8 +228,11 @@ impl App {
         let keys: Vec<String> = joining.iter().map(|i| i.key()).collect();
         let owners = store.owners(&keys).await?;
 
-        // The customers this order's identities (and its own link) point to, resolved through merges.
+        // The customers this order's identities (and its own link) point to, resolved through merges;
+        // and the owners no stored customer answers for yet (a consumer between its claim and its
+        // write, or one that died there).
         let mut candidates: Vec<(Customer, String)> = Vec::new();
+        let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut push = |c: Customer, rule: String| {
             if !candidates.iter().any(|(k, _)| k.id == c.id) {
                 candidates.push((c, rule));
@@ -204,10 +244,13 @@ impl App {
             push(c, "order".into());
         }
         for identity in &joining {
-            if let Some(owner) = owners.get(&identity.key())
-                && let Some(c) = self.resolve_customer(owner).await?
-            {
-                push(c, identity.kind.as_str().to_owned());
+            if let Some(owner) = owners.get(&identity.key()) {
+                match self.resolve_customer(owner).await? {
+                    Some(c) => push(c, identity.kind.as_str().to_owned()),
+                    None => {
+                        pending.insert(owner.clone());
+                    }
+                }
             }
         }
         // The customer the order already belongs to stays its customer; otherwise the oldest.
@@ -216,7 +259,22 @@ impl App {
             candidates.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         }
         let (mut target, created) = if let Some((c, _)) = candidates.first() {
+            if !pending.is_empty() {
+                if attempt + 1 < ATTEMPTS {
+                    return Ok(None);
+                }
+                // Still unwritten after every wait: a claim its consumer never finished. Adopted.
+                for (key, owner) in &owners {
+                    if pending.contains(owner) {
+                        store.move_claim(key, owner, &c.id).await?;
+                    }
+                }
+            }
             (c.clone(), false)
+        } else if let Some(id) = pending.first() {
+            // Someone is creating this person's customer: create the same one. One write wins; the
+            // other starts over and finds it.
+            (empty_customer(id, now), true)
         } else {
             let seed = keys.first().cloned().unwrap_or_else(|| format!("order:{order_id}"));
             let id = new_id(&seed);
@@ -241,11 +299,16 @@ impl App {
         }
         // Claim what no one holds; a claim someone else took first means starting over.
         for identity in &joining {
-            if owners.contains_key(&identity.key()) {
+            let key = identity.key();
+            if owners.contains_key(&key) {
                 continue;
             }
-            match store.claim(&identity.key(), &target.id).await? {
-                Claim::Claimed => {}
+            match store.claim(&key, &target.id).await? {
+                Claim::Claimed => {
+                    if created {
+                        claimed.push((key, target.id.clone()));
+                    }
+                }
                 Claim::Taken(owner) if owner == target.id => {}
                 Claim::Taken(_) => return Ok(None),
             }
@@ -261,9 +324,13 @@ impl App {
                 });
             }
         }
+        // The counts include this order's summary, which is written once the customer is: a summary
+        // never points to a customer that was not written.
         let identities: Vec<Identity> = found.iter().map(|(i, _)| i.clone()).collect();
-        store.put_summary(&target.id, &summary_of(&order, &identities)).await?;
-        let summaries = store.summaries(&target.id).await?;
+        let summary = summary_of(&order, &identities);
+        let mut summaries = store.summaries(&target.id).await?;
+        summaries.retain(|s| s.order_id != summary.order_id);
+        summaries.push(summary.clone());
         let latest = summaries.iter().map(|s| s.created_at).max().is_none_or(|m| order.created_at >= m);
         if target.forgotten_at.is_none() {
             take_contact(&mut target, &order, &rules, latest);
@@ -274,6 +341,9 @@ impl App {
         if !store.put(&target, read_version).await? {
             return Ok(None);
         }
+        // Written: its claims stand, whatever fails next (the redelivery finishes the rest).
+        claimed.clear();
+        store.put_summary(&target.id, &summary).await?;
         if order.customer_id.as_deref() != Some(target.id.as_str()) {
             self.records.link_customer(order_id, &target.id).await?;
         }
@@ -553,6 +623,7 @@ impl App {
             done.claims_released += 1;
         }
         done.quarantined_deleted = self.delete_quarantined_naming(&needles).await?;
+        done.dead_letters_deleted = self.delete_dead_letters_naming(&needles).await?;
         // Each CRM account that holds a copy is asked to erase it, by its record id.
         done.crm_requests = self.queue_crm_forgets(&customer, now).await?;
         for _ in 0..ATTEMPTS {
@@ -586,6 +657,7 @@ impl App {
             ("orders_erased".into(), done.orders_erased),
             ("claims_released".into(), done.claims_released),
             ("quarantined_deleted".into(), done.quarantined_deleted),
+            ("dead_letters_deleted".into(), done.dead_letters_deleted),
             ("crm_requests".into(), done.crm_requests),
         ]);
         store
@@ -618,6 +690,56 @@ impl App {
         }
         if deleted > 0 {
             warn!(deleted, "quarantined payloads naming a forgotten customer deleted");
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the raw deliveries parked in the ingest dead-letter queue that contain any of `needles`
+    /// (lowercase), and makes the others visible again at once; the count deleted. At most
+    /// [`MAX_DEAD_LETTERS`] are read per erasure.
+    async fn delete_dead_letters_naming(&self, needles: &BTreeSet<String>) -> Result<u64, Failure> {
+        let Some(queue) = self.settings.ingest_dlq_url.as_deref().filter(|_| !needles.is_empty()) else {
+            return Ok(0);
+        };
+        let sqs = self.sqs.get();
+        let transient = |e: &dyn std::fmt::Display| Failure::Transient(format!("ingest DLQ: {e}").into());
+        let (mut deleted, mut kept, mut read) = (0, Vec::new(), 0);
+        while read < MAX_DEAD_LETTERS {
+            let got = sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .visibility_timeout(120)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(|e| transient(&aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            read += messages.len();
+            for m in messages {
+                let Some(receipt) = m.receipt_handle else { continue };
+                let body = m.body.unwrap_or_default().to_lowercase();
+                if needles.iter().any(|n| body.contains(n.as_str())) {
+                    sqs.delete_message()
+                        .queue_url(queue)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await
+                        .map_err(|e| transient(&aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                    deleted += 1;
+                } else {
+                    kept.push((receipt, 0));
+                }
+            }
+        }
+        if !kept.is_empty() {
+            self.queue.get().change_visibility(queue, &kept).await?;
+        }
+        if deleted > 0 {
+            warn!(deleted, "dead-lettered deliveries naming a forgotten customer deleted");
         }
         Ok(deleted)
     }

@@ -92,6 +92,8 @@ pub trait CustomerStore: Send + Sync {
     /// Moves a claim from one customer to another; false when `from` no longer holds it.
     async fn move_claim(&self, key: &str, from: &str, to: &str) -> Result<bool, StoreError>;
     async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Releases `key` if `owner` still holds it (an abandoned attempt taking back its own claim).
+    async fn release_own(&self, key: &str, owner: &str) -> Result<(), StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Customer>, StoreError>;
     async fn many(&self, ids: &[String]) -> Result<Vec<Customer>, StoreError>;
     /// Writes `customer` if its stored version is still `read_version` (`None`: not stored yet);
@@ -258,6 +260,25 @@ impl CustomerStore for DynamoCustomers {
         self.delete(claim_pk(key), "CLAIM".into()).await
     }
 
+    async fn release_own(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let _guard = self.emulator_guard().await;
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(claim_pk(key)))
+            .key("sk", s("CLAIM"))
+            .condition_expression("customer_id = :o")
+            .expression_attribute_values(":o", s(owner))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(StoreError::service("dynamodb", "DeleteItem", e)),
+        }
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Customer>, StoreError> {
         self.partition(CUSTOMERS, "customer").get(id).await
     }
@@ -400,6 +421,13 @@ impl CustomerStore for MemoryCustomers {
     }
     async fn release(&self, key: &str) -> Result<(), StoreError> {
         self.lock().claims.remove(key);
+        Ok(())
+    }
+    async fn release_own(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.claims.get(key).is_some_and(|o| o == owner) {
+            inner.claims.remove(key);
+        }
         Ok(())
     }
     async fn get(&self, id: &str) -> Result<Option<Customer>, StoreError> {

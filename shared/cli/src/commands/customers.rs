@@ -154,8 +154,13 @@ impl Human for SplitReport {
 impl Human for Forgotten {
     fn human(&self) -> String {
         format!(
-            "{} forgotten: {} order(s) erased, {} claim(s) released, {} quarantined payload(s) deleted, {} CRM erasure(s) queued\n",
-            self.customer_id, self.orders_erased, self.claims_released, self.quarantined_deleted, self.crm_requests
+            "{} forgotten: {} order(s) erased, {} claim(s) released, {} quarantined payload(s) and {} dead letter(s) deleted, {} CRM erasure(s) queued\n",
+            self.customer_id,
+            self.orders_erased,
+            self.claims_released,
+            self.quarantined_deleted,
+            self.dead_letters_deleted,
+            self.crm_requests
         )
     }
 }
