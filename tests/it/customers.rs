@@ -4,6 +4,8 @@
 //! HubSpot is kept in step in batches with nothing sent twice, and owns only what the configuration
 //! gives it; `forget` leaves no trace of the person in any table or queue.
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use http::HeaderValue;
 use manifold_connectors::verify::sign;
@@ -487,9 +489,58 @@ async fn every_message(h: &Harness) -> Vec<(String, String)> {
     out
 }
 
+/// A CRM that takes signed webhooks, on loopback: the verified bodies it received (a forged one is
+/// answered 401 and not kept).
+async fn webhook_crm() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = received.clone();
+    let router = axum::Router::new().route(
+        "/crm",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let signer = standardwebhooks::Webhook::new(crate::fixtures::WEBHOOK_SIGNING_SECRET).unwrap();
+                if signer.verify(&body, &headers).is_err() {
+                    return http::StatusCode::UNAUTHORIZED;
+                }
+                kept.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/crm", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, received)
+}
+
 #[tokio::test]
 async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_erases_its_copy() {
-    let h = Harness::with_config(hubspot).await;
+    use manifold_domain::customers::{CrmAccount, CrmKind, CustomerField};
+    // HubSpot, and a support desk that takes signed webhooks.
+    let (desk_url, desk) = webhook_crm().await;
+    let h = Harness::with_config(move |config| {
+        hubspot(config);
+        config.crms.push(CrmAccount {
+            id: "support-desk".into(),
+            kind: CrmKind::Webhook,
+            endpoint: desk_url,
+            secret: "manifold/crm/support-desk".into(),
+            enabled: true,
+            cadence: manifold_domain::config::Cadence::Every(std::time::Duration::from_mins(15)),
+            rate_limit: None,
+            fields: [
+                ("email", CustomerField::Email),
+                ("name", CustomerField::Name),
+                ("orders", CustomerField::OrderCount),
+            ]
+            .into_iter()
+            .map(|(p, f)| (p.to_owned(), f))
+            .collect(),
+            owns: BTreeMap::new(),
+        });
+    })
+    .await;
     let woo = woo_order(&h, Some(PHONE_TYPED)).await;
     let shopify = shopify_order(&h).await;
     // An order of hers that cannot be normalized: quarantined whole, her address in it.
@@ -557,18 +608,21 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
     };
     assert_eq!(response.status_code, 200, "{body}");
     let done: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        (done["orders_erased"].as_u64(), done["quarantined_deleted"].as_u64(), done["crm_requests"].as_u64()),
-        (Some(2), Some(1), Some(1)),
-        "{done}"
-    );
+    let counts =
+        ["orders_erased", "quarantined_deleted", "dead_letters_deleted", "crm_requests"].map(|k| done[k].as_u64());
+    assert_eq!(counts, [Some(2), Some(1), Some(1), Some(2)], "{done}");
     // Without an IAM caller, nothing is erased.
     let mut anonymous = request.clone();
     anonymous.request_context.authorizer = None;
     assert_eq!(h.app.customers_http(&anonymous, Utc::now()).await.status_code, 403);
 
-    // HubSpot is asked to erase its record.
-    assert_eq!(run_crm(&h).await, 1);
+    // HubSpot is asked to erase its record, the desk is told (by id only).
+    assert_eq!(run_crm(&h).await, 2);
+    {
+        let desk = desk.lock().unwrap();
+        let forgotten = desk.iter().find(|b| b["type"] == "customer.forgotten").expect("the desk is told");
+        assert_eq!(forgotten["data"], serde_json::json!({ "customer_id": jane }), "no personal data in the request");
+    }
     let deletion =
         manifold_simulator::hubspot::HubspotRequest::GdprDelete { object_id: in_hubspot.id.clone(), status: 204 };
     assert!(h.sim.hubspot_requests().contains(&deletion), "{:?}", h.sim.hubspot_requests());

@@ -4,7 +4,7 @@
 //!   pages through every customer (100 a page, HubSpot's batch limit), maps each to the CRM's
 //!   properties ([`CrmAccount::properties`]), hashes them, and compares with what the account last
 //!   took (`CRM_SENT#{crm}`). A page's changed customers become one job on the `CrmQueue`; an
-//!   unchanged customer costs no call. `manifold sync --tier crm` forces a run.
+//!   unchanged customer costs no call. `manifold customers sync` forces a run.
 //! - **The consumer** ([`App::crm_batch`]): reads the job's customers again (a job carries ids only,
 //!   so no queue holds personal data), maps them, skips any whose hash the CRM already took (a
 //!   redelivery), and sends them through the account's connector in its batch size, behind a breaker

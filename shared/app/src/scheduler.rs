@@ -170,7 +170,7 @@ impl App {
         Ok(())
     }
 
-    /// Every account's content run at once (`manifold sync --tier images`), each channel's note on
+    /// Every account's content run at once (the scheduler's `{"tier": "images"}` event), each channel's note on
     /// what it does not take said once.
     async fn content_every_account(&self, report: &mut TierReport) -> Result<(), Failure> {
         let accounts: Vec<_> = self.config().await.enabled_accounts().cloned().collect();

@@ -6,6 +6,7 @@
 //! - `split ID IDENTITY --reason`: the identity (`email:...`, `phone:+...`, `channel_id:...`) and the
 //!   orders that named it move to a new customer, kept apart from then on;
 //! - `forget ID`: erases the person everywhere (also `DELETE /v1/customers/{id}`);
+//! - `sync`: every CRM account's run now, whatever its cadence (the changed customers queued);
 //! - `audit`: merges, splits and erasures, with who did them (ids and counts only).
 //!
 //! Every change is written with the operator's name (`--by`, the login name by default).
@@ -59,6 +60,8 @@ pub enum CustomersCommand {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+    /// Runs every CRM account's sync now (as its cadence would): the changed customers queued for the CRM consumer.
+    Sync,
     /// Merges, splits and erasures, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -165,6 +168,28 @@ impl Human for Forgotten {
     }
 }
 
+/// What each CRM account's run queued.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrmRuns {
+    pub runs: Vec<manifold_app::crm::CrmRun>,
+}
+
+impl Human for CrmRuns {
+    fn human(&self) -> String {
+        let mut t = Table::new(&["CRM", "EXAMINED", "CHANGED", "JOBS", "WITHOUT EMAIL"]);
+        for r in &self.runs {
+            t.row(vec![
+                r.crm.clone(),
+                r.examined.to_string(),
+                r.queued.to_string(),
+                r.jobs.to_string(),
+                r.without_email.to_string(),
+            ]);
+        }
+        t.render()
+    }
+}
+
 /// The audit, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
@@ -215,6 +240,7 @@ pub async fn run(cmd: CustomersCommand, json: bool) -> Result<(), CliError> {
             crate::output::print(&SplitReport { kept, split_off }, json)
         }
         CustomersCommand::Forget { id, by } => crate::output::print(&app.forget_customer(&id, &by, now).await?, json),
+        CustomersCommand::Sync => crate::output::print(&CrmRuns { runs: app.run_crm_syncs(now, true).await? }, json),
         CustomersCommand::Audit { limit } => {
             crate::output::print(&AuditReport { entries: app.customer_audit(limit).await? }, json)
         }
