@@ -15,11 +15,7 @@ use manifold_domain::{
     customers::{ChangeAction, CustomerRules, IdentityKind},
 };
 
-use crate::{
-    fixtures::{AMAZON_ITEMS, AMAZON_NOTIFICATION, AMAZON_ORDER, SECRET},
-    inbound::Harness,
-    support::lambda_event,
-};
+use crate::{fixtures::SECRET, inbound::Harness, support::lambda_event};
 
 pub(crate) const EMAIL: &str = "jane.smith@example.com";
 /// Jane's number as WooCommerce and Amazon buyers type it (US numbers, written differently).
@@ -72,24 +68,11 @@ pub(crate) async fn woo_order(h: &Harness, phone: Option<&str>) -> OrderId {
 
 /// The SP-API sandbox order, bought by Jane: Amazon gives her relay address and her phone.
 async fn amazon_order(h: &Harness) -> OrderId {
-    let mut order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
-    let items: serde_json::Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
-    order["payload"]["BuyerInfo"] = serde_json::json!({ "BuyerEmail": RELAY, "BuyerName": "Jane S." });
-    order["payload"]["ShippingAddress"]["Phone"] = serde_json::json!(PHONE_AMAZON);
-    let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
-    h.sim
-        .seed_order(
-            Channel::Amazon,
-            serde_json::json!({"order": order["payload"], "order_items": items["payload"]["OrderItems"]}),
-        )
-        .unwrap();
-    let mut note: serde_json::Value = serde_json::from_str(AMAZON_NOTIFICATION).unwrap();
-    note["Payload"]["OrderChangeNotification"]["AmazonOrderId"] = serde_json::json!(order_id);
-    note["Payload"]["OrderChangeNotification"]["SellerId"] = serde_json::json!("A2EUQ1WTGCTBG2");
-    let queue = crate::support::create_queue(&h.stack.sqs, "amazon-jane").await;
-    h.stack.sqs.send_message().queue_url(&queue).message_body(note.to_string()).send().await.unwrap();
-    let messages = h.stack.drain(&queue).await;
-    assert!(h.app.amazon_batch(lambda_event(&messages)).await.batch_item_failures.is_empty());
+    let order_id = crate::inbound::amazon_order_notified_with(h, "amazon-jane", 1, |order| {
+        order["BuyerInfo"] = serde_json::json!({ "BuyerEmail": RELAY, "BuyerName": "Jane S." });
+        order["ShippingAddress"]["Phone"] = serde_json::json!(PHONE_AMAZON);
+    })
+    .await;
     OrderId::new(format!("amazon:A2EUQ1WTGCTBG2:{order_id}")).unwrap()
 }
 

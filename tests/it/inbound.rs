@@ -343,7 +343,18 @@ async fn a_thin_bigcommerce_notification_is_completed_through_the_connector() {
 /// notification `deliveries` times (standard SQS may deliver twice) through an SQS queue named
 /// `queue` to the Amazon consumer, as Amazon would. Returns the Amazon order id.
 pub(crate) async fn amazon_order_notified(h: &Harness, queue: &str, deliveries: usize) -> String {
-    let order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
+    amazon_order_notified_with(h, queue, deliveries, |_| {}).await
+}
+
+/// [`amazon_order_notified`] with the sandbox order's `payload` first changed by `adjust`.
+pub(crate) async fn amazon_order_notified_with(
+    h: &Harness,
+    queue: &str,
+    deliveries: usize,
+    adjust: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let mut order: serde_json::Value = serde_json::from_str(AMAZON_ORDER).unwrap();
+    adjust(&mut order["payload"]);
     let items: serde_json::Value = serde_json::from_str(AMAZON_ITEMS).unwrap();
     let order_id = order["payload"]["AmazonOrderId"].as_str().unwrap().to_owned();
     h.sim

@@ -218,6 +218,30 @@ impl DynamoRecords {
         }
     }
 
+    /// One conditional update of the stored order's record (`#r` names it): true when applied, false
+    /// when its condition did not hold.
+    async fn update_order(
+        &self,
+        id: &OrderId,
+        build: impl FnOnce(
+            aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.emulator_guard().await;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(Self::order_pk(id)))
+            .key("sk", AttributeValue::S("CURRENT".into()))
+            .expression_attribute_names("#r", "record");
+        match build(update).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
+        }
+    }
+
     async fn get_current(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
@@ -387,80 +411,44 @@ impl RecordStore for DynamoRecords {
     }
 
     async fn release_hold(&self, id: &OrderId, release: &Release) -> Result<bool, StoreError> {
-        let _guard = self.emulator_guard().await;
         let v: AttributeValue = serde_dynamo::to_attribute_value(release)
             .map_err(|e| StoreError::Invalid { what: "release", reason: e.to_string() })?;
-        let released = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(Self::order_pk(id)))
-            .key("sk", AttributeValue::S("CURRENT".into()))
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_names("#f", "fulfillment")
-            .expression_attribute_names("#h", "hold")
-            .expression_attribute_names("#x", "released")
-            .condition_expression("attribute_exists(#r.#f.#h) AND attribute_not_exists(#r.#f.#h.#x)")
-            .update_expression("SET #r.#f.#h.#x = :x")
-            .expression_attribute_values(":x", v)
-            .send()
-            .await;
-        match released {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
-        }
+        self.update_order(id, |u| {
+            u.expression_attribute_names("#f", "fulfillment")
+                .expression_attribute_names("#h", "hold")
+                .expression_attribute_names("#x", "released")
+                .condition_expression("attribute_exists(#r.#f.#h) AND attribute_not_exists(#r.#f.#h.#x)")
+                .update_expression("SET #r.#f.#h.#x = :x")
+                .expression_attribute_values(":x", v)
+        })
+        .await
     }
 
     async fn link_customer(&self, id: &OrderId, customer_id: &str) -> Result<bool, StoreError> {
-        let _guard = self.emulator_guard().await;
-        let linked = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(Self::order_pk(id)))
-            .key("sk", AttributeValue::S("CURRENT".into()))
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_names("#c", "customer_id")
-            .condition_expression("attribute_exists(pk)")
-            .update_expression("SET #r.#c = :c")
-            .expression_attribute_values(":c", AttributeValue::S(customer_id.to_owned()))
-            .send()
-            .await;
-        match linked {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
-        }
+        self.update_order(id, |u| {
+            u.expression_attribute_names("#c", "customer_id")
+                .condition_expression("attribute_exists(pk)")
+                .update_expression("SET #r.#c = :c")
+                .expression_attribute_values(":c", AttributeValue::S(customer_id.to_owned()))
+        })
+        .await
     }
 
     async fn erase_contact(&self, id: &OrderId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let _guard = self.emulator_guard().await;
         let tombstone = serde_dynamo::to_attribute_value(OrderCustomer::default())
             .map_err(|e| StoreError::Invalid { what: "order customer", reason: e.to_string() })?;
-        let erased = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(Self::order_pk(id)))
-            .key("sk", AttributeValue::S("CURRENT".into()))
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_names("#c", "customer")
-            .expression_attribute_names("#s", "shipping_address")
-            .expression_attribute_names("#b", "billing_address")
-            .expression_attribute_names("#e", "contact_erased_at")
-            .condition_expression("attribute_exists(pk)")
-            .update_expression("SET #r.#c = :c, #r.#s = :null, #r.#b = :null, #r.#e = :at")
-            .expression_attribute_values(":c", tombstone)
-            .expression_attribute_values(":null", AttributeValue::Null(true))
-            .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()))
-            .send()
-            .await;
-        match erased {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(StoreError::service("dynamodb", "UpdateItem", e)),
-        }
+        self.update_order(id, |u| {
+            u.expression_attribute_names("#c", "customer")
+                .expression_attribute_names("#s", "shipping_address")
+                .expression_attribute_names("#b", "billing_address")
+                .expression_attribute_names("#e", "contact_erased_at")
+                .condition_expression("attribute_exists(pk)")
+                .update_expression("SET #r.#c = :c, #r.#s = :null, #r.#b = :null, #r.#e = :at")
+                .expression_attribute_values(":c", tombstone)
+                .expression_attribute_values(":null", AttributeValue::Null(true))
+                .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()))
+        })
+        .await
     }
 
     async fn put_record(
