@@ -18,6 +18,7 @@ use manifold_domain::{
 use crate::{fixtures::SECRET, inbound::Harness, support::lambda_event};
 
 pub(crate) const EMAIL: &str = "jane.smith@example.com";
+const WORK_EMAIL: &str = "j.smith@work.example";
 /// Jane's number as WooCommerce and Amazon buyers type it (US numbers, written differently).
 const PHONE_TYPED: &str = "(480) 386-0930";
 const PHONE_AMAZON: &str = "+1 480-386-0930 ext. 73824";
@@ -550,6 +551,30 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
     let in_hubspot =
         h.sim.hubspot_contacts().into_iter().find(|c| c.properties["email"] == EMAIL).expect("sent to HubSpot");
 
+    // Her work address, a customer of its own, sent to HubSpot too; then an operator merges it into hers.
+    let mut doc: serde_json::Value = serde_json::from_str(crate::fixtures::SHOPIFY_ORDER).unwrap();
+    let work = &mut doc["order"];
+    work["id"] = serde_json::json!(1_073_459_982_u64);
+    work["email"] = serde_json::json!(WORK_EMAIL);
+    work["customer"] = serde_json::Value::Null;
+    let body = serde_json::to_vec(work).unwrap();
+    webhook(
+        &h,
+        Channel::Shopify,
+        "shop-eu",
+        crate::fixtures::shopify_headers(&body, "evt-jane-work", "orders/create"),
+        &body,
+    )
+    .await;
+    join_events(&h).await;
+    let work_id = h.app.customer_of_order(&OrderId::new("shopify:shop-eu:1073459982").unwrap()).await.unwrap().unwrap();
+    assert_ne!(work_id, jane);
+    h.app.run_tier("crm", Utc::now()).await.unwrap();
+    run_crm(&h).await;
+    let work_in_hubspot =
+        h.sim.hubspot_contacts().into_iter().find(|c| c.properties["email"] == WORK_EMAIL).expect("sent");
+    h.app.merge_customers(&jane, &work_id, "her work address", "ops-anna", Utc::now()).await.unwrap();
+
     // Two deliveries parked in the ingest DLQ: one of hers, one of someone else's.
     let dlq = h.app.settings.ingest_dlq_url.clone().unwrap();
     for (who, body) in
@@ -560,7 +585,8 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
     }
 
     // What identifies her, as the channels sent it.
-    let traces = [EMAIL, "4803860930", "386-0930", "jane smith", "john smith", "123 fake street", "969 market"];
+    let traces =
+        [EMAIL, WORK_EMAIL, "4803860930", "386-0930", "jane smith", "john smith", "123 fake street", "969 market"];
     let found = |items: &[(String, String)]| -> Vec<String> {
         items
             .iter()
@@ -593,18 +619,25 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
     let done: serde_json::Value = serde_json::from_str(&body).unwrap();
     let counts =
         ["orders_erased", "quarantined_deleted", "dead_letters_deleted", "crm_requests"].map(|k| done[k].as_u64());
-    assert_eq!(counts, [Some(2), Some(1), Some(1), Some(2)], "{done}");
+    // Three orders; her HubSpot record and her work address's, the desk's copy of each.
+    assert_eq!(counts, [Some(3), Some(1), Some(1), Some(4)], "{done}");
     // Without an IAM caller, nothing is erased.
     let mut anonymous = request.clone();
     anonymous.request_context.authorizer = None;
     assert_eq!(h.app.customers_http(&anonymous, Utc::now()).await.status_code, 403);
 
-    // HubSpot is asked to erase its record, the desk is told (by id only).
-    assert_eq!(run_crm(&h).await, 2);
+    // HubSpot is asked to erase both records, the desk is told of both (by id only).
+    assert_eq!(run_crm(&h).await, 4);
+    let work_deletion =
+        manifold_simulator::hubspot::HubspotRequest::GdprDelete { object_id: work_in_hubspot.id.clone(), status: 204 };
+    assert!(h.sim.hubspot_requests().contains(&work_deletion), "{:?}", h.sim.hubspot_requests());
     {
         let desk = desk.lock().unwrap();
-        let forgotten = desk.iter().find(|b| b["type"] == "customer.forgotten").expect("the desk is told");
-        assert_eq!(forgotten["data"], serde_json::json!({ "customer_id": jane }), "no personal data in the request");
+        let forgotten: Vec<&serde_json::Value> =
+            desk.iter().filter(|b| b["type"] == "customer.forgotten").map(|b| &b["data"]).collect();
+        let expected = [serde_json::json!({ "customer_id": jane }), serde_json::json!({ "customer_id": work_id })];
+        assert_eq!(forgotten.len(), 2, "{forgotten:?}");
+        assert!(expected.iter().all(|e| forgotten.contains(&e)), "ids only, no personal data: {forgotten:?}");
     }
     let deletion =
         manifold_simulator::hubspot::HubspotRequest::GdprDelete { object_id: in_hubspot.id.clone(), status: 204 };
@@ -614,7 +647,7 @@ async fn forget_leaves_no_trace_of_the_person_in_any_table_or_queue_and_hubspot_
     // The business facts stay; the person does not.
     let view = h.app.show_customer(&jane).await.unwrap().unwrap();
     assert!(view.customer.forgotten_at.is_some());
-    assert_eq!(view.customer.order_count, 2);
+    assert_eq!(view.customer.order_count, 3);
     assert!(view.customer.email.is_none() && view.customer.name.is_none() && view.customer.identities.is_empty());
     let order = h.app.records.get_order(&shopify).await.unwrap().unwrap();
     assert!(order.customer == manifold_domain::OrderCustomer::default() && order.shipping_address.is_none());

@@ -626,6 +626,18 @@ impl App {
         done.dead_letters_deleted = self.delete_dead_letters_naming(&needles).await?;
         // Each CRM account that holds a copy is asked to erase it, by its record id.
         done.crm_requests = self.queue_crm_forgets(&customer, now).await?;
+        // And for the customers merged into this one, whose CRM records were never merged there.
+        let merged: Vec<String> = customer
+            .history
+            .iter()
+            .filter(|h| h.action == ChangeAction::Merged)
+            .filter_map(|h| h.other.clone())
+            .collect();
+        for id in merged {
+            if let Some(redirect) = store.get(&id).await? {
+                done.crm_requests += self.queue_crm_forgets(&redirect, now).await?;
+            }
+        }
         for _ in 0..ATTEMPTS {
             let read = customer.version;
             customer.email = None;
