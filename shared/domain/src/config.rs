@@ -354,6 +354,25 @@ fn default_location() -> String {
 /// A ledger location name: it is part of DynamoDB keys (`LOC#{location}`), so no `#`, no blanks.
 /// A name operators give an export or a subscription: 1 to 40 of `a-z`, `0-9` and `-` (it becomes a
 /// key and a path).
+/// An https URL (plain http only on loopback: the simulators and local receivers), without whitespace.
+pub(crate) fn validate_endpoint(url: &str) -> Result<(), String> {
+    let loopback = url.starts_with("http://127.") || url.starts_with("http://localhost");
+    if (url.starts_with("https://") || loopback) && !url.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(format!("{url:?} must be an https URL (plain http only on loopback)"))
+    }
+}
+
+/// A Secrets Manager secret name: the configuration never holds the secret itself.
+pub(crate) fn validate_secret_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.contains(char::is_whitespace) {
+        Err("must be a Secrets Manager secret name".into())
+    } else {
+        Ok(())
+    }
+}
+
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
@@ -449,18 +468,8 @@ impl ChannelConfig {
                 return Err((at("account"), format!("duplicate account {}:{}", a.channel, a.account)));
             }
             validate_api_version(a.channel, &a.api_version).map_err(|m| (at("api_version"), m))?;
-            if a.secret.trim().is_empty() || a.secret.contains(char::is_whitespace) {
-                return Err((at("secret"), "must be a Secrets Manager secret name".into()));
-            }
-            if !(a.endpoint.starts_with("https://")
-                || a.endpoint.starts_with("http://127.")
-                || a.endpoint.starts_with("http://localhost"))
-            {
-                return Err((
-                    at("endpoint"),
-                    format!("{:?} must be an https URL (plain http only on loopback)", a.endpoint),
-                ));
-            }
+            validate_secret_name(&a.secret).map_err(|m| (at("secret"), m))?;
+            validate_endpoint(&a.endpoint).map_err(|m| (at("endpoint"), m))?;
             validate_rate_limit(&a.rate_limit).map_err(|m| (at("rate_limit"), m))?;
             if a.max_concurrency == 0 || a.max_concurrency > 1000 {
                 return Err((at("max_concurrency"), "must be between 1 and 1000".into()));

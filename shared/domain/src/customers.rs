@@ -474,16 +474,8 @@ pub(crate) fn validate_crms(crms: &[CrmAccount]) -> Result<(), (String, String)>
         if !ids.insert(c.id.as_str()) {
             return Err((at("id"), format!("duplicate CRM account {}", c.id)));
         }
-        let loopback = c.endpoint.starts_with("http://127.") || c.endpoint.starts_with("http://localhost");
-        if !(c.endpoint.starts_with("https://") || loopback) || c.endpoint.contains(char::is_whitespace) {
-            return Err((
-                at("endpoint"),
-                format!("{:?} must be an https URL (plain http only on loopback)", c.endpoint),
-            ));
-        }
-        if c.secret.trim().is_empty() || c.secret.contains(char::is_whitespace) {
-            return Err((at("secret"), "must be a Secrets Manager secret name".into()));
-        }
+        crate::config::validate_endpoint(&c.endpoint).map_err(|m| (at("endpoint"), m))?;
+        crate::config::validate_secret_name(&c.secret).map_err(|m| (at("secret"), m))?;
         if !matches!(c.cadence, Cadence::Every(_)) {
             return Err((at("cadence"), "must be a period such as 15m".into()));
         }

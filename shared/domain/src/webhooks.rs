@@ -49,16 +49,11 @@ pub(crate) fn validate(subscriptions: &[Subscription]) -> Result<(), (String, St
         if !ids.insert(s.id.as_str()) {
             return Err((at("id"), format!("duplicate subscription {}", s.id)));
         }
-        let loopback = s.url.starts_with("http://127.") || s.url.starts_with("http://localhost");
-        if !(s.url.starts_with("https://") || loopback) || s.url.contains(char::is_whitespace) {
-            return Err((at("url"), format!("{:?} must be an https URL (plain http only on loopback)", s.url)));
-        }
+        crate::config::validate_endpoint(&s.url).map_err(|m| (at("url"), m))?;
         if s.events.is_empty() {
             return Err((at("events"), "name at least one event kind".into()));
         }
-        if s.secret.trim().is_empty() || s.secret.contains(char::is_whitespace) {
-            return Err((at("secret"), "must be a Secrets Manager secret name".into()));
-        }
+        crate::config::validate_secret_name(&s.secret).map_err(|m| (at("secret"), m))?;
     }
     Ok(())
 }
