@@ -38,3 +38,10 @@ impl From<StoreError> for Failure {
         if e.is_retryable() { Failure::Transient(Box::new(e)) } else { Failure::permanent("store", e.to_string()) }
     }
 }
+
+impl From<manifold_connectors::ConnectorError> for Failure {
+    /// A channel's or CRM's answer: retried when its class says so, else permanent.
+    fn from(e: manifold_connectors::ConnectorError) -> Self {
+        if e.is_retryable() { Failure::Transient(Box::new(e)) } else { Failure::permanent("connector", e.to_string()) }
+    }
+}

@@ -40,7 +40,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, future::join_all, stream};
-use manifold_aws::{StoreError, breaker::DynamoBreakerStore, quarantine::QuarantinedPayload};
+use manifold_aws::{StoreError, breaker::DynamoBreakerStore, health, quarantine::QuarantinedPayload};
 use manifold_connectors::{
     CallContext, ChannelConnector, ConnectorError, FailureClass, PriceUpdate, PushOutcome, StockUpdate, Submission,
     SubmissionState,
@@ -301,6 +301,27 @@ pub enum MessageOutcome {
         delivered: usize,
         rejected: Vec<ItemRejection>,
     },
+}
+
+impl MessageOutcome {
+    /// Adds this outcome to its account's health (`manifold_aws::health`), counted as the metrics
+    /// count it: a failed sync is a call the channel failed or refused (a wait for an open breaker is
+    /// none), a throttle is a rate-limited call.
+    fn tally(&self, t: &mut health::Tally) {
+        match self {
+            MessageOutcome::Delivered => t.succeeded += 1,
+            MessageOutcome::Checked { delivered, rejected } => {
+                t.succeeded += u64::try_from(*delivered).unwrap_or(u64::MAX);
+                t.failed += u64::try_from(rejected.len()).unwrap_or(u64::MAX);
+            }
+            MessageOutcome::Rejected { .. }
+            | MessageOutcome::Retry { reason: RetryReason::Auth | RetryReason::Transient, .. } => t.failed += 1,
+            MessageOutcome::Retry { reason: RetryReason::RateLimited, .. } => t.throttled += 1,
+            MessageOutcome::Retry { reason: RetryReason::CircuitOpen, .. }
+            | MessageOutcome::Superseded
+            | MessageOutcome::Awaiting { .. } => {}
+        }
+    }
 }
 
 /// One item a channel rejected while processing a submission.
@@ -818,6 +839,10 @@ impl App {
         settled.extend(per_account.into_iter().flatten());
 
         let now = Utc::now();
+        let mut tallies: BTreeMap<String, health::Tally> = BTreeMap::new();
+        for s in settled.iter().filter(|s| !s.account.is_empty()) {
+            s.outcome.tally(tallies.entry(s.account.clone()).or_default());
+        }
         let mut dispositions = Vec::new();
         for s in settled {
             let span = manifold_telemetry::business_span!("push_message", message_id = %s.delivery.id);
@@ -830,6 +855,13 @@ impl App {
             let d = s.delivery;
             let received = Received { id: d.id, receipt_handle: d.receipt_handle, body: d.body, trace_id: d.trace_id };
             dispositions.push((received, disposition));
+        }
+        for (account, tally) in tallies.into_iter().filter(|(_, t)| !t.is_empty()) {
+            if let Err(e) =
+                health::record(&self.ddb, &self.env.state_table, channel.as_str(), &account, tally, now).await
+            {
+                warn!(error = %e, account = %account, "could not record the account's push health");
+            }
         }
         let own_queue = self.env.push_queues.get(&channel).map(|url| (self.queue.as_ref(), url.as_str()));
         if own_queue.is_none() {

@@ -17,6 +17,7 @@ pub mod env;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod health;
 pub mod idempotency;
 pub mod prices;
 pub mod quarantine;

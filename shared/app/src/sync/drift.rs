@@ -135,20 +135,7 @@ impl App {
         skus: &[String],
         trace_id: &str,
     ) -> Result<Vec<(String, i64)>, String> {
-        if !account.channel.spec().capabilities.read_stock.is_supported() {
-            // Zalando documents no stock read: nothing to compare, and nothing failed.
-            return Ok(Vec::new());
-        }
-        let connector = self.connector(account).await.map_err(|e| e.to_string())?;
-        let ctx = CallContext::new(trace_id.to_owned());
-        // The ids the listing sync gave (or the account's overrides), for channels that read by id.
-        let ids = crate::listings::item_ids(&**self.listings, account, skus).await.unwrap_or_else(|e| {
-            warn!(error = %e, "listing ids unavailable: reading the channel's stock by SKU only");
-            std::collections::BTreeMap::default()
-        });
-        let items: Vec<StockRead> =
-            skus.iter().map(|s| StockRead { channel_sku: s.clone(), channel_item_id: ids.get(s).cloned() }).collect();
-        connector.read_stock(&items, &ctx).await.map_err(|e| {
+        self.channel_stock(account, skus, trace_id).await.map_err(|e| {
             warn!(channel = %account.channel, account = %account.account, error = %e, "could not read the channel's stock");
             MetricSet::new()
                 .dim("Channel", account.channel.as_str())
@@ -157,6 +144,32 @@ impl App {
                 .emit();
             format!("reading {} stock failed: {e}", account.channel)
         })
+    }
+
+    /// What the account shows now for `skus` (channel SKUs), read from the channel through the
+    /// account's connector (rate limiter, breaker, token lifecycle) with the ids its listings gave.
+    /// A channel whose API has no stock read answers nothing; SKUs the channel does not return are
+    /// left out. The reconciliation and the operations console both read the channel this way.
+    pub async fn channel_stock(
+        &self,
+        account: &AccountConfig,
+        skus: &[String],
+        trace_id: &str,
+    ) -> Result<Vec<(String, i64)>, Failure> {
+        if !account.channel.spec().capabilities.read_stock.is_supported() {
+            // Zalando documents no stock read: nothing to compare, and nothing failed.
+            return Ok(Vec::new());
+        }
+        let connector = self.connector(account).await?;
+        let ctx = CallContext::new(trace_id.to_owned());
+        // The ids the listing sync gave (or the account's overrides), for channels that read by id.
+        let ids = crate::listings::item_ids(&**self.listings, account, skus).await.unwrap_or_else(|e| {
+            warn!(error = %e, "listing ids unavailable: reading the channel's stock by SKU only");
+            std::collections::BTreeMap::default()
+        });
+        let items: Vec<StockRead> =
+            skus.iter().map(|s| StockRead { channel_sku: s.clone(), channel_item_id: ids.get(s).cloned() }).collect();
+        connector.read_stock(&items, &ctx).await.map_err(Failure::from)
     }
 }
 
