@@ -8,8 +8,8 @@ cd "$root"
 started=$SECONDS
 step() { echo "==> [$((SECONDS - started)) s] $*" >&2; }
 
-step "bootstrap the local AWS stack (.venv)"
-infra/local/bootstrap.sh
+step "bootstrap the local AWS stack (.venv) and the headless browser"
+infra/local/bootstrap.sh --browser
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
