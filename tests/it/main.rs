@@ -7,6 +7,7 @@ mod support;
 
 mod changes;
 mod config;
+mod console;
 mod content;
 mod customers;
 mod deadlines;

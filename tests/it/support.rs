@@ -396,3 +396,48 @@ pub async fn sdk_via(endpoint: String) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// A chromedriver on a free loopback port (Debian's `chromium-driver`, which `infra/local/bootstrap.sh`
+/// installs), stopped when dropped.
+#[derive(Debug)]
+pub struct ChromeDriver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ChromeDriver {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts chromedriver and waits until it answers.
+pub async fn chromedriver() -> ChromeDriver {
+    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+    assert!(
+        std::path::Path::new(&binary).exists(),
+        "{binary} is missing: run infra/local/bootstrap.sh, which installs Debian's chromium and chromium-driver"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(&binary)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = ChromeDriver { child, port };
+    let status = format!("{}/status", driver.url());
+    eventually("chromedriver answers", Duration::from_secs(30), || {
+        let status = status.clone();
+        async move { reqwest::get(&status).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await;
+    driver
+}

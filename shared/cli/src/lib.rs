@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod bench;
 pub mod commands;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod output;
@@ -38,6 +39,8 @@ pub enum Command {
     Config(commands::config::ConfigCommand),
     /// Normalize one channel document into its canonical record (no AWS needed).
     Normalize(commands::normalize::NormalizeArgs),
+    /// Every channel account at a glance: breaker, last push, failures, DLQ, sync runs, token expiry.
+    Health,
     /// Inspect and redrive the dead-letter queues.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
@@ -75,6 +78,8 @@ pub enum Command {
     Sign(commands::sign::SignArgs),
     /// Write template.yaml from infra/template.src.yaml for every channel (`--check`: fail if stale).
     Template(commands::template::TemplateArgs),
+    /// Serve the operations console on loopback: channel health, failures to fix, stock, orders, usage.
+    Console(console::ConsoleArgs),
     /// Run the local end-to-end demo: every function's real binary under the local Lambda runtime.
     Demo(demo::DemoArgs),
     /// Measure the product end to end: oversell window, work and cost per order, cold starts,
@@ -89,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Channels(args) => output::print(&commands::channels::run(&args)?, json),
         Command::Config(cmd) => commands::config::run(cmd, json).await,
         Command::Normalize(args) => output::print(&commands::normalize::run(&args)?, json),
+        Command::Health => commands::health::run(json).await,
         Command::Dlq(cmd) => commands::dlq::run(cmd, json).await,
         Command::Quarantine(cmd) => commands::quarantine::run(cmd, json).await,
         Command::Trace(args) => output::print(&commands::trace::run(&args).await?, json),
@@ -106,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Template(args) => output::print(&commands::template::run(&args)?, json),
+        Command::Console(args) => console::run(&args).await,
         Command::Demo(args) => Box::pin(demo::run(args)).await,
         Command::Bench(args) => Box::pin(bench::run(args)).await,
     }

@@ -96,6 +96,9 @@ pub enum DlqCommand {
         all: bool,
         #[arg(long, value_parser = parse_channel, requires = "all")]
         channel: Option<Channel>,
+        /// Only this dead letter (its message id as `dlq show` prints it); the others stay.
+        #[arg(long, requires = "queue", conflicts_with = "all")]
+        message: Option<String>,
     },
 }
 
@@ -574,6 +577,58 @@ impl<'a> Redriver<'a> {
         Ok(())
     }
 
+    /// Moves the one dead letter `message_id`, under the same guarantee; every other message received
+    /// while looking for it is made visible again at once. `moved` is 0 when the queue does not hold it
+    /// (moved already, or never there).
+    pub async fn run_one(&self, message_id: &str) -> Result<RedriveReport, CliError> {
+        let mut report = RedriveReport {
+            queue: self.route.name.clone(),
+            source: queue_name(&self.route.source_url).to_owned(),
+            ..RedriveReport::default()
+        };
+        let mut seen = BTreeSet::new();
+        let mut held = Vec::new();
+        let result = loop {
+            let batch = self.receive().await?;
+            let mut fresh = 0;
+            let mut target = None;
+            for m in batch {
+                let id = m.message_id().unwrap_or_default().to_owned();
+                if id == message_id {
+                    target = Some(m);
+                } else {
+                    fresh += usize::from(seen.insert(id));
+                    held.extend(m.receipt_handle().map(str::to_owned));
+                }
+            }
+            if let Some(m) = target {
+                break match self.forward(&m).await {
+                    Ok(f) => self.settle(&m).await.map(|()| Some(f)),
+                    Err(e) => {
+                        held.extend(m.receipt_handle().map(str::to_owned));
+                        Err(e)
+                    }
+                };
+            }
+            if fresh == 0 {
+                break Ok(None);
+            }
+        };
+        release(self.sqs, &self.route.dlq_url, &held).await?;
+        match result {
+            Ok(Some(f)) => {
+                report.moved = 1;
+                report.already_sent = usize::from(f == Forward::AlreadySent);
+                report.resent = usize::from(f == Forward::Resent);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                report.failed.push(RedriveFailure { message_id: message_id.to_owned(), error: e.chain().to_string() });
+            }
+        }
+        Ok(report)
+    }
+
     /// Moves every dead letter it can receive. A message that fails is reported and left in the DLQ
     /// (not retried in this run); the run ends when a receive brings nothing new.
     pub async fn run(&self) -> Result<RedriveReport, CliError> {
@@ -662,13 +717,22 @@ pub async fn run(cmd: DlqCommand, json: bool) -> Result<(), CliError> {
             let route = routes.get(&queue)?;
             output::print(&show(&Aws::from_env().await?, route, limit).await?, json)
         }
-        DlqCommand::Redrive { queue, all, channel } => {
+        DlqCommand::Redrive { queue, all, channel, message } => {
             let aws = Aws::from_env().await?;
-            let selected: Vec<&Route> = match (queue, all) {
-                (Some(name), false) => vec![routes.get(&name)?],
-                _ => routes.select(channel).collect(),
+            let summary = if let (Some(name), Some(id)) = (&queue, &message) {
+                let route = routes.get(name)?;
+                let report = Redriver::new(&aws.sqs, &aws.ddb, &aws.env.state_table, route).run_one(id).await?;
+                if report.moved == 0 && report.failed.is_empty() {
+                    return Err(CliError::Usage(format!("{name} holds no dead letter {id:?} (moved already?)")));
+                }
+                RedriveSummary { queues: vec![report] }
+            } else {
+                let selected: Vec<&Route> = match (queue, all) {
+                    (Some(name), false) => vec![routes.get(&name)?],
+                    _ => routes.select(channel).collect(),
+                };
+                redrive(&aws, &selected, all).await?
             };
-            let summary = redrive(&aws, &selected, all).await?;
             output::print(&summary, json)?;
             match summary.failed() {
                 0 => Ok(()),

@@ -5,6 +5,7 @@ pub mod channels;
 pub mod config;
 pub mod customers;
 pub mod dlq;
+pub mod health;
 pub mod listings;
 pub mod normalize;
 pub mod orders;

@@ -3,11 +3,15 @@
 //! `PUSH#{channel}#{account}` / `SKU#{sku}#LOC#{location}`) next to what the account's stock rules
 //! would publish now. A difference between the two means a push is pending or was lost.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::path::PathBuf;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use manifold_app::App;
 use manifold_domain::{Channel, Sku, config::ChannelConfig};
-use manifold_ledger::{DEFAULT_LOCATION, DynamoLedger, Ledger, Position, PositionKey, fanout::push_jobs};
+use manifold_ledger::{
+    DEFAULT_LOCATION, DynamoLedger, Ledger, Position, PositionKey,
+    fanout::{PushGate, push_jobs},
+};
 use serde::Serialize;
 
 use crate::{
@@ -24,6 +28,9 @@ pub struct StockArgs {
     /// Channel configuration (accounts, stock rules, SKU maps).
     #[arg(long, env = "MANIFOLD_CONFIG_FILE", default_value = "infra/channels.example.toml")]
     pub config: PathBuf,
+    /// Also read what each channel shows now (one stock read per account, through its connector).
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// One channel account's view of the SKU.
@@ -37,6 +44,21 @@ pub struct ChannelStock {
     /// The last quantity handed to the push queue, and the position version it came from.
     pub last_published: Option<u64>,
     pub last_version: Option<u64>,
+    /// When it was handed over, by which transaction (trace id), and whether the channel confirmed it.
+    pub last_pushed_at: Option<DateTime<Utc>>,
+    pub last_trace_id: Option<String>,
+    pub confirmed: bool,
+    /// What the channel shows now ([`read_channels`]; `None` until read, or when it cannot say).
+    pub shows_now: Option<i64>,
+    /// Why `shows_now` is missing after a read.
+    pub read_note: Option<String>,
+}
+
+impl ChannelStock {
+    /// The channel shows something other than what the ledger says it should (read, and different).
+    pub fn mismatch(&self) -> bool {
+        self.shows_now.is_some_and(|q| q != i64::from(self.publishable_now))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,10 +80,26 @@ impl Human for StockReport {
             p.version,
             if p.version == 0 { " (never written)" } else { "" }
         );
-        let mut t = Table::new(&["CHANNEL", "ACCOUNT", "CHANNEL SKU", "PUBLISHABLE", "LAST PUBLISHED", "AT VERSION"])
-            .numeric(&[3, 4, 5]);
+        let mut t = Table::new(&[
+            "CHANNEL",
+            "ACCOUNT",
+            "CHANNEL SKU",
+            "PUBLISHABLE",
+            "LAST PUBLISHED",
+            "AT VERSION",
+            "CONFIRMED",
+            "TRACE",
+            "SHOWS NOW",
+        ])
+        .numeric(&[3, 4, 5]);
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
         for c in &self.channels {
+            let shows = match (c.shows_now, &c.read_note) {
+                (Some(q), _) if c.mismatch() => format!("{q} (MISMATCH)"),
+                (Some(q), _) => q.to_string(),
+                (None, Some(note)) => format!("- ({note})"),
+                (None, None) => "-".to_owned(),
+            };
             t.row(vec![
                 c.channel.to_string(),
                 c.account.clone(),
@@ -69,6 +107,9 @@ impl Human for StockReport {
                 c.publishable_now.to_string(),
                 opt(c.last_published),
                 opt(c.last_version),
+                if c.confirmed { "yes" } else { "no" }.to_owned(),
+                c.last_trace_id.clone().unwrap_or_else(|| "-".to_owned()),
+                shows,
             ]);
         }
         out.push_str(&t.render());
@@ -84,37 +125,59 @@ pub async fn stock(aws: &Aws, config: &ChannelConfig, key: &PositionKey) -> Resu
         manifold_ledger::shard::Shards::from_config(config),
     );
     let position = ledger.position(key).await?;
+    let gate = PushGate::new(aws.ddb.clone(), &aws.env.state_table);
     let mut channels = Vec::new();
     for job in push_jobs(config, &position, None) {
-        let item = aws
-            .ddb
-            .get_item()
-            .table_name(&aws.env.state_table)
-            .key("pk", AttributeValue::S(format!("PUSH#{}#{}", job.channel, job.account)))
-            .key("sk", AttributeValue::S(format!("SKU#{}#LOC#{}", job.sku, job.location)))
-            .send()
-            .await
-            .map_err(|e| CliError::dynamodb("GetItem", e))?
-            .item
-            .unwrap_or_default();
+        let state = gate.state(&job).await.map_err(|e| CliError::Usage(format!("push gate: {e}")))?;
         channels.push(ChannelStock {
             channel: job.channel,
             account: job.account.to_string(),
             channel_sku: job.channel_sku,
             publishable_now: job.quantity,
-            last_published: number(&item, "quantity"),
-            last_version: number(&item, "version"),
+            last_published: state.as_ref().map(|s| u64::from(s.quantity)),
+            last_version: state.as_ref().map(|s| s.version),
+            last_pushed_at: state.as_ref().map(|s| s.offered_at),
+            last_trace_id: state.as_ref().and_then(|s| s.offered_by.clone()),
+            confirmed: state.as_ref().is_some_and(|s| s.delivered.is_some_and(|d| d >= s.version)),
+            shows_now: None,
+            read_note: None,
         });
     }
     Ok(StockReport { position, channels })
 }
 
-fn number(item: &HashMap<String, AttributeValue>, key: &str) -> Option<u64> {
-    item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+/// Fills in what each account shows now, read from the channel through its connector (as the
+/// reconciliation reads it): a channel without a stock read, or one that cannot be read now, says why.
+pub async fn read_channels(app: &App, report: &mut StockReport) {
+    let trace_id = manifold_app::trace::mint();
+    for c in &mut report.channels {
+        let account = match app.account(c.channel, &c.account).await {
+            Ok(a) => a,
+            Err(e) => {
+                c.read_note = Some(e.to_string());
+                continue;
+            }
+        };
+        if !c.channel.spec().capabilities.read_stock.is_supported() {
+            c.read_note = Some(format!("{} offers no stock read", c.channel));
+            continue;
+        }
+        match app.channel_stock(&account, std::slice::from_ref(&c.channel_sku), &trace_id).await {
+            Ok(read) => match read.into_iter().find(|(sku, _)| *sku == c.channel_sku) {
+                Some((_, q)) => c.shows_now = Some(q),
+                None => c.read_note = Some("the channel does not list this SKU".to_owned()),
+            },
+            Err(e) => c.read_note = Some(format!("could not read the channel: {e}")),
+        }
+    }
 }
 
 pub async fn run(args: &StockArgs) -> Result<StockReport, CliError> {
     let sku = Sku::new(args.sku.clone()).map_err(|e| CliError::Usage(format!("invalid SKU {:?}: {e}", args.sku)))?;
     let config = ChannelConfig::load(&args.config)?;
-    stock(&Aws::from_env().await?, &config, &PositionKey::new(sku, args.location.clone())).await
+    let mut report = stock(&Aws::from_env().await?, &config, &PositionKey::new(sku, args.location.clone())).await?;
+    if args.live {
+        read_channels(&App::from_env().await?, &mut report).await;
+    }
+    Ok(report)
 }

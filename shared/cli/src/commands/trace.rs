@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 use manifold_aws::{
     quarantine::{DynamoQuarantine, Quarantine, QuarantinedPayload},
     records::{DynamoRecords, RecordStore, StoredRecord},
@@ -35,6 +36,85 @@ pub struct TraceReport {
     pub records: Vec<StoredRecord>,
     pub quarantine: Vec<QuarantinedPayload>,
     pub ledger: Vec<InventoryAdjustment>,
+    /// Stock handed to channel accounts by this transaction (the push gate's offers it made).
+    pub pushes: Vec<PushOffer>,
+}
+
+/// One quantity a transaction offered a channel account (`PUSH#{channel}#{account}` in the
+/// StateTable, `offered_by` = the trace id), and whether the channel confirmed that version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushOffer {
+    pub channel: String,
+    pub account: String,
+    pub sku: String,
+    pub location: String,
+    pub channel_sku: Option<String>,
+    pub quantity: u64,
+    pub version: u64,
+    pub offered_at: Option<DateTime<Utc>>,
+    pub delivered: bool,
+}
+
+/// One step of a transaction, as the console's timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub at: Option<DateTime<Utc>>,
+    /// `record`, `quarantine`, `ledger`, `push`.
+    pub stage: &'static str,
+    pub what: String,
+}
+
+impl TraceReport {
+    /// Everything the trace left, in time order (steps without a time last).
+    pub fn timeline(&self) -> Vec<Step> {
+        let mut steps: Vec<Step> = Vec::new();
+        for r in &self.records {
+            let at = r.updated_at.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
+            steps.push(Step { at, stage: "record", what: format!("{} stored: {}", r.kind, r.pk) });
+        }
+        for q in &self.quarantine {
+            let replayed = if q.replayed_at.is_some() { " (replayed)" } else { "" };
+            steps.push(Step {
+                at: Some(q.received_at),
+                stage: "quarantine",
+                what: format!("{} payload quarantined at {}{replayed}: {}", q.channel, q.stage, q.reason),
+            });
+        }
+        for e in &self.ledger {
+            let reason = serde_json::to_value(e.reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+            steps.push(Step {
+                at: Some(e.at),
+                stage: "ledger",
+                what: format!(
+                    "{} {} @ {}: on hand {:+} -> {}, reserved {:+} -> {}",
+                    reason.unwrap_or_default(),
+                    e.sku,
+                    e.location,
+                    e.on_hand_delta,
+                    e.on_hand_after,
+                    e.reserved_delta,
+                    e.reserved_after
+                ),
+            });
+        }
+        for p in &self.pushes {
+            steps.push(Step {
+                at: p.offered_at,
+                stage: "push",
+                what: format!(
+                    "{} {} {} set to {} (version {}){}",
+                    p.channel,
+                    p.account,
+                    p.channel_sku.as_deref().unwrap_or(&p.sku),
+                    p.quantity,
+                    p.version,
+                    if p.delivered { ", confirmed by the channel" } else { ", not confirmed yet" }
+                ),
+            });
+        }
+        steps.sort_by_key(|s| (s.at.is_none(), s.at));
+        steps
+    }
 }
 
 impl Human for TraceReport {
@@ -78,6 +158,21 @@ impl Human for TraceReport {
             }
             out.push_str(&t.render());
         }
+        let _ = writeln!(out, "\npushes ({})", self.pushes.len());
+        if !self.pushes.is_empty() {
+            let mut t = Table::new(&["CHANNEL", "ACCOUNT", "SKU", "QUANTITY", "VERSION", "CONFIRMED"]).numeric(&[3, 4]);
+            for p in &self.pushes {
+                t.row(vec![
+                    p.channel.clone(),
+                    p.account.clone(),
+                    p.channel_sku.clone().unwrap_or_else(|| p.sku.clone()),
+                    p.quantity.to_string(),
+                    p.version.to_string(),
+                    if p.delivered { "yes" } else { "no" }.to_owned(),
+                ]);
+            }
+            out.push_str(&t.render());
+        }
         out
     }
 }
@@ -91,7 +186,49 @@ pub async fn trace(aws: &Aws, trace_id: &str) -> Result<TraceReport, CliError> {
     quarantine.retain(|q| q.trace_id == trace_id);
     let mut ledger = ledger_entries(&aws.ddb, &aws.env.ledger_table, trace_id).await?;
     ledger.sort_by_key(|e| e.at);
-    Ok(TraceReport { trace_id: trace_id.to_owned(), records, quarantine, ledger })
+    let pushes = push_offers(&aws.ddb, &aws.env.state_table, trace_id).await?;
+    Ok(TraceReport { trace_id: trace_id.to_owned(), records, quarantine, ledger, pushes })
+}
+
+/// The push gate's offers made by `trace_id`: a filtered scan of the StateTable, like the ledger's.
+async fn push_offers(ddb: &aws_sdk_dynamodb::Client, table: &str, trace_id: &str) -> Result<Vec<PushOffer>, CliError> {
+    let items: Vec<HashMap<String, AttributeValue>> = ddb
+        .scan()
+        .table_name(table)
+        .filter_expression("begins_with(pk, :p) AND offered_by = :t")
+        .expression_attribute_values(":p", AttributeValue::S("PUSH#".to_owned()))
+        .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| CliError::dynamodb("Scan", e))?;
+    let mut offers: Vec<PushOffer> = items
+        .iter()
+        .filter_map(|item| {
+            let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+            let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+            let pk = s("pk")?;
+            let (channel, account) = pk.strip_prefix("PUSH#")?.split_once('#')?;
+            let sk = s("sk")?;
+            let (sku, location) = sk.strip_prefix("SKU#")?.split_once("#LOC#")?;
+            let version = n("version").unwrap_or_default();
+            Some(PushOffer {
+                channel: channel.to_owned(),
+                account: account.to_owned(),
+                sku: sku.to_owned(),
+                location: location.to_owned(),
+                channel_sku: s("channel_sku"),
+                quantity: n("quantity").unwrap_or_default(),
+                version,
+                offered_at: n("offered_at").and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0)),
+                delivered: n("delivered").is_some_and(|d| d >= version),
+            })
+        })
+        .collect();
+    offers.sort_by(|a, b| (&a.channel, &a.account, &a.sku).cmp(&(&b.channel, &b.account, &b.sku)));
+    Ok(offers)
 }
 
 /// Ledger entries whose adjustment carries `trace_id` (a filtered scan, see the module docs).
@@ -127,4 +264,39 @@ async fn ledger_entries(
 
 pub async fn run(args: &TraceArgs) -> Result<TraceReport, CliError> {
     trace(&Aws::from_env().await?, &args.trace_id).await
+}
+
+/// An order found by its channel order id, with the trace of its last write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FoundOrder {
+    pub order: manifold_domain::Order,
+    pub trace_id: Option<String>,
+}
+
+/// The orders whose channel order id is `q`, on any configured account (an order id is derived from
+/// channel, account and channel order id, so this is one read per account).
+pub async fn find_orders(
+    aws: &Aws,
+    config: &manifold_domain::config::ChannelConfig,
+    q: &str,
+) -> Result<Vec<FoundOrder>, CliError> {
+    let records = DynamoRecords::new(aws.ddb.clone(), &aws.env.records_table, &aws.env.idempotency_table);
+    let mut found = Vec::new();
+    for account in &config.accounts {
+        let Ok(id) = manifold_domain::OrderId::for_channel(account.channel, &account.account, q) else { continue };
+        let Some(order) = records.get_order(&id).await? else { continue };
+        let item = aws
+            .ddb
+            .get_item()
+            .table_name(&aws.env.records_table)
+            .key("pk", AttributeValue::S(format!("ORDER#{id}")))
+            .key("sk", AttributeValue::S("CURRENT".to_owned()))
+            .projection_expression("trace_id")
+            .send()
+            .await
+            .map_err(|e| CliError::dynamodb("GetItem", e))?;
+        let trace_id = item.item.and_then(|i| i.get("trace_id").and_then(|v| v.as_s().ok()).cloned());
+        found.push(FoundOrder { order, trace_id });
+    }
+    Ok(found)
 }
