@@ -230,6 +230,16 @@ fn field(page: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
+/// The text of each cell of the table row marked `marker` (an attribute such as `data-usage="..."`).
+fn row_cells(page: &str, marker: &str) -> Vec<String> {
+    let at = page.find(marker).unwrap_or_else(|| panic!("no row {marker} in {page}"));
+    let row = &page[at..at + page[at..].find("</tr>").expect("the row ends")];
+    row.split("<td")
+        .skip(1)
+        .map(|cell| cell[cell.find('>').unwrap() + 1..cell.find("</td>").unwrap()].to_owned())
+        .collect()
+}
+
 fn dead_letter_id(page: &str) -> String {
     let at = page.find("data-message=\"").expect("a dead letter row");
     let rest = &page[at + 14..];
@@ -281,7 +291,11 @@ async fn every_page_shows_the_scenario_and_a_redrive_from_the_console_fixes_the_
     // Usage: ingest counted Shopify's work today, drawn as charts.
     let (_, page) = browser.get(&scene.url("/usage")).await;
     let today = Utc::now().date_naive().to_string();
-    assert!(page.contains(&format!("data-usage=\"{today}/shopify\"")), "{page}");
+    let cells = row_cells(&page, &format!("data-usage=\"{today}/shopify\""));
+    // Day, channel, API calls, AWS requests, orders, estimated USD: one order, whose ingest made AWS calls.
+    assert_eq!(cells[4], "1", "{cells:?}");
+    assert!(cells[3].parse::<u64>().unwrap() > 0, "{cells:?}");
+    assert!(cells[5].parse::<f64>().unwrap() > 0.0, "{cells:?}");
     assert_eq!(page.matches("<svg xmlns=\"http://www.w3.org/2000/svg\"").count(), 3, "three charts: {page}");
 
     // Redrive: the confirmation page carries the session's token; the post moves the message.

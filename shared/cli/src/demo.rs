@@ -55,9 +55,13 @@ pub struct DemoArgs {
     /// Schedules fire this many times faster than the template says (60: `rate(5 minutes)` every 5 s).
     #[arg(long, default_value_t = 60)]
     pub speedup: u32,
-    /// Leave the functions, the HTTP API and the simulators running after the scenario (Ctrl-C stops).
+    /// Leave the functions, the HTTP API, the simulators and the console running after the scenario
+    /// (Ctrl-C stops).
     #[arg(long)]
     pub keep_running: bool,
+    /// Where the operations console listens (`manifold console`, on loopback).
+    #[arg(long, env = "MANIFOLD_CONSOLE_BIND", default_value = crate::console::DEFAULT_BIND)]
+    pub console: std::net::SocketAddr,
 }
 
 const SHOPIFY_ORDER: &str =
@@ -167,6 +171,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     .await
     .map_err(|e| usage("wiring")(&e))?;
     let api = wiring.url();
+    // The operations console over the same stack, with the CLI's credentials: open it while the scenario runs.
+    let console =
+        crate::console::Console::start(crate::console::ConsoleContext::from_env().await?, args.console, false).await?;
+    println!("    operations console at {}", console.url());
     let tpl = &runtime.template;
     for r in tpl.routes().map_err(|e| usage("routes")(&e))? {
         println!("    {:<40} -> {}{}", r.key(), r.function, if r.iam { " (IAM)" } else { "" });
@@ -458,17 +466,21 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
 
     if args.keep_running {
         println!(
-            "\nStill running (Ctrl-C stops): HTTP API {api}, simulators {}, function logs in {}.\n\
+            "\nStill running (Ctrl-C stops): HTTP API {api}, operations console {}, simulators {}, function logs in {}.\n\
              Post a signed webhook:  manifold sign shopify order.json > headers.txt\n  \
              curl -X POST {api}/v1/webhooks/shopify/shop-eu -H @headers.txt --data-binary @order.json\n\
              Set stock (IAM route):  curl --aws-sigv4 aws:amz:us-east-1:execute-api --user testing:testing \\\n  \
              -X PUT {api}/v1/inventory/IPOD2009BLACK -H 'content-type: application/json' -d '{{\"on_hand\": 9}}'\n\
              Read the result:        manifold stock IPOD2009BLACK",
+            console.url(),
             sim.url(),
             logs.display()
         );
         tokio::signal::ctrl_c().await.map_err(|e| usage("signal")(&e))?;
+    } else {
+        println!("(`./infra/local/demo.sh --keep-running` leaves all of it up, the operations console included.)");
     }
+    drop(console);
     drop(wiring);
     runtime.shutdown();
     if mismatches > 0 {

@@ -318,15 +318,23 @@ fn url_encode(pairs: &[(&str, &str)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
 }
 
+impl ConsoleContext {
+    /// The deployment named by the environment (the stack's resource names, the operator's credentials),
+    /// as every CLI command sees it.
+    pub async fn from_env() -> Result<Self, CliError> {
+        let sdk = manifold_aws::sdk_config().await;
+        Ok(Self {
+            app: App::from_env().await?,
+            aws: Aws::from_env().await?,
+            routes: Routes::from_env(),
+            operator: operator(&sdk).await?,
+        })
+    }
+}
+
 /// Runs `manifold console`: the deployment named by the environment, until Ctrl-C.
 pub async fn run(args: &ConsoleArgs) -> Result<(), CliError> {
-    let sdk = manifold_aws::sdk_config().await;
-    let ctx = ConsoleContext {
-        app: App::from_env().await?,
-        aws: Aws::from_env().await?,
-        routes: Routes::from_env(),
-        operator: operator(&sdk).await?,
-    };
+    let ctx = ConsoleContext::from_env().await?;
     let operator = ctx.operator.clone();
     let console = Console::start(ctx, args.bind, args.allow_remote).await?;
     eprintln!("Operations console: {} (as {operator}; Ctrl-C stops)", console.url());

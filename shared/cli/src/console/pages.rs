@@ -403,18 +403,19 @@ pub(crate) async fn usage(State(shared): State<Ctx>, Query(search): Query<Search
             let api = series(&|u| u.api_calls as f64);
             #[allow(clippy::cast_precision_loss)]
             let aws = series(&|u| u.aws_requests as f64);
-            let cost = series(&|u| u.micro_usd / 1_000_000.0);
+            // Micro-dollars: an order costs a few of them, which a dollar axis would round to nothing.
+            let cost = series(&|u| u.micro_usd);
             html! {
                 form method="get" action="/usage" { label for="days" { "Days " } input id="days" name="days" type="number" min="1" max="90" value=(days); " " button type="submit" { "Show" } }
                 @if report.days.is_empty() { p { "Nothing recorded from " (report.from) " to " (report.to) "." } }
                 @else {
                     (chart::bars("Channel API calls per day", &categories, &api, |v| format!("{v:.0}")))
                     (chart::bars("AWS requests per day", &categories, &aws, |v| format!("{v:.0}")))
-                    (chart::bars("Counted AWS cost per day (USD)", &categories, &cost, |v| format!("{v:.4}")))
+                    (chart::bars("Counted AWS cost per day (millionths of a USD)", &categories, &cost, |v| format!("{v:.1}")))
                     table { thead { tr { th { "Day" } th { "Channel" } th.num { "API calls" } th.num { "AWS requests" } th.num { "Orders" } th.num { "Est. USD" } } }
                         tbody { @for u in &report.days { tr data-usage=(format!("{}/{}", u.day, u.channel)) {
-                            td { (u.day) } td { (u.channel) } td.num { (u.api_calls) } td.num { (u.aws_requests) } td.num { (u.orders) } td.num { (format!("{:.4}", u.micro_usd / 1_000_000.0)) } } } }
-                        tfoot { tr { td { "Total" } td {} td.num { (report.totals.api_calls) } td.num { (report.totals.aws_requests) } td.num { (report.totals.orders) } td.num { (format!("{:.4}", report.totals.usd)) } } }
+                            td { (u.day) } td { (u.channel) } td.num { (u.api_calls) } td.num { (u.aws_requests) } td.num { (u.orders) } td.num { (format!("{:.6}", u.micro_usd / 1_000_000.0)) } } } }
+                        tfoot { tr { td { "Total" } td {} td.num { (report.totals.api_calls) } td.num { (report.totals.aws_requests) } td.num { (report.totals.orders) } td.num { (format!("{:.6}", report.totals.usd)) } } }
                     }
                 }
             }
