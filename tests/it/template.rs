@@ -7,6 +7,7 @@
 
 use std::{collections::BTreeSet, path::PathBuf};
 
+use manifold_aws::health;
 use manifold_domain::Channel;
 use serde_json::{Value, json};
 
@@ -86,6 +87,9 @@ fn every_channel_has_a_failed_sync_alarm_on_its_own_dimension() {
     for channel in Channel::ALL {
         let alarm = the_alarm(&t, "Manifold", "SyncFailed", &json!([{ "Name": "Channel", "Value": channel.as_str() }]));
         assert_alarm(alarm, "Sum", 600, 5.0, "GreaterThanOrEqualToThreshold");
+        // The console turns an account red on the same count in the same window.
+        assert_eq!(health::SYNC_FAILED_WINDOW_MINUTES * 60, 600);
+        assert_eq!(health::SYNC_FAILED_THRESHOLD, 5);
         assert_eq!(alarm["AlarmActions"], json!([reference("AlarmTopic")]), "{channel}");
     }
 }
