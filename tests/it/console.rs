@@ -248,7 +248,7 @@ fn dead_letter_id(page: &str) -> String {
 
 #[tokio::test]
 async fn every_page_shows_the_scenario_and_a_redrive_from_the_console_fixes_the_channel() {
-    let scene = Scene::new().await;
+    let scene = Box::pin(Scene::new()).await;
     let mut browser = Browser::new();
 
     // Channels: eBay is red (a dead letter, two failed pushes, a token expiring), Shopify is not.
@@ -288,7 +288,7 @@ async fn every_page_shows_the_scenario_and_a_redrive_from_the_console_fixes_the_
     let (_, page) = browser.get(&scene.url(&format!("/orders?q={}", scene.stock_trace))).await;
     assert!(page.contains("data-stage=\"push\"") && page.contains("ebay ebay-de CONSOLE-1 set to 7"), "{page}");
 
-    // Usage: ingest counted Shopify's work today, drawn as charts.
+    // Usage: ingest counted Shopify's order today, the push consumer eBay's calls, drawn as charts.
     let (_, page) = browser.get(&scene.url("/usage")).await;
     let today = Utc::now().date_naive().to_string();
     let cells = row_cells(&page, &format!("data-usage=\"{today}/shopify\""));
@@ -296,6 +296,10 @@ async fn every_page_shows_the_scenario_and_a_redrive_from_the_console_fixes_the_
     assert_eq!(cells[4], "1", "{cells:?}");
     assert!(cells[3].parse::<u64>().unwrap() > 0, "{cells:?}");
     assert!(cells[5].parse::<f64>().unwrap() > 0.0, "{cells:?}");
+    // eBay's: the push consumer's calls (answered 503, but made and counted), and no order.
+    let cells = row_cells(&page, &format!("data-usage=\"{today}/ebay\""));
+    assert!(cells[2].parse::<u64>().unwrap() > 0 && cells[3].parse::<u64>().unwrap() > 0, "{cells:?}");
+    assert_eq!(cells[4], "0", "{cells:?}");
     assert_eq!(page.matches("<svg xmlns=\"http://www.w3.org/2000/svg\"").count(), 3, "three charts: {page}");
 
     // Redrive: the confirmation page carries the session's token; the post moves the message.
@@ -324,7 +328,7 @@ async fn every_page_shows_the_scenario_and_a_redrive_from_the_console_fixes_the_
 
 #[tokio::test]
 async fn actions_need_the_session_token_and_the_console_stays_on_loopback() {
-    let scene = Scene::new().await;
+    let scene = Box::pin(Scene::new()).await;
     let message = {
         let (_, page) = Browser::new().get(&scene.url("/failures")).await;
         dead_letter_id(&page)
@@ -398,7 +402,7 @@ async fn actions_need_the_session_token_and_the_console_stays_on_loopback() {
 #[tokio::test]
 async fn in_a_browser_an_operator_redrives_a_dead_letter_and_sees_the_listing_match() {
     let driver = crate::support::chromedriver().await;
-    let scene = Scene::new().await;
+    let scene = Box::pin(Scene::new()).await;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let mut caps = serde_json::Map::new();

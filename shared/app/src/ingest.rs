@@ -224,8 +224,8 @@ impl App {
     /// interceptor counted them, DynamoDB units as DynamoDB reported them) and the channel API calls of
     /// a thin notification's fetch; published as EMF metrics and added to the per-channel daily usage
     /// that `manifold usage` reports. Best effort: a usage counter that cannot be written never fails
-    /// the order. The webhook's, the ledger's and the pushes' work is counted by their own functions
-    /// (their `aws usage` log lines), which is what the bench adds up per order.
+    /// the order. The pushes add their own work to the same counter (`App::count_push_cost`); the
+    /// webhook's and the ledger's is in their `aws usage` log lines, which the bench adds up per order.
     async fn count_order_cost(&self, order: &Order, api_calls: u64, now: DateTime<Utc>) {
         let meter = CostMeter::new();
         meter.add_usage(&manifold_aws::usage::in_scope().unwrap_or_default());

@@ -32,7 +32,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -48,7 +51,10 @@ use manifold_connectors::{
 };
 use manifold_domain::{AccountId, Amount, Channel, Currency, Order, Shipment, Sku, config::AccountConfig};
 use manifold_ledger::fanout::PushJob;
-use manifold_telemetry::MetricSet;
+use manifold_telemetry::{
+    MetricSet,
+    cost::{CostMeter, UsageCounter},
+};
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info, warn};
 
@@ -424,6 +430,8 @@ struct AccountPush<'a> {
     connector: Arc<dyn ChannelConnector>,
     breaker: CircuitBreaker<DynamoBreakerStore>,
     ctx: CallContext,
+    /// The batch's channel API calls, for its usage.
+    api_calls: &'a AtomicU64,
 }
 
 impl AccountPush<'_> {
@@ -442,6 +450,7 @@ impl AccountPush<'_> {
         let started = Instant::now();
         let result = call.await;
         let elapsed = started.elapsed();
+        self.api_calls.fetch_add(u64::try_from(api_calls).unwrap_or(u64::MAX), Ordering::Relaxed);
         let failed = result.as_ref().err().is_some_and(ConnectorError::counts_against_channel);
         if let Err(e) = self.breaker.record(admission, failed, Utc::now()).await {
             // The call's outcome stands either way; the breaker just missed one observation.
@@ -809,7 +818,36 @@ fn metrics(channel: Channel, operation: &'static str) -> MetricSet {
 impl App {
     /// The push consumer of `channel`'s queue. Every message is settled on its own; only those to be
     /// retried are reported as batch item failures (after their visibility was set to their delay).
+    /// What the batch cost is added to the channel's daily usage (see [`App::count_push_cost`]).
     pub async fn push_batch(&self, channel: Channel, event: SqsEvent) -> SqsBatchResponse {
+        let counter = Arc::new(UsageCounter::new());
+        let api_calls = AtomicU64::new(0);
+        let response =
+            manifold_aws::usage::scoped(counter.clone(), self.push_batch_counted(channel, event, &api_calls)).await;
+        self.count_push_cost(channel, &counter, api_calls.into_inner()).await;
+        response
+    }
+
+    /// Adds a batch's work to `channel`'s usage for today (`manifold usage`, the console's Usage page):
+    /// the channel API calls its pushes made and the AWS calls the batch made, as the SDK interceptor
+    /// counted them, priced. Orders are not counted here (ingest counts each once). Best effort, as for
+    /// ingest: a counter that cannot be written fails no push. (`ApiCalls` metrics were emitted per call.)
+    async fn count_push_cost(&self, channel: Channel, counter: &UsageCounter, api_calls: u64) {
+        let meter = CostMeter::new();
+        meter.add_usage(&counter.snapshot());
+        meter.add_api_calls(api_calls);
+        if api_calls == 0 && meter.aws_requests() == 0 {
+            return;
+        }
+        let day = Utc::now().date_naive();
+        if let Err(e) =
+            self.state.add_usage(channel.as_str(), day, api_calls, meter.aws_requests(), 0, meter.micro_usd()).await
+        {
+            warn!(error = %e, "usage counter not updated");
+        }
+    }
+
+    async fn push_batch_counted(&self, channel: Channel, event: SqsEvent, api_calls: &AtomicU64) -> SqsBatchResponse {
         let mut settled = Vec::new();
         let mut by_account: BTreeMap<AccountId, Vec<Job>> = BTreeMap::new();
         for record in &event.records {
@@ -832,7 +870,7 @@ impl App {
             }
         }
         let per_account: Vec<Vec<Settled>> = stream::iter(by_account)
-            .map(|(account, jobs)| self.push_account(channel, account, jobs))
+            .map(|(account, jobs)| self.push_account(channel, account, jobs, api_calls))
             .buffer_unordered(4)
             .collect()
             .await;
@@ -962,7 +1000,13 @@ impl App {
         })
     }
 
-    async fn push_account(&self, channel: Channel, account: AccountId, jobs: Vec<Job>) -> Vec<Settled> {
+    async fn push_account(
+        &self,
+        channel: Channel,
+        account: AccountId,
+        jobs: Vec<Job>,
+        api_calls: &AtomicU64,
+    ) -> Vec<Settled> {
         let span = manifold_telemetry::business_span!("push", jobs = jobs.len());
         span.record("channel", channel.as_str());
         span.record("account", account.as_str());
@@ -984,6 +1028,7 @@ impl App {
                 connector,
                 breaker: self.breaker(&config),
                 ctx: CallContext::new(trace_id),
+                api_calls,
             };
             let (mut stock, mut prices, mut tracking, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let (mut acks, mut content) = (Vec::new(), Vec::new());
