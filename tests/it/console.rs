@@ -19,8 +19,8 @@ use manifold_cli::{
 };
 use manifold_connectors::breaker::BreakerPolicy;
 use manifold_domain::{
-    AccountId, Channel, Sku,
-    config::{AccountConfig, ChannelConfig, RateLimit, StockRules, SyncCadences},
+    Channel, Sku,
+    config::{AccountConfig, ChannelConfig},
 };
 use manifold_ledger::{Ledger, PositionKey, fanout::fan_out};
 use manifold_simulator::{CatalogItem, FaultKind, FaultSpec, SimConfig, SimHandle, Simulator};
@@ -46,23 +46,8 @@ struct Scene {
 }
 
 fn account(sim: &SimHandle, channel: Channel, name: &str, settings: &[(&str, &str)]) -> AccountConfig {
-    AccountConfig {
-        channel,
-        account: AccountId::new(name).unwrap(),
-        api_version: if channel == Channel::Shopify { "2026-07" } else { "v1" }.to_owned(),
-        secret: format!("manifold/{channel}/{name}"),
-        endpoint: sim.base_url(channel),
-        enabled: true,
-        rate_limit: RateLimit::Unlimited,
-        max_concurrency: 2,
-        sync: SyncCadences::default(),
-        stock: StockRules::default(),
-        shipping: manifold_domain::config::ShippingRules::default(),
-        sku_map: std::collections::BTreeMap::new(),
-        item_ids: std::collections::BTreeMap::new(),
-        settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        pricing: None,
-    }
+    let api_version = if channel == Channel::Shopify { "2026-07" } else { "v1" };
+    support::sim_account(channel, name, api_version, sim.base_url(channel), settings)
 }
 
 fn envelope(trace_id: &str, body: String) -> IngestEnvelope {

@@ -56,21 +56,10 @@ pub(crate) fn account(
         all.insert((*k).to_owned(), (*v).to_owned());
     }
     AccountConfig {
-        channel,
-        account: AccountId::new("it-account").unwrap(),
-        api_version: version(channel).to_owned(),
         secret: format!("manifold/{channel}/it"),
-        endpoint: sim.base_url(channel),
-        enabled: true,
         rate_limit,
-        max_concurrency: 2,
-        sync: manifold_domain::config::SyncCadences::default(),
-        stock: manifold_domain::config::StockRules::default(),
-        shipping: manifold_domain::config::ShippingRules::default(),
-        sku_map: BTreeMap::new(),
-        item_ids: BTreeMap::new(),
         settings: all,
-        pricing: None,
+        ..crate::support::sim_account(channel, "it-account", version(channel), sim.base_url(channel), &[])
     }
 }
 

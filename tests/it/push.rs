@@ -17,7 +17,7 @@ use manifold_aws::{breaker::DynamoBreakerStore, secrets::StaticSecrets};
 use manifold_connectors::breaker::{BreakerPolicy, BreakerState, BreakerStore, Phase};
 use manifold_domain::{
     AccountId, Channel, OrderId, Shipment, Sku,
-    config::{AccountConfig, ChannelConfig, RateLimit, StockRules, SyncCadences},
+    config::{AccountConfig, ChannelConfig},
 };
 use manifold_ledger::fanout::PushJob;
 use manifold_simulator::{CatalogItem, FaultKind, FaultSpec, SimConfig, SimHandle, Simulator};
@@ -154,23 +154,8 @@ fn account(sim: &SimHandle, channel: Channel) -> AccountConfig {
         Channel::Ebay => ("v1", &[]),
         other => panic!("no test account for {other}"),
     };
-    AccountConfig {
-        channel,
-        account: AccountId::new(ACCOUNT).unwrap(),
-        api_version: api_version.to_owned(),
-        secret: secret_name(channel),
-        endpoint: sim.base_url(channel),
-        enabled: true,
-        rate_limit: RateLimit::Unlimited,
-        max_concurrency: 2,
-        sync: SyncCadences::default(),
-        stock: StockRules::default(),
-        shipping: manifold_domain::config::ShippingRules::default(),
-        sku_map: BTreeMap::new(),
-        item_ids: BTreeMap::new(),
-        settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        pricing: None,
-    }
+    // Its secret is `secret_name(channel)`.
+    support::sim_account(channel, ACCOUNT, api_version, sim.base_url(channel), settings)
 }
 
 fn job(channel: Channel, sku: &str, quantity: u32, version: u64) -> PushJob {

@@ -13,6 +13,36 @@ use std::{
 
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 
+/// An enabled account of `channel` named `name` at `endpoint` (a simulator's), API version `api_version`,
+/// its secret at `manifold/{channel}/{name}`, unlimited, with `settings` and no rules, maps or ids: a test
+/// sets what else it needs with struct update syntax.
+pub fn sim_account(
+    channel: manifold_domain::Channel,
+    name: &str,
+    api_version: &str,
+    endpoint: String,
+    settings: &[(&str, &str)],
+) -> manifold_domain::config::AccountConfig {
+    use manifold_domain::config;
+    config::AccountConfig {
+        channel,
+        account: manifold_domain::AccountId::new(name).expect("a valid account id"),
+        api_version: api_version.to_owned(),
+        secret: format!("manifold/{channel}/{name}"),
+        endpoint,
+        enabled: true,
+        rate_limit: config::RateLimit::Unlimited,
+        max_concurrency: 2,
+        sync: config::SyncCadences::default(),
+        stock: config::StockRules::default(),
+        shipping: config::ShippingRules::default(),
+        sku_map: std::collections::BTreeMap::new(),
+        item_ids: std::collections::BTreeMap::new(),
+        settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        pricing: None,
+    }
+}
+
 /// The moto endpoint: `AWS_ENDPOINT_URL`, or moto's default port on loopback.
 pub fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())

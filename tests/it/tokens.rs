@@ -14,7 +14,7 @@ use manifold_aws::secrets::{CachedSecrets, SecretsManager};
 use manifold_connectors::{CallContext, StockUpdate, breaker::BreakerPolicy};
 use manifold_domain::{
     AccountId, Channel, Sku,
-    config::{AccountConfig, ChannelConfig, RateLimit, StockRules, SyncCadences},
+    config::{AccountConfig, ChannelConfig},
 };
 use manifold_ledger::fanout::PushJob;
 use manifold_simulator::{CatalogItem, SimConfig, SimHandle, Simulator};
@@ -215,21 +215,10 @@ fn account(sim: &SimHandle, channel: Channel, secret: &str) -> AccountConfig {
         _ => BTreeMap::new(),
     };
     AccountConfig {
-        channel,
-        account: AccountId::new(ACCOUNT).unwrap(),
-        api_version: api_version.to_owned(),
         secret: secret.to_owned(),
-        endpoint: sim.base_url(channel),
-        enabled: true,
-        rate_limit: RateLimit::Unlimited,
-        max_concurrency: 2,
-        sync: SyncCadences::default(),
-        stock: StockRules::default(),
-        shipping: manifold_domain::config::ShippingRules::default(),
-        sku_map: BTreeMap::new(),
         item_ids,
         settings,
-        pricing: None,
+        ..support::sim_account(channel, ACCOUNT, api_version, sim.base_url(channel), &[])
     }
 }
 

@@ -190,20 +190,23 @@ pub async fn trace(aws: &Aws, trace_id: &str) -> Result<TraceReport, CliError> {
     Ok(TraceReport { trace_id: trace_id.to_owned(), records, quarantine, ledger, pushes })
 }
 
+/// Every item a (filtered) scan finds, all pages.
+async fn scan_all(
+    scan: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
+) -> Result<Vec<HashMap<String, AttributeValue>>, CliError> {
+    scan.into_paginator().items().send().collect::<Result<_, _>>().await.map_err(|e| CliError::dynamodb("Scan", e))
+}
+
 /// The push gate's offers made by `trace_id`: a filtered scan of the StateTable, like the ledger's.
 async fn push_offers(ddb: &aws_sdk_dynamodb::Client, table: &str, trace_id: &str) -> Result<Vec<PushOffer>, CliError> {
-    let items: Vec<HashMap<String, AttributeValue>> = ddb
-        .scan()
-        .table_name(table)
-        .filter_expression("begins_with(pk, :p) AND offered_by = :t")
-        .expression_attribute_values(":p", AttributeValue::S("PUSH#".to_owned()))
-        .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned()))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| CliError::dynamodb("Scan", e))?;
+    let items = scan_all(
+        ddb.scan()
+            .table_name(table)
+            .filter_expression("begins_with(pk, :p) AND offered_by = :t")
+            .expression_attribute_values(":p", AttributeValue::S("PUSH#".to_owned()))
+            .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned())),
+    )
+    .await?;
     let mut offers: Vec<PushOffer> = items
         .iter()
         .filter_map(|item| {
@@ -237,19 +240,15 @@ async fn ledger_entries(
     table: &str,
     trace_id: &str,
 ) -> Result<Vec<InventoryAdjustment>, CliError> {
-    let items: Vec<HashMap<String, AttributeValue>> = ddb
-        .scan()
-        .table_name(table)
-        .filter_expression("#a.#t = :t")
-        .expression_attribute_names("#a", "adjustment")
-        .expression_attribute_names("#t", "trace_id")
-        .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned()))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| CliError::dynamodb("Scan", e))?;
+    let items = scan_all(
+        ddb.scan()
+            .table_name(table)
+            .filter_expression("#a.#t = :t")
+            .expression_attribute_names("#a", "adjustment")
+            .expression_attribute_names("#t", "trace_id")
+            .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned())),
+    )
+    .await?;
     items
         .into_iter()
         .filter_map(|mut item| item.remove("adjustment").map(|a| (item, a)))
