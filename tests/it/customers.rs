@@ -430,6 +430,53 @@ async fn hubspot_takes_250_changed_customers_in_batches_nothing_twice_and_owns_o
     assert_eq!(forged.status(), 401);
 }
 
+#[tokio::test]
+async fn a_rotated_hubspot_token_is_read_again_when_hubspot_refuses_the_one_the_warm_consumer_holds() {
+    use manifold_aws::secrets::{CachedSecrets, SecretsManager};
+    use manifold_simulator::hubspot::DEFAULT_TOKEN;
+    let secret = format!("manifold/{}/crm/hubspot", crate::support::unique("rotation"));
+    let h = Harness::with_config(|c| {
+        hubspot(c);
+        c.crms[0].secret = secret.clone();
+    })
+    .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&h.stack.sdk);
+    let creds = |token: &str| {
+        serde_json::json!({ "token": token, "client_secret": crate::fixtures::HUBSPOT_CLIENT_SECRET }).to_string()
+    };
+    sm.create_secret().name(&secret).secret_string(creds("revoked-token")).send().await.unwrap();
+    // As deployed: Secrets Manager behind the five-minute cache.
+    let app = h.with_secrets(std::sync::Arc::new(CachedSecrets::new(
+        SecretsManager::new(sm.clone()),
+        std::time::Duration::from_mins(5),
+    )));
+    let store = app.customers.get().clone();
+    assert!(store.put(&customer(1, 1), None).await.unwrap());
+    let queue = app.settings.crm_queue_url.clone().unwrap();
+    let crm_run = async || {
+        assert_eq!(app.run_tier("crm", Utc::now()).await.unwrap().push_jobs, 1);
+        let jobs = h.stack.drain(&queue).await;
+        assert_eq!(jobs.len(), 1);
+        assert!(app.crm_batch(lambda_event(&jobs)).await.batch_item_failures.is_empty());
+    };
+
+    // The secret holds a token HubSpot refuses: re-read once, still refused, the job is kept with its reason.
+    crm_run().await;
+    assert!(h.sim.hubspot_contacts().is_empty());
+    let kept = app.quarantine.get().list(false).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].channel == "crm" && kept[0].reason.contains("auth"), "{:?}", kept[0]);
+
+    // The token is rotated in the secret. The warm consumer still holds a connector with the old one
+    // (and the cache the old secret): HubSpot's 401 makes it read the secret again, and the job goes through.
+    sm.put_secret_value().secret_id(&secret).secret_string(creds(DEFAULT_TOKEN)).send().await.unwrap();
+    crm_run().await;
+    let contacts = h.sim.hubspot_contacts();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].properties.get("email").map(String::as_str), Some("buyer1@example.com"));
+    assert_eq!(app.quarantine.get().list(false).await.unwrap().len(), 1, "nothing more was quarantined");
+}
+
 /// Every item of every table of the stack, as JSON text (lowercase), with its table.
 async fn every_item(h: &Harness) -> Vec<(String, String)> {
     let env = &h.stack.env;

@@ -90,6 +90,13 @@ impl Harness {
         App::build(config.clone(), stack.env.clone(), settings.clone(), &stack.sdk, secrets).unwrap()
     }
 
+    /// An application context on the same stack, simulator and configuration that reads its secrets
+    /// from `secrets` (Secrets Manager in moto, say) instead of the harness's fixed ones.
+    pub(crate) fn with_secrets(&self, secrets: Arc<dyn manifold_aws::secrets::SecretSource>) -> App {
+        App::build(self.config.clone(), self.stack.env.clone(), self.settings.clone(), &self.stack.sdk, secrets)
+            .unwrap()
+    }
+
     /// A new application context on the same stack, simulator and configuration, as a function's
     /// cold start builds it: no port built yet.
     pub(crate) fn cold_start(&self) -> App {

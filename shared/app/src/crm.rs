@@ -23,7 +23,7 @@ use manifold_aws::{
     customers::{CrmSent, CustomerStore},
 };
 use manifold_connectors::{
-    CallContext,
+    CallContext, FailureClass,
     breaker::CircuitBreaker,
     crm::{CrmConnector, CrmContact, CrmCredentials, Forgotten as CrmForgotten},
 };
@@ -207,21 +207,38 @@ impl App {
         Ok(queued)
     }
 
-    /// The connector of a CRM account, built once per warm environment with its credentials.
-    async fn crm_connector(&self, crm: &CrmAccount) -> Result<std::sync::Arc<dyn CrmConnector>, Failure> {
-        if let Some(c) = self.crm_connectors.read().await.get(&crm.id) {
+    /// The connector of a CRM account, built once per warm environment with its credentials; with
+    /// `reload`, built again from a fresh read of the secret (bypassing the secrets cache).
+    async fn crm_connector(&self, crm: &CrmAccount, reload: bool) -> Result<std::sync::Arc<dyn CrmConnector>, Failure> {
+        if !reload && let Some(c) = self.crm_connectors.read().await.get(&crm.id) {
             return Ok(c.clone());
         }
-        let secret = self
-            .secrets
-            .secret(&crm.secret)
-            .await
-            .map_err(|e| Failure::Transient(format!("CRM {} credentials: {e}", crm.id).into()))?;
+        let read = if reload { self.secrets.reload(&crm.secret).await } else { self.secrets.secret(&crm.secret).await };
+        let secret = read.map_err(|e| Failure::Transient(format!("CRM {} credentials: {e}", crm.id).into()))?;
         let creds = CrmCredentials::from_secret_string(&secret)
             .map_err(|e| Failure::permanent("crm", format!("CRM {} secret {}: {e}", crm.id, crm.secret)))?;
         let connector = manifold_connectors::crm::build(crm, creds, self.http.get().clone());
         self.crm_connectors.write().await.insert(crm.id.clone(), connector.clone());
         Ok(connector)
+    }
+
+    /// Runs `call` with the CRM account's connector. A refusal of its credentials (401/403) is often a
+    /// stale token, not a wrong one: the token was rotated and the secret updated while this warm
+    /// environment kept the connector built with the old one. So the connector is rebuilt once from a
+    /// fresh read of the secret and the call sent again before the refusal stands, as the channel
+    /// connectors do (`manifold_connectors::reauth`).
+    async fn with_crm<T, F, Fut>(&self, crm: &CrmAccount, call: F) -> Result<T, Failure>
+    where
+        F: Fn(std::sync::Arc<dyn CrmConnector>) -> Fut,
+        Fut: Future<Output = Result<T, manifold_connectors::ConnectorError>>,
+    {
+        match call(self.crm_connector(crm, false).await?).await {
+            Err(e) if e.class == FailureClass::Auth => {
+                warn!(crm = %crm.id, error = %e, "CRM refused the credentials: re-reading the secret");
+                call(self.crm_connector(crm, true).await?).await.map_err(connector_failure)
+            }
+            other => other.map_err(connector_failure),
+        }
     }
 
     /// The `CrmQueue` consumer.
@@ -340,13 +357,13 @@ impl App {
         if changed.is_empty() {
             return Ok(());
         }
-        let connector = self.crm_connector(crm).await?;
         let ctx = CallContext::new(trace_id);
         let hashes: HashMap<String, String> =
             changed.iter().map(|(c, contact)| (c.id.clone(), content_hash(&contact.properties))).collect();
         for chunk in changed.chunks(crm.batch_limit()) {
             let contacts: Vec<CrmContact> = chunk.iter().map(|(_, c)| c.clone()).collect();
-            let upserted = connector.upsert(&contacts, &ctx).await.map_err(connector_failure)?;
+            let (contacts, ctx) = (&contacts, &ctx);
+            let upserted = self.with_crm(crm, |c| async move { c.upsert(contacts, ctx).await }).await?;
             for u in upserted {
                 let Some(hash) = hashes.get(&u.customer_id) else { continue };
                 let sent = CrmSent {
@@ -370,9 +387,8 @@ impl App {
         record_id: Option<&str>,
         trace_id: &str,
     ) -> Result<(), Failure> {
-        let connector = self.crm_connector(crm).await?;
-        let outcome =
-            connector.forget(customer_id, record_id, &CallContext::new(trace_id)).await.map_err(connector_failure)?;
+        let ctx = &CallContext::new(trace_id);
+        let outcome = self.with_crm(crm, |c| async move { c.forget(customer_id, record_id, ctx).await }).await?;
         let store = self.customers.get().clone();
         store.forget_sent(&crm.id, customer_id).await?;
         if let Some(record) = record_id {
