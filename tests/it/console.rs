@@ -364,6 +364,23 @@ async fn actions_need_the_session_token_and_the_console_stays_on_loopback() {
         .await
         .unwrap();
     assert_eq!(rebound.status().as_u16(), 403);
+    // Nor may a page on another site make a browser read through it (an <img> of /failures receives
+    // dead letters; one of /stock calls every channel).
+    for site in ["cross-site", "same-site"] {
+        let status = reqwest::Client::new()
+            .get(scene.url(&format!("/stock?sku={SKU}")))
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 403, "{site}");
+    }
+    // A link carrying a made-up outcome shows nothing: outcomes are signed for the session they belong to.
+    let forged = format!("/failures?notice={}&sig=00", "redriven%3A+everything+is+fine");
+    let (status, page) = mine.get(&scene.url(&forged)).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("everything is fine"), "{page}");
 
     // The console binds loopback only, unless told otherwise.
     let ctx = ConsoleContext {
@@ -376,8 +393,17 @@ async fn actions_need_the_session_token_and_the_console_stays_on_loopback() {
     let refused = Console::start(ctx.clone(), open, false).await.expect_err("0.0.0.0 is refused");
     assert!(refused.to_string().contains("not a loopback address"), "{refused}");
     assert!(scene.console.addr.ip().is_loopback());
-    let allowed = Console::start(ctx, open, true).await.expect("allowed when asked");
+    // On every interface it must be told the host names it is reached by, and answers those only.
+    let unnamed = Console::start(ctx.clone(), open, true).await.expect_err("0.0.0.0 needs --host");
+    assert!(unnamed.to_string().contains("--host"), "{unnamed}");
+    let allowed =
+        Console::start_for(ctx, open, true, &["ops-box.internal".to_owned()]).await.expect("allowed when asked");
     assert!(allowed.addr.ip().is_unspecified());
+    let at = format!("http://127.0.0.1:{}/channels", allowed.addr.port());
+    let named = format!("ops-box.internal:{}", allowed.addr.port());
+    let answer = |host: String| reqwest::Client::new().get(&at).header("host", host).send();
+    assert_eq!(answer(named).await.unwrap().status().as_u16(), 200);
+    assert_eq!(answer(format!("elsewhere:{}", allowed.addr.port())).await.unwrap().status().as_u16(), 403);
 }
 
 /// Headless Chromium through chromedriver (Debian's `chromium` and `chromium-driver`, installed by

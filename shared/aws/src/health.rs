@@ -121,7 +121,10 @@ pub async fn record(
     Ok(())
 }
 
-/// An account's health over the `window` ending `now` (the console asks for the last hour).
+/// An account's health over the `window` ending `now` (the console asks for the last hour): the
+/// window's minute buckets, the current one included (an hour is 60 buckets). The alarm window is the
+/// last [`SYNC_FAILED_WINDOW_MINUTES`] buckets the same way: a rolling count, where CloudWatch sums
+/// its own 10-minute periods, so the two can differ by what fell in the minute at either edge.
 pub async fn read(
     client: &Client,
     table: &str,
@@ -135,7 +138,7 @@ pub async fn read(
         .table_name(table)
         .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
         .expression_attribute_values(":p", AttributeValue::S(pk(channel, account)))
-        .expression_attribute_values(":a", AttributeValue::S(bucket(now - window)))
+        .expression_attribute_values(":a", AttributeValue::S(bucket(now - window + TimeDelta::minutes(1))))
         .expression_attribute_values(":b", AttributeValue::S(bucket(now)))
         .consistent_read(true)
         .into_paginator()

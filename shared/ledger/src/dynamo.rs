@@ -232,6 +232,33 @@ impl DynamoStore {
         }
     }
 
+    /// The latest `limit` entries of one physical position (a shard's key reads that shard's), newest first.
+    pub async fn latest_entries(
+        &self,
+        position: &PositionKey,
+        limit: i32,
+    ) -> Result<Vec<InventoryAdjustment>, LedgerError> {
+        let _guard = self.read_guard().await;
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(position_pk(&position.sku, &position.location)))
+            .expression_attribute_values(":prefix", AttributeValue::S(format!("ENTRY#{}#", position.location)))
+            .scan_index_forward(false)
+            .limit(limit)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        page.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Ok(decode::<EntryItem>("entry", item)?.adjustment))
+            .collect()
+    }
+
     /// Every entry of one position, oldest first (audits and tests).
     pub async fn entries(&self, position: &PositionKey) -> Result<Vec<InventoryAdjustment>, LedgerError> {
         let _guard = self.read_guard().await;

@@ -407,12 +407,21 @@ async fn release(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String]) -> Re
                     .map_err(|e| CliError::sqs("ChangeMessageVisibilityBatch", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        sqs.change_message_visibility_batch()
+        let out = sqs
+            .change_message_visibility_batch()
             .queue_url(url)
             .set_entries(Some(entries))
             .send()
             .await
             .map_err(|e| CliError::sqs("ChangeMessageVisibilityBatch", e))?;
+        if let Some(f) = out.failed().first() {
+            return Err(CliError::Usage(format!(
+                "{} message(s) not made visible again: {} {}",
+                out.failed().len(),
+                f.code(),
+                f.message().unwrap_or_default()
+            )));
+        }
     }
     Ok(())
 }
@@ -442,6 +451,18 @@ pub struct RedriveReport {
     pub resent: usize,
     /// Dead letters left in the DLQ, with the reason.
     pub failed: Vec<RedriveFailure>,
+    /// Other dead letters looked at while searching for one ([`Redriver::run_one`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub examined: usize,
+    /// Why messages received while searching could not be made visible again (they reappear when
+    /// their visibility timeout ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_released: Option<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -589,7 +610,11 @@ impl<'a> Redriver<'a> {
         let mut seen = BTreeSet::new();
         let mut held = Vec::new();
         let result = loop {
-            let batch = self.receive().await?;
+            // A failed receive ends the search, but what is held is still released below.
+            let batch = match self.receive().await {
+                Ok(batch) => batch,
+                Err(e) => break Err(e),
+            };
             let mut fresh = 0;
             let mut target = None;
             for m in batch {
@@ -614,7 +639,11 @@ impl<'a> Redriver<'a> {
                 break Ok(None);
             }
         };
-        release(self.sqs, &self.route.dlq_url, &held).await?;
+        report.examined = seen.len();
+        // The move stands whatever the release does: report both.
+        if let Err(e) = release(self.sqs, &self.route.dlq_url, &held).await {
+            report.not_released = Some(e.chain().to_string());
+        }
         match result {
             Ok(Some(f)) => {
                 report.moved = 1;

@@ -154,23 +154,33 @@ pub async fn health(app: &App, aws: &Aws, routes: &Routes, now: DateTime<Utc>) -
     let mut dlqs: BTreeMap<Channel, Option<Depth>> = BTreeMap::new();
     let mut accounts = Vec::new();
     for account in &config.accounts {
+        // A read that fails flags its row and leaves the rest of the report standing.
+        let mut alerts = Vec::new();
         let key = format!("{}#{}", account.channel, account.account);
-        let state = breakers.load(&key).await.map_err(|e| CliError::Usage(format!("breaker {key}: {e}")))?;
-        let (breaker, breaker_open) = breaker_text(state.as_ref().map(|s| &s.phase), now);
-        let health = health::read(
-            &aws.ddb,
-            &aws.env.state_table,
-            account.channel.as_str(),
-            account.account.as_str(),
-            WINDOW,
-            now,
-        )
-        .await?;
+        let (breaker, breaker_open) = match breakers.load(&key).await {
+            Ok(state) => breaker_text(state.as_ref().map(|s| &s.phase), now),
+            Err(e) => {
+                alerts.push(format!("breaker unreadable: {e}"));
+                ("unknown".to_owned(), false)
+            }
+        };
+        let (channel, name) = (account.channel.as_str(), account.account.as_str());
+        let health =
+            health::read(&aws.ddb, &aws.env.state_table, channel, name, WINDOW, now).await.unwrap_or_else(|e| {
+                alerts.push(format!("push health unreadable: {e}"));
+                AccountHealth::default()
+            });
         let dlq = if let Some(d) = dlqs.get(&account.channel) {
             *d
         } else {
             let d = match routes.select(Some(account.channel)).find(|r| r.name.starts_with("push-")) {
-                Some(route) => Some(depth(&aws.sqs, &route.dlq_url).await?),
+                Some(route) => depth(&aws.sqs, &route.dlq_url).await.map_or_else(
+                    |e| {
+                        alerts.push(format!("push DLQ unreadable: {}", e.chain()));
+                        None
+                    },
+                    Some,
+                ),
                 None => None,
             };
             dlqs.insert(account.channel, d);
@@ -185,7 +195,6 @@ pub async fn health(app: &App, aws: &Aws, routes: &Routes, now: DateTime<Utc>) -
         }
         let runs: Vec<LastRun> = last.values().map(|r| LastRun::from(*r)).collect();
         let token_expires_at = token_expiry(app, &account.secret).await;
-        let mut alerts = Vec::new();
         if breaker_open {
             alerts.push(format!("breaker {breaker}"));
         }
@@ -221,7 +230,26 @@ pub async fn health(app: &App, aws: &Aws, routes: &Routes, now: DateTime<Utc>) -
             alerts,
         });
     }
+    channel_alarms(&mut accounts);
     Ok(HealthReport { at: now, accounts })
+}
+
+/// The failed-sync alarm counts a channel, not an account: three accounts failing twice each make
+/// the alarm fire with no account over the threshold. Such a channel's accounts are flagged too.
+fn channel_alarms(accounts: &mut [AccountRow]) {
+    let mut per_channel: BTreeMap<Channel, u64> = BTreeMap::new();
+    for a in accounts.iter() {
+        *per_channel.entry(a.channel).or_default() += a.health.failed_in_alarm_window;
+    }
+    for a in accounts.iter_mut().filter(|a| !a.health.failing()) {
+        let total = per_channel.get(&a.channel).copied().unwrap_or_default();
+        if total >= SYNC_FAILED_THRESHOLD {
+            a.alerts.push(format!(
+                "{total} failed pushes on {} in {SYNC_FAILED_WINDOW_MINUTES} min across its accounts (alarm at {SYNC_FAILED_THRESHOLD})",
+                a.channel
+            ));
+        }
+    }
 }
 
 /// The refresh token's expiry recorded in the account's secret, if any (an unreadable secret shows
@@ -242,6 +270,41 @@ pub async fn run(json: bool) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(channel: Channel, account: &str, failed_in_alarm_window: u64) -> AccountRow {
+        AccountRow {
+            channel,
+            account: account.to_owned(),
+            enabled: true,
+            breaker: "closed".into(),
+            breaker_open: false,
+            health: AccountHealth { failed_in_alarm_window, ..AccountHealth::default() },
+            dlq: None,
+            runs: Vec::new(),
+            token_expires_at: None,
+            alerts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_channel_over_the_alarm_flags_its_accounts_when_none_is_over_alone() {
+        let mut rows = vec![
+            row(Channel::Shopify, "a", 2),
+            row(Channel::Shopify, "b", 2),
+            row(Channel::Shopify, "c", 1),
+            row(Channel::Ebay, "d", 4),
+        ];
+        channel_alarms(&mut rows);
+        for r in &rows[..3] {
+            assert_eq!(r.alerts.len(), 1, "{r:?}");
+            assert!(r.alerts[0].starts_with("5 failed pushes on shopify"), "{:?}", r.alerts);
+        }
+        assert!(rows[3].alerts.is_empty(), "4 on eBay is under the alarm");
+        // An account over the threshold alone carries its own alert, not a second one.
+        let mut rows = vec![row(Channel::Ebay, "d", 5), row(Channel::Ebay, "e", 0)];
+        channel_alarms(&mut rows);
+        assert!(rows[0].alerts.is_empty() && rows[1].alerts.len() == 1, "{rows:?}");
+    }
 
     #[test]
     fn an_open_breaker_past_its_cool_down_is_not_flagged() {

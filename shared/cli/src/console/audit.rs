@@ -37,8 +37,9 @@ impl AuditEntry {
     }
 }
 
-/// Writes `entry`; a failure to write is logged (the action itself has happened by then).
-pub async fn record(ctx: &ConsoleContext, entry: &AuditEntry) {
+/// Writes `entry`. A failure is logged and returned: the action itself has happened by then, and
+/// the operator must be told that it is not on the record.
+pub async fn record(ctx: &ConsoleContext, entry: &AuditEntry) -> Result<(), CliError> {
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let written = ctx
         .aws
@@ -55,9 +56,10 @@ pub async fn record(ctx: &ConsoleContext, entry: &AuditEntry) {
         .item("expires_at", AttributeValue::N((entry.at.timestamp() + AUDIT_TTL_DAYS * 86_400).to_string()))
         .send()
         .await;
-    if let Err(e) = written {
+    written.map(drop).map_err(|e| {
         warn!(error = %e, operator = %entry.operator, action = %entry.action, target = %entry.target, "could not write the console's audit log");
-    }
+        CliError::dynamodb("PutItem", e)
+    })
 }
 
 /// The latest `limit` actions, newest first.

@@ -28,7 +28,7 @@ mod audit;
 mod chart;
 mod pages;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{fmt::Write as _, net::SocketAddr, sync::Arc};
 
 use axum::{
     Form, Router,
@@ -59,9 +59,15 @@ pub struct ConsoleArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = DEFAULT_BIND)]
     pub bind: SocketAddr,
-    /// Allow an address other than loopback (the console then answers whoever reaches it).
+    /// Allow an address other than loopback. The console speaks plain HTTP and has no sign-in of its
+    /// own: whoever reaches it acts with the operator's AWS credentials, so put it behind a tunnel or
+    /// an authenticating proxy.
     #[arg(long)]
     pub allow_remote: bool,
+    /// A host name the console is reached by, besides loopback's (repeatable; its port is the
+    /// console's). Needed with `--allow-remote` on an unspecified address (0.0.0.0, ::).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
 }
 
 /// What the console serves with: the same clients and names every CLI command uses.
@@ -104,17 +110,34 @@ pub struct Console {
 impl Console {
     /// Binds `bind` (refusing an address off loopback without `allow_remote`) and serves.
     pub async fn start(ctx: ConsoleContext, bind: SocketAddr, allow_remote: bool) -> Result<Self, CliError> {
+        Self::start_for(ctx, bind, allow_remote, &[]).await
+    }
+
+    /// [`Console::start`], answering also for the host names `hosts` (at its port).
+    pub async fn start_for(
+        ctx: ConsoleContext,
+        bind: SocketAddr,
+        allow_remote: bool,
+        hosts: &[String],
+    ) -> Result<Self, CliError> {
         if !bind.ip().is_loopback() && !allow_remote {
             return Err(CliError::Usage(format!(
                 "refusing to serve the console on {bind}: it is not a loopback address (pass --allow-remote to do it anyway)"
+            )));
+        }
+        if bind.ip().is_unspecified() && hosts.is_empty() {
+            return Err(CliError::Usage(format!(
+                "on {bind} the console cannot tell which host names it is reached by: name them with --host"
             )));
         }
         let listener =
             TcpListener::bind(bind).await.map_err(|e| CliError::Usage(format!("cannot listen on {bind}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| CliError::Usage(format!("no local address: {e}")))?;
         let port = addr.port();
+        let extra = hosts;
         let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")];
         hosts.push(addr.to_string());
+        hosts.extend(extra.iter().map(|h| format!("{h}:{port}")));
         let shared = Arc::new(Shared { ctx, key: rand::random(), hosts });
         let router = router(shared);
         let task = tokio::spawn(async move {
@@ -171,10 +194,22 @@ async fn guard(State(shared): State<Ctx>, request: Request, next: Next) -> Respo
     if !shared.hosts.iter().any(|h| h == host) {
         return (StatusCode::FORBIDDEN, format!("this console answers for {} only", shared.hosts[0])).into_response();
     }
+    // A page elsewhere must not make the console read (receive dead letters, call channels): browsers
+    // say where a request comes from; only the console's own pages and typed addresses are answered.
+    // Clients that send no such header (curl, scripts) are not browsers a page can drive.
+    if let Some(site) = request.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return (StatusCode::FORBIDDEN, "refused: a request from another site").into_response();
+    }
     let existing = session_of(request.headers());
     let mut request = request;
     let session = existing.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
-    request.extensions_mut().insert(Session { token: token(&shared.key, &session) });
+    request.extensions_mut().insert(Session {
+        token: token(&shared.key, &session),
+        key: shared.key,
+        id: session.clone(),
+    });
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     if existing.is_none()
@@ -193,10 +228,35 @@ async fn guard(State(shared): State<Ctx>, request: Request, next: Next) -> Respo
     response
 }
 
-/// The CSRF token of the request's session (what the pages put in their forms).
-#[derive(Debug, Clone)]
+/// The request's session: its CSRF token (what the pages put in their forms), and what signs the
+/// outcome an action shows, so a link from elsewhere cannot show a made-up one.
+#[derive(Clone)]
 pub(crate) struct Session {
     pub token: String,
+    key: [u8; 32],
+    id: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    fn notice_mac(&self, notice: &str) -> Hmac<Sha256> {
+        mac(&self.key, &format!("notice\n{}\n{notice}", self.id))
+    }
+
+    /// The signature of an action's outcome, for this session.
+    pub(crate) fn sign_notice(&self, notice: &str) -> String {
+        hex::encode(self.notice_mac(notice).finalize().into_bytes())
+    }
+
+    /// Whether `sig` is this session's signature of `notice` (constant time).
+    pub(crate) fn notice_ok(&self, notice: &str, sig: &str) -> bool {
+        hex::decode(sig).is_ok_and(|given| self.notice_mac(notice).verify_slice(&given).is_ok())
+    }
 }
 
 fn session_of(headers: &HeaderMap) -> Option<String> {
@@ -239,7 +299,12 @@ pub(crate) struct RedriveForm {
 }
 
 /// `POST /failures/redrive`: moves one dead letter back to its source queue.
-async fn redrive(State(shared): State<Ctx>, headers: HeaderMap, Form(form): Form<RedriveForm>) -> Response {
+async fn redrive(
+    State(shared): State<Ctx>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    Form(form): Form<RedriveForm>,
+) -> Response {
     if !csrf_ok(&shared.key, &headers, &form.csrf) {
         return refused();
     }
@@ -250,19 +315,33 @@ async fn redrive(State(shared): State<Ctx>, headers: HeaderMap, Form(form): Form
             let redriver =
                 crate::commands::dlq::Redriver::new(&ctx.aws.sqs, &ctx.aws.ddb, &ctx.aws.env.state_table, route);
             match redriver.run_one(&form.message).await {
-                Ok(r) if r.moved == 1 => format!("redriven: {} is back on {}", form.message, r.source),
-                Ok(r) if !r.failed.is_empty() => {
-                    format!("not redriven, still in {}: {}", form.queue, r.failed[0].error)
+                Ok(r) => {
+                    let mut notice = if r.moved == 1 {
+                        format!("redriven: {} is back on {}", form.message, r.source)
+                    } else if let Some(f) = r.failed.first() {
+                        format!("not redriven, still in {}: {}", form.queue, f.error)
+                    } else {
+                        format!(
+                            "{} holds no dead letter {} among the {} it showed now (moved already?)",
+                            form.queue, form.message, r.examined
+                        )
+                    };
+                    if let Some(e) = r.not_released {
+                        let _ = write!(
+                            notice,
+                            "; other dead letters looked at stay hidden until their visibility timeout ends ({e})"
+                        );
+                    }
+                    notice
                 }
-                Ok(_) => format!("{} holds no dead letter {} now (moved already?)", form.queue, form.message),
                 Err(e) => format!("not redriven: {}", e.chain()),
             }
         }
     };
     let entry = AuditEntry::new(&ctx.operator, "redrive", &format!("{} {}", form.queue, form.message), &notice);
-    audit::record(ctx, &entry).await;
+    let notice = audited(ctx, &entry, notice).await;
     info!(operator = %ctx.operator, queue = %form.queue, message_id = %form.message, outcome = %notice, "console: redrive");
-    back_to_failures(&notice)
+    back_to_failures(&session, &notice)
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,7 +351,12 @@ pub(crate) struct ReplayForm {
 }
 
 /// `POST /failures/replay`: replays one quarantined payload through ingest.
-async fn replay(State(shared): State<Ctx>, headers: HeaderMap, Form(form): Form<ReplayForm>) -> Response {
+async fn replay(
+    State(shared): State<Ctx>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    Form(form): Form<ReplayForm>,
+) -> Response {
     if !csrf_ok(&shared.key, &headers, &form.csrf) {
         return refused();
     }
@@ -293,13 +377,23 @@ async fn replay(State(shared): State<Ctx>, headers: HeaderMap, Form(form): Form<
         Err(e) => format!("could not replay {}: {}", form.id, e.chain()),
     };
     let entry = AuditEntry::new(&ctx.operator, "replay", &form.id, &notice);
-    audit::record(ctx, &entry).await;
+    let notice = audited(ctx, &entry, notice).await;
     info!(operator = %ctx.operator, quarantine_id = %form.id, outcome = %notice, "console: replay");
-    back_to_failures(&notice)
+    back_to_failures(&session, &notice)
 }
 
-fn back_to_failures(notice: &str) -> Response {
-    Redirect::to(&format!("/failures?{}", url_encode(&[("notice", notice)]))).into_response()
+/// Writes the action to the audit log; the operator is told when that failed (the action stands).
+async fn audited(ctx: &ConsoleContext, entry: &AuditEntry, notice: String) -> String {
+    match audit::record(ctx, entry).await {
+        Ok(()) => notice,
+        Err(e) => format!("{notice} (NOT written to the audit log: {e})"),
+    }
+}
+
+/// Back to the Failures page, showing `notice` signed for this session.
+fn back_to_failures(session: &Session, notice: &str) -> Response {
+    let sig = session.sign_notice(notice);
+    Redirect::to(&format!("/failures?{}", url_encode(&[("notice", notice), ("sig", &sig)]))).into_response()
 }
 
 /// One value, `application/x-www-form-urlencoded`.
@@ -336,7 +430,7 @@ impl ConsoleContext {
 pub async fn run(args: &ConsoleArgs) -> Result<(), CliError> {
     let ctx = ConsoleContext::from_env().await?;
     let operator = ctx.operator.clone();
-    let console = Console::start(ctx, args.bind, args.allow_remote).await?;
+    let console = Console::start_for(ctx, args.bind, args.allow_remote, &args.hosts).await?;
     eprintln!("Operations console: {} (as {operator}; Ctrl-C stops)", console.url());
     console.wait().await
 }
@@ -352,6 +446,9 @@ pub(crate) struct Search {
     pub days: Option<u32>,
     #[serde(default)]
     pub notice: Option<String>,
+    /// The session's signature of `notice` (shown only when it matches).
+    #[serde(default)]
+    pub sig: Option<String>,
     #[serde(default)]
     pub queue: Option<String>,
     #[serde(default)]

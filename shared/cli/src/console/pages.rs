@@ -69,7 +69,8 @@ fn trace_link(trace_id: &str) -> Markup {
 pub(crate) async fn channels(State(shared): State<Ctx>) -> Response {
     let ctx = &shared.ctx;
     let body = match health::health(&ctx.app, &ctx.aws, &ctx.routes, Utc::now()).await {
-        Err(e) => problem("the channels' health", &e),
+        // In the live section, so a refresh that fails replaces the rows rather than leaving them up.
+        Err(e) => html! { section data-live="15" id="channels" { (problem("the channels' health", &e)) } },
         Ok(report) => html! {
             section data-live="15" id="channels" {
                 p.meta { "As of " (report.at.format(TIME)) " UTC. A row is red on an alarm's threshold: open breaker, "
@@ -122,7 +123,9 @@ pub(crate) async fn failures(
     let quarantined = ctx.app.quarantine.list(false).await;
     let actions = audit::recent(ctx, 20).await;
     let body = html! {
-        @if let Some(notice) = &search.notice { p.notice role="status" { (notice) } }
+        @if let Some(notice) = search.notice.as_deref().filter(|n| session.notice_ok(n, search.sig.as_deref().unwrap_or_default())) {
+            p.notice role="status" { (notice) }
+        }
         section id="dlq" {
             h2 { "Dead letters" }
             @for (route, shown) in &queues {
@@ -220,6 +223,9 @@ pub(crate) async fn confirm_replay(Extension(session): Extension<Session>, Query
     layout("Replay a quarantined payload", "/failures", &body)
 }
 
+/// Ledger entries the Stock page shows per location.
+const ENTRIES_SHOWN: i32 = 15;
+
 /// `GET /stock?sku=`: the SKU's position per location, its recent ledger entries, and per listing
 /// what the channel shows now against what it should show.
 pub(crate) async fn stock(State(shared): State<Ctx>, Query(search): Query<Search>) -> Response {
@@ -256,9 +262,21 @@ pub(crate) async fn stock(State(shared): State<Ctx>, Query(search): Query<Search
             continue;
         }
         stock::read_channels(&ctx.app, &mut report).await;
-        let mut entries = ledger.entries(&key).await.unwrap_or_default();
-        entries.reverse();
-        entries.truncate(15);
+        // The position's own entries, and each shard's of a hot SKU (its stock moves there).
+        let shards = manifold_ledger::shard::Shards::from_config(&config).of(&key.sku);
+        let physical = std::iter::once(key.clone()).chain(
+            (shards > 1).then(|| (0..shards).map(|k| manifold_ledger::shard::shard_key(&key, k))).into_iter().flatten(),
+        );
+        let mut entries = Vec::new();
+        let mut unread = None;
+        for position in physical {
+            match ledger.latest_entries(&position, ENTRIES_SHOWN).await {
+                Ok(mut e) => entries.append(&mut e),
+                Err(e) => unread = Some(format!("{}: {e}", position.location)),
+            }
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.at));
+        entries.truncate(usize::try_from(ENTRIES_SHOWN).unwrap_or(15));
         let p = &report.position;
         sections.push(html! {
             section.location data-location=(p.location) {
@@ -291,7 +309,8 @@ pub(crate) async fn stock(State(shared): State<Ctx>, Query(search): Query<Search
                     }
                 }
                 h3 { "Recent ledger entries (reservations, releases, counts)" }
-                @if entries.is_empty() { p { "None." } }
+                @if let Some(e) = &unread { p.error { "Could not read the ledger entries of " (e) } }
+                @if entries.is_empty() && unread.is_none() { p { "None." } }
                 @else {
                     table { thead { tr { th { "At" } th { "Reason" } th.num { "On hand" } th.num { "Reserved" } th { "Order" } th { "Trace" } } }
                     tbody { @for e in &entries {

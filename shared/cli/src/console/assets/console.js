@@ -11,9 +11,17 @@
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
         .then(function (html) {
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(section.id);
-          if (fresh) { section.replaceWith(fresh); section = fresh; }
+          if (!fresh) { return Promise.reject("no section"); }
+          section.replaceWith(fresh);
+          section = fresh;
         })
-        .catch(function () { /* keep what is shown; the next round tries again */ });
+        .catch(function () {
+          // Keep what is shown, but say it is old; the next round tries again.
+          if (!section.classList.contains("stale")) {
+            section.classList.add("stale");
+            section.setAttribute("data-stale-since", new Date().toISOString().slice(11, 19) + " UTC");
+          }
+        });
     }, seconds * 1000);
   });
 })();
