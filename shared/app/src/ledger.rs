@@ -180,7 +180,12 @@ impl App {
                     }
                     let change = self
                         .ledger
-                        .release_order(&refund.order_id, &Scope::Lines(lines), &format!("refund:{}", refund.id))
+                        .release_order_traced(
+                            &refund.order_id,
+                            &Scope::Lines(lines),
+                            &format!("refund:{}", refund.id),
+                            Some(&trace_id),
+                        )
                         .await
                         .map_err(|e| failure(&e))?;
                     let refund_ref = format!("refund:{}", refund.id);
@@ -200,7 +205,12 @@ impl App {
                     let scope = if lines.is_empty() { Scope::WholeOrder } else { Scope::Lines(lines) };
                     let change = self
                         .ledger
-                        .ship_order(&shipment.order_id, &scope, &format!("shipment:{}", shipment.id))
+                        .ship_order_traced(
+                            &shipment.order_id,
+                            &scope,
+                            &format!("shipment:{}", shipment.id),
+                            Some(&trace_id),
+                        )
                         .await
                         .map_err(|e| failure(&e))?;
                     let shipment_ref = format!("shipment:{}", shipment.id);
@@ -243,8 +253,11 @@ impl App {
 
     async fn apply_order(&self, order: &Order, trace_id: &str, now: DateTime<Utc>) -> Result<LedgerOutcome, Failure> {
         if order.status.releases_stock() {
-            let change =
-                self.ledger.release_order(&order.id, &Scope::WholeOrder, "cancel").await.map_err(|e| failure(&e))?;
+            let change = self
+                .ledger
+                .release_order_traced(&order.id, &Scope::WholeOrder, "cancel", Some(trace_id))
+                .await
+                .map_err(|e| failure(&e))?;
             let jobs = self.after_movement(&order.id, "cancel", &change, trace_id, now).await?;
             return Ok(LedgerOutcome::Released { jobs });
         }
@@ -283,8 +296,11 @@ impl App {
         self.watch_ship_by(order, trace_id).await?;
         if order.status == OrderStatus::Fulfilled {
             // Fulfilled on the channel itself: the reservation leaves the warehouse.
-            let shipped: Change<_> =
-                self.ledger.ship_order(&order.id, &Scope::WholeOrder, "fulfilled").await.map_err(|e| failure(&e))?;
+            let shipped: Change<_> = self
+                .ledger
+                .ship_order_traced(&order.id, &Scope::WholeOrder, "fulfilled", Some(trace_id))
+                .await
+                .map_err(|e| failure(&e))?;
             jobs += self.after_movement(&order.id, "fulfilled", &shipped, trace_id, now).await?;
             return Ok(LedgerOutcome::Shipped { jobs });
         }

@@ -469,6 +469,7 @@ impl<S: Store> StockLedger<S> {
         scope: &Scope,
         op_ref: &str,
         movement: Movement,
+        trace_id: Option<&str>,
     ) -> Result<Change<ReleaseOutcome>, LedgerError> {
         if op_ref.trim().is_empty() {
             return Err(LedgerError::Invalid("a release or shipment needs a reference".into()));
@@ -556,7 +557,7 @@ impl<S: Store> StockLedger<S> {
             for (i, chunk) in chunks.into_iter().enumerate() {
                 let part: Deltas = chunk.iter().map(|k| (k.clone(), deltas[k])).collect();
                 let step = self
-                    .commit_movement(&rec, &part, movement, None, |r| {
+                    .commit_movement(&rec, &part, movement, trace_id, |r| {
                         if i == last {
                             finish(r);
                         }
@@ -790,23 +791,25 @@ impl<S: Store> Ledger for StockLedger<S> {
         self.settled(change).await
     }
 
-    async fn release_order(
+    async fn release_order_traced(
         &self,
         order: &OrderId,
         scope: &Scope,
         release_ref: &str,
+        trace_id: Option<&str>,
     ) -> Result<Change<ReleaseOutcome>, LedgerError> {
-        let change = self.release_or_ship(order, scope, release_ref, Movement::Release).await?;
+        let change = self.release_or_ship(order, scope, release_ref, Movement::Release, trace_id).await?;
         self.settled(change).await
     }
 
-    async fn ship_order(
+    async fn ship_order_traced(
         &self,
         order: &OrderId,
         scope: &Scope,
         shipment_ref: &str,
+        trace_id: Option<&str>,
     ) -> Result<Change<ReleaseOutcome>, LedgerError> {
-        let change = self.release_or_ship(order, scope, shipment_ref, Movement::Ship).await?;
+        let change = self.release_or_ship(order, scope, shipment_ref, Movement::Ship, trace_id).await?;
         self.settled(change).await
     }
 

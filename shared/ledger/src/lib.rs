@@ -63,6 +63,18 @@ pub trait Ledger: Send + Sync {
         order: &OrderId,
         scope: &Scope,
         release_ref: &str,
+    ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send {
+        self.release_order_traced(order, scope, release_ref, None)
+    }
+
+    /// [`Ledger::release_order`], its entries carrying the transaction's `trace_id` (as a
+    /// reservation's carry its order's), so `manifold trace` finds the release under it.
+    fn release_order_traced(
+        &self,
+        order: &OrderId,
+        scope: &Scope,
+        release_ref: &str,
+        trace_id: Option<&str>,
     ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send;
 
     /// Shipment: turns what `scope` reserved into an on-hand decrement, once per `shipment_ref`.
@@ -71,6 +83,17 @@ pub trait Ledger: Send + Sync {
         order: &OrderId,
         scope: &Scope,
         shipment_ref: &str,
+    ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send {
+        self.ship_order_traced(order, scope, shipment_ref, None)
+    }
+
+    /// [`Ledger::ship_order`], its entries carrying `trace_id`.
+    fn ship_order_traced(
+        &self,
+        order: &OrderId,
+        scope: &Scope,
+        shipment_ref: &str,
+        trace_id: Option<&str>,
     ) -> impl Future<Output = Result<Change<ReleaseOutcome>, LedgerError>> + Send;
 
     /// Goods a buyer sent back: each `(line id, units)` line takes at most the units it shipped and
