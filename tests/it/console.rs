@@ -312,6 +312,46 @@ async fn every_page_shows_the_scenario_and_a_redrive_from_the_console_fixes_the_
 }
 
 #[tokio::test]
+async fn an_orders_page_follows_the_order_from_its_reservation_to_its_cancellation() {
+    let scene = Box::pin(Scene::new()).await;
+    let app = &scene.app;
+    let ledger_run = async || {
+        let events = scene.stack.drain(&scene.stack.events_queue.clone()).await;
+        let response = app.ledger_batch(support::lambda_event(&events)).await;
+        assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    };
+    // The scenario's order (ingested under `order_trace`) is reserved by the ledger under its trace.
+    let key = PositionKey::new(Sku::new("IPOD2009BLACK").unwrap(), manifold_ledger::DEFAULT_LOCATION);
+    app.ledger.set_on_hand(&key, 5, "count").await.expect("count");
+    ledger_run().await;
+    assert_eq!(app.ledger.position(&key).await.unwrap().reserved, 1);
+    // Shopify cancels it later, under a trace of its own: the record now keeps only that one.
+    let cancel_trace = support::unique("trace-cancel");
+    let mut doc: serde_json::Value = serde_json::from_str(SHOPIFY_ORDER).unwrap();
+    let order = doc["order"].as_object_mut().unwrap();
+    order.insert("cancelled_at".into(), json!("2025-04-03T09:00:00-05:00"));
+    order.insert("updated_at".into(), json!("2025-04-03T09:00:00-05:00"));
+    order.insert("cancel_reason".into(), json!("customer"));
+    let cancelled = app.ingest(&envelope(&cancel_trace, doc["order"].to_string()), Utc::now()).await.expect("ingest");
+    assert!(matches!(cancelled, IngestOutcome::Stored { .. }), "{cancelled:?}");
+    ledger_run().await;
+    assert_eq!(app.ledger.position(&key).await.unwrap().reserved, 0, "the cancellation released it");
+
+    // Searched by its channel order id, the order shows both stories: the reservation's and the
+    // cancellation's, oldest first.
+    let (_, page) = Browser::new().get(&scene.url("/orders?q=1073459981")).await;
+    let reserved_at = page.find(&format!("data-trace=\"{}\"", scene.order_trace)).expect("the reservation's trace");
+    let cancelled_at = page.find(&format!("data-trace=\"{cancel_trace}\"")).expect("the cancellation's trace");
+    assert!(reserved_at < cancelled_at, "oldest first");
+    assert!(page[reserved_at..cancelled_at].contains("data-stage=\"ledger\""), "{page}");
+    assert!(page[cancelled_at..].contains("data-stage=\"ledger\""), "the release: {page}");
+
+    // An id that is neither an order's nor a trace's says so.
+    let (_, page) = Browser::new().get(&scene.url("/orders?q=no-such-thing")).await;
+    assert!(page.contains("No order has the channel order id no-such-thing"), "{page}");
+}
+
+#[tokio::test]
 async fn actions_need_the_session_token_and_the_console_stays_on_loopback() {
     let scene = Box::pin(Scene::new()).await;
     let message = {

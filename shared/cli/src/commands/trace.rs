@@ -240,13 +240,32 @@ async fn ledger_entries(
     table: &str,
     trace_id: &str,
 ) -> Result<Vec<InventoryAdjustment>, CliError> {
+    entries_where(ddb, table, "trace_id", trace_id).await
+}
+
+/// Ledger entries of one order (a filtered scan, like [`ledger_entries`]).
+async fn order_entries(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    order_id: &str,
+) -> Result<Vec<InventoryAdjustment>, CliError> {
+    entries_where(ddb, table, "order_id", order_id).await
+}
+
+/// Ledger entries whose adjustment's `field` is `value`.
+async fn entries_where(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    field: &str,
+    value: &str,
+) -> Result<Vec<InventoryAdjustment>, CliError> {
     let items = scan_all(
         ddb.scan()
             .table_name(table)
-            .filter_expression("#a.#t = :t")
+            .filter_expression("#a.#f = :v")
             .expression_attribute_names("#a", "adjustment")
-            .expression_attribute_names("#t", "trace_id")
-            .expression_attribute_values(":t", AttributeValue::S(trace_id.to_owned())),
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":v", AttributeValue::S(value.to_owned())),
     )
     .await?;
     items
@@ -265,11 +284,14 @@ pub async fn run(args: &TraceArgs) -> Result<TraceReport, CliError> {
     trace(&Aws::from_env().await?, &args.trace_id).await
 }
 
-/// An order found by its channel order id, with the trace of its last write.
+/// An order found by its channel order id, with the traces of its story: the ledger's (reservation,
+/// release, commit: each entry keeps its transaction's trace), oldest first, then that of the
+/// record's last write. The record keeps only its last write's trace, so an earlier update's own
+/// trace shows only where the ledger moved stock for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FoundOrder {
     pub order: manifold_domain::Order,
-    pub trace_id: Option<String>,
+    pub traces: Vec<String>,
 }
 
 /// The orders whose channel order id is `q`, on any configured account (an order id is derived from
@@ -294,8 +316,16 @@ pub async fn find_orders(
             .send()
             .await
             .map_err(|e| CliError::dynamodb("GetItem", e))?;
-        let trace_id = item.item.and_then(|i| i.get("trace_id").and_then(|v| v.as_s().ok()).cloned());
-        found.push(FoundOrder { order, trace_id });
+        let last_write = item.item.and_then(|i| i.get("trace_id").and_then(|v| v.as_s().ok()).cloned());
+        let mut entries = order_entries(&aws.ddb, &aws.env.ledger_table, id.as_str()).await?;
+        entries.sort_by_key(|e| e.at);
+        let mut traces: Vec<String> = Vec::new();
+        for t in entries.into_iter().filter_map(|e| e.trace_id).chain(last_write) {
+            if !traces.contains(&t) {
+                traces.push(t);
+            }
+        }
+        found.push(FoundOrder { order, traces });
     }
     Ok(found)
 }

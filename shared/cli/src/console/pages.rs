@@ -348,9 +348,13 @@ pub(crate) async fn orders(State(shared): State<Ctx>, Query(search): Query<Searc
     }
     let config = ctx.app.config().await;
     let found = trace::find_orders(&ctx.aws, &config, &q).await;
-    let mut traces: Vec<String> =
-        found.as_ref().map_or_else(|_| Vec::new(), |orders| orders.iter().filter_map(|o| o.trace_id.clone()).collect());
-    if traces.is_empty() {
+    let mut traces: Vec<String> = found
+        .as_ref()
+        .map_or_else(|_| Vec::new(), |orders| orders.iter().flat_map(|o| o.traces.iter().cloned()).collect());
+    traces.dedup();
+    // No order by that id: perhaps it is a trace id.
+    let as_trace = traces.is_empty();
+    if as_trace {
         traces.push(q.clone());
     }
     let mut timelines = Vec::new();
@@ -382,7 +386,8 @@ pub(crate) async fn orders(State(shared): State<Ctx>, Query(search): Query<Searc
                     Err(e) => (problem("the trace", e)),
                     Ok(r) => {
                         @let steps = r.timeline();
-                        @if steps.is_empty() { p { "Nothing is stored under " (t) "." } }
+                        @if steps.is_empty() && as_trace { p { "No order has the channel order id " (t) " on any account, and no trace has that id." } }
+                        @else if steps.is_empty() { p { "Nothing is stored under " (t) "." } }
                         @else { ol.steps { @for s in &steps {
                             li data-stage=(s.stage) { span.at { (time(s.at)) } " " span.stage { (s.stage) } " " (s.what) }
                         } } }
