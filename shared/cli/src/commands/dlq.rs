@@ -471,6 +471,10 @@ pub struct RedriveFailure {
     pub error: String,
 }
 
+/// Dead letters [`Redriver::run_one`] looks at before it gives up on finding one (they stay hidden
+/// while it searches, for the receive's visibility timeout).
+pub const SEARCH_LIMIT: usize = 1_000;
+
 /// Moves the dead letters of one route back to its source, exactly as the module docs describe.
 #[derive(Debug, Clone)]
 pub struct Redriver<'a> {
@@ -599,7 +603,7 @@ impl<'a> Redriver<'a> {
     }
 
     /// Moves the one dead letter `message_id`, under the same guarantee; every other message received
-    /// while looking for it is made visible again at once. `moved` is 0 when the queue does not hold it
+    /// while looking for it (at most [`SEARCH_LIMIT`]) is made visible again at once. `moved` is 0 when the queue does not hold it
     /// (moved already, or never there).
     pub async fn run_one(&self, message_id: &str) -> Result<RedriveReport, CliError> {
         let mut report = RedriveReport {
@@ -635,7 +639,9 @@ impl<'a> Redriver<'a> {
                     }
                 };
             }
-            if fresh == 0 {
+            // Nothing new: the queue has shown all it holds. Past the limit, the first messages held
+            // would soon reappear and be taken for new ones: stop and say how far the search went.
+            if fresh == 0 || seen.len() >= SEARCH_LIMIT {
                 break Ok(None);
             }
         };
