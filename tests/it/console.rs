@@ -10,7 +10,7 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
 use fantoccini::Locator;
-use manifold_app::{App, IngestEnvelope, Source, app::Settings, ingest::IngestOutcome, push::PushSettings};
+use manifold_app::{App, app::Settings, ingest::IngestOutcome, push::PushSettings};
 use manifold_aws::secrets::StaticSecrets;
 use manifold_cli::{
     aws::Aws,
@@ -48,21 +48,6 @@ struct Scene {
 fn account(sim: &SimHandle, channel: Channel, name: &str, settings: &[(&str, &str)]) -> AccountConfig {
     let api_version = if channel == Channel::Shopify { "2026-07" } else { "v1" };
     support::sim_account(channel, name, api_version, sim.base_url(channel), settings)
-}
-
-fn envelope(trace_id: &str, body: String) -> IngestEnvelope {
-    IngestEnvelope {
-        v: 1,
-        channel: Channel::Shopify,
-        account: "shop-eu".into(),
-        source: Source::Webhook,
-        topic: Some("orders/create".into()),
-        event_id: format!("evt-{trace_id}"),
-        trace_id: trace_id.to_owned(),
-        received_at: Utc::now(),
-        body,
-        document: None,
-    }
 }
 
 impl Scene {
@@ -135,9 +120,13 @@ impl Scene {
         // A Shopify order is stored; a broken delivery is quarantined by ingest.
         let order_trace = support::unique("trace-order");
         let doc: serde_json::Value = serde_json::from_str(SHOPIFY_ORDER).unwrap();
-        let stored = app.ingest(&envelope(&order_trace, doc["order"].to_string()), Utc::now()).await.expect("ingest");
+        let stored = app
+            .ingest(&support::shopify_delivery(&order_trace, doc["order"].to_string()), Utc::now())
+            .await
+            .expect("ingest");
         assert!(matches!(stored, IngestOutcome::Stored { .. }), "{stored:?}");
-        let broken = app.ingest(&envelope(&support::unique("trace-bad"), "not json".into()), Utc::now()).await;
+        let broken =
+            app.ingest(&support::shopify_delivery(&support::unique("trace-bad"), "not json".into()), Utc::now()).await;
         let Ok(IngestOutcome::Quarantined { id: Some(quarantine_id), .. }) = broken else {
             panic!("the broken delivery is quarantined: {broken:?}")
         };
@@ -332,7 +321,10 @@ async fn an_orders_page_follows_the_order_from_its_reservation_to_its_cancellati
     order.insert("cancelled_at".into(), json!("2025-04-03T09:00:00-05:00"));
     order.insert("updated_at".into(), json!("2025-04-03T09:00:00-05:00"));
     order.insert("cancel_reason".into(), json!("customer"));
-    let cancelled = app.ingest(&envelope(&cancel_trace, doc["order"].to_string()), Utc::now()).await.expect("ingest");
+    let cancelled = app
+        .ingest(&support::shopify_delivery(&cancel_trace, doc["order"].to_string()), Utc::now())
+        .await
+        .expect("ingest");
     assert!(matches!(cancelled, IngestOutcome::Stored { .. }), "{cancelled:?}");
     ledger_run().await;
     assert_eq!(app.ledger.position(&key).await.unwrap().reserved, 0, "the cancellation released it");

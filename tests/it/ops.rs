@@ -11,7 +11,7 @@ use std::{
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::{NaiveDate, TimeZone as _, Utc};
-use manifold_app::{App, IngestEnvelope, Source, app::Settings, ingest::IngestOutcome};
+use manifold_app::{App, IngestEnvelope, app::Settings, ingest::IngestOutcome};
 use manifold_aws::{
     quarantine::{DynamoQuarantine, Quarantine, QuarantinedPayload, Retention},
     secrets::StaticSecrets,
@@ -204,18 +204,7 @@ async fn dlq_show_reads_dead_letters_without_consuming_them() {
 /// A Shopify `orders/create` delivery of the published order fixture, as the webhook enqueues it.
 fn shopify_envelope(trace_id: &str) -> IngestEnvelope {
     let doc: serde_json::Value = serde_json::from_str(SHOPIFY_ORDER).unwrap();
-    IngestEnvelope {
-        v: 1,
-        channel: Channel::Shopify,
-        account: "shop-eu".into(),
-        source: Source::Webhook,
-        topic: Some("orders/create".into()),
-        event_id: format!("evt-{trace_id}"),
-        trace_id: trace_id.to_owned(),
-        received_at: Utc::now(),
-        body: doc["order"].to_string(),
-        document: None,
-    }
+    support::shopify_delivery(trace_id, doc["order"].to_string())
 }
 
 fn quarantined(envelope: &IngestEnvelope, reason: &str) -> QuarantinedPayload {

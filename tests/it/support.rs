@@ -43,6 +43,22 @@ pub fn sim_account(
     }
 }
 
+/// A Shopify `orders/create` delivery to `shop-eu` of `body`, as the webhook enqueues it.
+pub fn shopify_delivery(trace_id: &str, body: String) -> manifold_app::IngestEnvelope {
+    manifold_app::IngestEnvelope {
+        v: 1,
+        channel: manifold_domain::Channel::Shopify,
+        account: "shop-eu".into(),
+        source: manifold_app::Source::Webhook,
+        topic: Some("orders/create".into()),
+        event_id: format!("evt-{trace_id}"),
+        trace_id: trace_id.to_owned(),
+        received_at: chrono::Utc::now(),
+        body,
+        document: None,
+    }
+}
+
 /// The moto endpoint: `AWS_ENDPOINT_URL`, or moto's default port on loopback.
 pub fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())

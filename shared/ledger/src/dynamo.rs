@@ -232,6 +232,20 @@ impl DynamoStore {
         }
     }
 
+    /// The (consistent) query of one physical position's entries, oldest first.
+    fn entries_query(
+        &self,
+        position: &PositionKey,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(position_pk(&position.sku, &position.location)))
+            .expression_attribute_values(":prefix", AttributeValue::S(format!("ENTRY#{}#", position.location)))
+            .consistent_read(true)
+    }
+
     /// The latest `limit` entries of one physical position (a shard's key reads that shard's), newest first.
     pub async fn latest_entries(
         &self,
@@ -240,15 +254,9 @@ impl DynamoStore {
     ) -> Result<Vec<InventoryAdjustment>, LedgerError> {
         let _guard = self.read_guard().await;
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", AttributeValue::S(position_pk(&position.sku, &position.location)))
-            .expression_attribute_values(":prefix", AttributeValue::S(format!("ENTRY#{}#", position.location)))
+            .entries_query(position)
             .scan_index_forward(false)
             .limit(limit)
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| sdk_error("Query", e))?;
@@ -266,13 +274,7 @@ impl DynamoStore {
         let mut start: Option<Item> = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(position_pk(&position.sku, &position.location)))
-                .expression_attribute_values(":prefix", AttributeValue::S(format!("ENTRY#{}#", position.location)))
-                .consistent_read(true)
+                .entries_query(position)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
