@@ -500,7 +500,7 @@ impl PushGate {
             .send()
             .await
             .map_err(|e| aws_error("GetItem", e))?;
-        Ok(out.item.as_ref().map(gate_state))
+        Ok(out.item.as_ref().map(GateState::from_item))
     }
 
     /// [`PushGate::state`] of each of `jobs`, in order, read a hundred at a time (`BatchGetItem`): a
@@ -530,7 +530,7 @@ impl PushGate {
                     .await
                     .map_err(|e| aws_error("BatchGetItem", e))?;
                 for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    found.insert(key_of(&item), gate_state(&item));
+                    found.insert(key_of(&item), GateState::from_item(&item));
                 }
                 pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
             }
@@ -547,21 +547,6 @@ impl PushGate {
     pub async fn are_current(&self, jobs: &[PushJob]) -> Result<Vec<bool>, PushError> {
         let states = self.states(jobs).await?;
         Ok(jobs.iter().zip(states).map(|(j, s)| s.is_none_or(|s| s.version == j.version)).collect())
-    }
-}
-
-/// A gate item read back.
-fn gate_state(item: &HashMap<String, AttributeValue>) -> GateState {
-    let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-    let un = |k: &str| n(k).and_then(|v| u64::try_from(v).ok());
-    GateState {
-        version: un("version").unwrap_or_default(),
-        quantity: n("quantity").and_then(|q| u32::try_from(q).ok()).unwrap_or_default(),
-        channel_sku: item.get("channel_sku").and_then(|v| v.as_s().ok()).cloned(),
-        offered_at: n("offered_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)).unwrap_or_default(),
-        delivered: un("delivered"),
-        withdrawn: un("withdrawn"),
-        offered_by: item.get("offered_by").and_then(|v| v.as_s().ok()).cloned(),
     }
 }
 
@@ -584,6 +569,26 @@ pub struct GateState {
 }
 
 impl GateState {
+    /// The gate's item (`PUSH#{channel}#{account}` / `SKU#{sku}#LOC#{location}`) as read from the table.
+    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Self {
+        let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        let un = |k: &str| n(k).and_then(|v| u64::try_from(v).ok());
+        Self {
+            version: un("version").unwrap_or_default(),
+            quantity: n("quantity").and_then(|q| u32::try_from(q).ok()).unwrap_or_default(),
+            channel_sku: item.get("channel_sku").and_then(|v| v.as_s().ok()).cloned(),
+            offered_at: n("offered_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)).unwrap_or_default(),
+            delivered: un("delivered"),
+            withdrawn: un("withdrawn"),
+            offered_by: item.get("offered_by").and_then(|v| v.as_s().ok()).cloned(),
+        }
+    }
+
+    /// Whether the channel confirmed the latest version offered.
+    pub fn confirmed(&self) -> bool {
+        self.delivered.is_some_and(|d| d >= self.version)
+    }
+
     /// Whether an offer of `job` at `now` goes to the queue: nothing recorded yet; a newer version that
     /// changes the quantity; the same or a newer version under another channel SKU (a mapping change:
     /// the new SKU never got this quantity); or the same or a newer version while the one offered never

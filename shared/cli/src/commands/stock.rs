@@ -10,7 +10,7 @@ use manifold_app::App;
 use manifold_domain::{Channel, Sku, config::ChannelConfig};
 use manifold_ledger::{
     DEFAULT_LOCATION, DynamoLedger, Ledger, Position, PositionKey,
-    fanout::{PushGate, push_jobs},
+    fanout::{GateState, PushGate, push_jobs},
 };
 use serde::Serialize;
 
@@ -138,7 +138,7 @@ pub async fn stock(aws: &Aws, config: &ChannelConfig, key: &PositionKey) -> Resu
             last_version: state.as_ref().map(|s| s.version),
             last_pushed_at: state.as_ref().map(|s| s.offered_at),
             last_trace_id: state.as_ref().and_then(|s| s.offered_by.clone()),
-            confirmed: state.as_ref().is_some_and(|s| s.delivered.is_some_and(|d| d >= s.version)),
+            confirmed: state.as_ref().is_some_and(GateState::confirmed),
             shows_now: None,
             read_note: None,
         });

@@ -17,6 +17,7 @@ use manifold_aws::{
     records::{DynamoRecords, RecordStore, StoredRecord},
 };
 use manifold_domain::InventoryAdjustment;
+use manifold_ledger::fanout::GateState;
 use serde::Serialize;
 
 use crate::{
@@ -210,23 +211,20 @@ async fn push_offers(ddb: &aws_sdk_dynamodb::Client, table: &str, trace_id: &str
     let mut offers: Vec<PushOffer> = items
         .iter()
         .filter_map(|item| {
-            let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-            let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
-            let pk = s("pk")?;
-            let (channel, account) = pk.strip_prefix("PUSH#")?.split_once('#')?;
-            let sk = s("sk")?;
-            let (sku, location) = sk.strip_prefix("SKU#")?.split_once("#LOC#")?;
-            let version = n("version").unwrap_or_default();
+            let key = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
+            let (channel, account) = key("pk")?.strip_prefix("PUSH#")?.split_once('#')?;
+            let (sku, location) = key("sk")?.strip_prefix("SKU#")?.split_once("#LOC#")?;
+            let gate = GateState::from_item(item);
             Some(PushOffer {
                 channel: channel.to_owned(),
                 account: account.to_owned(),
                 sku: sku.to_owned(),
                 location: location.to_owned(),
-                channel_sku: s("channel_sku"),
-                quantity: n("quantity").unwrap_or_default(),
-                version,
-                offered_at: n("offered_at").and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0)),
-                delivered: n("delivered").is_some_and(|d| d >= version),
+                quantity: u64::from(gate.quantity),
+                version: gate.version,
+                offered_at: item.contains_key("offered_at").then_some(gate.offered_at),
+                delivered: gate.confirmed(),
+                channel_sku: gate.channel_sku,
             })
         })
         .collect();
